@@ -1,0 +1,1 @@
+"""Generates PocketStack's models, route stubs, Protocols and SDKs from spec/openapi.yaml."""

@@ -1,0 +1,50 @@
+"""Pydantic models for the server, written by datamodel-code-generator."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from codegen.spec import Spec
+
+# Why each flag: see the notes of issue 2 — MISSING keeps optional non-nullable fields out of
+# dumps (clients reject `null` there), full-path names stay stable as schemas grow.
+DATAMODEL_FLAGS = (
+    "--input-file-type", "openapi",
+    "--output-model-type", "pydantic_v2.BaseModel",
+    "--target-python-version", "3.11",
+    "--target-pydantic-version", "2.14",
+    "--use-missing-sentinel",
+    "--use-default",
+    "--strict-nullable",
+    "--naming-strategy", "full-path",
+    "--enum-field-as-literal", "one",
+    "--use-annotated",
+    "--field-constraints",
+    "--use-standard-collections",
+    "--use-union-operator",
+    "--use-schema-description",
+    "--disable-timestamp",
+    "--formatters", "ruff-format", "ruff-check",
+)  # fmt: skip
+
+
+def write_models(spec: Spec, header: str, target: Path) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        source = Path(tmp) / "openapi.json"
+        # JSON, not YAML: keeps property order, which becomes field order.
+        source.write_text(json.dumps(spec.model_document(), indent=1), encoding="utf-8")
+        subprocess.run(
+            [
+                sys.executable, "-m", "datamodel_code_generator",
+                "--input", str(source),
+                "--output", str(target),
+                "--custom-file-header", header.rstrip("\n"),
+                *DATAMODEL_FLAGS,
+            ],
+            check=True,
+            cwd=tmp,
+        )  # fmt: skip

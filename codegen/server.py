@@ -1,0 +1,156 @@
+"""Per-API Protocols and aiohttp route stubs, emitted from the intermediate form.
+
+The stubs are the only code that touches raw requests: each parses path, query and body into the
+operation's request model (through `pocketstack.http`), awaits the implementation and writes the
+answer. Hand-written API modules implement the Protocols and never see aiohttp.
+"""
+
+from __future__ import annotations
+
+import re
+
+from codegen.spec import Operation, Spec
+
+GENERATED = "pocketstack._generated"
+
+
+def attribute_name(tag: str) -> str:
+    """`VectorIO` -> `vector_io`, `Scoring Functions` -> `scoring_functions`."""
+    compact = tag.replace(" ", "")
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", compact).lower()
+
+
+def protocol_name(tag: str) -> str:
+    return tag.replace(" ", "")
+
+
+def _return_type(op: Operation) -> str:
+    if op.response_model is None:
+        return "None"
+    result = f"models.{op.response_model}"
+    if op.stream is not None:
+        result += f" | AsyncIterator[models.{op.stream.chunk_model}]"
+    return result
+
+
+def _signature(op: Operation) -> str:
+    args = "self" if op.request_model is None else f"self, request: models.{op.request_model}"
+    return f"async def {op.operation_id}({args}) -> {_return_type(op)}:"
+
+
+def _docstring(text: str, indent: str) -> str:
+    text = text.strip().replace('"""', "'''") or "No summary in the spec."
+    return f'{indent}"""{text}"""\n'
+
+
+def emit_protocols(spec: Spec, header: str) -> str:
+    out = [
+        header,
+        '"""One Protocol per API tag; runtime/apis/ implements them."""\n\n',
+        "from __future__ import annotations\n\n",
+        "from collections.abc import AsyncIterator  # noqa: F401 (used by streaming operations)\n",
+        "from typing import Protocol\n\n",
+        f"from {GENERATED} import models\n",
+    ]
+    descriptions = {t["name"]: t.get("description", "") for t in spec.document.get("tags", [])}
+    for tag in spec.tags:
+        out.append(f"\n\nclass {protocol_name(tag)}(Protocol):\n")
+        out.append(_docstring(descriptions.get(tag, tag), "    "))
+        for op in spec.operations_of(tag):
+            out.append(f"\n    {_signature(op)}\n")
+            out.append(_docstring(op.summary, "        "))
+            out.append("        ...\n")
+    return "".join(out)
+
+
+def _tuple(names: list[str]) -> str:
+    if not names:
+        return "()"
+    return "(" + ", ".join(repr(n) for n in names) + ",)"
+
+
+def _handler(op: Operation) -> str:
+    lines = [f"    async def {op.operation_id}(self, request: web.Request) -> web.StreamResponse:\n"]
+    if op.request_model is None:
+        lines.append(f"        result = await self.impl.{op.operation_id}()\n")
+    else:
+        path = [p.name for p in op.params if p.location == "path"]
+        query = [p.name for p in op.params if p.location == "query" and not p.is_array]
+        array_query = [p.name for p in op.params if p.location == "query" and p.is_array]
+        body = "none" if op.body_model is None else ("required" if op.body_required else "optional")
+        lines += [
+            "        parsed = await http.parse_request(\n",
+            "            request,\n",
+            f"            models.{op.request_model},\n",
+            f"            path={_tuple(path)},\n",
+            f"            query={_tuple(query)},\n",
+            f"            array_query={_tuple(array_query)},\n",
+            f'            body="{body}",\n',
+            "        )\n",
+        ]
+        call = f"await self.impl.{op.operation_id}(parsed)"
+        lines.append(f"        {call}\n" if op.response_model is None else f"        result = {call}\n")
+    result = "None" if op.response_model is None else "result"
+    lines.append(f"        return await http.respond(request, {result}, status={op.success_status})\n")
+    return "".join(lines)
+
+
+def emit_routes(spec: Spec, header: str) -> str:
+    protocols = ", ".join(protocol_name(t) for t in spec.tags)
+    out = [
+        header,
+        '"""aiohttp route stubs and the operation table, one class of routes per API tag."""\n\n',
+        "from __future__ import annotations\n\n",
+        "from dataclasses import dataclass\n\n",
+        "from aiohttp import web\n\n",
+        "from pocketstack import http\n",
+        f"from {GENERATED} import models\n",
+        f"from {GENERATED}.protocols import {protocols}\n\n\n",
+        "@dataclass(frozen=True)\n",
+        "class OperationInfo:\n",
+        "    operation_id: str\n",
+        "    tag: str\n",
+        "    method: str\n",
+        "    path: str\n",
+        "    level: str\n",
+        "    deprecated: bool\n",
+        "    streaming: bool\n\n\n",
+        "OPERATIONS: tuple[OperationInfo, ...] = (\n",
+    ]
+    for op in spec.operations:
+        out.append(
+            f"    OperationInfo({op.operation_id!r}, {op.tag!r}, {op.method.upper()!r}, {op.path!r}, "
+            f"{op.level!r}, {op.deprecated}, {op.stream is not None}),\n"
+        )
+    out.append(")\n\n\n")
+    out.append("@dataclass(frozen=True)\n")
+    out.append("class Apis:\n")
+    out.append('    """The implementation of each API; an API left as None is not served."""\n\n')
+    for tag in spec.tags:
+        out.append(f"    {attribute_name(tag)}: {protocol_name(tag)} | None = None\n")
+    for tag in spec.tags:
+        name = protocol_name(tag)
+        out.append(f"\n\nclass {name}Routes:\n")
+        out.append(f"    def __init__(self, impl: {name}) -> None:\n")
+        out.append("        self.impl = impl\n\n")
+        out.append("    def routes(self) -> list[web.RouteDef]:\n")
+        out.append("        return [\n")
+        for op in spec.operations_of(tag):
+            out.append(f"            web.route({op.method.upper()!r}, {op.aiohttp_path!r}, self.{op.operation_id}),\n")
+        out.append("        ]\n")
+        for op in spec.operations_of(tag):
+            out.append("\n" + _handler(op))
+    out.append("\n\nAPI_TAGS: dict[str, str] = {\n")
+    for tag in spec.tags:
+        out.append(f"    {attribute_name(tag)!r}: {tag!r},\n")
+    out.append("}\n\n\n")
+    out.append("def served_tags(apis: Apis) -> frozenset[str]:\n")
+    out.append('    """The tags of the APIs that have an implementation."""\n')
+    out.append("    return frozenset(tag for name, tag in API_TAGS.items() if getattr(apis, name) is not None)\n")
+    out.append("\n\ndef add_routes(app: web.Application, apis: Apis) -> None:\n")
+    out.append('    """Serve every operation of every API that has an implementation."""\n')
+    for tag in spec.tags:
+        attr = attribute_name(tag)
+        out.append(f"    if apis.{attr} is not None:\n")
+        out.append(f"        app.router.add_routes({protocol_name(tag)}Routes(apis.{attr}).routes())\n")
+    return "".join(out)

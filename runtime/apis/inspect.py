@@ -1,0 +1,49 @@
+"""Inspect: health, version, and the routes this server serves."""
+
+from __future__ import annotations
+
+from pydantic import MISSING
+
+from pocketstack import LLAMA_STACK_VERSION, __version__
+from pocketstack._generated import models
+from pocketstack._generated.routes import OPERATIONS, OperationInfo
+from pocketstack.stack import Stack
+
+# The provider API behind each tag whose routes a provider serves; the others are the server's own.
+TAG_PROVIDER_API = {"Models": "inference"}
+
+
+class InspectApi:
+    def __init__(self, stack: Stack, served_tags: frozenset[str]) -> None:
+        self.stack = stack
+        self.served_tags = served_tags
+
+    async def health(self) -> models.HealthInfo:
+        return models.HealthInfo(status=models.HealthStatus.OK)
+
+    async def version(self) -> models.VersionInfo:
+        return models.VersionInfo(version=LLAMA_STACK_VERSION, pocketstack_version=__version__)
+
+    async def list_routes(self, request: models.ListRoutesRequest) -> models.ListRoutesResponse:
+        api_filter = None if request.api_filter is MISSING else request.api_filter
+        return models.ListRoutesResponse(
+            data=[
+                models.RouteInfo(route=op.path, method=op.method, provider_types=self._provider_types(op))
+                for op in OPERATIONS
+                if op.tag in self.served_tags and _passes(op, api_filter)
+            ]
+        )
+
+    def _provider_types(self, op: OperationInfo) -> list[str]:
+        api = TAG_PROVIDER_API.get(op.tag)
+        if api is None:
+            return []
+        return sorted({p.config.provider_type for p in self.stack.providers_of(api)})
+
+
+def _passes(op: OperationInfo, api_filter: models.ApiFilter | None) -> bool:
+    if api_filter is None:
+        return not op.deprecated
+    if api_filter == models.ApiFilter.deprecated:
+        return op.deprecated
+    return not op.deprecated and op.level == api_filter.value

@@ -1,0 +1,137 @@
+"""Models: registration against inference providers, lookup, and OpenAI-shaped listing."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from pydantic import MISSING
+
+from pocketstack._generated import models
+from pocketstack.config import ConfigError, ModelInput
+from pocketstack.errors import BadRequestError, PocketStackError, ResourceNotFoundError
+from pocketstack.providers.base import ModelProvider
+from pocketstack.registry import Resource, Source
+from pocketstack.stack import ProviderInstance, Stack
+
+MODEL = "model"
+OWNED_BY = "llama_stack"
+
+
+def _value(field: Any, default: Any) -> Any:
+    return default if field is MISSING else field
+
+
+def identifier_for(model_id: str, provider_id: str, provider_model_id: str) -> str:
+    """Llama Stack's rule: an id that differs from the provider's is an alias and names the
+    model; otherwise provider ids can clash, so `<provider_id>/<provider_model_id>` does."""
+    return model_id if model_id != provider_model_id else f"{provider_id}/{provider_model_id}"
+
+
+class ModelsApi:
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+
+    def _provider(self, provider_id: str | None) -> ProviderInstance:
+        candidates = self.stack.providers_of("inference")
+        if provider_id is None:
+            if len(candidates) == 1:
+                return candidates[0]
+            if not candidates:
+                raise BadRequestError("No inference provider is configured, so no model can be registered.")
+            names = ", ".join(p.config.provider_id for p in candidates)
+            raise BadRequestError(
+                f"Several inference providers run ({names}): say which with provider_id.", param="provider_id"
+            )
+        for candidate in candidates:
+            if candidate.config.provider_id == provider_id:
+                return candidate
+        names = ", ".join(p.config.provider_id for p in candidates) or "none"
+        raise BadRequestError(
+            f"Inference provider '{provider_id}' is not configured (configured: {names}).",
+            code="provider_not_found",
+            param="provider_id",
+        )
+
+    async def _build(self, model: ModelInput, source: Source) -> Resource:
+        instance = self._provider(model.provider_id)
+        provider_id = instance.config.provider_id
+        provider_model_id = model.provider_model_id or model.model_id
+        check = await cast(ModelProvider, instance.impl).check_model(provider_model_id, model.model_type)
+        identifier = identifier_for(model.model_id, provider_id, provider_model_id)
+        body = models.Model(
+            identifier=identifier,
+            provider_id=provider_id,
+            provider_resource_id=provider_model_id,
+            model_type=models.ModelType(model.model_type),
+            metadata={**check.metadata, **model.metadata},
+        )
+        return Resource(MODEL, identifier, provider_id, provider_model_id, source, 0, body.model_dump(mode="json"))
+
+    async def sync_from_config(self) -> None:
+        """Register `registered_resources.models`; a model the provider refuses stops start-up."""
+        resources = []
+        for index, model in enumerate(self.stack.config.registered_resources.models):
+            try:
+                resources.append(await self._build(model, "config"))
+            except PocketStackError as exc:
+                raise ConfigError(f"registered_resources.models[{index}] ({model.model_id}): {exc.message}") from exc
+        await self.stack.registry.sync_config(MODEL, resources)
+
+    async def _lookup(self, model_id: str) -> Resource:
+        """By identifier; else by the provider's id when exactly one model has it."""
+        found = await self.stack.registry.get(MODEL, model_id)
+        if found is not None:
+            return found
+        matches = await self.stack.registry.find_by_provider_resource_id(MODEL, model_id)
+        if len(matches) == 1:
+            return matches[0]
+        if len(matches) > 1:
+            names = ", ".join(m.identifier for m in matches)
+            raise BadRequestError(f"Model '{model_id}' is ambiguous; use one of: {names}.", code="ambiguous_model")
+        raise ResourceNotFoundError("model", model_id)
+
+    async def register_model(self, request: models.RegisterModelRequest) -> models.Model:
+        model = ModelInput(
+            model_id=request.model_id,
+            provider_id=_value(request.provider_id, None),
+            provider_model_id=_value(request.provider_model_id, None),
+            model_type=_value(request.model_type, models.ModelType.llm).value,
+            metadata=_value(request.metadata, {}),
+        )
+        resource = await self._build(model, "api")
+        await self.stack.registry.add(
+            MODEL, resource.identifier, resource.provider_id, resource.provider_resource_id, resource.body
+        )
+        return models.Model.model_validate(resource.body)
+
+    async def get_model(self, request: models.GetModelRequest) -> models.Model:
+        return models.Model.model_validate((await self._lookup(request.model_id)).body)
+
+    async def unregister_model(self, request: models.UnregisterModelRequest) -> None:
+        resource = await self._lookup(request.model_id)
+        if resource.source == "config":
+            raise BadRequestError(
+                f"Model '{resource.identifier}' comes from the run config's registered_resources; "
+                "remove it there (it would be registered again at the next start).",
+                code="model_from_config",
+            )
+        await self.stack.registry.remove(MODEL, resource.identifier)
+
+    async def openai_list_models(self) -> models.OpenAIListModelsResponse:
+        data = []
+        for resource in await self.stack.registry.all(MODEL):
+            model = models.Model.model_validate(resource.body)
+            data.append(
+                models.OpenAIModel(
+                    id=model.identifier,
+                    created=resource.created_at,
+                    owned_by=OWNED_BY,
+                    custom_metadata={
+                        "model_type": model.model_type.value,
+                        "provider_id": model.provider_id,
+                        "provider_resource_id": model.provider_resource_id,
+                        **model.metadata,
+                    },
+                )
+            )
+        return models.OpenAIListModelsResponse(data=data)

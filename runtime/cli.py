@@ -1,0 +1,142 @@
+"""`pocketstack run | version | providers`: the command line, around the same create_app."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import errno
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from pocketstack import LLAMA_STACK_VERSION, __version__, distributions
+from pocketstack.config import ConfigError, StackConfig, load_config
+from pocketstack.errors import StartupError
+
+log = logging.getLogger("pocketstack")
+CONFIG_ENV = ("POCKETSTACK_CONFIG", "LLAMA_STACK_CONFIG")
+
+
+def resolve_target(target: str | None) -> Path:
+    """A distribution name or a config path (default: $POCKETSTACK_CONFIG, else `edge`)."""
+    if target is None:
+        target = next((os.environ[n] for n in CONFIG_ENV if os.environ.get(n)), distributions.DEFAULT)
+    shipped = distributions.path_of(target) if "/" not in target and not target.endswith((".yaml", ".yml")) else None
+    if shipped is not None:
+        return shipped
+    path = Path(target).expanduser()
+    if path.exists() or target.endswith((".yaml", ".yml")) or "/" in target:
+        return path
+    raise ConfigError(
+        f"'{target}' is neither a distribution ({', '.join(distributions.available())}) nor a config file"
+    )
+
+
+def _load(target: str | None) -> StackConfig:
+    return load_config(resolve_target(target))
+
+
+async def serve(config: StackConfig) -> None:
+    """Serve until SIGTERM or SIGINT, then let in-flight requests finish and close the stores."""
+    from aiohttp import web  # imported here so `pocketstack version` stays instant
+
+    from pocketstack.app import create_app
+
+    app = create_app(config)
+    host, port = config.server.host, config.server.port
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=config.server.shutdown_timeout)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        try:
+            await site.start()
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise StartupError(
+                    f"port {port} on {host} is already in use (another PocketStack?); "
+                    "stop it or choose another with --port"
+                ) from exc
+            raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        shown_host = f"[{host}]" if ":" in host else host
+        log.info("PocketStack %s (%s) serving on http://%s:%d", __version__, config.name, shown_host, port)
+        await stop.wait()
+        log.info("shutting down: finishing in-flight requests")
+    finally:
+        await runner.cleanup()
+    log.info("stopped")
+
+
+def _run(args: argparse.Namespace) -> int:
+    config = _load(args.target)
+    if args.host is not None:
+        config.server.host = args.host
+    if args.port is not None:
+        config.server.port = args.port
+    asyncio.run(serve(config))
+    return 0
+
+
+def _providers(args: argparse.Namespace) -> int:
+    from pocketstack.stack import describe
+
+    config = _load(args.target)
+    rows = [("API", "PROVIDER ID", "PROVIDER TYPE")]
+    rows += [(p["api"], p["provider_id"], p["provider_type"]) for p in describe(config)]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    return 0
+
+
+def _version(args: argparse.Namespace) -> int:
+    print(f"pocketstack {__version__} (Llama Stack API {LLAMA_STACK_VERSION})")
+    return 0
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not a TCP port (0-65535)")
+    return value
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="pocketstack", description="A Llama-Stack-compatible AI server.")
+    commands = root.add_subparsers(dest="command", required=True)
+    target_help = f"a distribution ({', '.join(distributions.available())}) or a run-config YAML (default: edge)"
+
+    run = commands.add_parser("run", help="start the server")
+    run.add_argument("target", nargs="?", help=target_help)
+    run.add_argument("--host", help="address to listen on (default: the config's, 127.0.0.1)")
+    run.add_argument("--port", type=_port, help="port to listen on (default: the config's, 8321)")
+    run.set_defaults(handler=_run)
+
+    providers = commands.add_parser("providers", help="list the providers a distribution would start")
+    providers.add_argument("target", nargs="?", help=target_help)
+    providers.set_defaults(handler=_providers)
+
+    version = commands.add_parser("version", help="print the version")
+    version.set_defaults(handler=_version)
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(
+        level=os.environ.get("POCKETSTACK_LOG_LEVEL", "INFO").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return int(args.handler(args))
+    except (ConfigError, StartupError) as exc:
+        print(f"pocketstack: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

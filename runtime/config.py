@@ -1,0 +1,223 @@
+"""The run config: Llama Stack's YAML keys, loaded once into pydantic and passed down.
+
+Values may use `${env.NAME}` (required), `${env.NAME:=default}` (default when unset or empty)
+and `${env.NAME:+value}` (value only when set). A value that substitutes to an empty string
+becomes null, so `provider_id: ${env.OLLAMA_URL:+ollama}` switches a provider off.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+DEFAULT_PORT = 8321
+HOME_ENV = "POCKETSTACK_HOME"
+_ENV_PATTERN = re.compile(r"\$\{env\.([A-Za-z_][A-Za-z0-9_]*)(?:(:=|:\+)([^}]*))?\}")
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; the message names the file, line and key."""
+
+
+def pocketstack_home() -> Path:
+    return Path(os.environ.get(HOME_ENV) or "~/.pocketstack").expanduser()
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ProviderConfig(_Strict):
+    provider_id: str
+    provider_type: str
+    config: dict[str, Any] = Field(default_factory=dict)
+    module: str | None = None
+
+
+class ModelInput(_Strict):
+    model_id: str
+    provider_id: str | None = None
+    provider_model_id: str | None = None
+    model_type: Literal["llm", "embedding", "rerank"] = "llm"
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class RegisteredResources(_Strict):
+    models: list[ModelInput] = Field(default_factory=list)
+    # Accepted now so Llama Stack configs load; each is served by the issue that adds its API.
+    shields: list[dict[str, Any]] = Field(default_factory=list)
+    vector_stores: list[dict[str, Any]] = Field(default_factory=list)
+    datasets: list[dict[str, Any]] = Field(default_factory=list)
+    scoring_fns: list[dict[str, Any]] = Field(default_factory=list)
+    benchmarks: list[dict[str, Any]] = Field(default_factory=list)
+    tool_groups: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class SqliteBackend(_Strict):
+    type: Literal["kv_sqlite", "sql_sqlite"]
+    db_path: Path
+
+
+class StoreReference(BaseModel):
+    backend: str
+    namespace: str | None = None
+    table_name: str | None = None
+    model_config = ConfigDict(extra="allow")
+
+
+def _default_backends() -> dict[str, SqliteBackend]:
+    return {"sql_default": SqliteBackend(type="sql_sqlite", db_path=pocketstack_home() / "state.db")}
+
+
+class StorageConfig(_Strict):
+    backends: dict[str, SqliteBackend] = Field(default_factory=_default_backends)
+    stores: dict[str, StoreReference] = Field(default_factory=dict)
+
+    def metadata_db(self) -> Path:
+        """The SQLite file of the resource registry (`stores.metadata`, else the first backend)."""
+        reference = self.stores.get("metadata")
+        name = reference.backend if reference else next(iter(self.backends), None)
+        if name is None or name not in self.backends:
+            raise ConfigError(f"storage.stores.metadata names backend '{name}', which storage.backends lacks")
+        return self.backends[name].db_path.expanduser()
+
+
+class ServerConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=DEFAULT_PORT, ge=0, le=65535)
+    shutdown_timeout: float = Field(default=30.0, ge=0, description="seconds in-flight requests get to finish")
+    max_request_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
+    tls_certfile: str | None = None
+    tls_keyfile: str | None = None
+    tls_cafile: str | None = None
+    auth: dict[str, Any] | None = None
+    quota: dict[str, Any] | None = None
+    cors: bool | dict[str, Any] | None = None
+    workers: int | None = None
+
+
+class StackConfig(_Strict):
+    version: int = 2
+    distro_name: str | None = None
+    image_name: str | None = None
+    apis: list[str] = Field(default_factory=list)
+    providers: dict[str, list[ProviderConfig]] = Field(default_factory=dict)
+    registered_resources: RegisteredResources = Field(default_factory=RegisteredResources)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    # Llama Stack keys whose features later issues serve; accepted so its configs load.
+    vector_stores: dict[str, Any] | None = None
+    safety: dict[str, Any] | None = None
+    connectors: list[dict[str, Any]] | None = None
+    logging: dict[str, Any] | None = None
+    external_providers_dir: str | None = None
+    external_apis_dir: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.distro_name or self.image_name or "custom"
+
+
+def substitute_env(value: str, environ: dict[str, str] | os._Environ[str], where: str) -> str | None:
+    """Apply `${env...}` forms to one scalar; None when the whole value comes out empty."""
+
+    def replace(match: re.Match[str]) -> str:
+        name, operator, argument = match.group(1), match.group(2), match.group(3) or ""
+        current = environ.get(name, "")
+        if operator == ":=":
+            return current or argument
+        if operator == ":+":
+            return argument if current else ""
+        if name not in environ:
+            raise ConfigError(
+                f"{where}: environment variable {name} is not set (write ${{env.{name}:=default}} for a default)"
+            )
+        return current
+
+    result = _ENV_PATTERN.sub(replace, value)
+    if result == "" and value != "":
+        return None
+    return result
+
+
+def _resolve(node: yaml.Node, environ: dict[str, str] | os._Environ[str], source: str) -> Any:
+    """YAML node tree -> plain data, substituting env forms in string scalars."""
+    where = f"{source} line {node.start_mark.line + 1}"
+    if isinstance(node, yaml.MappingNode):
+        result: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            key = _resolve(key_node, environ, source)
+            if key in result:
+                raise ConfigError(f"{where}: key '{key}' appears twice")
+            result[key] = _resolve(value_node, environ, source)
+        return result
+    if isinstance(node, yaml.SequenceNode):
+        return [_resolve(item, environ, source) for item in node.value]
+    value = yaml.constructor.SafeConstructor().construct_object(node)  # typed: int, bool, null...
+    if isinstance(value, str) and "${env." in value:
+        return substitute_env(value, environ, f"{where}, {value!r}")
+    return value
+
+
+def _line_of(root: yaml.Node, loc: tuple[int | str, ...]) -> int | None:
+    node: yaml.Node = root
+    line = node.start_mark.line + 1
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            matches = [v for k, v in node.value if k.value == part]
+            if not matches:
+                break
+            node = matches[0]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+        else:
+            break
+        line = node.start_mark.line + 1
+    return line
+
+
+def _drop_disabled_providers(data: dict[str, Any]) -> None:
+    for api, providers in (data.get("providers") or {}).items():
+        if isinstance(providers, list):
+            data["providers"][api] = [
+                p for p in providers if not (isinstance(p, dict) and "provider_id" in p and p["provider_id"] is None)
+            ]
+
+
+def parse_config(text: str, source: str, environ: dict[str, str] | os._Environ[str] | None = None) -> StackConfig:
+    environ = os.environ if environ is None else environ
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid YAML: {exc}") from exc
+    if root is None:
+        raise ConfigError(f"{source}: the file is empty")
+    if not isinstance(root, yaml.MappingNode):
+        raise ConfigError(f"{source} line {root.start_mark.line + 1}: the top level must be a mapping of keys")
+    data = _resolve(root, environ, source)
+    _drop_disabled_providers(data)
+    try:
+        return StackConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors(include_url=False):
+            loc = tuple(error["loc"])
+            key = ".".join(str(p) for p in loc) or "(top level)"
+            message = "unknown key" if error["type"] == "extra_forbidden" else error["msg"]
+            problems.append(f"{source} line {_line_of(root, loc)}: {key}: {message}")
+        raise ConfigError("invalid run config:\n  " + "\n  ".join(problems)) from exc
+
+
+def load_config(path: Path, environ: dict[str, str] | os._Environ[str] | None = None) -> StackConfig:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file {path} does not exist") from exc
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    return parse_config(text, str(path), environ)

@@ -1,0 +1,94 @@
+"""One error hierarchy; the error middleware turns each into the spec's `Error` body.
+
+Providers translate backend exceptions into these at their boundary (`raise ... from exc`), so
+the HTTP layer never guesses a status from a foreign exception.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class PocketStackError(Exception):
+    status = 500
+    type = "internal_server_error"
+
+    def __init__(self, message: str, *, code: str | None = None, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.param = param
+
+    def body(self) -> dict[str, Any]:
+        return error_body(self.message, type=self.type, code=self.code, param=self.param)
+
+
+class BadRequestError(PocketStackError):
+    status = 400
+    type = "invalid_request_error"
+
+
+class NotFoundError(PocketStackError):
+    status = 404
+    type = "not_found_error"
+
+
+class ConflictError(PocketStackError):
+    status = 409
+    type = "conflict_error"
+
+
+class PayloadTooLargeError(PocketStackError):
+    status = 413
+    type = "invalid_request_error"
+
+
+class UpgradeRequiredError(PocketStackError):
+    status = 426
+    type = "client_version_error"
+
+
+class TooManyRequestsError(PocketStackError):
+    status = 429
+    type = "rate_limit_error"
+
+
+class NotImplementedByProviderError(PocketStackError):
+    status = 501
+    type = "not_implemented_error"
+
+
+class UpstreamError(PocketStackError):
+    """A remote provider answered badly or not at all."""
+
+    status = 502
+    type = "upstream_error"
+
+
+class ServiceUnavailableError(PocketStackError):
+    status = 503
+    type = "service_unavailable_error"
+
+
+class UpstreamTimeoutError(PocketStackError):
+    status = 504
+    type = "timeout_error"
+
+
+class ResourceNotFoundError(NotFoundError):
+    def __init__(self, kind: str, identifier: str) -> None:
+        super().__init__(f"{kind.capitalize()} '{identifier}' not found.", code=f"{kind.replace(' ', '_')}_not_found")
+
+
+class StartupError(Exception):
+    """The server cannot start; the message says why and what to do. The CLI prints it."""
+
+
+def error_body(
+    message: str, *, type: str | None = None, code: str | None = None, param: str | None = None
+) -> dict[str, Any]:
+    detail: dict[str, Any] = {"message": message}
+    for key, value in (("type", type), ("code", code), ("param", param)):
+        if value is not None:
+            detail[key] = value
+    return {"error": detail}

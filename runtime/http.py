@@ -1,0 +1,124 @@
+"""What the generated route stubs call: request parsing into models and answer writing.
+
+Kept beside the generated stubs rather than in them so that how JSON, 204s and SSE are written
+is decided once, by hand, and every operation shares it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Iterable
+from typing import Any, Literal, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from pocketstack.errors import BadRequestError, PocketStackError, error_body
+
+log = logging.getLogger(__name__)
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+BodyMode = Literal["none", "required", "optional"]
+
+
+class RequestValidationError(BadRequestError):
+    """The request did not match its schema; `param` names the first field at fault."""
+
+    @classmethod
+    def from_pydantic(cls, exc: ValidationError, sources: dict[str, str]) -> RequestValidationError:
+        problems = []
+        for error in exc.errors(include_url=False):
+            loc = ".".join(str(part) for part in error["loc"])
+            where = sources.get(str(error["loc"][0]), "body") if error["loc"] else "body"
+            problems.append((loc, f"{where} field '{loc}': {error['msg']}" if loc else f"{where}: {error['msg']}"))
+        message = "Invalid request: " + "; ".join(text for _, text in problems)
+        param = problems[0][0] if problems and problems[0][0] else None
+        return cls(message, code="invalid_request", param=param)
+
+
+async def _read_body(request: web.Request, mode: BodyMode) -> dict[str, Any]:
+    if mode == "none":
+        return {}
+    raw = await request.read()
+    if not raw.strip():
+        if mode == "required":
+            raise BadRequestError("The request body is required (a JSON object).", code="missing_body")
+        return {}
+    try:
+        body = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadRequestError(f"The request body is not valid JSON: {exc}", code="invalid_json") from exc
+    if not isinstance(body, dict):
+        raise BadRequestError("The request body must be a JSON object.", code="invalid_json")
+    return body
+
+
+async def parse_request(
+    request: web.Request,
+    model: type[ModelT],
+    *,
+    path: Iterable[str],
+    query: Iterable[str],
+    array_query: Iterable[str],
+    body: BodyMode,
+) -> ModelT:
+    """Build the operation's request model from body, query and path, validated in one go."""
+    data = await _read_body(request, body)
+    sources: dict[str, str] = {}
+    for name in query:
+        if name in request.query:
+            data[name] = request.query[name]
+            sources[name] = "query"
+    for name in array_query:
+        values = request.query.getall(name, []) or request.query.getall(f"{name}[]", [])
+        if values:
+            data[name] = values
+            sources[name] = "query"
+    for name in path:
+        data[name] = request.match_info[name]
+        sources[name] = "path"
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise RequestValidationError.from_pydantic(exc, sources) from exc
+
+
+def dump(model: BaseModel) -> str:
+    return model.model_dump_json(by_alias=True)
+
+
+async def respond(request: web.Request, result: object, *, status: int) -> web.StreamResponse:
+    if result is None:
+        return web.Response(status=204)
+    if isinstance(result, BaseModel):
+        return web.Response(status=status, text=dump(result), content_type="application/json")
+    if isinstance(result, AsyncIterator):
+        return await _stream(request, result)
+    raise TypeError(f"an API returned {type(result).__name__}, not a model, None or a stream")
+
+
+async def _stream(request: web.Request, chunks: AsyncIterator[BaseModel]) -> web.StreamResponse:
+    """Server-sent events: `data: <json>` frames, an error frame on failure, then `[DONE]`."""
+    response = web.StreamResponse(
+        status=200,
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+    await response.prepare(request)
+    try:
+        async for chunk in chunks:
+            await response.write(f"data: {dump(chunk)}\n\n".encode())
+    except (ConnectionResetError, OSError):
+        log.info("client went away during a stream")
+        raise
+    except PocketStackError as exc:
+        frame = error_body(exc.message, type=exc.type, code=str(exc.status))
+        await response.write(f"data: {json.dumps(frame)}\n\n".encode())
+    except Exception:
+        log.exception("stream failed")
+        frame = error_body("Internal server error: An unexpected error occurred.", code="500")
+        await response.write(f"data: {json.dumps(frame)}\n\n".encode())
+    else:
+        await response.write(b"data: [DONE]\n\n")
+    await response.write_eof()
+    return response

@@ -1,0 +1,124 @@
+"""Request id, client-version check and the one error shape, as aiohttp middlewares."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+
+from pocketstack.errors import PocketStackError, UpgradeRequiredError, error_body
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+REQUEST_ID = "X-Request-ID"
+CLIENT_VERSION = "X-LlamaStack-Client-Version"
+REQUEST_ID_KEY = web.RequestKey("request_id", str)
+INTERNAL_MESSAGE = "Internal server error: An unexpected error occurred."
+
+# aiohttp's own HTTP errors (routing, body size) keep their status; these name their type.
+_HTTP_TYPES = {
+    400: "invalid_request_error",
+    404: "not_found_error",
+    405: "method_not_allowed",
+    413: "invalid_request_error",
+}
+# Exceptions from the standard library that Llama Stack maps to statuses of their own.
+_BUILTIN_STATUSES: tuple[tuple[type[BaseException], int, str], ...] = (
+    (NotImplementedError, 501, "not_implemented_error"),
+    (asyncio.TimeoutError, 504, "timeout_error"),
+    (ConnectionError, 502, "upstream_error"),
+)
+
+
+def _json_error(status: int, body: dict[str, object], headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(status=status, text=json.dumps(body), content_type="application/json", headers=headers)
+
+
+@web.middleware
+async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every answer carries an id (the caller's, or a new one) that the log lines name too."""
+    request_id = request.headers.get(REQUEST_ID) or uuid.uuid4().hex
+    request[REQUEST_ID_KEY] = request_id
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        exc.headers[REQUEST_ID] = request_id
+        raise
+    if not response.prepared:
+        response.headers[REQUEST_ID] = request_id
+    return response
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Whatever goes wrong, the caller gets `{"error": {...}}` JSON, never aiohttp's plain text."""
+    try:
+        return await handler(request)
+    except PocketStackError as exc:
+        if exc.status >= 500:
+            log.warning("%s %s -> %s: %s", request.method, request.path, exc.status, exc.message)
+        return _json_error(exc.status, exc.body())
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        message = exc.reason if exc.text is None or exc.text.startswith(f"{exc.status}:") else exc.text
+        if exc.status == 404:
+            message = f"No route matches {request.method} {request.path}."
+        elif exc.status == 405:
+            message = f"{request.method} is not allowed on {request.path}; allowed: {exc.headers.get('Allow', '')}."
+        kind = _HTTP_TYPES.get(exc.status, "http_error")
+        headers = {k: v for k, v in exc.headers.items() if k.lower() not in ("content-type", "content-length")}
+        return _json_error(exc.status, error_body(message, type=kind), headers)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        for exception_class, status, type_name in _BUILTIN_STATUSES:
+            if isinstance(exc, exception_class):
+                log.warning("%s %s -> %s: %r", request.method, request.path, status, exc)
+                return _json_error(status, error_body(str(exc) or type_name, type=type_name))
+        log.exception(
+            "unhandled error in %s %s (request %s)", request.method, request.path, request.get(REQUEST_ID_KEY)
+        )
+        return _json_error(500, error_body(INTERNAL_MESSAGE, type="internal_server_error"))
+
+
+def client_version_middleware(server_version: str) -> Middleware:
+    """426 when the client's major.minor differs from the server's (Llama Stack's rule).
+
+    A header that is absent or does not parse as a version is let through, as Llama Stack does.
+    """
+    server_parts = _major_minor(server_version)
+    if server_parts is None:
+        raise ValueError(f"server version {server_version!r} has no major.minor")
+
+    @web.middleware
+    async def check_client_version(request: web.Request, handler: Handler) -> web.StreamResponse:
+        client_version = request.headers.get(CLIENT_VERSION, "")
+        client_parts = _major_minor(client_version)
+        if client_parts is not None and client_parts != server_parts:
+            raise UpgradeRequiredError(
+                f"Client version {client_version} is not compatible with server version {server_version}. "
+                f"Use a {server_parts[0]}.{server_parts[1]}.x client "
+                "(or set LLAMA_STACK_DISABLE_VERSION_CHECK=1 on the server).",
+                code="client_version_mismatch",
+            )
+        return await handler(request)
+
+    return check_client_version
+
+
+def _major_minor(version: str) -> tuple[int, int] | None:
+    parts = version.strip().split(".")
+    if len(parts) < 2:
+        return None
+    try:
+        return int(parts[0]), int(parts[1])
+    except ValueError:
+        return None

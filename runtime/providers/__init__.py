@@ -1,0 +1,10 @@
+"""The built-in providers, listed explicitly so a frozen binary's analysis sees every import."""
+
+from __future__ import annotations
+
+from pocketstack.providers.base import ProviderSpec
+from pocketstack.providers.inline import llama_cpp
+
+PROVIDERS: dict[str, ProviderSpec] = {spec.provider_type: spec for spec in (llama_cpp.SPEC,)}
+
+__all__ = ["PROVIDERS", "ProviderSpec"]

@@ -1,0 +1,1 @@
+"""Providers that run inside the server process and need no network."""

@@ -1,0 +1,130 @@
+"""The resource registry: which provider owns each model, shield, vector store..., in SQLite.
+
+Resources come from three sources: the run config (`registered_resources`, re-synced at every
+start), the API (explicit registration) and providers (automatic listing). A resource's body is
+its API's response model, stored as JSON, so each API decides its own shape.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pocketstack.errors import ConflictError
+from pocketstack.storage import Database
+
+Source = Literal["config", "api", "provider"]
+
+
+@dataclass(frozen=True)
+class Resource:
+    type: str
+    identifier: str
+    provider_id: str
+    provider_resource_id: str
+    source: Source
+    created_at: int
+    body: dict[str, Any]
+
+
+def _resource(row: Any) -> Resource:
+    return Resource(
+        type=row["type"],
+        identifier=row["identifier"],
+        provider_id=row["provider_id"],
+        provider_resource_id=row["provider_resource_id"],
+        source=row["source"],
+        created_at=row["created_at"],
+        body=json.loads(row["body"]),
+    )
+
+
+_COLUMNS = "type, identifier, provider_id, provider_resource_id, source, created_at, body"
+
+
+class Registry:
+    def __init__(self, database: Database) -> None:
+        self._db = database
+
+    async def get(self, type: str, identifier: str) -> Resource | None:
+        rows = await self._db.fetch(
+            f"SELECT {_COLUMNS} FROM resources WHERE type = ? AND identifier = ?", (type, identifier)
+        )
+        return _resource(rows[0]) if rows else None
+
+    async def find_by_provider_resource_id(self, type: str, provider_resource_id: str) -> list[Resource]:
+        rows = await self._db.fetch(
+            f"SELECT {_COLUMNS} FROM resources WHERE type = ? AND provider_resource_id = ? ORDER BY identifier",
+            (type, provider_resource_id),
+        )
+        return [_resource(row) for row in rows]
+
+    async def all(self, type: str) -> list[Resource]:
+        rows = await self._db.fetch(
+            f"SELECT {_COLUMNS} FROM resources WHERE type = ? ORDER BY created_at, identifier", (type,)
+        )
+        return [_resource(row) for row in rows]
+
+    async def add(
+        self,
+        type: str,
+        identifier: str,
+        provider_id: str,
+        provider_resource_id: str,
+        body: dict[str, Any],
+        source: Source = "api",
+    ) -> Resource:
+        """Register a new resource; ConflictError when the identifier is taken."""
+        resource = Resource(type, identifier, provider_id, provider_resource_id, source, int(time.time()), body)
+        rows = await self._db.fetch(
+            f"INSERT INTO resources ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (type, identifier) DO NOTHING RETURNING identifier",
+            self._values(resource),
+        )
+        if not rows:
+            raise ConflictError(f"{type.capitalize()} '{identifier}' is already registered.", code=f"{type}_exists")
+        return resource
+
+    async def remove(self, type: str, identifier: str) -> bool:
+        rows = await self._db.fetch(
+            "DELETE FROM resources WHERE type = ? AND identifier = ? RETURNING identifier", (type, identifier)
+        )
+        return bool(rows)
+
+    async def sync_config(self, type: str, resources: list[Resource]) -> None:
+        """Make the config-sourced resources of `type` exactly `resources`, in one transaction.
+
+        Entries registered through the API with the same id are replaced: the config wins, as it
+        does in Llama Stack. Config entries no longer in the config are dropped.
+        """
+        keep = [r.identifier for r in resources]
+        # `NOT IN ()` is not SQL, and `NOT IN (NULL)` matches nothing: an empty config drops all.
+        stale = f" AND identifier NOT IN ({', '.join('?' for _ in keep)})" if keep else ""
+        statements: list[tuple[str, tuple[Any, ...]]] = [
+            (f"DELETE FROM resources WHERE type = ? AND source = 'config'{stale}", (type, *keep))
+        ]
+        for resource in resources:
+            statements.append(
+                (
+                    f"INSERT INTO resources ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT (type, identifier) DO UPDATE SET provider_id = excluded.provider_id, "
+                    "provider_resource_id = excluded.provider_resource_id, source = excluded.source, "
+                    "body = excluded.body",
+                    self._values(resource),
+                )
+            )
+        await self._db.transaction(statements)
+
+    @staticmethod
+    def _values(resource: Resource) -> tuple[Any, ...]:
+        return (
+            resource.type,
+            resource.identifier,
+            resource.provider_id,
+            resource.provider_resource_id,
+            resource.source,
+            resource.created_at,
+            json.dumps(resource.body),
+        )

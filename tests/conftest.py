@@ -1,0 +1,60 @@
+"""Shared fixtures: a private POCKETSTACK_HOME, run configs, and the real app in-process."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from aiohttp.test_utils import TestClient
+
+from pocketstack import distributions
+from pocketstack.app import create_app
+from pocketstack.config import StackConfig, load_config, parse_config
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own state folder; nothing touches ~/.pocketstack."""
+    folder = tmp_path / "home"
+    monkeypatch.setenv("POCKETSTACK_HOME", str(folder))
+    for name in ("LLAMA_STACK_DISABLE_VERSION_CHECK", "POCKETSTACK_DISABLE_VERSION_CHECK", "POCKETSTACK_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+    return folder
+
+
+def write_gguf(path: Path) -> Path:
+    """A file llama-cpp's registration accepts: it starts with the GGUF magic."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"GGUF" + b"\x03\x00\x00\x00" + b"\x00" * 16)
+    return path
+
+
+@pytest.fixture
+def gguf(home: Path) -> Callable[[str], Path]:
+    return lambda name: write_gguf(home / "models" / name)
+
+
+@pytest.fixture
+def edge_config() -> StackConfig:
+    path = distributions.path_of("edge")
+    assert path is not None
+    return load_config(path)
+
+
+def edge_with(**overrides: Any) -> StackConfig:
+    """The edge distribution with top-level keys replaced (e.g. registered_resources)."""
+    path = distributions.path_of("edge")
+    assert path is not None
+    data = yaml.safe_load(path.read_text())
+    data.update(overrides)
+    return parse_config(yaml.safe_dump(data), "test-config.yaml")
+
+
+@pytest.fixture
+async def client(aiohttp_client: Callable[..., Any], edge_config: StackConfig) -> TestClient[Any, Any]:
+    return await aiohttp_client(create_app(edge_config))  # type: ignore[no-any-return]

@@ -1,0 +1,98 @@
+"""Inspect and Providers through the generated Python SDK, and the spec/served-routes match."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from aiohttp.test_utils import TestClient
+from pocketstack_client import Client
+from pocketstack_client.api.inspect import health, list_routes, version
+from pocketstack_client.api.providers import inspect_provider, list_providers
+from pocketstack_client.models import ApiFilter, Error, ListRoutesResponse
+
+from pocketstack import LLAMA_STACK_VERSION, __version__
+from pocketstack.apis.providers import redact
+from tests.conftest import REPO
+
+SPEC = yaml.safe_load((REPO / "spec" / "openapi.yaml").read_text())
+SPEC_OPERATIONS = {
+    (method.upper(), path) for path, item in SPEC["paths"].items() for method in item if method != "parameters"
+}
+
+
+def sdk(client: TestClient[Any, Any]) -> Client:
+    return Client(base_url=str(client.make_url("")).rstrip("/"), raise_on_unexpected_status=True)
+
+
+async def test_health_and_version(client: TestClient[Any, Any]) -> None:
+    api = sdk(client)
+    assert (await health.asyncio(client=api)).status.value == "OK"  # type: ignore[union-attr]
+    info = await version.asyncio(client=api)
+    assert info is not None and not isinstance(info, Error)
+    assert info.version == LLAMA_STACK_VERSION and info.version.startswith("0.7.")
+    assert info.pocketstack_version == __version__
+
+
+async def test_served_routes_are_exactly_the_spec(client: TestClient[Any, Any]) -> None:
+    served = {
+        (route.method, route.resource.canonical.replace(":.+}", "}"))
+        for route in client.app.router.routes()
+        if route.method != "HEAD" and route.resource is not None
+    }
+    assert served == SPEC_OPERATIONS
+
+
+async def test_inspect_routes_lists_the_spec(client: TestClient[Any, Any]) -> None:
+    listed = await list_routes.asyncio(client=sdk(client))
+    assert isinstance(listed, ListRoutesResponse)
+    assert {(r.method, r.route) for r in listed.data} == SPEC_OPERATIONS
+    models_routes = [r for r in listed.data if r.route.startswith("/v1/models")]
+    assert all(r.provider_types == ["inline::llama-cpp"] for r in models_routes)
+
+
+@pytest.mark.parametrize(("level", "expected"), [(ApiFilter.V1, len(SPEC_OPERATIONS)), (ApiFilter.V1ALPHA, 0)])
+async def test_route_filter_by_level(client: TestClient[Any, Any], level: ApiFilter, expected: int) -> None:
+    listed = await list_routes.asyncio(client=sdk(client), api_filter=level)
+    assert isinstance(listed, ListRoutesResponse)
+    assert len(listed.data) == expected
+
+
+async def test_deprecated_filter_lists_only_deprecated(client: TestClient[Any, Any]) -> None:
+    listed = await list_routes.asyncio(client=sdk(client), api_filter=ApiFilter.DEPRECATED)
+    assert isinstance(listed, ListRoutesResponse)
+    deprecated = {
+        (m.upper(), p) for p, item in SPEC["paths"].items() for m, op in item.items() if op.get("deprecated")
+    }
+    assert {(r.method, r.route) for r in listed.data} == deprecated
+
+
+async def test_providers_list_and_get(client: TestClient[Any, Any], home: Path) -> None:
+    api = sdk(client)
+    listed = await list_providers.asyncio(client=api)
+    assert listed is not None and not isinstance(listed, Error)
+    (only,) = listed.data
+    assert (only.api, only.provider_id, only.provider_type) == ("inference", "llama-cpp", "inline::llama-cpp")
+    assert only.health.additional_properties == {"status": "OK"}
+    assert only.config.additional_properties["models_dir"] == str(home / "models")
+    one = await inspect_provider.asyncio(client=api, provider_id="llama-cpp")
+    assert one is not None and not isinstance(one, Error) and one.provider_id == "llama-cpp"
+
+
+async def test_unknown_provider_is_404_in_error_shape(client: TestClient[Any, Any]) -> None:
+    response = await inspect_provider.asyncio_detailed(client=sdk(client), provider_id="nope")
+    assert response.status_code == 404
+    assert isinstance(response.parsed, Error)
+    assert "nope" in response.parsed.error.message
+
+
+def test_redaction_hides_secrets_but_keeps_shape() -> None:
+    config = {"url": "http://x", "api_key": "sk-1", "nested": {"password": "p", "token": ""}, "list": [{"secret": "s"}]}
+    assert redact(config) == {
+        "url": "http://x",
+        "api_key": "********",
+        "nested": {"password": "********", "token": ""},
+        "list": [{"secret": "********"}],
+    }

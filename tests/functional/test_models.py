@@ -1,0 +1,138 @@
+"""Models: registration, lookup (ids with slashes), listing, persistence — through the generated SDK."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from aiohttp.test_utils import TestClient
+from pocketstack_client import Client
+from pocketstack_client.api.models import get_model, openai_list_models, register_model, unregister_model
+from pocketstack_client.models import Error, Model, ModelType, OpenAIListModelsResponse, RegisterModelRequest
+from pocketstack_client.models.register_model_request_metadata import RegisterModelRequestMetadata
+
+from pocketstack.app import create_app
+from tests.conftest import edge_with, write_gguf
+
+
+def sdk(client: TestClient[Any, Any]) -> Client:
+    return Client(base_url=str(client.make_url("")).rstrip("/"))
+
+
+async def _register(api: Client, **fields: Any) -> Model | Error | None:
+    return await register_model.asyncio(client=api, body=RegisterModelRequest(**fields))
+
+
+async def test_register_get_list_unregister(client: TestClient[Any, Any], gguf: Callable[[str], Path]) -> None:
+    path = gguf("SmolLM2.gguf")
+    api = sdk(client)
+    metadata = RegisterModelRequestMetadata.from_dict({"context_length": 2048})
+    model = await _register(api, model_id="SmolLM2.gguf", metadata=metadata)
+    assert isinstance(model, Model)
+    assert model.identifier == "llama-cpp/SmolLM2.gguf"
+    assert (model.provider_id, model.provider_resource_id, model.model_type) == ("llama-cpp", "SmolLM2.gguf", ModelType.LLM)
+    assert model.metadata.additional_properties == {"gguf_path": str(path), "context_length": 2048}
+
+    fetched = await get_model.asyncio(client=api, model_id="llama-cpp/SmolLM2.gguf")  # the SDK sends %2F
+    assert isinstance(fetched, Model) and fetched.to_dict() == model.to_dict()
+    raw = await client.get("/v1/models/llama-cpp/SmolLM2.gguf")  # a literal slash works too
+    assert raw.status == 200 and (await raw.json())["identifier"] == model.identifier
+
+    listed = await openai_list_models.asyncio(client=api)
+    assert isinstance(listed, OpenAIListModelsResponse) and listed.object_ == "list"
+    (entry,) = listed.data
+    assert (entry.id, entry.object_, entry.owned_by) == ("llama-cpp/SmolLM2.gguf", "model", "llama_stack")
+    assert entry.custom_metadata.additional_properties["model_type"] == "llm"
+    assert entry.custom_metadata.additional_properties["provider_resource_id"] == "SmolLM2.gguf"
+    assert entry.custom_metadata.additional_properties["context_length"] == 2048
+
+    gone = await unregister_model.asyncio_detailed(client=api, model_id=model.identifier)
+    assert gone.status_code == 204
+    missing = await get_model.asyncio_detailed(client=api, model_id=model.identifier)
+    assert missing.status_code == 404 and isinstance(missing.parsed, Error)
+
+
+async def test_alias_becomes_the_identifier(client: TestClient[Any, Any], gguf: Callable[[str], Path]) -> None:
+    path = gguf("nested/tiny.gguf")
+    model = await _register(sdk(client), model_id="tiny", provider_model_id=str(path), model_type=ModelType.EMBEDDING)
+    assert isinstance(model, Model)
+    assert (model.identifier, model.provider_resource_id, model.model_type) == ("tiny", str(path), ModelType.EMBEDDING)
+
+
+async def test_lookup_by_provider_id_when_unambiguous(client: TestClient[Any, Any], gguf: Callable[[str], Path]) -> None:
+    gguf("solo.gguf")
+    api = sdk(client)
+    assert isinstance(await _register(api, model_id="solo.gguf"), Model)
+    found = await get_model.asyncio(client=api, model_id="solo.gguf")
+    assert isinstance(found, Model) and found.identifier == "llama-cpp/solo.gguf"
+
+
+async def test_ambiguous_lookup_is_400(client: TestClient[Any, Any], gguf: Callable[[str], Path]) -> None:
+    gguf("same.gguf")
+    api = sdk(client)
+    assert isinstance(await _register(api, model_id="same.gguf"), Model)
+    assert isinstance(await _register(api, model_id="alias", provider_model_id="same.gguf"), Model)
+    response = await get_model.asyncio_detailed(client=api, model_id="same.gguf")
+    assert response.status_code == 400 and isinstance(response.parsed, Error)
+    assert response.parsed.error.code == "ambiguous_model"
+    assert "alias" in response.parsed.error.message and "llama-cpp/same.gguf" in response.parsed.error.message
+    by_identifier = await get_model.asyncio(client=api, model_id="alias")
+    assert isinstance(by_identifier, Model) and by_identifier.provider_resource_id == "same.gguf"
+
+
+async def test_duplicate_registration_is_409(client: TestClient[Any, Any], gguf: Callable[[str], Path]) -> None:
+    gguf("dup.gguf")
+    api = sdk(client)
+    assert isinstance(await _register(api, model_id="dup.gguf"), Model)
+    response = await register_model.asyncio_detailed(client=api, body=RegisterModelRequest(model_id="dup.gguf"))
+    assert response.status_code == 409 and isinstance(response.parsed, Error)
+
+
+async def test_missing_or_invalid_gguf_is_400(client: TestClient[Any, Any], home: Path) -> None:
+    api = sdk(client)
+    response = await register_model.asyncio_detailed(client=api, body=RegisterModelRequest(model_id="absent.gguf"))
+    assert response.status_code == 400 and isinstance(response.parsed, Error)
+    assert response.parsed.error.param == "provider_model_id"
+    (home / "models").mkdir(parents=True)
+    (home / "models" / "fake.gguf").write_bytes(b"PK\x03\x04 not a gguf")
+    response = await register_model.asyncio_detailed(client=api, body=RegisterModelRequest(model_id="fake.gguf"))
+    assert response.status_code == 400 and isinstance(response.parsed, Error)
+    assert "not a GGUF" in response.parsed.error.message
+    listed = await openai_list_models.asyncio(client=api)
+    assert isinstance(listed, OpenAIListModelsResponse) and listed.data == []
+
+
+async def test_unknown_provider_is_400(client: TestClient[Any, Any]) -> None:
+    response = await register_model.asyncio_detailed(
+        client=sdk(client), body=RegisterModelRequest(model_id="m", provider_id="ollama")
+    )
+    assert response.status_code == 400 and isinstance(response.parsed, Error)
+    assert response.parsed.error.code == "provider_not_found"
+
+
+async def test_registrations_survive_a_restart(aiohttp_client: Callable[..., Any], gguf: Callable[[str], Path]) -> None:
+    gguf("keep.gguf")
+    first = await aiohttp_client(create_app(edge_with()))
+    assert isinstance(await _register(sdk(first), model_id="keep.gguf"), Model)
+    await first.close()
+    second = await aiohttp_client(create_app(edge_with()))
+    found = await get_model.asyncio(client=sdk(second), model_id="llama-cpp/keep.gguf")
+    assert isinstance(found, Model)
+
+
+async def test_config_models_are_synced_at_start(aiohttp_client: Callable[..., Any], home: Path) -> None:
+    path = write_gguf(home / "models" / "cfg.gguf")
+    resources = {"models": [{"model_id": "configured", "provider_model_id": str(path)}]}
+    client = await aiohttp_client(create_app(edge_with(registered_resources=resources)))
+    api = sdk(client)
+    found = await get_model.asyncio(client=api, model_id="configured")
+    assert isinstance(found, Model) and found.provider_resource_id == str(path)
+    refused = await unregister_model.asyncio_detailed(client=api, model_id="configured")
+    assert refused.status_code == 400 and isinstance(refused.parsed, Error)
+    assert refused.parsed.error.code == "model_from_config"
+    await client.close()
+
+    client = await aiohttp_client(create_app(edge_with(registered_resources={"models": []})))
+    dropped = await get_model.asyncio_detailed(client=sdk(client), model_id="configured")
+    assert dropped.status_code == 404
