@@ -60,9 +60,7 @@ def differences(expected: Path, actual: Path) -> list[str]:
     found = [f"{name} (missing)" for name in want.keys() - have.keys()]
     found += [f"{name} (not generated)" for name in have.keys() - want.keys()]
     found += [
-        f"{name} (changed)"
-        for name in want.keys() & have.keys()
-        if want[name].read_bytes() != have[name].read_bytes()
+        f"{name} (changed)" for name in want.keys() & have.keys() if want[name].read_bytes() != have[name].read_bytes()
     ]
     return sorted(found)
 

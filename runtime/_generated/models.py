@@ -90,7 +90,7 @@ class ModelType(StrEnum):
 
 class Model(BaseModel):
     """
-    A model resource registered against a provider (Llama Stack's shape).
+    A model resource registered against a provider: Llama Stack's shape, plus OpenAI's `id`, `object`, `created` and `owned_by` so that `openai`'s `models.retrieve` decodes it too.
     """
 
     identifier: Annotated[str, Field(description="The id clients use.")]
@@ -101,6 +101,10 @@ class Model(BaseModel):
     type: Literal["model"] = "model"
     model_type: ModelType
     metadata: dict[str, Any]
+    id: Annotated[str, Field(description="The identifier again")]
+    object: Literal["model"] = "model"
+    created: Annotated[int, Field(description="Unix seconds of registration.")]
+    owned_by: str
 
 
 class OpenAIModel(BaseModel):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any, cast
 
 from pydantic import MISSING
@@ -25,6 +26,12 @@ def identifier_for(model_id: str, provider_id: str, provider_model_id: str) -> s
     """Llama Stack's rule: an id that differs from the provider's is an alias and names the
     model; otherwise provider ids can clash, so `<provider_id>/<provider_model_id>` does."""
     return model_id if model_id != provider_model_id else f"{provider_id}/{provider_model_id}"
+
+
+def model_response(resource: Resource) -> models.Model:
+    return models.Model.model_validate(
+        {**resource.body, "id": resource.identifier, "created": resource.created_at, "owned_by": OWNED_BY}
+    )
 
 
 class ModelsApi:
@@ -58,14 +65,15 @@ class ModelsApi:
         provider_model_id = model.provider_model_id or model.model_id
         check = await cast(ModelProvider, instance.impl).check_model(provider_model_id, model.model_type)
         identifier = identifier_for(model.model_id, provider_id, provider_model_id)
-        body = models.Model(
-            identifier=identifier,
-            provider_id=provider_id,
-            provider_resource_id=provider_model_id,
-            model_type=models.ModelType(model.model_type),
-            metadata={**check.metadata, **model.metadata},
-        )
-        return Resource(MODEL, identifier, provider_id, provider_model_id, source, 0, body.model_dump(mode="json"))
+        body = {
+            "identifier": identifier,
+            "provider_id": provider_id,
+            "provider_resource_id": provider_model_id,
+            "type": MODEL,
+            "model_type": model.model_type,
+            "metadata": {**check.metadata, **model.metadata},
+        }
+        return Resource(MODEL, identifier, provider_id, provider_model_id, source, int(time.time()), body)
 
     async def sync_from_config(self) -> None:
         """Register `registered_resources.models`; a model the provider refuses stops start-up."""
@@ -99,13 +107,13 @@ class ModelsApi:
             metadata=_value(request.metadata, {}),
         )
         resource = await self._build(model, "api")
-        await self.stack.registry.add(
+        added = await self.stack.registry.add(
             MODEL, resource.identifier, resource.provider_id, resource.provider_resource_id, resource.body
         )
-        return models.Model.model_validate(resource.body)
+        return model_response(added)
 
     async def get_model(self, request: models.GetModelRequest) -> models.Model:
-        return models.Model.model_validate((await self._lookup(request.model_id)).body)
+        return model_response(await self._lookup(request.model_id))
 
     async def unregister_model(self, request: models.UnregisterModelRequest) -> None:
         resource = await self._lookup(request.model_id)
@@ -120,12 +128,12 @@ class ModelsApi:
     async def openai_list_models(self) -> models.OpenAIListModelsResponse:
         data = []
         for resource in await self.stack.registry.all(MODEL):
-            model = models.Model.model_validate(resource.body)
+            model = model_response(resource)
             data.append(
                 models.OpenAIModel(
                     id=model.identifier,
-                    created=resource.created_at,
-                    owned_by=OWNED_BY,
+                    created=model.created,
+                    owned_by=model.owned_by,
                     custom_metadata={
                         "model_type": model.model_type.value,
                         "provider_id": model.provider_id,

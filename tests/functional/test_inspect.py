@@ -63,9 +63,7 @@ async def test_route_filter_by_level(client: TestClient[Any, Any], level: ApiFil
 async def test_deprecated_filter_lists_only_deprecated(client: TestClient[Any, Any]) -> None:
     listed = await list_routes.asyncio(client=sdk(client), api_filter=ApiFilter.DEPRECATED)
     assert isinstance(listed, ListRoutesResponse)
-    deprecated = {
-        (m.upper(), p) for p, item in SPEC["paths"].items() for m, op in item.items() if op.get("deprecated")
-    }
+    deprecated = {(m.upper(), p) for p, item in SPEC["paths"].items() for m, op in item.items() if op.get("deprecated")}
     assert {(r.method, r.route) for r in listed.data} == deprecated
 
 

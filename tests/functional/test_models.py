@@ -31,7 +31,11 @@ async def test_register_get_list_unregister(client: TestClient[Any, Any], gguf: 
     model = await _register(api, model_id="SmolLM2.gguf", metadata=metadata)
     assert isinstance(model, Model)
     assert model.identifier == "llama-cpp/SmolLM2.gguf"
-    assert (model.provider_id, model.provider_resource_id, model.model_type) == ("llama-cpp", "SmolLM2.gguf", ModelType.LLM)
+    assert (model.provider_id, model.provider_resource_id, model.model_type) == (
+        "llama-cpp",
+        "SmolLM2.gguf",
+        ModelType.LLM,
+    )
     assert model.metadata.additional_properties == {"gguf_path": str(path), "context_length": 2048}
 
     fetched = await get_model.asyncio(client=api, model_id="llama-cpp/SmolLM2.gguf")  # the SDK sends %2F
@@ -60,7 +64,9 @@ async def test_alias_becomes_the_identifier(client: TestClient[Any, Any], gguf: 
     assert (model.identifier, model.provider_resource_id, model.model_type) == ("tiny", str(path), ModelType.EMBEDDING)
 
 
-async def test_lookup_by_provider_id_when_unambiguous(client: TestClient[Any, Any], gguf: Callable[[str], Path]) -> None:
+async def test_lookup_by_provider_id_when_unambiguous(
+    client: TestClient[Any, Any], gguf: Callable[[str], Path]
+) -> None:
     gguf("solo.gguf")
     api = sdk(client)
     assert isinstance(await _register(api, model_id="solo.gguf"), Model)

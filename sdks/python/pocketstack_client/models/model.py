@@ -18,15 +18,20 @@ T = TypeVar("T", bound="Model")
 
 @_attrs_define
 class Model:
-    """A model resource registered against a provider (Llama Stack's shape).
+    """A model resource registered against a provider: Llama Stack's shape, plus OpenAI's `id`, `object`, `created` and
+    `owned_by` so that `openai`'s `models.retrieve` decodes it too.
 
-    Attributes:
-        identifier (str): The id clients use.
-        provider_id (str):
-        provider_resource_id (str): The id the provider knows the model by.
-        type_ (Literal['model']):  Default: 'model'.
-        model_type (ModelType):
-        metadata (ModelMetadata):
+        Attributes:
+            identifier (str): The id clients use.
+            provider_id (str):
+            provider_resource_id (str): The id the provider knows the model by.
+            type_ (Literal['model']):  Default: 'model'.
+            model_type (ModelType):
+            metadata (ModelMetadata):
+            id (str): The identifier again
+            object_ (Literal['model']):  Default: 'model'.
+            created (int): Unix seconds of registration.
+            owned_by (str):
     """
 
     identifier: str
@@ -34,7 +39,11 @@ class Model:
     provider_resource_id: str
     model_type: ModelType
     metadata: ModelMetadata
+    id: str
+    created: int
+    owned_by: str
     type_: Literal["model"] = "model"
+    object_: Literal["model"] = "model"
     additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -50,6 +59,14 @@ class Model:
 
         metadata = self.metadata.to_dict()
 
+        id = self.id
+
+        object_ = self.object_
+
+        created = self.created
+
+        owned_by = self.owned_by
+
         field_dict: dict[str, Any] = {}
         field_dict.update(self.additional_properties)
         field_dict.update(
@@ -60,6 +77,10 @@ class Model:
                 "type": type_,
                 "model_type": model_type,
                 "metadata": metadata,
+                "id": id,
+                "object": object_,
+                "created": created,
+                "owned_by": owned_by,
             }
         )
 
@@ -84,6 +105,16 @@ class Model:
 
         metadata = ModelMetadata.from_dict(d.pop("metadata"))
 
+        id = d.pop("id")
+
+        object_ = cast(Literal["model"], d.pop("object"))
+        if object_ != "model":
+            raise ValueError(f"object must match const 'model', got '{object_}'")
+
+        created = d.pop("created")
+
+        owned_by = d.pop("owned_by")
+
         model = cls(
             identifier=identifier,
             provider_id=provider_id,
@@ -91,6 +122,10 @@ class Model:
             type_=type_,
             model_type=model_type,
             metadata=metadata,
+            id=id,
+            object_=object_,
+            created=created,
+            owned_by=owned_by,
         )
 
         model.additional_properties = d

@@ -1,0 +1,90 @@
+"""The official `llama-stack-client` and `openai` packages against a real `pocketstack run`."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import llama_stack_client
+import openai
+import pytest
+import yaml
+
+from pocketstack import LLAMA_STACK_VERSION, distributions
+from tests.conftest import write_gguf
+from tests.process.server import Server, start
+
+pytestmark = pytest.mark.process
+
+
+@pytest.fixture
+def server(home: Path, tmp_path: Path) -> Iterator[Server]:
+    """The edge distribution plus two registered models, one with a slash-free alias."""
+    model = write_gguf(home / "models" / "SmolLM2-135M-Instruct.gguf")
+    edge = distributions.path_of("edge")
+    assert edge is not None
+    config = yaml.safe_load(edge.read_text())
+    config["registered_resources"]["models"] = [
+        {"model_id": "SmolLM2-135M-Instruct.gguf"},
+        {"model_id": "tiny-embed", "provider_model_id": str(model), "model_type": "embedding",
+         "metadata": {"embedding_dimension": 384}},
+    ]  # fmt: skip
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(config))
+    running = start(home, [str(path)])
+    yield running
+    assert running.stop() == 0, running.output()
+
+
+def test_llama_stack_client(server: Server) -> None:
+    client = llama_stack_client.LlamaStackClient(base_url=server.base_url)
+    assert client.inspect.health().status == "OK"
+    assert client.inspect.version().version == LLAMA_STACK_VERSION
+
+    (provider,) = client.providers.list()
+    assert (provider.api, provider.provider_id, provider.provider_type) == (
+        "inference",
+        "llama-cpp",
+        "inline::llama-cpp",
+    )
+    assert provider.health["status"] == "OK"
+
+    routes = client.routes.list()
+    assert ("GET", "/v1/models/{model_id}") in {(r.method, r.route) for r in routes}
+    assert client.routes.list(api_filter="v1alpha") == []
+
+    models = {m.identifier: m for m in client.models.list()}
+    assert set(models) == {"llama-cpp/SmolLM2-135M-Instruct.gguf", "tiny-embed"}
+    assert models["tiny-embed"].model_type == "embedding"
+    assert models["tiny-embed"].provider_id == "llama-cpp"
+    assert models["tiny-embed"].metadata is not None and models["tiny-embed"].metadata["embedding_dimension"] == 384
+
+    retrieved = client.models.retrieve("llama-cpp/SmolLM2-135M-Instruct.gguf")
+    assert retrieved.identifier == "llama-cpp/SmolLM2-135M-Instruct.gguf"
+    assert retrieved.provider_resource_id == "SmolLM2-135M-Instruct.gguf"
+    assert retrieved.api_model_type == "llm"
+
+    with pytest.raises(llama_stack_client.NotFoundError) as caught:
+        client.models.retrieve("llama-cpp/absent")
+    assert "absent" in str(caught.value)
+
+
+def test_openai_client(server: Server) -> None:
+    client = openai.OpenAI(base_url=f"{server.base_url}/v1", api_key="unused")
+    ids = [m.id for m in client.models.list()]
+    assert ids == ["llama-cpp/SmolLM2-135M-Instruct.gguf", "tiny-embed"]
+    model = client.models.retrieve("tiny-embed")
+    assert (model.id, model.object, model.owned_by) == ("tiny-embed", "model", "llama_stack")
+    assert model.created > 0
+    with pytest.raises(openai.NotFoundError) as caught:
+        client.models.retrieve("nope")
+    assert caught.value.status_code == 404
+    assert isinstance(caught.value.body, dict) and "nope" in caught.value.body["message"]
+
+
+def test_sigterm_and_sigint_shut_down_cleanly(home: Path) -> None:
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        running = start(home)
+        assert running.stop(signum) == 0, running.output()
+        assert "stopped" in running.output()
