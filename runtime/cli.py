@@ -38,8 +38,8 @@ def _load(target: str | None) -> StackConfig:
     return load_config(resolve_target(target))
 
 
-async def serve(config: StackConfig) -> None:
-    """Serve until SIGTERM or SIGINT, then let in-flight requests finish and close the stores."""
+async def serve(config: StackConfig, stop: asyncio.Event | None = None) -> None:
+    """Serve until SIGTERM or SIGINT (or `stop` is set), let in-flight requests finish, close the stores."""
     from aiohttp import web  # imported here so `pocketstack version` stays instant
 
     from pocketstack.app import create_app
@@ -59,7 +59,7 @@ async def serve(config: StackConfig) -> None:
                     "stop it or choose another with --port"
                 ) from exc
             raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
-        stop = asyncio.Event()
+        stop = stop or asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)

@@ -8,7 +8,7 @@ long_description = (here / "README.md").read_text(encoding="utf-8")
 
 setup(
     name="pocketstack-client",
-    version="v1",
+    version="0.1.0",
     description="A client library for accessing PocketStack API",
     long_description=long_description,
     long_description_content_type="text/markdown",
