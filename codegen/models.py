@@ -19,6 +19,7 @@ DATAMODEL_FLAGS = (
     "--target-pydantic-version", "2.14",
     "--use-missing-sentinel",
     "--use-default",
+    "--collapse-root-models",
     "--strict-nullable",
     "--naming-strategy", "full-path",
     "--enum-field-as-literal", "one",

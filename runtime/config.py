@@ -43,7 +43,7 @@ class ModelInput(_Strict):
     model_id: str
     provider_id: str | None = None
     provider_model_id: str | None = None
-    model_type: Literal["llm", "embedding", "rerank"] = "llm"
+    model_type: Literal["llm", "embedding", "rerank"] | None = None  # None: what the provider says
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 

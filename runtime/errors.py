@@ -18,6 +18,7 @@ class PocketStackError(Exception):
         self.message = message
         self.code = code
         self.param = param
+        self.headers: dict[str, str] = {}
 
     def body(self) -> dict[str, Any]:
         return error_body(self.message, type=self.type, code=self.code, param=self.param)
@@ -51,6 +52,10 @@ class UpgradeRequiredError(PocketStackError):
 class TooManyRequestsError(PocketStackError):
     status = 429
     type = "rate_limit_error"
+
+    def __init__(self, message: str, *, code: str | None = None, retry_after: int = 1) -> None:
+        super().__init__(message, code=code)
+        self.headers["Retry-After"] = str(retry_after)
 
 
 class NotImplementedByProviderError(PocketStackError):

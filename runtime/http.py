@@ -11,7 +11,7 @@ import logging
 from collections.abc import AsyncIterator, Iterable
 from typing import Any, Literal, TypeVar
 
-from aiohttp import web
+from aiohttp import ClientConnectionResetError, web
 from pydantic import BaseModel, ValidationError
 
 from pocketstack.errors import BadRequestError, PocketStackError, error_body
@@ -99,26 +99,42 @@ async def respond(request: web.Request, result: object, *, status: int) -> web.S
 
 
 async def _stream(request: web.Request, chunks: AsyncIterator[BaseModel]) -> web.StreamResponse:
-    """Server-sent events: `data: <json>` frames, an error frame on failure, then `[DONE]`."""
+    """Server-sent events: `data: <json>` frames, an error frame on failure, then `[DONE]`.
+
+    The first chunk is awaited before the 200 goes out, so errors found while preparing (an
+    overflowing prompt, a busy model) still get their own status and the normal error body.
+    """
+    try:
+        first = await anext(chunks)
+    except StopAsyncIteration:
+        first = None
     response = web.StreamResponse(
         status=200,
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
-    await response.prepare(request)
     try:
-        async for chunk in chunks:
-            await response.write(f"data: {dump(chunk)}\n\n".encode())
-    except (ConnectionResetError, OSError):
-        log.info("client went away during a stream")
+        await response.prepare(request)
+        if first is not None:
+            await response.write(b"data: " + dump(first).encode() + b"\n\n")
+            async for chunk in chunks:
+                await response.write(b"data: " + dump(chunk).encode() + b"\n\n")
+    except (ConnectionResetError, ClientConnectionResetError):
+        log.info("client went away during a stream of %s", request.path)
         raise
     except PocketStackError as exc:
-        frame = error_body(exc.message, type=exc.type, code=str(exc.status))
-        await response.write(f"data: {json.dumps(frame)}\n\n".encode())
+        await response.write(_error_frame(exc.message, exc.type, str(exc.status)))
     except Exception:
-        log.exception("stream failed")
-        frame = error_body("Internal server error: An unexpected error occurred.", code="500")
-        await response.write(f"data: {json.dumps(frame)}\n\n".encode())
+        log.exception("stream of %s failed", request.path)
+        await response.write(_error_frame("Internal server error: An unexpected error occurred.", None, "500"))
     else:
         await response.write(b"data: [DONE]\n\n")
+    finally:
+        close = getattr(chunks, "aclose", None)  # generators: stop the work behind the stream now
+        if close is not None:
+            await close()
     await response.write_eof()
     return response
+
+
+def _error_frame(message: str, type: str | None, code: str) -> bytes:
+    return f"data: {json.dumps(error_body(message, type=type, code=code))}\n\n".encode()

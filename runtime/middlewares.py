@@ -64,7 +64,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except PocketStackError as exc:
         if exc.status >= 500:
             log.warning("%s %s -> %s: %s", request.method, request.path, exc.status, exc.message)
-        return _json_error(exc.status, exc.body())
+        return _json_error(exc.status, exc.body(), exc.headers or None)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

@@ -93,28 +93,29 @@ class Registry:
         )
         return bool(rows)
 
-    async def sync_config(self, type: str, resources: list[Resource]) -> None:
-        """Make the config-sourced resources of `type` exactly `resources`, in one transaction.
+    async def sync_source(
+        self, type: str, source: Source, resources: list[Resource], provider_id: str | None = None
+    ) -> None:
+        """Make the `source` resources of `type` (of one provider, if given) exactly `resources`.
 
-        Entries registered through the API with the same id are replaced: the config wins, as it
-        does in Llama Stack. Config entries no longer in the config are dropped.
+        One transaction. Entries from elsewhere with the same id are replaced: the config wins,
+        as it does in Llama Stack; a provider listing never overrides the config or the API.
         """
         keep = [r.identifier for r in resources]
-        # `NOT IN ()` is not SQL, and `NOT IN (NULL)` matches nothing: an empty config drops all.
+        where = "type = ? AND source = ?" + (" AND provider_id = ?" if provider_id is not None else "")
+        scope: tuple[Any, ...] = (type, source) + ((provider_id,) if provider_id is not None else ())
+        # `NOT IN ()` is not SQL, and `NOT IN (NULL)` matches nothing: an empty list drops all.
         stale = f" AND identifier NOT IN ({', '.join('?' for _ in keep)})" if keep else ""
         statements: list[tuple[str, tuple[Any, ...]]] = [
-            (f"DELETE FROM resources WHERE type = ? AND source = 'config'{stale}", (type, *keep))
+            (f"DELETE FROM resources WHERE {where}{stale}", (*scope, *keep))
         ]
-        for resource in resources:
-            statements.append(
-                (
-                    f"INSERT INTO resources ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) "
-                    "ON CONFLICT (type, identifier) DO UPDATE SET provider_id = excluded.provider_id, "
-                    "provider_resource_id = excluded.provider_resource_id, source = excluded.source, "
-                    "body = excluded.body",
-                    self._values(resource),
-                )
-            )
+        replace = (
+            "DO UPDATE SET provider_id = excluded.provider_id, "
+            "provider_resource_id = excluded.provider_resource_id, source = excluded.source, body = excluded.body"
+        )
+        on_conflict = "DO NOTHING" if source == "provider" else replace
+        insert = f"INSERT INTO resources ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (type, identifier) "
+        statements += [(insert + on_conflict, self._values(resource)) for resource in resources]
         await self._db.transaction(statements)
 
     @staticmethod

@@ -27,10 +27,20 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return folder
 
 
-def write_gguf(path: Path) -> Path:
-    """A file llama-cpp's registration accepts: it starts with the GGUF magic."""
+def write_gguf(path: Path, architecture: str = "llama", pooling: int | None = None) -> Path:
+    """A metadata-only GGUF: enough for registration and listing, not for inference."""
+    import gguf
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"GGUF" + b"\x03\x00\x00\x00" + b"\x00" * 16)
+    writer = gguf.GGUFWriter(path, architecture)
+    writer.add_context_length(128)
+    writer.add_embedding_length(8)
+    if pooling is not None:
+        writer.add_pooling_type(gguf.PoolingType(pooling))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
     return path
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import MISSING, BaseModel, Field
+from pydantic import MISSING, BaseModel, ConfigDict, Field, RootModel
+from typing_extensions import TypeAliasType
 
 
 class ErrorDetail(BaseModel):
@@ -152,6 +153,518 @@ class RegisterModelRequest(BaseModel):
     ] = MISSING
     model_type: ModelType | MISSING = MISSING
     metadata: dict[str, Any] | MISSING = MISSING
+
+
+class StopStop(RootModel[list[str]]):
+    root: Annotated[
+        list[str],
+        Field(
+            description="Up to 4 sequences where generation stops; they are not part of the output.",
+            max_length=4,
+        ),
+    ]
+
+
+LogitBiasLogitBiasAdditionalProperty = TypeAliasType(
+    "LogitBiasLogitBiasAdditionalProperty", Annotated[float, Field(ge=-100.0, le=100.0)]
+)
+
+
+class StreamOptions(BaseModel):
+    include_usage: Annotated[
+        bool | None | MISSING,
+        Field(description="Send a last chunk with `usage` (and no choices)."),
+    ] = MISSING
+
+
+class TextPart(BaseModel):
+    type: Literal["text"]
+    text: str
+
+
+class ImageUrlDetail(StrEnum):
+    auto = "auto"
+    low = "low"
+    high = "high"
+
+
+class ImageUrl(BaseModel):
+    url: str
+    detail: ImageUrlDetail | MISSING = MISSING
+
+
+class ImageUrlPart(BaseModel):
+    type: Literal["image_url"]
+    image_url: ImageUrl
+
+
+class InputAudio(BaseModel):
+    data: str
+    format: str
+
+
+class InputAudioPart(BaseModel):
+    type: Literal["input_audio"]
+    input_audio: InputAudio
+
+
+class FileReference(BaseModel):
+    file_data: str | MISSING = MISSING
+    file_id: str | MISSING = MISSING
+    filename: str | MISSING = MISSING
+
+
+class FilePart(BaseModel):
+    type: Literal["file"]
+    file: FileReference
+
+
+class RefusalPart(BaseModel):
+    type: Literal["refusal"]
+    refusal: str
+
+
+class SystemMessage(BaseModel):
+    role: Literal["system"]
+    content: str | list[TextPart]
+    name: str | MISSING = MISSING
+
+
+class DeveloperMessage(BaseModel):
+    role: Literal["developer"]
+    content: str | list[TextPart]
+    name: str | MISSING = MISSING
+
+
+class UserMessage(BaseModel):
+    role: Literal["user"]
+    content: (
+        str
+        | list[
+            Annotated[
+                TextPart | ImageUrlPart | InputAudioPart | FilePart,
+                Field(discriminator="type"),
+            ]
+        ]
+    )
+    name: str | MISSING = MISSING
+
+
+class FunctionCall(BaseModel):
+    name: str
+    arguments: Annotated[str, Field(description="The arguments as a JSON text.")]
+
+
+class ToolCall(BaseModel):
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
+class AssistantMessage(BaseModel):
+    role: Literal["assistant"]
+    content: (
+        str
+        | list[Annotated[TextPart | RefusalPart, Field(discriminator="type")]]
+        | None
+        | MISSING
+    ) = MISSING
+    refusal: str | None | MISSING = MISSING
+    name: str | MISSING = MISSING
+    tool_calls: list[ToolCall] | None | MISSING = MISSING
+
+
+class ToolMessage(BaseModel):
+    role: Literal["tool"]
+    content: str | list[TextPart]
+    tool_call_id: str
+
+
+class FunctionDefinition(BaseModel):
+    name: Annotated[str, Field(max_length=64, min_length=1, pattern="^[a-zA-Z0-9_-]+$")]
+    description: str | MISSING = MISSING
+    parameters: Annotated[
+        dict[str, Any] | MISSING, Field(description="The JSON Schema of the arguments.")
+    ] = MISSING
+    strict: bool | None | MISSING = MISSING
+
+
+class Tool(BaseModel):
+    type: Literal["function"]
+    function: FunctionDefinition
+
+
+class NamedFunction(BaseModel):
+    name: str
+
+
+class NamedToolChoice(BaseModel):
+    type: Literal["function"]
+    function: NamedFunction
+
+
+class ToolChoiceMode(StrEnum):
+    none = "none"
+    auto = "auto"
+    required = "required"
+
+
+class ResponseFormatText(BaseModel):
+    type: Literal["text"]
+
+
+class ResponseFormatJsonObject(BaseModel):
+    type: Literal["json_object"]
+
+
+class JsonSchemaFormat(BaseModel):
+    name: str
+    description: str | MISSING = MISSING
+    schema_: Annotated[dict[str, Any] | MISSING, Field(alias="schema")] = MISSING
+    strict: bool | None | MISSING = MISSING
+
+
+class ResponseFormatJsonSchema(BaseModel):
+    type: Literal["json_schema"]
+    json_schema: JsonSchemaFormat
+
+
+class ChatCompletionRequest(BaseModel):
+    """
+    OpenAI's chat request; unknown fields (the SDKs' `extra_body`) are accepted.
+    """
+
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    model: Annotated[str, Field(min_length=1)]
+    messages: Annotated[
+        list[
+            Annotated[
+                SystemMessage
+                | DeveloperMessage
+                | UserMessage
+                | AssistantMessage
+                | ToolMessage,
+                Field(discriminator="role"),
+            ]
+        ],
+        Field(min_length=1),
+    ]
+    frequency_penalty: Annotated[float | None | MISSING, Field(ge=-2.0, le=2.0)] = (
+        MISSING
+    )
+    presence_penalty: Annotated[float | None | MISSING, Field(ge=-2.0, le=2.0)] = (
+        MISSING
+    )
+    logit_bias: Annotated[
+        dict[str, LogitBiasLogitBiasAdditionalProperty] | None | MISSING,
+        Field(
+            description="Token id (as a string) -> bias from -100 to 100 added to its logit."
+        ),
+    ] = MISSING
+    logprobs: bool | None | MISSING = MISSING
+    top_logprobs: Annotated[int | None | MISSING, Field(ge=0, le=20)] = MISSING
+    max_tokens: Annotated[int | None | MISSING, Field(ge=1)] = MISSING
+    max_completion_tokens: Annotated[int | None | MISSING, Field(ge=1)] = MISSING
+    n: Annotated[int | None | MISSING, Field(ge=1, le=128)] = MISSING
+    parallel_tool_calls: bool | None | MISSING = MISSING
+    response_format: (
+        ResponseFormatText
+        | ResponseFormatJsonObject
+        | ResponseFormatJsonSchema
+        | None
+        | MISSING
+    ) = MISSING
+    seed: int | None | MISSING = MISSING
+    stop: Annotated[
+        str | StopStop | None | MISSING,
+        Field(
+            description="Up to 4 sequences where generation stops; they are not part of the output."
+        ),
+    ] = MISSING
+    stream: bool | None | MISSING = MISSING
+    stream_options: StreamOptions | None | MISSING = MISSING
+    temperature: Annotated[float | None | MISSING, Field(ge=0.0, le=2.0)] = MISSING
+    top_p: Annotated[float | None | MISSING, Field(ge=0.0, le=1.0)] = MISSING
+    tools: list[Tool] | None | MISSING = MISSING
+    tool_choice: ToolChoiceMode | NamedToolChoice | None | MISSING = MISSING
+    user: str | None | MISSING = MISSING
+    store: bool | None | MISSING = MISSING
+    metadata: dict[str, str] | None | MISSING = MISSING
+
+
+class FinishReason(StrEnum):
+    stop = "stop"
+    length = "length"
+    tool_calls = "tool_calls"
+    content_filter = "content_filter"
+    function_call = "function_call"
+
+
+class TopLogprob(BaseModel):
+    token: str
+    logprob: float
+    bytes: list[int] | None
+
+
+class TokenLogprob(BaseModel):
+    token: str
+    logprob: float
+    bytes: list[int] | None
+    top_logprobs: list[TopLogprob]
+
+
+class ChoiceLogprobs(BaseModel):
+    content: list[TokenLogprob] | None
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class ChatResponseMessage(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str | None
+    refusal: str | None | MISSING = MISSING
+    tool_calls: list[ToolCall] | MISSING = MISSING
+
+
+class ChatChoice(BaseModel):
+    index: int
+    message: ChatResponseMessage
+    finish_reason: FinishReason
+    logprobs: ChoiceLogprobs | None
+
+
+class ChatCompletion(BaseModel):
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[ChatChoice]
+    usage: Usage | MISSING = MISSING
+    system_fingerprint: str | None | MISSING = MISSING
+
+
+class ChunkFunctionCall(BaseModel):
+    name: str | MISSING = MISSING
+    arguments: str | MISSING = MISSING
+
+
+class ChunkToolCall(BaseModel):
+    index: int
+    id: str | MISSING = MISSING
+    type: Literal["function"] | MISSING = MISSING
+    function: ChunkFunctionCall | MISSING = MISSING
+
+
+class ChunkDelta(BaseModel):
+    role: Literal["assistant"] | MISSING = MISSING
+    content: str | None | MISSING = MISSING
+    refusal: str | None | MISSING = MISSING
+    tool_calls: list[ChunkToolCall] | MISSING = MISSING
+
+
+class ChunkChoice(BaseModel):
+    index: int
+    delta: ChunkDelta
+    finish_reason: FinishReason | None
+    logprobs: ChoiceLogprobs | None | MISSING = MISSING
+
+
+class ChatCompletionChunk(BaseModel):
+    id: str
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    created: int
+    model: str
+    choices: list[ChunkChoice]
+    usage: Usage | None | MISSING = MISSING
+
+
+class PromptPrompt(RootModel[list[str]]):
+    root: Annotated[
+        list[str],
+        Field(
+            description="A text, a list of texts, a list of token ids, or a list of token-id lists.",
+            min_length=1,
+        ),
+    ]
+
+
+class PromptPrompt1(RootModel[list[int]]):
+    root: Annotated[
+        list[int],
+        Field(
+            description="A text, a list of texts, a list of token ids, or a list of token-id lists.",
+            min_length=1,
+        ),
+    ]
+
+
+class PromptPrompt2PromptPrompt2Item(RootModel[list[int]]):
+    root: Annotated[list[int], Field(min_length=1)]
+
+
+class PromptPrompt2(RootModel[list[PromptPrompt2PromptPrompt2Item]]):
+    root: Annotated[
+        list[PromptPrompt2PromptPrompt2Item],
+        Field(
+            description="A text, a list of texts, a list of token ids, or a list of token-id lists.",
+            min_length=1,
+        ),
+    ]
+
+
+class CompletionRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    model: Annotated[str, Field(min_length=1)]
+    prompt: Annotated[
+        str | PromptPrompt | PromptPrompt1 | PromptPrompt2,
+        Field(
+            description="A text, a list of texts, a list of token ids, or a list of token-id lists."
+        ),
+    ]
+    max_tokens: Annotated[int | None | MISSING, Field(ge=1)] = MISSING
+    temperature: Annotated[float | None | MISSING, Field(ge=0.0, le=2.0)] = MISSING
+    top_p: Annotated[float | None | MISSING, Field(ge=0.0, le=1.0)] = MISSING
+    n: Annotated[int | None | MISSING, Field(ge=1, le=128)] = MISSING
+    best_of: Annotated[int | None | MISSING, Field(ge=1)] = MISSING
+    stream: bool | None | MISSING = MISSING
+    stream_options: StreamOptions | None | MISSING = MISSING
+    logprobs: Annotated[int | None | MISSING, Field(ge=0, le=5)] = MISSING
+    echo: bool | None | MISSING = MISSING
+    stop: Annotated[
+        str | StopStop | None | MISSING,
+        Field(
+            description="Up to 4 sequences where generation stops; they are not part of the output."
+        ),
+    ] = MISSING
+    presence_penalty: Annotated[float | None | MISSING, Field(ge=-2.0, le=2.0)] = (
+        MISSING
+    )
+    frequency_penalty: Annotated[float | None | MISSING, Field(ge=-2.0, le=2.0)] = (
+        MISSING
+    )
+    logit_bias: Annotated[
+        dict[str, LogitBiasLogitBiasAdditionalProperty] | None | MISSING,
+        Field(
+            description="Token id (as a string) -> bias from -100 to 100 added to its logit."
+        ),
+    ] = MISSING
+    seed: int | None | MISSING = MISSING
+    suffix: str | None | MISSING = MISSING
+    user: str | None | MISSING = MISSING
+
+
+class CompletionLogprobs(BaseModel):
+    tokens: list[str]
+    token_logprobs: list[float | None]
+    top_logprobs: list[dict[str, float] | None]
+    text_offset: list[int]
+
+
+class CompletionChoice(BaseModel):
+    index: int
+    text: str
+    finish_reason: FinishReason | None
+    logprobs: CompletionLogprobs | None
+
+
+class Completion(BaseModel):
+    id: str
+    object: Literal["text_completion"] = "text_completion"
+    created: int
+    model: str
+    choices: list[CompletionChoice]
+    usage: Usage | MISSING = MISSING
+    system_fingerprint: str | None | MISSING = MISSING
+
+
+class EmbeddingsInputEmbeddingsInput(RootModel[str]):
+    root: Annotated[str, Field(min_length=1)]
+
+
+class EmbeddingsInputEmbeddingsInput1EmbeddingsInputEmbeddingsInput1Item(
+    RootModel[str]
+):
+    root: Annotated[str, Field(min_length=1)]
+
+
+class EmbeddingsInputEmbeddingsInput1(
+    RootModel[list[EmbeddingsInputEmbeddingsInput1EmbeddingsInputEmbeddingsInput1Item]]
+):
+    root: Annotated[
+        list[EmbeddingsInputEmbeddingsInput1EmbeddingsInputEmbeddingsInput1Item],
+        Field(min_length=1),
+    ]
+
+
+class EmbeddingsInputEmbeddingsInput2(RootModel[list[int]]):
+    root: Annotated[list[int], Field(min_length=1)]
+
+
+class EmbeddingsInputEmbeddingsInput3EmbeddingsInputEmbeddingsInput3Item(
+    RootModel[list[int]]
+):
+    root: Annotated[list[int], Field(min_length=1)]
+
+
+class EmbeddingsInputEmbeddingsInput3(
+    RootModel[list[EmbeddingsInputEmbeddingsInput3EmbeddingsInputEmbeddingsInput3Item]]
+):
+    root: Annotated[
+        list[EmbeddingsInputEmbeddingsInput3EmbeddingsInputEmbeddingsInput3Item],
+        Field(min_length=1),
+    ]
+
+
+class EncodingFormat(StrEnum):
+    float = "float"
+    base64 = "base64"
+
+
+class EmbeddingsRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    model: Annotated[str, Field(min_length=1)]
+    input: (
+        EmbeddingsInputEmbeddingsInput
+        | EmbeddingsInputEmbeddingsInput1
+        | EmbeddingsInputEmbeddingsInput2
+        | EmbeddingsInputEmbeddingsInput3
+    )
+    encoding_format: EncodingFormat | None | MISSING = MISSING
+    dimensions: Annotated[int | None | MISSING, Field(ge=1)] = MISSING
+    user: str | None | MISSING = MISSING
+
+
+class Embedding(BaseModel):
+    object: Literal["embedding"] = "embedding"
+    embedding: Annotated[
+        list[float] | str,
+        Field(
+            description="Floats, or base64 of little-endian float32 when encoding_format is base64."
+        ),
+    ]
+    index: int
+
+
+class EmbeddingsUsage(BaseModel):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class EmbeddingsResponse(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[Embedding]
+    model: str
+    usage: EmbeddingsUsage
 
 
 class ListRoutesRequest(BaseModel):

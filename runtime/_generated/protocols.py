@@ -55,3 +55,25 @@ class Models(Protocol):
     async def unregister_model(self, request: models.UnregisterModelRequest) -> None:
         """Unregister a model. The id may contain slashes."""
         ...
+
+
+class Inference(Protocol):
+    """Chat, text completion and embeddings (OpenAI-compatible)."""
+
+    async def openai_chat_completion(
+        self, request: models.ChatCompletionRequest
+    ) -> models.ChatCompletion | AsyncIterator[models.ChatCompletionChunk]:
+        """Create a chat completion (OpenAI-compatible); SSE chunks when `stream` is true."""
+        ...
+
+    async def openai_completion(
+        self, request: models.CompletionRequest
+    ) -> models.Completion | AsyncIterator[models.Completion]:
+        """Create a text completion (OpenAI's legacy route); SSE chunks when `stream` is true."""
+        ...
+
+    async def openai_embeddings(
+        self, request: models.EmbeddingsRequest
+    ) -> models.EmbeddingsResponse:
+        """Embed one or more inputs (OpenAI-compatible)."""
+        ...

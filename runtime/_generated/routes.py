@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from aiohttp import web
 from pocketstack import http
 from pocketstack._generated import models
-from pocketstack._generated.protocols import Inspect, Models, Providers
+from pocketstack._generated.protocols import Inference, Inspect, Models, Providers
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,11 @@ OPERATIONS: tuple[OperationInfo, ...] = (
     OperationInfo(
         "unregister_model", "Models", "DELETE", "/v1/models/{model_id}", "v1", False, False
     ),
+    OperationInfo(
+        "openai_chat_completion", "Inference", "POST", "/v1/chat/completions", "v1", False, True
+    ),
+    OperationInfo("openai_completion", "Inference", "POST", "/v1/completions", "v1", False, True),
+    OperationInfo("openai_embeddings", "Inference", "POST", "/v1/embeddings", "v1", False, False),
 )
 
 
@@ -46,6 +51,7 @@ class Apis:
     inspect: Inspect | None = None
     providers: Providers | None = None
     models: Models | None = None
+    inference: Inference | None = None
 
 
 class InspectRoutes:
@@ -160,10 +166,59 @@ class ModelsRoutes:
         return await http.respond(request, None, status=204)
 
 
+class InferenceRoutes:
+    def __init__(self, impl: Inference) -> None:
+        self.impl = impl
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.route("POST", "/v1/chat/completions", self.openai_chat_completion),
+            web.route("POST", "/v1/completions", self.openai_completion),
+            web.route("POST", "/v1/embeddings", self.openai_embeddings),
+        ]
+
+    async def openai_chat_completion(self, request: web.Request) -> web.StreamResponse:
+        parsed = await http.parse_request(
+            request,
+            models.ChatCompletionRequest,
+            path=(),
+            query=(),
+            array_query=(),
+            body="required",
+        )
+        result = await self.impl.openai_chat_completion(parsed)
+        return await http.respond(request, result, status=200)
+
+    async def openai_completion(self, request: web.Request) -> web.StreamResponse:
+        parsed = await http.parse_request(
+            request,
+            models.CompletionRequest,
+            path=(),
+            query=(),
+            array_query=(),
+            body="required",
+        )
+        result = await self.impl.openai_completion(parsed)
+        return await http.respond(request, result, status=200)
+
+    async def openai_embeddings(self, request: web.Request) -> web.StreamResponse:
+        parsed = await http.parse_request(
+            request,
+            models.EmbeddingsRequest,
+            path=(),
+            query=(),
+            array_query=(),
+            body="required",
+        )
+        result = await self.impl.openai_embeddings(parsed)
+        return await http.respond(request, result, status=200)
+
+
 API_TAGS: dict[str, str] = {
     "inspect": "Inspect",
     "providers": "Providers",
     "models": "Models",
+    "inference": "Inference",
 }
 
 
@@ -180,3 +235,5 @@ def add_routes(app: web.Application, apis: Apis) -> None:
         app.router.add_routes(ProvidersRoutes(apis.providers).routes())
     if apis.models is not None:
         app.router.add_routes(ModelsRoutes(apis.models).routes())
+    if apis.inference is not None:
+        app.router.add_routes(InferenceRoutes(apis.inference).routes())

@@ -10,7 +10,7 @@ from pocketstack._generated.routes import OPERATIONS, OperationInfo
 from pocketstack.stack import Stack
 
 # The provider API behind each tag whose routes a provider serves; the others are the server's own.
-TAG_PROVIDER_API = {"Models": "inference"}
+TAG_PROVIDER_API = {"Models": "inference", "Inference": "inference"}
 
 
 class InspectApi:

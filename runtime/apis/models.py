@@ -64,13 +64,14 @@ class ModelsApi:
         provider_id = instance.config.provider_id
         provider_model_id = model.provider_model_id or model.model_id
         check = await cast(ModelProvider, instance.impl).check_model(provider_model_id, model.model_type)
+        model_type = model.model_type or check.model_type
         identifier = identifier_for(model.model_id, provider_id, provider_model_id)
         body = {
             "identifier": identifier,
             "provider_id": provider_id,
             "provider_resource_id": provider_model_id,
             "type": MODEL,
-            "model_type": model.model_type,
+            "model_type": model_type,
             "metadata": {**check.metadata, **model.metadata},
         }
         return Resource(MODEL, identifier, provider_id, provider_model_id, source, int(time.time()), body)
@@ -83,9 +84,35 @@ class ModelsApi:
                 resources.append(await self._build(model, "config"))
             except PocketStackError as exc:
                 raise ConfigError(f"registered_resources.models[{index}] ({model.model_id}): {exc.message}") from exc
-        await self.stack.registry.sync_config(MODEL, resources)
+        await self.stack.registry.sync_source(MODEL, "config", resources)
 
-    async def _lookup(self, model_id: str) -> Resource:
+    async def sync_from_providers(self) -> None:
+        """Register what each inference provider serves on its own (its model listing)."""
+        for instance in self.stack.providers_of("inference"):
+            provider_id = instance.config.provider_id
+            listed = await cast(ModelProvider, instance.impl).list_models()
+            resources = [
+                Resource(
+                    MODEL,
+                    f"{provider_id}/{m.provider_model_id}",
+                    provider_id,
+                    m.provider_model_id,
+                    "provider",
+                    int(time.time()),
+                    {
+                        "identifier": f"{provider_id}/{m.provider_model_id}",
+                        "provider_id": provider_id,
+                        "provider_resource_id": m.provider_model_id,
+                        "type": MODEL,
+                        "model_type": m.model_type,
+                        "metadata": m.metadata,
+                    },
+                )
+                for m in listed
+            ]
+            await self.stack.registry.sync_source(MODEL, "provider", resources, provider_id=provider_id)
+
+    async def lookup(self, model_id: str) -> Resource:
         """By identifier; else by the provider's id when exactly one model has it."""
         found = await self.stack.registry.get(MODEL, model_id)
         if found is not None:
@@ -103,7 +130,7 @@ class ModelsApi:
             model_id=request.model_id,
             provider_id=_value(request.provider_id, None),
             provider_model_id=_value(request.provider_model_id, None),
-            model_type=_value(request.model_type, models.ModelType.llm).value,
+            model_type=None if request.model_type is MISSING else request.model_type.value,
             metadata=_value(request.metadata, {}),
         )
         resource = await self._build(model, "api")
@@ -113,10 +140,16 @@ class ModelsApi:
         return model_response(added)
 
     async def get_model(self, request: models.GetModelRequest) -> models.Model:
-        return model_response(await self._lookup(request.model_id))
+        return model_response(await self.lookup(request.model_id))
 
     async def unregister_model(self, request: models.UnregisterModelRequest) -> None:
-        resource = await self._lookup(request.model_id)
+        resource = await self.lookup(request.model_id)
+        if resource.source == "provider":
+            raise BadRequestError(
+                f"Model '{resource.identifier}' is served by its provider on its own (a file in its model "
+                "store, or built in); remove it there.",
+                code="model_from_provider",
+            )
         if resource.source == "config":
             raise BadRequestError(
                 f"Model '{resource.identifier}' comes from the run config's registered_resources; "

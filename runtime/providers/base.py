@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel
+
+from pocketstack._generated import models
 
 HealthStatus = Literal["OK", "Error", "Not Implemented"]
 
@@ -39,17 +41,51 @@ class Provider(Protocol):
 
 @dataclass(frozen=True)
 class ModelCheck:
-    """A provider's verdict on a model being registered: extra metadata to store with it."""
+    """A provider's verdict on a model being registered: its type and metadata to store."""
 
+    model_type: str
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
-class ModelProvider(Provider, Protocol):
-    """A provider that serves models (inference): it vets registrations."""
+@dataclass(frozen=True)
+class ProviderModel:
+    """A model a provider serves without registration (its own listing)."""
 
-    async def check_model(self, provider_model_id: str, model_type: str) -> ModelCheck:
-        """Raise BadRequestError when the provider cannot serve this model."""
+    provider_model_id: str
+    model_type: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """The registered model a request resolved to, as the provider needs it."""
+
+    identifier: str
+    provider_model_id: str
+    model_type: str
+    metadata: dict[str, Any]
+
+
+class ModelProvider(Provider, Protocol):
+    """A provider that serves models (inference): it vets registrations and lists its own."""
+
+    async def check_model(self, provider_model_id: str, model_type: str | None) -> ModelCheck:
+        """Raise BadRequestError when the provider cannot serve this model (of that type)."""
         ...
+
+    async def list_models(self) -> list[ProviderModel]: ...
+
+
+class InferenceProvider(ModelProvider, Protocol):
+    async def chat_completion(
+        self, model: ServedModel, request: models.ChatCompletionRequest
+    ) -> models.ChatCompletion | AsyncIterator[models.ChatCompletionChunk]: ...
+
+    async def completion(
+        self, model: ServedModel, request: models.CompletionRequest
+    ) -> models.Completion | AsyncIterator[models.Completion]: ...
+
+    async def embeddings(self, model: ServedModel, request: models.EmbeddingsRequest) -> models.EmbeddingsResponse: ...
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,8 @@ from pocketstack_client.models.register_model_request_metadata import RegisterMo
 from pocketstack.app import create_app
 from tests.conftest import edge_with, write_gguf
 
+BUILT_IN_CHAT = "llama-cpp/SmolLM2-135M-Instruct"
+
 
 def sdk(client: TestClient[Any, Any]) -> Client:
     return Client(base_url=str(client.make_url("")).rstrip("/"))
@@ -36,7 +38,11 @@ async def test_register_get_list_unregister(client: TestClient[Any, Any], gguf: 
         "SmolLM2.gguf",
         ModelType.LLM,
     )
-    assert model.metadata.additional_properties == {"gguf_path": str(path), "context_length": 2048}
+    assert model.metadata.additional_properties == {
+        "gguf_path": str(path),
+        "architecture": "llama",
+        "context_length": 2048,
+    }
 
     fetched = await get_model.asyncio(client=api, model_id="llama-cpp/SmolLM2.gguf")  # the SDK sends %2F
     assert isinstance(fetched, Model) and fetched.to_dict() == model.to_dict()
@@ -45,7 +51,7 @@ async def test_register_get_list_unregister(client: TestClient[Any, Any], gguf: 
 
     listed = await openai_list_models.asyncio(client=api)
     assert isinstance(listed, OpenAIListModelsResponse) and listed.object_ == "list"
-    (entry,) = listed.data
+    (entry,) = [m for m in listed.data if m.id == model.identifier]
     assert (entry.id, entry.object_, entry.owned_by) == ("llama-cpp/SmolLM2.gguf", "model", "llama_stack")
     assert entry.custom_metadata.additional_properties["model_type"] == "llm"
     assert entry.custom_metadata.additional_properties["provider_resource_id"] == "SmolLM2.gguf"
@@ -57,8 +63,8 @@ async def test_register_get_list_unregister(client: TestClient[Any, Any], gguf: 
     assert missing.status_code == 404 and isinstance(missing.parsed, Error)
 
 
-async def test_alias_becomes_the_identifier(client: TestClient[Any, Any], gguf: Callable[[str], Path]) -> None:
-    path = gguf("nested/tiny.gguf")
+async def test_alias_becomes_the_identifier(client: TestClient[Any, Any], home: Path) -> None:
+    path = write_gguf(home / "elsewhere" / "tiny.gguf", architecture="bert", pooling=1)
     model = await _register(sdk(client), model_id="tiny", provider_model_id=str(path), model_type=ModelType.EMBEDDING)
     assert isinstance(model, Model)
     assert (model.identifier, model.provider_resource_id, model.model_type) == ("tiny", str(path), ModelType.EMBEDDING)
@@ -106,7 +112,8 @@ async def test_missing_or_invalid_gguf_is_400(client: TestClient[Any, Any], home
     assert response.status_code == 400 and isinstance(response.parsed, Error)
     assert "not a GGUF" in response.parsed.error.message
     listed = await openai_list_models.asyncio(client=api)
-    assert isinstance(listed, OpenAIListModelsResponse) and listed.data == []
+    assert isinstance(listed, OpenAIListModelsResponse)
+    assert [m.id for m in listed.data] == [BUILT_IN_CHAT]
 
 
 async def test_unknown_provider_is_400(client: TestClient[Any, Any]) -> None:
@@ -142,3 +149,26 @@ async def test_config_models_are_synced_at_start(aiohttp_client: Callable[..., A
     client = await aiohttp_client(create_app(edge_with(registered_resources={"models": []})))
     dropped = await get_model.asyncio_detailed(client=sdk(client), model_id="configured")
     assert dropped.status_code == 404
+
+
+async def test_type_mismatch_is_400(client: TestClient[Any, Any], gguf: Callable[[str], Path]) -> None:
+    gguf("chat.gguf")
+    response = await register_model.asyncio_detailed(
+        client=sdk(client), body=RegisterModelRequest(model_id="chat.gguf", model_type=ModelType.EMBEDDING)
+    )
+    assert response.status_code == 400 and isinstance(response.parsed, Error)
+    assert response.parsed.error.code == "model_type_mismatch"
+
+
+async def test_store_and_built_in_models_are_listed(aiohttp_client: Callable[..., Any], home: Path) -> None:
+    write_gguf(home / "models" / "embedder.gguf", architecture="bert", pooling=1)
+    client = await aiohttp_client(create_app(edge_with()))
+    listed = await openai_list_models.asyncio(client=sdk(client))
+    assert isinstance(listed, OpenAIListModelsResponse)
+    by_id = {m.id: m.custom_metadata.additional_properties for m in listed.data}
+    assert by_id[BUILT_IN_CHAT]["model_type"] == "llm"
+    assert by_id["llama-cpp/embedder"]["model_type"] == "embedding"
+    assert by_id["llama-cpp/embedder"]["embedding_dimension"] == 8
+    refused = await unregister_model.asyncio_detailed(client=sdk(client), model_id="llama-cpp/embedder")
+    assert refused.status_code == 400 and isinstance(refused.parsed, Error)
+    assert refused.parsed.error.code == "model_from_provider"

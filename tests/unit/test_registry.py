@@ -36,10 +36,10 @@ async def test_add_refuses_a_taken_identifier(tmp_path: Path) -> None:
 async def test_sync_config_replaces_only_config_entries(tmp_path: Path) -> None:
     registry = Registry(open_database(tmp_path / "state.db"))
     await registry.add("model", "by-api", "p", "by-api", {})
-    await registry.sync_config("model", [_resource("one"), _resource("two")])
-    await registry.sync_config("model", [_resource("two")])
+    await registry.sync_source("model", "config", [_resource("one"), _resource("two")])
+    await registry.sync_source("model", "config", [_resource("two")])
     assert sorted(r.identifier for r in await registry.all("model")) == ["by-api", "two"]
-    await registry.sync_config("model", [])
+    await registry.sync_source("model", "config", [])
     assert [r.identifier for r in await registry.all("model")] == ["by-api"]
 
 

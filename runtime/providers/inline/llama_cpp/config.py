@@ -12,5 +12,15 @@ class LlamaCppConfig(BaseModel):
 
     models_dir: Path = Field(
         default_factory=lambda: pocketstack_home() / "models",
-        description="where relative GGUF paths of registered models are looked up",
+        description="the model store: every *.gguf here is served as llama-cpp/<file stem>",
+    )
+    context_length: int = Field(
+        default=4096, ge=0, description="context window of chat models (0: the model's own; capped by it)"
+    )
+    threads: int | None = Field(default=None, ge=1, description="llama.cpp threads (default: all cores)")
+    memory_budget_mb: int = Field(
+        default=4096, ge=1, description="model files kept loaded at once; idle ones beyond it are unloaded (LRU)"
+    )
+    max_waiting: int = Field(
+        default=16, ge=0, description="requests that may wait for a busy model before the next gets 429"
     )

@@ -1,60 +1,510 @@
-"""inline::llama-cpp: GGUF models run by llama.cpp inside the server.
+"""inline::llama-cpp: GGUF models run by llama.cpp inside the server, offline.
 
-This first cut vets and serves registrations (the GGUF must exist and be a GGUF); generation
-and embeddings arrive with the inference API. llama_cpp itself is imported lazily, on first use.
+Models load lazily on first use (llama_cpp itself is imported then too), one request at a time
+per model, in worker threads; the model store is scanned at start so stored and embedded models
+are listed without registration.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import os
+import random
+import struct
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from pocketstack.errors import BadRequestError
-from pocketstack.providers.base import Health, ModelCheck, ProviderContext
+from pocketstack._generated import models
+from pocketstack.errors import BadRequestError, ServiceUnavailableError
+from pocketstack.fields import given, plain
+from pocketstack.modelstore.gguf_info import GgufError, GgufInfo, read_info
+from pocketstack.modelstore.store import StoredModel, discover
+from pocketstack.providers.base import Health, ModelCheck, ProviderContext, ProviderModel, ServedModel
+from pocketstack.providers.inline.llama_cpp import chat
 from pocketstack.providers.inline.llama_cpp.config import LlamaCppConfig
+from pocketstack.providers.inline.llama_cpp.generation import Outcome, Piece, Sampling, generate
+from pocketstack.providers.inline.llama_cpp.pool import ModelKey, ModelPool
+from pocketstack.threads import ThreadStream
 
-GGUF_MAGIC = b"GGUF"
+FINISH = {"stop": models.FinishReason.stop, "length": models.FinishReason.length}
+
+
+@dataclass(frozen=True)
+class Prepared:
+    tokens: list[int]
+    max_tokens: int
+    stops: list[str]
+
+
+def _metadata(info: GgufInfo) -> dict[str, Any]:
+    metadata: dict[str, Any] = {"gguf_path": str(info.path), "architecture": info.architecture}
+    if info.context_length:
+        metadata["context_length"] = info.context_length
+    if info.model_type == "embedding" and info.embedding_length:
+        metadata["embedding_dimension"] = info.embedding_length
+    return metadata
+
+
+def _stops(value: Any) -> list[str]:
+    stop = plain(given(value, []))
+    return [stop] if isinstance(stop, str) else [s for s in stop if s]
+
+
+def _sampling(request: models.ChatCompletionRequest | models.CompletionRequest, n_vocab: int) -> Sampling:
+    bias: dict[int, float] = {}
+    for key, value in given(request.logit_bias, {}).items():
+        if not key.isdigit() or int(key) >= n_vocab:
+            raise BadRequestError(
+                f"logit_bias names token {key!r}, not a token id below {n_vocab}.", param="logit_bias"
+            )
+        bias[int(key)] = float(plain(value))
+    return Sampling(
+        temperature=given(request.temperature, 1.0),
+        top_p=given(request.top_p, 1.0),
+        presence_penalty=given(request.presence_penalty, 0.0),
+        frequency_penalty=given(request.frequency_penalty, 0.0),
+        seed=given(request.seed, random.getrandbits(31)),
+        logit_bias=bias,
+    )
+
+
+def _grammar(schema: dict[str, Any] | bool | None) -> Any:
+    if schema is None:
+        return None
+    import json
+
+    from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar
+
+    try:
+        if schema is True:
+            return LlamaGrammar.from_string(JSON_GBNF, verbose=False)
+        return LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
+    except Exception as exc:  # the converter raises bare exceptions on schemas it cannot express
+        raise BadRequestError(f"The JSON schema cannot be enforced: {exc}", param="response_format") from exc
+
+
+def _chunk_logprobs(pieces: list[Piece]) -> models.ChoiceLogprobs:
+    return models.ChoiceLogprobs(
+        content=[
+            models.TokenLogprob(
+                token=lp.token,
+                logprob=lp.logprob,
+                bytes=lp.bytes,
+                top_logprobs=[models.TopLogprob(token=t, logprob=v, bytes=b) for t, v, b in lp.top],
+            )
+            for piece in pieces
+            for lp in piece.logprobs
+        ]
+    )
 
 
 class LlamaCppProvider:
     def __init__(self, config: LlamaCppConfig, context: ProviderContext) -> None:
         self.config = config
         self.context = context
+        self.pool = ModelPool(self._load, config.memory_budget_mb * 1024 * 1024, config.max_waiting)
+        self._stored: dict[str, StoredModel] = {}
 
     async def initialize(self) -> None:
-        return None
+        found = await asyncio.to_thread(discover, self.config.models_dir.expanduser())
+        self._stored = {model.name: model for model in found}
 
     async def shutdown(self) -> None:
-        return None
+        self.pool.close()
 
     async def health(self) -> Health:
         return Health("OK")
 
+    # -- models ------------------------------------------------------------------------------
+
+    async def list_models(self) -> list[ProviderModel]:
+        return [ProviderModel(m.name, m.info.model_type, _metadata(m.info)) for m in self._stored.values()]
+
     def resolve(self, provider_model_id: str) -> Path:
+        stored = self._stored.get(provider_model_id)
+        if stored is not None:
+            return stored.info.path
         path = Path(provider_model_id).expanduser()
         return path if path.is_absolute() else self.config.models_dir.expanduser() / path
 
-    async def check_model(self, provider_model_id: str, model_type: str) -> ModelCheck:
+    async def check_model(self, provider_model_id: str, model_type: str | None) -> ModelCheck:
         path = self.resolve(provider_model_id)
-        magic = await asyncio.to_thread(_read_magic, path)
-        if magic is None:
+        if not path.is_file():
             raise BadRequestError(
-                f"No GGUF file at {path} (provider_model_id is a GGUF path, absolute or relative to "
-                f"{self.config.models_dir}).",
+                f"No GGUF file at {path} (provider_model_id is a stored model's name or a GGUF path, "
+                f"absolute or relative to {self.config.models_dir}).",
                 code="model_file_not_found",
                 param="provider_model_id",
             )
-        if magic != GGUF_MAGIC:
-            raise BadRequestError(f"{path} is not a GGUF file.", code="invalid_model_file", param="provider_model_id")
-        return ModelCheck(metadata={"gguf_path": str(path)})
+        try:
+            info = await asyncio.to_thread(read_info, path)
+        except (GgufError, OSError) as exc:
+            raise BadRequestError(f"{path} is not a GGUF file: {exc}", code="invalid_model_file") from exc
+        if model_type is not None and model_type != info.model_type:
+            raise BadRequestError(
+                f"{path.name} is a{'n' if info.model_type[0] in 'ae' else ''} {info.model_type} model, "
+                f"not {model_type}.",
+                code="model_type_mismatch",
+                param="model_type",
+            )
+        return ModelCheck(info.model_type, _metadata(info))
+
+    def _load(self, key: ModelKey) -> Any:
+        from llama_cpp import Llama
+
+        info = read_info(key.path)
+        threads = self.config.threads or os.cpu_count() or 1
+        try:
+            if key.embedding:
+                ctx = info.context_length or 512
+                return Llama(
+                    str(key.path),
+                    embedding=True,
+                    n_ctx=ctx,
+                    n_batch=ctx,
+                    n_ubatch=ctx,
+                    n_threads=threads,
+                    verbose=False,
+                )
+            ctx = min(self.config.context_length or info.context_length or 4096, info.context_length or 4096)
+            return Llama(str(key.path), n_ctx=ctx, n_threads=threads, n_threads_batch=threads, verbose=False)
+        except (ValueError, RuntimeError) as exc:
+            raise ServiceUnavailableError(f"llama.cpp could not load {key.path.name}: {exc}") from exc
+
+    def _key(self, model: ServedModel, embedding: bool) -> ModelKey:
+        return ModelKey(self.resolve(model.provider_model_id), embedding)
+
+    # -- generation --------------------------------------------------------------------------
+
+    @staticmethod
+    def _prepare(llm: Any, tokens: list[int], requested: int | None, stops: list[str]) -> Prepared:
+        n_ctx = llm.n_ctx()
+        if len(tokens) >= n_ctx:
+            raise BadRequestError(
+                f"This model's maximum context length is {n_ctx} tokens, but the prompt has {len(tokens)} tokens.",
+                code="context_length_exceeded",
+                param="messages",
+            )
+        room = n_ctx - len(tokens)
+        if requested is not None and requested > room:
+            raise BadRequestError(
+                f"This model's maximum context length is {n_ctx} tokens; you requested {len(tokens) + requested} "
+                f"({len(tokens)} in the prompt, {requested} for the completion).",
+                code="context_length_exceeded",
+                param="max_tokens",
+            )
+        return Prepared(tokens, requested or room, stops)
+
+    @staticmethod
+    def _chat_tokens(llm: Any, messages: list[dict[str, str]]) -> tuple[list[int], list[str]]:
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        template = llm.metadata.get("tokenizer.chat_template")
+        if not template:
+            raise BadRequestError("This model has no chat template; use /v1/completions.", code="no_chat_template")
+        vocab = llm._model
+        formatter = Jinja2ChatFormatter(
+            template, eos_token=vocab.token_get_text(llm.token_eos()), bos_token=vocab.token_get_text(llm.token_bos())
+        )
+        try:
+            rendered = formatter(messages=messages)  # type: ignore[arg-type]  # its TypedDicts are plain dicts
+        except Exception as exc:  # templates raise on conversations they do not accept
+            raise BadRequestError(f"The model's chat template rejected the messages: {exc}", param="messages") from exc
+        tokens = llm.tokenize(rendered.prompt.encode("utf-8"), add_bos=not rendered.added_special, special=True)
+        return tokens, [s for s in rendered.stop if s] if isinstance(rendered.stop, list) else []
+
+    async def chat_completion(
+        self, model: ServedModel, request: models.ChatCompletionRequest
+    ) -> models.ChatCompletion | AsyncIterator[models.ChatCompletionChunk]:
+        if given(request.n, 1) != 1:
+            raise BadRequestError("n > 1 is not supported by inline::llama-cpp.", param="n")
+        plan = chat.tool_plan(request)
+        schema = chat.output_schema(request, plan)
+        messages = chat.template_messages(request, plan.tools)
+        grammar = _grammar(schema)
+        requested = given(request.max_completion_tokens, given(request.max_tokens))
+        logprobs = given(request.top_logprobs, 0) if given(request.logprobs, False) else None
+        if given(request.stream, False):
+            options = given(request.stream_options)
+            include_usage = options is not None and bool(given(options.include_usage, False))
+            return self._chat_stream(model, request, messages, grammar, requested, logprobs, plan, include_usage)
+        stream = self._chat_stream(model, request, messages, grammar, requested, logprobs, plan, include_usage=True)
+        return await _collect_chat(stream, model.identifier)
+
+    async def _chat_stream(
+        self,
+        model: ServedModel,
+        request: models.ChatCompletionRequest,
+        messages: list[dict[str, str]],
+        grammar: Any,
+        requested: int | None,
+        logprobs: int | None,
+        plan: chat.ToolPlan,
+        include_usage: bool,
+    ) -> AsyncIterator[models.ChatCompletionChunk]:
+        completion_id = f"chatcmpl-{uuid.uuid4().hex}"
+        created = int(time.time())
+
+        def chunk(
+            delta: models.ChunkDelta, finish: Any = None, pieces: list[Piece] | None = None
+        ) -> models.ChatCompletionChunk:
+            choice = models.ChunkChoice(index=0, delta=delta, finish_reason=finish)
+            if pieces is not None and logprobs is not None:
+                choice.logprobs = _chunk_logprobs(pieces)
+            return models.ChatCompletionChunk(
+                id=completion_id, created=created, model=model.identifier, choices=[choice]
+            )
+
+        async with self.pool.use(self._key(model, embedding=False)) as llm:
+            tokens, template_stops = await asyncio.to_thread(self._chat_tokens, llm, messages)
+            prepared = self._prepare(llm, tokens, requested, _stops(request.stop) + template_stops)
+            sampling = _sampling(request, llm.n_vocab())
+            work = ThreadStream[Piece, Outcome](
+                lambda emit, cancelled: generate(
+                    llm, prepared.tokens, max_tokens=prepared.max_tokens, sampling=sampling, stops=prepared.stops,
+                    grammar=grammar, top_logprobs=logprobs, emit=emit, cancelled=cancelled,
+                )
+            )  # fmt: skip
+            yield chunk(models.ChunkDelta(role="assistant", content=""))
+            held: list[Piece] = []  # text that may turn out to be a tool call
+            holding = plan.active
+            async for piece in work:
+                if holding:
+                    held.append(piece)
+                    text = "".join(p.text for p in held).lstrip()
+                    if plan.forced or not text or text.startswith(("{", "`")):
+                        continue
+                    holding, piece = (
+                        False,
+                        Piece("".join(p.text for p in held), [lp for p in held for lp in p.logprobs]),
+                    )
+                    held = []
+                if piece.text or piece.logprobs:
+                    yield chunk(models.ChunkDelta(content=piece.text), pieces=[piece])
+            outcome = work.result
+            assert outcome is not None
+            finish = FINISH[outcome.finish_reason]
+            if held:
+                text = "".join(p.text for p in held)
+                call = chat.parse_tool_call(text, plan)
+                if call is not None:
+                    yield chunk(
+                        models.ChunkDelta(
+                            tool_calls=[
+                                models.ChunkToolCall(
+                                    index=0, id=call.id, type="function",
+                                    function=models.ChunkFunctionCall(name=call.function.name, arguments=""),
+                                )
+                            ]
+                        )
+                    )  # fmt: skip
+                    yield chunk(
+                        models.ChunkDelta(
+                            tool_calls=[
+                                models.ChunkToolCall(
+                                    index=0, function=models.ChunkFunctionCall(arguments=call.function.arguments)
+                                )
+                            ]
+                        )
+                    )
+                    finish = models.FinishReason.tool_calls if outcome.finish_reason == "stop" else finish
+                else:
+                    yield chunk(models.ChunkDelta(content=text), pieces=held)
+            yield chunk(models.ChunkDelta(), finish=finish)
+            if include_usage:
+                usage = models.Usage(
+                    prompt_tokens=outcome.prompt_tokens,
+                    completion_tokens=outcome.completion_tokens,
+                    total_tokens=outcome.prompt_tokens + outcome.completion_tokens,
+                )
+                yield models.ChatCompletionChunk(
+                    id=completion_id, created=created, model=model.identifier, choices=[], usage=usage
+                )
+
+    async def completion(
+        self, model: ServedModel, request: models.CompletionRequest
+    ) -> models.Completion | AsyncIterator[models.Completion]:
+        if given(request.n, 1) != 1 or given(request.best_of, 1) != 1:
+            raise BadRequestError("n and best_of > 1 are not supported by inline::llama-cpp.", param="n")
+        if given(request.suffix) is not None:
+            raise BadRequestError("suffix (fill-in-the-middle) is not supported by inline::llama-cpp.", param="suffix")
+        prompt = plain(request.prompt)
+        if isinstance(prompt, list) and prompt and not isinstance(prompt[0], int):
+            if len(prompt) != 1:
+                raise BadRequestError("Send one prompt per request to inline::llama-cpp.", param="prompt")
+            prompt = prompt[0]
+        stream = self._completion_stream(model, request, prompt)
+        if given(request.stream, False):
+            return stream
+        return await _collect_completion(stream)
+
+    async def _completion_stream(
+        self, model: ServedModel, request: models.CompletionRequest, prompt: str | list[int]
+    ) -> AsyncIterator[models.Completion]:
+        completion_id = f"cmpl-{uuid.uuid4().hex}"
+        created = int(time.time())
+        logprobs = given(request.logprobs)
+        offset = 0  # characters of text so far, for text_offset
+
+        def chunk(text: str, finish: Any = None, pieces: list[Piece] | None = None) -> models.Completion:
+            nonlocal offset
+            choice = models.CompletionChoice(index=0, text=text, finish_reason=finish, logprobs=None)
+            if logprobs is not None and pieces:
+                entries = [lp for p in pieces for lp in p.logprobs]
+                offsets = []
+                for entry in entries:
+                    offsets.append(offset)
+                    offset += len(entry.token)
+                choice.logprobs = models.CompletionLogprobs(
+                    tokens=[e.token for e in entries],
+                    token_logprobs=[e.logprob for e in entries],
+                    top_logprobs=[{t: v for t, v, _ in e.top} for e in entries],
+                    text_offset=offsets,
+                )
+            elif logprobs is None or not pieces:
+                offset += len(text)
+            return models.Completion(id=completion_id, created=created, model=model.identifier, choices=[choice])
+
+        async with self.pool.use(self._key(model, embedding=False)) as llm:
+            if isinstance(prompt, str):
+                tokens = await asyncio.to_thread(llm.tokenize, prompt.encode("utf-8"), True, True)
+                text_prompt = prompt
+            else:
+                tokens, text_prompt = list(prompt), llm.detokenize(prompt).decode("utf-8", errors="replace")
+            prepared = self._prepare(llm, tokens, given(request.max_tokens, 16), _stops(request.stop))
+            sampling = _sampling(request, llm.n_vocab())
+            work = ThreadStream[Piece, Outcome](
+                lambda emit, cancelled: generate(
+                    llm, prepared.tokens, max_tokens=prepared.max_tokens, sampling=sampling, stops=prepared.stops,
+                    grammar=None, top_logprobs=logprobs, emit=emit, cancelled=cancelled,
+                )
+            )  # fmt: skip
+            if given(request.echo, False):
+                yield chunk(text_prompt)
+            async for piece in work:
+                yield chunk(piece.text, pieces=[piece])
+            outcome = work.result
+            assert outcome is not None
+            final = chunk("", finish=FINISH[outcome.finish_reason])
+            final.usage = models.Usage(
+                prompt_tokens=outcome.prompt_tokens,
+                completion_tokens=outcome.completion_tokens,
+                total_tokens=outcome.prompt_tokens + outcome.completion_tokens,
+            )
+            yield final
+
+    # -- embeddings --------------------------------------------------------------------------
+
+    async def embeddings(self, model: ServedModel, request: models.EmbeddingsRequest) -> models.EmbeddingsResponse:
+        raw = plain(request.input)
+        inputs: list[str | list[int]] = [raw] if isinstance(raw, str) or (raw and isinstance(raw[0], int)) else raw
+        encoding = given(request.encoding_format, models.EncodingFormat.float)
+        async with self.pool.use(self._key(model, embedding=True)) as llm:
+            dimension = llm.n_embd()
+            wanted = given(request.dimensions)
+            if wanted is not None and wanted != dimension:
+                raise BadRequestError(
+                    f"{model.identifier} makes {dimension}-dimensional embeddings; it cannot make {wanted}.",
+                    param="dimensions",
+                )
+            vectors, tokens = await asyncio.to_thread(self._embed, llm, inputs)
+        data = []
+        for index, vector in enumerate(vectors):
+            value: list[float] | str = vector
+            if encoding == models.EncodingFormat.base64:
+                value = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
+            data.append(models.Embedding(embedding=value, index=index))
+        return models.EmbeddingsResponse(
+            data=data, model=model.identifier, usage=models.EmbeddingsUsage(prompt_tokens=tokens, total_tokens=tokens)
+        )
+
+    @staticmethod
+    def _embed(llm: Any, inputs: list[str | list[int]]) -> tuple[list[list[float]], int]:
+        texts = [i if isinstance(i, str) else llm.detokenize(i).decode("utf-8", errors="replace") for i in inputs]
+        n_ctx = llm.n_ctx()
+        for index, text in enumerate(texts):
+            count = len(llm.tokenize(text.encode("utf-8"), add_bos=True, special=False))
+            if count > n_ctx:
+                raise BadRequestError(
+                    f"Input {index} has {count} tokens; this model's maximum context length is {n_ctx} tokens.",
+                    code="context_length_exceeded",
+                    param="input",
+                )
+        vectors, total = llm.embed(texts, normalize=True, truncate=False, return_count=True)
+        return vectors, int(total)
 
 
-def _read_magic(path: Path) -> bytes | None:
-    try:
-        with path.open("rb") as handle:
-            return handle.read(4)
-    except (FileNotFoundError, IsADirectoryError, PermissionError):
-        return None
+async def _collect_chat(stream: AsyncIterator[models.ChatCompletionChunk], identifier: str) -> models.ChatCompletion:
+    text: list[str] = []
+    calls: list[models.ToolCall] = []
+    logprobs: list[models.TokenLogprob] = []
+    finish = models.FinishReason.stop
+    usage = None
+    first: models.ChatCompletionChunk | None = None
+    async for chunk in stream:
+        first = first or chunk
+        if given(chunk.usage) is not None:
+            usage = chunk.usage
+        for choice in chunk.choices:
+            delta = choice.delta
+            if isinstance(delta.content, str):
+                text.append(delta.content)
+            for call in given(delta.tool_calls, []):
+                function = given(call.function)
+                if given(call.id) is not None and function is not None:
+                    calls.append(
+                        models.ToolCall(id=call.id, function=models.FunctionCall(name=function.name, arguments=""))
+                    )
+                elif calls and function is not None:
+                    calls[-1].function.arguments += given(function.arguments, "")
+            choice_logprobs = given(choice.logprobs)
+            if choice_logprobs is not None:
+                logprobs.extend(given(choice_logprobs.content, []))
+            finish = given(choice.finish_reason, finish)
+    assert first is not None
+    message = models.ChatResponseMessage(content="".join(text) if not calls else None)
+    if calls:
+        message.tool_calls = calls
+    return models.ChatCompletion(
+        id=first.id,
+        created=first.created,
+        model=identifier,
+        choices=[
+            models.ChatChoice(
+                index=0,
+                message=message,
+                finish_reason=finish,
+                logprobs=models.ChoiceLogprobs(content=logprobs) if logprobs else None,
+            )
+        ],
+        usage=usage,
+    )
+
+
+async def _collect_completion(stream: AsyncIterator[models.Completion]) -> models.Completion:
+    parts: list[str] = []
+    chunks = [chunk async for chunk in stream]
+    for chunk in chunks:
+        parts.append(chunk.choices[0].text)
+    last = chunks[-1]
+    entries = [c.choices[0].logprobs for c in chunks if c.choices[0].logprobs is not None]
+    logprobs = None
+    if entries:
+        logprobs = models.CompletionLogprobs(
+            tokens=[t for e in entries for t in e.tokens],
+            token_logprobs=[t for e in entries for t in e.token_logprobs],
+            top_logprobs=[t for e in entries for t in e.top_logprobs],
+            text_offset=[t for e in entries for t in e.text_offset],
+        )
+    choice = models.CompletionChoice(
+        index=0, text="".join(parts), finish_reason=last.choices[0].finish_reason, logprobs=logprobs
+    )
+    return models.Completion(id=last.id, created=last.created, model=last.model, choices=[choice], usage=last.usage)
 
 
 def create(config: LlamaCppConfig, context: ProviderContext) -> LlamaCppProvider:

@@ -2,45 +2,153 @@
 """Contains all the data models used in inputs/outputs"""
 
 from .api_filter import ApiFilter
+from .assistant_message import AssistantMessage
+from .chat_choice import ChatChoice
+from .chat_completion import ChatCompletion
+from .chat_completion_chunk import ChatCompletionChunk
+from .chat_completion_request import ChatCompletionRequest
+from .chat_completion_request_metadata_type_0 import ChatCompletionRequestMetadataType0
+from .chat_response_message import ChatResponseMessage
+from .choice_logprobs import ChoiceLogprobs
+from .chunk_choice import ChunkChoice
+from .chunk_delta import ChunkDelta
+from .chunk_function_call import ChunkFunctionCall
+from .chunk_tool_call import ChunkToolCall
+from .completion import Completion
+from .completion_choice import CompletionChoice
+from .completion_logprobs import CompletionLogprobs
+from .completion_logprobs_top_logprobs_item_type_0 import CompletionLogprobsTopLogprobsItemType0
+from .completion_request import CompletionRequest
+from .developer_message import DeveloperMessage
+from .embedding import Embedding
+from .embeddings_request import EmbeddingsRequest
+from .embeddings_response import EmbeddingsResponse
+from .embeddings_usage import EmbeddingsUsage
+from .encoding_format import EncodingFormat
 from .error import Error
 from .error_detail import ErrorDetail
+from .file_part import FilePart
+from .file_reference import FileReference
+from .finish_reason import FinishReason
+from .function_call import FunctionCall
+from .function_definition import FunctionDefinition
+from .function_definition_parameters import FunctionDefinitionParameters
 from .health_info import HealthInfo
 from .health_status import HealthStatus
+from .image_url import ImageUrl
+from .image_url_detail import ImageUrlDetail
+from .image_url_part import ImageUrlPart
+from .input_audio import InputAudio
+from .input_audio_part import InputAudioPart
+from .json_schema_format import JsonSchemaFormat
+from .json_schema_format_schema import JsonSchemaFormatSchema
 from .list_providers_response import ListProvidersResponse
 from .list_routes_response import ListRoutesResponse
+from .logit_bias_type_0 import LogitBiasType0
 from .model import Model
 from .model_metadata import ModelMetadata
 from .model_type import ModelType
+from .named_function import NamedFunction
+from .named_tool_choice import NamedToolChoice
 from .open_ai_list_models_response import OpenAIListModelsResponse
 from .open_ai_model import OpenAIModel
 from .open_ai_model_custom_metadata import OpenAIModelCustomMetadata
 from .provider_info import ProviderInfo
 from .provider_info_config import ProviderInfoConfig
 from .provider_info_health import ProviderInfoHealth
+from .refusal_part import RefusalPart
 from .register_model_request import RegisterModelRequest
 from .register_model_request_metadata import RegisterModelRequestMetadata
+from .response_format_json_object import ResponseFormatJsonObject
+from .response_format_json_schema import ResponseFormatJsonSchema
+from .response_format_text import ResponseFormatText
 from .route_info import RouteInfo
+from .stream_options import StreamOptions
+from .system_message import SystemMessage
+from .text_part import TextPart
+from .token_logprob import TokenLogprob
+from .tool import Tool
+from .tool_call import ToolCall
+from .tool_choice_mode import ToolChoiceMode
+from .tool_message import ToolMessage
+from .top_logprob import TopLogprob
+from .usage import Usage
+from .user_message import UserMessage
 from .version_info import VersionInfo
 
 __all__ = (
     "ApiFilter",
+    "AssistantMessage",
+    "ChatChoice",
+    "ChatCompletion",
+    "ChatCompletionChunk",
+    "ChatCompletionRequest",
+    "ChatCompletionRequestMetadataType0",
+    "ChatResponseMessage",
+    "ChoiceLogprobs",
+    "ChunkChoice",
+    "ChunkDelta",
+    "ChunkFunctionCall",
+    "ChunkToolCall",
+    "Completion",
+    "CompletionChoice",
+    "CompletionLogprobs",
+    "CompletionLogprobsTopLogprobsItemType0",
+    "CompletionRequest",
+    "DeveloperMessage",
+    "Embedding",
+    "EmbeddingsRequest",
+    "EmbeddingsResponse",
+    "EmbeddingsUsage",
+    "EncodingFormat",
     "Error",
     "ErrorDetail",
+    "FilePart",
+    "FileReference",
+    "FinishReason",
+    "FunctionCall",
+    "FunctionDefinition",
+    "FunctionDefinitionParameters",
     "HealthInfo",
     "HealthStatus",
+    "ImageUrl",
+    "ImageUrlDetail",
+    "ImageUrlPart",
+    "InputAudio",
+    "InputAudioPart",
+    "JsonSchemaFormat",
+    "JsonSchemaFormatSchema",
     "ListProvidersResponse",
     "ListRoutesResponse",
+    "LogitBiasType0",
     "Model",
     "ModelMetadata",
     "ModelType",
+    "NamedFunction",
+    "NamedToolChoice",
     "OpenAIListModelsResponse",
     "OpenAIModel",
     "OpenAIModelCustomMetadata",
     "ProviderInfo",
     "ProviderInfoConfig",
     "ProviderInfoHealth",
+    "RefusalPart",
     "RegisterModelRequest",
     "RegisterModelRequestMetadata",
+    "ResponseFormatJsonObject",
+    "ResponseFormatJsonSchema",
+    "ResponseFormatText",
     "RouteInfo",
+    "StreamOptions",
+    "SystemMessage",
+    "TextPart",
+    "TokenLogprob",
+    "Tool",
+    "ToolCall",
+    "ToolChoiceMode",
+    "ToolMessage",
+    "TopLogprob",
+    "Usage",
+    "UserMessage",
     "VersionInfo",
 )

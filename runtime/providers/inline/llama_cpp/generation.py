@@ -1,0 +1,155 @@
+"""The token loop: sampling through llama.cpp, incremental UTF-8, stop sequences, logprobs.
+
+It runs in a worker thread with the model's lock held, emits text pieces as they become final,
+and checks the cancel flag after every token so a client that leaves stops generation at once.
+"""
+
+from __future__ import annotations
+
+import codecs
+import math
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+FinishReason = str  # "stop" | "length" | "cancelled"
+
+
+@dataclass(frozen=True)
+class Sampling:
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    min_p: float = 0.0
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    seed: int | None = None
+    logit_bias: dict[int, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    token: str
+    logprob: float
+    bytes: list[int]
+    top: list[tuple[str, float, list[int]]]
+
+
+@dataclass(frozen=True)
+class Piece:
+    """Final text (never split inside a character or a possible stop sequence) plus its tokens' logprobs."""
+
+    text: str
+    logprobs: list[TokenLogprob]
+
+
+@dataclass
+class Outcome:
+    finish_reason: FinishReason
+    prompt_tokens: int
+    completion_tokens: int
+
+
+def _held_back(text: str, stops: Sequence[str]) -> int:
+    """How many trailing characters could still grow into a stop sequence."""
+    longest = 0
+    for stop in stops:
+        for size in range(min(len(stop) - 1, len(text)), longest, -1):
+            if stop.startswith(text[-size:]):
+                longest = size
+                break
+    return longest
+
+
+def generate(
+    llm: Any,
+    prompt_tokens: list[int],
+    *,
+    max_tokens: int,
+    sampling: Sampling,
+    stops: Sequence[str],
+    grammar: Any,
+    top_logprobs: int | None,
+    emit: Callable[[Piece], None],
+    cancelled: threading.Event,
+) -> Outcome:
+    """Generate up to `max_tokens` after `prompt_tokens`; `top_logprobs` None means no logprobs."""
+    import llama_cpp
+
+    captured: list[np.ndarray[Any, Any]] = []
+
+    def processor(_ids: Any, scores: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+        for token_id, bias in sampling.logit_bias.items():
+            scores[token_id] += bias
+        if top_logprobs is not None:
+            captured[:] = [scores.copy()]  # only the step being sampled is needed
+        return scores
+
+    if sampling.seed is not None:
+        llm.set_seed(sampling.seed)
+    greedy = sampling.temperature <= 0.0
+    tokens = llm.generate(
+        prompt_tokens,
+        temp=0.0 if greedy else sampling.temperature,
+        top_k=1 if greedy else sampling.top_k,
+        top_p=sampling.top_p,
+        min_p=sampling.min_p,
+        repeat_penalty=1.0,
+        presence_penalty=sampling.presence_penalty,
+        frequency_penalty=sampling.frequency_penalty,
+        logits_processor=[processor] if (sampling.logit_bias or top_logprobs is not None) else None,
+        grammar=grammar,
+        reset=True,
+    )
+    vocab = llm._model.vocab
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    generated: list[int] = []
+    pending_text = ""
+    pending_logprobs: list[TokenLogprob] = []
+    finish: FinishReason = "length"
+    for token in tokens:
+        if cancelled.is_set():
+            finish = "cancelled"
+            break
+        if llama_cpp.llama_vocab_is_eog(vocab, token):
+            finish = "stop"
+            break
+        piece = llm.detokenize([token], prev_tokens=prompt_tokens + generated)
+        generated.append(token)
+        pending_text += decoder.decode(piece)
+        if top_logprobs is not None and captured:
+            pending_logprobs.append(_logprob(llm, captured[-1], token, piece, top_logprobs))
+        hit = min((i for i in (pending_text.find(s) for s in stops) if i >= 0), default=-1)
+        if hit >= 0:
+            emit(Piece(pending_text[:hit], pending_logprobs))
+            pending_text, pending_logprobs = "", []
+            finish = "stop"
+            break
+        keep = _held_back(pending_text, stops)
+        ready = pending_text[: len(pending_text) - keep] if keep else pending_text
+        if ready:
+            emit(Piece(ready, pending_logprobs))
+            pending_text, pending_logprobs = pending_text[len(ready) :], []
+        if len(generated) >= max_tokens:
+            break
+    tail = pending_text + (decoder.decode(b"", final=True) if finish != "stop" else "")
+    if tail or pending_logprobs:
+        emit(Piece(tail, pending_logprobs))
+    tokens.close()
+    return Outcome(finish, len(prompt_tokens), len(generated))
+
+
+def _logprob(llm: Any, logits: np.ndarray[Any, Any], token: int, piece: bytes, top: int) -> TokenLogprob:
+    shifted = logits - logits.max()
+    logsumexp = math.log(float(np.exp(shifted).sum()))
+    logprobs = shifted - logsumexp
+    best: list[tuple[str, float, list[int]]] = []
+    if top > 0:
+        for candidate in np.argpartition(-logprobs, top)[:top]:
+            raw = llm.detokenize([int(candidate)])
+            best.append((raw.decode("utf-8", errors="replace"), float(logprobs[candidate]), list(raw)))
+        best.sort(key=lambda item: -item[1])
+    return TokenLogprob(piece.decode("utf-8", errors="replace"), float(logprobs[token]), list(piece), best)

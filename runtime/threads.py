@@ -1,0 +1,52 @@
+"""Blocking work in worker threads, its results bridged to the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Callable
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+_DONE = object()
+
+
+class ThreadStream(Generic[T, R]):
+    """Run `work(emit, cancelled)` in a thread; iterate what it emits; `result` is its return.
+
+    Closing the iterator early (the client went away) sets `cancelled`, and the close waits for
+    the thread to notice, so whatever the work holds (a model's lock) is free once it returns.
+    """
+
+    def __init__(self, work: Callable[[Callable[[T], None], threading.Event], R]) -> None:
+        self._work = work
+        self.cancelled = threading.Event()
+        self.result: R | None = None
+
+    async def __aiter__(self) -> AsyncIterator[T]:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[object] = asyncio.Queue()
+
+        def emit(item: T) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+
+        def run() -> R:
+            try:
+                return self._work(emit, self.cancelled)
+            finally:
+                loop.call_soon_threadsafe(queue.put_nowait, _DONE)
+
+        future = loop.run_in_executor(None, run)
+        try:
+            while True:
+                item = await queue.get()
+                if item is _DONE:
+                    break
+                yield item  # type: ignore[misc]
+            self.result = await future
+        finally:
+            if not future.done():
+                self.cancelled.set()
+                await asyncio.shield(asyncio.wait([future]))
