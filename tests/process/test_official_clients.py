@@ -21,12 +21,13 @@ pytestmark = pytest.mark.process
 @pytest.fixture
 def server(home: Path, tmp_path: Path) -> Iterator[Server]:
     """The edge distribution plus two registered models, one with a slash-free alias."""
-    model = write_gguf(home / "models" / "SmolLM2-135M-Instruct.gguf")
+    write_gguf(home / "models" / "registered-chat.gguf")
+    model = write_gguf(home / "elsewhere" / "tiny-embed.gguf", architecture="bert", pooling=1)
     edge = distributions.path_of("edge")
     assert edge is not None
     config = yaml.safe_load(edge.read_text())
     config["registered_resources"]["models"] = [
-        {"model_id": "SmolLM2-135M-Instruct.gguf"},
+        {"model_id": "registered-chat.gguf"},
         {"model_id": "tiny-embed", "provider_model_id": str(model), "model_type": "embedding",
          "metadata": {"embedding_dimension": 384}},
     ]  # fmt: skip
@@ -55,14 +56,19 @@ def test_llama_stack_client(server: Server) -> None:
     assert client.routes.list(api_filter="v1alpha") == []
 
     models = {m.identifier: m for m in client.models.list()}
-    assert set(models) == {"llama-cpp/SmolLM2-135M-Instruct.gguf", "tiny-embed"}
+    assert set(models) == {
+        "llama-cpp/SmolLM2-135M-Instruct",
+        "llama-cpp/registered-chat",
+        "llama-cpp/registered-chat.gguf",
+        "tiny-embed",
+    }
     assert models["tiny-embed"].model_type == "embedding"
     assert models["tiny-embed"].provider_id == "llama-cpp"
     assert models["tiny-embed"].metadata is not None and models["tiny-embed"].metadata["embedding_dimension"] == 384
 
-    retrieved = client.models.retrieve("llama-cpp/SmolLM2-135M-Instruct.gguf")
-    assert retrieved.identifier == "llama-cpp/SmolLM2-135M-Instruct.gguf"
-    assert retrieved.provider_resource_id == "SmolLM2-135M-Instruct.gguf"
+    retrieved = client.models.retrieve("llama-cpp/registered-chat.gguf")
+    assert retrieved.identifier == "llama-cpp/registered-chat.gguf"
+    assert retrieved.provider_resource_id == "registered-chat.gguf"
     assert retrieved.api_model_type == "llm"
 
     with pytest.raises(llama_stack_client.NotFoundError) as caught:
@@ -73,7 +79,12 @@ def test_llama_stack_client(server: Server) -> None:
 def test_openai_client(server: Server) -> None:
     client = openai.OpenAI(base_url=f"{server.base_url}/v1", api_key="unused")
     ids = [m.id for m in client.models.list()]
-    assert ids == ["llama-cpp/SmolLM2-135M-Instruct.gguf", "tiny-embed"]
+    assert set(ids) == {
+        "llama-cpp/SmolLM2-135M-Instruct",
+        "llama-cpp/registered-chat",
+        "llama-cpp/registered-chat.gguf",
+        "tiny-embed",
+    }
     model = client.models.retrieve("tiny-embed")
     assert (model.id, model.object, model.owned_by) == ("tiny-embed", "model", "llama_stack")
     assert model.created > 0

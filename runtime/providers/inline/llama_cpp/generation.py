@@ -90,6 +90,10 @@ def generate(
 
     if sampling.seed is not None:
         llm.set_seed(sampling.seed)
+    # Evaluate the whole prompt every time: reusing a cached prefix evaluates it in other batch
+    # splits, which changes logits in the last bits and so breaks seeded / greedy repeatability.
+    # Prefix-state reuse comes as an explicit, measured cache (issue 7), not as a side effect.
+    llm.reset()
     greedy = sampling.temperature <= 0.0
     tokens = llm.generate(
         prompt_tokens,

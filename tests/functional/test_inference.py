@@ -1,0 +1,345 @@
+"""Inference through the official `openai` client (async) on the real default models, in-process."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import struct
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import jsonschema
+import numpy as np
+import openai
+import pytest
+from aiohttp.test_utils import TestClient
+
+from pocketstack.app import STACK, create_app
+from tests.conftest import CHAT_MODEL, edge_with
+
+GREEDY: dict[str, Any] = {"temperature": 0, "max_tokens": 24}
+HELLO = [{"role": "user", "content": "Say hello."}]
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Current weather for a city",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}, "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}},
+            "required": ["city", "unit"],
+        },
+    },
+}
+
+
+@pytest.fixture
+async def server(aiohttp_client: Callable[..., Any], stored_embedding: str) -> TestClient[Any, Any]:
+    return await aiohttp_client(create_app(edge_with()))  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+async def oai(server: TestClient[Any, Any]) -> AsyncIterator[openai.AsyncOpenAI]:
+    client = openai.AsyncOpenAI(base_url=str(server.make_url("/v1")), api_key="unused", max_retries=0)
+    yield client
+    await client.close()
+
+
+async def test_chat(oai: openai.AsyncOpenAI) -> None:
+    completion = await oai.chat.completions.create(model=CHAT_MODEL, messages=HELLO, **GREEDY)  # type: ignore[arg-type]
+    choice = completion.choices[0]
+    assert completion.model == CHAT_MODEL and completion.object == "chat.completion"
+    assert isinstance(choice.message.content, str) and choice.message.content.strip()
+    assert choice.finish_reason in ("stop", "length")
+    assert completion.usage is not None and completion.usage.prompt_tokens > 0
+    assert 0 < completion.usage.completion_tokens <= GREEDY["max_tokens"]
+    assert completion.usage.total_tokens == completion.usage.prompt_tokens + completion.usage.completion_tokens
+
+
+async def test_stream_matches_the_whole_answer(oai: openai.AsyncOpenAI) -> None:
+    whole = await oai.chat.completions.create(model=CHAT_MODEL, messages=HELLO, **GREEDY)  # type: ignore[arg-type]
+    stream = await oai.chat.completions.create(
+        model=CHAT_MODEL,
+        messages=HELLO,
+        stream=True,
+        stream_options={"include_usage": True},
+        **GREEDY,  # type: ignore[arg-type]
+    )
+    chunks = [chunk async for chunk in stream]
+    assert chunks[0].choices[0].delta.role == "assistant"
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == whole.choices[0].message.content
+    finishes = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert finishes == [whole.choices[0].finish_reason]
+    assert chunks[-1].choices == [] and chunks[-1].usage == whole.usage
+    assert len({c.id for c in chunks}) == 1
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {
+            "type": "object",
+            "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+            "required": ["name", "age"],
+        },
+        {
+            "type": "object",
+            "properties": {
+                "colors": {
+                    "type": "array",
+                    "items": {"type": "string", "enum": ["red", "green", "blue"]},
+                    "minItems": 2,
+                    "maxItems": 4,
+                }
+            },
+            "required": ["colors"],
+            "additionalProperties": False,
+        },
+    ],
+)
+async def test_json_schema_output_validates(oai: openai.AsyncOpenAI, schema: dict[str, Any]) -> None:
+    completion = await oai.chat.completions.create(
+        model=CHAT_MODEL,
+        messages=[{"role": "user", "content": "Answer in JSON."}],
+        response_format={"type": "json_schema", "json_schema": {"name": "answer", "schema": schema}},
+        max_tokens=200,
+        seed=7,
+    )
+    content = completion.choices[0].message.content
+    assert content is not None and completion.choices[0].finish_reason == "stop"
+    jsonschema.validate(json.loads(content), schema)
+
+
+async def test_json_cut_by_max_tokens_says_length(oai: openai.AsyncOpenAI) -> None:
+    """A tiny model can loop inside an unbounded array; the cut is reported, never hidden."""
+    schema = {
+        "type": "object",
+        "properties": {"xs": {"type": "array", "items": {"type": "integer"}}},
+        "required": ["xs"],
+    }
+    completion = await oai.chat.completions.create(
+        model=CHAT_MODEL,
+        messages=[{"role": "user", "content": "Count in JSON."}],
+        response_format={"type": "json_schema", "json_schema": {"name": "n", "schema": schema}},
+        max_tokens=6,
+        seed=7,
+    )
+    choice = completion.choices[0]
+    try:
+        jsonschema.validate(json.loads(choice.message.content or ""), schema)
+    except (json.JSONDecodeError, jsonschema.ValidationError):
+        assert choice.finish_reason == "length"
+
+
+async def test_json_object_output_parses(oai: openai.AsyncOpenAI) -> None:
+    completion = await oai.chat.completions.create(
+        model=CHAT_MODEL, messages=HELLO, response_format={"type": "json_object"}, max_tokens=120, seed=3
+    )
+    assert isinstance(json.loads(completion.choices[0].message.content or ""), dict)
+
+
+@pytest.mark.parametrize("tool_choice", ["required", {"type": "function", "function": {"name": "get_weather"}}])
+async def test_forced_tool_call_is_valid(oai: openai.AsyncOpenAI, tool_choice: Any) -> None:
+    completion = await oai.chat.completions.create(
+        model=CHAT_MODEL,
+        messages=[{"role": "user", "content": "What is the weather in Paris?"}],
+        tools=[WEATHER_TOOL],  # type: ignore[list-item]
+        tool_choice=tool_choice,
+        max_tokens=80,
+        seed=1,
+    )
+    choice = completion.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    (call,) = choice.message.tool_calls or []
+    assert call.type == "function" and call.id.startswith("call_")
+    assert call.function.name == "get_weather"  # type: ignore[union-attr]
+    jsonschema.validate(json.loads(call.function.arguments), WEATHER_TOOL["function"]["parameters"])  # type: ignore[union-attr, index]
+
+
+async def test_streamed_tool_call_uses_deltas(oai: openai.AsyncOpenAI) -> None:
+    stream = await oai.chat.completions.create(
+        model=CHAT_MODEL,
+        messages=[{"role": "user", "content": "Weather in Oslo?"}],
+        tools=[WEATHER_TOOL],  # type: ignore[list-item]
+        tool_choice="required",
+        max_tokens=80,
+        seed=1,
+        stream=True,
+    )
+    deltas = [c.choices[0] async for c in stream if c.choices]
+    calls = [call for d in deltas for call in (d.delta.tool_calls or [])]
+    assert calls[0].id and calls[0].function and calls[0].function.name == "get_weather"
+    arguments = "".join((c.function.arguments or "") for c in calls if c.function)
+    jsonschema.validate(json.loads(arguments), WEATHER_TOOL["function"]["parameters"])  # type: ignore[index]
+    assert all(c.index == 0 for c in calls)
+    assert deltas[-1].finish_reason == "tool_calls"
+
+
+async def test_tool_results_are_fed_back(oai: openai.AsyncOpenAI) -> None:
+    messages: list[Any] = [
+        {"role": "user", "content": "Weather in Paris?"},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": "call_1", "content": "18 degrees and sunny"},
+    ]
+    completion = await oai.chat.completions.create(model=CHAT_MODEL, messages=messages, tools=[WEATHER_TOOL], **GREEDY)  # type: ignore[list-item, arg-type]
+    assert completion.choices[0].message.content or completion.choices[0].message.tool_calls
+
+
+async def test_seed_makes_sampling_repeatable(oai: openai.AsyncOpenAI) -> None:
+    answers = [
+        (await oai.chat.completions.create(model=CHAT_MODEL, messages=HELLO, temperature=1.0, max_tokens=16, seed=42))
+        .choices[0]
+        .message.content
+        for _ in range(2)
+    ]
+    assert answers[0] == answers[1]
+
+
+async def test_stop_sequence_ends_the_answer(oai: openai.AsyncOpenAI) -> None:
+    free = await oai.chat.completions.create(model=CHAT_MODEL, messages=HELLO, temperature=0, max_tokens=40)
+    text = free.choices[0].message.content or ""
+    word = text.split()[1] if len(text.split()) > 1 else text[-1]
+    stopped = await oai.chat.completions.create(
+        model=CHAT_MODEL, messages=HELLO, temperature=0, max_tokens=40, stop=[word]
+    )
+    assert stopped.choices[0].message.content == text[: text.index(word)]
+    assert stopped.choices[0].finish_reason == "stop"
+
+
+async def test_logprobs(oai: openai.AsyncOpenAI) -> None:
+    completion = await oai.chat.completions.create(
+        model=CHAT_MODEL, messages=HELLO, logprobs=True, top_logprobs=2, temperature=0, max_tokens=5
+    )
+    entries = completion.choices[0].logprobs.content  # type: ignore[union-attr]
+    assert entries and len(entries) == completion.usage.completion_tokens  # type: ignore[union-attr]
+    for entry in entries:
+        assert entry.logprob <= 0 and len(entry.top_logprobs) == 2
+        assert entry.top_logprobs[0].logprob >= entry.top_logprobs[1].logprob
+        assert entry.top_logprobs[0].logprob == pytest.approx(entry.logprob, abs=1e-4)  # greedy picks the best
+
+
+async def test_text_completion_and_stream(oai: openai.AsyncOpenAI) -> None:
+    whole = await oai.completions.create(
+        model=CHAT_MODEL, prompt="The capital of France is", max_tokens=8, temperature=0
+    )
+    assert whole.object == "text_completion" and whole.choices[0].text
+    assert whole.usage is not None and whole.usage.completion_tokens <= 8
+    stream = await oai.completions.create(
+        model=CHAT_MODEL, prompt="The capital of France is", max_tokens=8, temperature=0, stream=True
+    )
+    assert "".join([c.choices[0].text async for c in stream]) == whole.choices[0].text
+    echoed = await oai.completions.create(model=CHAT_MODEL, prompt="Hi", max_tokens=2, temperature=0, echo=True)
+    assert echoed.choices[0].text.startswith("Hi")
+
+
+async def test_embeddings_match_the_reference(oai: openai.AsyncOpenAI, stored_embedding: str) -> None:
+    sentences = ["A man is eating food.", "A man is eating a piece of bread."]
+    result = await oai.embeddings.create(model=stored_embedding, input=sentences)
+    a, b = (np.array(item.embedding) for item in result.data)
+    assert a.shape == (384,) and [item.index for item in result.data] == [0, 1]
+    assert float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b))) == pytest.approx(0.755, abs=0.01)
+    assert result.usage.prompt_tokens == result.usage.total_tokens > 0
+
+    encoded = await oai.embeddings.create(model=stored_embedding, input=sentences, encoding_format="base64")
+    for plain, packed in zip(result.data, encoded.data, strict=True):
+        raw = base64.b64decode(packed.embedding)  # type: ignore[arg-type]
+        decoded = struct.unpack(f"<{len(raw) // 4}f", raw)
+        assert np.allclose(decoded, plain.embedding, atol=1e-6)
+
+    same = await oai.embeddings.create(model=stored_embedding, input=sentences[0], dimensions=384)
+    assert np.allclose(same.data[0].embedding, a, atol=1e-3)  # alone vs in a batch: float noise only
+
+
+@pytest.mark.parametrize(
+    ("call", "status", "fragment"),
+    [
+        ({"model": "llama-cpp/nope", "messages": HELLO}, 404, "not found"),
+        ({"model": CHAT_MODEL, "messages": []}, 400, "messages"),
+        ({"model": CHAT_MODEL, "messages": HELLO, "temperature": 3}, 400, "temperature"),
+        ({"model": CHAT_MODEL, "messages": HELLO, "n": 2}, 400, "n > 1"),
+        (
+            {"model": CHAT_MODEL, "messages": [{"role": "user", "content": "hello " * 6000}]},
+            400,
+            "maximum context length",
+        ),
+        ({"model": CHAT_MODEL, "messages": HELLO, "max_tokens": 100000}, 400, "maximum context length"),
+        ({"model": "llama-cpp/all-MiniLM-L6-v2", "messages": HELLO}, 400, "embedding model"),
+        ({"model": CHAT_MODEL, "messages": HELLO, "tool_choice": "required"}, 400, "no tools"),
+    ],
+)
+async def test_bad_chat_requests(oai: openai.AsyncOpenAI, call: dict[str, Any], status: int, fragment: str) -> None:
+    with pytest.raises(openai.APIStatusError) as caught:
+        await oai.chat.completions.create(**call)
+    assert caught.value.status_code == status
+    assert fragment in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("call", "fragment"),
+    [
+        ({"input": []}, "input"),
+        ({"input": ""}, "input"),
+        ({"input": "x", "dimensions": 100}, "384-dimensional"),
+        ({"input": "x", "model": CHAT_MODEL}, "llm model"),
+        ({"input": "word " * 600}, "maximum context length"),
+    ],
+)
+async def test_bad_embedding_requests(
+    oai: openai.AsyncOpenAI, stored_embedding: str, call: dict[str, Any], fragment: str
+) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        await oai.embeddings.create(**{"model": stored_embedding, **call})
+    assert fragment in caught.value.message
+
+
+async def test_stream_errors_before_the_first_token_keep_their_status(oai: openai.AsyncOpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        await oai.chat.completions.create(
+            model=CHAT_MODEL, messages=[{"role": "user", "content": "hello " * 6000}], stream=True
+        )
+    assert "maximum context length" in caught.value.message
+
+
+async def test_disconnect_stops_generation(server: TestClient[Any, Any]) -> None:
+    body = {"model": CHAT_MODEL, "messages": HELLO, "max_tokens": 3000, "stream": True, "temperature": 1.0,
+            "stop": ["\u2603never"]}  # fmt: skip
+    response = await server.post("/v1/chat/completions", json=body)
+    assert response.status == 200
+    await response.content.readline()
+    response.close()  # the client goes away mid-stream
+    provider = server.app[STACK].providers["llama-cpp"].impl
+    for _ in range(100):  # 3000 tokens would take minutes; a cancelled one frees the model at once
+        if not any(r.busy for r in provider.pool._resident.values()):  # type: ignore[attr-defined]
+            break
+        await asyncio.sleep(0.05)
+    else:
+        pytest.fail("the model stayed busy after the client left")
+    quick = await server.post("/v1/chat/completions", json={"model": CHAT_MODEL, "messages": HELLO, "max_tokens": 1})
+    assert quick.status == 200
+
+
+async def test_busy_model_answers_429_with_retry_after(aiohttp_client: Callable[..., Any]) -> None:
+    providers = {
+        "inference": [{"provider_id": "llama-cpp", "provider_type": "inline::llama-cpp", "config": {"max_waiting": 0}}]
+    }
+    server = await aiohttp_client(create_app(edge_with(providers=providers)))
+    long = {"model": CHAT_MODEL, "messages": HELLO, "max_tokens": 200, "stream": True, "stop": ["\u2603never"]}
+    first = await server.post("/v1/chat/completions", json=long)
+    await first.content.readline()
+    second = await server.post("/v1/chat/completions", json={"model": CHAT_MODEL, "messages": HELLO, "max_tokens": 1})
+    assert second.status == 429
+    assert second.headers["Retry-After"] == "1"
+    assert (await second.json())["error"]["type"] == "rate_limit_error"
+    first.close()
