@@ -109,8 +109,21 @@ class Spec:
         return document
 
 
+def _reject_nulls(node: Any, where: str) -> None:
+    """A null in the spec is almost always a YAML slip (`description: a, b` in a flow mapping)."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if value is None and key not in ("default", "const", "example"):
+                raise SpecError(f"{where}/{key} is null: quote the text before it (a comma in a flow mapping?)")
+            _reject_nulls(value, f"{where}/{key}")
+    elif isinstance(node, list):
+        for index, item in enumerate(node):
+            _reject_nulls(item, f"{where}/{index}")
+
+
 def load_spec(path: Path) -> Spec:
     document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    _reject_nulls(document, "#")
     operations = tuple(
         _operation(document, path_template, method, raw)
         for path_template, item in document.get("paths", {}).items()

@@ -16,7 +16,12 @@ from pocketstack.apis.inspect import InspectApi
 from pocketstack.apis.models import ModelsApi
 from pocketstack.apis.providers import ProvidersApi
 from pocketstack.config import StackConfig
-from pocketstack.middlewares import client_version_middleware, error_middleware, request_id_middleware
+from pocketstack.middlewares import (
+    add_request_id,
+    client_version_middleware,
+    error_middleware,
+    request_id_middleware,
+)
 from pocketstack.stack import Stack
 
 STACK = web.AppKey("stack", Stack)
@@ -35,6 +40,7 @@ def create_app(config: StackConfig) -> web.Application:
         middlewares.append(client_version_middleware(LLAMA_STACK_VERSION))
     app = web.Application(middlewares=middlewares, client_max_size=config.server.max_request_bytes)
     app[STACK] = stack
+    app.on_response_prepare.append(add_request_id)
 
     models_api = ModelsApi(stack)
     apis = Apis(providers=ProvidersApi(stack), models=models_api, inference=InferenceApi(stack, models_api))

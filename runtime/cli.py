@@ -43,10 +43,11 @@ async def serve(config: StackConfig, stop: asyncio.Event | None = None) -> None:
     from aiohttp import web  # imported here so `pocketstack version` stays instant
 
     from pocketstack.app import create_app
+    from pocketstack.serving import Runner
 
     app = create_app(config)
     host, port = config.server.host, config.server.port
-    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=config.server.shutdown_timeout)
+    runner = Runner(app, handle_signals=False, shutdown_timeout=config.server.shutdown_timeout)
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)
@@ -61,8 +62,15 @@ async def serve(config: StackConfig, stop: asyncio.Event | None = None) -> None:
             raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
         stop = stop or asyncio.Event()
         loop = asyncio.get_running_loop()
+
+        def on_signal() -> None:
+            if stop.is_set():  # a second Ctrl-C: the user will not wait for in-flight requests
+                log.warning("second signal: exiting without waiting")
+                os._exit(130)
+            stop.set()
+
         for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
+            loop.add_signal_handler(signum, on_signal)
         shown_host = f"[{host}]" if ":" in host else host
         log.info("PocketStack %s (%s) serving on http://%s:%d", __version__, config.name, shown_host, port)
         await stop.wait()

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 DEFAULT_PORT = 8321
 HOME_ENV = "POCKETSTACK_HOME"
+MERGE_TAG = "tag:yaml.org,2002:merge"
 _ENV_PATTERN = re.compile(r"\$\{env\.([A-Za-z_][A-Za-z0-9_]*)(?:(:=|:\+)([^}]*))?\}")
 
 
@@ -150,15 +151,28 @@ def _resolve(node: yaml.Node, environ: dict[str, str] | os._Environ[str], source
     where = f"{source} line {node.start_mark.line + 1}"
     if isinstance(node, yaml.MappingNode):
         result: dict[str, Any] = {}
+        merged: dict[str, Any] = {}
         for key_node, value_node in node.value:
+            if key_node.tag == MERGE_TAG:  # `<<: *defaults`: explicit keys win, whatever their order
+                bases = _resolve(value_node, environ, source)
+                for base in bases if isinstance(bases, list) else [bases]:
+                    if not isinstance(base, dict):
+                        raise ConfigError(f"{where}: `<<` merges mappings only")
+                    merged = {**base, **merged}
+                continue
             key = _resolve(key_node, environ, source)
+            if not isinstance(key, str | int | float | bool):
+                raise ConfigError(f"{where}: keys must be plain scalars, not {type(key).__name__}")
             if key in result:
                 raise ConfigError(f"{where}: key '{key}' appears twice")
-            result[key] = _resolve(value_node, environ, source)
-        return result
+            result[str(key)] = _resolve(value_node, environ, source)
+        return {**merged, **result}
     if isinstance(node, yaml.SequenceNode):
         return [_resolve(item, environ, source) for item in node.value]
-    value = yaml.constructor.SafeConstructor().construct_object(node)  # typed: int, bool, null...
+    try:
+        value = yaml.constructor.SafeConstructor().construct_object(node)  # typed: int, bool, null...
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{where}: {getattr(exc, 'problem', None) or exc}") from exc
     if isinstance(value, str) and "${env." in value:
         return substitute_env(value, environ, f"{where}, {value!r}")
     return value
@@ -220,4 +234,6 @@ def load_config(path: Path, environ: dict[str, str] | os._Environ[str] | None = 
         raise ConfigError(f"config file {path} does not exist") from exc
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path} is not UTF-8 text (byte {exc.start})") from exc
     return parse_config(text, str(path), environ)

@@ -12,6 +12,8 @@ from collections.abc import AsyncIterator, Iterable
 from typing import Any, Literal, TypeVar
 
 from aiohttp import ClientConnectionResetError, web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 from pydantic import BaseModel, ValidationError
 
 from pocketstack.errors import BadRequestError, PocketStackError, error_body
@@ -40,14 +42,19 @@ class RequestValidationError(BadRequestError):
 async def _read_body(request: web.Request, mode: BodyMode) -> dict[str, Any]:
     if mode == "none":
         return {}
-    raw = await request.read()
+    try:
+        raw = await request.read()
+    except web.HTTPException:
+        raise
+    except (RequestPayloadError, HttpProcessingError, ValueError) as exc:  # bad Content-Encoding, broken chunks
+        raise BadRequestError(f"The request body could not be read: {exc}", code="invalid_body") from exc
     if not raw.strip():
         if mode == "required":
             raise BadRequestError("The request body is required (a JSON object).", code="missing_body")
         return {}
     try:
         body = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, bad UTF-8, 4300+ digit integers, deep nesting
         raise BadRequestError(f"The request body is not valid JSON: {exc}", code="invalid_json") from exc
     if not isinstance(body, dict):
         raise BadRequestError("The request body must be a JSON object.", code="invalid_json")
@@ -119,8 +126,9 @@ async def _stream(request: web.Request, chunks: AsyncIterator[BaseModel]) -> web
             async for chunk in chunks:
                 await response.write(b"data: " + dump(chunk).encode() + b"\n\n")
     except (ConnectionResetError, ClientConnectionResetError):
+        # The client left: closing the chunks (below) stops the work; there is nobody to answer.
         log.info("client went away during a stream of %s", request.path)
-        raise
+        return response
     except PocketStackError as exc:
         await response.write(_error_frame(exc.message, exc.type, str(exc.status)))
     except Exception:

@@ -37,23 +37,27 @@ _BUILTIN_STATUSES: tuple[tuple[type[BaseException], int, str], ...] = (
 )
 
 
+_BUILTIN_MESSAGES = {
+    501: "Not implemented by this server or provider.",
+    502: "An upstream service could not be reached.",
+    504: "The operation timed out.",
+}
+
+
 def _json_error(status: int, body: dict[str, object], headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(status=status, text=json.dumps(body), content_type="application/json", headers=headers)
 
 
 @web.middleware
 async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every answer carries an id (the caller's, or a new one) that the log lines name too."""
-    request_id = request.headers.get(REQUEST_ID) or uuid.uuid4().hex
-    request[REQUEST_ID_KEY] = request_id
-    try:
-        response = await handler(request)
-    except web.HTTPException as exc:
-        exc.headers[REQUEST_ID] = request_id
-        raise
-    if not response.prepared:
-        response.headers[REQUEST_ID] = request_id
-    return response
+    """Every request gets an id (the caller's, or a new one) that log lines and the answer carry."""
+    request[REQUEST_ID_KEY] = request.headers.get(REQUEST_ID) or uuid.uuid4().hex
+    return await handler(request)
+
+
+async def add_request_id(request: web.Request, response: web.StreamResponse) -> None:
+    """on_response_prepare: the header goes on every answer, streams and errors included."""
+    response.headers[REQUEST_ID] = request.get(REQUEST_ID_KEY) or request.headers.get(REQUEST_ID) or uuid.uuid4().hex
 
 
 @web.middleware
@@ -81,8 +85,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except Exception as exc:
         for exception_class, status, type_name in _BUILTIN_STATUSES:
             if isinstance(exc, exception_class):
-                log.warning("%s %s -> %s: %r", request.method, request.path, status, exc)
-                return _json_error(status, error_body(str(exc) or type_name, type=type_name))
+                log.warning("%s %s -> %s: %r", request.method, request.path, status, exc, exc_info=exc)
+                return _json_error(status, error_body(_BUILTIN_MESSAGES[status], type=type_name))
         log.exception(
             "unhandled error in %s %s (request %s)", request.method, request.path, request.get(REQUEST_ID_KEY)
         )

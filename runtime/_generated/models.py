@@ -102,7 +102,7 @@ class Model(BaseModel):
     type: Literal["model"] = "model"
     model_type: ModelType
     metadata: dict[str, Any]
-    id: Annotated[str, Field(description="The identifier again")]
+    id: Annotated[str, Field(description="The identifier again, for OpenAI clients.")]
     object: Literal["model"] = "model"
     created: Annotated[int, Field(description="Unix seconds of registration.")]
     owned_by: str
@@ -123,6 +123,12 @@ class OpenAIModel(BaseModel):
             description="`model_type`, `provider_id`, `provider_resource_id` and the model's metadata."
         ),
     ]
+
+
+class DeleteModelResponse(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    deleted: bool
 
 
 class OpenAIListModelsResponse(BaseModel):

@@ -52,7 +52,9 @@ class Models(Protocol):
         """Get a model in Llama Stack's shape. The id may contain slashes."""
         ...
 
-    async def unregister_model(self, request: models.UnregisterModelRequest) -> None:
+    async def unregister_model(
+        self, request: models.UnregisterModelRequest
+    ) -> models.DeleteModelResponse:
         """Unregister a model. The id may contain slashes."""
         ...
 

@@ -162,8 +162,8 @@ class ModelsRoutes:
             array_query=(),
             body="none",
         )
-        await self.impl.unregister_model(parsed)
-        return await http.respond(request, None, status=204)
+        result = await self.impl.unregister_model(parsed)
+        return await http.respond(request, result, status=200)
 
 
 class InferenceRoutes:

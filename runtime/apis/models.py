@@ -72,7 +72,7 @@ class ModelsApi:
             "provider_resource_id": provider_model_id,
             "type": MODEL,
             "model_type": model_type,
-            "metadata": {**check.metadata, **model.metadata},
+            "metadata": {**model.metadata, **check.metadata},  # the provider's facts win over the caller's
         }
         return Resource(MODEL, identifier, provider_id, provider_model_id, source, int(time.time()), body)
 
@@ -142,7 +142,7 @@ class ModelsApi:
     async def get_model(self, request: models.GetModelRequest) -> models.Model:
         return model_response(await self.lookup(request.model_id))
 
-    async def unregister_model(self, request: models.UnregisterModelRequest) -> None:
+    async def unregister_model(self, request: models.UnregisterModelRequest) -> models.DeleteModelResponse:
         resource = await self.lookup(request.model_id)
         if resource.source == "provider":
             raise BadRequestError(
@@ -157,6 +157,7 @@ class ModelsApi:
                 code="model_from_config",
             )
         await self.stack.registry.remove(MODEL, resource.identifier)
+        return models.DeleteModelResponse(id=resource.identifier, deleted=True)
 
     async def openai_list_models(self) -> models.OpenAIListModelsResponse:
         data = []
@@ -168,10 +169,10 @@ class ModelsApi:
                     created=model.created,
                     owned_by=model.owned_by,
                     custom_metadata={
+                        **model.metadata,  # first: clients read model_type etc. from here, so those win
                         "model_type": model.model_type.value,
                         "provider_id": model.provider_id,
                         "provider_resource_id": model.provider_resource_id,
-                        **model.metadata,
                     },
                 )
             )

@@ -29,6 +29,28 @@ async def test_malformed_json_is_400(client: TestClient[Any, Any]) -> None:
     assert detail["code"] == "invalid_json"
 
 
+@pytest.mark.parametrize(
+    ("body", "headers"),
+    [
+        (b"[" * 100_000 + b"]" * 100_000, {}),
+        (b'{"model_id": "x", "metadata": {"n": ' + b"9" * 5000 + b"}}", {}),
+        (b"\xff\xfe not utf-8", {}),
+        (b"hello", {"Content-Encoding": "gzip"}),
+    ],
+)
+async def test_unreadable_bodies_are_400(client: TestClient[Any, Any], body: bytes, headers: dict[str, str]) -> None:
+    response = await client.post("/v1/models", data=body, headers={"Content-Type": "application/json", **headers})
+    assert response.status == 400
+    assert assert_error_shape(await response.json())["code"] in ("invalid_json", "invalid_body")
+
+
+@pytest.mark.parametrize("model_id", ["x" * 5000, "~no-such-user-here/model.gguf"])
+async def test_unusable_model_paths_are_400(client: TestClient[Any, Any], model_id: str) -> None:
+    response = await client.post("/v1/models", json={"model_id": model_id})
+    assert response.status == 400
+    assert assert_error_shape(await response.json())["param"] == "provider_model_id"
+
+
 async def test_non_object_body_is_400(client: TestClient[Any, Any]) -> None:
     response = await client.post("/v1/models", json=["model_id"])
     assert response.status == 400

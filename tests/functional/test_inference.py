@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import struct
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -312,7 +313,14 @@ async def test_stream_errors_before_the_first_token_keep_their_status(oai: opena
     assert "maximum context length" in caught.value.message
 
 
-async def test_disconnect_stops_generation(server: TestClient[Any, Any]) -> None:
+async def test_streams_carry_the_request_id(server: TestClient[Any, Any]) -> None:
+    body = {"model": CHAT_MODEL, "messages": HELLO, "max_tokens": 2, "stream": True}
+    response = await server.post("/v1/chat/completions", json=body, headers={"X-Request-ID": "stream-1"})
+    assert response.headers["X-Request-ID"] == "stream-1"
+    assert (await response.text()).endswith("data: [DONE]\n\n")
+
+
+async def test_disconnect_stops_generation(server: TestClient[Any, Any], caplog: pytest.LogCaptureFixture) -> None:
     body = {"model": CHAT_MODEL, "messages": HELLO, "max_tokens": 3000, "stream": True, "temperature": 1.0,
             "stop": ["\u2603never"]}  # fmt: skip
     response = await server.post("/v1/chat/completions", json=body)
@@ -328,6 +336,7 @@ async def test_disconnect_stops_generation(server: TestClient[Any, Any]) -> None
         pytest.fail("the model stayed busy after the client left")
     quick = await server.post("/v1/chat/completions", json={"model": CHAT_MODEL, "messages": HELLO, "max_tokens": 1})
     assert quick.status == 200
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], "a client leaving is not a server error"
 
 
 async def test_busy_model_answers_429_with_retry_after(aiohttp_client: Callable[..., Any]) -> None:

@@ -29,7 +29,7 @@ async def _register(api: Client, **fields: Any) -> Model | Error | None:
 async def test_register_get_list_unregister(client: TestClient[Any, Any], gguf: Callable[[str], Path]) -> None:
     path = gguf("SmolLM2.gguf")
     api = sdk(client)
-    metadata = RegisterModelRequestMetadata.from_dict({"context_length": 2048})
+    metadata = RegisterModelRequestMetadata.from_dict({"family": "smol", "gguf_path": "/etc/passwd"})
     model = await _register(api, model_id="SmolLM2.gguf", metadata=metadata)
     assert isinstance(model, Model)
     assert model.identifier == "llama-cpp/SmolLM2.gguf"
@@ -38,10 +38,11 @@ async def test_register_get_list_unregister(client: TestClient[Any, Any], gguf: 
         "SmolLM2.gguf",
         ModelType.LLM,
     )
-    assert model.metadata.additional_properties == {
+    assert model.metadata.additional_properties == {  # the provider's facts win over the caller's claims
+        "family": "smol",
         "gguf_path": str(path),
         "architecture": "llama",
-        "context_length": 2048,
+        "context_length": 128,
     }
 
     fetched = await get_model.asyncio(client=api, model_id="llama-cpp/SmolLM2.gguf")  # the SDK sends %2F
@@ -55,10 +56,15 @@ async def test_register_get_list_unregister(client: TestClient[Any, Any], gguf: 
     assert (entry.id, entry.object_, entry.owned_by) == ("llama-cpp/SmolLM2.gguf", "model", "llama_stack")
     assert entry.custom_metadata.additional_properties["model_type"] == "llm"
     assert entry.custom_metadata.additional_properties["provider_resource_id"] == "SmolLM2.gguf"
-    assert entry.custom_metadata.additional_properties["context_length"] == 2048
+    assert entry.custom_metadata.additional_properties["family"] == "smol"
 
     gone = await unregister_model.asyncio_detailed(client=api, model_id=model.identifier)
-    assert gone.status_code == 204
+    assert gone.status_code == 200
+    assert gone.parsed is not None and gone.parsed.to_dict() == {
+        "id": model.identifier,
+        "object": "model",
+        "deleted": True,
+    }
     missing = await get_model.asyncio_detailed(client=api, model_id=model.identifier)
     assert missing.status_code == 404 and isinstance(missing.parsed, Error)
 

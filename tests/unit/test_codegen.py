@@ -48,6 +48,14 @@ def test_conventions_are_enforced(tmp_path: Path, operation: dict[str, object], 
         load_spec(_spec_with(tmp_path, {"/v1/x": {"get": operation}}))
 
 
+def test_null_from_a_yaml_slip_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "openapi.yaml"
+    text = (REPO / "spec/openapi.yaml").read_text()
+    path.write_text(text.replace('description: "The identifier again, for OpenAI clients."', "description: one, two"))
+    with pytest.raises(SpecError, match="is null"):
+        load_spec(path)
+
+
 def test_greedy_path_parameters_match_slashes() -> None:
     spec = load_spec(REPO / "spec/openapi.yaml")
     (get_model,) = [op for op in spec.operations if op.operation_id == "get_model"]

@@ -74,6 +74,8 @@ def test_missing_required_key_points_at_its_parent() -> None:
         ("- a\n- b\n", "top level must be a mapping"),
         ("server: {host: [\n", "not valid YAML"),
         ("server: 1\nserver: 2\n", "key 'server' appears twice"),
+        ("server:\n  ? [a, b]\n  : 1\n", "line 2: keys must be plain scalars"),
+        ("server:\n  port: !weird 1\n", "line 2:.*constructor for the tag"),
     ],
 )
 def test_malformed_files(text: str, message: str) -> None:
@@ -107,3 +109,29 @@ safety: {default_shield_id: llama-guard}
 server: {port: 8321, workers: 1}
 """
     assert parse_config(text, "cfg.yaml", environ={}).name == "starter"
+
+
+def test_merge_keys_apply_and_explicit_keys_win() -> None:
+    text = """
+providers:
+  inference:
+    - &local {provider_id: a, provider_type: inline::llama-cpp, config: {threads: 2}}
+    - <<: *local
+      provider_id: b
+server:
+  port: 9100
+  <<: {host: 0.0.0.0, port: 9000}
+"""
+    config = parse_config(text, "cfg.yaml", environ={})
+    assert (config.server.host, config.server.port) == ("0.0.0.0", 9100)
+    assert [(p.provider_id, p.config) for p in config.providers["inference"]] == [
+        ("a", {"threads": 2}),
+        ("b", {"threads": 2}),
+    ]
+
+
+def test_non_utf8_file_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "bin.yaml"
+    path.write_bytes(b"version: 2\n\xff\xfe\n")
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        load_config(path)

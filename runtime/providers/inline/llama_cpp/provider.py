@@ -133,8 +133,14 @@ class LlamaCppProvider:
         return path if path.is_absolute() else self.config.models_dir.expanduser() / path
 
     async def check_model(self, provider_model_id: str, model_type: str | None) -> ModelCheck:
-        path = self.resolve(provider_model_id)
-        if not path.is_file():
+        try:
+            path = self.resolve(provider_model_id)
+            is_file = await asyncio.to_thread(path.is_file)
+        except (OSError, RuntimeError) as exc:  # a name too long for the filesystem, ~unknown-user
+            raise BadRequestError(
+                f"provider_model_id is not a usable path: {exc}", code="invalid_model_path", param="provider_model_id"
+            ) from exc
+        if not is_file:
             raise BadRequestError(
                 f"No GGUF file at {path} (provider_model_id is a stored model's name or a GGUF path, "
                 f"absolute or relative to {self.config.models_dir}).",

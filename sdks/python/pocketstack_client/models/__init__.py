@@ -19,6 +19,7 @@ from .completion_choice import CompletionChoice
 from .completion_logprobs import CompletionLogprobs
 from .completion_logprobs_top_logprobs_item_type_0 import CompletionLogprobsTopLogprobsItemType0
 from .completion_request import CompletionRequest
+from .delete_model_response import DeleteModelResponse
 from .developer_message import DeveloperMessage
 from .embedding import Embedding
 from .embeddings_request import EmbeddingsRequest
@@ -95,6 +96,7 @@ __all__ = (
     "CompletionLogprobs",
     "CompletionLogprobsTopLogprobsItemType0",
     "CompletionRequest",
+    "DeleteModelResponse",
     "DeveloperMessage",
     "Embedding",
     "EmbeddingsRequest",

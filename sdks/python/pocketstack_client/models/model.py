@@ -28,7 +28,7 @@ class Model:
             type_ (Literal['model']):  Default: 'model'.
             model_type (ModelType):
             metadata (ModelMetadata):
-            id (str): The identifier again
+            id (str): The identifier again, for OpenAI clients.
             object_ (Literal['model']):  Default: 'model'.
             created (int): Unix seconds of registration.
             owned_by (str):
