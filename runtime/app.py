@@ -17,9 +17,10 @@ from pocketstack.apis.models import ModelsApi
 from pocketstack.apis.providers import ProvidersApi
 from pocketstack.config import StackConfig
 from pocketstack.middlewares import (
-    add_request_id,
+    add_response_headers,
     client_version_middleware,
     error_middleware,
+    provider_data_middleware,
     request_id_middleware,
 )
 from pocketstack.stack import Stack
@@ -35,12 +36,12 @@ def _version_check_disabled() -> bool:
 def create_app(config: StackConfig) -> web.Application:
     """Build (but do not start) the server; ConfigError when the config cannot work."""
     stack = Stack(config)
-    middlewares: list[Middleware] = [request_id_middleware, error_middleware]
+    middlewares: list[Middleware] = [request_id_middleware, error_middleware, provider_data_middleware]
     if not _version_check_disabled():
         middlewares.append(client_version_middleware(LLAMA_STACK_VERSION))
     app = web.Application(middlewares=middlewares, client_max_size=config.server.max_request_bytes)
     app[STACK] = stack
-    app.on_response_prepare.append(add_request_id)
+    app.on_response_prepare.append(add_response_headers)
 
     models_api = ModelsApi(stack)
     apis = Apis(providers=ProvidersApi(stack), models=models_api, inference=InferenceApi(stack, models_api))

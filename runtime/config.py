@@ -40,10 +40,16 @@ class ProviderConfig(_Strict):
     module: str | None = None
 
 
+class ModelTarget(_Strict):
+    provider_id: str
+    provider_model_id: str
+
+
 class ModelInput(_Strict):
     model_id: str
     provider_id: str | None = None
     provider_model_id: str | None = None
+    fallbacks: list[ModelTarget] = Field(default_factory=list)
     model_type: Literal["llm", "embedding", "rerank"] | None = None  # None: what the provider says
     metadata: dict[str, Any] = Field(default_factory=dict)
 

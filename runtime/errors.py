@@ -80,6 +80,16 @@ class UpstreamTimeoutError(PocketStackError):
     type = "timeout_error"
 
 
+class UpstreamStatusError(PocketStackError):
+    """A remote provider answered with an error status; the caller gets the same status."""
+
+    type = "upstream_error"
+
+    def __init__(self, status: int, message: str, *, code: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.status = status
+
+
 class ResourceNotFoundError(NotFoundError):
     def __init__(self, kind: str, identifier: str) -> None:
         super().__init__(f"{kind.capitalize()} '{identifier}' not found.", code=f"{kind.replace(' ', '_')}_not_found")

@@ -12,6 +12,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from pocketstack.errors import PocketStackError, UpgradeRequiredError, error_body
+from pocketstack.request_context import SERVED_BY_HEADER, provider_data, read_provider_data, served_by
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +21,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 REQUEST_ID = "X-Request-ID"
 CLIENT_VERSION = "X-LlamaStack-Client-Version"
 REQUEST_ID_KEY = web.RequestKey("request_id", str)
+SERVED_BY_KEY = web.RequestKey("served_by", str)
 INTERNAL_MESSAGE = "Internal server error: An unexpected error occurred."
 
 # aiohttp's own HTTP errors (routing, body size) keep their status; these name their type.
@@ -55,9 +57,26 @@ async def request_id_middleware(request: web.Request, handler: Handler) -> web.S
     return await handler(request)
 
 
-async def add_request_id(request: web.Request, response: web.StreamResponse) -> None:
-    """on_response_prepare: the header goes on every answer, streams and errors included."""
+@web.middleware
+async def provider_data_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Per-request provider keys from X-LlamaStack-Provider-Data, for the providers to read."""
+    token = provider_data.set(read_provider_data(request))
+    served_by.set(None)
+    try:
+        response = await handler(request)
+        # A plain response is prepared after this returns, outside the handler's context.
+        request[SERVED_BY_KEY] = served_by.get() or ""
+        return response
+    finally:
+        provider_data.reset(token)
+
+
+async def add_response_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """on_response_prepare: the request id on every answer (streams and errors too); who served it."""
     response.headers[REQUEST_ID] = request.get(REQUEST_ID_KEY) or request.headers.get(REQUEST_ID) or uuid.uuid4().hex
+    provider = request.get(SERVED_BY_KEY) or served_by.get()
+    if provider is not None:
+        response.headers[SERVED_BY_HEADER] = provider
 
 
 @web.middleware

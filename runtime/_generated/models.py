@@ -136,29 +136,9 @@ class OpenAIListModelsResponse(BaseModel):
     data: list[OpenAIModel]
 
 
-class RegisterModelRequest(BaseModel):
-    model_id: Annotated[
-        str,
-        Field(
-            description="The id to register. When it differs from provider_model_id it becomes the identifier (an alias); otherwise the identifier is `<provider_id>/<provider_model_id>`.",
-            min_length=1,
-        ),
-    ]
-    provider_model_id: Annotated[
-        str | MISSING,
-        Field(
-            description="The provider's id for the model (for llama.cpp, a GGUF path). Defaults to model_id.",
-            min_length=1,
-        ),
-    ] = MISSING
-    provider_id: Annotated[
-        str | MISSING,
-        Field(
-            description="The provider to register with; optional when only one inference provider runs."
-        ),
-    ] = MISSING
-    model_type: ModelType | MISSING = MISSING
-    metadata: dict[str, Any] | MISSING = MISSING
+class ModelTarget(BaseModel):
+    provider_id: str
+    provider_model_id: Annotated[str, Field(min_length=1)]
 
 
 class StopStop(RootModel[list[str]]):
@@ -707,3 +687,34 @@ class Error(BaseModel):
     """
 
     error: ErrorDetail
+
+
+class RegisterModelRequest(BaseModel):
+    model_id: Annotated[
+        str,
+        Field(
+            description="The id to register. When it differs from provider_model_id it becomes the identifier (an alias); otherwise the identifier is `<provider_id>/<provider_model_id>`.",
+            min_length=1,
+        ),
+    ]
+    provider_model_id: Annotated[
+        str | MISSING,
+        Field(
+            description="The provider's id for the model (for llama.cpp, a GGUF path). Defaults to model_id.",
+            min_length=1,
+        ),
+    ] = MISSING
+    provider_id: Annotated[
+        str | MISSING,
+        Field(
+            description="The provider to register with; optional when only one inference provider runs."
+        ),
+    ] = MISSING
+    model_type: ModelType | MISSING = MISSING
+    metadata: dict[str, Any] | MISSING = MISSING
+    fallbacks: Annotated[
+        list[ModelTarget] | MISSING,
+        Field(
+            description="Providers to try, in order, when the model's own provider is unreachable, slow or failing (offload: a remote first, the inline provider as the fallback). Stored in `metadata.fallbacks`."
+        ),
+    ] = MISSING

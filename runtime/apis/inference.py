@@ -1,17 +1,70 @@
-"""Inference: chat, text completion and embeddings, routed to the provider that owns the model."""
+"""Inference: chat, text completion and embeddings, routed to the providers that serve the model.
+
+A model's chain is its own provider, then its `fallbacks` in order. A request goes to the first
+whose circuit breaker lets traffic through, and moves on when that one cannot be reached, times
+out or fails with a 5xx before the first byte (a stream's first chunk); errors after that, and
+the caller's own mistakes (4xx), are returned as they are. `X-PocketStack-Provider` names the
+provider that served the request.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import cast
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar, cast
 
 from pocketstack._generated import models
 from pocketstack.apis.models import ModelsApi
-from pocketstack.errors import BadRequestError, ServiceUnavailableError
+from pocketstack.errors import (
+    BadRequestError,
+    PocketStackError,
+    ServiceUnavailableError,
+    UpstreamError,
+    UpstreamStatusError,
+    UpstreamTimeoutError,
+)
 from pocketstack.providers.base import InferenceProvider, ServedModel
+from pocketstack.request_context import served_by
 from pocketstack.stack import Stack
 
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 _ARTICLE = {"llm": "an", "embedding": "an", "rerank": "a"}
+
+
+@dataclass(frozen=True)
+class Target:
+    provider_id: str
+    model: ServedModel
+    provider: InferenceProvider
+
+
+def _fallback_worthy(exc: PocketStackError) -> bool:
+    if isinstance(exc, UpstreamError | UpstreamTimeoutError | ServiceUnavailableError):
+        return True
+    return isinstance(exc, UpstreamStatusError) and exc.status >= 500
+
+
+async def _primed(stream: AsyncIterator[T]) -> AsyncIterator[T]:
+    """The stream with its first item already fetched, so failing to start can fall back."""
+    try:
+        first = await anext(stream)
+    except StopAsyncIteration:
+        first = None
+
+    async def chained() -> AsyncIterator[T]:
+        try:
+            if first is not None:
+                yield first
+                async for item in stream:
+                    yield item
+        finally:
+            close = getattr(stream, "aclose", None)
+            if close is not None:
+                await close()
+
+    return chained()
 
 
 class InferenceApi:
@@ -19,7 +72,7 @@ class InferenceApi:
         self.stack = stack
         self.models = models_api
 
-    async def _route(self, model_id: str, model_type: str, purpose: str) -> tuple[ServedModel, InferenceProvider]:
+    async def _chain(self, model_id: str, model_type: str, purpose: str) -> list[Target]:
         resource = await self.models.lookup(model_id)
         actual = resource.body["model_type"]
         if actual != model_type:
@@ -29,26 +82,61 @@ class InferenceApi:
                 code="wrong_model_type",
                 param="model",
             )
-        instance = self.stack.providers.get(resource.provider_id)
-        if instance is None:
-            raise ServiceUnavailableError(
-                f"Provider '{resource.provider_id}' of model '{resource.identifier}' is not running."
-            )
-        served = ServedModel(resource.identifier, resource.provider_resource_id, actual, resource.body["metadata"])
-        return served, cast(InferenceProvider, instance.impl)
+        metadata = resource.body["metadata"]
+        hops = [(resource.provider_id, resource.provider_resource_id)]
+        hops += [(f["provider_id"], f["provider_model_id"]) for f in metadata.get("fallbacks", [])]
+        targets = []
+        for provider_id, provider_model_id in hops:
+            instance = self.stack.providers.get(provider_id)
+            if instance is None:
+                log.warning("model %s names provider %s, which is not running", resource.identifier, provider_id)
+                continue
+            served = ServedModel(resource.identifier, provider_model_id, actual, metadata)
+            targets.append(Target(provider_id, served, cast(InferenceProvider, instance.impl)))
+        if not targets:
+            raise ServiceUnavailableError(f"No provider of model '{resource.identifier}' is running.")
+        return targets
+
+    async def _serve(self, targets: list[Target], call: Callable[[Target], Awaitable[T]]) -> T:
+        failures: list[str] = []
+        last: PocketStackError | None = None
+        for index, target in enumerate(targets):
+            breaker = getattr(target.provider, "breaker", None)
+            is_last = index == len(targets) - 1
+            if breaker is not None and not breaker.available() and not is_last:
+                failures.append(f"{target.provider_id}: circuit open ({breaker.last_error})")
+                continue
+            try:
+                result = await call(target)
+                if isinstance(result, AsyncIterator):
+                    result = cast(T, await _primed(result))
+            except PocketStackError as exc:
+                if not _fallback_worthy(exc) or is_last:
+                    raise
+                failures.append(f"{target.provider_id}: {exc.message}")
+                last = exc
+                log.warning("falling back from %s for %s: %s", target.provider_id, target.model.identifier, exc.message)
+                continue
+            served_by.set(target.provider_id)
+            return result
+        assert last is not None  # the last target either returned or raised
+        raise last
 
     async def openai_chat_completion(
         self, request: models.ChatCompletionRequest
     ) -> models.ChatCompletion | AsyncIterator[models.ChatCompletionChunk]:
-        served, provider = await self._route(request.model, "llm", "chat")
-        return await provider.chat_completion(served, request)
+        targets = await self._chain(request.model, "llm", "chat")
+        return await self._serve(targets, lambda t: t.provider.chat_completion(t.model, request))
 
     async def openai_completion(
         self, request: models.CompletionRequest
     ) -> models.Completion | AsyncIterator[models.Completion]:
-        served, provider = await self._route(request.model, "llm", "text completion")
-        return await provider.completion(served, request)
+        targets = await self._chain(request.model, "llm", "text completion")
+        return await self._serve(targets, lambda t: t.provider.completion(t.model, request))
 
     async def openai_embeddings(self, request: models.EmbeddingsRequest) -> models.EmbeddingsResponse:
-        served, provider = await self._route(request.model, "embedding", "embedding")
-        return await provider.embeddings(served, request)
+        targets = await self._chain(request.model, "embedding", "embedding")
+        return await self._serve(targets, lambda t: t.provider.embeddings(t.model, request))
+
+
+__all__ = ["InferenceApi"]

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from typing import Any, cast
 
 from pydantic import MISSING
 
 from pocketstack._generated import models
-from pocketstack.config import ConfigError, ModelInput
+from pocketstack.config import ConfigError, ModelInput, ModelTarget
 from pocketstack.errors import BadRequestError, PocketStackError, ResourceNotFoundError
 from pocketstack.providers.base import ModelProvider
 from pocketstack.registry import Resource, Source
 from pocketstack.stack import ProviderInstance, Stack
 
+log = logging.getLogger(__name__)
+
 MODEL = "model"
+LISTING_TIMEOUT_S = 5.0
 OWNED_BY = "llama_stack"
 
 
@@ -66,13 +71,21 @@ class ModelsApi:
         check = await cast(ModelProvider, instance.impl).check_model(provider_model_id, model.model_type)
         model_type = model.model_type or check.model_type
         identifier = identifier_for(model.model_id, provider_id, provider_model_id)
+        fallbacks = []
+        for target in model.fallbacks:
+            fallback = self._provider(target.provider_id)
+            await cast(ModelProvider, fallback.impl).check_model(
+                target.provider_model_id, model.model_type or model_type
+            )
+            fallbacks.append(target.model_dump())
         body = {
             "identifier": identifier,
             "provider_id": provider_id,
             "provider_resource_id": provider_model_id,
             "type": MODEL,
             "model_type": model_type,
-            "metadata": {**model.metadata, **check.metadata},  # the provider's facts win over the caller's
+            # The provider's facts win over the caller's claims.
+            "metadata": {**model.metadata, **check.metadata, **({"fallbacks": fallbacks} if fallbacks else {})},
         }
         return Resource(MODEL, identifier, provider_id, provider_model_id, source, int(time.time()), body)
 
@@ -90,7 +103,11 @@ class ModelsApi:
         """Register what each inference provider serves on its own (its model listing)."""
         for instance in self.stack.providers_of("inference"):
             provider_id = instance.config.provider_id
-            listed = await cast(ModelProvider, instance.impl).list_models()
+            try:
+                listed = await asyncio.wait_for(cast(ModelProvider, instance.impl).list_models(), LISTING_TIMEOUT_S)
+            except (PocketStackError, TimeoutError) as exc:  # an offline remote keeps its last listing
+                log.warning("models of %s not refreshed: %s", provider_id, getattr(exc, "message", exc) or "timeout")
+                continue
             resources = [
                 Resource(
                     MODEL,
@@ -132,6 +149,7 @@ class ModelsApi:
             provider_model_id=_value(request.provider_model_id, None),
             model_type=None if request.model_type is MISSING else request.model_type.value,
             metadata=_value(request.metadata, {}),
+            fallbacks=[ModelTarget.model_validate(t.model_dump()) for t in _value(request.fallbacks, [])],
         )
         resource = await self._build(model, "api")
         added = await self.stack.registry.add(

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pocketstack.providers.base import ProviderSpec
 from pocketstack.providers.inline import llama_cpp
+from pocketstack.providers.remote.catalog import REMOTES
 
-PROVIDERS: dict[str, ProviderSpec] = {spec.provider_type: spec for spec in (llama_cpp.SPEC,)}
+PROVIDERS: dict[str, ProviderSpec] = {spec.provider_type: spec for spec in (llama_cpp.SPEC, *REMOTES)}
 
 __all__ = ["PROVIDERS", "ProviderSpec"]

@@ -64,7 +64,9 @@ def test_llama_stack_client(server: Server) -> None:
     }
     assert models["tiny-embed"].model_type == "embedding"
     assert models["tiny-embed"].provider_id == "llama-cpp"
-    assert models["tiny-embed"].metadata is not None and models["tiny-embed"].metadata["embedding_dimension"] == 384
+    assert (
+        models["tiny-embed"].metadata is not None and models["tiny-embed"].metadata["embedding_dimension"] == 8
+    )  # the GGUF says 8; its word wins
 
     retrieved = client.models.retrieve("llama-cpp/registered-chat.gguf")
     assert retrieved.identifier == "llama-cpp/registered-chat.gguf"

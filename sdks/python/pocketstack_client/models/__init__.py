@@ -48,6 +48,7 @@ from .list_routes_response import ListRoutesResponse
 from .logit_bias_type_0 import LogitBiasType0
 from .model import Model
 from .model_metadata import ModelMetadata
+from .model_target import ModelTarget
 from .model_type import ModelType
 from .named_function import NamedFunction
 from .named_tool_choice import NamedToolChoice
@@ -125,6 +126,7 @@ __all__ = (
     "LogitBiasType0",
     "Model",
     "ModelMetadata",
+    "ModelTarget",
     "ModelType",
     "NamedFunction",
     "NamedToolChoice",

@@ -11,6 +11,7 @@ from ..models.model_type import ModelType
 from ..types import UNSET, Unset
 
 if TYPE_CHECKING:
+    from ..models.model_target import ModelTarget
     from ..models.register_model_request_metadata import RegisterModelRequestMetadata
 
 
@@ -28,6 +29,8 @@ class RegisterModelRequest:
         provider_id (str | Unset): The provider to register with; optional when only one inference provider runs.
         model_type (ModelType | Unset):
         metadata (RegisterModelRequestMetadata | Unset):
+        fallbacks (list[ModelTarget] | Unset): Providers to try, in order, when the model's own provider is unreachable,
+            slow or failing (offload: a remote first, the inline provider as the fallback). Stored in `metadata.fallbacks`.
     """
 
     model_id: str
@@ -35,6 +38,7 @@ class RegisterModelRequest:
     provider_id: str | Unset = UNSET
     model_type: ModelType | Unset = UNSET
     metadata: RegisterModelRequestMetadata | Unset = UNSET
+    fallbacks: list[ModelTarget] | Unset = UNSET
     additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -52,6 +56,13 @@ class RegisterModelRequest:
         if not isinstance(self.metadata, Unset):
             metadata = self.metadata.to_dict()
 
+        fallbacks: list[dict[str, Any]] | Unset = UNSET
+        if not isinstance(self.fallbacks, Unset):
+            fallbacks = []
+            for fallbacks_item_data in self.fallbacks:
+                fallbacks_item = fallbacks_item_data.to_dict()
+                fallbacks.append(fallbacks_item)
+
         field_dict: dict[str, Any] = {}
         field_dict.update(self.additional_properties)
         field_dict.update(
@@ -67,11 +78,14 @@ class RegisterModelRequest:
             field_dict["model_type"] = model_type
         if metadata is not UNSET:
             field_dict["metadata"] = metadata
+        if fallbacks is not UNSET:
+            field_dict["fallbacks"] = fallbacks
 
         return field_dict
 
     @classmethod
     def from_dict(cls: type[T], src_dict: Mapping[str, Any]) -> T:
+        from ..models.model_target import ModelTarget  # noqa: PLC0415
         from ..models.register_model_request_metadata import RegisterModelRequestMetadata  # noqa: PLC0415
 
         d = dict(src_dict)
@@ -95,12 +109,22 @@ class RegisterModelRequest:
         else:
             metadata = RegisterModelRequestMetadata.from_dict(_metadata)
 
+        _fallbacks = d.pop("fallbacks", UNSET)
+        fallbacks: list[ModelTarget] | Unset = UNSET
+        if _fallbacks is not UNSET:
+            fallbacks = []
+            for fallbacks_item_data in _fallbacks:
+                fallbacks_item = ModelTarget.from_dict(fallbacks_item_data)
+
+                fallbacks.append(fallbacks_item)
+
         register_model_request = cls(
             model_id=model_id,
             provider_model_id=provider_model_id,
             provider_id=provider_id,
             model_type=model_type,
             metadata=metadata,
+            fallbacks=fallbacks,
         )
 
         register_model_request.additional_properties = d

@@ -1,0 +1,1 @@
+"""Providers that relay to a remote service; they may be unreachable, and must not block start-up."""

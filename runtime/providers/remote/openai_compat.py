@@ -1,0 +1,232 @@
+"""One base for every OpenAI-compatible endpoint (vLLM, Ollama, llama.cpp's server, TGI, OpenAI,
+Fireworks, Together, Groq...), over aiohttp: a concrete remote is a base URL, a key and quirks.
+
+Errors are translated here, at the boundary: unreachable or slow upstreams become 502/504
+(and count against the circuit breaker, so the router can fall back); an upstream error status
+is passed on with the upstream's message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import aiohttp
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from pocketstack._generated import models
+from pocketstack.errors import UpstreamError, UpstreamStatusError, UpstreamTimeoutError
+from pocketstack.providers.base import Health, ModelCheck, ProviderContext, ProviderModel, ServedModel
+from pocketstack.providers.remote.breaker import CircuitBreaker
+from pocketstack.request_context import provider_data
+
+log = logging.getLogger(__name__)
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+class OpenAICompatConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(description="base URL of the OpenAI-compatible API, including /v1")
+    api_key: str | None = Field(default=None, description="sent as a Bearer token (provider data may override)")
+    connect_timeout_s: float = Field(default=3.0, gt=0)
+    read_timeout_s: float = Field(default=120.0, gt=0, description="longest silence between bytes")
+    health_interval_s: float = Field(default=10.0, gt=0, description="how often the background probe runs")
+    failure_threshold: int = Field(default=3, ge=1, description="failures in a row that open the breaker")
+    cooldown_s: float = Field(default=15.0, ge=0, description="how long an open breaker keeps traffic away")
+
+
+@dataclass(frozen=True)
+class Quirks:
+    """What a concrete remote does differently from OpenAI's API."""
+
+    provider_data_key: str | None = None  # X-LlamaStack-Provider-Data field with a per-request key
+    unsupported_fields: frozenset[str] = field(default_factory=frozenset)  # dropped before sending
+
+
+def _is_embedding(model_id: str) -> bool:
+    return "embed" in model_id.lower()
+
+
+class OpenAICompatProvider:
+    def __init__(self, config: OpenAICompatConfig, context: ProviderContext, quirks: Quirks) -> None:
+        self.config = config
+        self.context = context
+        self.quirks = quirks
+        self.base_url = config.url.rstrip("/")
+        self.breaker = CircuitBreaker(config.failure_threshold, config.cooldown_s)
+        self._session: aiohttp.ClientSession | None = None
+        self._probe: asyncio.Task[None] | None = None
+        self._reachable: bool | None = None  # None until the first probe answers
+
+    # -- lifecycle and health ----------------------------------------------------------------
+
+    async def initialize(self) -> None:
+        timeout = aiohttp.ClientTimeout(connect=self.config.connect_timeout_s, sock_read=self.config.read_timeout_s)
+        self._session = aiohttp.ClientSession(timeout=timeout)
+        self._probe = asyncio.create_task(self._probe_forever(), name=f"probe {self.context.provider_id}")
+
+    async def shutdown(self) -> None:
+        if self._probe is not None:
+            self._probe.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._probe
+        if self._session is not None:
+            await self._session.close()
+
+    async def probe(self) -> bool:
+        """One health check (GET /models); it feeds the breaker like a request would."""
+        try:
+            await self._get_json("/models", timeout=self.config.connect_timeout_s)
+        except (UpstreamError, UpstreamTimeoutError, UpstreamStatusError) as exc:
+            self._reachable = False
+            self.breaker.record_failure(exc.message)
+            return False
+        self._reachable = True
+        self.breaker.record_success()
+        return True
+
+    async def _probe_forever(self) -> None:
+        while True:
+            await self.probe()
+            await asyncio.sleep(self.config.health_interval_s)
+
+    async def health(self) -> Health:
+        if self._reachable is None:
+            return Health("OK", "not probed yet")
+        if self._reachable and self.breaker.available():
+            return Health("OK")
+        return Health("Error", self.breaker.last_error or "unreachable")
+
+    # -- HTTP --------------------------------------------------------------------------------
+
+    def _headers(self) -> dict[str, str]:
+        key = self.config.api_key
+        if self.quirks.provider_data_key:
+            key = provider_data.get().get(self.quirks.provider_data_key) or key
+        return {"Authorization": f"Bearer {key}"} if key else {}
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise RuntimeError("provider not initialized")
+        return self._session
+
+    async def _raise_for_status(self, response: aiohttp.ClientResponse) -> None:
+        if response.status < 400:
+            return
+        text = await response.text()
+        try:
+            data = json.loads(text)
+            error = data.get("error") or data.get("detail") or data.get("message")  # OpenAI, FastAPI, others
+            message = error.get("message") if isinstance(error, dict) else str(error) if error else None
+        except (ValueError, AttributeError):
+            message = None
+        message = f"{self.context.provider_id}: {message or text[:500] or response.reason}"
+        if response.status >= 500:
+            self.breaker.record_failure(message)
+        raise UpstreamStatusError(response.status, message, code="upstream_error")
+
+    def _unreachable(self, exc: BaseException) -> Exception:
+        if isinstance(exc, asyncio.TimeoutError):
+            error: Exception = UpstreamTimeoutError(f"{self.context.provider_id} at {self.base_url} timed out.")
+        else:
+            error = UpstreamError(f"{self.context.provider_id} at {self.base_url} is unreachable: {exc}")
+        self.breaker.record_failure(str(error))
+        return error
+
+    async def _get_json(self, path: str, timeout: float | None = None) -> Any:
+        try:
+            request_timeout = aiohttp.ClientTimeout(total=timeout) if timeout else None
+            async with self.session.get(
+                self.base_url + path, headers=self._headers(), timeout=request_timeout
+            ) as response:
+                await self._raise_for_status(response)
+                return await response.json(content_type=None)
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise self._unreachable(exc) from exc
+
+    def _body(self, request: BaseModel, model: ServedModel) -> dict[str, Any]:
+        body = request.model_dump(mode="json", by_alias=True, exclude_none=False)
+        body = {k: v for k, v in body.items() if k not in self.quirks.unsupported_fields}
+        body["model"] = model.provider_model_id
+        return body
+
+    async def _post(self, path: str, body: dict[str, Any], result: type[ModelT], model: ServedModel) -> ModelT:
+        try:
+            async with self.session.post(self.base_url + path, json=body, headers=self._headers()) as response:
+                await self._raise_for_status(response)
+                data = await response.json(content_type=None)
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise self._unreachable(exc) from exc
+        self.breaker.record_success()
+        return self._validate(result, data, model)
+
+    def _validate(self, result: type[ModelT], data: Any, model: ServedModel) -> ModelT:
+        if isinstance(data, dict) and "model" in data:
+            data["model"] = model.identifier
+        try:
+            return result.model_validate(data)
+        except ValidationError as exc:
+            raise UpstreamError(f"{self.context.provider_id} answered in an unexpected shape: {exc}") from exc
+
+    async def _stream(
+        self, path: str, body: dict[str, Any], chunk: type[ModelT], model: ServedModel
+    ) -> AsyncIterator[ModelT]:
+        try:
+            async with self.session.post(self.base_url + path, json=body, headers=self._headers()) as response:
+                await self._raise_for_status(response)
+                self.breaker.record_success()
+                async for raw in response.content:
+                    line = raw.strip()
+                    if not line.startswith(b"data:"):
+                        continue
+                    payload = line[5:].strip()
+                    if payload == b"[DONE]":
+                        return
+                    data = json.loads(payload)
+                    if isinstance(data, dict) and "error" in data:
+                        error = data["error"]
+                        message = error.get("message", str(error)) if isinstance(error, dict) else str(error)
+                        raise UpstreamError(f"{self.context.provider_id}: {message}")
+                    yield self._validate(chunk, data, model)
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise self._unreachable(exc) from exc
+
+    # -- the provider interface --------------------------------------------------------------
+
+    async def list_models(self) -> list[ProviderModel]:
+        data = await self._get_json("/models", timeout=self.config.connect_timeout_s)
+        return [
+            ProviderModel(item["id"], "embedding" if _is_embedding(item["id"]) else "llm", {})
+            for item in data.get("data", [])
+            if isinstance(item, dict) and isinstance(item.get("id"), str)
+        ]
+
+    async def check_model(self, provider_model_id: str, model_type: str | None) -> ModelCheck:
+        # The remote may be offline now; it is checked when used, not at registration.
+        return ModelCheck(model_type or ("embedding" if _is_embedding(provider_model_id) else "llm"))
+
+    async def chat_completion(
+        self, model: ServedModel, request: models.ChatCompletionRequest
+    ) -> models.ChatCompletion | AsyncIterator[models.ChatCompletionChunk]:
+        body = self._body(request, model)
+        if body.get("stream"):
+            return self._stream("/chat/completions", body, models.ChatCompletionChunk, model)
+        return await self._post("/chat/completions", body, models.ChatCompletion, model)
+
+    async def completion(
+        self, model: ServedModel, request: models.CompletionRequest
+    ) -> models.Completion | AsyncIterator[models.Completion]:
+        body = self._body(request, model)
+        if body.get("stream"):
+            return self._stream("/completions", body, models.Completion, model)
+        return await self._post("/completions", body, models.Completion, model)
+
+    async def embeddings(self, model: ServedModel, request: models.EmbeddingsRequest) -> models.EmbeddingsResponse:
+        return await self._post("/embeddings", self._body(request, model), models.EmbeddingsResponse, model)

@@ -1,0 +1,170 @@
+"""Remote providers and offload against a real OpenAI-compatible server: llama-cpp-python's own.
+
+The remote is killed mid-test: requests fall back to the inline provider, then return to the
+remote once it is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+from aiohttp.test_utils import TestClient
+
+from pocketstack.app import STACK, create_app
+from pocketstack.modelstore import store
+from tests.conftest import edge_with
+from tests.process.server import free_port
+
+pytestmark = pytest.mark.process
+KEY = "sekret"
+HELLO = [{"role": "user", "content": "Say hello."}]
+
+
+class RemoteServer:
+    def __init__(self, port: int, log: Path) -> None:
+        self.port = port
+        self.log = log
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def start(self) -> None:
+        model = store.package_file(store.DEFAULT_CHAT_PACKAGE, store.DEFAULT_CHAT_FILE)
+        command = [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--model_alias", "smollm",
+                   "--port", str(self.port), "--n_ctx", "2048", "--api_key", KEY]  # fmt: skip
+        with self.log.open("ab") as sink:
+            self.process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, self.log.read_text()
+            try:
+                request = urllib.request.Request(f"{self.url}/models", headers={"Authorization": f"Bearer {KEY}"})
+                with urllib.request.urlopen(request, timeout=1):
+                    return
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                time.sleep(0.2)
+        raise RuntimeError(f"llama_cpp.server did not start:\n{self.log.read_text()}")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def remote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RemoteServer]:
+    server = RemoteServer(free_port(), tmp_path_factory.mktemp("remote") / "llama-server.log")
+    server.start()
+    yield server
+    server.stop()
+
+
+def _config(url: str) -> Any:
+    remote = {"url": url, "api_key": KEY, "health_interval_s": 0.2, "failure_threshold": 1, "cooldown_s": 0.5}
+    keyless = {"url": url, "health_interval_s": 60}
+    providers = {
+        "inference": [
+            {"provider_id": "llama-cpp", "provider_type": "inline::llama-cpp"},
+            {"provider_id": "gpu-box", "provider_type": "remote::llama-cpp-server", "config": remote},
+            {"provider_id": "keyless", "provider_type": "remote::openai", "config": keyless},
+        ]
+    }
+    models = [
+        {
+            "model_id": "smart",
+            "provider_id": "gpu-box",
+            "provider_model_id": "smollm",
+            "fallbacks": [{"provider_id": "llama-cpp", "provider_model_id": store.DEFAULT_CHAT_NAME}],
+        },
+        {"model_id": "needs-key", "provider_id": "keyless", "provider_model_id": "smollm"},
+    ]
+    return edge_with(providers=providers, registered_resources={"models": models})
+
+
+@pytest.fixture
+async def server(aiohttp_client: Callable[..., Any], remote: RemoteServer) -> TestClient[Any, Any]:
+    return await aiohttp_client(create_app(_config(remote.url)))  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+async def oai(server: TestClient[Any, Any]) -> AsyncIterator[openai.AsyncOpenAI]:
+    client = openai.AsyncOpenAI(base_url=str(server.make_url("/v1")), api_key="unused", max_retries=0)
+    yield client
+    await client.close()
+
+
+async def _chat(oai: openai.AsyncOpenAI, model: str = "smart", **extra: Any) -> tuple[str, str]:
+    raw = await oai.chat.completions.with_raw_response.create(model=model, messages=HELLO, max_tokens=8, **extra)  # type: ignore[arg-type]
+    completion = raw.parse()
+    assert completion.model == model and completion.choices[0].message.content
+    return raw.headers["x-pocketstack-provider"], completion.choices[0].message.content
+
+
+async def test_remote_serves_and_says_so(oai: openai.AsyncOpenAI) -> None:
+    provider, _ = await _chat(oai)
+    assert provider == "gpu-box"
+
+
+async def test_remote_stream_is_relayed_chunk_by_chunk(oai: openai.AsyncOpenAI) -> None:
+    stream = await oai.chat.completions.create(model="smart", messages=HELLO, max_tokens=8, stream=True)  # type: ignore[arg-type]
+    chunks = [chunk async for chunk in stream]
+    assert len(chunks) > 3
+    assert all(chunk.model == "smart" for chunk in chunks)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+
+
+async def test_remote_models_are_listed(oai: openai.AsyncOpenAI) -> None:
+    ids = {m.id async for m in oai.models.list()}
+    assert {"smart", "gpu-box/smollm", "llama-cpp/SmolLM2-135M-Instruct"} <= ids
+
+
+async def test_upstream_status_is_kept_and_provider_data_supplies_keys(oai: openai.AsyncOpenAI) -> None:
+    with pytest.raises(openai.AuthenticationError) as caught:
+        await _chat(oai, "needs-key")
+    assert caught.value.status_code == 401 and "Invalid API key" in caught.value.message
+    provider, _ = await _chat(
+        oai, "needs-key", extra_headers={"X-LlamaStack-Provider-Data": f'{{"openai_api_key": "{KEY}"}}'}
+    )
+    assert provider == "keyless"
+
+
+async def test_falls_back_when_the_remote_dies_and_returns_when_it_is_back(
+    oai: openai.AsyncOpenAI, server: TestClient[Any, Any], remote: RemoteServer
+) -> None:
+    assert (await _chat(oai))[0] == "gpu-box"
+    remote.stop()
+    assert (await _chat(oai))[0] == "llama-cpp"  # the failed attempt opens the breaker
+    stream = await oai.chat.completions.create(model="smart", messages=HELLO, max_tokens=4, stream=True)  # type: ignore[arg-type]
+    assert [c async for c in stream]
+    health = await (await server.get("/v1/providers/gpu-box")).json()
+    assert health["health"]["status"] == "Error"
+    await asyncio.to_thread(remote.start)
+    gpu_box = server.app[STACK].providers["gpu-box"].impl
+    for _ in range(100):  # the background probe notices the remote is back
+        if gpu_box.breaker.available() and gpu_box._reachable:  # type: ignore[attr-defined]
+            break
+        await asyncio.sleep(0.1)
+    assert (await _chat(oai))[0] == "gpu-box"
+
+
+async def test_offline_remote_never_blocks_start(aiohttp_client: Callable[..., Any]) -> None:
+    started = time.monotonic()
+    server = await aiohttp_client(create_app(_config(f"http://127.0.0.1:{free_port()}/v1")))
+    assert time.monotonic() - started < 10
+    client = openai.AsyncOpenAI(base_url=str(server.make_url("/v1")), api_key="unused", max_retries=0)
+    assert (await _chat(client))[0] == "llama-cpp"
+    response = await server.get("/v1/providers/gpu-box")
+    assert (await response.json())["health"]["status"] == "Error"
+    await client.close()

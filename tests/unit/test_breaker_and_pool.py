@@ -1,0 +1,91 @@
+"""The circuit breaker's states, and the model pool's locking, queue bound and LRU budget."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pocketstack.errors import TooManyRequestsError
+from pocketstack.providers.inline.llama_cpp.pool import ModelKey, ModelPool
+from pocketstack.providers.remote.breaker import CircuitBreaker
+
+
+def test_breaker_opens_after_threshold_and_half_opens_after_cooldown() -> None:
+    now = [0.0]
+    breaker = CircuitBreaker(threshold=2, cooldown_s=10, clock=lambda: now[0])
+    breaker.record_failure("refused")
+    assert breaker.state == "closed" and breaker.available()
+    breaker.record_failure("refused")
+    assert breaker.state == "open" and not breaker.available()
+    now[0] = 10.0
+    assert breaker.state == "half-open" and breaker.available()
+    breaker.record_failure("still down")  # the trial failed: open again, for another cooldown
+    assert breaker.state == "open" and breaker.last_error == "still down"
+    now[0] = 25.0
+    breaker.record_success()
+    assert breaker.state == "closed" and breaker.failures == 0
+
+
+class FakeModel:
+    def __init__(self, key: ModelKey) -> None:
+        self.key = key
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def _key(tmp_path: Path, name: str, size: int) -> ModelKey:
+    path = tmp_path / name
+    path.write_bytes(b"x" * size)
+    return ModelKey(path, embedding=False)
+
+
+async def test_pool_loads_once_and_evicts_idle_models_over_budget(tmp_path: Path) -> None:
+    loads: list[str] = []
+
+    def loader(key: ModelKey) -> Any:
+        loads.append(key.path.name)
+        return FakeModel(key)
+
+    pool = ModelPool(loader, budget_bytes=150, max_waiting=4)
+    a, b = _key(tmp_path, "a", 100), _key(tmp_path, "b", 100)
+    results = await asyncio.gather(*(pool._get(a) for _ in range(3)))
+    assert loads == ["a"] and len({id(r) for r in results}) == 1
+    async with pool.use(a) as model_a, pool.use(b):
+        assert set(pool.resident) == {a, b}  # a is busy, so it stays despite the budget
+    async with pool.use(b):
+        pass
+    assert not model_a.closed
+    async with pool.use(_key(tmp_path, "c", 100)):
+        pass
+    assert model_a.closed and pool.resident == [_key(tmp_path, "c", 100)]
+
+
+async def test_pool_bounds_the_wait_queue(tmp_path: Path) -> None:
+    pool = ModelPool(FakeModel, budget_bytes=10**9, max_waiting=1)
+    key = _key(tmp_path, "m", 10)
+    held = asyncio.Event()
+    release = asyncio.Event()
+
+    async def holder() -> None:
+        async with pool.use(key):
+            held.set()
+            await release.wait()
+
+    async def waiter() -> None:
+        async with pool.use(key):
+            pass
+
+    first = asyncio.create_task(holder())
+    await held.wait()
+    second = asyncio.create_task(waiter())
+    await asyncio.sleep(0)
+    with pytest.raises(TooManyRequestsError):
+        async with pool.use(key):
+            pass
+    release.set()
+    await asyncio.gather(first, second)
