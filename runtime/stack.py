@@ -73,6 +73,12 @@ class Stack:
         self._registry: Registry | None = None
 
     @property
+    def database(self) -> Database:
+        if self._database is None:
+            raise RuntimeError("the stack has not started")
+        return self._database
+
+    @property
     def registry(self) -> Registry:
         if self._registry is None:
             raise RuntimeError("the stack has not started")

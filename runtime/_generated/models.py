@@ -653,6 +653,50 @@ class EmbeddingsResponse(BaseModel):
     usage: EmbeddingsUsage
 
 
+class SortOrder(StrEnum):
+    asc = "asc"
+    desc = "desc"
+
+
+class StoredChatCompletion(BaseModel):
+    """
+    A chat completion as answered, with the messages it answered and who served it.
+    """
+
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[ChatChoice]
+    usage: Usage | MISSING = MISSING
+    system_fingerprint: str | None | MISSING = MISSING
+    input_messages: list[
+        Annotated[
+            SystemMessage
+            | DeveloperMessage
+            | UserMessage
+            | AssistantMessage
+            | ToolMessage,
+            Field(discriminator="role"),
+        ]
+    ]
+    served_by: Annotated[
+        str | MISSING, Field(description="The provider that served it.")
+    ] = MISSING
+
+
+class ListChatCompletionsResponse(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[StoredChatCompletion]
+    first_id: Annotated[
+        str, Field(description='The first id of this page ("" when empty).')
+    ]
+    last_id: Annotated[
+        str, Field(description='The last id of this page ("" when empty).')
+    ]
+    has_more: bool
+
+
 class ListRoutesRequest(BaseModel):
     api_filter: ApiFilter | MISSING = MISSING
 
@@ -679,6 +723,23 @@ class UnregisterModelRequest(BaseModel):
             description="The model's identifier, e.g. `llama-cpp/SmolLM2-135M-Instruct`; slashes are part of it."
         ),
     ]
+
+
+class ListChatCompletionsRequest(BaseModel):
+    after: Annotated[
+        str | MISSING, Field(description="The id of the completion to continue after.")
+    ] = MISSING
+    limit: Annotated[
+        int, Field(description="How many to return, 1 to 100.", ge=1, le=100)
+    ] = 20
+    model: Annotated[
+        str | MISSING, Field(description="Only completions of this model.")
+    ] = MISSING
+    order: SortOrder | MISSING = MISSING
+
+
+class GetChatCompletionRequest(BaseModel):
+    completion_id: str
 
 
 class Error(BaseModel):

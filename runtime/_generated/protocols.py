@@ -62,10 +62,22 @@ class Models(Protocol):
 class Inference(Protocol):
     """Chat, text completion and embeddings (OpenAI-compatible)."""
 
+    async def list_chat_completions(
+        self, request: models.ListChatCompletionsRequest
+    ) -> models.ListChatCompletionsResponse:
+        """List stored chat completions, newest first by default (cursor pagination)."""
+        ...
+
     async def openai_chat_completion(
         self, request: models.ChatCompletionRequest
     ) -> models.ChatCompletion | AsyncIterator[models.ChatCompletionChunk]:
         """Create a chat completion (OpenAI-compatible); SSE chunks when `stream` is true."""
+        ...
+
+    async def get_chat_completion(
+        self, request: models.GetChatCompletionRequest
+    ) -> models.StoredChatCompletion:
+        """Get a stored chat completion with the messages it answered."""
         ...
 
     async def openai_completion(

@@ -37,7 +37,19 @@ OPERATIONS: tuple[OperationInfo, ...] = (
         "unregister_model", "Models", "DELETE", "/v1/models/{model_id}", "v1", False, False
     ),
     OperationInfo(
+        "list_chat_completions", "Inference", "GET", "/v1/chat/completions", "v1", False, False
+    ),
+    OperationInfo(
         "openai_chat_completion", "Inference", "POST", "/v1/chat/completions", "v1", False, True
+    ),
+    OperationInfo(
+        "get_chat_completion",
+        "Inference",
+        "GET",
+        "/v1/chat/completions/{completion_id}",
+        "v1",
+        False,
+        False,
     ),
     OperationInfo("openai_completion", "Inference", "POST", "/v1/completions", "v1", False, True),
     OperationInfo("openai_embeddings", "Inference", "POST", "/v1/embeddings", "v1", False, False),
@@ -172,10 +184,29 @@ class InferenceRoutes:
 
     def routes(self) -> list[web.RouteDef]:
         return [
+            web.route("GET", "/v1/chat/completions", self.list_chat_completions),
             web.route("POST", "/v1/chat/completions", self.openai_chat_completion),
+            web.route("GET", "/v1/chat/completions/{completion_id}", self.get_chat_completion),
             web.route("POST", "/v1/completions", self.openai_completion),
             web.route("POST", "/v1/embeddings", self.openai_embeddings),
         ]
+
+    async def list_chat_completions(self, request: web.Request) -> web.StreamResponse:
+        parsed = await http.parse_request(
+            request,
+            models.ListChatCompletionsRequest,
+            path=(),
+            query=(
+                "after",
+                "limit",
+                "model",
+                "order",
+            ),
+            array_query=(),
+            body="none",
+        )
+        result = await self.impl.list_chat_completions(parsed)
+        return await http.respond(request, result, status=200)
 
     async def openai_chat_completion(self, request: web.Request) -> web.StreamResponse:
         parsed = await http.parse_request(
@@ -187,6 +218,18 @@ class InferenceRoutes:
             body="required",
         )
         result = await self.impl.openai_chat_completion(parsed)
+        return await http.respond(request, result, status=200)
+
+    async def get_chat_completion(self, request: web.Request) -> web.StreamResponse:
+        parsed = await http.parse_request(
+            request,
+            models.GetChatCompletionRequest,
+            path=("completion_id",),
+            query=(),
+            array_query=(),
+            body="none",
+        )
+        result = await self.impl.get_chat_completion(parsed)
         return await http.respond(request, result, status=200)
 
     async def openai_completion(self, request: web.Request) -> web.StreamResponse:

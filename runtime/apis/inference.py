@@ -12,21 +12,25 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar, cast
+from typing import Any, TypeVar, cast
 
 from pocketstack._generated import models
 from pocketstack.apis.models import ModelsApi
+from pocketstack.chat_stream import ChatAssembler
 from pocketstack.errors import (
     BadRequestError,
     PocketStackError,
+    ResourceNotFoundError,
     ServiceUnavailableError,
     UpstreamError,
     UpstreamStatusError,
     UpstreamTimeoutError,
 )
+from pocketstack.fields import given
 from pocketstack.providers.base import InferenceProvider, ServedModel
 from pocketstack.request_context import served_by
 from pocketstack.stack import Stack
+from pocketstack.storage.chat_completions import ChatCompletionStore, StoredCompletion
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -65,6 +69,12 @@ async def _primed(stream: AsyncIterator[T]) -> AsyncIterator[T]:
                 await close()
 
     return chained()
+
+
+def _stored_model(stored: StoredCompletion) -> models.StoredChatCompletion:
+    return models.StoredChatCompletion.model_validate(
+        {**stored.completion, "input_messages": stored.input_messages, "served_by": stored.served_by}
+    )
 
 
 class InferenceApi:
@@ -122,11 +132,60 @@ class InferenceApi:
         assert last is not None  # the last target either returned or raised
         raise last
 
+    @property
+    def store(self) -> ChatCompletionStore:
+        return ChatCompletionStore(self.stack.database)
+
     async def openai_chat_completion(
         self, request: models.ChatCompletionRequest
     ) -> models.ChatCompletion | AsyncIterator[models.ChatCompletionChunk]:
         targets = await self._chain(request.model, "llm", "chat")
-        return await self._serve(targets, lambda t: t.provider.chat_completion(t.model, request))
+        result = await self._serve(targets, lambda t: t.provider.chat_completion(t.model, request))
+        if given(request.store, True) is False:  # stored unless asked not to, as Llama Stack does
+            return result
+        provider_id = served_by.get() or ""
+        inputs = [m.model_dump(mode="json", by_alias=True) for m in request.messages]
+        if isinstance(result, models.ChatCompletion):
+            await self.store.add(result.model_dump(mode="json"), inputs, provider_id)
+            return result
+        return self._recorded(result, request.model, inputs, provider_id)
+
+    async def _recorded(
+        self,
+        stream: AsyncIterator[models.ChatCompletionChunk],
+        model: str,
+        inputs: list[dict[str, Any]],
+        provider_id: str,
+    ) -> AsyncIterator[models.ChatCompletionChunk]:
+        """The stream as it is, stored once it ends (a stream the client abandons is not stored)."""
+        assembler = ChatAssembler()
+        async for chunk in stream:
+            assembler.add(chunk)
+            yield chunk
+        if assembler.first is not None:
+            completion = assembler.completion(assembler.first.model or model)
+            await self.store.add(completion.model_dump(mode="json"), inputs, provider_id)
+
+    async def list_chat_completions(
+        self, request: models.ListChatCompletionsRequest
+    ) -> models.ListChatCompletionsResponse:
+        order = given(request.order, models.SortOrder.desc).value
+        page = await self.store.page(
+            after=given(request.after), limit=request.limit, model=given(request.model), order=order
+        )
+        data = [_stored_model(item) for item in page.items]
+        return models.ListChatCompletionsResponse(
+            data=data,
+            first_id=data[0].id if data else "",
+            last_id=data[-1].id if data else "",
+            has_more=page.has_more,
+        )
+
+    async def get_chat_completion(self, request: models.GetChatCompletionRequest) -> models.StoredChatCompletion:
+        stored = await self.store.get(request.completion_id)
+        if stored is None:
+            raise ResourceNotFoundError("chat completion", request.completion_id)
+        return _stored_model(stored)
 
     async def openai_completion(
         self, request: models.CompletionRequest

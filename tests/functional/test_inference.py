@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import jsonschema
+import llama_stack_client
 import numpy as np
 import openai
 import pytest
@@ -352,3 +353,40 @@ async def test_busy_model_answers_429_with_retry_after(aiohttp_client: Callable[
     assert second.headers["Retry-After"] == "1"
     assert (await second.json())["error"]["type"] == "rate_limit_error"
     first.close()
+
+
+async def test_completions_are_stored_and_paged(oai: openai.AsyncOpenAI, server: TestClient[Any, Any]) -> None:
+    ids = []
+    for word in ("one", "two", "three"):
+        messages = [{"role": "user", "content": f"Say {word}."}]
+        ids.append((await oai.chat.completions.create(model=CHAT_MODEL, messages=messages, max_tokens=3)).id)  # type: ignore[arg-type]
+    stream = await oai.chat.completions.create(model=CHAT_MODEL, messages=HELLO, max_tokens=3, stream=True)  # type: ignore[arg-type]
+    streamed = [c async for c in stream]
+    ids.append(streamed[0].id)
+    await oai.chat.completions.create(model=CHAT_MODEL, messages=HELLO, max_tokens=3, store=False)  # type: ignore[arg-type]
+
+    client = llama_stack_client.AsyncLlamaStackClient(base_url=str(server.make_url("")).rstrip("/"))
+    page = await client.chat.completions.list(limit=2)
+    assert [c.id for c in page.data] == ids[::-1][:2] and page.has_more
+    assert (page.first_id, page.last_id) == (ids[3], ids[2])
+    rest = await client.chat.completions.list(limit=10, after=page.last_id)
+    assert [c.id for c in rest.data] == ids[::-1][2:] and not rest.has_more
+    ascending = await client.chat.completions.list(order="asc", model=CHAT_MODEL)
+    assert [c.id for c in ascending.data] == ids
+
+    first = await client.chat.completions.retrieve(ids[0])
+    assert first.input_messages[0].content == "Say one."  # type: ignore[union-attr]
+    assert first.model == CHAT_MODEL and first.choices[0].message.content
+    assert (first.model_extra or {}).get("served_by") == "llama-cpp"
+    whole_stream = await client.chat.completions.retrieve(ids[3])
+    assert whole_stream.choices[0].message.content == "".join(
+        c.choices[0].delta.content or "" for c in streamed if c.choices
+    )
+
+    with pytest.raises(llama_stack_client.NotFoundError):
+        await client.chat.completions.retrieve("chatcmpl-nope")
+    with pytest.raises(llama_stack_client.BadRequestError):
+        await client.chat.completions.list(after="chatcmpl-nope")
+    empty = await client.chat.completions.list(model="llama-cpp/other")
+    assert empty.data == [] and (empty.first_id, empty.last_id, empty.has_more) == ("", "", False)
+    await client.close()

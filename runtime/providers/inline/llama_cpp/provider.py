@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from pocketstack._generated import models
+from pocketstack.chat_stream import ChatAssembler
 from pocketstack.errors import BadRequestError, ServiceUnavailableError
 from pocketstack.fields import given, plain
 from pocketstack.modelstore.gguf_info import GgufError, GgufInfo, read_info
@@ -446,50 +447,10 @@ class LlamaCppProvider:
 
 
 async def _collect_chat(stream: AsyncIterator[models.ChatCompletionChunk], identifier: str) -> models.ChatCompletion:
-    text: list[str] = []
-    calls: list[models.ToolCall] = []
-    logprobs: list[models.TokenLogprob] = []
-    finish = models.FinishReason.stop
-    usage = None
-    first: models.ChatCompletionChunk | None = None
+    assembler = ChatAssembler()
     async for chunk in stream:
-        first = first or chunk
-        if given(chunk.usage) is not None:
-            usage = chunk.usage
-        for choice in chunk.choices:
-            delta = choice.delta
-            if isinstance(delta.content, str):
-                text.append(delta.content)
-            for call in given(delta.tool_calls, []):
-                function = given(call.function)
-                if given(call.id) is not None and function is not None:
-                    calls.append(
-                        models.ToolCall(id=call.id, function=models.FunctionCall(name=function.name, arguments=""))
-                    )
-                elif calls and function is not None:
-                    calls[-1].function.arguments += given(function.arguments, "")
-            choice_logprobs = given(choice.logprobs)
-            if choice_logprobs is not None:
-                logprobs.extend(given(choice_logprobs.content, []))
-            finish = given(choice.finish_reason, finish)
-    assert first is not None
-    message = models.ChatResponseMessage(content="".join(text) if not calls else None)
-    if calls:
-        message.tool_calls = calls
-    return models.ChatCompletion(
-        id=first.id,
-        created=first.created,
-        model=identifier,
-        choices=[
-            models.ChatChoice(
-                index=0,
-                message=message,
-                finish_reason=finish,
-                logprobs=models.ChoiceLogprobs(content=logprobs) if logprobs else None,
-            )
-        ],
-        usage=usage,
-    )
+        assembler.add(chunk)
+    return assembler.completion(identifier)
 
 
 async def _collect_completion(stream: AsyncIterator[models.Completion]) -> models.Completion:

@@ -43,6 +43,7 @@ from .input_audio import InputAudio
 from .input_audio_part import InputAudioPart
 from .json_schema_format import JsonSchemaFormat
 from .json_schema_format_schema import JsonSchemaFormatSchema
+from .list_chat_completions_response import ListChatCompletionsResponse
 from .list_providers_response import ListProvidersResponse
 from .list_routes_response import ListRoutesResponse
 from .logit_bias_type_0 import LogitBiasType0
@@ -65,6 +66,8 @@ from .response_format_json_object import ResponseFormatJsonObject
 from .response_format_json_schema import ResponseFormatJsonSchema
 from .response_format_text import ResponseFormatText
 from .route_info import RouteInfo
+from .sort_order import SortOrder
+from .stored_chat_completion import StoredChatCompletion
 from .stream_options import StreamOptions
 from .system_message import SystemMessage
 from .text_part import TextPart
@@ -121,6 +124,7 @@ __all__ = (
     "InputAudioPart",
     "JsonSchemaFormat",
     "JsonSchemaFormatSchema",
+    "ListChatCompletionsResponse",
     "ListProvidersResponse",
     "ListRoutesResponse",
     "LogitBiasType0",
@@ -143,6 +147,8 @@ __all__ = (
     "ResponseFormatJsonSchema",
     "ResponseFormatText",
     "RouteInfo",
+    "SortOrder",
+    "StoredChatCompletion",
     "StreamOptions",
     "SystemMessage",
     "TextPart",

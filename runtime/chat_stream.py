@@ -1,0 +1,61 @@
+"""Chat completion chunks -> the whole completion (OpenAI's delta format, tool calls included)."""
+
+from __future__ import annotations
+
+from pocketstack._generated import models
+from pocketstack.fields import given
+
+
+class ChatAssembler:
+    """Feed it every chunk of a stream; `completion()` is what the non-streamed answer would be."""
+
+    def __init__(self) -> None:
+        self.first: models.ChatCompletionChunk | None = None
+        self.text: list[str] = []
+        self.calls: dict[int, models.ToolCall] = {}
+        self.logprobs: list[models.TokenLogprob] = []
+        self.finish: models.FinishReason | None = None
+        self.usage: models.Usage | None = None
+
+    def add(self, chunk: models.ChatCompletionChunk) -> None:
+        self.first = self.first or chunk
+        self.usage = given(chunk.usage, self.usage)
+        for choice in chunk.choices:
+            if choice.index != 0:
+                continue
+            delta = choice.delta
+            content = given(delta.content)
+            if content:
+                self.text.append(content)
+            for call in given(delta.tool_calls, []):
+                function = given(call.function)
+                current = self.calls.get(call.index)
+                if current is None:
+                    name = given(function.name, "") if function is not None else ""
+                    current = models.ToolCall(
+                        id=given(call.id, ""), function=models.FunctionCall(name=name, arguments="")
+                    )
+                    self.calls[call.index] = current
+                if function is not None:
+                    current.function.arguments += given(function.arguments, "")
+            choice_logprobs = given(choice.logprobs)
+            if choice_logprobs is not None:
+                self.logprobs.extend(given(choice_logprobs.content, []))
+            self.finish = given(choice.finish_reason, self.finish)
+
+    def completion(self, model: str) -> models.ChatCompletion:
+        if self.first is None:
+            raise ValueError("no chunk was received")
+        message = models.ChatResponseMessage(content=None if self.calls else "".join(self.text))
+        if self.calls:
+            message.tool_calls = [self.calls[i] for i in sorted(self.calls)]
+        choice = models.ChatChoice(
+            index=0,
+            message=message,
+            finish_reason=self.finish or models.FinishReason.stop,
+            logprobs=models.ChoiceLogprobs(content=self.logprobs) if self.logprobs else None,
+        )
+        completion = models.ChatCompletion(id=self.first.id, created=self.first.created, model=model, choices=[choice])
+        if self.usage is not None:
+            completion.usage = self.usage
+        return completion
