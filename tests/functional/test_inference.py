@@ -390,3 +390,34 @@ async def test_completions_are_stored_and_paged(oai: openai.AsyncOpenAI, server:
     empty = await client.chat.completions.list(model="llama-cpp/other")
     assert empty.data == [] and (empty.first_id, empty.last_id, empty.has_more) == ("", "", False)
     await client.close()
+
+
+async def test_generated_sdk_streams_typed_chunks(server: TestClient[Any, Any]) -> None:
+    from pocketstack_client import Client
+    from pocketstack_client.models import ChatCompletionChunk, ChatCompletionRequest
+    from pocketstack_client.streaming import (
+        PocketStackError,
+        astream_openai_chat_completion,
+        stream_openai_chat_completion,
+    )
+
+    api = Client(base_url=str(server.make_url("")).rstrip("/"))
+    body = ChatCompletionRequest.from_dict({"model": CHAT_MODEL, "messages": HELLO, "max_tokens": 6, "temperature": 0})
+    chunks = [chunk async for chunk in astream_openai_chat_completion(client=api, body=body)]
+    assert all(isinstance(c, ChatCompletionChunk) for c in chunks) and len(chunks) > 3
+    text = "".join(
+        c.choices[0].delta.content or "" for c in chunks if c.choices and isinstance(c.choices[0].delta.content, str)
+    )
+    sync_chunks = await asyncio.to_thread(lambda: list(stream_openai_chat_completion(client=api, body=body)))
+    assert (
+        "".join(
+            c.choices[0].delta.content or ""
+            for c in sync_chunks
+            if c.choices and isinstance(c.choices[0].delta.content, str)
+        )
+        == text
+    )
+    bad = ChatCompletionRequest.from_dict({"model": "llama-cpp/nope", "messages": HELLO})
+    with pytest.raises(PocketStackError) as caught:
+        [c async for c in astream_openai_chat_completion(client=api, body=bad)]
+    assert caught.value.status == 404 and "not found" in caught.value.message
