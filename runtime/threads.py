@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Executor
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -20,8 +21,11 @@ class ThreadStream(Generic[T, R]):
     the thread to notice, so whatever the work holds (a model's lock) is free once it returns.
     """
 
-    def __init__(self, work: Callable[[Callable[[T], None], threading.Event], R]) -> None:
+    def __init__(
+        self, work: Callable[[Callable[[T], None], threading.Event], R], executor: Executor | None = None
+    ) -> None:
         self._work = work
+        self._executor = executor
         self.cancelled = threading.Event()
         self.result: R | None = None
 
@@ -38,7 +42,7 @@ class ThreadStream(Generic[T, R]):
             finally:
                 loop.call_soon_threadsafe(queue.put_nowait, _DONE)
 
-        future = loop.run_in_executor(None, run)
+        future = loop.run_in_executor(self._executor, run)
         try:
             while True:
                 item = await queue.get()

@@ -11,9 +11,10 @@ import math
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:  # numpy loads with llama_cpp, on first use, not at server start
+    import numpy as np
 
 FinishReason = str  # "stop" | "length" | "cancelled"
 
@@ -147,6 +148,8 @@ def generate(
 
 
 def _logprob(llm: Any, logits: np.ndarray[Any, Any], token: int, piece: bytes, top: int) -> TokenLogprob:
+    import numpy as np
+
     shifted = logits - logits.max()
     logsumexp = math.log(float(np.exp(shifted).sum()))
     logprobs = shifted - logsumexp

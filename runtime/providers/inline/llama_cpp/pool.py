@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Executor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,8 +38,11 @@ class Resident:
 
 
 class ModelPool:
-    def __init__(self, loader: Callable[[ModelKey], Any], budget_bytes: int, max_waiting: int) -> None:
+    def __init__(
+        self, loader: Callable[[ModelKey], Any], budget_bytes: int, max_waiting: int, executor: Executor | None = None
+    ) -> None:
         self._loader = loader
+        self._executor = executor
         self._budget = budget_bytes
         self._max_waiting = max_waiting
         self._resident: dict[ModelKey, Resident] = {}
@@ -61,7 +65,7 @@ class ModelPool:
     async def _load(self, key: ModelKey) -> Resident:
         try:
             started = time.monotonic()
-            llm = await asyncio.to_thread(self._loader, key)
+            llm = await asyncio.get_running_loop().run_in_executor(self._executor, self._loader, key)
             resident = Resident(key, llm, key.path.stat().st_size)
             self._resident[key] = resident
             log.info("loaded %s in %.2f s", key.path.name, time.monotonic() - started)
