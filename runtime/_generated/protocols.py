@@ -80,6 +80,10 @@ class Inference(Protocol):
         """Get a stored chat completion with the messages it answered."""
         ...
 
+    async def rerank(self, request: models.RerankRequest) -> models.RerankResponse:
+        """Rank items by relevance to a query with a reranker model."""
+        ...
+
     async def openai_completion(
         self, request: models.CompletionRequest
     ) -> models.Completion | AsyncIterator[models.Completion]:

@@ -51,6 +51,9 @@ OPERATIONS: tuple[OperationInfo, ...] = (
         False,
         False,
     ),
+    OperationInfo(
+        "rerank", "Inference", "POST", "/v1alpha/inference/rerank", "v1alpha", False, False
+    ),
     OperationInfo("openai_completion", "Inference", "POST", "/v1/completions", "v1", False, True),
     OperationInfo("openai_embeddings", "Inference", "POST", "/v1/embeddings", "v1", False, False),
 )
@@ -187,6 +190,7 @@ class InferenceRoutes:
             web.route("GET", "/v1/chat/completions", self.list_chat_completions),
             web.route("POST", "/v1/chat/completions", self.openai_chat_completion),
             web.route("GET", "/v1/chat/completions/{completion_id}", self.get_chat_completion),
+            web.route("POST", "/v1alpha/inference/rerank", self.rerank),
             web.route("POST", "/v1/completions", self.openai_completion),
             web.route("POST", "/v1/embeddings", self.openai_embeddings),
         ]
@@ -230,6 +234,18 @@ class InferenceRoutes:
             body="none",
         )
         result = await self.impl.get_chat_completion(parsed)
+        return await http.respond(request, result, status=200)
+
+    async def rerank(self, request: web.Request) -> web.StreamResponse:
+        parsed = await http.parse_request(
+            request,
+            models.RerankRequest,
+            path=(),
+            query=(),
+            array_query=(),
+            body="required",
+        )
+        result = await self.impl.rerank(parsed)
         return await http.respond(request, result, status=200)
 
     async def openai_completion(self, request: web.Request) -> web.StreamResponse:

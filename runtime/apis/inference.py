@@ -193,6 +193,10 @@ class InferenceApi:
         targets = await self._chain(request.model, "llm", "text completion")
         return await self._serve(targets, lambda t: t.provider.completion(t.model, request))
 
+    async def rerank(self, request: models.RerankRequest) -> models.RerankResponse:
+        targets = await self._chain(request.model, "rerank", "rerank")
+        return await self._serve(targets, lambda t: t.provider.rerank(t.model, request))
+
     async def openai_embeddings(self, request: models.EmbeddingsRequest) -> models.EmbeddingsResponse:
         targets = await self._chain(request.model, "embedding", "embedding")
         return await self._serve(targets, lambda t: t.provider.embeddings(t.model, request))

@@ -21,8 +21,16 @@ import numpy as np
 from pocketstack.modelstore.safetensors import read_tensors
 
 Progress = Callable[[int, int, str], None]
-SUPPORTED_ARCHITECTURES = ("BertModel", "BertForMaskedLM")
+SUPPORTED_ARCHITECTURES = ("BertModel", "BertForMaskedLM", "BertForSequenceClassification")
+RERANKER = "BertForSequenceClassification"  # a cross-encoder: served with llama.cpp's rank pooling
 _SKIPPED = ("embeddings.position_ids", "pooler.dense.weight", "pooler.dense.bias")
+# A cross-encoder's head, as llama.cpp's rank pooling computes it: tanh(cls · [CLS]) then cls.output.
+_RERANK_HEAD = {
+    "pooler.dense.weight": "cls.weight",
+    "pooler.dense.bias": "cls.bias",
+    "classifier.weight": "cls.output.weight",
+    "classifier.bias": "cls.output.bias",
+}
 _F32_TENSORS = (gguf.MODEL_TENSOR.POS_EMBD, gguf.MODEL_TENSOR.TOKEN_TYPES)
 
 
@@ -107,7 +115,8 @@ def convert(folder: Path, output: Path, name: str, progress: Progress | None = N
 
     blocks = int(config["num_hidden_layers"])
     tensor_map = gguf.get_tensor_name_map(gguf.MODEL_ARCH.BERT, blocks)
-    pooling = _pooling(folder)
+    reranker = RERANKER in architectures
+    pooling = gguf.PoolingType.RANK if reranker else _pooling(folder)
     tokens, types = _vocab(folder)
 
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -134,14 +143,26 @@ def convert(folder: Path, output: Path, name: str, progress: Progress | None = N
     # tokenizer's post-processor ([CLS] ... [SEP]).
     writer.add_bos_token_id(_token_id(folder, tokens, "cls_token", "[CLS]"))
 
-    entries = [(n, t) for n, t in read_tensors(weights) if n.removeprefix("bert.") not in _SKIPPED]
-    entries = [(n, t) for n, t in entries if not n.startswith("cls.")]
+    def wanted(name: str) -> bool:
+        name = name.removeprefix("bert.")
+        if reranker and name in _RERANK_HEAD:
+            return True
+        return name not in _SKIPPED and not name.startswith(("cls.", "classifier."))
+
+    entries = [(n, t) for n, t in read_tensors(weights) if wanted(n)]
+    if reranker and not {"classifier.weight", "classifier.bias"} <= {n.removeprefix("bert.") for n, _ in entries}:
+        raise ModelImportError("a BertForSequenceClassification model needs classifier.weight and classifier.bias")
     for index, (source_name, tensor) in enumerate(entries, start=1):
         hf_name = source_name.removeprefix("bert.")
-        target = tensor_map.get_name(hf_name, try_suffixes=(".weight", ".bias"))
+        target = _RERANK_HEAD.get(hf_name) if reranker else None
+        target = target or tensor_map.get_name(hf_name, try_suffixes=(".weight", ".bias"))
         if target is None:
             raise ModelImportError(f"tensor {source_name} has no GGUF name in the BERT layout")
-        keep_f32 = tensor.ndim <= 1 or any(target == gguf.TENSOR_NAMES[kind] + ".weight" for kind in _F32_TENSORS)
+        keep_f32 = (
+            tensor.ndim <= 1
+            or target.startswith("cls.output")
+            or any(target == gguf.TENSOR_NAMES[kind] + ".weight" for kind in _F32_TENSORS)
+        )
         data = np.ascontiguousarray(tensor, dtype=np.float32 if keep_f32 else np.float16)
         writer.add_tensor(target, data)
         if progress is not None:

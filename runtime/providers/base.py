@@ -87,6 +87,8 @@ class InferenceProvider(ModelProvider, Protocol):
 
     async def embeddings(self, model: ServedModel, request: models.EmbeddingsRequest) -> models.EmbeddingsResponse: ...
 
+    async def rerank(self, model: ServedModel, request: models.RerankRequest) -> models.RerankResponse: ...
+
 
 @dataclass(frozen=True)
 class ProviderSpec:

@@ -421,3 +421,69 @@ async def test_generated_sdk_streams_typed_chunks(server: TestClient[Any, Any]) 
     with pytest.raises(PocketStackError) as caught:
         [c async for c in astream_openai_chat_completion(client=api, body=bad)]
     assert caught.value.status == 404 and "not found" in caught.value.message
+
+
+async def test_rerank_with_a_gguf_cross_encoder(
+    aiohttp_client: Callable[..., Any], home: Any, reranker_gguf: Any
+) -> None:
+    import os
+
+    (home / "models").mkdir(parents=True, exist_ok=True)
+    os.link(reranker_gguf, home / "models" / reranker_gguf.name)
+    server = await aiohttp_client(create_app(edge_with()))
+    client = llama_stack_client.AsyncLlamaStackClient(base_url=str(server.make_url("")).rstrip("/"))
+    items = ["The sea is calm tonight.", "A recipe for bread.", "Lighthouses guide ships.", "Stock prices fell."]
+    ranked = await client.alpha.inference.rerank(
+        model="llama-cpp/tiny-reranker", query="lighthouse at sea", items=items
+    )
+    assert sorted(r.index for r in ranked) == [0, 1, 2, 3]
+    scores = [r.relevance_score for r in ranked]
+    assert scores == sorted(scores, reverse=True) and len(set(scores)) == 4
+    again = await client.alpha.inference.rerank(
+        model="llama-cpp/tiny-reranker",
+        query={"type": "text", "text": "lighthouse at sea"},
+        items=items,
+        max_num_results=2,
+    )
+    assert [(r.index, r.relevance_score) for r in again] == [
+        (r.index, pytest.approx(r.relevance_score, abs=1e-5)) for r in ranked[:2]
+    ]
+    reference = await asyncio.to_thread(_reference_scores, reranker_gguf, "lighthouse at sea", items)
+    by_index = {r.index: r.relevance_score for r in ranked}
+    assert [by_index[i] for i in range(4)] == pytest.approx(reference, abs=1e-3)
+    with pytest.raises(llama_stack_client.BadRequestError) as caught:
+        await client.alpha.inference.rerank(model=CHAT_MODEL, query="q", items=["a"])
+    assert "rerank needs a rerank model" in str(caught.value)
+    await client.close()
+
+
+def _reference_scores(reranker: Any, query: str, items: list[str]) -> list[float]:
+    """tanh(pooler · h_CLS) · classifier in numpy, h_CLS from the same encoder with CLS pooling."""
+    import llama_cpp
+
+    head = np.load(reranker.with_name("head.npz"))
+    llm = llama_cpp.Llama(
+        str(reranker.with_name("cls-encoder.gguf")), embedding=True, n_ctx=512, n_batch=512, verbose=False
+    )
+    vocab = llm._model.vocab
+    cls, sep = llama_cpp.llama_vocab_bos(vocab), llama_cpp.llama_vocab_sep(vocab)
+    # The importer's flags for a BERT vocabulary: [CLS] added, "EOS" (absent, so [SEP]) added, no extra [SEP].
+    assert llama_cpp.llama_vocab_get_add_bos(vocab) and llama_cpp.llama_vocab_get_add_eos(vocab)
+    assert (
+        not llama_cpp.llama_vocab_get_add_sep(vocab) and llama_cpp.llama_vocab_eos(vocab) == llama_cpp.LLAMA_TOKEN_NULL
+    )
+    scores = []
+    for item in items:
+        # so llama.cpp's pair format (BOS q EOS SEP d EOS) is BERT's own: [CLS] q [SEP] d [SEP]
+        q = llm.tokenize(query.encode(), add_bos=False, special=False)
+        d = llm.tokenize(item.encode(), add_bos=False, special=False)
+        tokens = [cls, *q, sep, *d, sep]
+        llm._batch.reset()
+        llm._batch.add_sequence(tokens, 0, True)
+        llm._ctx.kv_cache_clear()
+        llm._ctx.decode(llm._batch)
+        hidden = np.array(llama_cpp.llama_get_embeddings_seq(llm._ctx.ctx, 0)[:384])
+        pooled = np.tanh(head["pooler.dense.weight"] @ hidden + head["pooler.dense.bias"])
+        scores.append(float(head["classifier.weight"][0] @ pooled + head["classifier.bias"][0]))
+    llm.close()
+    return scores

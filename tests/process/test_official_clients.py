@@ -53,7 +53,9 @@ def test_llama_stack_client(server: Server) -> None:
 
     routes = client.routes.list()
     assert ("GET", "/v1/models/{model_id}") in {(r.method, r.route) for r in routes}
-    assert client.routes.list(api_filter="v1alpha") == []
+    assert [(r.method, r.route) for r in client.routes.list(api_filter="v1alpha")] == [
+        ("POST", "/v1alpha/inference/rerank")
+    ]
 
     models = {m.identifier: m for m in client.models.list()}
     assert set(models) == {

@@ -20,7 +20,7 @@ import aiohttp
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pocketstack._generated import models
-from pocketstack.errors import UpstreamError, UpstreamStatusError, UpstreamTimeoutError
+from pocketstack.errors import NotImplementedByProviderError, UpstreamError, UpstreamStatusError, UpstreamTimeoutError
 from pocketstack.providers.base import Health, ModelCheck, ProviderContext, ProviderModel, ServedModel
 from pocketstack.providers.remote.breaker import CircuitBreaker
 from pocketstack.request_context import provider_data
@@ -227,6 +227,11 @@ class OpenAICompatProvider:
         if body.get("stream"):
             return self._stream("/completions", body, models.Completion, model)
         return await self._post("/completions", body, models.Completion, model)
+
+    async def rerank(self, model: ServedModel, request: models.RerankRequest) -> models.RerankResponse:
+        raise NotImplementedByProviderError(
+            f"{self.context.provider_id} has no rerank in OpenAI's API; serve rerankers with inline::llama-cpp."
+        )
 
     async def embeddings(self, model: ServedModel, request: models.EmbeddingsRequest) -> models.EmbeddingsResponse:
         return await self._post("/embeddings", self._body(request, model), models.EmbeddingsResponse, model)

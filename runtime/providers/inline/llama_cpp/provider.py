@@ -91,6 +91,11 @@ def _grammar(schema: dict[str, Any] | bool | None) -> Any:
         raise BadRequestError(f"The JSON schema cannot be enforced: {exc}", param="response_format") from exc
 
 
+def _rerank_text(value: Any) -> str:
+    text = plain(value)
+    return text if isinstance(text, str) else text.text
+
+
 def _chunk_logprobs(pieces: list[Piece]) -> models.ChoiceLogprobs:
     return models.ChoiceLogprobs(
         content=[
@@ -443,6 +448,52 @@ class LlamaCppProvider:
         return models.EmbeddingsResponse(
             data=data, model=model.identifier, usage=models.EmbeddingsUsage(prompt_tokens=tokens, total_tokens=tokens)
         )
+
+    async def rerank(self, model: ServedModel, request: models.RerankRequest) -> models.RerankResponse:
+        query = _rerank_text(request.query)
+        items = [_rerank_text(item) for item in request.items]
+        async with self.pool.use(self._key(model, embedding=True)) as llm:
+            scores = await self._run(self._rank, llm, query, items)
+        ranked = sorted(enumerate(scores), key=lambda pair: -pair[1])[: given(request.max_num_results, len(scores))]
+        return models.RerankResponse(data=[models.RerankResult(index=i, relevance_score=s) for i, s in ranked])
+
+    @staticmethod
+    def _rank(llm: Any, query: str, items: list[str]) -> list[float]:
+        """One relevance score per item, as llama.cpp's server builds the pair: BOS q EOS SEP d EOS."""
+        import llama_cpp
+
+        if llm.pooling_type() != llama_cpp.LLAMA_POOLING_TYPE_RANK:
+            raise BadRequestError("This model is not a reranker (its GGUF has no rank pooling).", param="model")
+        vocab = llm._model.vocab
+        eos = llama_cpp.llama_vocab_eos(vocab)
+        sep = llama_cpp.llama_vocab_sep(vocab)
+        eos = sep if eos == llama_cpp.LLAMA_TOKEN_NULL else eos
+        add_bos, add_eos = llama_cpp.llama_vocab_get_add_bos(vocab), llama_cpp.llama_vocab_get_add_eos(vocab)
+        add_sep = llama_cpp.llama_vocab_get_add_sep(vocab)
+        query_tokens = llm.tokenize(query.encode("utf-8"), add_bos=False, special=False)
+        scores = []
+        try:
+            for index, item in enumerate(items):
+                tokens = [llama_cpp.llama_vocab_bos(vocab)] if add_bos else []
+                tokens += query_tokens + ([eos] if add_eos else []) + ([sep] if add_sep else [])
+                tokens += llm.tokenize(item.encode("utf-8"), add_bos=False, special=False) + ([eos] if add_eos else [])
+                if len(tokens) > llm.n_ctx():
+                    raise BadRequestError(
+                        f"Query and item {index} have {len(tokens)} tokens; the context is {llm.n_ctx()}.",
+                        code="context_length_exceeded",
+                        param="items",
+                    )
+                # The same calls Llama.embed makes; embed() cannot take a token pair.
+                llm._batch.reset()
+                llm._batch.add_sequence(tokens, 0, True)
+                llm._ctx.kv_cache_clear()
+                llm._ctx.decode(llm._batch)
+                scores.append(float(llama_cpp.llama_get_embeddings_seq(llm._ctx.ctx, 0)[0]))
+        finally:
+            llm._batch.reset()
+            llm._ctx.kv_cache_clear()
+            llm.reset()
+        return scores
 
     @staticmethod
     def _embed(llm: Any, inputs: list[str | list[int]]) -> tuple[list[list[float]], int]:

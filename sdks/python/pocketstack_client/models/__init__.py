@@ -62,6 +62,9 @@ from .provider_info_health import ProviderInfoHealth
 from .refusal_part import RefusalPart
 from .register_model_request import RegisterModelRequest
 from .register_model_request_metadata import RegisterModelRequestMetadata
+from .rerank_request import RerankRequest
+from .rerank_response import RerankResponse
+from .rerank_result import RerankResult
 from .response_format_json_object import ResponseFormatJsonObject
 from .response_format_json_schema import ResponseFormatJsonSchema
 from .response_format_text import ResponseFormatText
@@ -143,6 +146,9 @@ __all__ = (
     "RefusalPart",
     "RegisterModelRequest",
     "RegisterModelRequestMetadata",
+    "RerankRequest",
+    "RerankResponse",
+    "RerankResult",
     "ResponseFormatJsonObject",
     "ResponseFormatJsonSchema",
     "ResponseFormatText",
