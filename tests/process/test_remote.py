@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import openai
 import pytest
 from aiohttp.test_utils import TestClient
@@ -31,9 +32,11 @@ HELLO = [{"role": "user", "content": "Say hello."}]
 
 
 class RemoteServer:
-    def __init__(self, port: int, log: Path) -> None:
+    def __init__(self, port: int, log: Path, model: Path | None = None, embedding: bool = False) -> None:
         self.port = port
         self.log = log
+        self.model = model or store.package_file(store.DEFAULT_CHAT_PACKAGE, store.DEFAULT_CHAT_FILE)
+        self.embedding = embedding
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -41,9 +44,10 @@ class RemoteServer:
         return f"http://127.0.0.1:{self.port}/v1"
 
     def start(self) -> None:
-        model = store.package_file(store.DEFAULT_CHAT_PACKAGE, store.DEFAULT_CHAT_FILE)
-        command = [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--model_alias", "smollm",
-                   "--port", str(self.port), "--n_ctx", "2048", "--api_key", KEY]  # fmt: skip
+        alias = "minilm" if self.embedding else "smollm"
+        command = [sys.executable, "-m", "llama_cpp.server", "--model", str(self.model), "--model_alias", alias,
+                   "--port", str(self.port), "--n_ctx", "512" if self.embedding else "2048", "--api_key", KEY,
+                   *(["--embedding", "true"] if self.embedding else [])]  # fmt: skip
         with self.log.open("ab") as sink:
             self.process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
@@ -69,6 +73,52 @@ def remote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RemoteServer]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def embedding_remote(tmp_path_factory: pytest.TempPathFactory, embedding_gguf: Path) -> Iterator[RemoteServer]:
+    log = tmp_path_factory.mktemp("remote-embed") / "llama-server.log"
+    server = RemoteServer(free_port(), log, model=embedding_gguf, embedding=True)
+    server.start()
+    yield server
+    server.stop()
+
+
+async def test_remote_embeddings_match_the_inline_ones(
+    aiohttp_client: Callable[..., Any], embedding_remote: RemoteServer, stored_embedding: str
+) -> None:
+    providers = {
+        "inference": [
+            {"provider_id": "llama-cpp", "provider_type": "inline::llama-cpp"},
+            {
+                "provider_id": "embed-box",
+                "provider_type": "remote::vllm",
+                "config": {"url": embedding_remote.url, "api_key": KEY},
+            },
+        ]
+    }
+    models = [
+        {
+            "model_id": "remote-minilm",
+            "provider_id": "embed-box",
+            "provider_model_id": "minilm",
+            "model_type": "embedding",
+        }
+    ]
+    server = await aiohttp_client(create_app(edge_with(providers=providers, registered_resources={"models": models})))
+    client = openai.AsyncOpenAI(base_url=str(server.make_url("/v1")), api_key="unused", max_retries=0)
+    sentences = ["A man is eating food.", "A man is eating a piece of bread."]
+    raw = await client.embeddings.with_raw_response.create(model="remote-minilm", input=sentences)
+    assert raw.headers["x-pocketstack-provider"] == "embed-box"
+    remote, local = raw.parse(), await client.embeddings.create(model=stored_embedding, input=sentences)
+    assert remote.model == "remote-minilm"
+    for a, b in zip(remote.data, local.data, strict=True):
+        # llama-cpp-python's server does not normalize; PocketStack relays what the remote says.
+        direction = np.array(a.embedding) / np.linalg.norm(a.embedding)
+        assert direction == pytest.approx(np.array(b.embedding), abs=1e-3)
+    packed = await client.embeddings.create(model="remote-minilm", input=sentences[0], encoding_format="base64")
+    assert isinstance(packed.data[0].embedding, str)
+    await client.close()
 
 
 def _config(url: str) -> Any:

@@ -9,9 +9,11 @@ is passed on with the upstream's message.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import logging
+import struct
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -21,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pocketstack._generated import models
 from pocketstack.errors import NotImplementedByProviderError, UpstreamError, UpstreamStatusError, UpstreamTimeoutError
+from pocketstack.fields import given
 from pocketstack.providers.base import Health, ModelCheck, ProviderContext, ProviderModel, ServedModel
 from pocketstack.providers.remote.breaker import CircuitBreaker
 from pocketstack.request_context import provider_data
@@ -234,4 +237,9 @@ class OpenAICompatProvider:
         )
 
     async def embeddings(self, model: ServedModel, request: models.EmbeddingsRequest) -> models.EmbeddingsResponse:
-        return await self._post("/embeddings", self._body(request, model), models.EmbeddingsResponse, model)
+        response = await self._post("/embeddings", self._body(request, model), models.EmbeddingsResponse, model)
+        if given(request.encoding_format) == models.EncodingFormat.base64:  # some servers ignore the field
+            for item in response.data:
+                if isinstance(item.embedding, list):
+                    item.embedding = base64.b64encode(struct.pack(f"<{len(item.embedding)}f", *item.embedding)).decode()
+        return response
