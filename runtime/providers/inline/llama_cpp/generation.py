@@ -122,7 +122,7 @@ def generate(
         if llama_cpp.llama_vocab_is_eog(vocab, token):
             finish = "stop"
             break
-        piece = llm.detokenize([token], prev_tokens=prompt_tokens + generated)
+        piece = llm.detokenize([token])
         generated.append(token)
         pending_text += decoder.decode(piece)
         if top_logprobs is not None and captured:

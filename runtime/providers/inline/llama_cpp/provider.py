@@ -34,6 +34,7 @@ from pocketstack.providers.inline.llama_cpp.pool import ModelKey, ModelPool
 from pocketstack.threads import ThreadStream
 
 T = TypeVar("T")
+DEFAULT_TEMPERATURE, DEFAULT_TOP_P, DEFAULT_TOP_K, DEFAULT_MIN_P = 0.8, 0.95, 40, 0.05
 FINISH = {"stop": models.FinishReason.stop, "length": models.FinishReason.length}
 
 
@@ -66,9 +67,18 @@ def _sampling(request: models.ChatCompletionRequest | models.CompletionRequest, 
                 f"logit_bias names token {key!r}, not a token id below {n_vocab}.", param="logit_bias"
             )
         bias[int(key)] = float(plain(value))
+    extra = request.model_extra or {}
+    try:  # llama.cpp's own knobs, sent as extra fields (the SDKs' extra_body), as its server accepts them
+        top_k, min_p = int(extra.get("top_k", DEFAULT_TOP_K)), float(extra.get("min_p", DEFAULT_MIN_P))
+    except (TypeError, ValueError) as exc:
+        raise BadRequestError(f"top_k and min_p must be numbers: {exc}", param="top_k") from exc
+    # Unset parameters take llama.cpp server's defaults, not OpenAI's (temperature 1, no
+    # truncation), which make small models ramble.
     return Sampling(
-        temperature=given(request.temperature, 1.0),
-        top_p=given(request.top_p, 1.0),
+        temperature=given(request.temperature, DEFAULT_TEMPERATURE),
+        top_p=given(request.top_p, DEFAULT_TOP_P),
+        top_k=top_k,
+        min_p=min_p,
         presence_penalty=given(request.presence_penalty, 0.0),
         frequency_penalty=given(request.frequency_penalty, 0.0),
         seed=given(request.seed, random.getrandbits(31)),
