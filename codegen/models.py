@@ -20,6 +20,7 @@ DATAMODEL_FLAGS = (
     "--use-missing-sentinel",
     "--use-default",
     "--collapse-root-models",
+    "--extra-fields", "allow",  # what a remote adds (reasoning_content...) reaches the client
     "--strict-nullable",
     "--naming-strategy", "full-path",
     "--enum-field-as-literal", "one",

@@ -49,6 +49,9 @@ class _JsonErrorServer(web.Server):
 class Runner(web.AppRunner):
     def __init__(self, app: web.Application, **kwargs: Any) -> None:
         kwargs.setdefault("max_line_size", MAX_LINE_BYTES)
+        # A client that hangs up cancels its handler, which closes its stream and so stops the
+        # llama.cpp work behind it, also for answers that are not streamed or are held back.
+        kwargs.setdefault("handler_cancellation", True)
         kwargs.setdefault("max_field_size", MAX_LINE_BYTES)
         super().__init__(app, **kwargs)
 

@@ -10,6 +10,9 @@ from typing_extensions import TypeAliasType
 
 
 class ErrorDetail(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
     message: Annotated[str, Field(description="What went wrong, for a person.")]
     type: Annotated[
         str | MISSING,
@@ -33,10 +36,16 @@ class HealthStatus(StrEnum):
 
 
 class HealthInfo(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
     status: HealthStatus
 
 
 class VersionInfo(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
     version: Annotated[
         str,
         Field(description="The Llama Stack API version the server speaks (0.7 line)."),
@@ -54,6 +63,9 @@ class ApiFilter(StrEnum):
 
 
 class RouteInfo(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
     route: Annotated[str, Field(description="The route's path template.")]
     method: Annotated[str, Field(description="The HTTP method.")]
     provider_types: Annotated[
@@ -62,10 +74,16 @@ class RouteInfo(BaseModel):
 
 
 class ListRoutesResponse(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
     data: list[RouteInfo]
 
 
 class ProviderInfo(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
     api: Annotated[str, Field(description="The API the provider implements.")]
     provider_id: str
     provider_type: Annotated[str, Field(description="`inline::X` or `remote::X`.")]
@@ -80,6 +98,9 @@ class ProviderInfo(BaseModel):
 
 
 class ListProvidersResponse(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
     data: list[ProviderInfo]
 
 
@@ -94,6 +115,9 @@ class Model(BaseModel):
     A model resource registered against a provider: Llama Stack's shape, plus OpenAI's `id`, `object`, `created` and `owned_by` so that `openai`'s `models.retrieve` decodes it too.
     """
 
+    model_config = ConfigDict(
+        extra="allow",
+    )
     identifier: Annotated[str, Field(description="The id clients use.")]
     provider_id: str
     provider_resource_id: Annotated[
@@ -113,6 +137,9 @@ class OpenAIModel(BaseModel):
     A model in OpenAI's shape.
     """
 
+    model_config = ConfigDict(
+        extra="allow",
+    )
     id: str
     object: Literal["model"] = "model"
     created: Annotated[int, Field(description="Unix seconds of registration.")]
@@ -126,17 +153,26 @@ class OpenAIModel(BaseModel):
 
 
 class DeleteModelResponse(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
     id: str
     object: Literal["model"] = "model"
     deleted: bool
 
 
 class OpenAIListModelsResponse(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
     object: Literal["list"] = "list"
     data: list[OpenAIModel]
 
 
 class ModelTarget(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
     provider_id: str
     provider_model_id: Annotated[str, Field(min_length=1)]
 
@@ -157,6 +193,9 @@ LogitBiasLogitBiasAdditionalProperty = TypeAliasType(
 
 
 class StreamOptions(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
     include_usage: Annotated[
         bool | None | MISSING,
         Field(description="Send a last chunk with `usage` (and no choices)."),
@@ -164,6 +203,9 @@ class StreamOptions(BaseModel):
 
 
 class TextPart(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
     type: Literal["text"]
     text: str
 
@@ -175,54 +217,84 @@ class ImageUrlDetail(StrEnum):
 
 
 class ImageUrl(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
     url: str
     detail: ImageUrlDetail | MISSING = MISSING
 
 
 class ImageUrlPart(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
     type: Literal["image_url"]
     image_url: ImageUrl
 
 
 class InputAudio(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
     data: str
     format: str
 
 
 class InputAudioPart(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
     type: Literal["input_audio"]
     input_audio: InputAudio
 
 
 class FileReference(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
     file_data: str | MISSING = MISSING
     file_id: str | MISSING = MISSING
     filename: str | MISSING = MISSING
 
 
 class FilePart(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
     type: Literal["file"]
     file: FileReference
 
 
 class RefusalPart(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
     type: Literal["refusal"]
     refusal: str
 
 
 class SystemMessage(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
     role: Literal["system"]
     content: str | list[TextPart]
     name: str | MISSING = MISSING
 
 
 class DeveloperMessage(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
     role: Literal["developer"]
     content: str | list[TextPart]
     name: str | MISSING = MISSING
 
 
 class UserMessage(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
     role: Literal["user"]
     content: (
         str
@@ -237,17 +309,26 @@ class UserMessage(BaseModel):
 
 
 class FunctionCall(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
     name: str
     arguments: Annotated[str, Field(description="The arguments as a JSON text.")]
 
 
 class ToolCall(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
     id: str
     type: Literal["function"] = "function"
     function: FunctionCall
 
 
 class AssistantMessage(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
     role: Literal["assistant"]
     content: (
         str
@@ -261,12 +342,18 @@ class AssistantMessage(BaseModel):
 
 
 class ToolMessage(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
     role: Literal["tool"]
     content: str | list[TextPart]
     tool_call_id: str
 
 
 class FunctionDefinition(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
     name: Annotated[str, Field(max_length=64, min_length=1, pattern="^[a-zA-Z0-9_-]+$")]
     description: str | MISSING = MISSING
     parameters: Annotated[
@@ -276,15 +363,24 @@ class FunctionDefinition(BaseModel):
 
 
 class Tool(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
     type: Literal["function"]
     function: FunctionDefinition
 
 
 class NamedFunction(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
     name: str
 
 
 class NamedToolChoice(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
     type: Literal["function"]
     function: NamedFunction
 
@@ -296,14 +392,23 @@ class ToolChoiceMode(StrEnum):
 
 
 class ResponseFormatText(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
     type: Literal["text"]
 
 
 class ResponseFormatJsonObject(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
     type: Literal["json_object"]
 
 
 class JsonSchemaFormat(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
     name: str
     description: str | MISSING = MISSING
     schema_: Annotated[dict[str, Any] | MISSING, Field(alias="schema")] = MISSING
@@ -311,6 +416,9 @@ class JsonSchemaFormat(BaseModel):
 
 
 class ResponseFormatJsonSchema(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
     type: Literal["json_schema"]
     json_schema: JsonSchemaFormat
 
@@ -389,12 +497,18 @@ class FinishReason(StrEnum):
 
 
 class TopLogprob(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
     token: str
     logprob: float
     bytes: list[int] | None
 
 
 class TokenLogprob(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
     token: str
     logprob: float
     bytes: list[int] | None
@@ -402,16 +516,25 @@ class TokenLogprob(BaseModel):
 
 
 class ChoiceLogprobs(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
     content: list[TokenLogprob] | None
 
 
 class Usage(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
 
 
 class ChatResponseMessage(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
     role: Literal["assistant"] = "assistant"
     content: str | None
     refusal: str | None | MISSING = MISSING
@@ -419,6 +542,9 @@ class ChatResponseMessage(BaseModel):
 
 
 class ChatChoice(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
     index: int
     message: ChatResponseMessage
     finish_reason: FinishReason
@@ -426,6 +552,9 @@ class ChatChoice(BaseModel):
 
 
 class ChatCompletion(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
     id: str
     object: Literal["chat.completion"] = "chat.completion"
     created: int
@@ -436,11 +565,17 @@ class ChatCompletion(BaseModel):
 
 
 class ChunkFunctionCall(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
     name: str | MISSING = MISSING
     arguments: str | MISSING = MISSING
 
 
 class ChunkToolCall(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
     index: int
     id: str | MISSING = MISSING
     type: Literal["function"] | MISSING = MISSING
@@ -448,6 +583,9 @@ class ChunkToolCall(BaseModel):
 
 
 class ChunkDelta(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
     role: Literal["assistant"] | MISSING = MISSING
     content: str | None | MISSING = MISSING
     refusal: str | None | MISSING = MISSING
@@ -455,6 +593,9 @@ class ChunkDelta(BaseModel):
 
 
 class ChunkChoice(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
     index: int
     delta: ChunkDelta
     finish_reason: FinishReason | None
@@ -462,6 +603,9 @@ class ChunkChoice(BaseModel):
 
 
 class ChatCompletionChunk(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
     id: str
     object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
     created: int
@@ -548,6 +692,9 @@ class CompletionRequest(BaseModel):
 
 
 class CompletionLogprobs(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
     tokens: list[str]
     token_logprobs: list[float | None]
     top_logprobs: list[dict[str, float] | None]
@@ -555,6 +702,9 @@ class CompletionLogprobs(BaseModel):
 
 
 class CompletionChoice(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
     index: int
     text: str
     finish_reason: FinishReason | None
@@ -562,6 +712,9 @@ class CompletionChoice(BaseModel):
 
 
 class Completion(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
     id: str
     object: Literal["text_completion"] = "text_completion"
     created: int
@@ -631,6 +784,9 @@ class EmbeddingsRequest(BaseModel):
 
 
 class Embedding(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
     object: Literal["embedding"] = "embedding"
     embedding: Annotated[
         list[float] | str,
@@ -642,11 +798,17 @@ class Embedding(BaseModel):
 
 
 class EmbeddingsUsage(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
     prompt_tokens: int
     total_tokens: int
 
 
 class EmbeddingsResponse(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
     object: Literal["list"] = "list"
     data: list[Embedding]
     model: str
@@ -663,6 +825,9 @@ class StoredChatCompletion(BaseModel):
     A chat completion as answered, with the messages it answered and who served it.
     """
 
+    model_config = ConfigDict(
+        extra="allow",
+    )
     id: str
     object: Literal["chat.completion"] = "chat.completion"
     created: int
@@ -686,6 +851,9 @@ class StoredChatCompletion(BaseModel):
 
 
 class ListChatCompletionsResponse(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
     object: Literal["list"] = "list"
     data: list[StoredChatCompletion]
     first_id: Annotated[
@@ -704,6 +872,9 @@ class RerankTextRerankText(RootModel[str]):
 
 
 class RerankRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
     model: Annotated[str, Field(min_length=1)]
     query: Annotated[
         RerankTextRerankText | TextPart,
@@ -717,25 +888,40 @@ class RerankRequest(BaseModel):
 
 
 class RerankResult(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
     index: Annotated[int, Field(description="The item's position in the request.")]
     relevance_score: float
 
 
 class RerankResponse(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
     data: list[RerankResult]
 
 
 class ListRoutesRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
     api_filter: ApiFilter | MISSING = MISSING
 
 
 class InspectProviderRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
     provider_id: Annotated[
         str, Field(description="The provider's id in the run configuration.")
     ]
 
 
 class GetModelRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
     model_id: Annotated[
         str,
         Field(
@@ -745,6 +931,9 @@ class GetModelRequest(BaseModel):
 
 
 class UnregisterModelRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
     model_id: Annotated[
         str,
         Field(
@@ -754,6 +943,9 @@ class UnregisterModelRequest(BaseModel):
 
 
 class ListChatCompletionsRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
     after: Annotated[
         str | MISSING, Field(description="The id of the completion to continue after.")
     ] = MISSING
@@ -767,6 +959,9 @@ class ListChatCompletionsRequest(BaseModel):
 
 
 class GetChatCompletionRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
     completion_id: str
 
 
@@ -775,10 +970,16 @@ class Error(BaseModel):
     The one error shape of every non-2xx answer and of failed stream frames.
     """
 
+    model_config = ConfigDict(
+        extra="allow",
+    )
     error: ErrorDetail
 
 
 class RegisterModelRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
     model_id: Annotated[
         str,
         Field(

@@ -487,3 +487,42 @@ def _reference_scores(reranker: Any, query: str, items: list[str]) -> list[float
         scores.append(float(head["classifier.weight"][0] @ pooled + head["classifier.bias"][0]))
     llm.close()
     return scores
+
+
+async def test_unknown_token_ids_are_400_not_a_crash(oai: openai.AsyncOpenAI, stored_embedding: str) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        await oai.completions.create(model=CHAT_MODEL, prompt=[99999999], max_tokens=2)
+    assert "Token ids" in caught.value.message
+    with pytest.raises(openai.BadRequestError):
+        await oai.embeddings.create(model=stored_embedding, input=[[1, 2, -5]])
+    still_alive = await oai.completions.create(model=CHAT_MODEL, prompt=[1, 2, 3], max_tokens=2)
+    assert still_alive.choices[0].text is not None
+
+
+@pytest.mark.parametrize("bias", [{"²": 1}, {"-1": 5}, {"x": 1}])
+async def test_bad_logit_bias_keys_are_400(oai: openai.AsyncOpenAI, bias: dict[str, int]) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        await oai.chat.completions.create(model=CHAT_MODEL, messages=HELLO, logit_bias=bias, max_tokens=2)  # type: ignore[arg-type]
+    assert "logit_bias" in caught.value.message
+
+
+async def test_schema_keywords_the_grammar_cannot_enforce_are_400(oai: openai.AsyncOpenAI) -> None:
+    schema = {"type": "object", "properties": {"year": {"type": "integer", "minimum": 3000}}, "required": ["year"]}
+    with pytest.raises(openai.BadRequestError) as caught:
+        await oai.chat.completions.create(
+            model=CHAT_MODEL,
+            messages=HELLO,
+            response_format={"type": "json_schema", "json_schema": {"name": "y", "schema": schema}},
+        )
+    assert "/properties/year/minimum" in caught.value.message
+
+
+async def test_models_run_side_by_side(server: TestClient[Any, Any], stored_embedding: str) -> None:
+    """An embedding is answered while a long chat stream is still running: one thread per model."""
+    body = {"model": CHAT_MODEL, "messages": HELLO, "max_tokens": 400, "stream": True, "stop": ["\u2603never"]}
+    stream = await server.post("/v1/chat/completions", json=body)
+    await stream.content.readline()
+    embedded = await server.post("/v1/embeddings", json={"model": stored_embedding, "input": "hello"})
+    assert embedded.status == 200
+    assert not stream.content.at_eof(), "the stream should still be running"
+    stream.close()

@@ -22,6 +22,7 @@ def test_breaker_opens_after_threshold_and_half_opens_after_cooldown() -> None:
     assert breaker.state == "open" and not breaker.available()
     now[0] = 10.0
     assert breaker.state == "half-open" and breaker.available()
+    assert not breaker.available()  # one trial at a time: the others wait for its verdict
     breaker.record_failure("still down")  # the trial failed: open again, for another cooldown
     assert breaker.state == "open" and breaker.last_error == "still down"
     now[0] = 25.0
@@ -55,10 +56,11 @@ async def test_pool_loads_once_and_evicts_idle_models_over_budget(tmp_path: Path
     a, b = _key(tmp_path, "a", 100), _key(tmp_path, "b", 100)
     results = await asyncio.gather(*(pool._get(a) for _ in range(3)))
     assert loads == ["a"] and len({id(r) for r in results}) == 1
-    async with pool.use(a) as model_a, pool.use(b):
+    async with pool.use(a) as resident_a, pool.use(b):
         assert set(pool.resident) == {a, b}  # a is busy, so it stays despite the budget
     async with pool.use(b):
         pass
+    model_a = resident_a.llm
     assert not model_a.closed
     async with pool.use(_key(tmp_path, "c", 100)):
         pass

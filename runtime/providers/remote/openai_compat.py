@@ -14,6 +14,7 @@ import contextlib
 import json
 import logging
 import struct
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -50,6 +51,9 @@ class Quirks:
 
     provider_data_key: str | None = None  # X-LlamaStack-Provider-Data field with a per-request key
     unsupported_fields: frozenset[str] = field(default_factory=frozenset)  # dropped before sending
+
+
+KNOWN_FINISH_REASONS = frozenset(reason.value for reason in models.FinishReason)
 
 
 def _is_embedding(model_id: str) -> bool:
@@ -96,7 +100,11 @@ class OpenAICompatProvider:
 
     async def _probe_forever(self) -> None:
         while True:
-            await self.probe()
+            try:
+                await self.probe()
+            except Exception:  # the probe must outlive any surprise, or health goes stale
+                log.exception("health probe of %s failed", self.context.provider_id)
+                self._reachable = False
             await asyncio.sleep(self.config.health_interval_s)
 
     async def health(self) -> Health:
@@ -143,6 +151,12 @@ class OpenAICompatProvider:
         self.breaker.record_failure(str(error))
         return error
 
+    def _garbled(self, exc: Exception) -> Exception:
+        """A 200 that is not JSON (a proxy's HTML page, a wrong URL): a broken upstream, fall back."""
+        error = UpstreamError(f"{self.context.provider_id} at {self.base_url} answered with something not JSON: {exc}")
+        self.breaker.record_failure(error.message)
+        return error
+
     async def _get_json(self, path: str, timeout: float | None = None) -> Any:
         try:
             request_timeout = aiohttp.ClientTimeout(total=timeout) if timeout else None
@@ -153,6 +167,8 @@ class OpenAICompatProvider:
                 return await response.json(content_type=None)
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise self._unreachable(exc) from exc
+        except ValueError as exc:  # a 200 that is not JSON
+            raise self._garbled(exc) from exc
 
     def _body(self, request: BaseModel, model: ServedModel) -> dict[str, Any]:
         body = request.model_dump(mode="json", by_alias=True, exclude_none=False)
@@ -160,26 +176,38 @@ class OpenAICompatProvider:
         body["model"] = model.provider_model_id
         return body
 
-    async def _post(self, path: str, body: dict[str, Any], result: type[ModelT], model: ServedModel) -> ModelT:
+    async def _post(
+        self, path: str, body: dict[str, Any], result: type[ModelT], model: ServedModel, our_id: str | None = None
+    ) -> ModelT:
         try:
             async with self.session.post(self.base_url + path, json=body, headers=self._headers()) as response:
                 await self._raise_for_status(response)
                 data = await response.json(content_type=None)
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise self._unreachable(exc) from exc
+        except ValueError as exc:  # a 200 that is not JSON
+            raise self._garbled(exc) from exc
         self.breaker.record_success()
-        return self._validate(result, data, model)
+        return self._validate(result, data, model, our_id)
 
-    def _validate(self, result: type[ModelT], data: Any, model: ServedModel) -> ModelT:
-        if isinstance(data, dict) and "model" in data:
-            data["model"] = model.identifier
+    def _validate(self, result: type[ModelT], data: Any, model: ServedModel, our_id: str | None = None) -> ModelT:
+        if isinstance(data, dict):
+            if "model" in data:
+                data["model"] = model.identifier
+            if our_id is not None and "id" in data:
+                # Upstream ids may repeat (or be empty); stored completions need ours.
+                data["upstream_id"], data["id"] = data["id"], our_id
+            for choice in data.get("choices") or []:
+                reason = choice.get("finish_reason") if isinstance(choice, dict) else None
+                if reason is not None and reason not in KNOWN_FINISH_REASONS:  # e.g. "eos_token"
+                    choice["finish_reason"] = "stop"
         try:
             return result.model_validate(data)
         except ValidationError as exc:
             raise UpstreamError(f"{self.context.provider_id} answered in an unexpected shape: {exc}") from exc
 
     async def _stream(
-        self, path: str, body: dict[str, Any], chunk: type[ModelT], model: ServedModel
+        self, path: str, body: dict[str, Any], chunk: type[ModelT], model: ServedModel, our_id: str | None = None
     ) -> AsyncIterator[ModelT]:
         try:
             async with self.session.post(self.base_url + path, json=body, headers=self._headers()) as response:
@@ -197,9 +225,11 @@ class OpenAICompatProvider:
                         error = data["error"]
                         message = error.get("message", str(error)) if isinstance(error, dict) else str(error)
                         raise UpstreamError(f"{self.context.provider_id}: {message}")
-                    yield self._validate(chunk, data, model)
+                    yield self._validate(chunk, data, model, our_id)
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise self._unreachable(exc) from exc
+        except ValueError as exc:  # a 200 that is not JSON
+            raise self._garbled(exc) from exc
 
     # -- the provider interface --------------------------------------------------------------
 
@@ -219,17 +249,19 @@ class OpenAICompatProvider:
         self, model: ServedModel, request: models.ChatCompletionRequest
     ) -> models.ChatCompletion | AsyncIterator[models.ChatCompletionChunk]:
         body = self._body(request, model)
+        our_id = f"chatcmpl-{uuid.uuid4().hex}"
         if body.get("stream"):
-            return self._stream("/chat/completions", body, models.ChatCompletionChunk, model)
-        return await self._post("/chat/completions", body, models.ChatCompletion, model)
+            return self._stream("/chat/completions", body, models.ChatCompletionChunk, model, our_id)
+        return await self._post("/chat/completions", body, models.ChatCompletion, model, our_id)
 
     async def completion(
         self, model: ServedModel, request: models.CompletionRequest
     ) -> models.Completion | AsyncIterator[models.Completion]:
         body = self._body(request, model)
+        our_id = f"cmpl-{uuid.uuid4().hex}"
         if body.get("stream"):
-            return self._stream("/completions", body, models.Completion, model)
-        return await self._post("/completions", body, models.Completion, model)
+            return self._stream("/completions", body, models.Completion, model, our_id)
+        return await self._post("/completions", body, models.Completion, model, our_id)
 
     async def rerank(self, model: ServedModel, request: models.RerankRequest) -> models.RerankResponse:
         raise NotImplementedByProviderError(

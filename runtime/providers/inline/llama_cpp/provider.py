@@ -14,8 +14,7 @@ import random
 import struct
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -62,7 +61,7 @@ def _stops(value: Any) -> list[str]:
 def _sampling(request: models.ChatCompletionRequest | models.CompletionRequest, n_vocab: int) -> Sampling:
     bias: dict[int, float] = {}
     for key, value in given(request.logit_bias, {}).items():
-        if not key.isdigit() or int(key) >= n_vocab:
+        if not (key.isascii() and key.isdigit()) or int(key) >= n_vocab:
             raise BadRequestError(
                 f"logit_bias names token {key!r}, not a token id below {n_vocab}.", param="logit_bias"
             )
@@ -70,7 +69,7 @@ def _sampling(request: models.ChatCompletionRequest | models.CompletionRequest, 
     extra = request.model_extra or {}
     try:  # llama.cpp's own knobs, sent as extra fields (the SDKs' extra_body), as its server accepts them
         top_k, min_p = int(extra.get("top_k", DEFAULT_TOP_K)), float(extra.get("min_p", DEFAULT_MIN_P))
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise BadRequestError(f"top_k and min_p must be numbers: {exc}", param="top_k") from exc
     # Unset parameters take llama.cpp server's defaults, not OpenAI's (temperature 1, no
     # truncation), which make small models ramble.
@@ -86,9 +85,41 @@ def _sampling(request: models.ChatCompletionRequest | models.CompletionRequest, 
     )
 
 
+# JSON Schema keywords llama-cpp-python's grammar converter ignores: output could break them.
+UNENFORCEABLE = frozenset(
+    {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf", "uniqueItems", "not", "if",
+     "then", "else", "contains", "minProperties", "maxProperties", "dependentRequired", "dependentSchemas",
+     "patternProperties", "propertyNames"}
+)  # fmt: skip
+
+
+def _unenforceable(schema: Any, path: str = "") -> list[str]:
+    found: list[str] = []
+    if isinstance(schema, dict):
+        for key, value in schema.items():
+            if key in UNENFORCEABLE:
+                found.append(f"{path}/{key}")
+            if key in ("properties", "$defs", "definitions") and isinstance(value, dict):
+                for name, sub in value.items():
+                    found += _unenforceable(sub, f"{path}/{key}/{name}")
+            elif isinstance(value, dict | list):
+                found += _unenforceable(value, f"{path}/{key}")
+    elif isinstance(schema, list):
+        for index, item in enumerate(schema):
+            found += _unenforceable(item, f"{path}/{index}")
+    return found
+
+
 def _grammar(schema: dict[str, Any] | bool | None) -> Any:
     if schema is None:
         return None
+    if isinstance(schema, dict) and (ignored := _unenforceable(schema)):
+        raise BadRequestError(
+            "The schema uses keywords the grammar cannot enforce, so the output could break them: "
+            f"{', '.join(ignored[:5])}. Remove them (and check values after parsing).",
+            code="unsupported_schema",
+            param="response_format",
+        )
     import json
 
     from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar
@@ -99,6 +130,13 @@ def _grammar(schema: dict[str, Any] | bool | None) -> Any:
         return LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
     except Exception as exc:  # the converter raises bare exceptions on schemas it cannot express
         raise BadRequestError(f"The JSON schema cannot be enforced: {exc}", param="response_format") from exc
+
+
+def _check_token_ids(tokens: list[int], n_vocab: int, param: str) -> None:
+    """llama.cpp aborts the whole process on an unknown token id; refuse it here."""
+    bad = [t for t in tokens if not 0 <= t < n_vocab]
+    if bad:
+        raise BadRequestError(f"Token ids must be 0 to {n_vocab - 1}; got {bad[:5]}.", param=param)
 
 
 def _rerank_text(value: Any) -> str:
@@ -125,13 +163,7 @@ class LlamaCppProvider:
     def __init__(self, config: LlamaCppConfig, context: ProviderContext) -> None:
         self.config = config
         self.context = context
-        # Every llama.cpp call runs on this one thread. llama.cpp's OpenMP build keeps a team of
-        # compute threads per calling thread, and an idle team spins: two calling threads on a
-        # small machine cost 10-20% of decode speed (measured here on 2 cores).
-        self._llama_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama")
-        self.pool = ModelPool(
-            self._load, config.memory_budget_mb * 1024 * 1024, config.max_waiting, executor=self._llama_thread
-        )
+        self.pool = ModelPool(self._load, config.memory_budget_mb * 1024 * 1024, config.max_waiting)
         self._stored: dict[str, StoredModel] = {}
 
     async def initialize(self) -> None:
@@ -139,11 +171,7 @@ class LlamaCppProvider:
         self._stored = {model.name: model for model in found}
 
     async def shutdown(self) -> None:
-        await self._run(self.pool.close)
-        self._llama_thread.shutdown(wait=True)
-
-    async def _run(self, function: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._llama_thread, function, *args)
+        await asyncio.to_thread(self.pool.close)
 
     async def health(self) -> Health:
         return Health("OK")
@@ -294,8 +322,9 @@ class LlamaCppProvider:
                 id=completion_id, created=created, model=model.identifier, choices=[choice]
             )
 
-        async with self.pool.use(self._key(model, embedding=False)) as llm:
-            tokens, template_stops = await self._run(self._chat_tokens, llm, messages)
+        async with self.pool.use(self._key(model, embedding=False)) as resident:
+            llm = resident.llm
+            tokens, template_stops = await resident.run(self._chat_tokens, llm, messages)
             prepared = self._prepare(llm, tokens, requested, _stops(request.stop) + template_stops)
             sampling = _sampling(request, llm.n_vocab())
             work = ThreadStream[Piece, Outcome](
@@ -303,7 +332,7 @@ class LlamaCppProvider:
                     llm, prepared.tokens, max_tokens=prepared.max_tokens, sampling=sampling, stops=prepared.stops,
                     grammar=grammar, top_logprobs=logprobs, emit=emit, cancelled=cancelled,
                 ),
-                self._llama_thread,
+                resident.executor,
             )  # fmt: skip
             yield chunk(models.ChunkDelta(role="assistant", content=""))
             held: list[Piece] = []  # text that may turn out to be a tool call
@@ -405,11 +434,13 @@ class LlamaCppProvider:
                 offset += len(text)
             return models.Completion(id=completion_id, created=created, model=model.identifier, choices=[choice])
 
-        async with self.pool.use(self._key(model, embedding=False)) as llm:
+        async with self.pool.use(self._key(model, embedding=False)) as resident:
+            llm = resident.llm
             if isinstance(prompt, str):
-                tokens = await self._run(llm.tokenize, prompt.encode("utf-8"), True, True)
+                tokens = await resident.run(llm.tokenize, prompt.encode("utf-8"), True, True)
                 text_prompt = prompt
             else:
+                _check_token_ids(prompt, llm.n_vocab(), "prompt")
                 tokens, text_prompt = list(prompt), llm.detokenize(prompt).decode("utf-8", errors="replace")
             prepared = self._prepare(llm, tokens, given(request.max_tokens, 16), _stops(request.stop))
             sampling = _sampling(request, llm.n_vocab())
@@ -418,7 +449,7 @@ class LlamaCppProvider:
                     llm, prepared.tokens, max_tokens=prepared.max_tokens, sampling=sampling, stops=prepared.stops,
                     grammar=None, top_logprobs=logprobs, emit=emit, cancelled=cancelled,
                 ),
-                self._llama_thread,
+                resident.executor,
             )  # fmt: skip
             if given(request.echo, False):
                 yield chunk(text_prompt)
@@ -440,7 +471,8 @@ class LlamaCppProvider:
         raw = plain(request.input)
         inputs: list[str | list[int]] = [raw] if isinstance(raw, str) or (raw and isinstance(raw[0], int)) else raw
         encoding = given(request.encoding_format, models.EncodingFormat.float)
-        async with self.pool.use(self._key(model, embedding=True)) as llm:
+        async with self.pool.use(self._key(model, embedding=True)) as resident:
+            llm = resident.llm
             dimension = llm.n_embd()
             wanted = given(request.dimensions)
             if wanted is not None and wanted != dimension:
@@ -448,7 +480,7 @@ class LlamaCppProvider:
                     f"{model.identifier} makes {dimension}-dimensional embeddings; it cannot make {wanted}.",
                     param="dimensions",
                 )
-            vectors, tokens = await self._run(self._embed, llm, inputs)
+            vectors, tokens = await resident.run(self._embed, llm, inputs)
         data = []
         for index, vector in enumerate(vectors):
             value: list[float] | str = vector
@@ -462,8 +494,9 @@ class LlamaCppProvider:
     async def rerank(self, model: ServedModel, request: models.RerankRequest) -> models.RerankResponse:
         query = _rerank_text(request.query)
         items = [_rerank_text(item) for item in request.items]
-        async with self.pool.use(self._key(model, embedding=True)) as llm:
-            scores = await self._run(self._rank, llm, query, items)
+        async with self.pool.use(self._key(model, embedding=True)) as resident:
+            llm = resident.llm
+            scores = await resident.run(self._rank, llm, query, items)
         ranked = sorted(enumerate(scores), key=lambda pair: -pair[1])[: given(request.max_num_results, len(scores))]
         return models.RerankResponse(data=[models.RerankResult(index=i, relevance_score=s) for i, s in ranked])
 
@@ -507,6 +540,9 @@ class LlamaCppProvider:
 
     @staticmethod
     def _embed(llm: Any, inputs: list[str | list[int]]) -> tuple[list[list[float]], int]:
+        for tokens in inputs:
+            if not isinstance(tokens, str):
+                _check_token_ids(tokens, llm.n_vocab(), "input")
         texts = [i if isinstance(i, str) else llm.detokenize(i).decode("utf-8", errors="replace") for i in inputs]
         n_ctx = llm.n_ctx()
         for index, text in enumerate(texts):
