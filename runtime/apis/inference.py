@@ -10,7 +10,8 @@ provider that served the request.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
@@ -159,9 +160,12 @@ class InferenceApi:
     ) -> AsyncIterator[models.ChatCompletionChunk]:
         """The stream as it is, stored once it ends (a stream the client abandons is not stored)."""
         assembler = ChatAssembler()
-        async for chunk in stream:
-            assembler.add(chunk)
-            yield chunk
+        async with aclosing(
+            cast(AsyncGenerator[models.ChatCompletionChunk], stream)
+        ) as chunks:  # closing stops the work
+            async for chunk in chunks:
+                assembler.add(chunk)
+                yield chunk
         if assembler.first is not None:
             completion = assembler.completion(assembler.first.model or model)
             await self.store.add(completion.model_dump(mode="json"), inputs, provider_id)

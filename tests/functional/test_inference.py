@@ -242,6 +242,13 @@ async def test_text_completion_and_stream(oai: openai.AsyncOpenAI) -> None:
         model=CHAT_MODEL, prompt="The capital of France is", max_tokens=8, temperature=0, stream=True
     )
     assert "".join([c.choices[0].text async for c in stream]) == whole.choices[0].text
+    with_usage = await oai.completions.create(
+        model=CHAT_MODEL, prompt="The capital of France is", max_tokens=8, temperature=0, stream=True,
+        stream_options={"include_usage": True},
+    )  # fmt: skip
+    chunks = [c async for c in with_usage]
+    assert chunks[-1].choices == [] and chunks[-1].usage == whole.usage
+    assert all(c.usage is None for c in chunks[:-1])
     echoed = await oai.completions.create(model=CHAT_MODEL, prompt="Hi", max_tokens=2, temperature=0, echo=True)
     assert echoed.choices[0].text.startswith("Hi")
 

@@ -140,7 +140,7 @@ def generate(
             pending_text, pending_logprobs = pending_text[len(ready) :], []
         if len(generated) >= max_tokens:
             break
-    tail = pending_text + (decoder.decode(b"", final=True) if finish != "stop" else "")
+    tail = pending_text  # bytes of a character cut off by max_tokens are dropped, not sent as U+FFFD
     if tail or pending_logprobs:
         emit(Piece(tail, pending_logprobs))
     tokens.close()

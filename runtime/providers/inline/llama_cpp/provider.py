@@ -14,7 +14,8 @@ import random
 import struct
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -44,10 +45,17 @@ class Prepared:
     stops: list[str]
 
 
-def _metadata(info: GgufInfo) -> dict[str, Any]:
+def _served_context(info: GgufInfo, configured: int) -> int:
+    """The context window a chat model is loaded with: the configured one, capped by the model's."""
+    trained = info.context_length or 4096
+    return min(configured or trained, trained)
+
+
+def _metadata(info: GgufInfo, configured_context: int) -> dict[str, Any]:
     metadata: dict[str, Any] = {"gguf_path": str(info.path), "architecture": info.architecture}
     if info.context_length:
-        metadata["context_length"] = info.context_length
+        served = info.context_length if info.model_type != "llm" else _served_context(info, configured_context)
+        metadata["context_length"] = served
     if info.model_type == "embedding" and info.embedding_length:
         metadata["embedding_dimension"] = info.embedding_length
     return metadata
@@ -179,7 +187,8 @@ class LlamaCppProvider:
     # -- models ------------------------------------------------------------------------------
 
     async def list_models(self) -> list[ProviderModel]:
-        return [ProviderModel(m.name, m.info.model_type, _metadata(m.info)) for m in self._stored.values()]
+        context = self.config.context_length
+        return [ProviderModel(m.name, m.info.model_type, _metadata(m.info, context)) for m in self._stored.values()]
 
     def resolve(self, provider_model_id: str) -> Path:
         stored = self._stored.get(provider_model_id)
@@ -214,7 +223,7 @@ class LlamaCppProvider:
                 code="model_type_mismatch",
                 param="model_type",
             )
-        return ModelCheck(info.model_type, _metadata(info))
+        return ModelCheck(info.model_type, _metadata(info, self.config.context_length))
 
     def _load(self, key: ModelKey) -> Any:
         from llama_cpp import Llama
@@ -233,7 +242,7 @@ class LlamaCppProvider:
                     n_threads=threads,
                     verbose=False,
                 )
-            ctx = min(self.config.context_length or info.context_length or 4096, info.context_length or 4096)
+            ctx = _served_context(info, self.config.context_length)
             return Llama(str(key.path), n_ctx=ctx, n_threads=threads, n_threads_batch=threads, verbose=False)
         except (ValueError, RuntimeError) as exc:
             raise ServiceUnavailableError(f"llama.cpp could not load {key.path.name}: {exc}") from exc
@@ -308,7 +317,7 @@ class LlamaCppProvider:
         logprobs: int | None,
         plan: chat.ToolPlan,
         include_usage: bool,
-    ) -> AsyncIterator[models.ChatCompletionChunk]:
+    ) -> AsyncGenerator[models.ChatCompletionChunk]:
         completion_id = f"chatcmpl-{uuid.uuid4().hex}"
         created = int(time.time())
 
@@ -337,19 +346,18 @@ class LlamaCppProvider:
             yield chunk(models.ChunkDelta(role="assistant", content=""))
             held: list[Piece] = []  # text that may turn out to be a tool call
             holding = plan.active
-            async for piece in work:
-                if holding:
-                    held.append(piece)
-                    text = "".join(p.text for p in held).lstrip()
-                    if plan.forced or not text or text.startswith(("{", "`")):
-                        continue
-                    holding, piece = (
-                        False,
-                        Piece("".join(p.text for p in held), [lp for p in held for lp in p.logprobs]),
-                    )
-                    held = []
-                if piece.text or piece.logprobs:
-                    yield chunk(models.ChunkDelta(content=piece.text), pieces=[piece])
+            async with aclosing(aiter(work)) as pieces:  # closing it at once is what stops llama.cpp
+                async for piece in pieces:
+                    if holding:
+                        held.append(piece)
+                        text = "".join(p.text for p in held).lstrip()
+                        if plan.forced or not text or text.startswith(("{", "`")):
+                            continue
+                        holding = False
+                        piece = Piece("".join(p.text for p in held), [lp for p in held for lp in p.logprobs])
+                        held = []
+                    if piece.text or piece.logprobs:
+                        yield chunk(models.ChunkDelta(content=piece.text), pieces=[piece])
             outcome = work.result
             assert outcome is not None
             finish = FINISH[outcome.finish_reason]
@@ -402,14 +410,15 @@ class LlamaCppProvider:
             if len(prompt) != 1:
                 raise BadRequestError("Send one prompt per request to inline::llama-cpp.", param="prompt")
             prompt = prompt[0]
-        stream = self._completion_stream(model, request, prompt)
         if given(request.stream, False):
-            return stream
-        return await _collect_completion(stream)
+            options = given(request.stream_options)
+            include_usage = options is not None and bool(given(options.include_usage, False))
+            return self._completion_stream(model, request, prompt, include_usage)
+        return await _collect_completion(self._completion_stream(model, request, prompt, include_usage=True))
 
     async def _completion_stream(
-        self, model: ServedModel, request: models.CompletionRequest, prompt: str | list[int]
-    ) -> AsyncIterator[models.Completion]:
+        self, model: ServedModel, request: models.CompletionRequest, prompt: str | list[int], include_usage: bool
+    ) -> AsyncGenerator[models.Completion]:
         completion_id = f"cmpl-{uuid.uuid4().hex}"
         created = int(time.time())
         logprobs = given(request.logprobs)
@@ -453,17 +462,21 @@ class LlamaCppProvider:
             )  # fmt: skip
             if given(request.echo, False):
                 yield chunk(text_prompt)
-            async for piece in work:
-                yield chunk(piece.text, pieces=[piece])
+            async with aclosing(aiter(work)) as pieces:
+                async for piece in pieces:
+                    yield chunk(piece.text, pieces=[piece])
             outcome = work.result
             assert outcome is not None
-            final = chunk("", finish=FINISH[outcome.finish_reason])
-            final.usage = models.Usage(
-                prompt_tokens=outcome.prompt_tokens,
-                completion_tokens=outcome.completion_tokens,
-                total_tokens=outcome.prompt_tokens + outcome.completion_tokens,
-            )
-            yield final
+            yield chunk("", finish=FINISH[outcome.finish_reason])
+            if include_usage:  # OpenAI's form: a last chunk with no choices
+                usage = models.Usage(
+                    prompt_tokens=outcome.prompt_tokens,
+                    completion_tokens=outcome.completion_tokens,
+                    total_tokens=outcome.prompt_tokens + outcome.completion_tokens,
+                )
+                yield models.Completion(
+                    id=completion_id, created=created, model=model.identifier, choices=[], usage=usage
+                )
 
     # -- embeddings --------------------------------------------------------------------------
 
@@ -557,20 +570,20 @@ class LlamaCppProvider:
         return vectors, int(total)
 
 
-async def _collect_chat(stream: AsyncIterator[models.ChatCompletionChunk], identifier: str) -> models.ChatCompletion:
+async def _collect_chat(stream: AsyncGenerator[models.ChatCompletionChunk], identifier: str) -> models.ChatCompletion:
     assembler = ChatAssembler()
-    async for chunk in stream:
-        assembler.add(chunk)
+    async with aclosing(stream) as chunks:  # a cancelled request stops its generation at once
+        async for chunk in chunks:
+            assembler.add(chunk)
     return assembler.completion(identifier)
 
 
-async def _collect_completion(stream: AsyncIterator[models.Completion]) -> models.Completion:
-    parts: list[str] = []
-    chunks = [chunk async for chunk in stream]
-    for chunk in chunks:
-        parts.append(chunk.choices[0].text)
-    last = chunks[-1]
-    entries = [c.choices[0].logprobs for c in chunks if c.choices[0].logprobs is not None]
+async def _collect_completion(stream: AsyncGenerator[models.Completion]) -> models.Completion:
+    async with aclosing(stream) as chunks:
+        collected = [chunk async for chunk in chunks]
+    usage = next((c.usage for c in collected if not c.choices and given(c.usage) is not None), None)
+    choices = [c.choices[0] for c in collected if c.choices]
+    entries = [c.logprobs for c in choices if c.logprobs is not None]
     logprobs = None
     if entries:
         logprobs = models.CompletionLogprobs(
@@ -579,10 +592,13 @@ async def _collect_completion(stream: AsyncIterator[models.Completion]) -> model
             top_logprobs=[t for e in entries for t in e.top_logprobs],
             text_offset=[t for e in entries for t in e.text_offset],
         )
-    choice = models.CompletionChoice(
-        index=0, text="".join(parts), finish_reason=last.choices[0].finish_reason, logprobs=logprobs
-    )
-    return models.Completion(id=last.id, created=last.created, model=last.model, choices=[choice], usage=last.usage)
+    text = "".join(c.text for c in choices)
+    choice = models.CompletionChoice(index=0, text=text, finish_reason=choices[-1].finish_reason, logprobs=logprobs)
+    first = collected[0]
+    completion = models.Completion(id=first.id, created=first.created, model=first.model, choices=[choice])
+    if usage is not None:
+        completion.usage = usage
+    return completion
 
 
 def create(config: LlamaCppConfig, context: ProviderContext) -> LlamaCppProvider:
