@@ -21,16 +21,15 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from pocketstack._generated import models
-from pocketstack.chat_stream import ChatAssembler
 from pocketstack.errors import BadRequestError, ServiceUnavailableError
 from pocketstack.fields import given, plain
 from pocketstack.modelstore.gguf_info import GgufError, GgufInfo, read_info
 from pocketstack.modelstore.store import StoredModel, discover
 from pocketstack.providers.base import Health, ModelCheck, ProviderContext, ProviderModel, ServedModel
-from pocketstack.providers.inline.llama_cpp import chat
+from pocketstack.providers.inline.llama_cpp import chat, collect, vectors
 from pocketstack.providers.inline.llama_cpp.config import LlamaCppConfig
 from pocketstack.providers.inline.llama_cpp.generation import Outcome, Piece, Sampling, generate
-from pocketstack.providers.inline.llama_cpp.pool import ModelKey, ModelPool
+from pocketstack.providers.inline.llama_cpp.pool import ModelKey, ModelPool, Resident
 from pocketstack.threads import ThreadStream
 
 T = TypeVar("T")
@@ -140,16 +139,24 @@ def _grammar(schema: dict[str, Any] | bool | None) -> Any:
         raise BadRequestError(f"The JSON schema cannot be enforced: {exc}", param="response_format") from exc
 
 
-def _check_token_ids(tokens: list[int], n_vocab: int, param: str) -> None:
-    """llama.cpp aborts the whole process on an unknown token id; refuse it here."""
-    bad = [t for t in tokens if not 0 <= t < n_vocab]
-    if bad:
-        raise BadRequestError(f"Token ids must be 0 to {n_vocab - 1}; got {bad[:5]}.", param=param)
-
-
-def _rerank_text(value: Any) -> str:
-    text = plain(value)
-    return text if isinstance(text, str) else text.text
+def _generation(
+    resident: Resident, prepared: Prepared, sampling: Sampling, grammar: Any, logprobs: int | None
+) -> ThreadStream[Piece, Outcome]:
+    """The token loop on the model's own thread, its pieces streamed back to the event loop."""
+    return ThreadStream[Piece, Outcome](
+        lambda emit, cancelled: generate(
+            resident.llm,
+            prepared.tokens,
+            max_tokens=prepared.max_tokens,
+            sampling=sampling,
+            stops=prepared.stops,
+            grammar=grammar,
+            top_logprobs=logprobs,
+            emit=emit,
+            cancelled=cancelled,
+        ),
+        resident.executor,
+    )
 
 
 def _chunk_logprobs(pieces: list[Piece]) -> models.ChoiceLogprobs:
@@ -305,7 +312,7 @@ class LlamaCppProvider:
             include_usage = options is not None and bool(given(options.include_usage, False))
             return self._chat_stream(model, request, messages, grammar, requested, logprobs, plan, include_usage)
         stream = self._chat_stream(model, request, messages, grammar, requested, logprobs, plan, include_usage=True)
-        return await _collect_chat(stream, model.identifier)
+        return await collect.collect_chat(stream, model.identifier)
 
     async def _chat_stream(
         self,
@@ -335,14 +342,7 @@ class LlamaCppProvider:
             llm = resident.llm
             tokens, template_stops = await resident.run(self._chat_tokens, llm, messages)
             prepared = self._prepare(llm, tokens, requested, _stops(request.stop) + template_stops)
-            sampling = _sampling(request, llm.n_vocab())
-            work = ThreadStream[Piece, Outcome](
-                lambda emit, cancelled: generate(
-                    llm, prepared.tokens, max_tokens=prepared.max_tokens, sampling=sampling, stops=prepared.stops,
-                    grammar=grammar, top_logprobs=logprobs, emit=emit, cancelled=cancelled,
-                ),
-                resident.executor,
-            )  # fmt: skip
+            work = _generation(resident, prepared, _sampling(request, llm.n_vocab()), grammar, logprobs)
             yield chunk(models.ChunkDelta(role="assistant", content=""))
             held: list[Piece] = []  # text that may turn out to be a tool call
             holding = plan.active
@@ -414,7 +414,7 @@ class LlamaCppProvider:
             options = given(request.stream_options)
             include_usage = options is not None and bool(given(options.include_usage, False))
             return self._completion_stream(model, request, prompt, include_usage)
-        return await _collect_completion(self._completion_stream(model, request, prompt, include_usage=True))
+        return await collect.collect_completion(self._completion_stream(model, request, prompt, include_usage=True))
 
     async def _completion_stream(
         self, model: ServedModel, request: models.CompletionRequest, prompt: str | list[int], include_usage: bool
@@ -449,17 +449,10 @@ class LlamaCppProvider:
                 tokens = await resident.run(llm.tokenize, prompt.encode("utf-8"), True, True)
                 text_prompt = prompt
             else:
-                _check_token_ids(prompt, llm.n_vocab(), "prompt")
+                vectors.check_token_ids(prompt, llm.n_vocab(), "prompt")
                 tokens, text_prompt = list(prompt), llm.detokenize(prompt).decode("utf-8", errors="replace")
             prepared = self._prepare(llm, tokens, given(request.max_tokens, 16), _stops(request.stop))
-            sampling = _sampling(request, llm.n_vocab())
-            work = ThreadStream[Piece, Outcome](
-                lambda emit, cancelled: generate(
-                    llm, prepared.tokens, max_tokens=prepared.max_tokens, sampling=sampling, stops=prepared.stops,
-                    grammar=None, top_logprobs=logprobs, emit=emit, cancelled=cancelled,
-                ),
-                resident.executor,
-            )  # fmt: skip
+            work = _generation(resident, prepared, _sampling(request, llm.n_vocab()), None, logprobs)
             if given(request.echo, False):
                 yield chunk(text_prompt)
             async with aclosing(aiter(work)) as pieces:
@@ -493,9 +486,9 @@ class LlamaCppProvider:
                     f"{model.identifier} makes {dimension}-dimensional embeddings; it cannot make {wanted}.",
                     param="dimensions",
                 )
-            vectors, tokens = await resident.run(self._embed, llm, inputs)
+            embeddings, tokens = await resident.run(vectors.embed, llm, inputs)
         data = []
-        for index, vector in enumerate(vectors):
+        for index, vector in enumerate(embeddings):
             value: list[float] | str = vector
             if encoding == models.EncodingFormat.base64:
                 value = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
@@ -505,100 +498,13 @@ class LlamaCppProvider:
         )
 
     async def rerank(self, model: ServedModel, request: models.RerankRequest) -> models.RerankResponse:
-        query = _rerank_text(request.query)
-        items = [_rerank_text(item) for item in request.items]
+        query = vectors.rerank_text(request.query)
+        items = [vectors.rerank_text(item) for item in request.items]
         async with self.pool.use(self._key(model, embedding=True)) as resident:
             llm = resident.llm
-            scores = await resident.run(self._rank, llm, query, items)
+            scores = await resident.run(vectors.rank, llm, query, items)
         ranked = sorted(enumerate(scores), key=lambda pair: -pair[1])[: given(request.max_num_results, len(scores))]
         return models.RerankResponse(data=[models.RerankResult(index=i, relevance_score=s) for i, s in ranked])
-
-    @staticmethod
-    def _rank(llm: Any, query: str, items: list[str]) -> list[float]:
-        """One relevance score per item, as llama.cpp's server builds the pair: BOS q EOS SEP d EOS."""
-        import llama_cpp
-
-        if llm.pooling_type() != llama_cpp.LLAMA_POOLING_TYPE_RANK:
-            raise BadRequestError("This model is not a reranker (its GGUF has no rank pooling).", param="model")
-        vocab = llm._model.vocab
-        eos = llama_cpp.llama_vocab_eos(vocab)
-        sep = llama_cpp.llama_vocab_sep(vocab)
-        eos = sep if eos == llama_cpp.LLAMA_TOKEN_NULL else eos
-        add_bos, add_eos = llama_cpp.llama_vocab_get_add_bos(vocab), llama_cpp.llama_vocab_get_add_eos(vocab)
-        add_sep = llama_cpp.llama_vocab_get_add_sep(vocab)
-        query_tokens = llm.tokenize(query.encode("utf-8"), add_bos=False, special=False)
-        scores = []
-        try:
-            for index, item in enumerate(items):
-                tokens = [llama_cpp.llama_vocab_bos(vocab)] if add_bos else []
-                tokens += query_tokens + ([eos] if add_eos else []) + ([sep] if add_sep else [])
-                tokens += llm.tokenize(item.encode("utf-8"), add_bos=False, special=False) + ([eos] if add_eos else [])
-                if len(tokens) > llm.n_ctx():
-                    raise BadRequestError(
-                        f"Query and item {index} have {len(tokens)} tokens; the context is {llm.n_ctx()}.",
-                        code="context_length_exceeded",
-                        param="items",
-                    )
-                # The same calls Llama.embed makes; embed() cannot take a token pair.
-                llm._batch.reset()
-                llm._batch.add_sequence(tokens, 0, True)
-                llm._ctx.kv_cache_clear()
-                llm._ctx.decode(llm._batch)
-                scores.append(float(llama_cpp.llama_get_embeddings_seq(llm._ctx.ctx, 0)[0]))
-        finally:
-            llm._batch.reset()
-            llm._ctx.kv_cache_clear()
-            llm.reset()
-        return scores
-
-    @staticmethod
-    def _embed(llm: Any, inputs: list[str | list[int]]) -> tuple[list[list[float]], int]:
-        for tokens in inputs:
-            if not isinstance(tokens, str):
-                _check_token_ids(tokens, llm.n_vocab(), "input")
-        texts = [i if isinstance(i, str) else llm.detokenize(i).decode("utf-8", errors="replace") for i in inputs]
-        n_ctx = llm.n_ctx()
-        for index, text in enumerate(texts):
-            count = len(llm.tokenize(text.encode("utf-8"), add_bos=True, special=False))
-            if count > n_ctx:
-                raise BadRequestError(
-                    f"Input {index} has {count} tokens; this model's maximum context length is {n_ctx} tokens.",
-                    code="context_length_exceeded",
-                    param="input",
-                )
-        vectors, total = llm.embed(texts, normalize=True, truncate=False, return_count=True)
-        return vectors, int(total)
-
-
-async def _collect_chat(stream: AsyncGenerator[models.ChatCompletionChunk], identifier: str) -> models.ChatCompletion:
-    assembler = ChatAssembler()
-    async with aclosing(stream) as chunks:  # a cancelled request stops its generation at once
-        async for chunk in chunks:
-            assembler.add(chunk)
-    return assembler.completion(identifier)
-
-
-async def _collect_completion(stream: AsyncGenerator[models.Completion]) -> models.Completion:
-    async with aclosing(stream) as chunks:
-        collected = [chunk async for chunk in chunks]
-    usage = next((c.usage for c in collected if not c.choices and given(c.usage) is not None), None)
-    choices = [c.choices[0] for c in collected if c.choices]
-    entries = [c.logprobs for c in choices if c.logprobs is not None]
-    logprobs = None
-    if entries:
-        logprobs = models.CompletionLogprobs(
-            tokens=[t for e in entries for t in e.tokens],
-            token_logprobs=[t for e in entries for t in e.token_logprobs],
-            top_logprobs=[t for e in entries for t in e.top_logprobs],
-            text_offset=[t for e in entries for t in e.text_offset],
-        )
-    text = "".join(c.text for c in choices)
-    choice = models.CompletionChoice(index=0, text=text, finish_reason=choices[-1].finish_reason, logprobs=logprobs)
-    first = collected[0]
-    completion = models.Completion(id=first.id, created=first.created, model=first.model, choices=[choice])
-    if usage is not None:
-        completion.usage = usage
-    return completion
 
 
 def create(config: LlamaCppConfig, context: ProviderContext) -> LlamaCppProvider:

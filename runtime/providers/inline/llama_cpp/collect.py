@@ -1,0 +1,41 @@
+"""Streams collected into whole answers, for requests that did not ask to stream."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
+
+from pocketstack._generated import models
+from pocketstack.chat_stream import ChatAssembler
+from pocketstack.fields import given
+
+
+async def collect_chat(stream: AsyncGenerator[models.ChatCompletionChunk], identifier: str) -> models.ChatCompletion:
+    assembler = ChatAssembler()
+    async with aclosing(stream) as chunks:  # a cancelled request stops its generation at once
+        async for chunk in chunks:
+            assembler.add(chunk)
+    return assembler.completion(identifier)
+
+
+async def collect_completion(stream: AsyncGenerator[models.Completion]) -> models.Completion:
+    async with aclosing(stream) as chunks:
+        collected = [chunk async for chunk in chunks]
+    usage = next((c.usage for c in collected if not c.choices and given(c.usage) is not None), None)
+    choices = [c.choices[0] for c in collected if c.choices]
+    entries = [c.logprobs for c in choices if c.logprobs is not None]
+    logprobs = None
+    if entries:
+        logprobs = models.CompletionLogprobs(
+            tokens=[t for e in entries for t in e.tokens],
+            token_logprobs=[t for e in entries for t in e.token_logprobs],
+            top_logprobs=[t for e in entries for t in e.top_logprobs],
+            text_offset=[t for e in entries for t in e.text_offset],
+        )
+    text = "".join(c.text for c in choices)
+    choice = models.CompletionChoice(index=0, text=text, finish_reason=choices[-1].finish_reason, logprobs=logprobs)
+    first = collected[0]
+    completion = models.Completion(id=first.id, created=first.created, model=first.model, choices=[choice])
+    if usage is not None:
+        completion.usage = usage
+    return completion
