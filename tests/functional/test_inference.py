@@ -21,6 +21,7 @@ from pocketstack.app import STACK, create_app
 from tests.conftest import CHAT_MODEL, edge_with
 
 GREEDY: dict[str, Any] = {"temperature": 0, "max_tokens": 24}
+NO_END = {"0": -100, "2": -100, "4": -100}  # SmolLM2's end-of-generation tokens: banned, an answer runs long
 HELLO = [{"role": "user", "content": "Say hello."}]
 WEATHER_TOOL = {
     "type": "function",
@@ -330,7 +331,7 @@ async def test_streams_carry_the_request_id(server: TestClient[Any, Any]) -> Non
 
 async def test_disconnect_stops_generation(server: TestClient[Any, Any], caplog: pytest.LogCaptureFixture) -> None:
     body = {"model": CHAT_MODEL, "messages": HELLO, "max_tokens": 3000, "stream": True, "temperature": 1.0,
-            "stop": ["\u2603never"]}  # fmt: skip
+            "logit_bias": NO_END}  # fmt: skip
     response = await server.post("/v1/chat/completions", json=body)
     assert response.status == 200
     await response.content.readline()
@@ -352,7 +353,7 @@ async def test_busy_model_answers_429_with_retry_after(aiohttp_client: Callable[
         "inference": [{"provider_id": "llama-cpp", "provider_type": "inline::llama-cpp", "config": {"max_waiting": 0}}]
     }
     server = await aiohttp_client(create_app(edge_with(providers=providers)))
-    long = {"model": CHAT_MODEL, "messages": HELLO, "max_tokens": 200, "stream": True, "stop": ["\u2603never"]}
+    long = {"model": CHAT_MODEL, "messages": HELLO, "max_tokens": 200, "stream": True, "logit_bias": NO_END}
     first = await server.post("/v1/chat/completions", json=long)
     await first.content.readline()
     second = await server.post("/v1/chat/completions", json={"model": CHAT_MODEL, "messages": HELLO, "max_tokens": 1})
@@ -526,7 +527,7 @@ async def test_schema_keywords_the_grammar_cannot_enforce_are_400(oai: openai.As
 
 async def test_models_run_side_by_side(server: TestClient[Any, Any], stored_embedding: str) -> None:
     """An embedding is answered while a long chat stream is still running: one thread per model."""
-    body = {"model": CHAT_MODEL, "messages": HELLO, "max_tokens": 400, "stream": True, "stop": ["\u2603never"]}
+    body = {"model": CHAT_MODEL, "messages": HELLO, "max_tokens": 400, "stream": True, "logit_bias": NO_END}
     stream = await server.post("/v1/chat/completions", json=body)
     await stream.content.readline()
     embedded = await server.post("/v1/embeddings", json={"model": stored_embedding, "input": "hello"})

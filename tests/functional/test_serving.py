@@ -110,3 +110,38 @@ async def test_long_model_ids_fit_in_a_request_line() -> None:
     finally:
         stop.set()
         await asyncio.wait_for(server, 10)
+
+
+# SmolLM2's end-of-generation tokens, banned so that an abandoned answer would really run long.
+NO_END = {"0": -100, "2": -100, "4": -100}
+
+
+async def test_a_client_that_hangs_up_stops_a_non_streamed_generation() -> None:
+    """pocketstack run cancels the handler of a vanished client, which stops llama.cpp: the model
+    is free for the next request long before the abandoned 3000 tokens would have been made."""
+    port = free_port()
+    stop = asyncio.Event()
+    server = asyncio.create_task(serve(edge_with(server={"port": port}), stop))
+    chat = "llama-cpp/SmolLM2-135M-Instruct"
+    try:
+        async with aiohttp.ClientSession() as session:
+            for _ in range(100):
+                try:
+                    await session.get(f"http://127.0.0.1:{port}/v1/health")
+                    break
+                except aiohttp.ClientConnectionError:
+                    await asyncio.sleep(0.05)
+            body = {"model": chat, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 3000,
+                    "logit_bias": NO_END}  # fmt: skip
+            abandoned = asyncio.create_task(session.post(f"http://127.0.0.1:{port}/v1/chat/completions", json=body))
+            await asyncio.sleep(1.0)  # generating by now
+            abandoned.cancel()  # the client hangs up
+            quick = {"model": chat, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1}
+            started = asyncio.get_running_loop().time()
+            async with session.post(f"http://127.0.0.1:{port}/v1/chat/completions", json=quick) as response:
+                assert response.status == 200
+            # 3000 tokens take 45 s or more here; the abandoned one must not hold the model that long.
+            assert asyncio.get_running_loop().time() - started < 20
+    finally:
+        stop.set()
+        await asyncio.wait_for(server, 30)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import sys
 import tomllib
+from pathlib import Path
+
+import pytest
 
 from tests.conftest import REPO
 
@@ -16,3 +20,14 @@ def test_every_runtime_package_is_listed_in_pyproject() -> None:
         if "__pycache__" not in init.parts
     }
     assert found == listed
+
+
+def test_the_single_binary_finds_its_bundled_models(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pocketstack.modelstore import store
+    from tests.conftest import write_gguf
+
+    write_gguf(tmp_path / store.BUNDLED_MODELS / store.DEFAULT_CHAT_FILE)
+    write_gguf(tmp_path / store.BUNDLED_MODELS / "all-MiniLM-L6-v2.gguf", architecture="bert", pooling=1)
+    monkeypatch.setattr(sys, "_MEIPASS", str(tmp_path), raising=False)
+    found = {m.name: m.info.model_type for m in store.discover(tmp_path / "empty-store")}
+    assert found == {store.DEFAULT_CHAT_NAME: "llm", "all-MiniLM-L6-v2": "embedding"}
