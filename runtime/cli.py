@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from pocketstack import LLAMA_STACK_VERSION, __version__, distributions
@@ -94,12 +95,16 @@ def _providers(args: argparse.Namespace) -> int:
     from pocketstack.stack import describe
 
     config = _load(args.target)
-    rows = [("API", "PROVIDER ID", "PROVIDER TYPE")]
-    rows += [(p["api"], p["provider_id"], p["provider_type"]) for p in describe(config)]
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    rows = [(p["api"], p["provider_id"], p["provider_type"]) for p in describe(config)]
+    _print_table(("API", "PROVIDER ID", "PROVIDER TYPE"), rows)
     return 0
+
+
+def _print_table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> None:
+    table = [header, *rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    for row in table:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
 
 
 def _models_dir() -> Path:
@@ -152,13 +157,11 @@ def _models_import(args: argparse.Namespace) -> int:
 def _models_list(args: argparse.Namespace) -> int:
     from pocketstack.modelstore.store import discover
 
-    rows = [("NAME", "TYPE", "ARCH", "SIZE", "PATH")]
-    for model in discover(_models_dir()):
-        info = model.info
-        rows.append((model.name, info.model_type, info.architecture, f"{info.size_bytes / 1e6:.0f} MB", str(info.path)))
-    widths = [max(len(row[i]) for row in rows) for i in range(5)]
-    for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    rows = [
+        (m.name, m.info.model_type, m.info.architecture, f"{m.info.size_bytes / 1e6:.0f} MB", str(m.info.path))
+        for m in discover(_models_dir())
+    ]
+    _print_table(("NAME", "TYPE", "ARCH", "SIZE", "PATH"), rows)
     return 0
 
 

@@ -5,13 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, cast
-
-from pydantic import MISSING
+from typing import cast
 
 from pocketstack._generated import models
 from pocketstack.config import ConfigError, ModelInput, ModelTarget
 from pocketstack.errors import BadRequestError, PocketStackError, ResourceNotFoundError
+from pocketstack.fields import given
 from pocketstack.providers.base import ModelProvider
 from pocketstack.registry import Resource, Source
 from pocketstack.stack import ProviderInstance, Stack
@@ -21,10 +20,6 @@ log = logging.getLogger(__name__)
 MODEL = "model"
 LISTING_TIMEOUT_S = 5.0
 OWNED_BY = "llama_stack"
-
-
-def _value(field: Any, default: Any) -> Any:
-    return default if field is MISSING else field
 
 
 def identifier_for(model_id: str, provider_id: str, provider_model_id: str) -> str:
@@ -143,13 +138,14 @@ class ModelsApi:
         raise ResourceNotFoundError("model", model_id)
 
     async def register_model(self, request: models.RegisterModelRequest) -> models.Model:
+        model_type = given(request.model_type)
         model = ModelInput(
             model_id=request.model_id,
-            provider_id=_value(request.provider_id, None),
-            provider_model_id=_value(request.provider_model_id, None),
-            model_type=None if request.model_type is MISSING else request.model_type.value,
-            metadata=_value(request.metadata, {}),
-            fallbacks=[ModelTarget.model_validate(t.model_dump()) for t in _value(request.fallbacks, [])],
+            provider_id=given(request.provider_id),
+            provider_model_id=given(request.provider_model_id),
+            model_type=model_type.value if model_type is not None else None,
+            metadata=given(request.metadata, {}),
+            fallbacks=[ModelTarget.model_validate(t.model_dump()) for t in given(request.fallbacks, [])],
         )
         resource = await self._build(model, "api")
         added = await self.stack.registry.add(
