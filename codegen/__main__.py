@@ -12,7 +12,7 @@ from pathlib import Path
 from codegen.header import SOURCE, header
 from codegen.models import write_models
 from codegen.python_sdk import tool_environment, write_python_sdk
-from codegen.server import emit_protocols, emit_routes
+from codegen.server import emit_operations, emit_protocols, emit_routes
 from codegen.spec import load_spec
 
 REPO = Path(__file__).resolve().parent.parent
@@ -28,8 +28,9 @@ def generate(spec_path: Path, out: Path) -> None:
     (server / "__init__.py").write_text(header() + '"""Code generated from the spec."""\n')
     write_models(spec, header(), server / "models.py")
     (server / "protocols.py").write_text(emit_protocols(spec, header()))
+    (server / "operations.py").write_text(emit_operations(spec, header()))
     (server / "routes.py").write_text(emit_routes(spec, header()))
-    _format(server / "protocols.py", server / "routes.py")
+    _format(server / "protocols.py", server / "operations.py", server / "routes.py")
     write_python_sdk(spec_path, out / "sdks/python", header())
 
 

@@ -30,6 +30,7 @@ DATAMODEL_FLAGS = (
     "--use-union-operator",
     "--use-schema-description",
     "--disable-timestamp",
+    "--disable-future-imports",  # annotations evaluated by the class body (cached bytecode), not re-parsed at import
     "--formatters", "ruff-format", "ruff-check",
 )  # fmt: skip
 

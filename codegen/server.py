@@ -95,23 +95,20 @@ def _handler(op: Operation) -> str:
     return "".join(lines)
 
 
-def emit_routes(spec: Spec, header: str) -> str:
-    protocols = ", ".join(protocol_name(t) for t in spec.tags)
+def emit_operations(spec: Spec, header: str) -> str:
+    """The operation table alone: the app registers routes from it without importing the models."""
     out = [
         header,
-        '"""aiohttp route stubs and the operation table, one class of routes per API tag."""\n\n',
+        '"""Every operation of the spec, and the API (Apis attribute) each tag belongs to."""\n\n',
         "from __future__ import annotations\n\n",
-        "from dataclasses import dataclass\n\n",
-        "from aiohttp import web\n\n",
-        "from pocketstack import http\n",
-        f"from {GENERATED} import models\n",
-        f"from {GENERATED}.protocols import {protocols}\n\n\n",
+        "from dataclasses import dataclass\n\n\n",
         "@dataclass(frozen=True)\n",
         "class OperationInfo:\n",
         "    operation_id: str\n",
         "    tag: str\n",
         "    method: str\n",
         "    path: str\n",
+        "    aiohttp_path: str\n",
         "    level: str\n",
         "    deprecated: bool\n",
         "    streaming: bool\n\n\n",
@@ -120,12 +117,34 @@ def emit_routes(spec: Spec, header: str) -> str:
     for op in spec.operations:
         out.append(
             f"    OperationInfo({op.operation_id!r}, {op.tag!r}, {op.method.upper()!r}, {op.path!r}, "
-            f"{op.level!r}, {op.deprecated}, {op.stream is not None}),\n"
+            f"{op.aiohttp_path!r}, {op.level!r}, {op.deprecated}, {op.stream is not None}),\n"
         )
-    out.append(")\n\n\n")
-    out.append("@dataclass(frozen=True)\n")
-    out.append("class Apis:\n")
-    out.append('    """The implementation of each API; an API left as None is not served."""\n\n')
+    out.append(")\n\n")
+    out.append("API_TAGS: dict[str, str] = {\n")
+    for tag in spec.tags:
+        out.append(f"    {attribute_name(tag)!r}: {tag!r},\n")
+    out.append("}\n")
+    return "".join(out)
+
+
+def emit_routes(spec: Spec, header: str) -> str:
+    protocols = ", ".join(protocol_name(t) for t in spec.tags)
+    out = [
+        header,
+        '"""aiohttp handlers, one class per API tag, each parsing requests into the spec\'s models."""\n\n',
+        "from __future__ import annotations\n\n",
+        "from collections.abc import Awaitable, Callable\n",
+        "from dataclasses import dataclass\n\n",
+        "from aiohttp import web\n\n",
+        "from pocketstack import http\n",
+        f"from {GENERATED} import models\n",
+        f"from {GENERATED}.operations import API_TAGS\n",
+        f"from {GENERATED}.protocols import {protocols}\n\n",
+        "Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]\n\n\n",
+        "@dataclass(frozen=True)\n",
+        "class Apis:\n",
+        '    """The implementation of each API; an API left as None is not served."""\n\n',
+    ]
     for tag in spec.tags:
         out.append(f"    {attribute_name(tag)}: {protocol_name(tag)} | None = None\n")
     for tag in spec.tags:
@@ -133,24 +152,22 @@ def emit_routes(spec: Spec, header: str) -> str:
         out.append(f"\n\nclass {name}Routes:\n")
         out.append(f"    def __init__(self, impl: {name}) -> None:\n")
         out.append("        self.impl = impl\n\n")
-        out.append("    def routes(self) -> list[web.RouteDef]:\n")
-        out.append("        return [\n")
+        out.append("    def handlers(self) -> dict[str, Handler]:\n")
+        out.append("        return {\n")
         for op in spec.operations_of(tag):
-            out.append(f"            web.route({op.method.upper()!r}, {op.aiohttp_path!r}, self.{op.operation_id}),\n")
-        out.append("        ]\n")
+            out.append(f"            {op.operation_id!r}: self.{op.operation_id},\n")
+        out.append("        }\n")
         for op in spec.operations_of(tag):
             out.append("\n" + _handler(op))
-    out.append("\n\nAPI_TAGS: dict[str, str] = {\n")
-    for tag in spec.tags:
-        out.append(f"    {attribute_name(tag)!r}: {tag!r},\n")
-    out.append("}\n\n\n")
-    out.append("def served_tags(apis: Apis) -> frozenset[str]:\n")
+    out.append("\n\ndef served_tags(apis: Apis) -> frozenset[str]:\n")
     out.append('    """The tags of the APIs that have an implementation."""\n')
     out.append("    return frozenset(tag for name, tag in API_TAGS.items() if getattr(apis, name) is not None)\n")
-    out.append("\n\ndef add_routes(app: web.Application, apis: Apis) -> None:\n")
-    out.append('    """Serve every operation of every API that has an implementation."""\n')
+    out.append("\n\ndef handlers(apis: Apis) -> dict[str, Handler]:\n")
+    out.append('    """The handler of every operation of every API that has an implementation, by operation id."""\n')
+    out.append("    found: dict[str, Handler] = {}\n")
     for tag in spec.tags:
         attr = attribute_name(tag)
         out.append(f"    if apis.{attr} is not None:\n")
-        out.append(f"        app.router.add_routes({protocol_name(tag)}Routes(apis.{attr}).routes())\n")
+        out.append(f"        found.update({protocol_name(tag)}Routes(apis.{attr}).handlers())\n")
+    out.append("    return found\n")
     return "".join(out)

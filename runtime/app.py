@@ -1,21 +1,29 @@
-"""create_app(config): the whole server as an aiohttp Application; CLI, tests and binary share it."""
+"""create_app(config): the whole server as an aiohttp Application; CLI, tests and binary share it.
+
+Start-up runs in two halves so that the server listens within its cold-start budget however
+large the API grows. Before it listens, only what can reject a bad setup runs: the config and
+every provider's settings are validated, storage opens, and every route is registered from the
+light operation table. The API modules, the generated models and the providers' implementations
+(most of the import time) load right after, off the event loop (`pocketstack.assembly`), and
+the providers start; a request that arrives meanwhile waits for them, `/v1/health` answers at
+once. A failure in that half stops `pocketstack run` with its message like any start-up error.
+"""
 
 from __future__ import annotations
 
-import dataclasses
+import asyncio
+import contextlib
 import os
 from collections.abc import AsyncIterator
+from types import ModuleType
 
 from aiohttp import web
-from aiohttp.typedefs import Middleware
+from aiohttp.typedefs import Handler, Middleware
 
 from pocketstack import LLAMA_STACK_VERSION
-from pocketstack._generated.routes import Apis, add_routes, served_tags
-from pocketstack.apis.inference import InferenceApi
-from pocketstack.apis.inspect import InspectApi
-from pocketstack.apis.models import ModelsApi
-from pocketstack.apis.providers import ProvidersApi
+from pocketstack._generated.operations import API_TAGS, OPERATIONS
 from pocketstack.config import StackConfig
+from pocketstack.errors import ServiceUnavailableError
 from pocketstack.middlewares import (
     add_response_headers,
     client_version_middleware,
@@ -25,12 +33,69 @@ from pocketstack.middlewares import (
 )
 from pocketstack.stack import Stack
 
-STACK = web.AppKey("stack", Stack)
 DISABLE_VERSION_CHECK_ENV = ("LLAMA_STACK_DISABLE_VERSION_CHECK", "POCKETSTACK_DISABLE_VERSION_CHECK")
+
+
+class Readiness:
+    """The handler of every operation, once the APIs are assembled, or why they could not be."""
+
+    def __init__(self) -> None:
+        self.task: asyncio.Task[dict[str, Handler]] | None = None
+
+    @property
+    def failure(self) -> BaseException | None:
+        task = self.task
+        if task is None or not task.done() or task.cancelled():
+            return None
+        return task.exception()
+
+    async def handlers(self) -> dict[str, Handler]:
+        if self.task is None:
+            raise ServiceUnavailableError("the server has not started")
+        try:
+            return await asyncio.shield(self.task)  # a client that leaves must not cancel start-up
+        except Exception as exc:
+            raise ServiceUnavailableError(f"the server failed to start: {exc}") from exc
+
+    def dispatcher(self, operation_id: str) -> Handler:
+        async def dispatch(request: web.Request) -> web.StreamResponse:
+            return await (await self.handlers())[operation_id](request)
+
+        return dispatch
+
+    def health(self, operation_id: str) -> Handler:
+        """Health answers while the APIs load (the process is up and queues requests)."""
+        dispatch = self.dispatcher(operation_id)
+
+        async def health(request: web.Request) -> web.StreamResponse:
+            if self.task is not None and self.task.done():
+                if self.failure is not None:
+                    message = f"the server failed to start: {self.failure}"
+                    return web.json_response({"status": "Error", "message": message}, status=503)
+                return await dispatch(request)
+            return web.json_response({"status": "OK"})
+
+        return health
+
+
+STACK = web.AppKey("stack", Stack)
+READINESS = web.AppKey("readiness", Readiness)
 
 
 def _version_check_disabled() -> bool:
     return any(os.environ.get(name, "").lower() in ("1", "true", "yes", "on") for name in DISABLE_VERSION_CHECK_ENV)
+
+
+def _assembly() -> ModuleType:
+    from pocketstack import assembly  # explicit, so PyInstaller's analysis sees it
+
+    return assembly
+
+
+async def _assemble(stack: Stack, served_tags: frozenset[str]) -> dict[str, Handler]:
+    assembly = await asyncio.to_thread(_assembly)  # imports only: no event-loop state is touched
+    handlers: dict[str, Handler] = await assembly.assemble(stack, served_tags)
+    return handlers
 
 
 def create_app(config: StackConfig) -> web.Application:
@@ -41,23 +106,26 @@ def create_app(config: StackConfig) -> web.Application:
         middlewares.append(client_version_middleware(LLAMA_STACK_VERSION))
     app = web.Application(middlewares=middlewares, client_max_size=config.server.max_request_bytes)
     app[STACK] = stack
+    readiness = app[READINESS] = Readiness()
     app.on_response_prepare.append(add_response_headers)
 
-    models_api = ModelsApi(stack)
-    apis = Apis(providers=ProvidersApi(stack), models=models_api, inference=InferenceApi(stack, models_api))
-    inspect = InspectApi(stack, served_tags(apis) | {"Inspect"})
-    add_routes(app, dataclasses.replace(apis, inspect=inspect))
+    served_tags = frozenset(API_TAGS.values())  # this build implements every API of its spec
+    for op in OPERATIONS:
+        if op.tag in served_tags:
+            handler = readiness.health(op.operation_id) if op.operation_id == "health" else None
+            app.router.add_route(op.method, op.aiohttp_path, handler or readiness.dispatcher(op.operation_id))
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        await stack.start()
+        stack.open_storage()
+        readiness.task = asyncio.create_task(_assemble(stack, served_tags), name="pocketstack-assemble")
         try:
-            await models_api.sync_from_providers()
-            await models_api.sync_from_config()
-        except BaseException:
+            yield
+        finally:
+            if not readiness.task.done():
+                readiness.task.cancel()
+            with contextlib.suppress(BaseException):
+                await readiness.task
             await stack.stop()
-            raise
-        yield
-        await stack.stop()
 
     app.cleanup_ctx.append(lifecycle)
     return app

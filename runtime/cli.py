@@ -11,6 +11,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from pocketstack import LLAMA_STACK_VERSION, __version__, distributions
 from pocketstack.config import ConfigError, StackConfig, load_config, pocketstack_home
@@ -35,6 +36,22 @@ def resolve_target(target: str | None) -> Path:
     )
 
 
+async def _until_stopped(stop: asyncio.Event, assembling: asyncio.Task[Any] | None) -> None:
+    """Wait for a signal; a failure while the APIs load ends the server like any start-up error."""
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        waiting: set[asyncio.Future[Any]] = {stopped} if assembling is None else {stopped, assembling}
+        await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        if assembling is not None and assembling.done() and not assembling.cancelled():
+            failure = assembling.exception()
+            if failure is not None:
+                raise failure
+            log.info("ready: every API loaded")
+        await stopped
+    finally:
+        stopped.cancel()
+
+
 def _load(target: str | None) -> StackConfig:
     return load_config(resolve_target(target))
 
@@ -43,7 +60,7 @@ async def serve(config: StackConfig, stop: asyncio.Event | None = None) -> None:
     """Serve until SIGTERM or SIGINT (or `stop` is set), let in-flight requests finish, close the stores."""
     from aiohttp import web  # imported here so `pocketstack version` stays instant
 
-    from pocketstack.app import create_app
+    from pocketstack.app import READINESS, create_app
     from pocketstack.serving import Runner
 
     app = create_app(config)
@@ -74,7 +91,7 @@ async def serve(config: StackConfig, stop: asyncio.Event | None = None) -> None:
             loop.add_signal_handler(signum, on_signal)
         shown_host = f"[{host}]" if ":" in host else host
         log.info("PocketStack %s (%s) serving on http://%s:%d", __version__, config.name, shown_host, port)
-        await stop.wait()
+        await _until_stopped(stop, app[READINESS].task)
         log.info("shutting down: finishing in-flight requests")
     finally:
         await runner.cleanup()

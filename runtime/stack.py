@@ -21,22 +21,28 @@ KNOWN_APIS = frozenset({"inference"})
 
 
 @dataclass(frozen=True)
-class ProviderInstance:
+class ProviderPlan:
+    """A provider whose config is valid; its implementation is built when the stack starts."""
+
     api: str
     config: ProviderConfig
     spec: ProviderSpec
     settings: BaseModel
+
+
+@dataclass(frozen=True)
+class ProviderInstance(ProviderPlan):
     impl: Provider
 
 
-def build_providers(config: StackConfig) -> dict[str, ProviderInstance]:
-    """Validate and construct every provider (no I/O yet); ConfigError names the one at fault."""
+def plan_providers(config: StackConfig) -> dict[str, ProviderPlan]:
+    """Validate every provider's config (no I/O, no implementation imported); ConfigError names the one at fault."""
     unknown = sorted(set(config.apis) - KNOWN_APIS)
     if unknown:
         raise ConfigError(
             f"apis: {', '.join(unknown)} not served by this build (it serves {', '.join(sorted(KNOWN_APIS))})"
         )
-    instances: dict[str, ProviderInstance] = {}
+    plans: dict[str, ProviderPlan] = {}
     for api, entries in config.providers.items():
         if api not in config.apis:
             raise ConfigError(f"providers.{api}: the API is not listed under apis")
@@ -48,7 +54,7 @@ def build_providers(config: StackConfig) -> dict[str, ProviderInstance]:
                 raise ConfigError(f"{where}: unknown provider_type '{entry.provider_type}'; known: {known}")
             if spec.api != api:
                 raise ConfigError(f"{where}: {entry.provider_type} serves the {spec.api} API, not {api}")
-            if entry.provider_id in instances:
+            if entry.provider_id in plans:
                 raise ConfigError(f"{where}: provider_id '{entry.provider_id}' is used twice")
             try:
                 provider_config = spec.config_model.model_validate(entry.config)
@@ -59,16 +65,18 @@ def build_providers(config: StackConfig) -> dict[str, ProviderInstance]:
                     for e in exc.errors(include_url=False)
                 )
                 raise ConfigError(f"{where}: {details}") from exc
-            context = ProviderContext(provider_id=entry.provider_id, home=pocketstack_home())
-            impl = spec.create(provider_config, context)
-            instances[entry.provider_id] = ProviderInstance(api, entry, spec, provider_config, impl)
-    return instances
+            plans[entry.provider_id] = ProviderPlan(api, entry, spec, provider_config)
+    return plans
 
 
 class Stack:
+    """Config, storage and providers. Storage opens before the server listens; the providers'
+    implementations are imported and started after (app.py says why)."""
+
     def __init__(self, config: StackConfig) -> None:
         self.config = config
-        self.providers = build_providers(config)
+        self.plans = plan_providers(config)
+        self.providers: dict[str, ProviderInstance] = {}
         self._database: Database | None = None
         self._registry: Registry | None = None
 
@@ -87,27 +95,37 @@ class Stack:
     def providers_of(self, api: str) -> list[ProviderInstance]:
         return [p for p in self.providers.values() if p.api == api]
 
-    async def start(self) -> None:
+    def open_storage(self) -> None:
         self._database = open_database(self.config.storage.metadata_db())
         self._registry = Registry(self._database)
-        started: list[ProviderInstance] = []
-        try:
-            for instance in self.providers.values():
-                await instance.impl.initialize()
-                started.append(instance)
-        except BaseException:
-            await self._shutdown(started)
-            raise
+
+    async def start_providers(self) -> None:
+        """Build and initialize every provider; on failure the ones started are shut down again."""
+        home = pocketstack_home()
+        for provider_id, plan in self.plans.items():
+            impl = plan.spec.create(plan.settings, ProviderContext(provider_id=provider_id, home=home))
+            instance = ProviderInstance(plan.api, plan.config, plan.spec, plan.settings, impl)
+            self.providers[provider_id] = instance
+            try:
+                await impl.initialize()
+            except BaseException:
+                del self.providers[provider_id]
+                await self._stop_providers()
+                raise
 
     async def stop(self) -> None:
-        await self._shutdown(list(self.providers.values()))
+        await self._stop_providers()
+        self._close_storage()
 
-    async def _shutdown(self, instances: list[ProviderInstance]) -> None:
-        for instance in reversed(instances):
+    async def _stop_providers(self) -> None:
+        for instance in reversed(list(self.providers.values())):
             try:
                 await instance.impl.shutdown()
             except Exception:
                 log.exception("provider %s failed to shut down cleanly", instance.config.provider_id)
+        self.providers.clear()
+
+    def _close_storage(self) -> None:
         if self._database is not None:
             self._database.close()
             self._database = None
@@ -118,5 +136,5 @@ def describe(config: StackConfig) -> list[dict[str, Any]]:
     """What `pocketstack providers` prints: the providers this config would start."""
     return [
         {"api": p.api, "provider_id": p.config.provider_id, "provider_type": p.config.provider_type}
-        for p in build_providers(config).values()
+        for p in plan_providers(config).values()
     ]

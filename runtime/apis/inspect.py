@@ -6,7 +6,7 @@ from pydantic import MISSING
 
 from pocketstack import LLAMA_STACK_VERSION, __version__
 from pocketstack._generated import models
-from pocketstack._generated.routes import OPERATIONS, OperationInfo
+from pocketstack._generated.operations import OPERATIONS, OperationInfo
 from pocketstack.stack import Stack
 
 # The provider API behind each tag whose routes a provider serves; the others are the server's own.

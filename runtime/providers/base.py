@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pydantic import BaseModel
 
-from pocketstack._generated import models
+if TYPE_CHECKING:  # the generated models load with the APIs, after the server listens
+    from pocketstack._generated import models
 
 HealthStatus = Literal["OK", "Error", "Not Implemented"]
 

@@ -97,9 +97,9 @@ async def test_unexpected_exception_is_500_generic_and_logged(
     async def broken(self: InspectApi) -> None:
         raise RuntimeError("secret detail /etc/passwd")
 
-    monkeypatch.setattr(InspectApi, "health", broken)
+    monkeypatch.setattr(InspectApi, "version", broken)
     with caplog.at_level(logging.ERROR, logger="pocketstack.middlewares"):
-        response = await client.get("/v1/health")
+        response = await client.get("/v1/version")
     assert response.status == 500
     detail = assert_error_shape(await response.json())
     assert detail["message"] == "Internal server error: An unexpected error occurred."

@@ -80,3 +80,17 @@ def test_home_that_is_a_file_is_explained(tmp_path: Path) -> None:
 def test_port_out_of_range_is_refused(home: Path) -> None:
     result = run_cli(home, "run", "--port", "70000")
     assert result.returncode == 2 and "not a TCP port" in result.stderr
+
+
+def test_a_registered_model_that_cannot_load_stops_the_server_with_its_reason(home: Path, tmp_path: Path) -> None:
+    # Checked after the server listens (the heavy half of start-up), it must still end the run.
+    config = tmp_path / "missing-model.yaml"
+    config.write_text(
+        "version: 2\napis: [inference]\n"
+        "providers:\n  inference:\n  - {provider_id: llama-cpp, provider_type: 'inline::llama-cpp', config: {}}\n"
+        f"registered_resources:\n  models:\n  - {{model_id: gone, provider_model_id: {tmp_path / 'gone.gguf'}}}\n"
+        "server: {port: 0}\n"
+    )
+    result = run_cli(home, "run", str(config))
+    assert result.returncode == 1, result.stderr
+    assert "registered_resources.models[0] (gone)" in result.stderr and "Traceback" not in result.stderr

@@ -11,7 +11,7 @@ import yaml
 from aiohttp import web
 
 from codegen.header import header
-from codegen.server import emit_protocols, emit_routes
+from codegen.server import emit_operations, emit_protocols, emit_routes
 from codegen.spec import load_spec
 from pocketstack import http
 from pocketstack._generated import models
@@ -96,9 +96,12 @@ def test_streaming_operations_generate_typed_code(tmp_path: Path) -> None:
         in protocols
     )
     routes = emit_routes(spec, header())
-    assert (
-        'body="optional"' in routes
-        and "OperationInfo('echo', 'Inspect', 'POST', '/v1/echo', 'v1', False, True)" in routes
-    )
+    assert 'body="optional"' in routes and "'echo': self.echo" in routes
+    operations = emit_operations(spec, header())
+    assert "OperationInfo('echo', 'Inspect', 'POST', '/v1/echo', '/v1/echo', 'v1', False, True)" in operations
+    assert "import" not in operations.replace("from __future__ import annotations", "").replace(
+        "from dataclasses import dataclass", ""
+    )  # the table must stay light: the app reads it before anything heavy is imported
     compile(protocols, "protocols.py", "exec")
     compile(routes, "routes.py", "exec")
+    compile(operations, "operations.py", "exec")

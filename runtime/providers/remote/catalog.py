@@ -6,8 +6,8 @@ from typing import Any
 
 from pydantic import Field, create_model
 
-from pocketstack.providers.base import ProviderContext, ProviderSpec
-from pocketstack.providers.remote.openai_compat import OpenAICompatConfig, OpenAICompatProvider, Quirks
+from pocketstack.providers.base import Provider, ProviderContext, ProviderSpec
+from pocketstack.providers.remote.config import OpenAICompatConfig, Quirks
 
 
 def _remote(name: str, description: str, default_url: str | None, quirks: Quirks) -> ProviderSpec:
@@ -16,7 +16,10 @@ def _remote(name: str, description: str, default_url: str | None, quirks: Quirks
         fields: dict[str, Any] = {"url": (str, Field(default=default_url, description="base URL, with /v1"))}
         config_model = create_model(f"{name.title().replace('-', '')}Config", __base__=OpenAICompatConfig, **fields)
 
-    def create(config: OpenAICompatConfig, context: ProviderContext) -> OpenAICompatProvider:
+    def create(config: OpenAICompatConfig, context: ProviderContext) -> Provider:
+        # Imported on use (after the server listens), explicitly, so PyInstaller still sees it.
+        from pocketstack.providers.remote.openai_compat import OpenAICompatProvider
+
         return OpenAICompatProvider(config, context, quirks)
 
     return ProviderSpec("inference", f"remote::{name}", description, config_model, create)

@@ -16,41 +16,21 @@ import logging
 import struct
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import aiohttp
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from pocketstack._generated import models
 from pocketstack.errors import NotImplementedByProviderError, UpstreamError, UpstreamStatusError, UpstreamTimeoutError
 from pocketstack.fields import given
 from pocketstack.providers.base import Health, ModelCheck, ProviderContext, ProviderModel, ServedModel
 from pocketstack.providers.remote.breaker import CircuitBreaker
+from pocketstack.providers.remote.config import OpenAICompatConfig, Quirks
 from pocketstack.request_context import provider_data
 
 log = logging.getLogger(__name__)
 ModelT = TypeVar("ModelT", bound=BaseModel)
-
-
-class OpenAICompatConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    url: str = Field(description="base URL of the OpenAI-compatible API, including /v1")
-    api_key: str | None = Field(default=None, description="sent as a Bearer token (provider data may override)")
-    connect_timeout_s: float = Field(default=3.0, gt=0)
-    read_timeout_s: float = Field(default=120.0, gt=0, description="longest silence between bytes")
-    health_interval_s: float = Field(default=10.0, gt=0, description="how often the background probe runs")
-    failure_threshold: int = Field(default=3, ge=1, description="failures in a row that open the breaker")
-    cooldown_s: float = Field(default=15.0, ge=0, description="how long an open breaker keeps traffic away")
-
-
-@dataclass(frozen=True)
-class Quirks:
-    """What a concrete remote does differently from OpenAI's API."""
-
-    provider_data_key: str | None = None  # X-LlamaStack-Provider-Data field with a per-request key
-    unsupported_fields: frozenset[str] = field(default_factory=frozenset)  # dropped before sending
 
 
 KNOWN_FINISH_REASONS = frozenset(reason.value for reason in models.FinishReason)

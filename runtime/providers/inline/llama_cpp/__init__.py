@@ -1,6 +1,16 @@
-from pocketstack.providers.base import ProviderSpec
+from __future__ import annotations
+
+from pocketstack.providers.base import Provider, ProviderContext, ProviderSpec
 from pocketstack.providers.inline.llama_cpp.config import LlamaCppConfig
-from pocketstack.providers.inline.llama_cpp.provider import create
+
+
+def create(config: LlamaCppConfig, context: ProviderContext) -> Provider:
+    # Imported here, not at the top: the implementation (and the generated models it uses) loads
+    # after the server listens. An explicit import, so PyInstaller's analysis still sees it.
+    from pocketstack.providers.inline.llama_cpp.provider import create as create_provider
+
+    return create_provider(config, context)
+
 
 SPEC = ProviderSpec(
     api="inference",

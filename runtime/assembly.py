@@ -1,0 +1,27 @@
+"""The APIs and providers behind the routes: the heavy half of start-up (app.py says why)."""
+
+from __future__ import annotations
+
+from aiohttp.typedefs import Handler
+
+from pocketstack._generated.routes import Apis, handlers
+from pocketstack.apis.inference import InferenceApi
+from pocketstack.apis.inspect import InspectApi
+from pocketstack.apis.models import ModelsApi
+from pocketstack.apis.providers import ProvidersApi
+from pocketstack.stack import Stack
+
+
+async def assemble(stack: Stack, served_tags: frozenset[str]) -> dict[str, Handler]:
+    """Start the providers, sync the model registry, and return every operation's handler."""
+    await stack.start_providers()
+    models_api = ModelsApi(stack)
+    await models_api.sync_from_providers()
+    await models_api.sync_from_config()
+    apis = Apis(
+        inspect=InspectApi(stack, served_tags),
+        providers=ProvidersApi(stack),
+        models=models_api,
+        inference=InferenceApi(stack, models_api),
+    )
+    return handlers(apis)

@@ -1,0 +1,115 @@
+"""Runs the one-file binary in a clean environment and reports what it observed, as JSON.
+
+    python tests/binary/drive.py BINARY WORKDIR
+
+The server gets `env -i` with only PATH=/usr/bin:/bin (no venv, no Python of ours), a fresh
+POCKETSTACK_HOME and an empty cache. test_binary.py runs this inside `unshare -rn` where it can,
+so the binary has no network at all; the driver itself only talks to loopback.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import openai
+
+CHAT_MODEL = "llama-cpp/SmolLM2-135M-Instruct"
+EMBEDDING_MODEL = "llama-cpp/all-MiniLM-L6-v2"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _clean_env(work: Path) -> dict[str, str]:
+    return {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(work / "user"),
+        "POCKETSTACK_HOME": str(work / "home"),
+        "POCKETSTACK_CACHE": str(work / "cache"),
+    }
+
+
+def _healthy(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+            sock.sendall(b"GET /v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            return sock.recv(64).startswith(b"HTTP/1.1 200")
+    except OSError:
+        return False
+
+
+def _network_reachable() -> bool:
+    try:
+        socket.create_connection(("1.1.1.1", 443), timeout=2).close()
+        return True
+    except OSError:
+        return False
+
+
+def main() -> None:
+    binary, work = Path(sys.argv[1]), Path(sys.argv[2])
+    (work / "user").mkdir(parents=True, exist_ok=True)
+    env = _clean_env(work)
+    seen: dict[str, Any] = {"network_reachable": _network_reachable()}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(binary), *args], env=env, capture_output=True, text=True, timeout=120, check=False)
+
+    version = cli("version")
+    seen["version"] = {"returncode": version.returncode, "stdout": version.stdout.strip()}
+    models = cli("models", "list")
+    seen["models_list"] = {"returncode": models.returncode, "stdout": models.stdout}
+
+    port = _free_port()
+    log = (work / "server.log").open("w")
+    server = subprocess.Popen([str(binary), "run", "--port", str(port)], env=env, stdout=log, stderr=log)
+    try:
+        deadline = time.monotonic() + 90
+        while not _healthy(port):
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"the binary did not become healthy:\n{(work / 'server.log').read_text()}")
+            time.sleep(0.05)
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="none", max_retries=0)
+        seen["models"] = sorted(m.id for m in client.models.list())
+        chat = client.chat.completions.create(
+            model=CHAT_MODEL, messages=[{"role": "user", "content": "Say hello."}], max_tokens=12, temperature=0
+        )
+        seen["chat"] = {"content": chat.choices[0].message.content, "finish_reason": chat.choices[0].finish_reason}
+        pieces = []
+        chunks = 0
+        for chunk in client.chat.completions.create(
+            model=CHAT_MODEL, messages=[{"role": "user", "content": "Count to five."}], max_tokens=12, stream=True
+        ):
+            chunks += 1
+            if chunk.choices and chunk.choices[0].delta.content:
+                pieces.append(chunk.choices[0].delta.content)
+        seen["stream"] = {"chunks": chunks, "text": "".join(pieces)}
+        vectors = client.embeddings.create(model=EMBEDDING_MODEL, input=["A man is eating food.", "A cat sleeps."])
+        seen["embeddings"] = [len(item.embedding) for item in vectors.data]
+
+        second = cli("run", "--port", str(port))
+        seen["second_instance"] = {"returncode": second.returncode, "stderr": second.stderr}
+
+        server.send_signal(signal.SIGTERM)
+        seen["sigterm_returncode"] = server.wait(timeout=30)
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+        log.close()
+    seen["server_log"] = (work / "server.log").read_text()
+    print(json.dumps(seen))
+
+
+if __name__ == "__main__":
+    main()
