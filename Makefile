@@ -14,7 +14,7 @@ LLAMA_STACK_CLIENT := llama-stack-client==0.7.5 "numpy<2.4" "pandas<3"
 MYPY_PATH := build/mypy
 DIST ?= dist
 
-.PHONY: run test lint gen gen-check spec-check bench binary install install-dev clean
+.PHONY: run test lint gen gen-check spec-check bench bench-startup binary install install-dev clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
