@@ -48,7 +48,8 @@ lint: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	mkdir -p $(MYPY_PATH) && ln -sfn ../../runtime $(MYPY_PATH)/pocketstack
-	MYPYPATH=$(MYPY_PATH) $(BIN)/mypy -p pocketstack -p codegen onefile/pack.py
+	MYPYPATH=$(MYPY_PATH) $(BIN)/mypy -p pocketstack -p codegen
+	$(BIN)/mypy onefile/pack.py
 
 spec-check: install-dev
 	$(BIN)/openapi-spec-validator spec/openapi.yaml
