@@ -25,6 +25,8 @@ def protocol_name(tag: str) -> str:
 
 
 def _return_type(op: Operation) -> str:
+    if op.response_kind == "file":
+        return "FileBody"
     if op.response_model is None:
         return "None"
     result = f"models.{op.response_model}"
@@ -35,6 +37,7 @@ def _return_type(op: Operation) -> str:
 
 def _signature(op: Operation) -> str:
     args = "self" if op.request_model is None else f"self, request: models.{op.request_model}"
+    args += "".join(f", {name}: Upload" for name in op.upload_fields)
     return f"async def {op.operation_id}({args}) -> {_return_type(op)}:"
 
 
@@ -51,6 +54,7 @@ def emit_protocols(spec: Spec, header: str) -> str:
         "from collections.abc import AsyncIterator  # noqa: F401 (used by streaming operations)\n",
         "from typing import Protocol\n\n",
         f"from {GENERATED} import models\n",
+        "from pocketstack.uploads import FileBody, Upload  # noqa: F401 (used by file operations)\n",
     ]
     descriptions = {t["name"]: t.get("description", "") for t in spec.document.get("tags", [])}
     for tag in spec.tags:
@@ -71,25 +75,36 @@ def _tuple(names: list[str]) -> str:
 
 def _handler(op: Operation) -> str:
     lines = [f"    async def {op.operation_id}(self, request: web.Request) -> web.StreamResponse:\n"]
+    indent = "        "
+    uploads = "".join(f", uploads[{name!r}]" for name in op.upload_fields)
     if op.request_model is None:
-        lines.append(f"        result = await self.impl.{op.operation_id}()\n")
+        lines.append(f"{indent}result = await self.impl.{op.operation_id}()\n")
     else:
         path = [p.name for p in op.params if p.location == "path"]
         query = [p.name for p in op.params if p.location == "query" and not p.is_array]
         array_query = [p.name for p in op.params if p.location == "query" and p.is_array]
-        body = "none" if op.body_model is None else ("required" if op.body_required else "optional")
-        lines += [
-            "        parsed = await http.parse_request(\n",
-            "            request,\n",
-            f"            models.{op.request_model},\n",
-            f"            path={_tuple(path)},\n",
-            f"            query={_tuple(query)},\n",
-            f"            array_query={_tuple(array_query)},\n",
-            f'            body="{body}",\n',
-            "        )\n",
+        where = [
+            f"{indent}    request,\n",
+            f"{indent}    models.{op.request_model},\n",
+            f"{indent}    path={_tuple(path)},\n",
+            f"{indent}    query={_tuple(query)},\n",
+            f"{indent}    array_query={_tuple(array_query)},\n",
         ]
-        call = f"await self.impl.{op.operation_id}(parsed)"
-        lines.append(f"        {call}\n" if op.response_model is None else f"        result = {call}\n")
+        if op.body_kind == "multipart":
+            # The uploads are spooled to disk; whatever the implementation does not keep is removed.
+            lines += [f"{indent}async with http.parse_form(\n", *where]
+            lines += [f"{indent}    uploads={_tuple(list(op.upload_fields))},\n", f"{indent}) as (parsed, uploads):\n"]
+            indent += "    "
+        else:
+            body = "none" if op.body_model is None else ("required" if op.body_required else "optional")
+            lines += [f"{indent}parsed = await http.parse_request(\n", *where, f'{indent}    body="{body}",\n']
+            lines.append(f"{indent})\n")
+        call = f"await self.impl.{op.operation_id}(parsed{uploads})"
+        has_result = op.response_model is not None or op.response_kind == "file"
+        lines.append(f"{indent}result = {call}\n" if has_result else f"{indent}{call}\n")
+    if op.response_kind == "file":
+        lines.append("        return await http.respond_file(request, result)\n")
+        return "".join(lines)
     result = "None" if op.response_model is None else "result"
     lines.append(f"        return await http.respond(request, {result}, status={op.success_status})\n")
     return "".join(lines)

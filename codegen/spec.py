@@ -53,6 +53,12 @@ class Operation:
     response_model: str | None
     success_status: int
     stream: Stream | None
+    # multipart/form-data bodies: the form's binary fields arrive as uploads (spooled to disk by
+    # pocketstack.http), not as model fields; the other form fields fill the request model.
+    body_kind: Literal["json", "multipart"] = "json"
+    upload_fields: tuple[str, ...] = ()
+    # "file": the 2xx answer is raw bytes (application/octet-stream), served from a file.
+    response_kind: Literal["json", "file", "none"] = "json"
 
     @property
     def level(self) -> str:
@@ -91,6 +97,12 @@ class Spec:
         document = copy.deepcopy(self.document)
         schemas: JsonObject = document["components"]["schemas"]
         for op in self.operations:
+            if op.body_kind == "multipart" and op.body_model is not None:
+                form = schemas[op.body_model]
+                form["properties"] = {k: v for k, v in form["properties"].items() if k not in op.upload_fields}
+                form["required"] = [k for k in form.get("required", []) if k not in op.upload_fields]
+                if not form["required"]:
+                    del form["required"]
             if not op.params or op.request_model is None:
                 continue
             if op.request_model in schemas:
@@ -151,8 +163,11 @@ def _operation(document: JsonObject, path: str, method: str, raw: JsonObject) ->
     if len(tags) != 1:
         raise SpecError(f"{where}: exactly one tag is required (the API it belongs to)")
     params = tuple(_param(document, p, where) for p in raw.get("parameters", []))
-    body_model, body_required = _body(raw, where)
-    status, response_model = _success(raw, where)
+    body_model, body_required, body_kind = _body(raw, where)
+    upload_fields = _upload_fields(document, body_model) if body_kind == "multipart" and body_model else ()
+    if body_kind == "multipart" and not upload_fields:
+        raise SpecError(f"{where}: a multipart body needs at least one `format: binary` field")
+    status, response_model, response_kind = _success(raw, where)
     stream = _stream(raw, where)
     if params:
         request_model: str | None = class_name(operation_id) + "Request"
@@ -172,6 +187,9 @@ def _operation(document: JsonObject, path: str, method: str, raw: JsonObject) ->
         response_model=response_model,
         success_status=status,
         stream=stream,
+        body_kind=body_kind,
+        upload_fields=upload_fields,
+        response_kind=response_kind,
     )
 
 
@@ -212,17 +230,29 @@ def _schema_name(schema: JsonObject, where: str) -> str:
     return str(ref[len(SCHEMA_PREFIX) :])
 
 
-def _body(raw: JsonObject, where: str) -> tuple[str | None, bool]:
+def _body(raw: JsonObject, where: str) -> tuple[str | None, bool, Literal["json", "multipart"]]:
     body = raw.get("requestBody")
     if body is None:
-        return None, False
+        return None, False, "json"
     content = body.get("content", {})
+    required = bool(body.get("required", False))
+    if "multipart/form-data" in content and len(content) == 1:
+        return _schema_name(content["multipart/form-data"]["schema"], where), required, "multipart"
     if "application/json" not in content:
-        raise SpecError(f"{where}: only application/json request bodies are supported so far")
-    return _schema_name(content["application/json"]["schema"], where), bool(body.get("required", False))
+        raise SpecError(f"{where}: request bodies are application/json or multipart/form-data")
+    return _schema_name(content["application/json"]["schema"], where), required, "json"
 
 
-def _success(raw: JsonObject, where: str) -> tuple[int, str | None]:
+def _upload_fields(document: JsonObject, body_model: str) -> tuple[str, ...]:
+    form = document["components"]["schemas"][body_model]
+    return tuple(
+        name
+        for name, schema in form.get("properties", {}).items()
+        if _resolve(document, schema).get("format") == "binary"
+    )
+
+
+def _success(raw: JsonObject, where: str) -> tuple[int, str | None, Literal["json", "file", "none"]]:
     successes = [code for code in raw.get("responses", {}) if str(code).startswith("2")]
     if len(successes) != 1:
         raise SpecError(f"{where}: exactly one 2xx response is required")
@@ -232,10 +262,12 @@ def _success(raw: JsonObject, where: str) -> tuple[int, str | None]:
     if int(code) == 204:
         if content:
             raise SpecError(f"{where}: a 204 response has no content")
-        return 204, None
+        return 204, None, "none"
+    if set(content) == {"application/octet-stream"}:
+        return int(code), None, "file"
     if "application/json" not in content:
-        raise SpecError(f"{where}: the {code} response needs application/json content")
-    return int(code), _schema_name(content["application/json"]["schema"], where)
+        raise SpecError(f"{where}: the {code} response needs application/json or application/octet-stream content")
+    return int(code), _schema_name(content["application/json"]["schema"], where), "json"
 
 
 def _stream(raw: JsonObject, where: str) -> Stream | None:

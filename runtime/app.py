@@ -22,7 +22,7 @@ from aiohttp.typedefs import Handler, Middleware
 
 from pocketstack import LLAMA_STACK_VERSION
 from pocketstack._generated.operations import API_TAGS, OPERATIONS
-from pocketstack.config import StackConfig
+from pocketstack.config import StackConfig, pocketstack_home
 from pocketstack.errors import ServiceUnavailableError
 from pocketstack.middlewares import (
     add_response_headers,
@@ -32,6 +32,7 @@ from pocketstack.middlewares import (
     request_id_middleware,
 )
 from pocketstack.stack import Stack
+from pocketstack.uploads import SPOOL, UploadSpool
 
 DISABLE_VERSION_CHECK_ENV = ("LLAMA_STACK_DISABLE_VERSION_CHECK", "POCKETSTACK_DISABLE_VERSION_CHECK")
 
@@ -107,6 +108,8 @@ def create_app(config: StackConfig) -> web.Application:
     app = web.Application(middlewares=middlewares, client_max_size=config.server.max_request_bytes)
     app[STACK] = stack
     readiness = app[READINESS] = Readiness()
+    # Uploads land beside the default file store, so keeping one is a rename, not a copy.
+    app[SPOOL] = UploadSpool(pocketstack_home() / "files" / ".incoming", config.server.max_upload_bytes)
     app.on_response_prepare.append(add_response_headers)
 
     served_tags = frozenset(API_TAGS.values())  # this build implements every API of its spec
@@ -117,6 +120,7 @@ def create_app(config: StackConfig) -> web.Application:
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         stack.open_storage()
+        app[SPOOL].remove_stale()
         readiness.task = asyncio.create_task(_assemble(stack, served_tags), name="pocketstack-assemble")
         try:
             yield

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp.typedefs import Handler
 
 from pocketstack._generated.routes import Apis, handlers
+from pocketstack.apis.files import FilesApi
 from pocketstack.apis.inference import InferenceApi
 from pocketstack.apis.inspect import InspectApi
 from pocketstack.apis.models import ModelsApi
@@ -23,5 +24,6 @@ async def assemble(stack: Stack, served_tags: frozenset[str]) -> dict[str, Handl
         providers=ProvidersApi(stack),
         models=models_api,
         inference=InferenceApi(stack, models_api),
+        files=FilesApi(stack),
     )
     return handlers(apis)

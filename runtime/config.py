@@ -99,6 +99,7 @@ class ServerConfig(_Strict):
     port: int = Field(default=DEFAULT_PORT, ge=0, le=65535)
     shutdown_timeout: float = Field(default=30.0, ge=0, description="seconds in-flight requests get to finish")
     max_request_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
+    max_upload_bytes: int = Field(default=512 * 1024 * 1024, gt=0, description="largest file upload (OpenAI's 512 MB)")
     tls_certfile: str | None = None
     tls_keyfile: str | None = None
     tls_cafile: str | None = None

@@ -9,14 +9,16 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
 from typing import Any, Literal, TypeVar
 
-from aiohttp import ClientConnectionResetError, web
+from aiohttp import BodyPartReader, ClientConnectionResetError, web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 from pydantic import BaseModel, ValidationError
 
-from pocketstack.errors import BadRequestError, PocketStackError, error_body
+from pocketstack.errors import BadRequestError, PayloadTooLargeError, PocketStackError, error_body
+from pocketstack.uploads import SPOOL, FileBody, Upload
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +73,80 @@ async def parse_request(
     body: BodyMode,
 ) -> ModelT:
     """Build the operation's request model from body, query and path, validated in one go."""
-    data = await _read_body(request, body)
+    return _validate(request, model, await _read_body(request, body), path, query, array_query)
+
+
+FORM_FIELD_BYTES = 64 * 1024  # a non-file form field is a short value, never a document
+
+
+@asynccontextmanager
+async def parse_form(
+    request: web.Request,
+    model: type[ModelT],
+    *,
+    path: Iterable[str],
+    query: Iterable[str],
+    array_query: Iterable[str],
+    uploads: Iterable[str],
+) -> AsyncIterator[tuple[ModelT, dict[str, Upload]]]:
+    """A multipart/form-data request: file fields spooled to disk, the others into the model."""
+    if request.content_type not in ("multipart/form-data", "application/x-www-form-urlencoded"):
+        raise BadRequestError(
+            f"The request must be multipart/form-data, not {request.content_type or 'empty'}.", code="invalid_body"
+        )
+    wanted = tuple(uploads)
+    fields: dict[str, Any] = {}
+    files: dict[str, Upload] = {}
+    try:
+        try:
+            if request.content_type == "multipart/form-data":
+                await _read_multipart(request, wanted, fields, files)
+            else:  # no file can come this way: the fields are read so the error names what is missing
+                fields.update((await request.post()).items())
+        except (RequestPayloadError, HttpProcessingError, ValueError, AssertionError) as exc:
+            raise BadRequestError(f"The multipart body could not be read: {exc}", code="invalid_body") from exc
+        missing = [name for name in wanted if name not in files]
+        parsed = _validate(request, model, fields, path, query, array_query)
+        if missing:
+            raise BadRequestError(
+                f"Invalid request: form field '{missing[0]}': a file is required",
+                code="invalid_request",
+                param=missing[0],
+            )
+        yield parsed, files
+    finally:
+        for upload in files.values():
+            upload.path.unlink(missing_ok=True)
+
+
+async def _read_multipart(
+    request: web.Request, wanted: tuple[str, ...], fields: dict[str, Any], files: dict[str, Upload]
+) -> None:
+    reader = await request.multipart()
+    while (part := await reader.next()) is not None:
+        if not isinstance(part, BodyPartReader) or part.name is None:
+            raise BadRequestError("Nested or unnamed multipart parts are not accepted.", code="invalid_body")
+        if part.name in wanted:
+            if part.name in files:
+                raise BadRequestError(f"The form has more than one '{part.name}'.", code="invalid_body")
+            files[part.name] = await request.app[SPOOL].receive(part)
+            continue
+        value = bytearray()
+        while chunk := await part.read_chunk(8192):
+            value += chunk
+            if len(value) > FORM_FIELD_BYTES:
+                raise PayloadTooLargeError(f"The form field '{part.name}' is too long.", code="field_too_large")
+        fields[part.name] = value.decode(part.get_charset("utf-8"), errors="replace")
+
+
+def _validate(
+    request: web.Request,
+    model: type[ModelT],
+    data: dict[str, Any],
+    path: Iterable[str],
+    query: Iterable[str],
+    array_query: Iterable[str],
+) -> ModelT:
     sources: dict[str, str] = {}
     for name in query:
         if name in request.query:
@@ -89,6 +164,14 @@ async def parse_request(
         return model.model_validate(data)
     except ValidationError as exc:
         raise RequestValidationError.from_pydantic(exc, sources) from exc
+
+
+async def respond_file(request: web.Request, body: FileBody) -> web.StreamResponse:
+    headers = {"Content-Type": body.media_type}
+    if body.filename:
+        quoted = body.filename.replace("\\", "_").replace('"', "_")
+        headers["Content-Disposition"] = f'attachment; filename="{quoted}"'
+    return web.FileResponse(body.path, headers=headers)
 
 
 def dump(model: BaseModel) -> str:

@@ -17,7 +17,7 @@ from pocketstack.storage import Database, open_database
 log = logging.getLogger(__name__)
 
 # The APIs this build serves, besides inspect/providers/models which are always on.
-KNOWN_APIS = frozenset({"inference"})
+KNOWN_APIS = frozenset({"inference", "files"})
 
 
 @dataclass(frozen=True)
@@ -103,7 +103,8 @@ class Stack:
         """Build and initialize every provider; on failure the ones started are shut down again."""
         home = pocketstack_home()
         for provider_id, plan in self.plans.items():
-            impl = plan.spec.create(plan.settings, ProviderContext(provider_id=provider_id, home=home))
+            context = ProviderContext(provider_id=provider_id, home=home, database=self.database)
+            impl = plan.spec.create(plan.settings, context)
             instance = ProviderInstance(plan.api, plan.config, plan.spec, plan.settings, impl)
             self.providers[provider_id] = instance
             try:

@@ -900,6 +900,98 @@ class RerankResponse(BaseModel):
     data: list[RerankResult]
 
 
+class FilePurpose(StrEnum):
+    """
+    What the file is for (OpenAI's purposes).
+    """
+
+    assistants = "assistants"
+    batch = "batch"
+    fine_tune = "fine-tune"
+    vision = "vision"
+    user_data = "user_data"
+    evals = "evals"
+
+
+class UploadFileForm(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    purpose: FilePurpose
+    expires_after_anchor_: Annotated[
+        Literal["created_at"],
+        Field(
+            alias="expires_after[anchor]",
+            description="What the expiry counts from (OpenAI sends the expiry as two form fields).",
+        ),
+    ] = "created_at"
+    expires_after_seconds_: Annotated[
+        int | MISSING,
+        Field(
+            alias="expires_after[seconds]",
+            description="Seconds after the anchor when the file expires (1 hour to 30 days).",
+            ge=3600,
+            le=2592000,
+        ),
+    ] = MISSING
+
+
+class OpenAIFileObjectStatus(StrEnum):
+    """
+    Always `processed` once stored (OpenAI deprecated the field; its client requires it).
+    """
+
+    uploaded = "uploaded"
+    processed = "processed"
+    error = "error"
+
+
+class OpenAIFileObject(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    id: Annotated[str, Field(description="`file-` followed by 32 hex digits.")]
+    object: Literal["file"] = "file"
+    bytes: Annotated[int, Field(ge=0)]
+    created_at: Annotated[int, Field(description="Unix seconds.")]
+    expires_at: Annotated[
+        int | None | MISSING,
+        Field(description="Unix seconds when it expires; null when it does not."),
+    ] = MISSING
+    filename: str
+    purpose: FilePurpose
+    status: Annotated[
+        OpenAIFileObjectStatus,
+        Field(
+            description="Always `processed` once stored (OpenAI deprecated the field; its client requires it)."
+        ),
+    ]
+
+
+class ListFilesResponse(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    object: Literal["list"] = "list"
+    data: list[OpenAIFileObject]
+    first_id: Annotated[
+        str, Field(description='The first id of this page ("" when empty).')
+    ]
+    last_id: Annotated[
+        str, Field(description='The last id of this page ("" when empty).')
+    ]
+    has_more: bool
+
+
+class OpenAIFileDeleteResponse(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    id: str
+    object: Literal["file"] = "file"
+    deleted: bool
+
+
 class ListRoutesRequest(BaseModel):
     model_config = ConfigDict(
         extra="allow",
@@ -961,6 +1053,41 @@ class GetChatCompletionRequest(BaseModel):
         extra="allow",
     )
     completion_id: str
+
+
+class OpenaiListFilesRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    after: Annotated[
+        str | MISSING, Field(description="The id of the file to continue after.")
+    ] = MISSING
+    limit: Annotated[
+        int, Field(description="How many to return, 1 to 10000.", ge=1, le=10000)
+    ] = 10000
+    order: SortOrder | MISSING = MISSING
+    purpose: FilePurpose | MISSING = MISSING
+
+
+class OpenaiRetrieveFileRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    file_id: Annotated[str, Field(description="The file's id, `file-...`.")]
+
+
+class OpenaiDeleteFileRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    file_id: Annotated[str, Field(description="The file's id, `file-...`.")]
+
+
+class OpenaiRetrieveFileContentRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    file_id: Annotated[str, Field(description="The file's id, `file-...`.")]
 
 
 class Error(BaseModel):

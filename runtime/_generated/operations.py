@@ -130,6 +130,42 @@ OPERATIONS: tuple[OperationInfo, ...] = (
         False,
         False,
     ),
+    OperationInfo(
+        "openai_list_files", "Files", "GET", "/v1/files", "/v1/files", "v1", False, False
+    ),
+    OperationInfo(
+        "openai_upload_file", "Files", "POST", "/v1/files", "/v1/files", "v1", False, False
+    ),
+    OperationInfo(
+        "openai_retrieve_file",
+        "Files",
+        "GET",
+        "/v1/files/{file_id}",
+        "/v1/files/{file_id}",
+        "v1",
+        False,
+        False,
+    ),
+    OperationInfo(
+        "openai_delete_file",
+        "Files",
+        "DELETE",
+        "/v1/files/{file_id}",
+        "/v1/files/{file_id}",
+        "v1",
+        False,
+        False,
+    ),
+    OperationInfo(
+        "openai_retrieve_file_content",
+        "Files",
+        "GET",
+        "/v1/files/{file_id}/content",
+        "/v1/files/{file_id}/content",
+        "v1",
+        False,
+        False,
+    ),
 )
 
 API_TAGS: dict[str, str] = {
@@ -137,4 +173,5 @@ API_TAGS: dict[str, str] = {
     "providers": "Providers",
     "models": "Models",
     "inference": "Inference",
+    "files": "Files",
 }

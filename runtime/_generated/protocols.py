@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator  # noqa: F401 (used by streaming opera
 from typing import Protocol
 
 from pocketstack._generated import models
+from pocketstack.uploads import FileBody, Upload  # noqa: F401 (used by file operations)
 
 
 class Inspect(Protocol):
@@ -94,4 +95,38 @@ class Inference(Protocol):
         self, request: models.EmbeddingsRequest
     ) -> models.EmbeddingsResponse:
         """Embed one or more inputs (OpenAI-compatible)."""
+        ...
+
+
+class Files(Protocol):
+    """Uploaded files (OpenAI-compatible), stored by the files provider."""
+
+    async def openai_list_files(
+        self, request: models.OpenaiListFilesRequest
+    ) -> models.ListFilesResponse:
+        """List uploaded files, newest first by default (cursor pagination)."""
+        ...
+
+    async def openai_upload_file(
+        self, request: models.UploadFileForm, file: Upload
+    ) -> models.OpenAIFileObject:
+        """Upload a file (multipart/form-data, streamed to disk)."""
+        ...
+
+    async def openai_retrieve_file(
+        self, request: models.OpenaiRetrieveFileRequest
+    ) -> models.OpenAIFileObject:
+        """Get a file's metadata."""
+        ...
+
+    async def openai_delete_file(
+        self, request: models.OpenaiDeleteFileRequest
+    ) -> models.OpenAIFileDeleteResponse:
+        """Delete a file and its content."""
+        ...
+
+    async def openai_retrieve_file_content(
+        self, request: models.OpenaiRetrieveFileContentRequest
+    ) -> FileBody:
+        """Get a file's bytes, as uploaded."""
         ...

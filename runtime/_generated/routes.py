@@ -10,7 +10,7 @@ from aiohttp import web
 from pocketstack import http
 from pocketstack._generated import models
 from pocketstack._generated.operations import API_TAGS
-from pocketstack._generated.protocols import Inference, Inspect, Models, Providers
+from pocketstack._generated.protocols import Files, Inference, Inspect, Models, Providers
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -23,6 +23,7 @@ class Apis:
     providers: Providers | None = None
     models: Models | None = None
     inference: Inference | None = None
+    files: Files | None = None
 
 
 class InspectRoutes:
@@ -229,6 +230,85 @@ class InferenceRoutes:
         return await http.respond(request, result, status=200)
 
 
+class FilesRoutes:
+    def __init__(self, impl: Files) -> None:
+        self.impl = impl
+
+    def handlers(self) -> dict[str, Handler]:
+        return {
+            "openai_list_files": self.openai_list_files,
+            "openai_upload_file": self.openai_upload_file,
+            "openai_retrieve_file": self.openai_retrieve_file,
+            "openai_delete_file": self.openai_delete_file,
+            "openai_retrieve_file_content": self.openai_retrieve_file_content,
+        }
+
+    async def openai_list_files(self, request: web.Request) -> web.StreamResponse:
+        parsed = await http.parse_request(
+            request,
+            models.OpenaiListFilesRequest,
+            path=(),
+            query=(
+                "after",
+                "limit",
+                "order",
+                "purpose",
+            ),
+            array_query=(),
+            body="none",
+        )
+        result = await self.impl.openai_list_files(parsed)
+        return await http.respond(request, result, status=200)
+
+    async def openai_upload_file(self, request: web.Request) -> web.StreamResponse:
+        async with http.parse_form(
+            request,
+            models.UploadFileForm,
+            path=(),
+            query=(),
+            array_query=(),
+            uploads=("file",),
+        ) as (parsed, uploads):
+            result = await self.impl.openai_upload_file(parsed, uploads["file"])
+        return await http.respond(request, result, status=200)
+
+    async def openai_retrieve_file(self, request: web.Request) -> web.StreamResponse:
+        parsed = await http.parse_request(
+            request,
+            models.OpenaiRetrieveFileRequest,
+            path=("file_id",),
+            query=(),
+            array_query=(),
+            body="none",
+        )
+        result = await self.impl.openai_retrieve_file(parsed)
+        return await http.respond(request, result, status=200)
+
+    async def openai_delete_file(self, request: web.Request) -> web.StreamResponse:
+        parsed = await http.parse_request(
+            request,
+            models.OpenaiDeleteFileRequest,
+            path=("file_id",),
+            query=(),
+            array_query=(),
+            body="none",
+        )
+        result = await self.impl.openai_delete_file(parsed)
+        return await http.respond(request, result, status=200)
+
+    async def openai_retrieve_file_content(self, request: web.Request) -> web.StreamResponse:
+        parsed = await http.parse_request(
+            request,
+            models.OpenaiRetrieveFileContentRequest,
+            path=("file_id",),
+            query=(),
+            array_query=(),
+            body="none",
+        )
+        result = await self.impl.openai_retrieve_file_content(parsed)
+        return await http.respond_file(request, result)
+
+
 def served_tags(apis: Apis) -> frozenset[str]:
     """The tags of the APIs that have an implementation."""
     return frozenset(tag for name, tag in API_TAGS.items() if getattr(apis, name) is not None)
@@ -245,4 +325,6 @@ def handlers(apis: Apis) -> dict[str, Handler]:
         found.update(ModelsRoutes(apis.models).handlers())
     if apis.inference is not None:
         found.update(InferenceRoutes(apis.inference).handlers())
+    if apis.files is not None:
+        found.update(FilesRoutes(apis.files).handlers())
     return found

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from pocketstack.providers.base import ProviderSpec
-from pocketstack.providers.inline import llama_cpp
+from pocketstack.providers.inline import llama_cpp, localfs
 from pocketstack.providers.remote.catalog import REMOTES
 
-PROVIDERS: dict[str, ProviderSpec] = {spec.provider_type: spec for spec in (llama_cpp.SPEC, *REMOTES)}
+PROVIDERS: dict[str, ProviderSpec] = {spec.provider_type: spec for spec in (llama_cpp.SPEC, localfs.SPEC, *REMOTES)}
 
 __all__ = ["PROVIDERS", "ProviderSpec"]

@@ -11,6 +11,8 @@ from pydantic import BaseModel
 
 if TYPE_CHECKING:  # the generated models load with the APIs, after the server listens
     from pocketstack._generated import models
+    from pocketstack.storage import Database
+    from pocketstack.uploads import FileBody, Upload
 
 HealthStatus = Literal["OK", "Error", "Not Implemented"]
 
@@ -30,6 +32,7 @@ class ProviderContext:
 
     provider_id: str
     home: Path
+    database: Database | None = None  # the state database (open before providers start)
 
 
 class Provider(Protocol):
@@ -98,3 +101,19 @@ class ProviderSpec:
     description: str
     config_model: type[BaseModel]
     create: Callable[[Any, ProviderContext], Provider]
+
+
+class FilesProvider(Provider, Protocol):
+    """Stores uploaded files: bytes somewhere, metadata answered in OpenAI's shapes."""
+
+    async def upload(self, upload: Upload, purpose: str, expires_after_s: int | None) -> models.OpenAIFileObject: ...
+
+    async def list_files(
+        self, *, after: str | None, limit: int, order: str, purpose: str | None
+    ) -> models.ListFilesResponse: ...
+
+    async def get(self, file_id: str) -> models.OpenAIFileObject: ...
+
+    async def delete(self, file_id: str) -> models.OpenAIFileDeleteResponse: ...
+
+    async def content(self, file_id: str) -> FileBody: ...

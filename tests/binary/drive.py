@@ -97,6 +97,9 @@ def main() -> None:
         vectors = client.embeddings.create(model=EMBEDDING_MODEL, input=["A man is eating food.", "A cat sleeps."])
         seen["embeddings"] = [len(item.embedding) for item in vectors.data]
 
+        uploaded = client.files.create(file=("notes.txt", b"offline notes"), purpose="assistants")
+        seen["file_roundtrip"] = client.files.content(uploaded.id).content.decode()
+
         second = cli("run", "--port", str(port))
         seen["second_instance"] = {"returncode": second.returncode, "stderr": second.stderr}
 

@@ -72,10 +72,16 @@ async def test_providers_list_and_get(client: TestClient[Any, Any], home: Path) 
     api = sdk(client)
     listed = await list_providers.asyncio(client=api)
     assert listed is not None and not isinstance(listed, Error)
-    (only,) = listed.data
-    assert (only.api, only.provider_id, only.provider_type) == ("inference", "llama-cpp", "inline::llama-cpp")
-    assert only.health.additional_properties == {"status": "OK"}
-    assert only.config.additional_properties["models_dir"] == str(home / "models")
+    inference, files = listed.data
+    assert (inference.api, inference.provider_id, inference.provider_type) == (
+        "inference",
+        "llama-cpp",
+        "inline::llama-cpp",
+    )
+    assert inference.health.additional_properties == {"status": "OK"}
+    assert inference.config.additional_properties["models_dir"] == str(home / "models")
+    assert (files.api, files.provider_id, files.provider_type) == ("files", "localfs", "inline::localfs")
+    assert files.health.additional_properties == {"status": "OK"}
     one = await inspect_provider.asyncio(client=api, provider_id="llama-cpp")
     assert one is not None and not isinstance(one, Error) and one.provider_id == "llama-cpp"
 

@@ -43,13 +43,22 @@ def test_llama_stack_client(server: Server) -> None:
     assert client.inspect.health().status == "OK"
     assert client.inspect.version().version == LLAMA_STACK_VERSION
 
-    (provider,) = client.providers.list()
-    assert (provider.api, provider.provider_id, provider.provider_type) == (
+    by_api = {p.api: p for p in client.providers.list()}
+    assert sorted(by_api) == ["files", "inference"]
+    inference, files = by_api["inference"], by_api["files"]
+    assert (inference.api, inference.provider_id, inference.provider_type) == (
         "inference",
         "llama-cpp",
         "inline::llama-cpp",
     )
-    assert provider.health["status"] == "OK"
+    assert inference.health["status"] == "OK"
+    assert (files.api, files.provider_type) == ("files", "inline::localfs")
+
+    uploaded = client.files.create(file=("hello.txt", b"hello, files"), purpose="assistants")
+    assert uploaded.id.startswith("file-") and uploaded.bytes == 12
+    assert [f.id for f in client.files.list()] == [uploaded.id]
+    assert client.files.content(uploaded.id) is not None
+    assert client.files.delete(uploaded.id).deleted
 
     routes = client.routes.list()
     assert ("GET", "/v1/models/{model_id}") in {(r.method, r.route) for r in routes}

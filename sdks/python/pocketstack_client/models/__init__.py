@@ -29,6 +29,7 @@ from .encoding_format import EncodingFormat
 from .error import Error
 from .error_detail import ErrorDetail
 from .file_part import FilePart
+from .file_purpose import FilePurpose
 from .file_reference import FileReference
 from .finish_reason import FinishReason
 from .function_call import FunctionCall
@@ -44,6 +45,7 @@ from .input_audio_part import InputAudioPart
 from .json_schema_format import JsonSchemaFormat
 from .json_schema_format_schema import JsonSchemaFormatSchema
 from .list_chat_completions_response import ListChatCompletionsResponse
+from .list_files_response import ListFilesResponse
 from .list_providers_response import ListProvidersResponse
 from .list_routes_response import ListRoutesResponse
 from .logit_bias_type_0 import LogitBiasType0
@@ -53,6 +55,9 @@ from .model_target import ModelTarget
 from .model_type import ModelType
 from .named_function import NamedFunction
 from .named_tool_choice import NamedToolChoice
+from .open_ai_file_delete_response import OpenAIFileDeleteResponse
+from .open_ai_file_object import OpenAIFileObject
+from .open_ai_file_object_status import OpenAIFileObjectStatus
 from .open_ai_list_models_response import OpenAIListModelsResponse
 from .open_ai_model import OpenAIModel
 from .open_ai_model_custom_metadata import OpenAIModelCustomMetadata
@@ -80,6 +85,7 @@ from .tool_call import ToolCall
 from .tool_choice_mode import ToolChoiceMode
 from .tool_message import ToolMessage
 from .top_logprob import TopLogprob
+from .upload_file_form import UploadFileForm
 from .usage import Usage
 from .user_message import UserMessage
 from .version_info import VersionInfo
@@ -113,6 +119,7 @@ __all__ = (
     "Error",
     "ErrorDetail",
     "FilePart",
+    "FilePurpose",
     "FileReference",
     "FinishReason",
     "FunctionCall",
@@ -128,6 +135,7 @@ __all__ = (
     "JsonSchemaFormat",
     "JsonSchemaFormatSchema",
     "ListChatCompletionsResponse",
+    "ListFilesResponse",
     "ListProvidersResponse",
     "ListRoutesResponse",
     "LogitBiasType0",
@@ -137,6 +145,9 @@ __all__ = (
     "ModelType",
     "NamedFunction",
     "NamedToolChoice",
+    "OpenAIFileDeleteResponse",
+    "OpenAIFileObject",
+    "OpenAIFileObjectStatus",
     "OpenAIListModelsResponse",
     "OpenAIModel",
     "OpenAIModelCustomMetadata",
@@ -164,6 +175,7 @@ __all__ = (
     "ToolChoiceMode",
     "ToolMessage",
     "TopLogprob",
+    "UploadFileForm",
     "Usage",
     "UserMessage",
     "VersionInfo",

@@ -1,0 +1,50 @@
+"""Files (OpenAI-compatible): the routes' implementation, in front of the files provider."""
+
+from __future__ import annotations
+
+from typing import cast
+
+from pocketstack._generated import models
+from pocketstack.errors import ServiceUnavailableError
+from pocketstack.fields import given
+from pocketstack.providers.base import FilesProvider
+from pocketstack.stack import Stack
+from pocketstack.uploads import FileBody, Upload
+
+
+class FilesApi:
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+
+    def provider(self) -> FilesProvider:
+        """The distribution's files provider (the first, when it lists several)."""
+        instances = self.stack.providers_of("files")
+        if not instances:
+            raise ServiceUnavailableError(
+                "The files API is not enabled in this distribution (add `files` to `apis` and a files provider).",
+                code="service_not_enabled",
+            )
+        return cast(FilesProvider, instances[0].impl)
+
+    async def openai_upload_file(self, request: models.UploadFileForm, file: Upload) -> models.OpenAIFileObject:
+        expires = given(request.expires_after_seconds_)
+        return await self.provider().upload(file, request.purpose.value, expires)
+
+    async def openai_list_files(self, request: models.OpenaiListFilesRequest) -> models.ListFilesResponse:
+        order = given(request.order)
+        purpose = given(request.purpose)
+        return await self.provider().list_files(
+            after=given(request.after),
+            limit=request.limit,
+            order=order.value if order is not None else "desc",
+            purpose=purpose.value if purpose is not None else None,
+        )
+
+    async def openai_retrieve_file(self, request: models.OpenaiRetrieveFileRequest) -> models.OpenAIFileObject:
+        return await self.provider().get(request.file_id)
+
+    async def openai_delete_file(self, request: models.OpenaiDeleteFileRequest) -> models.OpenAIFileDeleteResponse:
+        return await self.provider().delete(request.file_id)
+
+    async def openai_retrieve_file_content(self, request: models.OpenaiRetrieveFileContentRequest) -> FileBody:
+        return await self.provider().content(request.file_id)
