@@ -31,7 +31,7 @@ async def oai(server: TestClient[Any, Any]) -> AsyncIterator[openai.AsyncOpenAI]
 
 
 async def test_upload_then_read_back(oai: openai.AsyncOpenAI, home: Path) -> None:
-    content = "The lighthouse keeper counts ships.\n".encode() * 100
+    content = b"The lighthouse keeper counts ships.\n" * 100
     uploaded = await oai.files.create(file=("notes.txt", io.BytesIO(content), "text/plain"), purpose="assistants")
     assert uploaded.id.startswith("file-") and uploaded.object == "file"
     assert uploaded.bytes == len(content) and uploaded.filename == "notes.txt" and uploaded.purpose == "assistants"
