@@ -19,6 +19,7 @@ DATAMODEL_FLAGS = (
     "--target-pydantic-version", "2.14",
     "--use-missing-sentinel",
     "--use-default",
+    "--set-default-enum-member",  # `mode: SearchMode = SearchMode.vector`, not a bare string
     "--collapse-root-models",
     "--extra-fields", "allow",  # what a remote adds (reasoning_content...) reaches the client
     "--strict-nullable",

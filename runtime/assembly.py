@@ -10,6 +10,7 @@ from pocketstack.apis.inference import InferenceApi
 from pocketstack.apis.inspect import InspectApi
 from pocketstack.apis.models import ModelsApi
 from pocketstack.apis.providers import ProvidersApi
+from pocketstack.apis.vector_io import VectorIOApi
 from pocketstack.stack import Stack
 
 
@@ -19,11 +20,13 @@ async def assemble(stack: Stack, served_tags: frozenset[str]) -> dict[str, Handl
     models_api = ModelsApi(stack)
     await models_api.sync_from_providers()
     await models_api.sync_from_config()
+    inference = InferenceApi(stack, models_api)
     apis = Apis(
         inspect=InspectApi(stack, served_tags),
         providers=ProvidersApi(stack),
         models=models_api,
-        inference=InferenceApi(stack, models_api),
+        inference=inference,
         files=FilesApi(stack),
+        vector_io=VectorIOApi(stack, inference),
     )
     return handlers(apis)

@@ -992,6 +992,264 @@ class OpenAIFileDeleteResponse(BaseModel):
     deleted: bool
 
 
+class VectorStoreFileCounts(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    completed: int
+    cancelled: int
+    failed: int
+    in_progress: int
+    total: int
+
+
+class VectorStoreExpiresAfter(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    anchor: Literal["last_active_at"] = "last_active_at"
+    days: Annotated[int, Field(ge=1, le=365)]
+
+
+class VectorStoreObjectStatus(StrEnum):
+    expired = "expired"
+    in_progress = "in_progress"
+    completed = "completed"
+
+
+class VectorStoreObject(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    id: Annotated[str, Field(description="`vs_` followed by 32 hex digits.")]
+    object: Literal["vector_store"] = "vector_store"
+    created_at: int
+    name: str
+    usage_bytes: Annotated[int, Field(description="Bytes of chunk text stored.")]
+    file_counts: VectorStoreFileCounts
+    status: VectorStoreObjectStatus
+    expires_after: VectorStoreExpiresAfter | MISSING = MISSING
+    expires_at: int | None | MISSING = MISSING
+    last_active_at: int
+    metadata: Annotated[
+        dict[str, Any],
+        Field(
+            description="The caller's metadata plus `provider_id`, `embedding_model` and `embedding_dimension` (a string)."
+        ),
+    ]
+
+
+class CreateVectorStoreRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    name: str | MISSING = MISSING
+    file_ids: list[str] | MISSING = MISSING
+    expires_after: VectorStoreExpiresAfter | MISSING = MISSING
+    chunking_strategy: Annotated[
+        dict[str, Any] | MISSING,
+        Field(
+            description="`{type: auto}` or `{type: static, static: {max_chunk_size_tokens, chunk_overlap_tokens}}`."
+        ),
+    ] = MISSING
+    metadata: dict[str, Any] | MISSING = MISSING
+    embedding_model: Annotated[
+        str | MISSING,
+        Field(
+            description="Llama Stack extra: the embedding model (default: the config's, else the built-in)."
+        ),
+    ] = MISSING
+    embedding_dimension: Annotated[
+        int | MISSING,
+        Field(description="Llama Stack extra; checked against the model's.", ge=1),
+    ] = MISSING
+    provider_id: Annotated[
+        str | MISSING, Field(description="Llama Stack extra: the vector_io provider.")
+    ] = MISSING
+
+
+class UpdateVectorStoreRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    name: str | MISSING = MISSING
+    expires_after: dict[str, Any] | None | MISSING = MISSING
+    metadata: dict[str, Any] | None | MISSING = MISSING
+
+
+class ListVectorStoresResponse(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    object: Literal["list"] = "list"
+    data: list[VectorStoreObject]
+    first_id: str
+    last_id: str
+    has_more: bool
+
+
+class VectorStoreDeleteResponse(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    id: str
+    object: Literal["vector_store.deleted"] = "vector_store.deleted"
+    deleted: bool
+
+
+class SearchRankingOptions(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    ranker: Annotated[
+        str | MISSING,
+        Field(
+            description="`rrf` (reciprocal rank fusion, default for hybrid) or `weighted`; OpenAI's `auto` and `default-2024-11-15` mean the default."
+        ),
+    ] = MISSING
+    score_threshold: Annotated[
+        float | MISSING, Field(description="Drop results scoring below this.")
+    ] = MISSING
+    alpha: Annotated[
+        float | MISSING,
+        Field(
+            description="weighted ranker: the vector score's weight (keyword gets 1 - alpha).",
+            ge=0.0,
+            le=1.0,
+        ),
+    ] = MISSING
+    impact_factor: Annotated[
+        float | MISSING,
+        Field(description="rrf: the k in 1 / (k + rank), default 60.", gt=0.0),
+    ] = MISSING
+
+
+class SearchVectorStoreRequestQuery(RootModel[str]):
+    root: Annotated[str, Field(min_length=1)]
+
+
+class SearchVectorStoreRequestQuery1SearchVectorStoreRequestQuery1Item(RootModel[str]):
+    root: Annotated[str, Field(min_length=1)]
+
+
+class SearchVectorStoreRequestQuery1(
+    RootModel[list[SearchVectorStoreRequestQuery1SearchVectorStoreRequestQuery1Item]]
+):
+    root: Annotated[
+        list[SearchVectorStoreRequestQuery1SearchVectorStoreRequestQuery1Item],
+        Field(min_length=1),
+    ]
+
+
+class SearchVectorStoreRequestSearchMode(StrEnum):
+    vector = "vector"
+    keyword = "keyword"
+    hybrid = "hybrid"
+
+
+class SearchVectorStoreRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    query: SearchVectorStoreRequestQuery | SearchVectorStoreRequestQuery1
+    filters: Annotated[
+        dict[str, Any] | MISSING,
+        Field(
+            description="OpenAI's comparison (`{type: eq|ne|gt|gte|lt|lte|in|nin, key, value}`) or compound (`{type: and|or, filters}`) filter on attributes."
+        ),
+    ] = MISSING
+    max_num_results: Annotated[int, Field(ge=1, le=50)] = 10
+    ranking_options: SearchRankingOptions | MISSING = MISSING
+    rewrite_query: bool = False
+    search_mode: SearchVectorStoreRequestSearchMode = (
+        SearchVectorStoreRequestSearchMode.vector
+    )
+
+
+class SearchResultText(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    type: Literal["text"] = "text"
+    text: str
+
+
+class SearchResult(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    file_id: str
+    filename: str
+    score: float
+    attributes: dict[str, Any]
+    content: list[SearchResultText]
+
+
+class VectorStoreSearchResponsePage(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    object: Literal["vector_store.search_results.page"] = (
+        "vector_store.search_results.page"
+    )
+    search_query: list[str]
+    data: list[SearchResult]
+    has_more: bool
+    next_page: str | None | MISSING = MISSING
+
+
+class Chunk(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    content: Annotated[str, Field(description="The chunk's text.")]
+    chunk_id: Annotated[
+        str | MISSING, Field(description="Made from the content when left out.")
+    ] = MISSING
+    metadata: Annotated[
+        dict[str, Any] | MISSING,
+        Field(description="Attributes (filterable); `document_id` names the source."),
+    ] = MISSING
+    chunk_metadata: dict[str, Any] | MISSING = MISSING
+    embedding: Annotated[
+        list[float] | MISSING,
+        Field(description="Pre-computed; else the store's model embeds `content`."),
+    ] = MISSING
+    embedding_model: str | MISSING = MISSING
+    embedding_dimension: int | MISSING = MISSING
+
+
+class InsertChunksRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    vector_store_id: str
+    chunks: Annotated[list[Chunk], Field(min_length=1)]
+    ttl_seconds: Annotated[int | MISSING, Field(ge=1)] = MISSING
+
+
+class QueryChunksRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    vector_store_id: str
+    query: Annotated[str, Field(min_length=1)]
+    params: Annotated[
+        dict[str, Any] | MISSING,
+        Field(
+            description="`max_chunks` (default 10), `mode` (vector | keyword | hybrid), `score_threshold`, `ranker`."
+        ),
+    ] = MISSING
+
+
+class QueryChunksResponse(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    chunks: list[Chunk]
+    scores: list[float]
+
+
 class ListRoutesRequest(BaseModel):
     model_config = ConfigDict(
         extra="allow",
@@ -1088,6 +1346,55 @@ class OpenaiRetrieveFileContentRequest(BaseModel):
         extra="allow",
     )
     file_id: Annotated[str, Field(description="The file's id, `file-...`.")]
+
+
+class OpenaiListVectorStoresRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    after: Annotated[str | MISSING, Field(description="The id to continue after.")] = (
+        MISSING
+    )
+    limit: Annotated[
+        int, Field(description="How many to return, 1 to 100.", ge=1, le=100)
+    ] = 20
+    order: SortOrder | MISSING = MISSING
+
+
+class OpenaiRetrieveVectorStoreRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    vector_store_id: Annotated[
+        str, Field(description="The vector store's id, `vs_...`.")
+    ]
+
+
+class OpenaiUpdateVectorStoreRequest(UpdateVectorStoreRequest):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    vector_store_id: Annotated[
+        str, Field(description="The vector store's id, `vs_...`.")
+    ]
+
+
+class OpenaiDeleteVectorStoreRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    vector_store_id: Annotated[
+        str, Field(description="The vector store's id, `vs_...`.")
+    ]
+
+
+class OpenaiSearchVectorStoreRequest(SearchVectorStoreRequest):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    vector_store_id: Annotated[
+        str, Field(description="The vector store's id, `vs_...`.")
+    ]
 
 
 class Error(BaseModel):

@@ -130,3 +130,51 @@ class Files(Protocol):
     ) -> FileBody:
         """Get a file's bytes, as uploaded."""
         ...
+
+
+class VectorIO(Protocol):
+    """Vector stores (OpenAI-compatible) and Llama Stack's raw chunk insert and query."""
+
+    async def openai_list_vector_stores(
+        self, request: models.OpenaiListVectorStoresRequest
+    ) -> models.ListVectorStoresResponse:
+        """List vector stores, newest first by default (cursor pagination)."""
+        ...
+
+    async def openai_create_vector_store(
+        self, request: models.CreateVectorStoreRequest
+    ) -> models.VectorStoreObject:
+        """Create a vector store (Llama Stack extras: embedding_model, embedding_dimension, provider_id)."""
+        ...
+
+    async def openai_retrieve_vector_store(
+        self, request: models.OpenaiRetrieveVectorStoreRequest
+    ) -> models.VectorStoreObject:
+        """Get a vector store."""
+        ...
+
+    async def openai_update_vector_store(
+        self, request: models.OpenaiUpdateVectorStoreRequest
+    ) -> models.VectorStoreObject:
+        """Rename a vector store, or change its metadata or expiry."""
+        ...
+
+    async def openai_delete_vector_store(
+        self, request: models.OpenaiDeleteVectorStoreRequest
+    ) -> models.VectorStoreDeleteResponse:
+        """Delete a vector store with its chunks and vectors."""
+        ...
+
+    async def openai_search_vector_store(
+        self, request: models.OpenaiSearchVectorStoreRequest
+    ) -> models.VectorStoreSearchResponsePage:
+        """Search a vector store: vector, keyword (BM25) or hybrid, with attribute filters."""
+        ...
+
+    async def insert_chunks(self, request: models.InsertChunksRequest) -> None:
+        """Insert chunks (embedded here unless they carry an embedding)."""
+        ...
+
+    async def query_chunks(self, request: models.QueryChunksRequest) -> models.QueryChunksResponse:
+        """Query chunks by text: the nearest chunks and their scores."""
+        ...

@@ -10,7 +10,7 @@ from aiohttp import web
 from pocketstack import http
 from pocketstack._generated import models
 from pocketstack._generated.operations import API_TAGS
-from pocketstack._generated.protocols import Files, Inference, Inspect, Models, Providers
+from pocketstack._generated.protocols import Files, Inference, Inspect, Models, Providers, VectorIO
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -24,6 +24,7 @@ class Apis:
     models: Models | None = None
     inference: Inference | None = None
     files: Files | None = None
+    vector_io: VectorIO | None = None
 
 
 class InspectRoutes:
@@ -309,6 +310,123 @@ class FilesRoutes:
         return await http.respond_file(request, result)
 
 
+class VectorIORoutes:
+    def __init__(self, impl: VectorIO) -> None:
+        self.impl = impl
+
+    def handlers(self) -> dict[str, Handler]:
+        return {
+            "openai_list_vector_stores": self.openai_list_vector_stores,
+            "openai_create_vector_store": self.openai_create_vector_store,
+            "openai_retrieve_vector_store": self.openai_retrieve_vector_store,
+            "openai_update_vector_store": self.openai_update_vector_store,
+            "openai_delete_vector_store": self.openai_delete_vector_store,
+            "openai_search_vector_store": self.openai_search_vector_store,
+            "insert_chunks": self.insert_chunks,
+            "query_chunks": self.query_chunks,
+        }
+
+    async def openai_list_vector_stores(self, request: web.Request) -> web.StreamResponse:
+        parsed = await http.parse_request(
+            request,
+            models.OpenaiListVectorStoresRequest,
+            path=(),
+            query=(
+                "after",
+                "limit",
+                "order",
+            ),
+            array_query=(),
+            body="none",
+        )
+        result = await self.impl.openai_list_vector_stores(parsed)
+        return await http.respond(request, result, status=200)
+
+    async def openai_create_vector_store(self, request: web.Request) -> web.StreamResponse:
+        parsed = await http.parse_request(
+            request,
+            models.CreateVectorStoreRequest,
+            path=(),
+            query=(),
+            array_query=(),
+            body="required",
+        )
+        result = await self.impl.openai_create_vector_store(parsed)
+        return await http.respond(request, result, status=200)
+
+    async def openai_retrieve_vector_store(self, request: web.Request) -> web.StreamResponse:
+        parsed = await http.parse_request(
+            request,
+            models.OpenaiRetrieveVectorStoreRequest,
+            path=("vector_store_id",),
+            query=(),
+            array_query=(),
+            body="none",
+        )
+        result = await self.impl.openai_retrieve_vector_store(parsed)
+        return await http.respond(request, result, status=200)
+
+    async def openai_update_vector_store(self, request: web.Request) -> web.StreamResponse:
+        parsed = await http.parse_request(
+            request,
+            models.OpenaiUpdateVectorStoreRequest,
+            path=("vector_store_id",),
+            query=(),
+            array_query=(),
+            body="required",
+        )
+        result = await self.impl.openai_update_vector_store(parsed)
+        return await http.respond(request, result, status=200)
+
+    async def openai_delete_vector_store(self, request: web.Request) -> web.StreamResponse:
+        parsed = await http.parse_request(
+            request,
+            models.OpenaiDeleteVectorStoreRequest,
+            path=("vector_store_id",),
+            query=(),
+            array_query=(),
+            body="none",
+        )
+        result = await self.impl.openai_delete_vector_store(parsed)
+        return await http.respond(request, result, status=200)
+
+    async def openai_search_vector_store(self, request: web.Request) -> web.StreamResponse:
+        parsed = await http.parse_request(
+            request,
+            models.OpenaiSearchVectorStoreRequest,
+            path=("vector_store_id",),
+            query=(),
+            array_query=(),
+            body="required",
+        )
+        result = await self.impl.openai_search_vector_store(parsed)
+        return await http.respond(request, result, status=200)
+
+    async def insert_chunks(self, request: web.Request) -> web.StreamResponse:
+        parsed = await http.parse_request(
+            request,
+            models.InsertChunksRequest,
+            path=(),
+            query=(),
+            array_query=(),
+            body="required",
+        )
+        await self.impl.insert_chunks(parsed)
+        return await http.respond(request, None, status=204)
+
+    async def query_chunks(self, request: web.Request) -> web.StreamResponse:
+        parsed = await http.parse_request(
+            request,
+            models.QueryChunksRequest,
+            path=(),
+            query=(),
+            array_query=(),
+            body="required",
+        )
+        result = await self.impl.query_chunks(parsed)
+        return await http.respond(request, result, status=200)
+
+
 def served_tags(apis: Apis) -> frozenset[str]:
     """The tags of the APIs that have an implementation."""
     return frozenset(tag for name, tag in API_TAGS.items() if getattr(apis, name) is not None)
@@ -327,4 +445,6 @@ def handlers(apis: Apis) -> dict[str, Handler]:
         found.update(InferenceRoutes(apis.inference).handlers())
     if apis.files is not None:
         found.update(FilesRoutes(apis.files).handlers())
+    if apis.vector_io is not None:
+        found.update(VectorIORoutes(apis.vector_io).handlers())
     return found

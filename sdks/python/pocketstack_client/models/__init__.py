@@ -10,15 +10,21 @@ from .chat_completion_request import ChatCompletionRequest
 from .chat_completion_request_metadata_type_0 import ChatCompletionRequestMetadataType0
 from .chat_response_message import ChatResponseMessage
 from .choice_logprobs import ChoiceLogprobs
+from .chunk import Chunk
 from .chunk_choice import ChunkChoice
+from .chunk_chunk_metadata import ChunkChunkMetadata
 from .chunk_delta import ChunkDelta
 from .chunk_function_call import ChunkFunctionCall
+from .chunk_metadata import ChunkMetadata
 from .chunk_tool_call import ChunkToolCall
 from .completion import Completion
 from .completion_choice import CompletionChoice
 from .completion_logprobs import CompletionLogprobs
 from .completion_logprobs_top_logprobs_item_type_0 import CompletionLogprobsTopLogprobsItemType0
 from .completion_request import CompletionRequest
+from .create_vector_store_request import CreateVectorStoreRequest
+from .create_vector_store_request_chunking_strategy import CreateVectorStoreRequestChunkingStrategy
+from .create_vector_store_request_metadata import CreateVectorStoreRequestMetadata
 from .delete_model_response import DeleteModelResponse
 from .developer_message import DeveloperMessage
 from .embedding import Embedding
@@ -42,12 +48,14 @@ from .image_url_detail import ImageUrlDetail
 from .image_url_part import ImageUrlPart
 from .input_audio import InputAudio
 from .input_audio_part import InputAudioPart
+from .insert_chunks_request import InsertChunksRequest
 from .json_schema_format import JsonSchemaFormat
 from .json_schema_format_schema import JsonSchemaFormatSchema
 from .list_chat_completions_response import ListChatCompletionsResponse
 from .list_files_response import ListFilesResponse
 from .list_providers_response import ListProvidersResponse
 from .list_routes_response import ListRoutesResponse
+from .list_vector_stores_response import ListVectorStoresResponse
 from .logit_bias_type_0 import LogitBiasType0
 from .model import Model
 from .model_metadata import ModelMetadata
@@ -64,6 +72,9 @@ from .open_ai_model_custom_metadata import OpenAIModelCustomMetadata
 from .provider_info import ProviderInfo
 from .provider_info_config import ProviderInfoConfig
 from .provider_info_health import ProviderInfoHealth
+from .query_chunks_request import QueryChunksRequest
+from .query_chunks_request_params import QueryChunksRequestParams
+from .query_chunks_response import QueryChunksResponse
 from .refusal_part import RefusalPart
 from .register_model_request import RegisterModelRequest
 from .register_model_request_metadata import RegisterModelRequestMetadata
@@ -74,6 +85,13 @@ from .response_format_json_object import ResponseFormatJsonObject
 from .response_format_json_schema import ResponseFormatJsonSchema
 from .response_format_text import ResponseFormatText
 from .route_info import RouteInfo
+from .search_ranking_options import SearchRankingOptions
+from .search_result import SearchResult
+from .search_result_attributes import SearchResultAttributes
+from .search_result_text import SearchResultText
+from .search_vector_store_request import SearchVectorStoreRequest
+from .search_vector_store_request_filters import SearchVectorStoreRequestFilters
+from .search_vector_store_request_search_mode import SearchVectorStoreRequestSearchMode
 from .sort_order import SortOrder
 from .stored_chat_completion import StoredChatCompletion
 from .stream_options import StreamOptions
@@ -85,9 +103,19 @@ from .tool_call import ToolCall
 from .tool_choice_mode import ToolChoiceMode
 from .tool_message import ToolMessage
 from .top_logprob import TopLogprob
+from .update_vector_store_request import UpdateVectorStoreRequest
+from .update_vector_store_request_expires_after_type_0 import UpdateVectorStoreRequestExpiresAfterType0
+from .update_vector_store_request_metadata_type_0 import UpdateVectorStoreRequestMetadataType0
 from .upload_file_form import UploadFileForm
 from .usage import Usage
 from .user_message import UserMessage
+from .vector_store_delete_response import VectorStoreDeleteResponse
+from .vector_store_expires_after import VectorStoreExpiresAfter
+from .vector_store_file_counts import VectorStoreFileCounts
+from .vector_store_object import VectorStoreObject
+from .vector_store_object_metadata import VectorStoreObjectMetadata
+from .vector_store_object_status import VectorStoreObjectStatus
+from .vector_store_search_response_page import VectorStoreSearchResponsePage
 from .version_info import VersionInfo
 
 __all__ = (
@@ -100,15 +128,21 @@ __all__ = (
     "ChatCompletionRequestMetadataType0",
     "ChatResponseMessage",
     "ChoiceLogprobs",
+    "Chunk",
     "ChunkChoice",
+    "ChunkChunkMetadata",
     "ChunkDelta",
     "ChunkFunctionCall",
+    "ChunkMetadata",
     "ChunkToolCall",
     "Completion",
     "CompletionChoice",
     "CompletionLogprobs",
     "CompletionLogprobsTopLogprobsItemType0",
     "CompletionRequest",
+    "CreateVectorStoreRequest",
+    "CreateVectorStoreRequestChunkingStrategy",
+    "CreateVectorStoreRequestMetadata",
     "DeleteModelResponse",
     "DeveloperMessage",
     "Embedding",
@@ -132,12 +166,14 @@ __all__ = (
     "ImageUrlPart",
     "InputAudio",
     "InputAudioPart",
+    "InsertChunksRequest",
     "JsonSchemaFormat",
     "JsonSchemaFormatSchema",
     "ListChatCompletionsResponse",
     "ListFilesResponse",
     "ListProvidersResponse",
     "ListRoutesResponse",
+    "ListVectorStoresResponse",
     "LogitBiasType0",
     "Model",
     "ModelMetadata",
@@ -154,6 +190,9 @@ __all__ = (
     "ProviderInfo",
     "ProviderInfoConfig",
     "ProviderInfoHealth",
+    "QueryChunksRequest",
+    "QueryChunksRequestParams",
+    "QueryChunksResponse",
     "RefusalPart",
     "RegisterModelRequest",
     "RegisterModelRequestMetadata",
@@ -164,6 +203,13 @@ __all__ = (
     "ResponseFormatJsonSchema",
     "ResponseFormatText",
     "RouteInfo",
+    "SearchRankingOptions",
+    "SearchResult",
+    "SearchResultAttributes",
+    "SearchResultText",
+    "SearchVectorStoreRequest",
+    "SearchVectorStoreRequestFilters",
+    "SearchVectorStoreRequestSearchMode",
     "SortOrder",
     "StoredChatCompletion",
     "StreamOptions",
@@ -175,8 +221,18 @@ __all__ = (
     "ToolChoiceMode",
     "ToolMessage",
     "TopLogprob",
+    "UpdateVectorStoreRequest",
+    "UpdateVectorStoreRequestExpiresAfterType0",
+    "UpdateVectorStoreRequestMetadataType0",
     "UploadFileForm",
     "Usage",
     "UserMessage",
+    "VectorStoreDeleteResponse",
+    "VectorStoreExpiresAfter",
+    "VectorStoreFileCounts",
+    "VectorStoreObject",
+    "VectorStoreObjectMetadata",
+    "VectorStoreObjectStatus",
+    "VectorStoreSearchResponsePage",
     "VersionInfo",
 )

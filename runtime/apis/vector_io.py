@@ -1,0 +1,284 @@
+"""Vector stores (OpenAI-compatible) and raw chunk insert/query (Llama Stack): records, embedding, search.
+
+The vector_io provider stores and searches chunks; this module keeps the stores' records in the
+state database, embeds text through the Inference API with each store's embedding model, and
+answers in OpenAI's and Llama Stack's shapes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import uuid
+from typing import Any, cast
+
+from pydantic import MISSING
+
+from pocketstack._generated import models
+from pocketstack.apis.inference import InferenceApi
+from pocketstack.errors import BadRequestError, NotImplementedByProviderError, ServiceUnavailableError
+from pocketstack.fields import given, plain
+from pocketstack.modelstore.store import DEFAULT_EMBEDDING_NAME
+from pocketstack.providers.inline.sqlite_vec.provider import NewChunk, SqliteVecStore
+from pocketstack.stack import Stack
+
+DEFAULT_EMBEDDING_MODEL = f"llama-cpp/{DEFAULT_EMBEDDING_NAME}"
+EMBED_BATCH = 32
+COLUMNS = (
+    "id, provider_id, name, created_at, last_active_at, embedding_model, embedding_dimension, metadata, expires_after"
+)
+
+
+class VectorIOApi:
+    def __init__(self, stack: Stack, inference: InferenceApi) -> None:
+        self.stack = stack
+        self.inference = inference
+
+    def _provider(self, provider_id: str | None = None) -> tuple[str, SqliteVecStore]:
+        instances = self.stack.providers_of("vector_io")
+        if not instances:
+            raise ServiceUnavailableError(
+                "The vector_io API is not enabled in this distribution.", code="service_not_enabled"
+            )
+        for instance in instances:
+            if provider_id in (None, instance.config.provider_id):
+                return instance.config.provider_id, cast(SqliteVecStore, instance.impl)
+        known = ", ".join(i.config.provider_id for i in instances)
+        raise BadRequestError(f"No vector_io provider '{provider_id}' (known: {known}).", param="provider_id")
+
+    async def _embed(self, model: str, texts: list[str]) -> list[list[float]]:
+        vectors: list[list[float]] = []
+        for start in range(0, len(texts), EMBED_BATCH):
+            batch = texts[start : start + EMBED_BATCH]
+            answer = await self.inference.openai_embeddings(models.EmbeddingsRequest(model=model, input=batch))
+            vectors += [cast(list[float], item.embedding) for item in answer.data]
+        return vectors
+
+    async def _record(self, store_id: str) -> dict[str, Any]:
+        rows = await self.stack.database.fetch(f"SELECT {COLUMNS} FROM vector_stores WHERE id = ?", (store_id,))
+        if not rows:
+            # Llama Stack answers an unknown store on these routes with 400 (OpenAI's BadRequestError).
+            raise BadRequestError(f"Vector store '{store_id}' not found.", code="vector_store_not_found")
+        return dict(rows[0])
+
+    async def _object(self, record: dict[str, Any]) -> models.VectorStoreObject:
+        _, provider = self._provider(record["provider_id"])
+        metadata = json.loads(record["metadata"]) | {
+            "provider_id": record["provider_id"],
+            "embedding_model": record["embedding_model"],
+            "embedding_dimension": str(record["embedding_dimension"]),
+        }
+        expires_after = json.loads(record["expires_after"]) if record["expires_after"] else None
+        expires_at = record["last_active_at"] + expires_after["days"] * 86400 if expires_after else None
+        return models.VectorStoreObject(
+            id=record["id"],
+            created_at=record["created_at"],
+            name=record["name"],
+            usage_bytes=await provider.usage_bytes(record["id"]),
+            file_counts=models.VectorStoreFileCounts(completed=0, cancelled=0, failed=0, in_progress=0, total=0),
+            status="completed",
+            expires_after=models.VectorStoreExpiresAfter(**expires_after) if expires_after else MISSING,
+            expires_at=expires_at,
+            last_active_at=record["last_active_at"],
+            metadata=metadata,
+        )
+
+    async def openai_create_vector_store(self, request: models.CreateVectorStoreRequest) -> models.VectorStoreObject:
+        if given(request.file_ids):
+            raise NotImplementedByProviderError(
+                "Attaching files to vector stores is not available yet; insert chunks with /v1/vector-io/insert.",
+                code="not_implemented",
+            )
+        provider_id, _ = self._provider(given(request.provider_id))
+        model = given(request.embedding_model, DEFAULT_EMBEDDING_MODEL)
+        (probe,) = await self._embed(model, ["dimension probe"])
+        wanted = given(request.embedding_dimension)
+        if wanted is not None and wanted != len(probe):
+            raise BadRequestError(
+                f"embedding_dimension {wanted} does not match {model}, which makes {len(probe)}-dimensional vectors.",
+                param="embedding_dimension",
+            )
+        now = int(time.time())
+        store_id = f"vs_{uuid.uuid4().hex}"
+        expires = given(request.expires_after)
+        await self.stack.database.execute(
+            f"INSERT INTO vector_stores ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                store_id, provider_id, given(request.name, store_id), now, now, model, len(probe),
+                json.dumps(plain(given(request.metadata, {}))),
+                json.dumps(expires.model_dump(mode="json")) if expires is not None else None,
+            ),
+        )  # fmt: skip
+        return await self._object(await self._record(store_id))
+
+    async def openai_list_vector_stores(
+        self, request: models.OpenaiListVectorStoresRequest
+    ) -> models.ListVectorStoresResponse:
+        order = given(request.order)
+        descending = order is None or order.value == "desc"
+        clauses: list[str] = []
+        params: list[Any] = []
+        after = given(request.after)
+        if after is not None:
+            cursor = await self.stack.database.fetch("SELECT seq FROM vector_stores WHERE id = ?", (after,))
+            if not cursor:
+                raise BadRequestError(f"No vector store '{after}' to continue after.", param="after")
+            clauses.append("seq < ?" if descending else "seq > ?")
+            params.append(cursor[0]["seq"])
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = await self.stack.database.fetch(
+            f"SELECT {COLUMNS} FROM vector_stores {where} ORDER BY seq {'DESC' if descending else 'ASC'} LIMIT ?",
+            (*params, request.limit + 1),
+        )
+        data = [await self._object(dict(row)) for row in rows[: request.limit]]
+        return models.ListVectorStoresResponse(
+            data=data,
+            first_id=data[0].id if data else "",
+            last_id=data[-1].id if data else "",
+            has_more=len(rows) > request.limit,
+        )
+
+    async def openai_retrieve_vector_store(
+        self, request: models.OpenaiRetrieveVectorStoreRequest
+    ) -> models.VectorStoreObject:
+        return await self._object(await self._record(request.vector_store_id))
+
+    async def openai_update_vector_store(
+        self, request: models.OpenaiUpdateVectorStoreRequest
+    ) -> models.VectorStoreObject:
+        record = await self._record(request.vector_store_id)
+        name = given(request.name, record["name"])
+        metadata = record["metadata"] if request.metadata is MISSING else json.dumps(plain(request.metadata or {}))
+        expires = record["expires_after"]
+        if request.expires_after is not MISSING:
+            expires = (
+                None
+                if request.expires_after is None
+                else json.dumps(
+                    models.VectorStoreExpiresAfter.model_validate(request.expires_after).model_dump(mode="json")
+                )
+            )
+        await self.stack.database.execute(
+            "UPDATE vector_stores SET name = ?, metadata = ?, expires_after = ?, last_active_at = ? WHERE id = ?",
+            (name, metadata, expires, int(time.time()), record["id"]),
+        )
+        return await self._object(await self._record(record["id"]))
+
+    async def openai_delete_vector_store(
+        self, request: models.OpenaiDeleteVectorStoreRequest
+    ) -> models.VectorStoreDeleteResponse:
+        record = await self._record(request.vector_store_id)
+        _, provider = self._provider(record["provider_id"])
+        await provider.delete(record["id"])  # chunks and vectors first: a crash leaves a store, never orphans
+        await self.stack.database.execute("DELETE FROM vector_stores WHERE id = ?", (record["id"],))
+        return models.VectorStoreDeleteResponse(id=record["id"], deleted=True)
+
+    async def openai_search_vector_store(
+        self, request: models.OpenaiSearchVectorStoreRequest
+    ) -> models.VectorStoreSearchResponsePage:
+        record = await self._record(request.vector_store_id)
+        raw = plain(request.query)
+        queries = [raw] if isinstance(raw, str) else list(raw)
+        text = " ".join(queries)
+        options = given(request.ranking_options)
+        hits = await self._search(
+            record,
+            text,
+            mode=request.search_mode.value if hasattr(request.search_mode, "value") else str(request.search_mode),
+            k=request.max_num_results,
+            where=given(request.filters),
+            options=options,
+        )
+        data = [
+            models.SearchResult(
+                file_id=hit.chunk.file_id or "",
+                filename=hit.chunk.filename or "",
+                score=hit.score,
+                attributes=hit.chunk.metadata,
+                content=[models.SearchResultText(text=hit.chunk.content)],
+            )
+            for hit in hits
+        ]
+        return models.VectorStoreSearchResponsePage(search_query=queries, data=data, has_more=False, next_page=None)
+
+    async def _search(
+        self, record: dict[str, Any], text: str, *, mode: str, k: int, where: Any, options: Any
+    ) -> list[Any]:
+        _, provider = self._provider(record["provider_id"])
+        vector = None
+        if mode in ("vector", "hybrid"):
+            (vector,) = await self._embed(record["embedding_model"], [text])
+        ranker = given(getattr(options, "ranker", None), "rrf")
+        if ranker not in ("rrf", "weighted", "auto", "default-2024-11-15"):
+            raise BadRequestError(
+                f"ranking_options.ranker must be rrf or weighted, not '{ranker}'", param="ranking_options"
+            )
+        hits = await provider.search(
+            record["id"],
+            vector=vector,
+            text=text,
+            mode=mode,
+            k=k,
+            where=where,
+            ranker="weighted" if ranker == "weighted" else "rrf",
+            alpha=given(getattr(options, "alpha", None), 0.5),
+            impact_factor=given(getattr(options, "impact_factor", None), 60.0),
+        )
+        threshold = given(getattr(options, "score_threshold", None))
+        return [hit for hit in hits if threshold is None or hit.score >= threshold]
+
+    async def insert_chunks(self, request: models.InsertChunksRequest) -> None:
+        record = await self._record(request.vector_store_id)
+        _, provider = self._provider(record["provider_id"])
+        chunks = list(request.chunks)
+        missing = [i for i, chunk in enumerate(chunks) if given(chunk.embedding) is None]
+        embedded = await self._embed(record["embedding_model"], [chunks[i].content for i in missing])
+        vectors: dict[int, list[float]] = dict(zip(missing, embedded, strict=True))
+        new = []
+        for index, chunk in enumerate(chunks):
+            metadata = plain(given(chunk.metadata, {}))
+            chunk_id = given(chunk.chunk_id) or _chunk_id(chunk.content, metadata.get("document_id"))
+            new.append(
+                NewChunk(
+                    chunk_id=chunk_id,
+                    content=chunk.content,
+                    metadata=metadata,
+                    chunk_metadata=plain(given(chunk.chunk_metadata, {})),
+                    embedding=vectors.get(index) or list(given(chunk.embedding)),
+                    file_id=metadata.get("file_id") if isinstance(metadata.get("file_id"), str) else None,
+                )
+            )
+        await provider.insert(record["id"], record["embedding_dimension"], new)
+        await self.stack.database.execute(
+            "UPDATE vector_stores SET last_active_at = ? WHERE id = ?", (int(time.time()), record["id"])
+        )
+
+    async def query_chunks(self, request: models.QueryChunksRequest) -> models.QueryChunksResponse:
+        record = await self._record(request.vector_store_id)
+        params = plain(given(request.params, {}))
+        mode = params.get("mode", "vector")
+        if mode not in ("vector", "keyword", "hybrid"):
+            raise BadRequestError("params.mode must be vector, keyword or hybrid", param="params")
+        k = params.get("max_chunks", 10)
+        if not isinstance(k, int) or not 1 <= k <= 1000:
+            raise BadRequestError("params.max_chunks must be an integer from 1 to 1000", param="params")
+        options = models.SearchRankingOptions(
+            ranker=params.get("ranker", "rrf"), score_threshold=params.get("score_threshold", MISSING)
+        )
+        hits = await self._search(record, request.query, mode=mode, k=k, where=params.get("filters"), options=options)
+        chunks = [
+            models.Chunk(
+                content=hit.chunk.content,
+                chunk_id=hit.chunk.chunk_id,
+                metadata=hit.chunk.metadata,
+                chunk_metadata=hit.chunk.chunk_metadata,
+            )
+            for hit in hits
+        ]
+        return models.QueryChunksResponse(chunks=chunks, scores=[hit.score for hit in hits])
+
+
+def _chunk_id(content: str, document_id: Any) -> str:
+    digest = hashlib.sha256(f"{document_id}\x00{content}".encode()).hexdigest()
+    return str(uuid.UUID(digest[:32]))
