@@ -21,12 +21,16 @@ async def assemble(stack: Stack, served_tags: frozenset[str]) -> dict[str, Handl
     await models_api.sync_from_providers()
     await models_api.sync_from_config()
     inference = InferenceApi(stack, models_api)
+    files = FilesApi(stack)
+    vector_io = VectorIOApi(stack, inference, files)
+    await vector_io.files.start()
+    stack.on_stop(vector_io.files.stop)
     apis = Apis(
         inspect=InspectApi(stack, served_tags),
         providers=ProvidersApi(stack),
         models=models_api,
         inference=inference,
-        files=FilesApi(stack),
-        vector_io=VectorIOApi(stack, inference),
+        files=files,
+        vector_io=vector_io,
     )
     return handlers(apis)

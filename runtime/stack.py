@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,6 +78,7 @@ class Stack:
         self.config = config
         self.plans = plan_providers(config)
         self.providers: dict[str, ProviderInstance] = {}
+        self._on_stop: list[Callable[[], Awaitable[None]]] = []
         self._database: Database | None = None
         self._registry: Registry | None = None
 
@@ -114,7 +116,17 @@ class Stack:
                 await self._stop_providers()
                 raise
 
+    def on_stop(self, callback: Callable[[], Awaitable[None]]) -> None:
+        """Run `callback` when the stack stops, before the providers (background work that uses them)."""
+        self._on_stop.append(callback)
+
     async def stop(self) -> None:
+        for callback in reversed(self._on_stop):
+            try:
+                await callback()
+            except Exception:
+                log.exception("a shutdown step failed")
+        self._on_stop.clear()
         await self._stop_providers()
         self._close_storage()
 

@@ -1250,6 +1250,87 @@ class QueryChunksResponse(BaseModel):
     scores: list[float]
 
 
+class VectorStoreFileStatus(StrEnum):
+    in_progress = "in_progress"
+    completed = "completed"
+    cancelled = "cancelled"
+    failed = "failed"
+
+
+class VectorStoreFileLastErrorCode(StrEnum):
+    server_error = "server_error"
+    unsupported_file = "unsupported_file"
+    invalid_file = "invalid_file"
+    rate_limit_exceeded = "rate_limit_exceeded"
+
+
+class VectorStoreFileLastError(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    code: VectorStoreFileLastErrorCode
+    message: str
+
+
+class VectorStoreFileObject(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    id: Annotated[str, Field(description="The file's id.")]
+    object: Literal["vector_store.file"] = "vector_store.file"
+    attributes: dict[str, Any]
+    chunking_strategy: dict[str, Any]
+    created_at: int
+    last_error: VectorStoreFileLastError | None | MISSING = MISSING
+    status: VectorStoreFileStatus
+    usage_bytes: int
+    vector_store_id: str
+
+
+class AttachFileRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    file_id: Annotated[str, Field(min_length=1)]
+    attributes: Annotated[
+        dict[str, Any] | MISSING,
+        Field(description="Up to 16 keys; strings, numbers or booleans."),
+    ] = MISSING
+    chunking_strategy: Annotated[
+        dict[str, Any] | MISSING,
+        Field(
+            description="`{type: auto}` or `{type: static, static: {max_chunk_size_tokens, chunk_overlap_tokens}}`."
+        ),
+    ] = MISSING
+
+
+class UpdateVectorStoreFileRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    attributes: dict[str, Any]
+
+
+class ListVectorStoreFilesResponse(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    object: Literal["list"] = "list"
+    data: list[VectorStoreFileObject]
+    first_id: str
+    last_id: str
+    has_more: bool
+
+
+class VectorStoreFileDeleteResponse(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    id: str
+    object: Literal["vector_store.file.deleted"] = "vector_store.file.deleted"
+    deleted: bool
+
+
 class ListRoutesRequest(BaseModel):
     model_config = ConfigDict(
         extra="allow",
@@ -1395,6 +1476,62 @@ class OpenaiSearchVectorStoreRequest(SearchVectorStoreRequest):
     vector_store_id: Annotated[
         str, Field(description="The vector store's id, `vs_...`.")
     ]
+
+
+class OpenaiListFilesInVectorStoreRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    vector_store_id: Annotated[
+        str, Field(description="The vector store's id, `vs_...`.")
+    ]
+    after: Annotated[
+        str | MISSING, Field(description="The file id to continue after.")
+    ] = MISSING
+    limit: Annotated[
+        int, Field(description="How many to return, 1 to 100.", ge=1, le=100)
+    ] = 20
+    order: SortOrder | MISSING = MISSING
+    filter: VectorStoreFileStatus | MISSING = MISSING
+
+
+class OpenaiAttachFileToVectorStoreRequest(AttachFileRequest):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    vector_store_id: Annotated[
+        str, Field(description="The vector store's id, `vs_...`.")
+    ]
+
+
+class OpenaiRetrieveVectorStoreFileRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    vector_store_id: Annotated[
+        str, Field(description="The vector store's id, `vs_...`.")
+    ]
+    file_id: Annotated[str, Field(description="The file's id, `file-...`.")]
+
+
+class OpenaiUpdateVectorStoreFileRequest(UpdateVectorStoreFileRequest):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    vector_store_id: Annotated[
+        str, Field(description="The vector store's id, `vs_...`.")
+    ]
+    file_id: Annotated[str, Field(description="The file's id, `file-...`.")]
+
+
+class OpenaiDeleteVectorStoreFileRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    vector_store_id: Annotated[
+        str, Field(description="The vector store's id, `vs_...`.")
+    ]
+    file_id: Annotated[str, Field(description="The file's id, `file-...`.")]
 
 
 class Error(BaseModel):

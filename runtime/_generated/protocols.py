@@ -178,3 +178,33 @@ class VectorIO(Protocol):
     async def query_chunks(self, request: models.QueryChunksRequest) -> models.QueryChunksResponse:
         """Query chunks by text: the nearest chunks and their scores."""
         ...
+
+    async def openai_list_files_in_vector_store(
+        self, request: models.OpenaiListFilesInVectorStoreRequest
+    ) -> models.ListVectorStoreFilesResponse:
+        """List the files attached to a vector store."""
+        ...
+
+    async def openai_attach_file_to_vector_store(
+        self, request: models.OpenaiAttachFileToVectorStoreRequest
+    ) -> models.VectorStoreFileObject:
+        """Attach a file: it is extracted, chunked and embedded in the background (poll its status)."""
+        ...
+
+    async def openai_retrieve_vector_store_file(
+        self, request: models.OpenaiRetrieveVectorStoreFileRequest
+    ) -> models.VectorStoreFileObject:
+        """Get an attached file and its ingestion status."""
+        ...
+
+    async def openai_update_vector_store_file(
+        self, request: models.OpenaiUpdateVectorStoreFileRequest
+    ) -> models.VectorStoreFileObject:
+        """Replace an attached file's attributes (its chunks' filterable metadata)."""
+        ...
+
+    async def openai_delete_vector_store_file(
+        self, request: models.OpenaiDeleteVectorStoreFileRequest
+    ) -> models.VectorStoreFileDeleteResponse:
+        """Detach a file: its chunks and vectors are removed (the file itself stays)."""
+        ...

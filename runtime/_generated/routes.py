@@ -324,6 +324,11 @@ class VectorIORoutes:
             "openai_search_vector_store": self.openai_search_vector_store,
             "insert_chunks": self.insert_chunks,
             "query_chunks": self.query_chunks,
+            "openai_list_files_in_vector_store": self.openai_list_files_in_vector_store,
+            "openai_attach_file_to_vector_store": self.openai_attach_file_to_vector_store,
+            "openai_retrieve_vector_store_file": self.openai_retrieve_vector_store_file,
+            "openai_update_vector_store_file": self.openai_update_vector_store_file,
+            "openai_delete_vector_store_file": self.openai_delete_vector_store_file,
         }
 
     async def openai_list_vector_stores(self, request: web.Request) -> web.StreamResponse:
@@ -424,6 +429,80 @@ class VectorIORoutes:
             body="required",
         )
         result = await self.impl.query_chunks(parsed)
+        return await http.respond(request, result, status=200)
+
+    async def openai_list_files_in_vector_store(self, request: web.Request) -> web.StreamResponse:
+        parsed = await http.parse_request(
+            request,
+            models.OpenaiListFilesInVectorStoreRequest,
+            path=("vector_store_id",),
+            query=(
+                "after",
+                "limit",
+                "order",
+                "filter",
+            ),
+            array_query=(),
+            body="none",
+        )
+        result = await self.impl.openai_list_files_in_vector_store(parsed)
+        return await http.respond(request, result, status=200)
+
+    async def openai_attach_file_to_vector_store(self, request: web.Request) -> web.StreamResponse:
+        parsed = await http.parse_request(
+            request,
+            models.OpenaiAttachFileToVectorStoreRequest,
+            path=("vector_store_id",),
+            query=(),
+            array_query=(),
+            body="required",
+        )
+        result = await self.impl.openai_attach_file_to_vector_store(parsed)
+        return await http.respond(request, result, status=200)
+
+    async def openai_retrieve_vector_store_file(self, request: web.Request) -> web.StreamResponse:
+        parsed = await http.parse_request(
+            request,
+            models.OpenaiRetrieveVectorStoreFileRequest,
+            path=(
+                "vector_store_id",
+                "file_id",
+            ),
+            query=(),
+            array_query=(),
+            body="none",
+        )
+        result = await self.impl.openai_retrieve_vector_store_file(parsed)
+        return await http.respond(request, result, status=200)
+
+    async def openai_update_vector_store_file(self, request: web.Request) -> web.StreamResponse:
+        parsed = await http.parse_request(
+            request,
+            models.OpenaiUpdateVectorStoreFileRequest,
+            path=(
+                "vector_store_id",
+                "file_id",
+            ),
+            query=(),
+            array_query=(),
+            body="required",
+        )
+        result = await self.impl.openai_update_vector_store_file(parsed)
+        return await http.respond(request, result, status=200)
+
+    async def openai_delete_vector_store_file(self, request: web.Request) -> web.StreamResponse:
+        parsed = await http.parse_request(
+            request,
+            models.OpenaiDeleteVectorStoreFileRequest,
+            path=(
+                "vector_store_id",
+                "file_id",
+            ),
+            query=(),
+            array_query=(),
+            body="none",
+        )
+        result = await self.impl.openai_delete_vector_store_file(parsed)
         return await http.respond(request, result, status=200)
 
 

@@ -16,8 +16,10 @@ from typing import Any, cast
 from pydantic import MISSING
 
 from pocketstack._generated import models
+from pocketstack.apis.files import FilesApi
 from pocketstack.apis.inference import InferenceApi
-from pocketstack.errors import BadRequestError, NotImplementedByProviderError, ServiceUnavailableError
+from pocketstack.apis.vector_store_files import VectorStoreFiles
+from pocketstack.errors import BadRequestError, ServiceUnavailableError
 from pocketstack.fields import given, plain
 from pocketstack.modelstore.store import DEFAULT_EMBEDDING_NAME
 from pocketstack.providers.inline.sqlite_vec.provider import NewChunk, SqliteVecStore
@@ -31,11 +33,12 @@ COLUMNS = (
 
 
 class VectorIOApi:
-    def __init__(self, stack: Stack, inference: InferenceApi) -> None:
+    def __init__(self, stack: Stack, inference: InferenceApi, files: FilesApi) -> None:
         self.stack = stack
         self.inference = inference
+        self.files = VectorStoreFiles(stack, self, files)
 
-    def _provider(self, provider_id: str | None = None) -> tuple[str, SqliteVecStore]:
+    def provider(self, provider_id: str | None = None) -> tuple[str, SqliteVecStore]:
         instances = self.stack.providers_of("vector_io")
         if not instances:
             raise ServiceUnavailableError(
@@ -47,7 +50,7 @@ class VectorIOApi:
         known = ", ".join(i.config.provider_id for i in instances)
         raise BadRequestError(f"No vector_io provider '{provider_id}' (known: {known}).", param="provider_id")
 
-    async def _embed(self, model: str, texts: list[str]) -> list[list[float]]:
+    async def embed(self, model: str, texts: list[str]) -> list[list[float]]:
         vectors: list[list[float]] = []
         for start in range(0, len(texts), EMBED_BATCH):
             batch = texts[start : start + EMBED_BATCH]
@@ -55,7 +58,7 @@ class VectorIOApi:
             vectors += [cast(list[float], item.embedding) for item in answer.data]
         return vectors
 
-    async def _record(self, store_id: str) -> dict[str, Any]:
+    async def record(self, store_id: str) -> dict[str, Any]:
         rows = await self.stack.database.fetch(f"SELECT {COLUMNS} FROM vector_stores WHERE id = ?", (store_id,))
         if not rows:
             # Llama Stack answers an unknown store on these routes with 400 (OpenAI's BadRequestError).
@@ -63,7 +66,7 @@ class VectorIOApi:
         return dict(rows[0])
 
     async def _object(self, record: dict[str, Any]) -> models.VectorStoreObject:
-        _, provider = self._provider(record["provider_id"])
+        _, provider = self.provider(record["provider_id"])
         metadata = json.loads(record["metadata"]) | {
             "provider_id": record["provider_id"],
             "embedding_model": record["embedding_model"],
@@ -71,13 +74,14 @@ class VectorIOApi:
         }
         expires_after = json.loads(record["expires_after"]) if record["expires_after"] else None
         expires_at = record["last_active_at"] + expires_after["days"] * 86400 if expires_after else None
+        counts = await self.files.counts(record["id"])
         return models.VectorStoreObject(
             id=record["id"],
             created_at=record["created_at"],
             name=record["name"],
             usage_bytes=await provider.usage_bytes(record["id"]),
-            file_counts=models.VectorStoreFileCounts(completed=0, cancelled=0, failed=0, in_progress=0, total=0),
-            status="completed",
+            file_counts=counts,
+            status="in_progress" if counts.in_progress else "completed",
             expires_after=models.VectorStoreExpiresAfter(**expires_after) if expires_after else MISSING,
             expires_at=expires_at,
             last_active_at=record["last_active_at"],
@@ -85,14 +89,12 @@ class VectorIOApi:
         )
 
     async def openai_create_vector_store(self, request: models.CreateVectorStoreRequest) -> models.VectorStoreObject:
-        if given(request.file_ids):
-            raise NotImplementedByProviderError(
-                "Attaching files to vector stores is not available yet; insert chunks with /v1/vector-io/insert.",
-                code="not_implemented",
-            )
-        provider_id, _ = self._provider(given(request.provider_id))
+        file_ids = given(request.file_ids, [])
+        for file_id in file_ids:
+            await self.files.files.provider().get(file_id)  # an unknown file fails the create, not later
+        provider_id, _ = self.provider(given(request.provider_id))
         model = given(request.embedding_model, DEFAULT_EMBEDDING_MODEL)
-        (probe,) = await self._embed(model, ["dimension probe"])
+        (probe,) = await self.embed(model, ["dimension probe"])
         wanted = given(request.embedding_dimension)
         if wanted is not None and wanted != len(probe):
             raise BadRequestError(
@@ -110,7 +112,9 @@ class VectorIOApi:
                 json.dumps(expires.model_dump(mode="json")) if expires is not None else None,
             ),
         )  # fmt: skip
-        return await self._object(await self._record(store_id))
+        for file_id in file_ids:
+            await self.files.attach(store_id, file_id, None, given(request.chunking_strategy))
+        return await self._object(await self.record(store_id))
 
     async def openai_list_vector_stores(
         self, request: models.OpenaiListVectorStoresRequest
@@ -142,12 +146,12 @@ class VectorIOApi:
     async def openai_retrieve_vector_store(
         self, request: models.OpenaiRetrieveVectorStoreRequest
     ) -> models.VectorStoreObject:
-        return await self._object(await self._record(request.vector_store_id))
+        return await self._object(await self.record(request.vector_store_id))
 
     async def openai_update_vector_store(
         self, request: models.OpenaiUpdateVectorStoreRequest
     ) -> models.VectorStoreObject:
-        record = await self._record(request.vector_store_id)
+        record = await self.record(request.vector_store_id)
         name = given(request.name, record["name"])
         metadata = record["metadata"] if request.metadata is MISSING else json.dumps(plain(request.metadata or {}))
         expires = record["expires_after"]
@@ -163,13 +167,13 @@ class VectorIOApi:
             "UPDATE vector_stores SET name = ?, metadata = ?, expires_after = ?, last_active_at = ? WHERE id = ?",
             (name, metadata, expires, int(time.time()), record["id"]),
         )
-        return await self._object(await self._record(record["id"]))
+        return await self._object(await self.record(record["id"]))
 
     async def openai_delete_vector_store(
         self, request: models.OpenaiDeleteVectorStoreRequest
     ) -> models.VectorStoreDeleteResponse:
-        record = await self._record(request.vector_store_id)
-        _, provider = self._provider(record["provider_id"])
+        record = await self.record(request.vector_store_id)
+        _, provider = self.provider(record["provider_id"])
         await provider.delete(record["id"])  # chunks and vectors first: a crash leaves a store, never orphans
         await self.stack.database.execute("DELETE FROM vector_stores WHERE id = ?", (record["id"],))
         return models.VectorStoreDeleteResponse(id=record["id"], deleted=True)
@@ -177,7 +181,7 @@ class VectorIOApi:
     async def openai_search_vector_store(
         self, request: models.OpenaiSearchVectorStoreRequest
     ) -> models.VectorStoreSearchResponsePage:
-        record = await self._record(request.vector_store_id)
+        record = await self.record(request.vector_store_id)
         raw = plain(request.query)
         queries = [raw] if isinstance(raw, str) else list(raw)
         text = " ".join(queries)
@@ -205,10 +209,10 @@ class VectorIOApi:
     async def _search(
         self, record: dict[str, Any], text: str, *, mode: str, k: int, where: Any, options: Any
     ) -> list[Any]:
-        _, provider = self._provider(record["provider_id"])
+        _, provider = self.provider(record["provider_id"])
         vector = None
         if mode in ("vector", "hybrid"):
-            (vector,) = await self._embed(record["embedding_model"], [text])
+            (vector,) = await self.embed(record["embedding_model"], [text])
         ranker = given(getattr(options, "ranker", None), "rrf")
         if ranker not in ("rrf", "weighted", "auto", "default-2024-11-15"):
             raise BadRequestError(
@@ -229,11 +233,11 @@ class VectorIOApi:
         return [hit for hit in hits if threshold is None or hit.score >= threshold]
 
     async def insert_chunks(self, request: models.InsertChunksRequest) -> None:
-        record = await self._record(request.vector_store_id)
-        _, provider = self._provider(record["provider_id"])
+        record = await self.record(request.vector_store_id)
+        _, provider = self.provider(record["provider_id"])
         chunks = list(request.chunks)
         missing = [i for i, chunk in enumerate(chunks) if given(chunk.embedding) is None]
-        embedded = await self._embed(record["embedding_model"], [chunks[i].content for i in missing])
+        embedded = await self.embed(record["embedding_model"], [chunks[i].content for i in missing])
         vectors: dict[int, list[float]] = dict(zip(missing, embedded, strict=True))
         new = []
         for index, chunk in enumerate(chunks):
@@ -255,7 +259,7 @@ class VectorIOApi:
         )
 
     async def query_chunks(self, request: models.QueryChunksRequest) -> models.QueryChunksResponse:
-        record = await self._record(request.vector_store_id)
+        record = await self.record(request.vector_store_id)
         params = plain(given(request.params, {}))
         mode = params.get("mode", "vector")
         if mode not in ("vector", "keyword", "hybrid"):
@@ -277,6 +281,42 @@ class VectorIOApi:
             for hit in hits
         ]
         return models.QueryChunksResponse(chunks=chunks, scores=[hit.score for hit in hits])
+
+    # Files attached to stores (vector_store_files.py does the work).
+
+    async def openai_attach_file_to_vector_store(
+        self, request: models.OpenaiAttachFileToVectorStoreRequest
+    ) -> models.VectorStoreFileObject:
+        return await self.files.attach(
+            request.vector_store_id, request.file_id, request.attributes, request.chunking_strategy
+        )
+
+    async def openai_list_files_in_vector_store(
+        self, request: models.OpenaiListFilesInVectorStoreRequest
+    ) -> models.ListVectorStoreFilesResponse:
+        order, status = given(request.order), given(request.filter)
+        return await self.files.list(
+            request.vector_store_id,
+            after=given(request.after),
+            limit=request.limit,
+            descending=order is None or order.value == "desc",
+            status=status.value if status is not None else None,
+        )
+
+    async def openai_retrieve_vector_store_file(
+        self, request: models.OpenaiRetrieveVectorStoreFileRequest
+    ) -> models.VectorStoreFileObject:
+        return await self.files.get(request.vector_store_id, request.file_id)
+
+    async def openai_update_vector_store_file(
+        self, request: models.OpenaiUpdateVectorStoreFileRequest
+    ) -> models.VectorStoreFileObject:
+        return await self.files.update(request.vector_store_id, request.file_id, request.attributes)
+
+    async def openai_delete_vector_store_file(
+        self, request: models.OpenaiDeleteVectorStoreFileRequest
+    ) -> models.VectorStoreFileDeleteResponse:
+        return await self.files.detach(request.vector_store_id, request.file_id)
 
 
 def _chunk_id(content: str, document_id: Any) -> str:

@@ -3,6 +3,9 @@
 
 from .api_filter import ApiFilter
 from .assistant_message import AssistantMessage
+from .attach_file_request import AttachFileRequest
+from .attach_file_request_attributes import AttachFileRequestAttributes
+from .attach_file_request_chunking_strategy import AttachFileRequestChunkingStrategy
 from .chat_choice import ChatChoice
 from .chat_completion import ChatCompletion
 from .chat_completion_chunk import ChatCompletionChunk
@@ -55,6 +58,7 @@ from .list_chat_completions_response import ListChatCompletionsResponse
 from .list_files_response import ListFilesResponse
 from .list_providers_response import ListProvidersResponse
 from .list_routes_response import ListRoutesResponse
+from .list_vector_store_files_response import ListVectorStoreFilesResponse
 from .list_vector_stores_response import ListVectorStoresResponse
 from .logit_bias_type_0 import LogitBiasType0
 from .model import Model
@@ -103,6 +107,8 @@ from .tool_call import ToolCall
 from .tool_choice_mode import ToolChoiceMode
 from .tool_message import ToolMessage
 from .top_logprob import TopLogprob
+from .update_vector_store_file_request import UpdateVectorStoreFileRequest
+from .update_vector_store_file_request_attributes import UpdateVectorStoreFileRequestAttributes
 from .update_vector_store_request import UpdateVectorStoreRequest
 from .update_vector_store_request_expires_after_type_0 import UpdateVectorStoreRequestExpiresAfterType0
 from .update_vector_store_request_metadata_type_0 import UpdateVectorStoreRequestMetadataType0
@@ -112,6 +118,13 @@ from .user_message import UserMessage
 from .vector_store_delete_response import VectorStoreDeleteResponse
 from .vector_store_expires_after import VectorStoreExpiresAfter
 from .vector_store_file_counts import VectorStoreFileCounts
+from .vector_store_file_delete_response import VectorStoreFileDeleteResponse
+from .vector_store_file_last_error import VectorStoreFileLastError
+from .vector_store_file_last_error_code import VectorStoreFileLastErrorCode
+from .vector_store_file_object import VectorStoreFileObject
+from .vector_store_file_object_attributes import VectorStoreFileObjectAttributes
+from .vector_store_file_object_chunking_strategy import VectorStoreFileObjectChunkingStrategy
+from .vector_store_file_status import VectorStoreFileStatus
 from .vector_store_object import VectorStoreObject
 from .vector_store_object_metadata import VectorStoreObjectMetadata
 from .vector_store_object_status import VectorStoreObjectStatus
@@ -121,6 +134,9 @@ from .version_info import VersionInfo
 __all__ = (
     "ApiFilter",
     "AssistantMessage",
+    "AttachFileRequest",
+    "AttachFileRequestAttributes",
+    "AttachFileRequestChunkingStrategy",
     "ChatChoice",
     "ChatCompletion",
     "ChatCompletionChunk",
@@ -173,6 +189,7 @@ __all__ = (
     "ListFilesResponse",
     "ListProvidersResponse",
     "ListRoutesResponse",
+    "ListVectorStoreFilesResponse",
     "ListVectorStoresResponse",
     "LogitBiasType0",
     "Model",
@@ -221,6 +238,8 @@ __all__ = (
     "ToolChoiceMode",
     "ToolMessage",
     "TopLogprob",
+    "UpdateVectorStoreFileRequest",
+    "UpdateVectorStoreFileRequestAttributes",
     "UpdateVectorStoreRequest",
     "UpdateVectorStoreRequestExpiresAfterType0",
     "UpdateVectorStoreRequestMetadataType0",
@@ -230,6 +249,13 @@ __all__ = (
     "VectorStoreDeleteResponse",
     "VectorStoreExpiresAfter",
     "VectorStoreFileCounts",
+    "VectorStoreFileDeleteResponse",
+    "VectorStoreFileLastError",
+    "VectorStoreFileLastErrorCode",
+    "VectorStoreFileObject",
+    "VectorStoreFileObjectAttributes",
+    "VectorStoreFileObjectChunkingStrategy",
+    "VectorStoreFileStatus",
     "VectorStoreObject",
     "VectorStoreObjectMetadata",
     "VectorStoreObjectStatus",

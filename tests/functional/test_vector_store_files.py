@@ -1,0 +1,147 @@
+"""Files in vector stores through the `openai` client: upload, attach, poll, search, attributes, detach."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import openai
+import pytest
+from aiohttp.test_utils import TestClient
+
+from pocketstack.app import create_app
+from tests.conftest import edge_with
+
+FILES = {
+    "lighthouse.md": b"# The lighthouse\n\nThe keeper climbs the tower every evening and lights the lamp for ships.\n",
+    "bread.html": b"<html><body><script>var x=1;</script><p>Sourdough needs a starter, flour, water and salt.</p>"
+    b"</body></html>",
+    "comets.json": b'{"topic": "comets", "text": "A comet grows a glowing tail of ice and dust near the sun."}',
+    "trains.csv": b"route,departs\nnight train to the coast,23:00\nmorning train to the hills,07:00\n",
+}
+
+
+@pytest.fixture
+async def server(aiohttp_client: Callable[..., Any], stored_embedding: str) -> TestClient[Any, Any]:
+    return await aiohttp_client(create_app(edge_with()))  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+async def oai(server: TestClient[Any, Any]) -> AsyncIterator[openai.AsyncOpenAI]:
+    client = openai.AsyncOpenAI(base_url=str(server.make_url("/v1")), api_key="unused", max_retries=0)
+    yield client
+    await client.close()
+
+
+async def _upload(oai: openai.AsyncOpenAI, name: str, content: bytes) -> str:
+    return (await oai.files.create(file=(name, io.BytesIO(content)), purpose="assistants")).id
+
+
+async def _settled(oai: openai.AsyncOpenAI, store_id: str) -> Any:
+    for _ in range(600):
+        store = await oai.vector_stores.retrieve(store_id)
+        if store.file_counts.in_progress == 0:
+            return store
+        await asyncio.sleep(0.05)
+    raise AssertionError("ingestion did not finish")
+
+
+async def test_a_store_made_from_files_finds_the_right_file(oai: openai.AsyncOpenAI, stored_embedding: str) -> None:
+    ids = {name: await _upload(oai, name, content) for name, content in FILES.items()}
+    store = await oai.vector_stores.create(
+        name="docs", file_ids=list(ids.values()), extra_body={"embedding_model": stored_embedding}
+    )
+    settled = await _settled(oai, store.id)
+    assert settled.file_counts.completed == 4 and settled.file_counts.total == 4 and settled.status == "completed"
+    assert settled.usage_bytes > 0
+    for query, name in (
+        ("who lights the lamp for the ships?", "lighthouse.md"),
+        ("what does sourdough need?", "bread.html"),
+        ("glowing tail near the sun", "comets.json"),
+        ("when does the night train leave?", "trains.csv"),
+    ):
+        page = await oai.vector_stores.search(store.id, query=query, max_num_results=2)
+        assert page.data[0].file_id == ids[name] and page.data[0].filename == name, (query, page.data)
+    bread = await oai.vector_stores.search(store.id, query="var x", extra_body={"search_mode": "keyword"})
+    assert all(hit.file_id != ids["bread.html"] for hit in bread.data)  # scripts are not text
+
+
+async def test_attach_poll_attributes_and_detach(oai: openai.AsyncOpenAI, stored_embedding: str) -> None:
+    store = await oai.vector_stores.create(name="one", extra_body={"embedding_model": stored_embedding})
+    file_id = await _upload(oai, "lighthouse.md", FILES["lighthouse.md"])
+    attached = await oai.vector_stores.files.create(
+        vector_store_id=store.id,
+        file_id=file_id,
+        attributes={"team": "ops"},
+        chunking_strategy={"type": "static", "static": {"max_chunk_size_tokens": 100, "chunk_overlap_tokens": 20}},
+    )
+    assert attached.status in ("in_progress", "completed") and attached.vector_store_id == store.id
+    done = await oai.vector_stores.files.poll(file_id, vector_store_id=store.id, poll_interval_ms=50)
+    assert done.status == "completed" and done.last_error is None and done.usage_bytes > 0
+    assert [f.id async for f in await oai.vector_stores.files.list(store.id)] == [file_id]
+    hits = await oai.vector_stores.search(store.id, query="lamp", filters={"type": "eq", "key": "team", "value": "ops"})
+    assert hits.data and hits.data[0].attributes is not None and hits.data[0].attributes["team"] == "ops"
+    await oai.vector_stores.files.update(file_id, vector_store_id=store.id, attributes={"team": "dev"})
+    await oai.vector_stores.files.poll(file_id, vector_store_id=store.id, poll_interval_ms=50)
+    moved = await oai.vector_stores.search(
+        store.id, query="lamp", filters={"type": "eq", "key": "team", "value": "ops"}
+    )
+    assert moved.data == []
+    deleted = await oai.vector_stores.files.delete(file_id, vector_store_id=store.id)
+    assert deleted.deleted
+    after = await oai.vector_stores.retrieve(store.id)
+    assert after.file_counts.total == 0 and after.usage_bytes == 0
+    assert (await oai.vector_stores.search(store.id, query="lamp")).data == []
+    assert (await oai.files.retrieve(file_id)).id == file_id  # detaching keeps the file
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "code"),
+    [("image.png", b"\x89PNG\r\n\x1a\n", "unsupported_file"), ("broken.json", b"{not json", "invalid_file"),
+     ("latin.txt", "caf\u00e9".encode("latin-1"), "invalid_file")],
+)  # fmt: skip
+async def test_unusable_files_fail_with_a_reason(
+    oai: openai.AsyncOpenAI, stored_embedding: str, name: str, content: bytes, code: str
+) -> None:
+    store = await oai.vector_stores.create(name="bad", extra_body={"embedding_model": stored_embedding})
+    file_id = await _upload(oai, name, content)
+    await oai.vector_stores.files.create(vector_store_id=store.id, file_id=file_id)
+    done = await oai.vector_stores.files.poll(file_id, vector_store_id=store.id, poll_interval_ms=50)
+    assert done.status == "failed" and done.last_error is not None and done.last_error.code == code
+    assert (await oai.vector_stores.retrieve(store.id)).file_counts.failed == 1
+
+
+async def test_unknown_file_or_bad_chunking_is_refused(oai: openai.AsyncOpenAI, stored_embedding: str) -> None:
+    store = await oai.vector_stores.create(name="x", extra_body={"embedding_model": stored_embedding})
+    with pytest.raises(openai.NotFoundError):
+        await oai.vector_stores.files.create(vector_store_id=store.id, file_id="file-nope")
+    file_id = await _upload(oai, "a.txt", b"hello there")
+    with pytest.raises(openai.BadRequestError):
+        await oai.vector_stores.files.create(
+            vector_store_id=store.id,
+            file_id=file_id,
+            chunking_strategy={"type": "static", "static": {"max_chunk_size_tokens": 100, "chunk_overlap_tokens": 90}},
+        )
+    with pytest.raises(openai.NotFoundError):
+        await oai.vector_stores.create(
+            name="y", file_ids=["file-nope"], extra_body={"embedding_model": stored_embedding}
+        )
+
+
+async def test_deleting_a_store_leaves_no_chunks(
+    oai: openai.AsyncOpenAI, server: TestClient[Any, Any], stored_embedding: str
+) -> None:
+    file_id = await _upload(oai, "lighthouse.md", FILES["lighthouse.md"])
+    store = await oai.vector_stores.create(
+        name="gone", file_ids=[file_id], extra_body={"embedding_model": stored_embedding}
+    )
+    await _settled(oai, store.id)
+    await oai.vector_stores.delete(store.id)
+    from pocketstack.app import STACK
+
+    provider = server.app[STACK].providers["sqlite-vec"].impl
+    assert await provider.usage_bytes(store.id) == 0  # type: ignore[attr-defined]
+    rows = await server.app[STACK].database.fetch("SELECT COUNT(*) AS n FROM vector_store_files")
+    assert rows[0]["n"] == 0
