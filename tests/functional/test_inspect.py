@@ -72,7 +72,7 @@ async def test_providers_list_and_get(client: TestClient[Any, Any], home: Path) 
     api = sdk(client)
     listed = await list_providers.asyncio(client=api)
     assert listed is not None and not isinstance(listed, Error)
-    inference, files = listed.data
+    inference, files, vector_io = listed.data
     assert (inference.api, inference.provider_id, inference.provider_type) == (
         "inference",
         "llama-cpp",
@@ -82,6 +82,8 @@ async def test_providers_list_and_get(client: TestClient[Any, Any], home: Path) 
     assert inference.config.additional_properties["models_dir"] == str(home / "models")
     assert (files.api, files.provider_id, files.provider_type) == ("files", "localfs", "inline::localfs")
     assert files.health.additional_properties == {"status": "OK"}
+    assert (vector_io.api, vector_io.provider_type) == ("vector_io", "inline::sqlite-vec")
+    assert vector_io.health.additional_properties == {"status": "OK"}
     one = await inspect_provider.asyncio(client=api, provider_id="llama-cpp")
     assert one is not None and not isinstance(one, Error) and one.provider_id == "llama-cpp"
 

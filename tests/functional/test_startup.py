@@ -29,7 +29,7 @@ HEAVY_MODULES = (
 )
 
 
-def test_nothing_heavy_is_imported_before_the_server_listens() -> None:
+def test_nothing_heavy_is_imported_before_the_server_listens_nor_llama_cpp_before_a_request() -> None:
     probe = f"""
 import asyncio, json, sys
 from aiohttp import web
@@ -40,13 +40,19 @@ async def main():
     runner = web.AppRunner(create_app(_load(None)))
     await runner.setup()  # runs the start-up half that precedes listening
     loaded = [name for name in {HEAVY_MODULES!r} if name in sys.modules]
-    print(json.dumps(loaded))
+    await app_ready(runner)
+    after = [name for name in ("llama_cpp", "numpy", "pypdf") if name in sys.modules]
+    print(json.dumps([loaded, after]))
     await runner.cleanup()
+
+async def app_ready(runner):
+    from pocketstack.app import READINESS
+    await runner.app[READINESS].task
 
 asyncio.run(main())
 """
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, check=True)
-    assert json.loads(result.stdout.splitlines()[-1]) == []
+    assert json.loads(result.stdout.splitlines()[-1]) == [[], []]  # the model runtime waits for a request
 
 
 @pytest.fixture

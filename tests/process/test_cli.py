@@ -33,6 +33,7 @@ def test_providers_of_the_default_distribution(home: Path) -> None:
     assert lines[0].split() == ["API", "PROVIDER", "ID", "PROVIDER", "TYPE"]
     assert lines[1].split() == ["inference", "llama-cpp", "inline::llama-cpp"]
     assert lines[2].split() == ["files", "localfs", "inline::localfs"]
+    assert lines[3].split() == ["vector_io", "sqlite-vec", "inline::sqlite-vec"]
 
 
 def test_second_instance_on_the_same_port_is_refused(home: Path) -> None:

@@ -11,15 +11,16 @@ Filters are compiled to SQL and select the candidate rows before the scan.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import threading
+from array import array
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import apsw
-import sqlite_vec
 
 from pocketstack.errors import BadRequestError, StartupError
 from pocketstack.providers.base import Health, ProviderContext
@@ -104,7 +105,7 @@ class SqliteVecStore:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             connection = apsw.Connection(str(self.path))
             connection.enable_load_extension(True)
-            connection.load_extension(sqlite_vec.loadable_path())
+            connection.load_extension(_extension_path())
             connection.enable_load_extension(False)
             connection.execute("PRAGMA journal_mode = WAL")
             connection.execute("PRAGMA busy_timeout = 5000")
@@ -161,7 +162,7 @@ class SqliteVecStore:
                     db.execute("INSERT INTO chunks_fts (rowid, content) VALUES (?, ?)", (rowid, chunk.content))
                     db.execute(
                         f"INSERT INTO {table} (id, embedding) VALUES (?, ?)",
-                        (rowid, sqlite_vec.serialize_float32(list(chunk.embedding))),
+                        (rowid, _float32(chunk.embedding)),
                     )
 
         await self._run(write)
@@ -285,6 +286,18 @@ class SqliteVecStore:
             )
         )
         return {int(r[0]): StoredChunk(r[1], r[2], json.loads(r[3]), json.loads(r[4]), r[5], r[6]) for r in rows}
+
+
+def _extension_path() -> str:
+    """sqlite-vec's loadable library, found without importing the package (whose import pulls numpy)."""
+    spec = importlib.util.find_spec("sqlite_vec")
+    if spec is None or not spec.submodule_search_locations:
+        raise StartupError("the sqlite-vec package is not installed (pip install sqlite-vec)")
+    return str(Path(next(iter(spec.submodule_search_locations))) / "vec0")
+
+
+def _float32(vector: Sequence[float]) -> bytes:
+    return array("f", vector).tobytes()  # sqlite-vec's float32 BLOB: packed native floats
 
 
 def _rows(db: apsw.Connection, sql: str, params: Sequence[Any] = ()) -> list[Any]:
