@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -156,3 +157,42 @@ def reranker_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 _HEAD_TENSORS = ("pooler.dense.weight", "pooler.dense.bias", "classifier.weight", "classifier.bias")
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Any]:
+    """A real PostgreSQL with pgvector, one per test session (see tests/pg_server.py)."""
+    import shutil
+    import tempfile
+
+    from tests.pg_server import running_postgres
+
+    folder = Path(tempfile.mkdtemp(prefix="pocketstack-pg-"))  # under /tmp: the postgres user can reach it
+    try:
+        with running_postgres(folder) as server:
+            yield server
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+VECTOR_PROVIDERS = ("sqlite-vec", "pgvector")
+
+
+@pytest.fixture(params=VECTOR_PROVIDERS)
+def vector_provider(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """The vector_io provider entry of a run config: the contract tests run once per provider."""
+    if request.param == "sqlite-vec":
+        return {"provider_id": "sqlite-vec", "provider_type": "inline::sqlite-vec", "config": {}}
+    server = request.getfixturevalue("postgres")
+    prefix = f"t{uuid.uuid4().hex[:12]}"  # every test its own tables in the shared cluster
+    config = {"host": server.host, "port": server.port, "user": server.user, "db": "postgres", "table_prefix": prefix}
+    return {"provider_id": "pgvector", "provider_type": "remote::pgvector", "config": config}
+
+
+def edge_with_vector_provider(entry: dict[str, Any], **overrides: Any) -> StackConfig:
+    path = distributions.path_of("edge")
+    assert path is not None
+    data = yaml.safe_load(path.read_text())
+    data["providers"]["vector_io"] = [entry]
+    data.update(overrides)
+    return parse_config(yaml.safe_dump(data), "test-config.yaml")

@@ -22,7 +22,7 @@ from pocketstack.apis.vector_store_files import VectorStoreFiles
 from pocketstack.errors import BadRequestError, ServiceUnavailableError
 from pocketstack.fields import given, plain
 from pocketstack.modelstore.store import DEFAULT_EMBEDDING_NAME
-from pocketstack.providers.inline.sqlite_vec.provider import NewChunk, SqliteVecStore
+from pocketstack.providers.vector_search import Hit, NewChunk, SearchQuery, VectorIOProvider, parse_filter
 from pocketstack.stack import Stack
 
 DEFAULT_EMBEDDING_MODEL = f"llama-cpp/{DEFAULT_EMBEDDING_NAME}"
@@ -38,7 +38,7 @@ class VectorIOApi:
         self.inference = inference
         self.files = VectorStoreFiles(stack, self, files)
 
-    def provider(self, provider_id: str | None = None) -> tuple[str, SqliteVecStore]:
+    def provider(self, provider_id: str | None = None) -> tuple[str, VectorIOProvider]:
         instances = self.stack.providers_of("vector_io")
         if not instances:
             raise ServiceUnavailableError(
@@ -46,7 +46,7 @@ class VectorIOApi:
             )
         for instance in instances:
             if provider_id in (None, instance.config.provider_id):
-                return instance.config.provider_id, cast(SqliteVecStore, instance.impl)
+                return instance.config.provider_id, cast(VectorIOProvider, instance.impl)
         known = ", ".join(i.config.provider_id for i in instances)
         raise BadRequestError(f"No vector_io provider '{provider_id}' (known: {known}).", param="provider_id")
 
@@ -208,27 +208,30 @@ class VectorIOApi:
 
     async def _search(
         self, record: dict[str, Any], text: str, *, mode: str, k: int, where: Any, options: Any
-    ) -> list[Any]:
+    ) -> list[Hit]:
         _, provider = self.provider(record["provider_id"])
-        vector = None
-        if mode in ("vector", "hybrid"):
-            (vector,) = await self.embed(record["embedding_model"], [text])
+        if mode not in ("vector", "keyword", "hybrid"):
+            raise BadRequestError("search_mode must be vector, keyword or hybrid", param="search_mode")
         ranker = given(getattr(options, "ranker", None), "rrf")
         if ranker not in ("rrf", "weighted", "auto", "default-2024-11-15"):
             raise BadRequestError(
                 f"ranking_options.ranker must be rrf or weighted, not '{ranker}'", param="ranking_options"
             )
-        hits = await provider.search(
-            record["id"],
+        parsed = None if where is None else parse_filter(plain(where))
+        vector = None
+        if mode in ("vector", "hybrid"):
+            (vector,) = await self.embed(record["embedding_model"], [text])
+        query = SearchQuery(
             vector=vector,
             text=text,
-            mode=mode,
+            mode=cast(Any, mode),
             k=k,
-            where=where,
+            where=parsed,
             ranker="weighted" if ranker == "weighted" else "rrf",
             alpha=given(getattr(options, "alpha", None), 0.5),
             impact_factor=given(getattr(options, "impact_factor", None), 60.0),
         )
+        hits = await provider.search(record["id"], query)
         threshold = given(getattr(options, "score_threshold", None))
         return [hit for hit in hits if threshold is None or hit.score >= threshold]
 

@@ -20,7 +20,7 @@ from pocketstack._generated import models
 from pocketstack.apis.files import FilesApi
 from pocketstack.errors import BadRequestError, NotFoundError, PocketStackError
 from pocketstack.fields import given, plain
-from pocketstack.providers.inline.sqlite_vec.provider import NewChunk
+from pocketstack.providers.vector_search import NewChunk
 from pocketstack.stack import Stack
 
 if TYPE_CHECKING:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pocketstack.providers.base import ProviderSpec
 from pocketstack.providers.inline import llama_cpp, localfs, sqlite_vec
+from pocketstack.providers.remote import pgvector
 from pocketstack.providers.remote.catalog import REMOTES
 
 PROVIDERS: dict[str, ProviderSpec] = {
-    spec.provider_type: spec for spec in (llama_cpp.SPEC, localfs.SPEC, sqlite_vec.SPEC, *REMOTES)
+    spec.provider_type: spec for spec in (llama_cpp.SPEC, localfs.SPEC, sqlite_vec.SPEC, pgvector.SPEC, *REMOTES)
 }
 
 __all__ = ["PROVIDERS", "ProviderSpec"]

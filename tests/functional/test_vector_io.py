@@ -1,4 +1,7 @@
-"""Vector stores on sqlite-vec through the official `openai` client and Llama Stack's vector-io routes."""
+"""Vector stores through the official `openai` client and Llama Stack's vector-io routes.
+
+The contract suite: every test runs once per vector_io provider (sqlite-vec, pgvector).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from pocketstack.app import create_app
-from tests.conftest import edge_with
+from tests.conftest import edge_with_vector_provider
 from tests.functional.test_errors import assert_error_shape
 
 DOCUMENTS = [
@@ -23,8 +26,11 @@ DOCUMENTS = [
 
 
 @pytest.fixture
-async def server(aiohttp_client: Callable[..., Any], stored_embedding: str) -> TestClient[Any, Any]:
-    return await aiohttp_client(create_app(edge_with()))  # type: ignore[no-any-return]
+async def server(
+    aiohttp_client: Callable[..., Any], stored_embedding: str, vector_provider: dict[str, Any]
+) -> TestClient[Any, Any]:
+    config = edge_with_vector_provider(vector_provider)
+    return await aiohttp_client(create_app(config))  # type: ignore[no-any-return]
 
 
 @pytest.fixture
@@ -48,11 +54,13 @@ async def store(oai: openai.AsyncOpenAI, server: TestClient[Any, Any], stored_em
     return created.id
 
 
-async def test_create_reports_the_llama_stack_extras(oai: openai.AsyncOpenAI, stored_embedding: str) -> None:
+async def test_create_reports_the_llama_stack_extras(
+    oai: openai.AsyncOpenAI, stored_embedding: str, vector_provider: dict[str, Any]
+) -> None:
     created = await oai.vector_stores.create(name="empty", extra_body={"embedding_model": stored_embedding})
     assert created.id.startswith("vs_") and created.object == "vector_store" and created.status == "completed"
     assert created.metadata == {
-        "provider_id": "sqlite-vec",
+        "provider_id": vector_provider["provider_id"],
         "embedding_model": stored_embedding,
         "embedding_dimension": "384",
     }

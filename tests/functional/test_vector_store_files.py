@@ -1,4 +1,7 @@
-"""Files in vector stores through the `openai` client: upload, attach, poll, search, attributes, detach."""
+"""Files in vector stores through the `openai` client: upload, attach, poll, search, attributes, detach.
+
+Part of the contract suite: every test runs once per vector_io provider (sqlite-vec, pgvector).
+"""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from pocketstack.app import create_app
-from tests.conftest import edge_with
+from tests.conftest import edge_with_vector_provider
 
 FILES = {
     "lighthouse.md": b"# The lighthouse\n\nThe keeper climbs the tower every evening and lights the lamp for ships.\n",
@@ -24,8 +27,11 @@ FILES = {
 
 
 @pytest.fixture
-async def server(aiohttp_client: Callable[..., Any], stored_embedding: str) -> TestClient[Any, Any]:
-    return await aiohttp_client(create_app(edge_with()))  # type: ignore[no-any-return]
+async def server(
+    aiohttp_client: Callable[..., Any], stored_embedding: str, vector_provider: dict[str, Any]
+) -> TestClient[Any, Any]:
+    config = edge_with_vector_provider(vector_provider)
+    return await aiohttp_client(create_app(config))  # type: ignore[no-any-return]
 
 
 @pytest.fixture
@@ -131,7 +137,7 @@ async def test_unknown_file_or_bad_chunking_is_refused(oai: openai.AsyncOpenAI, 
 
 
 async def test_deleting_a_store_leaves_no_chunks(
-    oai: openai.AsyncOpenAI, server: TestClient[Any, Any], stored_embedding: str
+    oai: openai.AsyncOpenAI, server: TestClient[Any, Any], stored_embedding: str, vector_provider: dict[str, Any]
 ) -> None:
     file_id = await _upload(oai, "lighthouse.md", FILES["lighthouse.md"])
     store = await oai.vector_stores.create(
@@ -141,7 +147,7 @@ async def test_deleting_a_store_leaves_no_chunks(
     await oai.vector_stores.delete(store.id)
     from pocketstack.app import STACK
 
-    provider = server.app[STACK].providers["sqlite-vec"].impl
+    provider = server.app[STACK].providers[vector_provider["provider_id"]].impl
     assert await provider.usage_bytes(store.id) == 0  # type: ignore[attr-defined]
     rows = await server.app[STACK].database.fetch("SELECT COUNT(*) AS n FROM vector_store_files")
     assert rows[0]["n"] == 0

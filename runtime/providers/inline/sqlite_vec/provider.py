@@ -26,6 +26,7 @@ from pocketstack.errors import BadRequestError, StartupError
 from pocketstack.providers.base import Health, ProviderContext
 from pocketstack.providers.inline.sqlite_vec import filters
 from pocketstack.providers.inline.sqlite_vec.config import SqliteVecConfig
+from pocketstack.providers.vector_search import Hit, NewChunk, SearchQuery, StoredChunk, query_words, ranked
 
 if TYPE_CHECKING:
     import numpy as np
@@ -49,33 +50,6 @@ CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(content, content='chunk
 """
 
 
-@dataclass(frozen=True)
-class StoredChunk:
-    chunk_id: str
-    content: str
-    metadata: dict[str, Any]
-    chunk_metadata: dict[str, Any]
-    file_id: str | None
-    filename: str | None
-
-
-@dataclass(frozen=True)
-class NewChunk:
-    chunk_id: str
-    content: str
-    metadata: dict[str, Any]
-    chunk_metadata: dict[str, Any]
-    embedding: Sequence[float]
-    file_id: str | None = None
-    filename: str | None = None
-
-
-@dataclass(frozen=True)
-class Hit:
-    chunk: StoredChunk
-    score: float
-
-
 @dataclass
 class _Matrix:
     ids: np.ndarray
@@ -83,9 +57,9 @@ class _Matrix:
 
 
 def _fts_query(text: str) -> str:
-    """Words OR-ed as FTS5 string literals: user text never reaches FTS5's query syntax."""
-    words = [w for w in "".join(c if c.isalnum() else " " for c in text).split() if w]
-    return " OR ".join('"' + w.replace('"', '""') + '"' for w in words)
+    """Words OR-ed as FTS5 string literals: user text never reaches FTS5's query syntax, and a question
+    finds the passages that share its key words without having to contain every one of them."""
+    return " OR ".join('"' + w.replace('"', '""') + '"' for w in query_words(text))
 
 
 class SqliteVecStore:
@@ -189,38 +163,42 @@ class SqliteVecStore:
         )
         return int(rows[0][0])
 
-    async def search(
-        self,
-        store_id: str,
-        *,
-        vector: Sequence[float] | None,
-        text: str,
-        mode: str,
-        k: int,
-        where: Any,
-        ranker: str = "rrf",
-        alpha: float = 0.5,
-        impact_factor: float = 60.0,
-    ) -> list[Hit]:
-        condition, params = ("1", []) if where is None else filters.to_sql(where, "metadata")
+    async def search(self, store_id: str, query: SearchQuery) -> list[Hit]:
+        condition, params = ("1", []) if query.where is None else filters.to_sql(query.where, "metadata")
         vector_hits: list[tuple[int, float]] = []
         keyword_hits: list[tuple[int, float]] = []
-        depth = k if mode != "hybrid" else max(k * 4, 20)
-        if mode in ("vector", "hybrid"):
-            if vector is None:
+        if query.mode in ("vector", "hybrid"):
+            if query.vector is None:
                 raise RuntimeError("vector search without a query vector")
-            vector_hits = await self._vector_search(store_id, vector, depth, condition, params)
-        if mode in ("keyword", "hybrid"):
-            keyword_hits = await self._keyword_search(store_id, text, depth, condition, params)
-        if mode == "vector":
-            ranked = vector_hits
-        elif mode == "keyword":
-            ranked = keyword_hits
-        else:
-            ranked = _fuse(vector_hits, keyword_hits, ranker, alpha, impact_factor)
-        ranked = ranked[:k]
-        chunks = await self._chunks([rowid for rowid, _ in ranked])
-        return [Hit(chunks[rowid], score) for rowid, score in ranked if rowid in chunks]
+            vector_hits = await self._vector_search(store_id, query.vector, query.depth, condition, params)
+        if query.mode in ("keyword", "hybrid"):
+            keyword_hits = await self._keyword_search(store_id, query.text, query.depth, condition, params)
+        order = ranked(vector_hits, keyword_hits, query)
+        chunks = await self._chunks([rowid for rowid, _ in order])
+        return [Hit(chunks[rowid], score) for rowid, score in order if rowid in chunks]
+
+    async def file_chunks(self, store_id: str, file_id: str, *, with_embeddings: bool) -> list[StoredChunk]:
+        def read(db: apsw.Connection) -> list[StoredChunk]:
+            rows = _rows(
+                db,
+                "SELECT id, chunk_id, content, metadata, chunk_metadata, file_id, filename, dimension FROM chunks"
+                " WHERE store_id = ? AND file_id = ? ORDER BY id",
+                (store_id, file_id),
+            )
+            found = []
+            for rowid, chunk_id, content, metadata, chunk_metadata, file, filename, dimension in rows:
+                embedding = None
+                if with_embeddings:
+                    (blob,) = db.execute(f"SELECT embedding FROM {_vector_table(dimension)} WHERE id = ?", (rowid,))
+                    embedding = array("f", blob[0]).tolist()
+                found.append(
+                    StoredChunk(
+                        chunk_id, content, json.loads(metadata), json.loads(chunk_metadata), file, filename, embedding
+                    )
+                )
+            return found
+
+        return await self._run(read)
 
     async def _keyword_search(
         self, store_id: str, text: str, k: int, condition: str, params: list[Any]
@@ -333,22 +311,3 @@ def _load_matrix(db: apsw.Connection, store_id: str) -> _Matrix:
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     vectors /= np.where(norms == 0, 1, norms)
     return _Matrix(ids, vectors)
-
-
-def _fuse(
-    vector_hits: list[tuple[int, float]], keyword_hits: list[tuple[int, float]], ranker: str, alpha: float, k: float
-) -> list[tuple[int, float]]:
-    scores: dict[int, float] = {}
-    if ranker == "weighted":
-        for hits, weight in ((vector_hits, alpha), (keyword_hits, 1 - alpha)):
-            if not hits:
-                continue
-            low, high = min(s for _, s in hits), max(s for _, s in hits)
-            for rowid, score in hits:
-                normalized = 1.0 if high == low else (score - low) / (high - low)
-                scores[rowid] = scores.get(rowid, 0.0) + weight * normalized
-    else:  # reciprocal rank fusion
-        for hits in (vector_hits, keyword_hits):
-            for rank, (rowid, _) in enumerate(hits, start=1):
-                scores[rowid] = scores.get(rowid, 0.0) + 1.0 / (k + rank)
-    return sorted(scores.items(), key=lambda item: -item[1])

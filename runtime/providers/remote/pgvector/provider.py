@@ -1,0 +1,199 @@
+"""remote::pgvector: the vector_io contract on PostgreSQL with the pgvector extension.
+
+One table holds every store's chunks (an unconstrained `vector` column, so stores of different
+dimensions live side by side), a generated tsvector column with a GIN index serves keyword search,
+and vector search is pgvector's exact scan (`<=>`, cosine) over the store's rows, so no neighbour
+is ever missed. Several PocketStack servers may share the database: every write is one transaction
+and re-inserting a chunk id replaces it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+
+from pocketstack.errors import BadRequestError, StartupError
+from pocketstack.providers.base import Health, ProviderContext
+from pocketstack.providers.remote.pgvector import filters
+from pocketstack.providers.remote.pgvector.config import PgVectorConfig
+from pocketstack.providers.vector_search import Hit, NewChunk, SearchQuery, StoredChunk, query_words, ranked
+
+SCHEMA_LOCK = 0x706F636B  # an advisory lock: replicas starting together create the schema once
+
+
+class PgVectorStore:
+    def __init__(self, config: PgVectorConfig, context: ProviderContext) -> None:
+        self.config = config
+        self.table = f"{config.table_prefix}_chunks"
+        self._pool: asyncpg.Pool | None = None
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise RuntimeError("the pgvector provider is not started")
+        return self._pool
+
+    async def initialize(self) -> None:
+        where = f"{self.config.user}@{self.config.host}:{self.config.port}/{self.config.db}"
+        try:
+            self._pool = await asyncpg.create_pool(
+                host=self.config.host,
+                port=self.config.port,
+                user=self.config.user,
+                password=self.config.password,
+                database=self.config.db,
+                min_size=1,
+                max_size=self.config.pool_size,
+                timeout=self.config.connect_timeout_s,
+            )
+            async with self.pool.acquire() as connection, connection.transaction():
+                await connection.execute("SELECT pg_advisory_xact_lock($1)", SCHEMA_LOCK)
+                await connection.execute(self._schema())
+        except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+            if self._pool is not None:
+                await self._pool.close()
+                self._pool = None
+            hint = " (is the pgvector extension installed?)" if "vector" in str(exc) else ""
+            raise StartupError(f"pgvector: cannot use PostgreSQL at {where}: {exc}{hint}") from exc
+
+    def _schema(self) -> str:
+        t = self.table
+        return f"""
+        CREATE EXTENSION IF NOT EXISTS vector;
+        CREATE TABLE IF NOT EXISTS {t} (
+            id BIGSERIAL PRIMARY KEY,
+            store_id TEXT NOT NULL,
+            chunk_id TEXT NOT NULL,
+            file_id TEXT,
+            filename TEXT,
+            content TEXT NOT NULL,
+            metadata JSONB NOT NULL,
+            chunk_metadata JSONB NOT NULL,
+            embedding vector NOT NULL,
+            tsv tsvector GENERATED ALWAYS AS (to_tsvector('english', content)) STORED,
+            UNIQUE (store_id, chunk_id)
+        );
+        CREATE INDEX IF NOT EXISTS {t}_by_file ON {t} (store_id, file_id);
+        CREATE INDEX IF NOT EXISTS {t}_tsv ON {t} USING gin (tsv);
+        """
+
+    async def shutdown(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
+
+    async def health(self) -> Health:
+        if self._pool is None:
+            return Health("Error", "not started")
+        try:
+            await self._pool.fetchval("SELECT 1", timeout=self.config.connect_timeout_s)
+        except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+            return Health("Error", f"PostgreSQL: {exc}")
+        return Health("OK")
+
+    async def insert(self, store_id: str, dimension: int, chunks: Sequence[NewChunk]) -> None:
+        for chunk in chunks:
+            if len(chunk.embedding) != dimension:
+                raise BadRequestError(
+                    f"chunk '{chunk.chunk_id}' has a {len(chunk.embedding)}-dimensional embedding; "
+                    f"the store's dimension is {dimension}",
+                    param="chunks",
+                )
+        rows = [
+            (store_id, c.chunk_id, c.file_id, c.filename, c.content, json.dumps(c.metadata),
+             json.dumps(c.chunk_metadata), _vector(c.embedding))
+            for c in chunks
+        ]  # fmt: skip
+        async with self.pool.acquire() as connection, connection.transaction():
+            await connection.executemany(
+                f"INSERT INTO {self.table} (store_id, chunk_id, file_id, filename, content, metadata, chunk_metadata,"
+                " embedding) VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb, $8::vector)"
+                " ON CONFLICT (store_id, chunk_id) DO UPDATE SET file_id = excluded.file_id,"
+                " filename = excluded.filename, content = excluded.content, metadata = excluded.metadata,"
+                " chunk_metadata = excluded.chunk_metadata, embedding = excluded.embedding",
+                rows,
+            )
+
+    async def delete(self, store_id: str, file_id: str | None = None) -> None:
+        if file_id is None:
+            await self.pool.execute(f"DELETE FROM {self.table} WHERE store_id = $1", store_id)
+        else:
+            await self.pool.execute(f"DELETE FROM {self.table} WHERE store_id = $1 AND file_id = $2", store_id, file_id)
+
+    async def usage_bytes(self, store_id: str) -> int:
+        value = await self.pool.fetchval(
+            f"SELECT COALESCE(SUM(octet_length(content)), 0) FROM {self.table} WHERE store_id = $1", store_id
+        )
+        return int(value)
+
+    async def search(self, store_id: str, query: SearchQuery) -> list[Hit]:
+        params: list[Any] = [store_id]
+        condition = "TRUE"
+        if query.where is not None:
+            path, variables = filters.to_jsonpath(query.where)
+            params += [path, json.dumps(variables)]
+            condition = "jsonb_path_match(metadata, $2::jsonpath, $3::jsonb, TRUE)"
+        vector_hits: list[tuple[int, float]] = []
+        keyword_hits: list[tuple[int, float]] = []
+        if query.mode in ("vector", "hybrid"):
+            if query.vector is None:
+                raise RuntimeError("vector search without a query vector")
+            if any(query.vector):  # a zero vector has no direction: nothing is near it
+                n = len(params)
+                rows = await self.pool.fetch(
+                    f"SELECT id, 1 - (embedding <=> ${n + 1}::vector) AS score FROM {self.table}"
+                    f" WHERE store_id = $1 AND {condition} ORDER BY embedding <=> ${n + 1}::vector LIMIT ${n + 2}",
+                    *params, _vector(query.vector), query.depth,
+                )  # fmt: skip
+                vector_hits = [(r["id"], float(r["score"])) for r in rows]
+        if query.mode in ("keyword", "hybrid"):
+            words = query_words(query.text)
+            if words:
+                n = len(params)
+                # OR-ed words: a question finds the passages sharing its key words (stop words drop out)
+                rows = await self.pool.fetch(
+                    f"SELECT id, ts_rank_cd(tsv, q) AS score FROM {self.table}, to_tsquery('english', ${n + 1}) q"
+                    f" WHERE store_id = $1 AND tsv @@ q AND {condition} ORDER BY score DESC, id LIMIT ${n + 2}",
+                    *params, " | ".join(words), query.depth,
+                )  # fmt: skip
+                keyword_hits = [(r["id"], float(r["score"])) for r in rows]
+        order = ranked(vector_hits, keyword_hits, query)
+        if not order:
+            return []
+        rows = await self.pool.fetch(
+            f"SELECT id, chunk_id, content, metadata, chunk_metadata, file_id, filename FROM {self.table}"
+            " WHERE id = ANY($1::bigint[])",
+            [rowid for rowid, _ in order],
+        )
+        chunks = {r["id"]: _chunk(r) for r in rows}
+        return [Hit(chunks[rowid], score) for rowid, score in order if rowid in chunks]
+
+    async def file_chunks(self, store_id: str, file_id: str, *, with_embeddings: bool) -> list[StoredChunk]:
+        embedding = ", embedding::text AS embedding" if with_embeddings else ""
+        rows = await self.pool.fetch(
+            f"SELECT id, chunk_id, content, metadata, chunk_metadata, file_id, filename{embedding} FROM {self.table}"
+            " WHERE store_id = $1 AND file_id = $2 ORDER BY id",
+            store_id,
+            file_id,
+        )
+        return [_chunk(r) for r in rows]
+
+
+def _vector(values: Sequence[float]) -> str:
+    return "[" + ",".join(repr(float(v)) for v in values) + "]"  # pgvector's text form
+
+
+def _chunk(row: Any) -> StoredChunk:
+    embedding = json.loads(row["embedding"]) if row.get("embedding") is not None else None
+    return StoredChunk(
+        row["chunk_id"],
+        row["content"],
+        json.loads(row["metadata"]),
+        json.loads(row["chunk_metadata"]),
+        row["file_id"],
+        row["filename"],
+        embedding,
+    )
