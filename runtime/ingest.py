@@ -1,8 +1,10 @@
 """Text out of uploaded files, and text cut into overlapping chunks for a vector store.
 
-Chunk sizes are counted in words as a stand-in for the embedding model's tokens (a word is about
-1.3 tokens for English text with BERT-style tokenizers, so a chunk of N "tokens" holds N / 1.3
-words); exact token counting through the embedding model is a known gap (issue 5's notes).
+Chunks are windows of whole words cut from the original text (its line breaks kept). Their sizes
+are counted in the embedding model's tokens: each distinct word is tokenized once by the model's
+own tokenizer and a window's size is the sum over its words (exact for WordPiece, which splits on
+whitespace first; within a token or two per window for BPE). Without a tokenizer (a remote
+embedding model) a word counts as 1.3 tokens, English text's average.
 """
 
 from __future__ import annotations
@@ -11,13 +13,14 @@ import csv
 import io
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
 
 TEXT_SUFFIXES = frozenset({".txt", ".md", ".markdown", ".rst", ".log", ".py", ".js", ".ts", ".java", ".c", ".h",
                            ".cpp", ".go", ".rs", ".sh", ".yaml", ".yml", ".toml", ".ini", ".xml", ".tex"})  # fmt: skip
-WORDS_PER_TOKEN = 1 / 1.3
+ESTIMATED_TOKENS_PER_WORD = 1.3
 DEFAULT_MAX_TOKENS, DEFAULT_OVERLAP_TOKENS = 800, 400  # OpenAI's `auto`
 
 
@@ -114,17 +117,35 @@ def chunking_plan(strategy: dict[str, object] | None) -> ChunkingPlan:
     return ChunkingPlan(size, overlap)
 
 
-def chunk_text(text: str, plan: ChunkingPlan) -> list[str]:
-    """Overlapping windows of words, cut from the original text (its line breaks kept)."""
-    spans = [match.span() for match in re.finditer(r"\S+", text)]
+def words(text: str) -> list[tuple[int, int]]:
+    """The spans of the text's words (runs of non-space)."""
+    return [match.span() for match in re.finditer(r"\S+", text)]
+
+
+@dataclass(frozen=True)
+class TextChunk:
+    text: str
+    tokens: float  # exact with a tokenizer, else the estimate
+
+
+def chunk_text(text: str, plan: ChunkingPlan, word_tokens: Callable[[str], int] | None = None) -> list[TextChunk]:
+    """Windows of at most `max_tokens`, each starting up to `overlap_tokens` before the last one ended."""
+    spans = words(text)
     if not spans:
         return []
-    window = max(1, int(plan.max_tokens * WORDS_PER_TOKEN))
-    step = max(1, window - int(plan.overlap_tokens * WORDS_PER_TOKEN))
-    chunks = []
-    for start in range(0, len(spans), step):
-        end = min(start + window, len(spans))
-        chunks.append(text[spans[start][0] : spans[end - 1][1]])
+    costs = [float(word_tokens(text[a:b])) if word_tokens is not None else ESTIMATED_TOKENS_PER_WORD for a, b in spans]
+    chunks: list[TextChunk] = []
+    start = 0
+    while True:
+        end, size = start, 0.0
+        while end < len(spans) and (end == start or size + costs[end] <= plan.max_tokens):
+            size += costs[end]
+            end += 1
+        chunks.append(TextChunk(text[spans[start][0] : spans[end - 1][1]], size))
         if end == len(spans):
-            break
-    return chunks
+            return chunks
+        back, overlap = end, 0.0
+        while back - 1 > start and overlap + costs[back - 1] <= plan.overlap_tokens:
+            back -= 1
+            overlap += costs[back]
+        start = back

@@ -1331,6 +1331,86 @@ class VectorStoreFileDeleteResponse(BaseModel):
     deleted: bool
 
 
+class VectorStoreContent(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    type: Literal["text"] = "text"
+    text: str
+    embedding: list[float] | MISSING = MISSING
+    chunk_metadata: dict[str, Any] | MISSING = MISSING
+    metadata: dict[str, Any] | MISSING = MISSING
+
+
+class VectorStoreFileContentResponse(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    object: Literal["vector_store.file_content.page"] = "vector_store.file_content.page"
+    data: list[VectorStoreContent]
+    has_more: bool
+    next_page: str | None | MISSING = MISSING
+
+
+class FileBatchFile(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    file_id: Annotated[str, Field(min_length=1)]
+    attributes: dict[str, Any] | MISSING = MISSING
+    chunking_strategy: dict[str, Any] | MISSING = MISSING
+
+
+class CreateFileBatchRequestFileId(RootModel[str]):
+    root: Annotated[str, Field(min_length=1)]
+
+
+class CreateFileBatchRequest(BaseModel):
+    """
+    `file_ids` (with shared `attributes` and `chunking_strategy`) or `files` (each its own), not both.
+    """
+
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    file_ids: Annotated[
+        list[CreateFileBatchRequestFileId] | MISSING,
+        Field(max_length=500, min_length=1),
+    ] = MISSING
+    files: Annotated[
+        list[FileBatchFile] | MISSING, Field(max_length=500, min_length=1)
+    ] = MISSING
+    attributes: Annotated[
+        dict[str, Any] | MISSING,
+        Field(description="Up to 16 keys; strings, numbers or booleans."),
+    ] = MISSING
+    chunking_strategy: Annotated[
+        dict[str, Any] | MISSING,
+        Field(
+            description="`{type: auto}` or `{type: static, static: {max_chunk_size_tokens, chunk_overlap_tokens}}`."
+        ),
+    ] = MISSING
+
+
+class VectorStoreFileBatchStatus(StrEnum):
+    in_progress = "in_progress"
+    completed = "completed"
+    cancelled = "cancelled"
+    failed = "failed"
+
+
+class VectorStoreFileBatchObject(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    id: Annotated[str, Field(description="`vsfb_...`")]
+    object: Literal["vector_store.file_batch"] = "vector_store.file_batch"
+    created_at: int
+    vector_store_id: str
+    status: VectorStoreFileBatchStatus
+    file_counts: VectorStoreFileCounts
+
+
 class ListRoutesRequest(BaseModel):
     model_config = ConfigDict(
         extra="allow",
@@ -1488,6 +1568,10 @@ class OpenaiListFilesInVectorStoreRequest(BaseModel):
     after: Annotated[
         str | MISSING, Field(description="The file id to continue after.")
     ] = MISSING
+    before: Annotated[
+        str | MISSING,
+        Field(description="The file id to stop before (the page just before it)."),
+    ] = MISSING
     limit: Annotated[
         int, Field(description="How many to return, 1 to 100.", ge=1, le=100)
     ] = 20
@@ -1532,6 +1616,73 @@ class OpenaiDeleteVectorStoreFileRequest(BaseModel):
         str, Field(description="The vector store's id, `vs_...`.")
     ]
     file_id: Annotated[str, Field(description="The file's id, `file-...`.")]
+
+
+class OpenaiRetrieveVectorStoreFileContentsRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    vector_store_id: Annotated[
+        str, Field(description="The vector store's id, `vs_...`.")
+    ]
+    file_id: Annotated[str, Field(description="The file's id, `file-...`.")]
+    include_embeddings: Annotated[
+        bool, Field(description="Add each chunk's vector.")
+    ] = False
+    include_metadata: Annotated[
+        bool, Field(description="Add each chunk's attributes and chunk metadata.")
+    ] = False
+
+
+class OpenaiCreateVectorStoreFileBatchRequest(CreateFileBatchRequest):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    vector_store_id: Annotated[
+        str, Field(description="The vector store's id, `vs_...`.")
+    ]
+
+
+class OpenaiRetrieveVectorStoreFileBatchRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    vector_store_id: Annotated[
+        str, Field(description="The vector store's id, `vs_...`.")
+    ]
+    batch_id: Annotated[str, Field(description="The file batch's id, `vsfb_...`.")]
+
+
+class OpenaiCancelVectorStoreFileBatchRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    vector_store_id: Annotated[
+        str, Field(description="The vector store's id, `vs_...`.")
+    ]
+    batch_id: Annotated[str, Field(description="The file batch's id, `vsfb_...`.")]
+
+
+class OpenaiListFilesInVectorStoreFileBatchRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    vector_store_id: Annotated[
+        str, Field(description="The vector store's id, `vs_...`.")
+    ]
+    batch_id: Annotated[str, Field(description="The file batch's id, `vsfb_...`.")]
+    after: Annotated[
+        str | MISSING, Field(description="The file id to continue after.")
+    ] = MISSING
+    before: Annotated[
+        str | MISSING,
+        Field(description="The file id to stop before (the page just before it)."),
+    ] = MISSING
+    limit: Annotated[
+        int, Field(description="How many to return, 1 to 100.", ge=1, le=100)
+    ] = 20
+    order: SortOrder | MISSING = MISSING
+    filter: VectorStoreFileStatus | MISSING = MISSING
 
 
 class Error(BaseModel):

@@ -208,3 +208,33 @@ class VectorIO(Protocol):
     ) -> models.VectorStoreFileDeleteResponse:
         """Detach a file: its chunks and vectors are removed (the file itself stays)."""
         ...
+
+    async def openai_retrieve_vector_store_file_contents(
+        self, request: models.OpenaiRetrieveVectorStoreFileContentsRequest
+    ) -> models.VectorStoreFileContentResponse:
+        """An attached file's chunks in document order (Llama Stack extras: include_embeddings, include_metadata)."""
+        ...
+
+    async def openai_create_vector_store_file_batch(
+        self, request: models.OpenaiCreateVectorStoreFileBatchRequest
+    ) -> models.VectorStoreFileBatchObject:
+        """Attach several files at once; they are ingested in the background (poll the batch)."""
+        ...
+
+    async def openai_retrieve_vector_store_file_batch(
+        self, request: models.OpenaiRetrieveVectorStoreFileBatchRequest
+    ) -> models.VectorStoreFileBatchObject:
+        """A file batch and the counts of its files by state."""
+        ...
+
+    async def openai_cancel_vector_store_file_batch(
+        self, request: models.OpenaiCancelVectorStoreFileBatchRequest
+    ) -> models.VectorStoreFileBatchObject:
+        """Cancel a batch: its files not yet ingested end `cancelled`, with no chunks left behind."""
+        ...
+
+    async def openai_list_files_in_vector_store_file_batch(
+        self, request: models.OpenaiListFilesInVectorStoreFileBatchRequest
+    ) -> models.ListVectorStoreFilesResponse:
+        """The files of a batch (cursor pagination)."""
+        ...

@@ -329,6 +329,11 @@ class VectorIORoutes:
             "openai_retrieve_vector_store_file": self.openai_retrieve_vector_store_file,
             "openai_update_vector_store_file": self.openai_update_vector_store_file,
             "openai_delete_vector_store_file": self.openai_delete_vector_store_file,
+            "openai_retrieve_vector_store_file_contents": self.openai_retrieve_vector_store_file_contents,
+            "openai_create_vector_store_file_batch": self.openai_create_vector_store_file_batch,
+            "openai_retrieve_vector_store_file_batch": self.openai_retrieve_vector_store_file_batch,
+            "openai_cancel_vector_store_file_batch": self.openai_cancel_vector_store_file_batch,
+            "openai_list_files_in_vector_store_file_batch": self.openai_list_files_in_vector_store_file_batch,
         }
 
     async def openai_list_vector_stores(self, request: web.Request) -> web.StreamResponse:
@@ -438,6 +443,7 @@ class VectorIORoutes:
             path=("vector_store_id",),
             query=(
                 "after",
+                "before",
                 "limit",
                 "order",
                 "filter",
@@ -503,6 +509,97 @@ class VectorIORoutes:
             body="none",
         )
         result = await self.impl.openai_delete_vector_store_file(parsed)
+        return await http.respond(request, result, status=200)
+
+    async def openai_retrieve_vector_store_file_contents(
+        self, request: web.Request
+    ) -> web.StreamResponse:
+        parsed = await http.parse_request(
+            request,
+            models.OpenaiRetrieveVectorStoreFileContentsRequest,
+            path=(
+                "vector_store_id",
+                "file_id",
+            ),
+            query=(
+                "include_embeddings",
+                "include_metadata",
+            ),
+            array_query=(),
+            body="none",
+        )
+        result = await self.impl.openai_retrieve_vector_store_file_contents(parsed)
+        return await http.respond(request, result, status=200)
+
+    async def openai_create_vector_store_file_batch(
+        self, request: web.Request
+    ) -> web.StreamResponse:
+        parsed = await http.parse_request(
+            request,
+            models.OpenaiCreateVectorStoreFileBatchRequest,
+            path=("vector_store_id",),
+            query=(),
+            array_query=(),
+            body="required",
+        )
+        result = await self.impl.openai_create_vector_store_file_batch(parsed)
+        return await http.respond(request, result, status=200)
+
+    async def openai_retrieve_vector_store_file_batch(
+        self, request: web.Request
+    ) -> web.StreamResponse:
+        parsed = await http.parse_request(
+            request,
+            models.OpenaiRetrieveVectorStoreFileBatchRequest,
+            path=(
+                "vector_store_id",
+                "batch_id",
+            ),
+            query=(),
+            array_query=(),
+            body="none",
+        )
+        result = await self.impl.openai_retrieve_vector_store_file_batch(parsed)
+        return await http.respond(request, result, status=200)
+
+    async def openai_cancel_vector_store_file_batch(
+        self, request: web.Request
+    ) -> web.StreamResponse:
+        parsed = await http.parse_request(
+            request,
+            models.OpenaiCancelVectorStoreFileBatchRequest,
+            path=(
+                "vector_store_id",
+                "batch_id",
+            ),
+            query=(),
+            array_query=(),
+            body="none",
+        )
+        result = await self.impl.openai_cancel_vector_store_file_batch(parsed)
+        return await http.respond(request, result, status=200)
+
+    async def openai_list_files_in_vector_store_file_batch(
+        self, request: web.Request
+    ) -> web.StreamResponse:
+        parsed = await http.parse_request(
+            request,
+            models.OpenaiListFilesInVectorStoreFileBatchRequest,
+            path=(
+                "vector_store_id",
+                "batch_id",
+            ),
+            query=(
+                "after",
+                "before",
+                "limit",
+                "order",
+                "filter",
+            ),
+            array_query=(),
+            body="none",
+        )
+        result = await self.impl.openai_list_files_in_vector_store_file_batch(parsed)
         return await http.respond(request, result, status=200)
 
 

@@ -28,7 +28,7 @@ from pocketstack.errors import (
     UpstreamTimeoutError,
 )
 from pocketstack.fields import given
-from pocketstack.providers.base import InferenceProvider, ServedModel
+from pocketstack.providers.base import InferenceProvider, ServedModel, TokenCounts
 from pocketstack.request_context import served_by
 from pocketstack.stack import Stack
 from pocketstack.storage.chat_completions import ChatCompletionStore, StoredCompletion
@@ -204,6 +204,14 @@ class InferenceApi:
     async def openai_embeddings(self, request: models.EmbeddingsRequest) -> models.EmbeddingsResponse:
         targets = await self._chain(request.model, "embedding", "embedding")
         return await self._serve(targets, lambda t: t.provider.embeddings(t.model, request))
+
+    async def count_tokens(self, model_id: str, texts: list[str]) -> TokenCounts | None:
+        """Token counts from the embedding model's own tokenizer, when its provider can count (else None)."""
+        target = (await self._chain(model_id, "embedding", "token counting"))[0]
+        counter = getattr(target.provider, "count_tokens", None)
+        if counter is None:
+            return None
+        return cast(TokenCounts, await counter(target.model, texts))
 
 
 __all__ = ["InferenceApi"]

@@ -18,12 +18,14 @@ from pydantic import MISSING
 from pocketstack._generated import models
 from pocketstack.apis.files import FilesApi
 from pocketstack.apis.inference import InferenceApi
+from pocketstack.apis.vector_store_file_batches import FileBatches
 from pocketstack.apis.vector_store_files import VectorStoreFiles
 from pocketstack.errors import BadRequestError, ServiceUnavailableError
 from pocketstack.fields import given, plain
 from pocketstack.modelstore.store import DEFAULT_EMBEDDING_NAME
 from pocketstack.providers.vector_search import Hit, NewChunk, SearchQuery, VectorIOProvider, parse_filter
 from pocketstack.stack import Stack
+from pocketstack.storage import pages
 
 DEFAULT_EMBEDDING_MODEL = f"llama-cpp/{DEFAULT_EMBEDDING_NAME}"
 EMBED_BATCH = 32
@@ -37,6 +39,7 @@ class VectorIOApi:
         self.stack = stack
         self.inference = inference
         self.files = VectorStoreFiles(stack, self, files)
+        self.batches = FileBatches(stack, self)
 
     def provider(self, provider_id: str | None = None) -> tuple[str, VectorIOProvider]:
         instances = self.stack.providers_of("vector_io")
@@ -120,27 +123,18 @@ class VectorIOApi:
         self, request: models.OpenaiListVectorStoresRequest
     ) -> models.ListVectorStoresResponse:
         order = given(request.order)
-        descending = order is None or order.value == "desc"
-        clauses: list[str] = []
-        params: list[Any] = []
-        after = given(request.after)
-        if after is not None:
-            cursor = await self.stack.database.fetch("SELECT seq FROM vector_stores WHERE id = ?", (after,))
-            if not cursor:
-                raise BadRequestError(f"No vector store '{after}' to continue after.", param="after")
-            clauses.append("seq < ?" if descending else "seq > ?")
-            params.append(cursor[0]["seq"])
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        rows = await self.stack.database.fetch(
-            f"SELECT {COLUMNS} FROM vector_stores {where} ORDER BY seq {'DESC' if descending else 'ASC'} LIMIT ?",
-            (*params, request.limit + 1),
+        found = await pages.page(
+            self.stack.database,
+            table="vector_stores",
+            columns=COLUMNS,
+            after=given(request.after),
+            limit=request.limit,
+            descending=order is None or order.value == "desc",
+            what="vector store",
         )
-        data = [await self._object(dict(row)) for row in rows[: request.limit]]
+        data = [await self._object(dict(row)) for row in found.rows]
         return models.ListVectorStoresResponse(
-            data=data,
-            first_id=data[0].id if data else "",
-            last_id=data[-1].id if data else "",
-            has_more=len(rows) > request.limit,
+            data=data, first_id=data[0].id if data else "", last_id=data[-1].id if data else "", has_more=found.has_more
         )
 
     async def openai_retrieve_vector_store(
@@ -301,6 +295,7 @@ class VectorIOApi:
         return await self.files.list(
             request.vector_store_id,
             after=given(request.after),
+            before=given(request.before),
             limit=request.limit,
             descending=order is None or order.value == "desc",
             status=status.value if status is not None else None,
@@ -320,6 +315,38 @@ class VectorIOApi:
         self, request: models.OpenaiDeleteVectorStoreFileRequest
     ) -> models.VectorStoreFileDeleteResponse:
         return await self.files.detach(request.vector_store_id, request.file_id)
+
+    async def openai_retrieve_vector_store_file_contents(
+        self, request: models.OpenaiRetrieveVectorStoreFileContentsRequest
+    ) -> models.VectorStoreFileContentResponse:
+        return await self.files.content(
+            request.vector_store_id,
+            request.file_id,
+            with_embeddings=bool(request.include_embeddings),
+            with_metadata=bool(request.include_metadata),
+        )
+
+    # File batches (vector_store_file_batches.py).
+
+    async def openai_create_vector_store_file_batch(
+        self, request: models.OpenaiCreateVectorStoreFileBatchRequest
+    ) -> models.VectorStoreFileBatchObject:
+        return await self.batches.create(request.vector_store_id, request)
+
+    async def openai_retrieve_vector_store_file_batch(
+        self, request: models.OpenaiRetrieveVectorStoreFileBatchRequest
+    ) -> models.VectorStoreFileBatchObject:
+        return await self.batches.get(request.vector_store_id, request.batch_id)
+
+    async def openai_cancel_vector_store_file_batch(
+        self, request: models.OpenaiCancelVectorStoreFileBatchRequest
+    ) -> models.VectorStoreFileBatchObject:
+        return await self.batches.cancel(request.vector_store_id, request.batch_id)
+
+    async def openai_list_files_in_vector_store_file_batch(
+        self, request: models.OpenaiListFilesInVectorStoreFileBatchRequest
+    ) -> models.ListVectorStoreFilesResponse:
+        return await self.batches.list_files(request.vector_store_id, request.batch_id, request)
 
 
 def _chunk_id(content: str, document_id: Any) -> str:

@@ -13,15 +13,20 @@ import asyncio
 import json
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any, cast
+
+from pydantic import MISSING
 
 from pocketstack import ingest
 from pocketstack._generated import models
 from pocketstack.apis.files import FilesApi
+from pocketstack.apis.inference import InferenceApi
 from pocketstack.errors import BadRequestError, NotFoundError, PocketStackError
 from pocketstack.fields import given, plain
-from pocketstack.providers.vector_search import NewChunk
+from pocketstack.providers.vector_search import NewChunk, VectorIOProvider
 from pocketstack.stack import Stack
+from pocketstack.storage import pages
 
 if TYPE_CHECKING:
     from pocketstack.apis.vector_io import VectorIOApi
@@ -100,21 +105,32 @@ class VectorStoreFiles:
 
     async def attach(self, store_id: str, file_id: str, attributes: Any, strategy: Any) -> models.VectorStoreFileObject:
         await self.vector_io.record(store_id)
-        await self.files.provider().get(file_id)  # 404 for an unknown file
+        statement = await self.attachment(store_id, file_id, attributes, strategy)
+        await self.stack.database.execute(*statement)
+        self.enqueue(store_id, [file_id])
+        return await self.get(store_id, file_id)
+
+    async def attachment(
+        self, store_id: str, file_id: str, attributes: Any, strategy: Any
+    ) -> tuple[str, Sequence[Any]]:
+        """The statement that attaches a checked file (a 404 for an unknown one): queue it once it has run."""
+        await self.files.provider().get(file_id)
         chunking = plain(given(strategy)) or {"type": "auto"}
         try:
             ingest.chunking_plan(chunking)
         except ValueError as exc:
             raise BadRequestError(f"chunking_strategy: {exc}", param="chunking_strategy") from exc
-        await self.stack.database.execute(
+        return (
             "INSERT INTO vector_store_files (store_id, file_id, status, attributes, chunking_strategy, created_at)"
             " VALUES (?, ?, 'in_progress', ?, ?, ?) ON CONFLICT (store_id, file_id) DO UPDATE SET"
             " status = 'in_progress', attributes = excluded.attributes, chunking_strategy = excluded.chunking_strategy,"
             " last_error = NULL",
             (store_id, file_id, json.dumps(_attributes(attributes)), json.dumps(chunking), int(time.time())),
         )
-        self._queue.put_nowait((store_id, file_id))
-        return await self.get(store_id, file_id)
+
+    def enqueue(self, store_id: str, file_ids: Iterable[str]) -> None:
+        for file_id in file_ids:
+            self._queue.put_nowait((store_id, file_id))
 
     async def get(self, store_id: str, file_id: str) -> models.VectorStoreFileObject:
         rows = await self.stack.database.fetch(
@@ -126,33 +142,59 @@ class VectorStoreFiles:
         return _file_object(rows[0])
 
     async def list(
-        self, store_id: str, *, after: str | None, limit: int, descending: bool, status: str | None
+        self,
+        store_id: str,
+        *,
+        after: str | None,
+        before: str | None = None,
+        limit: int,
+        descending: bool,
+        status: str | None,
+        batch_id: str | None = None,
     ) -> models.ListVectorStoreFilesResponse:
         await self.vector_io.record(store_id)
-        clauses, params = ["store_id = ?"], [store_id]
+        where, params = ["store_id = ?"], [store_id]
         if status is not None:
-            clauses.append("status = ?")
+            where.append("status = ?")
             params.append(status)
-        if after is not None:
-            cursor = await self.stack.database.fetch(
-                "SELECT seq FROM vector_store_files WHERE store_id = ? AND file_id = ?", (store_id, after)
-            )
-            if not cursor:
-                raise BadRequestError(f"No attached file '{after}' to continue after.", param="after")
-            clauses.append("seq < ?" if descending else "seq > ?")
-            params.append(cursor[0]["seq"])
-        rows = await self.stack.database.fetch(
-            f"SELECT {COLUMNS} FROM vector_store_files WHERE {' AND '.join(clauses)}"
-            f" ORDER BY seq {'DESC' if descending else 'ASC'} LIMIT ?",
-            (*params, limit + 1),
+        if batch_id is not None:
+            where.append("file_id IN (SELECT file_id FROM vector_store_file_batch_files WHERE batch_id = ?)")
+            params.append(batch_id)
+        found = await pages.page(
+            self.stack.database,
+            table="vector_store_files",
+            columns=COLUMNS,
+            where=where,
+            params=params,
+            id_column="file_id",
+            after=after,
+            before=before,
+            limit=limit,
+            descending=descending,
+            what="attached file",
         )
-        data = [_file_object(row) for row in rows[:limit]]
+        data = [_file_object(row) for row in found.rows]
         return models.ListVectorStoreFilesResponse(
-            data=data,
-            first_id=data[0].id if data else "",
-            last_id=data[-1].id if data else "",
-            has_more=len(rows) > limit,
+            data=data, first_id=data[0].id if data else "", last_id=data[-1].id if data else "", has_more=found.has_more
         )
+
+    async def content(
+        self, store_id: str, file_id: str, *, with_embeddings: bool, with_metadata: bool
+    ) -> models.VectorStoreFileContentResponse:
+        await self.get(store_id, file_id)
+        record = await self.vector_io.record(store_id)
+        _, provider = self.vector_io.provider(record["provider_id"])
+        chunks = await provider.file_chunks(store_id, file_id, with_embeddings=with_embeddings)
+        data = [
+            models.VectorStoreContent(
+                text=chunk.content,
+                embedding=chunk.embedding if with_embeddings and chunk.embedding is not None else MISSING,
+                metadata=chunk.metadata if with_metadata else MISSING,
+                chunk_metadata=chunk.chunk_metadata if with_metadata else MISSING,
+            )
+            for chunk in chunks
+        ]
+        return models.VectorStoreFileContentResponse(data=data, has_more=False, next_page=None)
 
     async def update(self, store_id: str, file_id: str, attributes: Any) -> models.VectorStoreFileObject:
         current = await self.get(store_id, file_id)
@@ -210,19 +252,29 @@ class VectorStoreFiles:
             message = exc.message if isinstance(exc, PocketStackError) else str(exc)
             await self._finish(store_id, file_id, "failed", 0, {"code": "invalid_file", "message": message})
             return
-        pieces = ingest.chunk_text(text, ingest.chunking_plan(json.loads(row["chunking_strategy"])))
+        strategy = json.loads(row["chunking_strategy"])
+        pieces, tokenizer = await _chunked(self.vector_io.inference, text, record["embedding_model"], strategy)
         attributes = json.loads(row["attributes"])
         await provider.delete(store_id, file_id)  # a redo after a crash starts clean
         for start in range(0, len(pieces), INSERT_BATCH):
+            if start and not await self._wanted(store_id, file_id):
+                break  # cancelled or detached meanwhile: _finish clears what was stored
             batch = pieces[start : start + INSERT_BATCH]
-            vectors = await self.vector_io.embed(record["embedding_model"], batch)
+            vectors = await self.vector_io.embed(record["embedding_model"], [piece.text for piece in batch])
             chunks = [
                 NewChunk(
                     chunk_id=f"{file_id}-{start + offset}",
-                    content=piece,
+                    content=piece.text,
                     metadata=attributes
                     | {"file_id": file_id, "filename": meta.filename, "chunk_index": start + offset},
-                    chunk_metadata={"document_id": file_id, "chunk_index": start + offset},
+                    chunk_metadata={
+                        "document_id": file_id,
+                        "chunk_id": f"{file_id}-{start + offset}",
+                        "chunk_index": start + offset,
+                        "chunk_tokenizer": tokenizer,
+                        "content_token_count": round(piece.tokens),
+                        "source": meta.filename,
+                    },
                     embedding=vector,
                     file_id=file_id,
                     filename=meta.filename,
@@ -230,7 +282,7 @@ class VectorStoreFiles:
                 for offset, (piece, vector) in enumerate(zip(batch, vectors, strict=True))
             ]
             await provider.insert(store_id, record["embedding_dimension"], chunks)
-        await self._finish(store_id, file_id, "completed", sum(len(p.encode()) for p in pieces), None)
+        await self._finish(store_id, file_id, "completed", sum(len(p.text.encode()) for p in pieces), None)
 
     async def _finish(self, store_id: str, file_id: str, status: str, usage: int, error: dict[str, str] | None) -> None:
         await self.stack.database.execute(
@@ -238,9 +290,32 @@ class VectorStoreFiles:
             " WHERE store_id = ? AND file_id = ? AND status = 'in_progress'",
             (status, usage, json.dumps(error) if error else None, store_id, file_id),
         )
-        still = await self.stack.database.fetch(
-            "SELECT 1 FROM vector_store_files WHERE store_id = ? AND file_id = ?", (store_id, file_id)
-        )
-        if not still:  # detached (or its store deleted) while being ingested: leave nothing behind
+        if status != "completed" or not await self._wanted(store_id, file_id, status):
+            # failed part way, or detached, its store deleted or its batch cancelled meanwhile: leave nothing behind
             for instance in self.stack.providers_of("vector_io"):
-                await instance.impl.delete(store_id, file_id)  # type: ignore[attr-defined]
+                await cast(VectorIOProvider, instance.impl).delete(store_id, file_id)
+
+    async def _wanted(self, store_id: str, file_id: str, status: str = "in_progress") -> bool:
+        rows = await self.stack.database.fetch(
+            "SELECT 1 FROM vector_store_files WHERE store_id = ? AND file_id = ? AND status = ?",
+            (store_id, file_id, status),
+        )
+        return bool(rows)
+
+
+async def _chunked(
+    inference: InferenceApi, text: str, model: str, strategy: dict[str, Any]
+) -> tuple[list[ingest.TextChunk], str]:
+    """The text's chunks, sized in the embedding model's tokens and never over what it can embed;
+    and what counted them (the model, or the estimate)."""
+    plan = ingest.chunking_plan(strategy)
+    spans = ingest.words(text)
+    vocabulary = sorted({text[a:b] for a, b in spans})
+    counts = await inference.count_tokens(model, vocabulary) if vocabulary else None
+    if counts is None:
+        return ingest.chunk_text(text, plan), f"estimate ({ingest.ESTIMATED_TOKENS_PER_WORD} tokens per word)"
+    room = counts.context_length - counts.special_tokens
+    if plan.max_tokens > room:  # e.g. auto's 800 on a 512-token encoder: windows the model can embed whole
+        plan = ingest.ChunkingPlan(room, min(plan.overlap_tokens, room // 2))
+    sizes = dict(zip(vocabulary, counts.counts, strict=True))
+    return ingest.chunk_text(text, plan, sizes.__getitem__), model

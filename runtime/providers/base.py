@@ -95,6 +95,21 @@ class InferenceProvider(ModelProvider, Protocol):
 
 
 @dataclass(frozen=True)
+class TokenCounts:
+    """Each text's length in a model's tokens, and how many tokens one input may have in all."""
+
+    counts: list[int]
+    context_length: int  # including the special tokens every input gets
+    special_tokens: int  # added to every input (BOS/CLS, EOS/SEP)
+
+
+class TokenCounter(Protocol):
+    """An inference provider that can count tokens with a model's own tokenizer (optional)."""
+
+    async def count_tokens(self, model: ServedModel, texts: list[str]) -> TokenCounts: ...
+
+
+@dataclass(frozen=True)
 class ProviderSpec:
     api: str
     provider_type: str

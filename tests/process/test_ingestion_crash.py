@@ -21,6 +21,15 @@ def _document(n: int) -> bytes:
     return (SENTENCE.format(n=n) * 400).encode()  # about 70 chunks of the default 800-token plan each
 
 
+def _chunk_count(home: Path, text: str) -> int:
+    """How many chunks the 100/20 plan cuts, counted with the embedding model's own tokenizer."""
+    from llama_cpp import Llama
+
+    (model,) = (home / "models").glob("all-MiniLM-L6-v2*.gguf")
+    llm = Llama(str(model), embedding=True, vocab_only=True, verbose=False)
+    return len(ingest.chunk_text(text, ingest.ChunkingPlan(100, 20), lambda w: len(llm.tokenize(w.encode(), False))))
+
+
 def test_a_killed_ingestion_resumes_without_duplicates(home: Path, stored_embedding: str) -> None:
     server = start(home)
     client = openai.OpenAI(base_url=f"{server.base_url}/v1", api_key="none", max_retries=0)
@@ -53,8 +62,7 @@ def test_a_killed_ingestion_resumes_without_duplicates(home: Path, stored_embedd
     finally:
         assert restarted.stop() == 0
 
-    plan = ingest.ChunkingPlan(100, 20)
-    expected = {file_id: len(ingest.chunk_text(_document(n).decode(), plan)) for n, file_id in enumerate(ids)}
+    expected = {file_id: _chunk_count(home, _document(n).decode()) for n, file_id in enumerate(ids)}
     database = apsw.Connection(str(home / "vector_io" / "sqlite_vec.db"))
     rows = database.execute(
         "SELECT file_id, COUNT(*), COUNT(DISTINCT chunk_id) FROM chunks WHERE store_id = ? GROUP BY file_id",

@@ -25,7 +25,7 @@ from pocketstack.errors import BadRequestError, ServiceUnavailableError
 from pocketstack.fields import given, plain
 from pocketstack.modelstore.gguf_info import GgufError, GgufInfo, read_info
 from pocketstack.modelstore.store import StoredModel, discover
-from pocketstack.providers.base import Health, ModelCheck, ProviderContext, ProviderModel, ServedModel
+from pocketstack.providers.base import Health, ModelCheck, ProviderContext, ProviderModel, ServedModel, TokenCounts
 from pocketstack.providers.inline.llama_cpp import chat, collect, vectors
 from pocketstack.providers.inline.llama_cpp.config import LlamaCppConfig
 from pocketstack.providers.inline.llama_cpp.generation import Outcome, Piece, Sampling, generate
@@ -496,6 +496,10 @@ class LlamaCppProvider:
         return models.EmbeddingsResponse(
             data=data, model=model.identifier, usage=models.EmbeddingsUsage(prompt_tokens=tokens, total_tokens=tokens)
         )
+
+    async def count_tokens(self, model: ServedModel, texts: list[str]) -> TokenCounts:
+        async with self.pool.use(self._key(model, embedding=model.model_type != "llm")) as resident:
+            return await resident.run(vectors.count_tokens, resident.llm, texts)
 
     async def rerank(self, model: ServedModel, request: models.RerankRequest) -> models.RerankResponse:
         query = vectors.rerank_text(request.query)

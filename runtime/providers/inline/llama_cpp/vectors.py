@@ -6,6 +6,7 @@ from typing import Any
 
 from pocketstack.errors import BadRequestError
 from pocketstack.fields import plain
+from pocketstack.providers.base import TokenCounts
 
 
 def check_token_ids(tokens: list[int], n_vocab: int, param: str) -> None:
@@ -56,6 +57,12 @@ def rank(llm: Any, query: str, items: list[str]) -> list[float]:
         llm._ctx.kv_cache_clear()
         llm.reset()
     return scores
+
+
+def count_tokens(llm: Any, texts: list[str]) -> TokenCounts:
+    special = len(llm.tokenize(b"", add_bos=True, special=False))  # what embed() adds to every input
+    counts = [len(llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)) for text in texts]
+    return TokenCounts(counts=counts, context_length=int(llm.n_ctx()), special_tokens=special)
 
 
 def embed(llm: Any, inputs: list[str | list[int]]) -> tuple[list[list[float]], int]:

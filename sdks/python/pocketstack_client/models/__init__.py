@@ -25,6 +25,9 @@ from .completion_choice import CompletionChoice
 from .completion_logprobs import CompletionLogprobs
 from .completion_logprobs_top_logprobs_item_type_0 import CompletionLogprobsTopLogprobsItemType0
 from .completion_request import CompletionRequest
+from .create_file_batch_request import CreateFileBatchRequest
+from .create_file_batch_request_attributes import CreateFileBatchRequestAttributes
+from .create_file_batch_request_chunking_strategy import CreateFileBatchRequestChunkingStrategy
 from .create_vector_store_request import CreateVectorStoreRequest
 from .create_vector_store_request_chunking_strategy import CreateVectorStoreRequestChunkingStrategy
 from .create_vector_store_request_metadata import CreateVectorStoreRequestMetadata
@@ -37,6 +40,9 @@ from .embeddings_usage import EmbeddingsUsage
 from .encoding_format import EncodingFormat
 from .error import Error
 from .error_detail import ErrorDetail
+from .file_batch_file import FileBatchFile
+from .file_batch_file_attributes import FileBatchFileAttributes
+from .file_batch_file_chunking_strategy import FileBatchFileChunkingStrategy
 from .file_part import FilePart
 from .file_purpose import FilePurpose
 from .file_reference import FileReference
@@ -115,8 +121,14 @@ from .update_vector_store_request_metadata_type_0 import UpdateVectorStoreReques
 from .upload_file_form import UploadFileForm
 from .usage import Usage
 from .user_message import UserMessage
+from .vector_store_content import VectorStoreContent
+from .vector_store_content_chunk_metadata import VectorStoreContentChunkMetadata
+from .vector_store_content_metadata import VectorStoreContentMetadata
 from .vector_store_delete_response import VectorStoreDeleteResponse
 from .vector_store_expires_after import VectorStoreExpiresAfter
+from .vector_store_file_batch_object import VectorStoreFileBatchObject
+from .vector_store_file_batch_status import VectorStoreFileBatchStatus
+from .vector_store_file_content_response import VectorStoreFileContentResponse
 from .vector_store_file_counts import VectorStoreFileCounts
 from .vector_store_file_delete_response import VectorStoreFileDeleteResponse
 from .vector_store_file_last_error import VectorStoreFileLastError
@@ -156,6 +168,9 @@ __all__ = (
     "CompletionLogprobs",
     "CompletionLogprobsTopLogprobsItemType0",
     "CompletionRequest",
+    "CreateFileBatchRequest",
+    "CreateFileBatchRequestAttributes",
+    "CreateFileBatchRequestChunkingStrategy",
     "CreateVectorStoreRequest",
     "CreateVectorStoreRequestChunkingStrategy",
     "CreateVectorStoreRequestMetadata",
@@ -168,6 +183,9 @@ __all__ = (
     "EncodingFormat",
     "Error",
     "ErrorDetail",
+    "FileBatchFile",
+    "FileBatchFileAttributes",
+    "FileBatchFileChunkingStrategy",
     "FilePart",
     "FilePurpose",
     "FileReference",
@@ -246,8 +264,14 @@ __all__ = (
     "UploadFileForm",
     "Usage",
     "UserMessage",
+    "VectorStoreContent",
+    "VectorStoreContentChunkMetadata",
+    "VectorStoreContentMetadata",
     "VectorStoreDeleteResponse",
     "VectorStoreExpiresAfter",
+    "VectorStoreFileBatchObject",
+    "VectorStoreFileBatchStatus",
+    "VectorStoreFileContentResponse",
     "VectorStoreFileCounts",
     "VectorStoreFileDeleteResponse",
     "VectorStoreFileLastError",

@@ -18,6 +18,7 @@ def _get_kwargs(
     vector_store_id: str,
     *,
     after: str | Unset = UNSET,
+    before: str | Unset = UNSET,
     limit: int | Unset = 20,
     order: SortOrder | Unset = UNSET,
     filter_: VectorStoreFileStatus | Unset = UNSET,
@@ -26,6 +27,8 @@ def _get_kwargs(
     params: dict[str, Any] = {}
 
     params["after"] = after
+
+    params["before"] = before
 
     params["limit"] = limit
 
@@ -99,6 +102,7 @@ def sync_detailed(
     *,
     client: AuthenticatedClient | Client,
     after: str | Unset = UNSET,
+    before: str | Unset = UNSET,
     limit: int | Unset = 20,
     order: SortOrder | Unset = UNSET,
     filter_: VectorStoreFileStatus | Unset = UNSET,
@@ -108,6 +112,7 @@ def sync_detailed(
     Args:
         vector_store_id (str):
         after (str | Unset):
+        before (str | Unset):
         limit (int | Unset):  Default: 20.
         order (SortOrder | Unset):
         filter_ (VectorStoreFileStatus | Unset):
@@ -123,6 +128,7 @@ def sync_detailed(
     kwargs = _get_kwargs(
         vector_store_id=vector_store_id,
         after=after,
+        before=before,
         limit=limit,
         order=order,
         filter_=filter_,
@@ -140,6 +146,7 @@ def sync(
     *,
     client: AuthenticatedClient | Client,
     after: str | Unset = UNSET,
+    before: str | Unset = UNSET,
     limit: int | Unset = 20,
     order: SortOrder | Unset = UNSET,
     filter_: VectorStoreFileStatus | Unset = UNSET,
@@ -149,6 +156,7 @@ def sync(
     Args:
         vector_store_id (str):
         after (str | Unset):
+        before (str | Unset):
         limit (int | Unset):  Default: 20.
         order (SortOrder | Unset):
         filter_ (VectorStoreFileStatus | Unset):
@@ -165,6 +173,7 @@ def sync(
         vector_store_id=vector_store_id,
         client=client,
         after=after,
+        before=before,
         limit=limit,
         order=order,
         filter_=filter_,
@@ -176,6 +185,7 @@ async def asyncio_detailed(
     *,
     client: AuthenticatedClient | Client,
     after: str | Unset = UNSET,
+    before: str | Unset = UNSET,
     limit: int | Unset = 20,
     order: SortOrder | Unset = UNSET,
     filter_: VectorStoreFileStatus | Unset = UNSET,
@@ -185,6 +195,7 @@ async def asyncio_detailed(
     Args:
         vector_store_id (str):
         after (str | Unset):
+        before (str | Unset):
         limit (int | Unset):  Default: 20.
         order (SortOrder | Unset):
         filter_ (VectorStoreFileStatus | Unset):
@@ -200,6 +211,7 @@ async def asyncio_detailed(
     kwargs = _get_kwargs(
         vector_store_id=vector_store_id,
         after=after,
+        before=before,
         limit=limit,
         order=order,
         filter_=filter_,
@@ -215,6 +227,7 @@ async def asyncio(
     *,
     client: AuthenticatedClient | Client,
     after: str | Unset = UNSET,
+    before: str | Unset = UNSET,
     limit: int | Unset = 20,
     order: SortOrder | Unset = UNSET,
     filter_: VectorStoreFileStatus | Unset = UNSET,
@@ -224,6 +237,7 @@ async def asyncio(
     Args:
         vector_store_id (str):
         after (str | Unset):
+        before (str | Unset):
         limit (int | Unset):  Default: 20.
         order (SortOrder | Unset):
         filter_ (VectorStoreFileStatus | Unset):
@@ -241,6 +255,7 @@ async def asyncio(
             vector_store_id=vector_store_id,
             client=client,
             after=after,
+            before=before,
             limit=limit,
             order=order,
             filter_=filter_,
