@@ -23,6 +23,7 @@ async def assemble(stack: Stack, served_tags: frozenset[str]) -> dict[str, Handl
     inference = InferenceApi(stack, models_api)
     files = FilesApi(stack)
     vector_io = VectorIOApi(stack, inference, files)
+    await vector_io.sync_from_config()
     await vector_io.files.start()
     stack.on_stop(vector_io.files.stop)
     apis = Apis(

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 DEFAULT_PORT = 8321
 HOME_ENV = "POCKETSTACK_HOME"
@@ -54,11 +54,52 @@ class ModelInput(_Strict):
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 
+class VectorStoreInput(_Strict):
+    """Llama Stack's registered vector store: created empty at start-up when it does not exist."""
+
+    vector_store_id: str = Field(pattern=r"^[A-Za-z0-9_.\-]{1,128}$")
+    embedding_model: str | None = None  # default: vector_stores.default_embedding_model, else the built-in
+    embedding_dimension: int | None = Field(default=None, ge=1)
+    provider_id: str | None = None  # default: vector_stores.default_provider_id, else the first vector_io provider
+    vector_store_name: str | None = None
+
+
+class QualifiedModel(_Strict):
+    provider_id: str
+    model_id: str
+
+    @property
+    def identifier(self) -> str:
+        return f"{self.provider_id}/{self.model_id}"
+
+
+class FileIngestionParams(BaseModel):
+    """How `auto` chunking cuts files (Llama Stack's field names); unset, OpenAI's 800 / 400 tokens."""
+
+    model_config = ConfigDict(extra="allow")
+    default_chunk_size_tokens: int | None = Field(default=None, ge=100, le=4096)
+    default_chunk_overlap_tokens: int | None = Field(default=None, ge=0)
+
+
+class VectorStoresConfig(BaseModel):
+    """Llama Stack's `vector_stores` section; the other keys (search and prompt params) are accepted."""
+
+    model_config = ConfigDict(extra="allow")
+    default_provider_id: str | None = None
+    default_embedding_model: QualifiedModel | None = None
+    file_ingestion_params: FileIngestionParams = Field(default_factory=FileIngestionParams)
+
+    @field_validator("file_ingestion_params", mode="before")
+    @classmethod
+    def _null_is_default(cls, value: Any) -> Any:
+        return {} if value is None else value
+
+
 class RegisteredResources(_Strict):
     models: list[ModelInput] = Field(default_factory=list)
+    vector_stores: list[VectorStoreInput] = Field(default_factory=list)
     # Accepted now so Llama Stack configs load; each is served by the issue that adds its API.
     shields: list[dict[str, Any]] = Field(default_factory=list)
-    vector_stores: list[dict[str, Any]] = Field(default_factory=list)
     datasets: list[dict[str, Any]] = Field(default_factory=list)
     scoring_fns: list[dict[str, Any]] = Field(default_factory=list)
     benchmarks: list[dict[str, Any]] = Field(default_factory=list)
@@ -119,7 +160,13 @@ class StackConfig(_Strict):
     storage: StorageConfig = Field(default_factory=StorageConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
     # Llama Stack keys whose features later issues serve; accepted so its configs load.
-    vector_stores: dict[str, Any] | None = None
+    vector_stores: VectorStoresConfig = Field(default_factory=VectorStoresConfig)
+
+    @field_validator("vector_stores", mode="before")
+    @classmethod
+    def _no_vector_stores_section(cls, value: Any) -> Any:
+        return {} if value is None else value  # `vector_stores:` left empty in YAML
+
     safety: dict[str, Any] | None = None
     connectors: list[dict[str, Any]] | None = None
     logging: dict[str, Any] | None = None

@@ -102,10 +102,13 @@ class ChunkingPlan:
     overlap_tokens: int
 
 
-def chunking_plan(strategy: dict[str, object] | None) -> ChunkingPlan:
-    """OpenAI's chunking_strategy: `auto` (800/400) or `static` with its limits checked."""
+AUTO = ChunkingPlan(DEFAULT_MAX_TOKENS, DEFAULT_OVERLAP_TOKENS)
+
+
+def chunking_plan(strategy: dict[str, object] | None, auto: ChunkingPlan = AUTO) -> ChunkingPlan:
+    """OpenAI's chunking_strategy: `auto` (800/400 unless configured) or `static` with its limits checked."""
     if not strategy or strategy.get("type") == "auto":
-        return ChunkingPlan(DEFAULT_MAX_TOKENS, DEFAULT_OVERLAP_TOKENS)
+        return auto
     if strategy.get("type") != "static" or not isinstance(strategy.get("static"), dict):
         raise ValueError("chunking_strategy is {type: auto} or {type: static, static: {...}}")
     static: dict[str, object] = strategy["static"]  # type: ignore[assignment]

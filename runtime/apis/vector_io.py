@@ -20,7 +20,8 @@ from pocketstack.apis.files import FilesApi
 from pocketstack.apis.inference import InferenceApi
 from pocketstack.apis.vector_store_file_batches import FileBatches
 from pocketstack.apis.vector_store_files import VectorStoreFiles
-from pocketstack.errors import BadRequestError, ServiceUnavailableError
+from pocketstack.config import ConfigError
+from pocketstack.errors import BadRequestError, PocketStackError, ServiceUnavailableError
 from pocketstack.fields import given, plain
 from pocketstack.modelstore.store import DEFAULT_EMBEDDING_NAME
 from pocketstack.providers.vector_search import Hit, NewChunk, SearchQuery, VectorIOProvider, parse_filter
@@ -30,8 +31,10 @@ from pocketstack.storage import pages
 DEFAULT_EMBEDDING_MODEL = f"llama-cpp/{DEFAULT_EMBEDDING_NAME}"
 EMBED_BATCH = 32
 COLUMNS = (
-    "id, provider_id, name, created_at, last_active_at, embedding_model, embedding_dimension, metadata, expires_after"
+    "id, provider_id, name, created_at, last_active_at, embedding_model, embedding_dimension, metadata, expires_after,"
+    " source"
 )
+ACTIVITY_RESOLUTION_S = 60  # last_active_at moves at most this often on searches (a write per search costs)
 
 
 class VectorIOApi:
@@ -47,6 +50,7 @@ class VectorIOApi:
             raise ServiceUnavailableError(
                 "The vector_io API is not enabled in this distribution.", code="service_not_enabled"
             )
+        provider_id = provider_id or self.stack.config.vector_stores.default_provider_id
         for instance in instances:
             if provider_id in (None, instance.config.provider_id):
                 return instance.config.provider_id, cast(VectorIOProvider, instance.impl)
@@ -68,6 +72,26 @@ class VectorIOApi:
             raise BadRequestError(f"Vector store '{store_id}' not found.", code="vector_store_not_found")
         return dict(rows[0])
 
+    async def usable(self, store_id: str) -> dict[str, Any]:
+        """The record of a store that may be searched or written: an expired one is refused."""
+        record = await self.record(store_id)
+        if record["expires_after"]:
+            days = json.loads(record["expires_after"])["days"]
+            if record["last_active_at"] + days * 86400 <= time.time():
+                raise BadRequestError(
+                    f"Vector store '{store_id}' expired (inactive for {days} days); it can only be read or deleted.",
+                    code="vector_store_expired",
+                )
+        return record
+
+    async def touch(self, record: dict[str, Any]) -> None:
+        """Move last_active_at (what expiry counts from), at most once a minute per store."""
+        now = int(time.time())
+        if now - record["last_active_at"] >= ACTIVITY_RESOLUTION_S:
+            await self.stack.database.execute(
+                "UPDATE vector_stores SET last_active_at = ? WHERE id = ?", (now, record["id"])
+            )
+
     async def _object(self, record: dict[str, Any]) -> models.VectorStoreObject:
         _, provider = self.provider(record["provider_id"])
         metadata = json.loads(record["metadata"]) | {
@@ -78,13 +102,16 @@ class VectorIOApi:
         expires_after = json.loads(record["expires_after"]) if record["expires_after"] else None
         expires_at = record["last_active_at"] + expires_after["days"] * 86400 if expires_after else None
         counts = await self.files.counts(record["id"])
+        status = "in_progress" if counts.in_progress else "completed"
+        if expires_at is not None and expires_at <= time.time():
+            status = "expired"
         return models.VectorStoreObject(
             id=record["id"],
             created_at=record["created_at"],
             name=record["name"],
             usage_bytes=await provider.usage_bytes(record["id"]),
             file_counts=counts,
-            status="in_progress" if counts.in_progress else "completed",
+            status=status,
             expires_after=models.VectorStoreExpiresAfter(**expires_after) if expires_after else MISSING,
             expires_at=expires_at,
             last_active_at=record["last_active_at"],
@@ -95,29 +122,84 @@ class VectorIOApi:
         file_ids = given(request.file_ids, [])
         for file_id in file_ids:
             await self.files.files.provider().get(file_id)  # an unknown file fails the create, not later
-        provider_id, _ = self.provider(given(request.provider_id))
-        model = given(request.embedding_model, DEFAULT_EMBEDDING_MODEL)
-        (probe,) = await self.embed(model, ["dimension probe"])
-        wanted = given(request.embedding_dimension)
-        if wanted is not None and wanted != len(probe):
-            raise BadRequestError(
-                f"embedding_dimension {wanted} does not match {model}, which makes {len(probe)}-dimensional vectors.",
-                param="embedding_dimension",
-            )
-        now = int(time.time())
-        store_id = f"vs_{uuid.uuid4().hex}"
         expires = given(request.expires_after)
-        await self.stack.database.execute(
-            f"INSERT INTO vector_stores ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                store_id, provider_id, given(request.name, store_id), now, now, model, len(probe),
-                json.dumps(plain(given(request.metadata, {}))),
-                json.dumps(expires.model_dump(mode="json")) if expires is not None else None,
-            ),
-        )  # fmt: skip
+        store_id = await self._create(
+            store_id=f"vs_{uuid.uuid4().hex}",
+            name=given(request.name),
+            provider_id=given(request.provider_id),
+            model=given(request.embedding_model),
+            dimension=given(request.embedding_dimension),
+            metadata=plain(given(request.metadata, {})),
+            expires_after=expires.model_dump(mode="json") if expires is not None else None,
+            source="api",
+        )
         for file_id in file_ids:
             await self.files.attach(store_id, file_id, None, given(request.chunking_strategy))
         return await self._object(await self.record(store_id))
+
+    async def _create(
+        self,
+        *,
+        store_id: str,
+        name: str | None,
+        provider_id: str | None,
+        model: str | None,
+        dimension: int | None,
+        metadata: dict[str, Any],
+        expires_after: dict[str, Any] | None,
+        source: str,
+    ) -> str:
+        provider_id, _ = self.provider(provider_id)
+        default = self.stack.config.vector_stores.default_embedding_model
+        model = model or (default.identifier if default is not None else DEFAULT_EMBEDDING_MODEL)
+        (probe,) = await self.embed(model, ["dimension probe"])
+        if dimension is not None and dimension != len(probe):
+            raise BadRequestError(
+                f"embedding_dimension {dimension} does not match {model}, which makes {len(probe)}-dimensional "
+                "vectors.",
+                param="embedding_dimension",
+            )
+        now = int(time.time())
+        await self.stack.database.execute(
+            f"INSERT INTO vector_stores ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                store_id, provider_id, name or store_id, now, now, model, len(probe), json.dumps(metadata),
+                json.dumps(expires_after) if expires_after is not None else None, source,
+            ),
+        )  # fmt: skip
+        return store_id
+
+    async def sync_from_config(self) -> None:
+        """Create the run config's `registered_resources.vector_stores` that do not exist yet."""
+        for index, entry in enumerate(self.stack.config.registered_resources.vector_stores):
+            rows = await self.stack.database.fetch(
+                "SELECT embedding_model, provider_id FROM vector_stores WHERE id = ?", (entry.vector_store_id,)
+            )
+            where = f"registered_resources.vector_stores[{index}] ({entry.vector_store_id})"
+            if rows:
+                model, provider_id = rows[0]["embedding_model"], rows[0]["provider_id"]
+                if entry.embedding_model not in (None, model) or entry.provider_id not in (None, provider_id):
+                    raise ConfigError(
+                        f"{where}: the store exists with embedding model {model} on provider {provider_id}; "
+                        "a store cannot change either (delete it, or use another id)"
+                    )
+                await self.stack.database.execute(
+                    "UPDATE vector_stores SET source = 'config' WHERE id = ?", (entry.vector_store_id,)
+                )
+                continue
+            try:
+                await self._create(
+                    store_id=entry.vector_store_id,
+                    name=entry.vector_store_name,
+                    provider_id=entry.provider_id,
+                    model=entry.embedding_model,
+                    dimension=entry.embedding_dimension,
+                    metadata={},
+                    expires_after=None,
+                    source="config",
+                )
+            except PocketStackError as exc:
+                raise ConfigError(f"{where}: {exc.message}") from exc
 
     async def openai_list_vector_stores(
         self, request: models.OpenaiListVectorStoresRequest
@@ -167,6 +249,12 @@ class VectorIOApi:
         self, request: models.OpenaiDeleteVectorStoreRequest
     ) -> models.VectorStoreDeleteResponse:
         record = await self.record(request.vector_store_id)
+        if record["source"] == "config":
+            raise BadRequestError(
+                f"Vector store '{record['id']}' comes from the run config's registered_resources; remove it there "
+                "(it would be created again at the next start).",
+                code="config_resource",
+            )
         _, provider = self.provider(record["provider_id"])
         await provider.delete(record["id"])  # chunks and vectors first: a crash leaves a store, never orphans
         await self.stack.database.execute("DELETE FROM vector_stores WHERE id = ?", (record["id"],))
@@ -175,7 +263,7 @@ class VectorIOApi:
     async def openai_search_vector_store(
         self, request: models.OpenaiSearchVectorStoreRequest
     ) -> models.VectorStoreSearchResponsePage:
-        record = await self.record(request.vector_store_id)
+        record = await self.usable(request.vector_store_id)
         raw = plain(request.query)
         queries = [raw] if isinstance(raw, str) else list(raw)
         text = " ".join(queries)
@@ -226,11 +314,12 @@ class VectorIOApi:
             impact_factor=given(getattr(options, "impact_factor", None), 60.0),
         )
         hits = await provider.search(record["id"], query)
+        await self.touch(record)
         threshold = given(getattr(options, "score_threshold", None))
         return [hit for hit in hits if threshold is None or hit.score >= threshold]
 
     async def insert_chunks(self, request: models.InsertChunksRequest) -> None:
-        record = await self.record(request.vector_store_id)
+        record = await self.usable(request.vector_store_id)
         _, provider = self.provider(record["provider_id"])
         chunks = list(request.chunks)
         missing = [i for i, chunk in enumerate(chunks) if given(chunk.embedding) is None]
@@ -251,12 +340,10 @@ class VectorIOApi:
                 )
             )
         await provider.insert(record["id"], record["embedding_dimension"], new)
-        await self.stack.database.execute(
-            "UPDATE vector_stores SET last_active_at = ? WHERE id = ?", (int(time.time()), record["id"])
-        )
+        await self.touch(record)
 
     async def query_chunks(self, request: models.QueryChunksRequest) -> models.QueryChunksResponse:
-        record = await self.record(request.vector_store_id)
+        record = await self.usable(request.vector_store_id)
         params = plain(given(request.params, {}))
         mode = params.get("mode", "vector")
         if mode not in ("vector", "keyword", "hybrid"):

@@ -29,7 +29,7 @@ class FileBatches:
         self.vector_io = vector_io
 
     async def create(self, store_id: str, request: models.CreateFileBatchRequest) -> models.VectorStoreFileBatchObject:
-        await self.vector_io.record(store_id)
+        await self.vector_io.usable(store_id)
         wanted = self._files(request)
         statements = [
             await self.vector_io.files.attachment(store_id, file_id, attributes, strategy)

@@ -104,7 +104,7 @@ class VectorStoreFiles:
         )
 
     async def attach(self, store_id: str, file_id: str, attributes: Any, strategy: Any) -> models.VectorStoreFileObject:
-        await self.vector_io.record(store_id)
+        await self.vector_io.usable(store_id)
         statement = await self.attachment(store_id, file_id, attributes, strategy)
         await self.stack.database.execute(*statement)
         self.enqueue(store_id, [file_id])
@@ -252,8 +252,8 @@ class VectorStoreFiles:
             message = exc.message if isinstance(exc, PocketStackError) else str(exc)
             await self._finish(store_id, file_id, "failed", 0, {"code": "invalid_file", "message": message})
             return
-        strategy = json.loads(row["chunking_strategy"])
-        pieces, tokenizer = await _chunked(self.vector_io.inference, text, record["embedding_model"], strategy)
+        plan = ingest.chunking_plan(json.loads(row["chunking_strategy"]), self._auto_plan())
+        pieces, tokenizer = await _chunked(self.vector_io.inference, text, record["embedding_model"], plan)
         attributes = json.loads(row["attributes"])
         await provider.delete(store_id, file_id)  # a redo after a crash starts clean
         for start in range(0, len(pieces), INSERT_BATCH):
@@ -295,6 +295,13 @@ class VectorStoreFiles:
             for instance in self.stack.providers_of("vector_io"):
                 await cast(VectorIOProvider, instance.impl).delete(store_id, file_id)
 
+    def _auto_plan(self) -> ingest.ChunkingPlan:
+        params = self.stack.config.vector_stores.file_ingestion_params
+        size = params.default_chunk_size_tokens or ingest.DEFAULT_MAX_TOKENS
+        overlap = params.default_chunk_overlap_tokens
+        overlap = ingest.DEFAULT_OVERLAP_TOKENS if overlap is None else overlap
+        return ingest.ChunkingPlan(size, min(overlap, size // 2))
+
     async def _wanted(self, store_id: str, file_id: str, status: str = "in_progress") -> bool:
         rows = await self.stack.database.fetch(
             "SELECT 1 FROM vector_store_files WHERE store_id = ? AND file_id = ? AND status = ?",
@@ -304,11 +311,10 @@ class VectorStoreFiles:
 
 
 async def _chunked(
-    inference: InferenceApi, text: str, model: str, strategy: dict[str, Any]
+    inference: InferenceApi, text: str, model: str, plan: ingest.ChunkingPlan
 ) -> tuple[list[ingest.TextChunk], str]:
     """The text's chunks, sized in the embedding model's tokens and never over what it can embed;
     and what counted them (the model, or the estimate)."""
-    plan = ingest.chunking_plan(strategy)
     spans = ingest.words(text)
     vocabulary = sorted({text[a:b] for a, b in spans})
     counts = await inference.count_tokens(model, vocabulary) if vocabulary else None
