@@ -32,6 +32,7 @@ from pocketstack.middlewares import (
     request_id_middleware,
 )
 from pocketstack.stack import Stack
+from pocketstack.threads import quiet_blas
 from pocketstack.uploads import SPOOL, UploadSpool
 
 DISABLE_VERSION_CHECK_ENV = ("LLAMA_STACK_DISABLE_VERSION_CHECK", "POCKETSTACK_DISABLE_VERSION_CHECK")
@@ -101,6 +102,7 @@ async def _assemble(stack: Stack, served_tags: frozenset[str]) -> dict[str, Hand
 
 def create_app(config: StackConfig) -> web.Application:
     """Build (but do not start) the server; ConfigError when the config cannot work."""
+    quiet_blas()
     stack = Stack(config)
     middlewares: list[Middleware] = [request_id_middleware, error_middleware, provider_data_middleware]
     if not _version_check_disabled():

@@ -16,6 +16,7 @@ from typing import Any
 from pocketstack import LLAMA_STACK_VERSION, __version__, distributions
 from pocketstack.config import ConfigError, StackConfig, load_config, pocketstack_home
 from pocketstack.errors import StartupError
+from pocketstack.threads import quiet_blas
 
 log = logging.getLogger("pocketstack")
 CONFIG_ENV = ("POCKETSTACK_CONFIG", "LLAMA_STACK_CONFIG")
@@ -227,6 +228,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    quiet_blas()
     args = parser().parse_args(argv)
     logging.basicConfig(
         level=os.environ.get("POCKETSTACK_LOG_LEVEL", "INFO").upper(),

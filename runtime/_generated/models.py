@@ -1198,11 +1198,34 @@ class VectorStoreSearchResponsePage(BaseModel):
     next_page: str | None | MISSING = MISSING
 
 
+class ChunkContentItemType(StrEnum):
+    text = "text"
+    image = "image"
+
+
+class ChunkContentItem(BaseModel):
+    """
+    Llama Stack's interleaved content item; only text can be embedded by a text model.
+    """
+
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    type: ChunkContentItemType
+    text: str | MISSING = MISSING
+    image: dict[str, Any] | MISSING = MISSING
+
+
 class Chunk(BaseModel):
     model_config = ConfigDict(
         extra="allow",
     )
-    content: Annotated[str, Field(description="The chunk's text.")]
+    content: Annotated[
+        str | ChunkContentItem | list[ChunkContentItem],
+        Field(
+            description="Text: a string, or Llama Stack's interleaved content (an item or a list; text items are joined)."
+        ),
+    ]
     chunk_id: Annotated[
         str | MISSING, Field(description="Made from the content when left out.")
     ] = MISSING
@@ -1233,7 +1256,12 @@ class QueryChunksRequest(BaseModel):
         extra="allow",
     )
     vector_store_id: str
-    query: Annotated[str, Field(min_length=1)]
+    query: Annotated[
+        str | ChunkContentItem | list[ChunkContentItem],
+        Field(
+            description="Text: a string, or Llama Stack's interleaved content (an item or a list; text items are joined)."
+        ),
+    ]
     params: Annotated[
         dict[str, Any] | MISSING,
         Field(

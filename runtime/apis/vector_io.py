@@ -322,17 +322,19 @@ class VectorIOApi:
         record = await self.usable(request.vector_store_id)
         _, provider = self.provider(record["provider_id"])
         chunks = list(request.chunks)
+        texts = [content_text(chunk.content, f"chunks[{i}].content") for i, chunk in enumerate(chunks)]
         missing = [i for i, chunk in enumerate(chunks) if given(chunk.embedding) is None]
-        embedded = await self.embed(record["embedding_model"], [chunks[i].content for i in missing])
+        embedded = await self.embed(record["embedding_model"], [texts[i] for i in missing])
         vectors: dict[int, list[float]] = dict(zip(missing, embedded, strict=True))
         new = []
         for index, chunk in enumerate(chunks):
             metadata = plain(given(chunk.metadata, {}))
-            chunk_id = given(chunk.chunk_id) or _chunk_id(chunk.content, metadata.get("document_id"))
+            content = texts[index]
+            chunk_id = given(chunk.chunk_id) or _chunk_id(content, metadata.get("document_id"))
             new.append(
                 NewChunk(
                     chunk_id=chunk_id,
-                    content=chunk.content,
+                    content=content,
                     metadata=metadata,
                     chunk_metadata=plain(given(chunk.chunk_metadata, {})),
                     embedding=vectors.get(index) or list(given(chunk.embedding)),
@@ -354,7 +356,10 @@ class VectorIOApi:
         options = models.SearchRankingOptions(
             ranker=params.get("ranker", "rrf"), score_threshold=params.get("score_threshold", MISSING)
         )
-        hits = await self._search(record, request.query, mode=mode, k=k, where=params.get("filters"), options=options)
+        text = content_text(request.query, "query")
+        if not text.strip():
+            raise BadRequestError("query is empty", param="query")
+        hits = await self._search(record, text, mode=mode, k=k, where=params.get("filters"), options=options)
         chunks = [
             models.Chunk(
                 content=hit.chunk.content,
@@ -434,6 +439,23 @@ class VectorIOApi:
         self, request: models.OpenaiListFilesInVectorStoreFileBatchRequest
     ) -> models.ListVectorStoreFilesResponse:
         return await self.batches.list_files(request.vector_store_id, request.batch_id, request)
+
+
+def content_text(value: Any, param: str) -> str:
+    """The text of a string or of Llama Stack's interleaved content (text items joined by spaces)."""
+    value = plain(value)
+    if isinstance(value, str):
+        return value
+    texts = []
+    for item in value if isinstance(value, list) else [value]:
+        kind = getattr(item, "type", None)
+        text = given(getattr(item, "text", None))
+        if getattr(kind, "value", kind) != "text" or not isinstance(text, str):
+            raise BadRequestError(
+                f"{param}: only text can be embedded here (items of type text with a `text`)", param=param
+            )
+        texts.append(text)
+    return " ".join(texts)
 
 
 def _chunk_id(content: str, document_id: Any) -> str:

@@ -156,3 +156,41 @@ async def test_auto_chunks_fit_the_embedding_model(
     counts = [c["chunk_metadata"]["content_token_count"] for c in chunks]
     assert len(chunks) > 3 and all(400 < n <= 510 for n in counts[:-1]) and counts[-1] <= 510, counts
     assert {c["chunk_metadata"]["chunk_tokenizer"] for c in chunks} == {stored_embedding}
+
+
+async def test_llama_stack_client_drives_vector_stores(server: TestClient[Any, Any], stored_embedding: str) -> None:
+    import llama_stack_client
+
+    client = llama_stack_client.AsyncLlamaStackClient(base_url=str(server.make_url("")).rstrip("/"), max_retries=0)
+    store = await client.vector_stores.create(name="ls", extra_body={"embedding_model": stored_embedding})
+    uploaded = await client.files.create(file=("lighthouse.md", FILES["lighthouse.md"]), purpose="assistants")
+    batch = await client.vector_stores.file_batches.create(vector_store_id=store.id, file_ids=[uploaded.id])
+    for _ in range(400):
+        batch = await client.vector_stores.file_batches.retrieve(batch.id, vector_store_id=store.id)
+        if batch.status != "in_progress":
+            break
+        await asyncio.sleep(0.05)
+    assert batch.status == "completed" and batch.file_counts.completed == 1
+    content = await client.vector_stores.files.content(uploaded.id, vector_store_id=store.id)
+    assert "lights the lamp" in " ".join(item.text for item in content.data)
+    found = await client.vector_stores.search(store.id, query="who lights the lamp?", search_mode="hybrid")
+    assert found.data[0].file_id == uploaded.id
+
+    # Llama Stack 0.7's chunks: interleaved content, pre-computed embedding, chunk metadata
+    text = "Tides turn at noon in the harbour."
+    embedding = (await client.embeddings.create(model=stored_embedding, input=text)).data[0].embedding
+    await client.vector_io.insert(
+        vector_store_id=store.id,
+        chunks=[{"chunk_id": "tides-0", "content": [{"type": "text", "text": text}], "metadata": {"document_id": "t"},
+                 "chunk_metadata": {"document_id": "t"}, "embedding": embedding,  # type: ignore[typeddict-item]
+                 "embedding_model": stored_embedding, "embedding_dimension": 384}],
+    )  # fmt: skip
+    answer = await client.vector_io.query(
+        vector_store_id=store.id, query=[{"type": "text", "text": "when do the tides turn?"}], params={"max_chunks": 2}
+    )
+    assert answer.chunks[0].chunk_id == "tides-0" and answer.chunks[0].content == text
+    with pytest.raises(llama_stack_client.BadRequestError):
+        await client.vector_io.query(
+            vector_store_id=store.id, query={"type": "image", "image": {"url": {"uri": "http://x/y.png"}}}
+        )
+    await client.close()

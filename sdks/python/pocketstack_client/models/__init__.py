@@ -16,6 +16,9 @@ from .choice_logprobs import ChoiceLogprobs
 from .chunk import Chunk
 from .chunk_choice import ChunkChoice
 from .chunk_chunk_metadata import ChunkChunkMetadata
+from .chunk_content_item import ChunkContentItem
+from .chunk_content_item_image import ChunkContentItemImage
+from .chunk_content_item_type import ChunkContentItemType
 from .chunk_delta import ChunkDelta
 from .chunk_function_call import ChunkFunctionCall
 from .chunk_metadata import ChunkMetadata
@@ -159,6 +162,9 @@ __all__ = (
     "Chunk",
     "ChunkChoice",
     "ChunkChunkMetadata",
+    "ChunkContentItem",
+    "ChunkContentItemImage",
+    "ChunkContentItemType",
     "ChunkDelta",
     "ChunkFunctionCall",
     "ChunkMetadata",

@@ -11,6 +11,7 @@ from ..types import UNSET, Unset
 
 if TYPE_CHECKING:
     from ..models.chunk_chunk_metadata import ChunkChunkMetadata
+    from ..models.chunk_content_item import ChunkContentItem
     from ..models.chunk_metadata import ChunkMetadata
 
 
@@ -21,7 +22,8 @@ T = TypeVar("T", bound="Chunk")
 class Chunk:
     """
     Attributes:
-        content (str): The chunk's text.
+        content (ChunkContentItem | list[ChunkContentItem] | str): Text: a string, or Llama Stack's interleaved content
+            (an item or a list; text items are joined).
         chunk_id (str | Unset): Made from the content when left out.
         metadata (ChunkMetadata | Unset): Attributes (filterable); `document_id` names the source.
         chunk_metadata (ChunkChunkMetadata | Unset):
@@ -30,7 +32,7 @@ class Chunk:
         embedding_dimension (int | Unset):
     """
 
-    content: str
+    content: ChunkContentItem | list[ChunkContentItem] | str
     chunk_id: str | Unset = UNSET
     metadata: ChunkMetadata | Unset = UNSET
     chunk_metadata: ChunkChunkMetadata | Unset = UNSET
@@ -40,7 +42,19 @@ class Chunk:
     additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        content = self.content
+        from ..models.chunk_content_item import ChunkContentItem  # noqa: PLC0415
+
+        content: dict[str, Any] | list[dict[str, Any]] | str
+        if isinstance(self.content, ChunkContentItem):
+            content = self.content.to_dict()
+        elif isinstance(self.content, list):
+            content = []
+            for componentsschemas_chunk_content_type_2_item_data in self.content:
+                componentsschemas_chunk_content_type_2_item = componentsschemas_chunk_content_type_2_item_data.to_dict()
+                content.append(componentsschemas_chunk_content_type_2_item)
+
+        else:
+            content = self.content
 
         chunk_id = self.chunk_id
 
@@ -85,10 +99,38 @@ class Chunk:
     @classmethod
     def from_dict(cls: type[T], src_dict: Mapping[str, Any]) -> T:
         from ..models.chunk_chunk_metadata import ChunkChunkMetadata  # noqa: PLC0415
+        from ..models.chunk_content_item import ChunkContentItem  # noqa: PLC0415
         from ..models.chunk_metadata import ChunkMetadata  # noqa: PLC0415
 
         d = dict(src_dict)
-        content = d.pop("content")
+
+        def _parse_content(data: object) -> ChunkContentItem | list[ChunkContentItem] | str:
+            try:
+                if not isinstance(data, dict):
+                    raise TypeError()
+                componentsschemas_chunk_content_type_1 = ChunkContentItem.from_dict(data)
+
+                return componentsschemas_chunk_content_type_1
+            except (TypeError, ValueError, AttributeError, KeyError):
+                pass
+            try:
+                if not isinstance(data, list):
+                    raise TypeError()
+                componentsschemas_chunk_content_type_2 = []
+                _componentsschemas_chunk_content_type_2 = data
+                for componentsschemas_chunk_content_type_2_item_data in _componentsschemas_chunk_content_type_2:
+                    componentsschemas_chunk_content_type_2_item = ChunkContentItem.from_dict(
+                        componentsschemas_chunk_content_type_2_item_data
+                    )
+
+                    componentsschemas_chunk_content_type_2.append(componentsschemas_chunk_content_type_2_item)
+
+                return componentsschemas_chunk_content_type_2
+            except (TypeError, ValueError, AttributeError, KeyError):
+                pass
+            return cast(ChunkContentItem | list[ChunkContentItem] | str, data)
+
+        content = _parse_content(d.pop("content"))
 
         chunk_id = d.pop("chunk_id", UNSET)
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from attrs import define as _attrs_define
 from attrs import field as _attrs_field
@@ -10,6 +10,7 @@ from attrs import field as _attrs_field
 from ..types import UNSET, Unset
 
 if TYPE_CHECKING:
+    from ..models.chunk_content_item import ChunkContentItem
     from ..models.query_chunks_request_params import QueryChunksRequestParams
 
 
@@ -21,20 +22,33 @@ class QueryChunksRequest:
     """
     Attributes:
         vector_store_id (str):
-        query (str):
+        query (ChunkContentItem | list[ChunkContentItem] | str): Text: a string, or Llama Stack's interleaved content
+            (an item or a list; text items are joined).
         params (QueryChunksRequestParams | Unset): `max_chunks` (default 10), `mode` (vector | keyword | hybrid),
             `score_threshold`, `ranker`.
     """
 
     vector_store_id: str
-    query: str
+    query: ChunkContentItem | list[ChunkContentItem] | str
     params: QueryChunksRequestParams | Unset = UNSET
     additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        from ..models.chunk_content_item import ChunkContentItem  # noqa: PLC0415
+
         vector_store_id = self.vector_store_id
 
-        query = self.query
+        query: dict[str, Any] | list[dict[str, Any]] | str
+        if isinstance(self.query, ChunkContentItem):
+            query = self.query.to_dict()
+        elif isinstance(self.query, list):
+            query = []
+            for componentsschemas_chunk_content_type_2_item_data in self.query:
+                componentsschemas_chunk_content_type_2_item = componentsschemas_chunk_content_type_2_item_data.to_dict()
+                query.append(componentsschemas_chunk_content_type_2_item)
+
+        else:
+            query = self.query
 
         params: dict[str, Any] | Unset = UNSET
         if not isinstance(self.params, Unset):
@@ -55,12 +69,39 @@ class QueryChunksRequest:
 
     @classmethod
     def from_dict(cls: type[T], src_dict: Mapping[str, Any]) -> T:
+        from ..models.chunk_content_item import ChunkContentItem  # noqa: PLC0415
         from ..models.query_chunks_request_params import QueryChunksRequestParams  # noqa: PLC0415
 
         d = dict(src_dict)
         vector_store_id = d.pop("vector_store_id")
 
-        query = d.pop("query")
+        def _parse_query(data: object) -> ChunkContentItem | list[ChunkContentItem] | str:
+            try:
+                if not isinstance(data, dict):
+                    raise TypeError()
+                componentsschemas_chunk_content_type_1 = ChunkContentItem.from_dict(data)
+
+                return componentsschemas_chunk_content_type_1
+            except (TypeError, ValueError, AttributeError, KeyError):
+                pass
+            try:
+                if not isinstance(data, list):
+                    raise TypeError()
+                componentsschemas_chunk_content_type_2 = []
+                _componentsschemas_chunk_content_type_2 = data
+                for componentsschemas_chunk_content_type_2_item_data in _componentsschemas_chunk_content_type_2:
+                    componentsschemas_chunk_content_type_2_item = ChunkContentItem.from_dict(
+                        componentsschemas_chunk_content_type_2_item_data
+                    )
+
+                    componentsschemas_chunk_content_type_2.append(componentsschemas_chunk_content_type_2_item)
+
+                return componentsschemas_chunk_content_type_2
+            except (TypeError, ValueError, AttributeError, KeyError):
+                pass
+            return cast(ChunkContentItem | list[ChunkContentItem] | str, data)
+
+        query = _parse_query(d.pop("query"))
 
         _params = d.pop("params", UNSET)
         params: QueryChunksRequestParams | Unset
