@@ -14,7 +14,7 @@ LLAMA_STACK_CLIENT := llama-stack-client==0.7.5 "numpy<2.4" "pandas<3"
 MYPY_PATH := build/mypy
 DIST ?= dist
 
-.PHONY: run test lint gen gen-check spec-check bench bench-startup binary install install-dev clean
+.PHONY: run test lint gen gen-check spec-check bench bench-vector bench-startup binary install install-dev clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -63,6 +63,9 @@ gen-check: install-dev
 # Benchmarks print ratios against a baseline measured in the same run (bench/README.md).
 bench: install-dev
 	$(BIN)/python bench/inference.py
+
+bench-vector: install-dev
+	$(BIN)/python bench/vector.py
 
 # The single binary: dist/pocketstack (one file) and dist/pocketstack-onedir/ (PyInstaller's onedir
 # build it wraps). MODELS=none leaves the default models out; DIST=... writes elsewhere.
