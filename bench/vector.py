@@ -16,13 +16,17 @@ A real server (`pocketstack run`, edge distribution, inline::sqlite-vec) on a te
    uploaded, attached as one file batch, timed until every file is completed; against raw
    llama-cpp-python `embed()` of the same chunks in this process (same model, same threads).
 
-    python bench/vector.py [--vectors 100000] [--queries 200]
+    python bench/vector.py [--vectors 100000] [--queries 200] [--provider sqlite-vec|pgvector]
+
+With `--provider pgvector` the same run goes to `remote::pgvector` on a PostgreSQL with pgvector
+started for the run (found as the tests find it: tests/pg_server.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import http.client
 import json
 import os
@@ -121,14 +125,15 @@ def _multipart(path: Path) -> tuple[bytes, str]:
     return body, f"multipart/form-data; boundary={boundary}"
 
 
-async def _provider_search(db_path: Path, store_id: str, vectors: np.ndarray) -> list[float]:
-    """The provider's search alone, on the server's database, opened read-side in this process."""
+async def _provider_search(entry: dict[str, Any], home: Path, store_id: str, vectors: np.ndarray) -> list[float]:
+    """The provider's search alone, on the server's database, opened in this process."""
+    from pocketstack.providers import PROVIDERS
     from pocketstack.providers.base import ProviderContext
-    from pocketstack.providers.inline.sqlite_vec.config import SqliteVecConfig
-    from pocketstack.providers.inline.sqlite_vec.provider import SqliteVecStore
-    from pocketstack.providers.vector_search import SearchQuery
+    from pocketstack.providers.vector_search import SearchQuery, VectorIOProvider
 
-    provider = SqliteVecStore(SqliteVecConfig(db_path=str(db_path)), ProviderContext("bench", db_path.parent))
+    spec = PROVIDERS[entry["provider_type"]]
+    created = spec.create(spec.config_model.model_validate(entry["config"]), ProviderContext("bench", home))
+    provider: VectorIOProvider = created  # type: ignore[assignment]
     await provider.initialize()
     try:
         await provider.search(store_id, SearchQuery(vector=vectors[0].tolist(), text="", mode="vector", k=K))  # load
@@ -147,6 +152,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--vectors", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--provider", choices=["sqlite-vec", "pgvector"], default="sqlite-vec")
     args = parser.parse_args()
 
     from llama_cpp import Llama
@@ -157,12 +163,24 @@ def main() -> int:
     rng = np.random.default_rng(20261201)
     vocabulary = _vocabulary(rng)
 
-    with tempfile.TemporaryDirectory(prefix="pocketstack-bench-") as tmp:
+    with contextlib.ExitStack() as cleanup:
+        tmp = cleanup.enter_context(tempfile.TemporaryDirectory(prefix="pocketstack-bench-"))
+        os.chmod(tmp, 0o755)  # PostgreSQL may run as another user
         home = Path(tmp) / "home"
         model_name = f"llama-cpp/{store.DEFAULT_EMBEDDING_NAME}"
         embed_path = convert_any(archive, home / "models" / f"{store.DEFAULT_EMBEDDING_NAME}.gguf", "e").path
         config = yaml.safe_load((REPO / "runtime/distributions/edge.yaml").read_text())
         config["providers"]["inference"][0]["config"]["threads"] = threads
+        entry = config["providers"]["vector_io"][0]
+        if args.provider == "pgvector":
+            from pg_server import running_postgres
+
+            pg = cleanup.enter_context(running_postgres(Path(tmp) / "postgres"))
+            entry = {"provider_id": "pgvector", "provider_type": "remote::pgvector",
+                     "config": {"host": pg.host, "port": pg.port, "user": pg.user}}  # fmt: skip
+            config["providers"]["vector_io"] = [entry]
+        else:  # this process opens the server's file: the default path under the same home
+            entry = {**entry, "config": {}}
         config_path = Path(tmp) / "run.yaml"
         config_path.write_text(yaml.safe_dump(config))
         port = free_port()
@@ -171,7 +189,7 @@ def main() -> int:
         client = Http(port)
         try:
             _wait_healthy(client, server)
-            results = _run(client, home, model_name, embed_path, vocabulary, rng, args, threads, Llama)
+            results = _run(client, home, entry, model_name, embed_path, vocabulary, rng, args, threads, Llama)
         finally:
             server.terminate()
             server.wait(timeout=60)
@@ -180,8 +198,8 @@ def main() -> int:
 
 
 def _run(
-    client: Http, home: Path, model: str, embed_path: Path, vocabulary: list[str], rng: np.random.Generator,
-    args: argparse.Namespace, threads: int, llama: Any,
+    client: Http, home: Path, entry: dict[str, Any], model: str, embed_path: Path, vocabulary: list[str],
+    rng: np.random.Generator, args: argparse.Namespace, threads: int, llama: Any,
 ) -> dict[str, Any]:  # fmt: skip
     results: dict[str, Any] = {}
     # 1. 100k random unit vectors with synthetic texts, inserted over HTTP
@@ -235,9 +253,7 @@ def _run(
     for mode in ("keyword", "hybrid"):
         hits = [int(t) in found for t, found in zip(targets, results[mode]["found"], strict=True)]
         results[mode]["hit_rate"] = sum(hits) / len(hits)
-    results["provider_timings"] = asyncio.run(
-        _provider_search(home / "vector_io" / "sqlite_vec.db", store_id, query_vectors)
-    )
+    results["provider_timings"] = asyncio.run(_provider_search(entry, home, store_id, query_vectors))
     results["embed_query"] = _percentiles(_time_embeddings(client, model, questions[:50]))[0]
 
     # 3. ingestion of real text files against raw embedding of the same chunks
@@ -287,7 +303,7 @@ def _report(results: dict[str, Any], args: argparse.Namespace, threads: int) -> 
     provider_p50, provider_p95 = _percentiles(results["provider_timings"])
     print(f"baseline, numpy brute force in memory:      p50 {exact_p50:6.1f} ms  p95 {exact_p95:6.1f} ms")
     print(
-        f"provider search (sqlite-vec, exact scan):   p50 {provider_p50:6.1f} ms  p95 {provider_p95:6.1f} ms"
+        f"provider search ({args.provider:10}, exact): p50 {provider_p50:6.1f} ms  p95 {provider_p95:6.1f} ms"
         f"   ratio to numpy {provider_p50 / exact_p50:.2f}   (target p50 <= 10 ms)"
     )
     for mode in ("vector", "keyword", "hybrid"):

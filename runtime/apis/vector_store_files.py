@@ -71,7 +71,19 @@ class VectorStoreFiles:
         self._worker: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """Resume what a stopped server left in progress, then work the queue in the background."""
+        """Drop files deleted meanwhile, resume what a stopped server left in progress, then work the queue."""
+        if self.stack.providers_of("files"):
+            files = self.files.provider()
+            files.on_removed(self.forget_files)
+            attached = await self.stack.database.fetch("SELECT DISTINCT file_id FROM vector_store_files")
+            gone = []
+            for row in attached:  # files that expired while the server was stopped
+                try:
+                    await files.get(row["file_id"])
+                except NotFoundError:
+                    gone.append(row["file_id"])
+            if gone:
+                await self.forget_files(gone)
         rows = await self.stack.database.fetch(
             "SELECT store_id, file_id FROM vector_store_files WHERE status = 'in_progress' ORDER BY seq"
         )
@@ -80,6 +92,20 @@ class VectorStoreFiles:
         if rows:
             log.info("resuming ingestion of %d files", len(rows))
         self._worker = asyncio.create_task(self._work(), name="pocketstack-ingestion")
+
+    async def forget_files(self, file_ids: list[str]) -> None:
+        """Detach deleted files from every store: chunks and vectors first, then the attachment rows."""
+        marks = ", ".join("?" for _ in file_ids)
+        rows = await self.stack.database.fetch(
+            f"SELECT store_id, file_id FROM vector_store_files WHERE file_id IN ({marks})", file_ids
+        )
+        for row in rows:
+            record = await self.vector_io.record(row["store_id"])
+            _, provider = self.vector_io.provider(record["provider_id"])
+            await provider.delete(row["store_id"], row["file_id"])
+        if rows:
+            await self.stack.database.execute(f"DELETE FROM vector_store_files WHERE file_id IN ({marks})", file_ids)
+            log.info("detached %d deleted files from vector stores", len(rows))
 
     async def stop(self) -> None:
         if self._worker is not None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -132,3 +132,7 @@ class FilesProvider(Provider, Protocol):
     async def delete(self, file_id: str) -> models.OpenAIFileDeleteResponse: ...
 
     async def content(self, file_id: str) -> FileBody: ...
+
+    def on_removed(self, listener: Callable[[list[str]], Awaitable[None]]) -> None:
+        """Have `listener` called with the ids of files deleted or expired, after they are gone."""
+        ...

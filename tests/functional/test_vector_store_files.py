@@ -151,3 +151,40 @@ async def test_deleting_a_store_leaves_no_chunks(
     assert await provider.usage_bytes(store.id) == 0  # type: ignore[attr-defined]
     rows = await server.app[STACK].database.fetch("SELECT COUNT(*) AS n FROM vector_store_files")
     assert rows[0]["n"] == 0
+
+
+async def test_deleting_or_expiring_a_file_detaches_it_everywhere(
+    oai: openai.AsyncOpenAI, server: TestClient[Any, Any], stored_embedding: str
+) -> None:
+    from pocketstack.app import STACK
+
+    stores = [
+        (await oai.vector_stores.create(name=f"s{i}", extra_body={"embedding_model": stored_embedding})).id
+        for i in range(2)
+    ]
+    deleted = await _upload(oai, "lighthouse.md", FILES["lighthouse.md"])
+    expiring = (
+        await oai.files.create(
+            file=("trains.csv", io.BytesIO(FILES["trains.csv"])),
+            purpose="assistants",
+            expires_after={"anchor": "created_at", "seconds": 3600},
+        )
+    ).id
+    for store in stores:
+        for file_id in (deleted, expiring):
+            await oai.vector_stores.files.create_and_poll(file_id=file_id, vector_store_id=store, poll_interval_ms=50)
+    await oai.files.delete(deleted)
+    for store in stores:
+        assert [f.id async for f in await oai.vector_stores.files.list(store)] == [expiring]
+        hits = await oai.vector_stores.search(store, query="who lights the lamp for the ships?")
+        assert all(hit.file_id != deleted for hit in hits.data)
+
+    stack = server.app[STACK]
+    await stack.database.execute("UPDATE files SET expires_at = 1 WHERE id = ?", (expiring,))
+    stack.providers["localfs"].impl._next_expiry = 1  # type: ignore[attr-defined]  # as if the hour had passed
+    with pytest.raises(openai.NotFoundError):
+        await oai.files.retrieve(expiring)  # the sweep runs
+    for store in stores:
+        after = await oai.vector_stores.retrieve(store)
+        assert after.file_counts.total == 0 and after.usage_bytes == 0
+        assert (await oai.vector_stores.search(store, query="night train")).data == []

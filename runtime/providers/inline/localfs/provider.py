@@ -8,6 +8,7 @@ import os
 import shutil
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,15 @@ class LocalFsFiles:
         self.provider_id = context.provider_id
         self.folder = Path(config.storage_dir).expanduser() if config.storage_dir else context.home / "files"
         self._next_expiry: float | None = None  # the earliest expires_at of a stored file
+        self._listeners: list[Callable[[list[str]], Awaitable[None]]] = []
+
+    def on_removed(self, listener: Callable[[list[str]], Awaitable[None]]) -> None:
+        """Call `listener` with the ids of files that are deleted or expire (vector stores drop them)."""
+        self._listeners.append(listener)
+
+    async def _removed(self, file_ids: list[str]) -> None:
+        for listener in self._listeners:
+            await listener(file_ids)
 
     async def initialize(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -123,6 +133,7 @@ class LocalFsFiles:
         await self.get(file_id)
         await self._db.execute("DELETE FROM files WHERE id = ? AND provider_id = ?", (file_id, self.provider_id))
         self.path_of(file_id).unlink(missing_ok=True)
+        await self._removed([file_id])
         return models.OpenAIFileDeleteResponse(id=file_id, deleted=True)
 
     async def content(self, file_id: str) -> FileBody:
@@ -165,6 +176,7 @@ class LocalFsFiles:
         for row in expired:
             self.path_of(row["id"]).unlink(missing_ok=True)
         log.info("removed %d expired files", len(expired))
+        await self._removed([row["id"] for row in expired])
 
 
 def _move(source: Path, target: Path) -> None:
