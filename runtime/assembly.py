@@ -10,6 +10,8 @@ from pocketstack.apis.inference import InferenceApi
 from pocketstack.apis.inspect import InspectApi
 from pocketstack.apis.models import ModelsApi
 from pocketstack.apis.providers import ProvidersApi
+from pocketstack.apis.safety import SafetyApi
+from pocketstack.apis.shields import ShieldsApi
 from pocketstack.apis.vector_io import VectorIOApi
 from pocketstack.stack import Stack
 
@@ -26,6 +28,8 @@ async def assemble(stack: Stack, served_tags: frozenset[str]) -> dict[str, Handl
     await vector_io.sync_from_config()
     await vector_io.files.start()
     stack.on_stop(vector_io.files.stop)
+    shields = ShieldsApi(stack)
+    await shields.sync_from_config()
     apis = Apis(
         inspect=InspectApi(stack, served_tags),
         providers=ProvidersApi(stack),
@@ -33,5 +37,7 @@ async def assemble(stack: Stack, served_tags: frozenset[str]) -> dict[str, Handl
         inference=inference,
         files=files,
         vector_io=vector_io,
+        shields=shields,
+        safety=SafetyApi(stack, shields),
     )
     return handlers(apis)

@@ -64,6 +64,20 @@ class VectorStoreInput(_Strict):
     vector_store_name: str | None = None
 
 
+class ShieldInput(_Strict):
+    """Llama Stack's registered shield."""
+
+    shield_id: str = Field(min_length=1)
+    provider_id: str | None = None  # default: the only safety provider
+    provider_shield_id: str | None = None  # default: the shield_id
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class SafetyConfig(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    default_shield_id: str | None = None  # serves /v1/moderations requests that name no model
+
+
 class QualifiedModel(_Strict):
     provider_id: str
     model_id: str
@@ -98,8 +112,8 @@ class VectorStoresConfig(BaseModel):
 class RegisteredResources(_Strict):
     models: list[ModelInput] = Field(default_factory=list)
     vector_stores: list[VectorStoreInput] = Field(default_factory=list)
+    shields: list[ShieldInput] = Field(default_factory=list)
     # Accepted now so Llama Stack configs load; each is served by the issue that adds its API.
-    shields: list[dict[str, Any]] = Field(default_factory=list)
     datasets: list[dict[str, Any]] = Field(default_factory=list)
     scoring_fns: list[dict[str, Any]] = Field(default_factory=list)
     benchmarks: list[dict[str, Any]] = Field(default_factory=list)
@@ -162,12 +176,12 @@ class StackConfig(_Strict):
     # Llama Stack keys whose features later issues serve; accepted so its configs load.
     vector_stores: VectorStoresConfig = Field(default_factory=VectorStoresConfig)
 
-    @field_validator("vector_stores", mode="before")
+    @field_validator("vector_stores", "safety", mode="before")
     @classmethod
-    def _no_vector_stores_section(cls, value: Any) -> Any:
-        return {} if value is None else value  # `vector_stores:` left empty in YAML
+    def _empty_section(cls, value: Any) -> Any:
+        return {} if value is None else value  # a section left empty in YAML
 
-    safety: dict[str, Any] | None = None
+    safety: SafetyConfig = Field(default_factory=SafetyConfig)
     connectors: list[dict[str, Any]] | None = None
     logging: dict[str, Any] | None = None
     external_providers_dir: str | None = None

@@ -67,6 +67,14 @@ def edge_with(**overrides: Any) -> StackConfig:
     return parse_config(yaml.safe_dump(data), "test-config.yaml")
 
 
+def edge_providers_with(**entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """The edge distribution's providers with those of some APIs replaced (the others kept)."""
+    path = distributions.path_of("edge")
+    assert path is not None
+    providers: dict[str, Any] = yaml.safe_load(path.read_text())["providers"]
+    return providers | entries
+
+
 @pytest.fixture
 async def client(aiohttp_client: Callable[..., Any], edge_config: StackConfig) -> TestClient[Any, Any]:
     return await aiohttp_client(create_app(edge_config))  # type: ignore[no-any-return]

@@ -1439,6 +1439,144 @@ class VectorStoreFileBatchObject(BaseModel):
     file_counts: VectorStoreFileCounts
 
 
+class Shield(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    identifier: Annotated[str, Field(description="The id clients use.")]
+    provider_id: str
+    provider_resource_id: Annotated[
+        str,
+        Field(description="What the provider runs, e.g. the classifier model's id."),
+    ]
+    type: Literal["shield"] = "shield"
+    params: dict[str, Any]
+
+
+class ListShieldsResponse(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    data: list[Shield]
+
+
+class RegisterShieldRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    shield_id: Annotated[str, Field(min_length=1)]
+    provider_shield_id: Annotated[
+        str | MISSING, Field(description="Default: the shield_id.")
+    ] = MISSING
+    provider_id: Annotated[
+        str | MISSING,
+        Field(description="Default: the only safety provider, when there is one."),
+    ] = MISSING
+    params: Annotated[
+        dict[str, Any] | MISSING,
+        Field(description="Provider settings, e.g. `excluded_categories`, `mode`."),
+    ] = MISSING
+
+
+class RunShieldRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    shield_id: Annotated[str, Field(min_length=1)]
+    messages: Annotated[
+        list[
+            Annotated[
+                SystemMessage
+                | DeveloperMessage
+                | UserMessage
+                | AssistantMessage
+                | ToolMessage,
+                Field(discriminator="role"),
+            ]
+        ],
+        Field(min_length=1),
+    ]
+    params: dict[str, Any] | MISSING = MISSING
+
+
+class ViolationLevel(StrEnum):
+    info = "info"
+    warn = "warn"
+    error = "error"
+
+
+class SafetyViolation(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    violation_level: ViolationLevel
+    user_message: Annotated[
+        str | None | MISSING, Field(description="What to tell the user (the refusal).")
+    ] = MISSING
+    metadata: Annotated[
+        dict[str, Any],
+        Field(description="e.g. `violation_type` (S1,S9), the findings."),
+    ]
+
+
+class RunShieldResponse(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    violation: SafetyViolation | None
+
+
+class ModerationInputModerationInput(RootModel[str]):
+    root: Annotated[str, Field(min_length=1)]
+
+
+class ModerationInputModerationInput1ModerationInputModerationInput1Item(
+    RootModel[str]
+):
+    root: Annotated[str, Field(min_length=1)]
+
+
+class ModerationInputModerationInput1(
+    RootModel[list[ModerationInputModerationInput1ModerationInputModerationInput1Item]]
+):
+    root: Annotated[
+        list[ModerationInputModerationInput1ModerationInputModerationInput1Item],
+        Field(min_length=1),
+    ]
+
+
+class ModerationRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    input: ModerationInputModerationInput | ModerationInputModerationInput1
+    model: Annotated[
+        str | MISSING,
+        Field(description="A shield's identifier or provider_resource_id."),
+    ] = MISSING
+
+
+class ModerationResult(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    flagged: bool
+    categories: dict[str, bool]
+    category_scores: dict[str, float]
+    category_applied_input_types: dict[str, list[str]]
+    user_message: str | None | MISSING = MISSING
+    metadata: dict[str, Any]
+
+
+class ModerationObject(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    id: Annotated[str, Field(description="`modr-...`")]
+    model: str
+    results: list[ModerationResult]
+
+
 class ListRoutesRequest(BaseModel):
     model_config = ConfigDict(
         extra="allow",
@@ -1711,6 +1849,24 @@ class OpenaiListFilesInVectorStoreFileBatchRequest(BaseModel):
     ] = 20
     order: SortOrder | MISSING = MISSING
     filter: VectorStoreFileStatus | MISSING = MISSING
+
+
+class GetShieldRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    identifier: Annotated[
+        str, Field(description="The shield's identifier; slashes are part of it.")
+    ]
+
+
+class UnregisterShieldRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    identifier: Annotated[
+        str, Field(description="The shield's identifier; slashes are part of it.")
+    ]
 
 
 class Error(BaseModel):

@@ -346,6 +346,45 @@ OPERATIONS: tuple[OperationInfo, ...] = (
         False,
         False,
     ),
+    OperationInfo(
+        "list_shields", "Shields", "GET", "/v1/shields", "/v1/shields", "v1", False, False
+    ),
+    OperationInfo(
+        "register_shield", "Shields", "POST", "/v1/shields", "/v1/shields", "v1", True, False
+    ),
+    OperationInfo(
+        "get_shield",
+        "Shields",
+        "GET",
+        "/v1/shields/{identifier}",
+        "/v1/shields/{identifier:.+}",
+        "v1",
+        False,
+        False,
+    ),
+    OperationInfo(
+        "unregister_shield",
+        "Shields",
+        "DELETE",
+        "/v1/shields/{identifier}",
+        "/v1/shields/{identifier:.+}",
+        "v1",
+        True,
+        False,
+    ),
+    OperationInfo(
+        "run_shield",
+        "Safety",
+        "POST",
+        "/v1/safety/run-shield",
+        "/v1/safety/run-shield",
+        "v1",
+        False,
+        False,
+    ),
+    OperationInfo(
+        "run_moderation", "Safety", "POST", "/v1/moderations", "/v1/moderations", "v1", False, False
+    ),
 )
 
 API_TAGS: dict[str, str] = {
@@ -355,4 +394,6 @@ API_TAGS: dict[str, str] = {
     "inference": "Inference",
     "files": "Files",
     "vector_io": "VectorIO",
+    "shields": "Shields",
+    "safety": "Safety",
 }

@@ -238,3 +238,35 @@ class VectorIO(Protocol):
     ) -> models.ListVectorStoreFilesResponse:
         """The files of a batch (cursor pagination)."""
         ...
+
+
+class Shields(Protocol):
+    """Shields (safety classifiers) registered against safety providers."""
+
+    async def list_shields(self) -> models.ListShieldsResponse:
+        """List the registered shields."""
+        ...
+
+    async def register_shield(self, request: models.RegisterShieldRequest) -> models.Shield:
+        """Register a shield against a safety provider (deprecated in Llama Stack: prefer registered_resources)."""
+        ...
+
+    async def get_shield(self, request: models.GetShieldRequest) -> models.Shield:
+        """Get a shield. The id may contain slashes."""
+        ...
+
+    async def unregister_shield(self, request: models.UnregisterShieldRequest) -> None:
+        """Unregister a shield. The id may contain slashes (deprecated in Llama Stack)."""
+        ...
+
+
+class Safety(Protocol):
+    """Running shields over messages (Llama Stack) and text moderation (OpenAI-compatible)."""
+
+    async def run_shield(self, request: models.RunShieldRequest) -> models.RunShieldResponse:
+        """Run a shield over messages: a violation, or none."""
+        ...
+
+    async def run_moderation(self, request: models.ModerationRequest) -> models.ModerationObject:
+        """Classify text (OpenAI's moderation shape); `model` names a shield, else `safety.default_shield_id`."""
+        ...

@@ -10,7 +10,16 @@ from aiohttp import web
 from pocketstack import http
 from pocketstack._generated import models
 from pocketstack._generated.operations import API_TAGS
-from pocketstack._generated.protocols import Files, Inference, Inspect, Models, Providers, VectorIO
+from pocketstack._generated.protocols import (
+    Files,
+    Inference,
+    Inspect,
+    Models,
+    Providers,
+    Safety,
+    Shields,
+    VectorIO,
+)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -25,6 +34,8 @@ class Apis:
     inference: Inference | None = None
     files: Files | None = None
     vector_io: VectorIO | None = None
+    shields: Shields | None = None
+    safety: Safety | None = None
 
 
 class InspectRoutes:
@@ -603,6 +614,94 @@ class VectorIORoutes:
         return await http.respond(request, result, status=200)
 
 
+class ShieldsRoutes:
+    def __init__(self, impl: Shields) -> None:
+        self.impl = impl
+
+    def handlers(self) -> dict[str, Handler]:
+        return {
+            "list_shields": self.list_shields,
+            "register_shield": self.register_shield,
+            "get_shield": self.get_shield,
+            "unregister_shield": self.unregister_shield,
+        }
+
+    async def list_shields(self, request: web.Request) -> web.StreamResponse:
+        result = await self.impl.list_shields()
+        return await http.respond(request, result, status=200)
+
+    async def register_shield(self, request: web.Request) -> web.StreamResponse:
+        parsed = await http.parse_request(
+            request,
+            models.RegisterShieldRequest,
+            path=(),
+            query=(),
+            array_query=(),
+            body="required",
+        )
+        result = await self.impl.register_shield(parsed)
+        return await http.respond(request, result, status=200)
+
+    async def get_shield(self, request: web.Request) -> web.StreamResponse:
+        parsed = await http.parse_request(
+            request,
+            models.GetShieldRequest,
+            path=("identifier",),
+            query=(),
+            array_query=(),
+            body="none",
+        )
+        result = await self.impl.get_shield(parsed)
+        return await http.respond(request, result, status=200)
+
+    async def unregister_shield(self, request: web.Request) -> web.StreamResponse:
+        parsed = await http.parse_request(
+            request,
+            models.UnregisterShieldRequest,
+            path=("identifier",),
+            query=(),
+            array_query=(),
+            body="none",
+        )
+        await self.impl.unregister_shield(parsed)
+        return await http.respond(request, None, status=204)
+
+
+class SafetyRoutes:
+    def __init__(self, impl: Safety) -> None:
+        self.impl = impl
+
+    def handlers(self) -> dict[str, Handler]:
+        return {
+            "run_shield": self.run_shield,
+            "run_moderation": self.run_moderation,
+        }
+
+    async def run_shield(self, request: web.Request) -> web.StreamResponse:
+        parsed = await http.parse_request(
+            request,
+            models.RunShieldRequest,
+            path=(),
+            query=(),
+            array_query=(),
+            body="required",
+        )
+        result = await self.impl.run_shield(parsed)
+        return await http.respond(request, result, status=200)
+
+    async def run_moderation(self, request: web.Request) -> web.StreamResponse:
+        parsed = await http.parse_request(
+            request,
+            models.ModerationRequest,
+            path=(),
+            query=(),
+            array_query=(),
+            body="required",
+        )
+        result = await self.impl.run_moderation(parsed)
+        return await http.respond(request, result, status=200)
+
+
 def served_tags(apis: Apis) -> frozenset[str]:
     """The tags of the APIs that have an implementation."""
     return frozenset(tag for name, tag in API_TAGS.items() if getattr(apis, name) is not None)
@@ -623,4 +722,8 @@ def handlers(apis: Apis) -> dict[str, Handler]:
         found.update(FilesRoutes(apis.files).handlers())
     if apis.vector_io is not None:
         found.update(VectorIORoutes(apis.vector_io).handlers())
+    if apis.shields is not None:
+        found.update(ShieldsRoutes(apis.shields).handlers())
+    if apis.safety is not None:
+        found.update(SafetyRoutes(apis.safety).handlers())
     return found

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pocketstack.providers.base import ProviderSpec
-from pocketstack.providers.inline import llama_cpp, localfs, sqlite_vec
+from pocketstack.providers.inline import llama_cpp, localfs, pii, sqlite_vec
 from pocketstack.providers.remote import pgvector
 from pocketstack.providers.remote.catalog import REMOTES
 
 PROVIDERS: dict[str, ProviderSpec] = {
-    spec.provider_type: spec for spec in (llama_cpp.SPEC, localfs.SPEC, sqlite_vec.SPEC, pgvector.SPEC, *REMOTES)
+    spec.provider_type: spec
+    for spec in (llama_cpp.SPEC, localfs.SPEC, sqlite_vec.SPEC, pii.SPEC, pgvector.SPEC, *REMOTES)
 }
 
 __all__ = ["PROVIDERS", "ProviderSpec"]

@@ -136,3 +136,43 @@ class FilesProvider(Provider, Protocol):
     def on_removed(self, listener: Callable[[list[str]], Awaitable[None]]) -> None:
         """Have `listener` called with the ids of files deleted or expired, after they are gone."""
         ...
+
+
+# Safety: shields run by safety providers.
+
+
+@dataclass(frozen=True)
+class ServedShield:
+    """The registered shield a request resolved to, as its provider needs it."""
+
+    identifier: str
+    provider_resource_id: str
+    params: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A shield's judgement of one text or conversation, in terms both wire shapes can express."""
+
+    flagged: bool
+    categories: dict[str, bool] = field(default_factory=dict)
+    category_scores: dict[str, float] = field(default_factory=dict)
+    violation_level: Literal["info", "warn", "error"] = "error"
+    user_message: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ShieldMessage:
+    role: str
+    text: str
+
+
+class SafetyProvider(Provider, Protocol):
+    async def check_shield(self, provider_resource_id: str, params: dict[str, Any]) -> dict[str, Any]:
+        """The shield's params as stored (defaults filled); BadRequestError when they cannot work."""
+        ...
+
+    async def run_shield(self, shield: ServedShield, messages: list[ShieldMessage]) -> Verdict: ...
+
+    async def run_moderation(self, shield: ServedShield, texts: list[str]) -> list[Verdict]: ...

@@ -106,6 +106,10 @@ def main() -> None:
         found = client.vector_stores.search(store.id, query="what guides the ships?", max_num_results=1)
         seen["vector_search"] = found.data[0].content[0].text if found.data else None
 
+        moderation = client.moderations.create(input="ship key AKIAIOSFODNN7EXAMPLE to bob@example.com")
+        seen["moderation"] = {name for name, hit in moderation.results[0].categories.model_dump().items() if hit}
+        seen["moderation"] = sorted(seen["moderation"])
+
         second = cli("run", "--port", str(port))
         seen["second_instance"] = {"returncode": second.returncode, "stderr": second.stderr}
 

@@ -61,6 +61,7 @@ def test_serves_the_embedded_models(observed: dict[str, Any]) -> None:
     assert observed["embeddings"] == [384, 384]
     assert observed["file_roundtrip"] == "offline notes"
     assert observed["vector_search"] == "The lighthouse lamp guides ships."  # apsw + vec0 inside the binary
+    assert observed["moderation"] == ["email", "secret"]  # detect-secrets finds its plugins inside the binary
 
 
 def test_refuses_a_second_instance_on_the_same_port(observed: dict[str, Any]) -> None:

@@ -18,7 +18,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from pocketstack.app import STACK, create_app
-from tests.conftest import CHAT_MODEL, edge_with
+from tests.conftest import CHAT_MODEL, edge_providers_with, edge_with
 
 GREEDY: dict[str, Any] = {"temperature": 0, "max_tokens": 24}
 NO_END = {"0": -100, "2": -100, "4": -100}  # SmolLM2's end-of-generation tokens: banned, an answer runs long
@@ -349,9 +349,9 @@ async def test_disconnect_stops_generation(server: TestClient[Any, Any], caplog:
 
 
 async def test_busy_model_answers_429_with_retry_after(aiohttp_client: Callable[..., Any]) -> None:
-    providers = {
-        "inference": [{"provider_id": "llama-cpp", "provider_type": "inline::llama-cpp", "config": {"max_waiting": 0}}]
-    }
+    providers = edge_providers_with(
+        inference=[{"provider_id": "llama-cpp", "provider_type": "inline::llama-cpp", "config": {"max_waiting": 0}}]
+    )
     server = await aiohttp_client(create_app(edge_with(providers=providers)))
     long = {"model": CHAT_MODEL, "messages": HELLO, "max_tokens": 200, "stream": True, "logit_bias": NO_END}
     first = await server.post("/v1/chat/completions", json=long)

@@ -67,6 +67,7 @@ from .list_chat_completions_response import ListChatCompletionsResponse
 from .list_files_response import ListFilesResponse
 from .list_providers_response import ListProvidersResponse
 from .list_routes_response import ListRoutesResponse
+from .list_shields_response import ListShieldsResponse
 from .list_vector_store_files_response import ListVectorStoreFilesResponse
 from .list_vector_stores_response import ListVectorStoresResponse
 from .logit_bias_type_0 import LogitBiasType0
@@ -74,6 +75,13 @@ from .model import Model
 from .model_metadata import ModelMetadata
 from .model_target import ModelTarget
 from .model_type import ModelType
+from .moderation_object import ModerationObject
+from .moderation_request import ModerationRequest
+from .moderation_result import ModerationResult
+from .moderation_result_categories import ModerationResultCategories
+from .moderation_result_category_applied_input_types import ModerationResultCategoryAppliedInputTypes
+from .moderation_result_category_scores import ModerationResultCategoryScores
+from .moderation_result_metadata import ModerationResultMetadata
 from .named_function import NamedFunction
 from .named_tool_choice import NamedToolChoice
 from .open_ai_file_delete_response import OpenAIFileDeleteResponse
@@ -91,6 +99,8 @@ from .query_chunks_response import QueryChunksResponse
 from .refusal_part import RefusalPart
 from .register_model_request import RegisterModelRequest
 from .register_model_request_metadata import RegisterModelRequestMetadata
+from .register_shield_request import RegisterShieldRequest
+from .register_shield_request_params import RegisterShieldRequestParams
 from .rerank_request import RerankRequest
 from .rerank_response import RerankResponse
 from .rerank_result import RerankResult
@@ -98,6 +108,11 @@ from .response_format_json_object import ResponseFormatJsonObject
 from .response_format_json_schema import ResponseFormatJsonSchema
 from .response_format_text import ResponseFormatText
 from .route_info import RouteInfo
+from .run_shield_request import RunShieldRequest
+from .run_shield_request_params import RunShieldRequestParams
+from .run_shield_response import RunShieldResponse
+from .safety_violation import SafetyViolation
+from .safety_violation_metadata import SafetyViolationMetadata
 from .search_ranking_options import SearchRankingOptions
 from .search_result import SearchResult
 from .search_result_attributes import SearchResultAttributes
@@ -105,6 +120,8 @@ from .search_result_text import SearchResultText
 from .search_vector_store_request import SearchVectorStoreRequest
 from .search_vector_store_request_filters import SearchVectorStoreRequestFilters
 from .search_vector_store_request_search_mode import SearchVectorStoreRequestSearchMode
+from .shield import Shield
+from .shield_params import ShieldParams
 from .sort_order import SortOrder
 from .stored_chat_completion import StoredChatCompletion
 from .stream_options import StreamOptions
@@ -145,6 +162,7 @@ from .vector_store_object_metadata import VectorStoreObjectMetadata
 from .vector_store_object_status import VectorStoreObjectStatus
 from .vector_store_search_response_page import VectorStoreSearchResponsePage
 from .version_info import VersionInfo
+from .violation_level import ViolationLevel
 
 __all__ = (
     "ApiFilter",
@@ -213,6 +231,7 @@ __all__ = (
     "ListFilesResponse",
     "ListProvidersResponse",
     "ListRoutesResponse",
+    "ListShieldsResponse",
     "ListVectorStoreFilesResponse",
     "ListVectorStoresResponse",
     "LogitBiasType0",
@@ -220,6 +239,13 @@ __all__ = (
     "ModelMetadata",
     "ModelTarget",
     "ModelType",
+    "ModerationObject",
+    "ModerationRequest",
+    "ModerationResult",
+    "ModerationResultCategories",
+    "ModerationResultCategoryAppliedInputTypes",
+    "ModerationResultCategoryScores",
+    "ModerationResultMetadata",
     "NamedFunction",
     "NamedToolChoice",
     "OpenAIFileDeleteResponse",
@@ -237,6 +263,8 @@ __all__ = (
     "RefusalPart",
     "RegisterModelRequest",
     "RegisterModelRequestMetadata",
+    "RegisterShieldRequest",
+    "RegisterShieldRequestParams",
     "RerankRequest",
     "RerankResponse",
     "RerankResult",
@@ -244,6 +272,11 @@ __all__ = (
     "ResponseFormatJsonSchema",
     "ResponseFormatText",
     "RouteInfo",
+    "RunShieldRequest",
+    "RunShieldRequestParams",
+    "RunShieldResponse",
+    "SafetyViolation",
+    "SafetyViolationMetadata",
     "SearchRankingOptions",
     "SearchResult",
     "SearchResultAttributes",
@@ -251,6 +284,8 @@ __all__ = (
     "SearchVectorStoreRequest",
     "SearchVectorStoreRequestFilters",
     "SearchVectorStoreRequestSearchMode",
+    "Shield",
+    "ShieldParams",
     "SortOrder",
     "StoredChatCompletion",
     "StreamOptions",
@@ -291,4 +326,5 @@ __all__ = (
     "VectorStoreObjectStatus",
     "VectorStoreSearchResponsePage",
     "VersionInfo",
+    "ViolationLevel",
 )
