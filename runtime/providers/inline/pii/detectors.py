@@ -113,7 +113,8 @@ def _secrets(text: str) -> Iterator[Finding]:
     from detect_secrets.core.scan import scan_line
     from detect_secrets.settings import transient_settings
 
-    names: list[str] = [plugin.__name__ for plugin in get_mapping_from_secret_type_to_class().values()]
+    detectors: dict[str, type] = get_mapping_from_secret_type_to_class()
+    names = [plugin.__name__ for plugin in detectors.values()]
     plugins = [{"name": name} for name in names if "HighEntropy" not in name and name != "IPPublicDetector"]
     offset = 0
     with transient_settings({"plugins_used": plugins}):
