@@ -13,6 +13,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from pocketstack._generated import models
+from pocketstack.apis.vector_store_files import file_counts
 from pocketstack.errors import BadRequestError
 from pocketstack.fields import given, plain
 from pocketstack.stack import Stack
@@ -105,14 +106,7 @@ class FileBatches:
             " WHERE b.batch_id = ? GROUP BY f.status",
             (batch_id,),
         )
-        found = {row["status"]: row["n"] for row in rows}
-        return models.VectorStoreFileCounts(
-            completed=found.get("completed", 0),
-            cancelled=found.get("cancelled", 0),
-            failed=found.get("failed", 0),
-            in_progress=found.get("in_progress", 0),
-            total=sum(found.values()),
-        )
+        return file_counts(rows)
 
     async def cancel(self, store_id: str, batch_id: str) -> models.VectorStoreFileBatchObject:
         batch = await self.get(store_id, batch_id)

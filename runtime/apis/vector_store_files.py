@@ -51,6 +51,18 @@ def _file_object(row: Any) -> models.VectorStoreFileObject:
     )
 
 
+def file_counts(rows: Iterable[Any]) -> models.VectorStoreFileCounts:
+    """Counts by state from rows of (status, n)."""
+    found = {row["status"]: row["n"] for row in rows}
+    return models.VectorStoreFileCounts(
+        completed=found.get("completed", 0),
+        cancelled=found.get("cancelled", 0),
+        failed=found.get("failed", 0),
+        in_progress=found.get("in_progress", 0),
+        total=sum(found.values()),
+    )
+
+
 def _attributes(value: Any) -> dict[str, Any]:
     attributes: dict[str, Any] = plain(given(value, {}))
     if len(attributes) > MAX_ATTRIBUTES or not all(
@@ -120,14 +132,7 @@ class VectorStoreFiles:
         rows = await self.stack.database.fetch(
             "SELECT status, COUNT(*) AS n FROM vector_store_files WHERE store_id = ? GROUP BY status", (store_id,)
         )
-        found = {row["status"]: row["n"] for row in rows}
-        return models.VectorStoreFileCounts(
-            completed=found.get("completed", 0),
-            cancelled=found.get("cancelled", 0),
-            failed=found.get("failed", 0),
-            in_progress=found.get("in_progress", 0),
-            total=sum(found.values()),
-        )
+        return file_counts(rows)
 
     async def attach(self, store_id: str, file_id: str, attributes: Any, strategy: Any) -> models.VectorStoreFileObject:
         await self.vector_io.usable(store_id)
