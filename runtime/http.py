@@ -31,14 +31,39 @@ class RequestValidationError(BadRequestError):
 
     @classmethod
     def from_pydantic(cls, exc: ValidationError, sources: dict[str, str]) -> RequestValidationError:
-        problems = []
+        grouped: dict[str, list[str]] = {}  # a union's members fail at the same field: one line, "or"-ed
+        wheres: dict[str, str] = {}
         for error in exc.errors(include_url=False):
-            loc = ".".join(str(part) for part in error["loc"])
-            where = sources.get(str(error["loc"][0]), "body") if error["loc"] else "body"
-            problems.append((loc, f"{where} field '{loc}': {error['msg']}" if loc else f"{where}: {error['msg']}"))
-        message = "Invalid request: " + "; ".join(text for _, text in problems)
-        param = problems[0][0] if problems and problems[0][0] else None
+            parts = [part for part in error["loc"] if not _union_member(part)]
+            loc = ".".join(str(part) for part in parts)
+            wheres.setdefault(loc, sources.get(str(parts[0]), "body") if parts else "body")
+            if error["msg"] not in grouped.setdefault(loc, []):
+                grouped[loc].append(error["msg"])
+        problems = [
+            f"{wheres[loc]} field '{loc}': {' or '.join(msgs)}" if loc else f"{wheres[loc]}: {' or '.join(msgs)}"
+            for loc, msgs in grouped.items()
+        ]
+        message = "Invalid request: " + "; ".join(problems)
+        param = next((loc for loc in grouped if loc), None)
         return cls(message, code="invalid_request", param=param)
+
+
+_PRIMITIVES = frozenset({"str", "int", "float", "bool", "list", "dict", "none"})
+_TYPE_TAGS = frozenset({"list", "dict", "tuple", "set", "frozenset", "literal", "nullable", "union", "chain", "model",
+                        "function-after", "function-before", "function-wrap", "function-plain", "json-or-python",
+                        "lax-or-strict", "tagged-union", "is-instance", "dataclass", "typed-dict"})  # fmt: skip
+
+
+def _union_member(part: int | str) -> bool:
+    """A location step that names which member of a union was tried, not a field of the request.
+
+    The generated models name union members in CamelCase (`ModerationInputModerationInput1`);
+    pydantic names the others by type (`str`, `list[str]`, `function-after[...]`). Fields are
+    snake_case (form fields may look like `expires_after[seconds]`) and list positions are ints.
+    """
+    if not isinstance(part, str):
+        return False
+    return part[:1].isupper() or part in _PRIMITIVES or (part.split("[", 1)[0] in _TYPE_TAGS and "[" in part)
 
 
 async def _read_body(request: web.Request, mode: BodyMode) -> dict[str, Any]:

@@ -128,3 +128,13 @@ async def test_a_bad_registered_shield_stops_start_up(aiohttp_client: Callable[.
     response = await server.get("/v1/shields")
     message = assert_error_shape(await response.json())["message"]
     assert response.status == 503 and "registered_resources.shields[0] (loud)" in message
+
+
+async def test_a_bad_union_field_is_explained_in_request_terms(server: TestClient[Any, Any]) -> None:
+    # the message named the generated union members ('input.ModerationInputModerationInput1') before
+    response = await server.post("/v1/moderations", json={"input": ""})
+    error = assert_error_shape(await response.json())
+    assert error["message"] == (
+        "Invalid request: body field 'input': String should have at least 1 character or Input should be a valid list"
+    )
+    assert error["param"] == "input"
