@@ -198,9 +198,4 @@ def vector_provider(request: pytest.FixtureRequest) -> dict[str, Any]:
 
 
 def edge_with_vector_provider(entry: dict[str, Any], **overrides: Any) -> StackConfig:
-    path = distributions.path_of("edge")
-    assert path is not None
-    data = yaml.safe_load(path.read_text())
-    data["providers"]["vector_io"] = [entry]
-    data.update(overrides)
-    return parse_config(yaml.safe_dump(data), "test-config.yaml")
+    return edge_with(providers=edge_providers_with(vector_io=[entry]), **overrides)

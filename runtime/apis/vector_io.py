@@ -75,13 +75,13 @@ class VectorIOApi:
     async def usable(self, store_id: str) -> dict[str, Any]:
         """The record of a store that may be searched or written: an expired one is refused."""
         record = await self.record(store_id)
-        if record["expires_after"]:
-            days = json.loads(record["expires_after"])["days"]
-            if record["last_active_at"] + days * 86400 <= time.time():
-                raise BadRequestError(
-                    f"Vector store '{store_id}' expired (inactive for {days} days); it can only be read or deleted.",
-                    code="vector_store_expired",
-                )
+        expires_at = _expires_at(record)
+        if expires_at is not None and expires_at <= time.time():
+            raise BadRequestError(
+                f"Vector store '{store_id}' expired (unused since {record['last_active_at']}); it can only be read "
+                "or deleted.",
+                code="vector_store_expired",
+            )
         return record
 
     async def touch(self, record: dict[str, Any]) -> None:
@@ -100,7 +100,7 @@ class VectorIOApi:
             "embedding_dimension": str(record["embedding_dimension"]),
         }
         expires_after = json.loads(record["expires_after"]) if record["expires_after"] else None
-        expires_at = record["last_active_at"] + expires_after["days"] * 86400 if expires_after else None
+        expires_at = _expires_at(record)
         counts = await self.files.counts(record["id"])
         status = "in_progress" if counts.in_progress else "completed"
         if expires_at is not None and expires_at <= time.time():
@@ -439,6 +439,14 @@ class VectorIOApi:
         self, request: models.OpenaiListFilesInVectorStoreFileBatchRequest
     ) -> models.ListVectorStoreFilesResponse:
         return await self.batches.list_files(request.vector_store_id, request.batch_id, request)
+
+
+def _expires_at(record: dict[str, Any]) -> int | None:
+    """When the store expires: `days` after it was last used (OpenAI's only anchor), if it expires at all."""
+    if not record["expires_after"]:
+        return None
+    days: int = json.loads(record["expires_after"])["days"]
+    return int(record["last_active_at"]) + days * 86400
 
 
 def content_text(value: Any, param: str) -> str:

@@ -179,24 +179,25 @@ class SqliteVecStore:
 
     async def file_chunks(self, store_id: str, file_id: str, *, with_embeddings: bool) -> list[StoredChunk]:
         def read(db: apsw.Connection) -> list[StoredChunk]:
+            dimensions = _rows(
+                db, "SELECT DISTINCT dimension FROM chunks WHERE store_id = ? AND file_id = ?", (store_id, file_id)
+            )
+            if not dimensions:
+                return []
+            # a store has one dimension, so its vectors sit in one vec0 table: one query, joined
+            vector = f"v.embedding FROM chunks c JOIN {_vector_table(dimensions[0][0])} v ON v.id = c.id"
             rows = _rows(
                 db,
-                "SELECT id, chunk_id, content, metadata, chunk_metadata, file_id, filename, dimension FROM chunks"
-                " WHERE store_id = ? AND file_id = ? ORDER BY id",
+                "SELECT c.chunk_id, c.content, c.metadata, c.chunk_metadata, c.file_id, c.filename, "
+                + (vector if with_embeddings else "NULL FROM chunks c")
+                + " WHERE c.store_id = ? AND c.file_id = ? ORDER BY c.id",
                 (store_id, file_id),
             )
-            found = []
-            for rowid, chunk_id, content, metadata, chunk_metadata, file, filename, dimension in rows:
-                embedding = None
-                if with_embeddings:
-                    (blob,) = db.execute(f"SELECT embedding FROM {_vector_table(dimension)} WHERE id = ?", (rowid,))
-                    embedding = array("f", blob[0]).tolist()
-                found.append(
-                    StoredChunk(
-                        chunk_id, content, json.loads(metadata), json.loads(chunk_metadata), file, filename, embedding
-                    )
-                )
-            return found
+            return [
+                StoredChunk(chunk_id, content, json.loads(metadata), json.loads(chunk_metadata), file, filename,
+                            array("f", blob).tolist() if blob is not None else None)
+                for chunk_id, content, metadata, chunk_metadata, file, filename, blob in rows
+            ]  # fmt: skip
 
         return await self._run(read)
 
