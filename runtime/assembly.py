@@ -23,6 +23,7 @@ async def assemble(stack: Stack, served_tags: frozenset[str]) -> dict[str, Handl
     await models_api.sync_from_providers()
     await models_api.sync_from_config()
     inference = InferenceApi(stack, models_api)
+    stack.routers.inference = inference
     files = FilesApi(stack)
     vector_io = VectorIOApi(stack, inference, files)
     await vector_io.sync_from_config()

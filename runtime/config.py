@@ -38,6 +38,9 @@ class ProviderConfig(_Strict):
     provider_type: str
     config: dict[str, Any] = Field(default_factory=dict)
     module: str | None = None
+    # True: when the provider's packages (an extra) are not installed, leave it out, and the
+    # shields registered against it, instead of refusing to start.
+    optional: bool = False
 
 
 class ModelTarget(_Strict):

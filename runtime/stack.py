@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ from pydantic import BaseModel, ValidationError
 
 from pocketstack.config import ConfigError, ProviderConfig, StackConfig, pocketstack_home
 from pocketstack.providers import PROVIDERS, ProviderSpec
-from pocketstack.providers.base import Provider, ProviderContext
+from pocketstack.providers.base import Provider, ProviderContext, Routers
 from pocketstack.registry import Registry
 from pocketstack.storage import Database, open_database
 
@@ -36,8 +37,16 @@ class ProviderInstance(ProviderPlan):
     impl: Provider
 
 
-def plan_providers(config: StackConfig) -> dict[str, ProviderPlan]:
-    """Validate every provider's config (no I/O, no implementation imported); ConfigError names the one at fault."""
+def missing_packages(spec: ProviderSpec) -> list[str]:
+    """The Python packages `spec` needs that are not installed (found without importing them)."""
+    return [module for module in spec.requires if importlib.util.find_spec(module) is None]
+
+
+def plan_providers(config: StackConfig, skipped: dict[str, str] | None = None) -> dict[str, ProviderPlan]:
+    """Validate every provider's config (no I/O, no implementation imported); ConfigError names the one at fault.
+
+    An `optional` provider whose packages are not installed is left out; `skipped` gets its id and why.
+    """
     unknown = sorted(set(config.apis) - KNOWN_APIS)
     if unknown:
         raise ConfigError(
@@ -66,6 +75,17 @@ def plan_providers(config: StackConfig) -> dict[str, ProviderPlan]:
                     for e in exc.errors(include_url=False)
                 )
                 raise ConfigError(f"{where}: {details}") from exc
+            missing = missing_packages(spec)
+            if missing:
+                why = f"{entry.provider_type} needs {', '.join(missing)}" + (
+                    f" (pip install 'pocketstack[{spec.extra}]')" if spec.extra else ""
+                )
+                if not entry.optional:
+                    raise ConfigError(f"{where}: {why}")
+                log.info("leaving out provider %s: %s", entry.provider_id, why)
+                if skipped is not None:
+                    skipped[entry.provider_id] = why
+                continue
             plans[entry.provider_id] = ProviderPlan(api, entry, spec, provider_config)
     return plans
 
@@ -76,11 +96,13 @@ class Stack:
 
     def __init__(self, config: StackConfig) -> None:
         self.config = config
-        self.plans = plan_providers(config)
+        self.skipped: dict[str, str] = {}  # optional providers left out: id -> why
+        self.plans = plan_providers(config, self.skipped)
         self.providers: dict[str, ProviderInstance] = {}
         self._on_stop: list[Callable[[], Awaitable[None]]] = []
         self._database: Database | None = None
         self._registry: Registry | None = None
+        self.routers = Routers()
 
     @property
     def database(self) -> Database:
@@ -105,7 +127,7 @@ class Stack:
         """Build and initialize every provider; on failure the ones started are shut down again."""
         home = pocketstack_home()
         for provider_id, plan in self.plans.items():
-            context = ProviderContext(provider_id=provider_id, home=home, database=self.database)
+            context = ProviderContext(provider_id=provider_id, home=home, database=self.database, routers=self.routers)
             impl = plan.spec.create(plan.settings, context)
             instance = ProviderInstance(plan.api, plan.config, plan.spec, plan.settings, impl)
             self.providers[provider_id] = instance

@@ -484,6 +484,12 @@ class ChatCompletionRequest(BaseModel):
     user: str | None | MISSING = MISSING
     store: bool | None | MISSING = MISSING
     metadata: dict[str, str] | None | MISSING = MISSING
+    grammar: Annotated[
+        str | None | MISSING,
+        Field(
+            description="A GBNF grammar the output must follow (llama.cpp's extension). inline::llama-cpp enforces it; remote providers receive it as it is. Not together with `response_format` json_schema/json_object or forced tools."
+        ),
+    ] = MISSING
 
 
 class FinishReason(StrEnum):
@@ -687,6 +693,12 @@ class CompletionRequest(BaseModel):
     seed: int | None | MISSING = MISSING
     suffix: str | None | MISSING = MISSING
     user: str | None | MISSING = MISSING
+    grammar: Annotated[
+        str | None | MISSING,
+        Field(
+            description="A GBNF grammar the output must follow (llama.cpp's extension). inline::llama-cpp enforces it; remote providers receive it as it is."
+        ),
+    ] = MISSING
 
 
 class CompletionLogprobs(BaseModel):

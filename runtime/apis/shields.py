@@ -7,6 +7,7 @@ the provider checked and completed them at registration.
 
 from __future__ import annotations
 
+import logging
 from typing import Any, cast
 
 from pocketstack._generated import models
@@ -17,6 +18,7 @@ from pocketstack.providers.base import SafetyProvider
 from pocketstack.registry import Resource, Source
 from pocketstack.stack import Stack
 
+log = logging.getLogger(__name__)
 SHIELD = "shield"
 
 
@@ -61,6 +63,11 @@ class ShieldsApi:
         """Register `registered_resources.shields`; one a provider refuses stops start-up."""
         resources = []
         for index, shield in enumerate(self.stack.config.registered_resources.shields):
+            if shield.provider_id in self.stack.skipped:
+                log.info(
+                    "shield %s left out with its provider: %s", shield.shield_id, self.stack.skipped[shield.provider_id]
+                )
+                continue
             try:
                 resources.append(await self._build(shield, "config"))
             except PocketStackError as exc:

@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 from pocketstack.providers.base import ProviderSpec
-from pocketstack.providers.inline import llama_cpp, localfs, pii, sqlite_vec
+from pocketstack.providers.inline import code_scanner, llama_cpp, llama_guard, localfs, pii, sqlite_vec, toxicity
 from pocketstack.providers.remote import pgvector
 from pocketstack.providers.remote.catalog import REMOTES
 
 PROVIDERS: dict[str, ProviderSpec] = {
     spec.provider_type: spec
-    for spec in (llama_cpp.SPEC, localfs.SPEC, sqlite_vec.SPEC, pii.SPEC, pgvector.SPEC, *REMOTES)
+    for spec in (
+        llama_cpp.SPEC,
+        localfs.SPEC,
+        sqlite_vec.SPEC,
+        pii.SPEC,
+        llama_guard.SPEC,
+        code_scanner.SPEC,
+        toxicity.SPEC,
+        pgvector.SPEC,
+        *REMOTES,
+    )
 }
 
 __all__ = ["PROVIDERS", "ProviderSpec"]

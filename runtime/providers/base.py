@@ -11,6 +11,7 @@ from pydantic import BaseModel
 
 if TYPE_CHECKING:  # the generated models load with the APIs, after the server listens
     from pocketstack._generated import models
+    from pocketstack.apis.inference import InferenceApi
     from pocketstack.storage import Database
     from pocketstack.uploads import FileBody, Upload
 
@@ -26,13 +27,35 @@ class Health:
         return {"status": self.status} | ({"message": self.message} if self.message else {})
 
 
+class Routers:
+    """The APIs a provider may call in turn (llama-guard runs a chat model through inference).
+
+    Filled in as the stack assembles them, after every provider has started: a provider uses
+    them while serving requests, never in `initialize`.
+    """
+
+    def __init__(self) -> None:
+        self._inference: InferenceApi | None = None
+
+    @property
+    def inference(self) -> InferenceApi:
+        if self._inference is None:
+            raise RuntimeError("the inference API is not assembled yet")
+        return self._inference
+
+    @inference.setter
+    def inference(self, api: InferenceApi) -> None:
+        self._inference = api
+
+
 @dataclass(frozen=True)
 class ProviderContext:
-    """What a provider may rely on from the server: its id and where state lives."""
+    """What a provider may rely on from the server: its id, where state lives, the other APIs."""
 
     provider_id: str
     home: Path
     database: Database | None = None  # the state database (open before providers start)
+    routers: Routers = field(default_factory=Routers)
 
 
 class Provider(Protocol):
@@ -116,6 +139,8 @@ class ProviderSpec:
     description: str
     config_model: type[BaseModel]
     create: Callable[[Any, ProviderContext], Provider]
+    requires: tuple[str, ...] = ()  # modules that must be importable (an extra's packages)
+    extra: str | None = None  # the pip extra that installs them: pocketstack[<extra>]
 
 
 class FilesProvider(Provider, Protocol):

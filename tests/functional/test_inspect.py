@@ -79,7 +79,7 @@ async def test_providers_list_and_get(client: TestClient[Any, Any], home: Path) 
     api = sdk(client)
     listed = await list_providers.asyncio(client=api)
     assert listed is not None and not isinstance(listed, Error)
-    inference, files, vector_io, safety = listed.data
+    inference, files, vector_io, *safety = listed.data
     assert (inference.api, inference.provider_id, inference.provider_type) == (
         "inference",
         "llama-cpp",
@@ -91,7 +91,12 @@ async def test_providers_list_and_get(client: TestClient[Any, Any], home: Path) 
     assert files.health.additional_properties == {"status": "OK"}
     assert (vector_io.api, vector_io.provider_type) == ("vector_io", "inline::sqlite-vec")
     assert vector_io.health.additional_properties == {"status": "OK"}
-    assert (safety.api, safety.provider_id, safety.provider_type) == ("safety", "pii", "inline::pii")
+    assert [(p.api, p.provider_id, p.provider_type) for p in safety] == [
+        ("safety", "pii", "inline::pii"),
+        ("safety", "llama-guard", "inline::llama-guard"),
+        ("safety", "code-scanner", "inline::code-scanner"),  # optional: here because `make test` installs it
+        ("safety", "toxicity", "inline::toxicity"),
+    ]
     one = await inspect_provider.asyncio(client=api, provider_id="llama-cpp")
     assert one is not None and not isinstance(one, Error) and one.provider_id == "llama-cpp"
 

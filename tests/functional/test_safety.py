@@ -88,15 +88,19 @@ async def test_run_shield_with_llama_stack_client(lls: llama_stack_client.AsyncL
 
 
 async def test_shields_register_list_get_and_unregister(lls: llama_stack_client.AsyncLlamaStackClient) -> None:
-    assert {s.identifier for s in await lls.shields.list()} == {"pii", "pii-redact"}
-    shield = await lls.shields.register(shield_id="team/cards-only", params={"categories": ["payment_card"]})
+    assert {s.identifier for s in await lls.shields.list()} == {
+        "pii", "pii-redact", "llama-guard", "code-scanner", "toxicity"
+    }  # fmt: skip
+    shield = await lls.shields.register(
+        shield_id="team/cards-only", provider_id="pii", params={"categories": ["payment_card"]}
+    )
     assert (shield.provider_id, shield.provider_resource_id, shield.type) == ("pii", "team/cards-only", "shield")
     assert shield.params == {"mode": "detect", "categories": ["payment_card"]}
     assert (await lls.shields.retrieve("team/cards-only")).identifier == "team/cards-only"
     result = await lls.safety.run_shield(shield_id="team/cards-only", messages=[{"role": "user", "content": "a@b.io"}])
     assert result.violation is None  # emails are not this shield's business
     with pytest.raises(llama_stack_client.ConflictError):
-        await lls.shields.register(shield_id="team/cards-only")
+        await lls.shields.register(shield_id="team/cards-only", provider_id="pii")
     await lls.shields.delete("team/cards-only")
     with pytest.raises(llama_stack_client.NotFoundError):
         await lls.shields.retrieve("team/cards-only")
@@ -111,8 +115,9 @@ async def test_safety_errors(server: TestClient[Any, Any]) -> None:
         ("POST", "/v1/moderations", {}, 400),
         ("POST", "/v1/safety/run-shield", {"shield_id": "pii", "messages": []}, 400),
         ("POST", "/v1/safety/run-shield", {"shield_id": "pii", "messages": [{"role": "user", "content": " "}]}, 400),
-        ("POST", "/v1/shields", {"shield_id": "x", "params": {"mode": "shout"}}, 400),
-        ("POST", "/v1/shields", {"shield_id": "x", "params": {"categories": ["weather"]}}, 400),
+        ("POST", "/v1/shields", {"shield_id": "x", "provider_id": "pii", "params": {"mode": "shout"}}, 400),
+        ("POST", "/v1/shields", {"shield_id": "x", "provider_id": "pii", "params": {"categories": ["weather"]}}, 400),
+        ("POST", "/v1/shields", {"shield_id": "x"}, 400),  # several safety providers: which one?
         ("POST", "/v1/shields", {"shield_id": "x", "provider_id": "nope"}, 400),
         ("DELETE", "/v1/shields/pii", None, 400),  # from the run config
         ("DELETE", "/v1/shields/nope", None, 404),

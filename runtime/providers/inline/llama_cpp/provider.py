@@ -117,7 +117,25 @@ def _unenforceable(schema: Any, path: str = "") -> list[str]:
     return found
 
 
-def _grammar(schema: dict[str, Any] | bool | None) -> Any:
+def _gbnf(text: str | None, param: str = "grammar") -> Any:
+    """A caller's GBNF grammar (llama.cpp's `grammar` extension), parsed; 400 when it does not parse."""
+    if text is None:
+        return None
+    from llama_cpp.llama_grammar import LlamaGrammar
+
+    try:
+        return LlamaGrammar.from_string(text, verbose=False)
+    except Exception as exc:  # the parser raises bare ValueErrors with llama.cpp's message
+        raise BadRequestError(f"The grammar does not parse as GBNF: {exc}", param=param) from exc
+
+
+def _grammar(schema: dict[str, Any] | bool | None, gbnf: str | None = None) -> Any:
+    if gbnf is not None:
+        if schema is not None:
+            raise BadRequestError(
+                "Give either `grammar` or a JSON `response_format` / forced tool call, not both.", param="grammar"
+            )
+        return _gbnf(gbnf)
     if schema is None:
         return None
     if isinstance(schema, dict) and (ignored := _unenforceable(schema)):
@@ -304,7 +322,7 @@ class LlamaCppProvider:
         plan = chat.tool_plan(request)
         schema = chat.output_schema(request, plan)
         messages = chat.template_messages(request, plan.tools)
-        grammar = _grammar(schema)
+        grammar = _grammar(schema, given(request.grammar))
         requested = given(request.max_completion_tokens, given(request.max_tokens))
         logprobs = given(request.top_logprobs, 0) if given(request.logprobs, False) else None
         if given(request.stream, False):
@@ -410,14 +428,21 @@ class LlamaCppProvider:
             if len(prompt) != 1:
                 raise BadRequestError("Send one prompt per request to inline::llama-cpp.", param="prompt")
             prompt = prompt[0]
+        grammar = _gbnf(given(request.grammar))
         if given(request.stream, False):
             options = given(request.stream_options)
             include_usage = options is not None and bool(given(options.include_usage, False))
-            return self._completion_stream(model, request, prompt, include_usage)
-        return await collect.collect_completion(self._completion_stream(model, request, prompt, include_usage=True))
+            return self._completion_stream(model, request, prompt, grammar, include_usage)
+        stream = self._completion_stream(model, request, prompt, grammar, include_usage=True)
+        return await collect.collect_completion(stream)
 
     async def _completion_stream(
-        self, model: ServedModel, request: models.CompletionRequest, prompt: str | list[int], include_usage: bool
+        self,
+        model: ServedModel,
+        request: models.CompletionRequest,
+        prompt: str | list[int],
+        grammar: Any,
+        include_usage: bool,
     ) -> AsyncGenerator[models.Completion]:
         completion_id = f"cmpl-{uuid.uuid4().hex}"
         created = int(time.time())
@@ -452,7 +477,7 @@ class LlamaCppProvider:
                 vectors.check_token_ids(prompt, llm.n_vocab(), "prompt")
                 tokens, text_prompt = list(prompt), llm.detokenize(prompt).decode("utf-8", errors="replace")
             prepared = self._prepare(llm, tokens, given(request.max_tokens, 16), _stops(request.stop))
-            work = _generation(resident, prepared, _sampling(request, llm.n_vocab()), None, logprobs)
+            work = _generation(resident, prepared, _sampling(request, llm.n_vocab()), grammar, logprobs)
             if given(request.echo, False):
                 yield chunk(text_prompt)
             async with aclosing(aiter(work)) as pieces:

@@ -58,6 +58,9 @@ class ChatCompletionRequest:
         user (None | str | Unset):
         store (bool | None | Unset):
         metadata (ChatCompletionRequestMetadataType0 | None | Unset):
+        grammar (None | str | Unset): A GBNF grammar the output must follow (llama.cpp's extension). inline::llama-cpp
+            enforces it; remote providers receive it as it is. Not together with `response_format` json_schema/json_object
+            or forced tools.
     """
 
     model: str
@@ -83,6 +86,7 @@ class ChatCompletionRequest:
     user: None | str | Unset = UNSET
     store: bool | None | Unset = UNSET
     metadata: ChatCompletionRequestMetadataType0 | None | Unset = UNSET
+    grammar: None | str | Unset = UNSET
     additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -267,6 +271,12 @@ class ChatCompletionRequest:
         else:
             metadata = self.metadata
 
+        grammar: None | str | Unset
+        if isinstance(self.grammar, Unset):
+            grammar = UNSET
+        else:
+            grammar = self.grammar
+
         field_dict: dict[str, Any] = {}
         field_dict.update(self.additional_properties)
         field_dict.update(
@@ -317,6 +327,8 @@ class ChatCompletionRequest:
             field_dict["store"] = store
         if metadata is not UNSET:
             field_dict["metadata"] = metadata
+        if grammar is not UNSET:
+            field_dict["grammar"] = grammar
 
         return field_dict
 
@@ -664,6 +676,15 @@ class ChatCompletionRequest:
 
         metadata = _parse_metadata(d.pop("metadata", UNSET))
 
+        def _parse_grammar(data: object) -> None | str | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            return cast(None | str | Unset, data)
+
+        grammar = _parse_grammar(d.pop("grammar", UNSET))
+
         chat_completion_request = cls(
             model=model,
             messages=messages,
@@ -688,6 +709,7 @@ class ChatCompletionRequest:
             user=user,
             store=store,
             metadata=metadata,
+            grammar=grammar,
         )
 
         chat_completion_request.additional_properties = d

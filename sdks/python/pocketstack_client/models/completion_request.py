@@ -41,6 +41,8 @@ class CompletionRequest:
         seed (int | None | Unset):
         suffix (None | str | Unset):
         user (None | str | Unset):
+        grammar (None | str | Unset): A GBNF grammar the output must follow (llama.cpp's extension). inline::llama-cpp
+            enforces it; remote providers receive it as it is.
     """
 
     model: str
@@ -61,6 +63,7 @@ class CompletionRequest:
     seed: int | None | Unset = UNSET
     suffix: None | str | Unset = UNSET
     user: None | str | Unset = UNSET
+    grammar: None | str | Unset = UNSET
     additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -189,6 +192,12 @@ class CompletionRequest:
         else:
             user = self.user
 
+        grammar: None | str | Unset
+        if isinstance(self.grammar, Unset):
+            grammar = UNSET
+        else:
+            grammar = self.grammar
+
         field_dict: dict[str, Any] = {}
         field_dict.update(self.additional_properties)
         field_dict.update(
@@ -229,6 +238,8 @@ class CompletionRequest:
             field_dict["suffix"] = suffix
         if user is not UNSET:
             field_dict["user"] = user
+        if grammar is not UNSET:
+            field_dict["grammar"] = grammar
 
         return field_dict
 
@@ -442,6 +453,15 @@ class CompletionRequest:
 
         user = _parse_user(d.pop("user", UNSET))
 
+        def _parse_grammar(data: object) -> None | str | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            return cast(None | str | Unset, data)
+
+        grammar = _parse_grammar(d.pop("grammar", UNSET))
+
         completion_request = cls(
             model=model,
             prompt=prompt,
@@ -461,6 +481,7 @@ class CompletionRequest:
             seed=seed,
             suffix=suffix,
             user=user,
+            grammar=grammar,
         )
 
         completion_request.additional_properties = d
