@@ -6,6 +6,7 @@ import asyncio
 import base64
 import json
 import logging
+import re
 import struct
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -141,6 +142,39 @@ async def test_json_object_output_parses(oai: openai.AsyncOpenAI) -> None:
         model=CHAT_MODEL, messages=HELLO, response_format={"type": "json_object"}, max_tokens=120, seed=3
     )
     assert isinstance(json.loads(completion.choices[0].message.content or ""), dict)
+
+
+async def test_a_gbnf_grammar_holds_chat_and_text_completions_to_its_language(oai: openai.AsyncOpenAI) -> None:
+    grammar = 'root ::= ("yes" | "no") " because " [a-z ]{1,40}'
+    for seed in (1, 2, 3):
+        chat = await oai.chat.completions.create(
+            model=CHAT_MODEL, messages=HELLO, temperature=1.0, seed=seed, max_tokens=30, extra_body={"grammar": grammar}
+        )
+        assert re.fullmatch(r"(yes|no) because [a-z ]{1,40}", chat.choices[0].message.content or ""), chat
+    text = await oai.completions.create(
+        model=CHAT_MODEL, prompt="Is water wet?", max_tokens=30, temperature=0, extra_body={"grammar": grammar}
+    )
+    assert re.fullmatch(r"(yes|no) because [a-z ]{1,40}", text.choices[0].text), text
+
+
+async def test_a_bad_grammar_or_a_grammar_with_a_schema_is_400(oai: openai.AsyncOpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        await oai.chat.completions.create(model=CHAT_MODEL, messages=HELLO, extra_body={"grammar": "root ::= ("})
+    assert "GBNF" in caught.value.message
+    with pytest.raises(openai.BadRequestError) as caught:
+        await oai.completions.create(model=CHAT_MODEL, prompt="x", extra_body={"grammar": "root ::= missing"})
+    assert "GBNF" in caught.value.message  # llama-cpp-python crashed the server on these before
+    with pytest.raises(openai.BadRequestError) as caught:
+        await oai.chat.completions.create(model=CHAT_MODEL, messages=HELLO, extra_body={"grammar": " "})
+    assert "empty" in caught.value.message
+    with pytest.raises(openai.BadRequestError) as caught:
+        await oai.chat.completions.create(
+            model=CHAT_MODEL,
+            messages=HELLO,
+            response_format={"type": "json_object"},
+            extra_body={"grammar": 'root ::= "x"'},
+        )
+    assert "either `grammar`" in caught.value.message
 
 
 @pytest.mark.parametrize("tool_choice", ["required", {"type": "function", "function": {"name": "get_weather"}}])

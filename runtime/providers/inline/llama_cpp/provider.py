@@ -117,16 +117,32 @@ def _unenforceable(schema: Any, path: str = "") -> list[str]:
     return found
 
 
-def _gbnf(text: str | None, param: str = "grammar") -> Any:
-    """A caller's GBNF grammar (llama.cpp's `grammar` extension), parsed; 400 when it does not parse."""
+def _gbnf(text: str | None) -> Any:
+    """A caller's GBNF grammar (llama.cpp's `grammar` extension); parsed against the model by `_check_grammar`."""
     if text is None:
         return None
+    if not text.strip():
+        raise BadRequestError("grammar is empty; leave it out for free text.", param="grammar")
     from llama_cpp.llama_grammar import LlamaGrammar
 
-    try:
-        return LlamaGrammar.from_string(text, verbose=False)
-    except Exception as exc:  # the parser raises bare ValueErrors with llama.cpp's message
-        raise BadRequestError(f"The grammar does not parse as GBNF: {exc}", param=param) from exc
+    return LlamaGrammar.from_string(text, verbose=False)
+
+
+def _check_grammar(llm: Any, grammar: Any) -> None:
+    """400 for a grammar llama.cpp cannot parse: llama-cpp-python only parses it when sampling
+    starts, and then crashes the process on the NULL sampler an invalid grammar gives."""
+    if grammar is None:
+        return
+    import llama_cpp
+
+    sampler = llama_cpp.llama_sampler_init_grammar(llm._model.vocab, grammar._grammar.encode("utf-8"), b"root")
+    if not sampler:
+        raise BadRequestError(
+            "The grammar does not parse as GBNF: check that a `root` rule exists, that every rule used is defined, "
+            "and that brackets and quotes are closed.",
+            param="grammar",
+        )
+    llama_cpp.llama_sampler_free(sampler)
 
 
 def _grammar(schema: dict[str, Any] | bool | None, gbnf: str | None = None) -> Any:
@@ -358,6 +374,7 @@ class LlamaCppProvider:
 
         async with self.pool.use(self._key(model, embedding=False)) as resident:
             llm = resident.llm
+            _check_grammar(llm, grammar)
             tokens, template_stops = await resident.run(self._chat_tokens, llm, messages)
             prepared = self._prepare(llm, tokens, requested, _stops(request.stop) + template_stops)
             work = _generation(resident, prepared, _sampling(request, llm.n_vocab()), grammar, logprobs)
@@ -470,6 +487,7 @@ class LlamaCppProvider:
 
         async with self.pool.use(self._key(model, embedding=False)) as resident:
             llm = resident.llm
+            _check_grammar(llm, grammar)
             if isinstance(prompt, str):
                 tokens = await resident.run(llm.tokenize, prompt.encode("utf-8"), True, True)
                 text_prompt = prompt

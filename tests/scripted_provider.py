@@ -1,0 +1,140 @@
+"""A scripted chat model, served through the real provider table, for tests that need set answers.
+
+It plays two parts. Asked the Llama Guard question, it answers as a perfect Llama Guard would
+for the labelled cases (tests/safety/cases.py GUARD), or as `verdicts` says for a text. Asked
+anything else, it replies with `replies[last user text]` (default: an echo), streamed a word at
+a time when the request streams. Every request it gets is kept in RECEIVED.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from pydantic import BaseModel, Field
+
+from pocketstack._generated import models
+from pocketstack.errors import NotImplementedByProviderError
+from pocketstack.providers import PROVIDERS
+from pocketstack.providers.base import Health, ModelCheck, ProviderContext, ProviderModel, ProviderSpec, ServedModel
+from tests.safety.cases import GUARD
+
+RECEIVED: list[models.ChatCompletionRequest] = []
+_TURN = re.compile(r"<BEGIN CONVERSATION>\n\n(.*)\n\n<END CONVERSATION>", re.S)
+_LABELS = {text: ("unsafe\n" + ",".join(sorted(codes, key=lambda c: int(c[1:])))) if flagged else "safe"
+           for text, flagged, codes in GUARD}  # fmt: skip
+
+
+class ScriptedConfig(BaseModel):
+    replies: dict[str, str] = Field(default_factory=dict)
+    verdicts: dict[str, str] = Field(default_factory=dict)
+
+
+def judged_text(prompt: str) -> str:
+    """The last turn's text in a Llama Guard prompt."""
+    match = _TURN.search(prompt)
+    assert match, prompt
+    last = match.group(1).split("\n\n")[-1]
+    return last.split(": ", 1)[1]
+
+
+class ScriptedModel:
+    def __init__(self, config: ScriptedConfig, context: ProviderContext) -> None:
+        self.config = config
+
+    async def initialize(self) -> None:
+        return None
+
+    async def shutdown(self) -> None:
+        return None
+
+    async def health(self) -> Health:
+        return Health("OK")
+
+    async def check_model(self, provider_model_id: str, model_type: str | None) -> ModelCheck:
+        return ModelCheck(model_type or "llm")
+
+    async def list_models(self) -> list[ProviderModel]:
+        return []
+
+    def _answer(self, request: models.ChatCompletionRequest) -> str:
+        last = request.messages[-1]
+        text = last.content if isinstance(last.content, str) else ""
+        if text.startswith("Task: Check if there is unsafe content"):
+            judged = judged_text(text)
+            return self.config.verdicts.get(judged, _LABELS.get(judged, "safe"))
+        return self.config.replies.get(text, f"You said: {text}")
+
+    async def chat_completion(
+        self, model: ServedModel, request: models.ChatCompletionRequest
+    ) -> models.ChatCompletion | AsyncIterator[models.ChatCompletionChunk]:
+        RECEIVED.append(request)
+        answer = self._answer(request)
+        identifier, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+        if request.stream is True:
+            return self._stream(identifier, created, model.identifier, answer)
+        return models.ChatCompletion.model_validate(
+            {
+                "id": identifier,
+                "created": created,
+                "model": model.identifier,
+                "choices": [
+                    {
+                        "index": 0,
+                        "finish_reason": "stop",
+                        "logprobs": None,
+                        "message": {"role": "assistant", "content": answer},
+                    }
+                ],
+            }
+        )
+
+    async def _stream(self, identifier: str, created: int, model: str, answer: str) -> AsyncIterator[Any]:
+        def chunk(delta: dict[str, Any], finish: str | None = None) -> models.ChatCompletionChunk:
+            return models.ChatCompletionChunk.model_validate(
+                {
+                    "id": identifier,
+                    "created": created,
+                    "model": model,
+                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
+                }
+            )
+
+        yield chunk({"role": "assistant", "content": ""})
+        for word in re.findall(r"\S+\s*", answer):
+            yield chunk({"content": word})
+        yield chunk({}, "stop")
+
+    async def completion(self, model: ServedModel, request: models.CompletionRequest) -> Any:
+        raise NotImplementedByProviderError("the scripted model only chats")
+
+    async def embeddings(self, model: ServedModel, request: models.EmbeddingsRequest) -> Any:
+        raise NotImplementedByProviderError("the scripted model only chats")
+
+    async def rerank(self, model: ServedModel, request: models.RerankRequest) -> Any:
+        raise NotImplementedByProviderError("the scripted model only chats")
+
+
+SPEC = ProviderSpec(
+    api="inference",
+    provider_type="test::scripted",
+    description="A chat model with set answers (tests only).",
+    config_model=ScriptedConfig,
+    create=lambda config, context: ScriptedModel(config, context),
+)
+
+
+@pytest.fixture
+def scripted(monkeypatch: pytest.MonkeyPatch) -> list[models.ChatCompletionRequest]:
+    """The scripted provider in the provider table; returns the requests it will receive."""
+    monkeypatch.setitem(PROVIDERS, SPEC.provider_type, SPEC)
+    RECEIVED.clear()
+    return RECEIVED
+
+
+def scripted_entry(**config: Any) -> dict[str, Any]:
+    return {"provider_id": "scripted", "provider_type": SPEC.provider_type, "config": config}
