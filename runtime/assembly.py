@@ -13,6 +13,7 @@ from pocketstack.apis.providers import ProvidersApi
 from pocketstack.apis.safety import SafetyApi
 from pocketstack.apis.shields import ShieldsApi
 from pocketstack.apis.vector_io import VectorIOApi
+from pocketstack.guardrails import Guardrails
 from pocketstack.stack import Stack
 
 
@@ -31,6 +32,10 @@ async def assemble(stack: Stack, served_tags: frozenset[str]) -> dict[str, Handl
     stack.on_stop(vector_io.files.stop)
     shields = ShieldsApi(stack)
     await shields.sync_from_config()
+    safety = SafetyApi(stack, shields)
+    if stack.providers_of("safety"):
+        inference.guardrails = Guardrails(stack.config.safety, safety)
+        await inference.guardrails.validate_config()
     apis = Apis(
         inspect=InspectApi(stack, served_tags),
         providers=ProvidersApi(stack),
@@ -39,6 +44,6 @@ async def assemble(stack: Stack, served_tags: frozenset[str]) -> dict[str, Handl
         files=files,
         vector_io=vector_io,
         shields=shields,
-        safety=SafetyApi(stack, shields),
+        safety=safety,
     )
     return handlers(apis)

@@ -12,6 +12,8 @@ class ChatAssembler:
     def __init__(self) -> None:
         self.first: models.ChatCompletionChunk | None = None
         self.text: list[str] = []
+        self.refusal: list[str] = []
+        self.violations: list[models.GuardrailViolation] = []
         self.calls: dict[int, models.ToolCall] = {}
         self.logprobs: list[models.TokenLogprob] = []
         self.finish: models.FinishReason | None = None
@@ -20,6 +22,7 @@ class ChatAssembler:
     def add(self, chunk: models.ChatCompletionChunk) -> None:
         self.first = self.first or chunk
         self.usage = given(chunk.usage, self.usage)
+        self.violations += given(chunk.guardrail_violations, [])
         for choice in chunk.choices:
             if choice.index != 0:
                 continue
@@ -27,6 +30,9 @@ class ChatAssembler:
             content = given(delta.content)
             if content:
                 self.text.append(content)
+            refusal = given(delta.refusal)
+            if refusal:
+                self.refusal.append(refusal)
             for call in given(delta.tool_calls, []):
                 function = given(call.function)
                 current = self.calls.get(call.index)
@@ -49,6 +55,8 @@ class ChatAssembler:
         message = models.ChatResponseMessage(content=None if self.calls else "".join(self.text))
         if self.calls:
             message.tool_calls = [self.calls[i] for i in sorted(self.calls)]
+        if self.refusal:
+            message.content, message.refusal = None, "".join(self.refusal)
         choice = models.ChatChoice(
             index=0,
             message=message,
@@ -58,4 +66,6 @@ class ChatAssembler:
         completion = models.ChatCompletion(id=self.first.id, created=self.first.created, model=model, choices=[choice])
         if self.usage is not None:
             completion.usage = self.usage
+        if self.violations:
+            completion.guardrail_violations = self.violations
         return completion

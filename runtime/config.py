@@ -76,9 +76,22 @@ class ShieldInput(_Strict):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
+Stage = Literal["input", "output"]
+STAGES: tuple[Stage, ...] = ("input", "output")
+
+
+class GuardrailInput(_Strict):
+    """A shield run over chat completions: their input messages, their answers, or both."""
+
+    shield_id: str = Field(min_length=1)
+    stages: list[Stage] = Field(default_factory=lambda: list(STAGES), min_length=1)
+    models: list[str] | None = None  # the model ids it guards; None: every chat model
+
+
 class SafetyConfig(BaseModel):
     model_config = ConfigDict(extra="allow")
     default_shield_id: str | None = None  # serves /v1/moderations requests that name no model
+    guardrails: list[GuardrailInput] = Field(default_factory=list)
 
 
 class QualifiedModel(_Strict):

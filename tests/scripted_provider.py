@@ -24,6 +24,7 @@ from pocketstack.providers.base import Health, ModelCheck, ProviderContext, Prov
 from tests.safety.cases import GUARD
 
 RECEIVED: list[models.ChatCompletionRequest] = []
+STREAMED: list[str] = []  # every word a stream produced (a stream closed early stops producing)
 _TURN = re.compile(r"<BEGIN CONVERSATION>\n\n(.*)\n\n<END CONVERSATION>", re.S)
 _LABELS = {text: ("unsafe\n" + ",".join(sorted(codes, key=lambda c: int(c[1:])))) if flagged else "safe"
            for text, flagged, codes in GUARD}  # fmt: skip
@@ -106,6 +107,7 @@ class ScriptedModel:
 
         yield chunk({"role": "assistant", "content": ""})
         for word in re.findall(r"\S+\s*", answer):
+            STREAMED.append(word)
             yield chunk({"content": word})
         yield chunk({}, "stop")
 
@@ -133,6 +135,7 @@ def scripted(monkeypatch: pytest.MonkeyPatch) -> list[models.ChatCompletionReque
     """The scripted provider in the provider table; returns the requests it will receive."""
     monkeypatch.setitem(PROVIDERS, SPEC.provider_type, SPEC)
     RECEIVED.clear()
+    STREAMED.clear()
     return RECEIVED
 
 

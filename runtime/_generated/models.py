@@ -421,75 +421,30 @@ class ResponseFormatJsonSchema(BaseModel):
     json_schema: JsonSchemaFormat
 
 
-class ChatCompletionRequest(BaseModel):
+class GuardrailGuardrail(RootModel[str]):
+    root: Annotated[
+        str,
+        Field(
+            description="A shield id, or Llama Stack's guardrail spec: an object whose `type` is the shield id.",
+            min_length=1,
+        ),
+    ]
+
+
+class GuardrailGuardrail1(BaseModel):
     """
-    OpenAI's chat request; unknown fields (the SDKs' `extra_body`) are accepted.
+    A shield id, or Llama Stack's guardrail spec: an object whose `type` is the shield id.
     """
 
     model_config = ConfigDict(
         extra="allow",
     )
-    model: Annotated[str, Field(min_length=1)]
-    messages: Annotated[
-        list[
-            Annotated[
-                SystemMessage
-                | DeveloperMessage
-                | UserMessage
-                | AssistantMessage
-                | ToolMessage,
-                Field(discriminator="role"),
-            ]
-        ],
-        Field(min_length=1),
-    ]
-    frequency_penalty: Annotated[float | None | MISSING, Field(ge=-2.0, le=2.0)] = (
-        MISSING
-    )
-    presence_penalty: Annotated[float | None | MISSING, Field(ge=-2.0, le=2.0)] = (
-        MISSING
-    )
-    logit_bias: Annotated[
-        dict[str, LogitBiasLogitBiasAdditionalProperty] | None | MISSING,
-        Field(
-            description="Token id (as a string) -> bias from -100 to 100 added to its logit."
-        ),
-    ] = MISSING
-    logprobs: bool | None | MISSING = MISSING
-    top_logprobs: Annotated[int | None | MISSING, Field(ge=0, le=20)] = MISSING
-    max_tokens: Annotated[int | None | MISSING, Field(ge=1)] = MISSING
-    max_completion_tokens: Annotated[int | None | MISSING, Field(ge=1)] = MISSING
-    n: Annotated[int | None | MISSING, Field(ge=1, le=128)] = MISSING
-    parallel_tool_calls: bool | None | MISSING = MISSING
-    response_format: (
-        ResponseFormatText
-        | ResponseFormatJsonObject
-        | ResponseFormatJsonSchema
-        | None
-        | MISSING
-    ) = MISSING
-    seed: int | None | MISSING = MISSING
-    stop: Annotated[
-        str | StopStop | None | MISSING,
-        Field(
-            description="Up to 4 sequences where generation stops; they are not part of the output."
-        ),
-    ] = MISSING
-    stream: bool | None | MISSING = MISSING
-    stream_options: StreamOptions | None | MISSING = MISSING
-    temperature: Annotated[float | None | MISSING, Field(ge=0.0, le=2.0)] = MISSING
-    top_p: Annotated[float | None | MISSING, Field(ge=0.0, le=1.0)] = MISSING
-    tools: list[Tool] | None | MISSING = MISSING
-    tool_choice: ToolChoiceMode | NamedToolChoice | None | MISSING = MISSING
-    user: str | None | MISSING = MISSING
-    store: bool | None | MISSING = MISSING
-    metadata: dict[str, str] | None | MISSING = MISSING
-    grammar: Annotated[
-        str | None | MISSING,
-        Field(
-            description="A GBNF grammar the output must follow (llama.cpp's extension). inline::llama-cpp enforces it; remote providers receive it as it is. Not together with `response_format` json_schema/json_object or forced tools."
-        ),
-    ] = MISSING
+    type: Annotated[str, Field(min_length=1)]
+
+
+class GuardrailViolationStage(StrEnum):
+    input = "input"
+    output = "output"
 
 
 class FinishReason(StrEnum):
@@ -555,19 +510,6 @@ class ChatChoice(BaseModel):
     logprobs: ChoiceLogprobs | None
 
 
-class ChatCompletion(BaseModel):
-    model_config = ConfigDict(
-        extra="allow",
-    )
-    id: str
-    object: Literal["chat.completion"] = "chat.completion"
-    created: int
-    model: str
-    choices: list[ChatChoice]
-    usage: Usage | MISSING = MISSING
-    system_fingerprint: str | None | MISSING = MISSING
-
-
 class ChunkFunctionCall(BaseModel):
     model_config = ConfigDict(
         extra="allow",
@@ -604,18 +546,6 @@ class ChunkChoice(BaseModel):
     delta: ChunkDelta
     finish_reason: FinishReason | None
     logprobs: ChoiceLogprobs | None | MISSING = MISSING
-
-
-class ChatCompletionChunk(BaseModel):
-    model_config = ConfigDict(
-        extra="allow",
-    )
-    id: str
-    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
-    created: int
-    model: str
-    choices: list[ChunkChoice]
-    usage: Usage | None | MISSING = MISSING
 
 
 class PromptPrompt(RootModel[list[str]]):
@@ -1922,5 +1852,134 @@ class RegisterModelRequest(BaseModel):
         list[ModelTarget] | MISSING,
         Field(
             description="Providers to try, in order, when the model's own provider is unreachable, slow or failing (offload: a remote first, the inline provider as the fallback). Stored in `metadata.fallbacks`."
+        ),
+    ] = MISSING
+
+
+class ChatCompletionRequest(BaseModel):
+    """
+    OpenAI's chat request; unknown fields (the SDKs' `extra_body`) are accepted.
+    """
+
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    model: Annotated[str, Field(min_length=1)]
+    messages: Annotated[
+        list[
+            Annotated[
+                SystemMessage
+                | DeveloperMessage
+                | UserMessage
+                | AssistantMessage
+                | ToolMessage,
+                Field(discriminator="role"),
+            ]
+        ],
+        Field(min_length=1),
+    ]
+    frequency_penalty: Annotated[float | None | MISSING, Field(ge=-2.0, le=2.0)] = (
+        MISSING
+    )
+    presence_penalty: Annotated[float | None | MISSING, Field(ge=-2.0, le=2.0)] = (
+        MISSING
+    )
+    logit_bias: Annotated[
+        dict[str, LogitBiasLogitBiasAdditionalProperty] | None | MISSING,
+        Field(
+            description="Token id (as a string) -> bias from -100 to 100 added to its logit."
+        ),
+    ] = MISSING
+    logprobs: bool | None | MISSING = MISSING
+    top_logprobs: Annotated[int | None | MISSING, Field(ge=0, le=20)] = MISSING
+    max_tokens: Annotated[int | None | MISSING, Field(ge=1)] = MISSING
+    max_completion_tokens: Annotated[int | None | MISSING, Field(ge=1)] = MISSING
+    n: Annotated[int | None | MISSING, Field(ge=1, le=128)] = MISSING
+    parallel_tool_calls: bool | None | MISSING = MISSING
+    response_format: (
+        ResponseFormatText
+        | ResponseFormatJsonObject
+        | ResponseFormatJsonSchema
+        | None
+        | MISSING
+    ) = MISSING
+    seed: int | None | MISSING = MISSING
+    stop: Annotated[
+        str | StopStop | None | MISSING,
+        Field(
+            description="Up to 4 sequences where generation stops; they are not part of the output."
+        ),
+    ] = MISSING
+    stream: bool | None | MISSING = MISSING
+    stream_options: StreamOptions | None | MISSING = MISSING
+    temperature: Annotated[float | None | MISSING, Field(ge=0.0, le=2.0)] = MISSING
+    top_p: Annotated[float | None | MISSING, Field(ge=0.0, le=1.0)] = MISSING
+    tools: list[Tool] | None | MISSING = MISSING
+    tool_choice: ToolChoiceMode | NamedToolChoice | None | MISSING = MISSING
+    user: str | None | MISSING = MISSING
+    store: bool | None | MISSING = MISSING
+    metadata: dict[str, str] | None | MISSING = MISSING
+    grammar: Annotated[
+        str | None | MISSING,
+        Field(
+            description="A GBNF grammar the output must follow (llama.cpp's extension). inline::llama-cpp enforces it; remote providers receive it as it is. Not together with `response_format` json_schema/json_object or forced tools."
+        ),
+    ] = MISSING
+    guardrails: Annotated[
+        list[GuardrailGuardrail | GuardrailGuardrail1] | None | MISSING,
+        Field(
+            description="Shields run over the input messages (before the model) and the answer (a stream is checked a sentence at a time and stopped at a violation), besides those of the run config's `safety.guardrails`. A violation at level `error` is answered as a refusal (`message.refusal`, finish_reason `content_filter`)."
+        ),
+    ] = MISSING
+
+
+class GuardrailViolation(BaseModel):
+    """
+    A shield that flagged a request or its answer, as recorded on the completion.
+    """
+
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    shield_id: str
+    stage: GuardrailViolationStage
+    violation_level: ViolationLevel
+    user_message: str | None | MISSING = MISSING
+    metadata: dict[str, Any]
+
+
+class ChatCompletion(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[ChatChoice]
+    usage: Usage | MISSING = MISSING
+    system_fingerprint: str | None | MISSING = MISSING
+    guardrail_violations: Annotated[
+        list[GuardrailViolation] | MISSING,
+        Field(
+            description="What the guardrails flagged (PocketStack's extension; absent when nothing was)."
+        ),
+    ] = MISSING
+
+
+class ChatCompletionChunk(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    id: str
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    created: int
+    model: str
+    choices: list[ChunkChoice]
+    usage: Usage | None | MISSING = MISSING
+    guardrail_violations: Annotated[
+        list[GuardrailViolation] | MISSING,
+        Field(
+            description="On the chunk that ends a choice, what the guardrails flagged (absent when nothing was)."
         ),
     ] = MISSING

@@ -28,6 +28,7 @@ from pocketstack.errors import (
     UpstreamTimeoutError,
 )
 from pocketstack.fields import given
+from pocketstack.guardrails import Guardrails, input_messages
 from pocketstack.providers.base import InferenceProvider, ServedModel, TokenCounts
 from pocketstack.request_context import served_by
 from pocketstack.stack import Stack
@@ -82,6 +83,7 @@ class InferenceApi:
     def __init__(self, stack: Stack, models_api: ModelsApi) -> None:
         self.stack = stack
         self.models = models_api
+        self.guardrails: Guardrails | None = None  # set when the safety API is served
 
     async def _chain(self, model_id: str, model_type: str, purpose: str) -> list[Target]:
         resource = await self.models.lookup(model_id)
@@ -141,7 +143,7 @@ class InferenceApi:
         self, request: models.ChatCompletionRequest
     ) -> models.ChatCompletion | AsyncIterator[models.ChatCompletionChunk]:
         targets = await self._chain(request.model, "llm", "chat")
-        result = await self._serve(targets, lambda t: t.provider.chat_completion(t.model, request))
+        result = await self._guarded(targets, request)
         if given(request.store, True) is False:  # stored unless asked not to, as Llama Stack does
             return result
         provider_id = served_by.get() or ""
@@ -150,6 +152,28 @@ class InferenceApi:
             await self.store.add(result.model_dump(mode="json"), inputs, provider_id)
             return result
         return self._recorded(result, request.model, inputs, provider_id)
+
+    async def _guarded(
+        self, targets: list[Target], request: models.ChatCompletionRequest
+    ) -> models.ChatCompletion | AsyncIterator[models.ChatCompletionChunk]:
+        """The chat answer, with the request's guardrails run over its input and its output."""
+        rails = self.guardrails
+        guard = await rails.for_request(request) if rails is not None else None
+        if given(request.guardrails) and rails is None:
+            raise ServiceUnavailableError(
+                "guardrails need the safety API (add `safety` to `apis` and a safety provider).",
+                code="service_not_enabled",
+            )
+        if rails is None or not guard:
+            return await self._serve(targets, lambda t: t.provider.chat_completion(t.model, request))
+        screened = await rails.judge(guard.input, "input", input_messages(request))
+        streaming = given(request.stream, False)
+        if screened.blocked is not None:
+            return rails.refusal_stream(request, screened) if streaming else rails.refusal(request, screened)
+        result = await self._serve(targets, lambda t: t.provider.chat_completion(t.model, request))
+        if isinstance(result, models.ChatCompletion):
+            return await rails.guard_answer(result, guard, screened.violations)
+        return rails.guard_stream(result, guard, screened.violations)
 
     async def _recorded(
         self,

@@ -58,16 +58,19 @@ class SafetyApi:
         served = ServedShield(resource.identifier, resource.provider_resource_id, resource.body.get("params", {}))
         return served, provider
 
+    async def check(self, shield_id: str, messages: list[ShieldMessage]) -> Verdict:
+        """Run one shield over messages (guardrails use this; run-shield is it over the wire)."""
+        served, provider = self._served(await self.shields.lookup(shield_id))
+        return await provider.run_shield(served, messages)
+
     async def run_shield(self, request: models.RunShieldRequest) -> models.RunShieldResponse:
-        served, provider = self._served(await self.shields.lookup(request.shield_id))
         messages = []
         for message in request.messages:
             body = plain(message)
             messages.append(ShieldMessage(role=str(body.role), text=message_text(body.content)))
         if not any(m.text.strip() for m in messages):
             raise BadRequestError("The messages have no text to check.", param="messages")
-        verdict = await provider.run_shield(served, messages)
-        return models.RunShieldResponse(violation=_violation(verdict))
+        return models.RunShieldResponse(violation=_violation(await self.check(request.shield_id, messages)))
 
     async def run_moderation(self, request: models.ModerationRequest) -> models.ModerationObject:
         raw = plain(request.input)

@@ -34,6 +34,8 @@ ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 KNOWN_FINISH_REASONS = frozenset(reason.value for reason in models.FinishReason)
+# Request fields the server acts on itself, never sent upstream (an OpenAI upstream rejects unknown ones).
+SERVER_FIELDS = frozenset({"guardrails"})
 
 
 def _is_embedding(model_id: str) -> bool:
@@ -152,7 +154,7 @@ class OpenAICompatProvider:
 
     def _body(self, request: BaseModel, model: ServedModel) -> dict[str, Any]:
         body = request.model_dump(mode="json", by_alias=True, exclude_none=False)
-        body = {k: v for k, v in body.items() if k not in self.quirks.unsupported_fields}
+        body = {k: v for k, v in body.items() if k not in self.quirks.unsupported_fields and k not in SERVER_FIELDS}
         body["model"] = model.provider_model_id
         return body
 

@@ -53,6 +53,10 @@ from .finish_reason import FinishReason
 from .function_call import FunctionCall
 from .function_definition import FunctionDefinition
 from .function_definition_parameters import FunctionDefinitionParameters
+from .guardrail_type_1 import GuardrailType1
+from .guardrail_violation import GuardrailViolation
+from .guardrail_violation_metadata import GuardrailViolationMetadata
+from .guardrail_violation_stage import GuardrailViolationStage
 from .health_info import HealthInfo
 from .health_status import HealthStatus
 from .image_url import ImageUrl
@@ -217,6 +221,10 @@ __all__ = (
     "FunctionCall",
     "FunctionDefinition",
     "FunctionDefinitionParameters",
+    "GuardrailType1",
+    "GuardrailViolation",
+    "GuardrailViolationMetadata",
+    "GuardrailViolationStage",
     "HealthInfo",
     "HealthStatus",
     "ImageUrl",

@@ -11,6 +11,7 @@ from ..types import UNSET, Unset
 
 if TYPE_CHECKING:
     from ..models.chunk_choice import ChunkChoice
+    from ..models.guardrail_violation import GuardrailViolation
     from ..models.usage import Usage
 
 
@@ -27,6 +28,8 @@ class ChatCompletionChunk:
         model (str):
         choices (list[ChunkChoice]):
         usage (None | Unset | Usage):
+        guardrail_violations (list[GuardrailViolation] | Unset): On the chunk that ends a choice, what the guardrails
+            flagged (absent when nothing was).
     """
 
     id: str
@@ -35,6 +38,7 @@ class ChatCompletionChunk:
     choices: list[ChunkChoice]
     object_: Literal["chat.completion.chunk"] = "chat.completion.chunk"
     usage: None | Unset | Usage = UNSET
+    guardrail_violations: list[GuardrailViolation] | Unset = UNSET
     additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -61,6 +65,13 @@ class ChatCompletionChunk:
         else:
             usage = self.usage
 
+        guardrail_violations: list[dict[str, Any]] | Unset = UNSET
+        if not isinstance(self.guardrail_violations, Unset):
+            guardrail_violations = []
+            for guardrail_violations_item_data in self.guardrail_violations:
+                guardrail_violations_item = guardrail_violations_item_data.to_dict()
+                guardrail_violations.append(guardrail_violations_item)
+
         field_dict: dict[str, Any] = {}
         field_dict.update(self.additional_properties)
         field_dict.update(
@@ -74,12 +85,15 @@ class ChatCompletionChunk:
         )
         if usage is not UNSET:
             field_dict["usage"] = usage
+        if guardrail_violations is not UNSET:
+            field_dict["guardrail_violations"] = guardrail_violations
 
         return field_dict
 
     @classmethod
     def from_dict(cls: type[T], src_dict: Mapping[str, Any]) -> T:
         from ..models.chunk_choice import ChunkChoice  # noqa: PLC0415
+        from ..models.guardrail_violation import GuardrailViolation  # noqa: PLC0415
         from ..models.usage import Usage  # noqa: PLC0415
 
         d = dict(src_dict)
@@ -117,6 +131,15 @@ class ChatCompletionChunk:
 
         usage = _parse_usage(d.pop("usage", UNSET))
 
+        _guardrail_violations = d.pop("guardrail_violations", UNSET)
+        guardrail_violations: list[GuardrailViolation] | Unset = UNSET
+        if _guardrail_violations is not UNSET:
+            guardrail_violations = []
+            for guardrail_violations_item_data in _guardrail_violations:
+                guardrail_violations_item = GuardrailViolation.from_dict(guardrail_violations_item_data)
+
+                guardrail_violations.append(guardrail_violations_item)
+
         chat_completion_chunk = cls(
             id=id,
             object_=object_,
@@ -124,6 +147,7 @@ class ChatCompletionChunk:
             model=model,
             choices=choices,
             usage=usage,
+            guardrail_violations=guardrail_violations,
         )
 
         chat_completion_chunk.additional_properties = d

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from ..models.assistant_message import AssistantMessage
     from ..models.chat_completion_request_metadata_type_0 import ChatCompletionRequestMetadataType0
     from ..models.developer_message import DeveloperMessage
+    from ..models.guardrail_type_1 import GuardrailType1
     from ..models.logit_bias_type_0 import LogitBiasType0
     from ..models.named_tool_choice import NamedToolChoice
     from ..models.response_format_json_object import ResponseFormatJsonObject
@@ -61,6 +62,10 @@ class ChatCompletionRequest:
         grammar (None | str | Unset): A GBNF grammar the output must follow (llama.cpp's extension). inline::llama-cpp
             enforces it; remote providers receive it as it is. Not together with `response_format` json_schema/json_object
             or forced tools.
+        guardrails (list[GuardrailType1 | str] | None | Unset): Shields run over the input messages (before the model)
+            and the answer (a stream is checked a sentence at a time and stopped at a violation), besides those of the run
+            config's `safety.guardrails`. A violation at level `error` is answered as a refusal (`message.refusal`,
+            finish_reason `content_filter`).
     """
 
     model: str
@@ -87,12 +92,14 @@ class ChatCompletionRequest:
     store: bool | None | Unset = UNSET
     metadata: ChatCompletionRequestMetadataType0 | None | Unset = UNSET
     grammar: None | str | Unset = UNSET
+    guardrails: list[GuardrailType1 | str] | None | Unset = UNSET
     additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         from ..models.assistant_message import AssistantMessage  # noqa: PLC0415
         from ..models.chat_completion_request_metadata_type_0 import ChatCompletionRequestMetadataType0  # noqa: PLC0415
         from ..models.developer_message import DeveloperMessage  # noqa: PLC0415
+        from ..models.guardrail_type_1 import GuardrailType1  # noqa: PLC0415
         from ..models.logit_bias_type_0 import LogitBiasType0  # noqa: PLC0415
         from ..models.named_tool_choice import NamedToolChoice  # noqa: PLC0415
         from ..models.response_format_json_object import ResponseFormatJsonObject  # noqa: PLC0415
@@ -277,6 +284,22 @@ class ChatCompletionRequest:
         else:
             grammar = self.grammar
 
+        guardrails: list[dict[str, Any] | str] | None | Unset
+        if isinstance(self.guardrails, Unset):
+            guardrails = UNSET
+        elif isinstance(self.guardrails, list):
+            guardrails = []
+            for guardrails_type_0_item_data in self.guardrails:
+                guardrails_type_0_item: dict[str, Any] | str
+                if isinstance(guardrails_type_0_item_data, GuardrailType1):
+                    guardrails_type_0_item = guardrails_type_0_item_data.to_dict()
+                else:
+                    guardrails_type_0_item = guardrails_type_0_item_data
+                guardrails.append(guardrails_type_0_item)
+
+        else:
+            guardrails = self.guardrails
+
         field_dict: dict[str, Any] = {}
         field_dict.update(self.additional_properties)
         field_dict.update(
@@ -329,6 +352,8 @@ class ChatCompletionRequest:
             field_dict["metadata"] = metadata
         if grammar is not UNSET:
             field_dict["grammar"] = grammar
+        if guardrails is not UNSET:
+            field_dict["guardrails"] = guardrails
 
         return field_dict
 
@@ -337,6 +362,7 @@ class ChatCompletionRequest:
         from ..models.assistant_message import AssistantMessage  # noqa: PLC0415
         from ..models.chat_completion_request_metadata_type_0 import ChatCompletionRequestMetadataType0  # noqa: PLC0415
         from ..models.developer_message import DeveloperMessage  # noqa: PLC0415
+        from ..models.guardrail_type_1 import GuardrailType1  # noqa: PLC0415
         from ..models.logit_bias_type_0 import LogitBiasType0  # noqa: PLC0415
         from ..models.named_tool_choice import NamedToolChoice  # noqa: PLC0415
         from ..models.response_format_json_object import ResponseFormatJsonObject  # noqa: PLC0415
@@ -685,6 +711,40 @@ class ChatCompletionRequest:
 
         grammar = _parse_grammar(d.pop("grammar", UNSET))
 
+        def _parse_guardrails(data: object) -> list[GuardrailType1 | str] | None | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            try:
+                if not isinstance(data, list):
+                    raise TypeError()
+                guardrails_type_0 = []
+                _guardrails_type_0 = data
+                for guardrails_type_0_item_data in _guardrails_type_0:
+
+                    def _parse_guardrails_type_0_item(data: object) -> GuardrailType1 | str:
+                        try:
+                            if not isinstance(data, dict):
+                                raise TypeError()
+                            componentsschemas_guardrail_type_1 = GuardrailType1.from_dict(data)
+
+                            return componentsschemas_guardrail_type_1
+                        except (TypeError, ValueError, AttributeError, KeyError):
+                            pass
+                        return cast(GuardrailType1 | str, data)
+
+                    guardrails_type_0_item = _parse_guardrails_type_0_item(guardrails_type_0_item_data)
+
+                    guardrails_type_0.append(guardrails_type_0_item)
+
+                return guardrails_type_0
+            except (TypeError, ValueError, AttributeError, KeyError):
+                pass
+            return cast(list[GuardrailType1 | str] | None | Unset, data)
+
+        guardrails = _parse_guardrails(d.pop("guardrails", UNSET))
+
         chat_completion_request = cls(
             model=model,
             messages=messages,
@@ -710,6 +770,7 @@ class ChatCompletionRequest:
             store=store,
             metadata=metadata,
             grammar=grammar,
+            guardrails=guardrails,
         )
 
         chat_completion_request.additional_properties = d

@@ -1,0 +1,243 @@
+"""Guardrails: shields run around chat completions, over what goes in and what comes out.
+
+A request's shields are the run config's `safety.guardrails` that cover its model plus the
+request's own `guardrails`. Input shields judge the user and tool messages before the model is
+called; output shields judge the answer. A verdict at level `error` turns the answer into a
+refusal in chat's own shape (`message.refusal`, finish_reason `content_filter`); every flagged
+verdict, blocking or not, is recorded on the completion as `guardrail_violations`.
+
+A stream is held back a sentence at a time: each time the held text completes a sentence, the
+answer so far is judged, and only then are the held chunks sent. A violation ends the stream
+there (closing it stops the generation), so no unchecked sentence reaches the client.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
+from dataclasses import dataclass, field
+from typing import cast
+
+from pocketstack._generated import models
+from pocketstack.apis.safety import SafetyApi, message_text
+from pocketstack.config import ConfigError, SafetyConfig
+from pocketstack.errors import ResourceNotFoundError
+from pocketstack.fields import given, plain
+from pocketstack.providers.base import ShieldMessage, Verdict
+
+_SENTENCE_END = re.compile(r"[.!?](?:[\"')\]]*)\s|\n")
+_JUDGED_INPUT_ROLES = ("user", "tool")  # what comes from outside; system prompts are the developer's own
+
+
+@dataclass(frozen=True)
+class Guard:
+    """The shields one request runs, by stage."""
+
+    input: list[str] = field(default_factory=list)
+    output: list[str] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.input or self.output)
+
+
+@dataclass
+class Outcome:
+    violations: list[models.GuardrailViolation] = field(default_factory=list)
+    blocked: models.GuardrailViolation | None = None
+
+
+def _recorded(shield_id: str, stage: str, verdict: Verdict) -> models.GuardrailViolation:
+    return models.GuardrailViolation(
+        shield_id=shield_id,
+        stage=models.GuardrailViolationStage(stage),
+        violation_level=models.ViolationLevel(verdict.violation_level),
+        user_message=verdict.user_message,
+        metadata=verdict.metadata,
+    )
+
+
+def _refusal_text(blocked: models.GuardrailViolation) -> str:
+    return given(blocked.user_message) or "I can't help with that."
+
+
+def input_messages(request: models.ChatCompletionRequest) -> list[ShieldMessage]:
+    judged = []
+    for message in request.messages:
+        body = plain(message)
+        role = str(body.role)
+        text = message_text(body.content)
+        if role in _JUDGED_INPUT_ROLES and text.strip():
+            judged.append(ShieldMessage(role=role, text=text))
+    return judged
+
+
+def _answer_text(message: models.ChatResponseMessage) -> str:
+    parts = [given(message.content) or ""]
+    parts += [call.function.arguments for call in given(message.tool_calls, [])]
+    return "\n".join(part for part in parts if part)
+
+
+class Guardrails:
+    def __init__(self, config: SafetyConfig, safety: SafetyApi) -> None:
+        self.config = config
+        self.safety = safety
+
+    async def validate_config(self) -> None:
+        """Every configured guardrail names a registered shield; ConfigError otherwise."""
+        for index, rail in enumerate(self.config.guardrails):
+            try:
+                await self.safety.shields.lookup(rail.shield_id)
+            except ResourceNotFoundError as exc:
+                raise ConfigError(f"safety.guardrails[{index}]: {exc.message}") from exc
+
+    async def for_request(self, request: models.ChatCompletionRequest) -> Guard:
+        asked = [plain(g) for g in given(request.guardrails) or []]
+        named = [g if isinstance(g, str) else g.type for g in asked]
+        for shield_id in named:  # a typo is a 404 before the model runs, not after
+            await self.safety.shields.lookup(shield_id)
+        input_ids = [
+            r.shield_id for r in self.config.guardrails if "input" in r.stages and self._covers(r.models, request)
+        ]
+        output_ids = [
+            r.shield_id for r in self.config.guardrails if "output" in r.stages and self._covers(r.models, request)
+        ]
+        return Guard(input=list(dict.fromkeys(input_ids + named)), output=list(dict.fromkeys(output_ids + named)))
+
+    @staticmethod
+    def _covers(model_ids: list[str] | None, request: models.ChatCompletionRequest) -> bool:
+        return model_ids is None or request.model in model_ids
+
+    async def judge(self, shield_ids: list[str], stage: str, messages: list[ShieldMessage]) -> Outcome:
+        outcome = Outcome()
+        if not messages:
+            return outcome
+        for shield_id in shield_ids:
+            verdict = await self.safety.check(shield_id, messages)
+            if not verdict.flagged:
+                continue
+            recorded = _recorded(shield_id, stage, verdict)
+            outcome.violations.append(recorded)
+            if verdict.violation_level == "error":
+                outcome.blocked = recorded
+                break  # the answer is a refusal now: the other shields have nothing left to judge
+        return outcome
+
+    # Non-streamed answers
+
+    @staticmethod
+    def refusal(request: models.ChatCompletionRequest, outcome: Outcome) -> models.ChatCompletion:
+        """The answer to a request its input guardrails blocked: the model never ran."""
+        assert outcome.blocked is not None
+        message = models.ChatResponseMessage(content=None, refusal=_refusal_text(outcome.blocked))
+        choice = models.ChatChoice(
+            index=0, message=message, finish_reason=models.FinishReason.content_filter, logprobs=None
+        )
+        return models.ChatCompletion(
+            id=f"chatcmpl-{uuid.uuid4().hex}",
+            created=int(time.time()),
+            model=request.model,
+            choices=[choice],
+            usage=models.Usage(prompt_tokens=0, completion_tokens=0, total_tokens=0),
+            guardrail_violations=outcome.violations,
+        )
+
+    async def guard_answer(
+        self, completion: models.ChatCompletion, guard: Guard, prior: list[models.GuardrailViolation]
+    ) -> models.ChatCompletion:
+        violations = list(prior)
+        for choice in completion.choices:
+            text = _answer_text(choice.message)
+            outcome = await self.judge(guard.output, "output", [ShieldMessage("assistant", text)] if text else [])
+            violations += outcome.violations
+            if outcome.blocked is not None:
+                choice.message = models.ChatResponseMessage(content=None, refusal=_refusal_text(outcome.blocked))
+                choice.finish_reason = models.FinishReason.content_filter
+                choice.logprobs = None
+        if violations:
+            completion.guardrail_violations = violations
+        return completion
+
+    # Streams
+
+    async def refusal_stream(
+        self, request: models.ChatCompletionRequest, outcome: Outcome
+    ) -> AsyncIterator[models.ChatCompletionChunk]:
+        completion = self.refusal(request, outcome)
+        for chunk in _refusal_chunks(completion.id, completion.created, request.model, outcome, role=True):
+            yield chunk
+
+    async def guard_stream(
+        self,
+        stream: AsyncIterator[models.ChatCompletionChunk],
+        guard: Guard,
+        prior: list[models.GuardrailViolation],
+    ) -> AsyncIterator[models.ChatCompletionChunk]:
+        violations = list(prior)
+        held: list[models.ChatCompletionChunk] = []
+        text, calls = "", ""
+        judged_upto = 0
+        role_sent = False
+        async with aclosing(cast(AsyncGenerator[models.ChatCompletionChunk], stream)) as chunks:
+            async for chunk in chunks:
+                held.append(chunk)
+                ending = False
+                for choice in chunk.choices:
+                    if choice.index != 0:
+                        continue
+                    text += given(choice.delta.content) or ""
+                    calls += "".join(
+                        given(given(c.function).arguments, "") if given(c.function) else ""
+                        for c in given(choice.delta.tool_calls, [])
+                    )
+                    ending = ending or given(choice.finish_reason) is not None
+                complete = _last_sentence_end(text, judged_upto)
+                if not ending and complete is None:
+                    continue
+                if not ending:
+                    judged_upto = complete or judged_upto
+                answer = "\n".join(part for part in (text, calls) if part)
+                outcome = await self.judge(
+                    guard.output, "output", [ShieldMessage("assistant", answer)] if answer.strip() else []
+                )
+                violations += [v for v in outcome.violations if v not in violations]
+                if outcome.blocked is not None:
+                    first = held[0]
+                    for refusal in _refusal_chunks(
+                        first.id, first.created, first.model, Outcome(violations, outcome.blocked), role=not role_sent
+                    ):
+                        yield refusal
+                    return  # leaving the `async with` closes the stream: generation stops here
+                if ending and violations:
+                    held[-1].guardrail_violations = violations
+                for released in held:
+                    role_sent = role_sent or any(given(c.delta.role) for c in released.choices)
+                    yield released
+                held.clear()
+        for released in held:  # chunks after the last check (usage)
+            yield released
+
+
+def _last_sentence_end(text: str, after: int) -> int | None:
+    """Where the last complete sentence of `text` ends, when one ended after `after`."""
+    ends = [m.end() for m in _SENTENCE_END.finditer(text, after)]
+    return ends[-1] if ends else None
+
+
+def _refusal_chunks(
+    identifier: str, created: int, model: str, outcome: Outcome, *, role: bool
+) -> list[models.ChatCompletionChunk]:
+    assert outcome.blocked is not None
+    delta = models.ChunkDelta(refusal=_refusal_text(outcome.blocked))
+    if role:
+        delta.role = "assistant"
+    body = models.ChunkChoice(index=0, delta=delta, finish_reason=None)
+    end = models.ChunkChoice(index=0, delta=models.ChunkDelta(), finish_reason=models.FinishReason.content_filter)
+    return [
+        models.ChatCompletionChunk(id=identifier, created=created, model=model, choices=[body]),
+        models.ChatCompletionChunk(
+            id=identifier, created=created, model=model, choices=[end], guardrail_violations=outcome.violations
+        ),
+    ]

@@ -1,0 +1,206 @@
+"""Guardrails on chat completions: input refused before the model runs, answers replaced by the
+refusal, streams stopped at the first sentence a shield flags; with the scripted model."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import openai
+import pytest
+import yaml
+from aiohttp.test_utils import TestClient
+
+from pocketstack import distributions
+from pocketstack._generated import models
+from pocketstack.app import create_app
+from tests.conftest import CHAT_MODEL, edge_providers_with, edge_with
+from tests.functional.test_errors import assert_error_shape
+from tests.scripted_provider import STREAMED, scripted, scripted_entry
+
+__all__ = ["scripted"]
+
+LEAKY = "Sure. You can write to ana@example.com about it. This third sentence must never be sent."
+CLEAN = "Paris is the capital of France. It sits on the Seine."
+REPLIES = {"leak it": LEAKY, "capital?": CLEAN}
+CHAT = {"model_id": "chat", "provider_id": "scripted", "provider_model_id": "chat", "model_type": "llm"}
+
+
+def edge_shields() -> list[dict[str, Any]]:
+    path = distributions.path_of("edge")
+    assert path is not None
+    return yaml.safe_load(path.read_text())["registered_resources"]["shields"]  # type: ignore[no-any-return]
+
+
+def config(**safety: Any) -> Any:
+    llama_cpp = edge_providers_with()["inference"]
+    return edge_with(
+        providers=edge_providers_with(inference=[*llama_cpp, scripted_entry(replies=REPLIES)]),
+        registered_resources={"models": [CHAT], "shields": edge_shields()},
+        safety={"default_shield_id": "pii", **safety},
+    )
+
+
+@pytest.fixture
+async def oai(
+    aiohttp_client: Callable[..., Any], scripted: list[models.ChatCompletionRequest]
+) -> AsyncIterator[openai.AsyncOpenAI]:
+    server = await aiohttp_client(create_app(config()))
+    client = openai.AsyncOpenAI(base_url=str(server.make_url("/v1")), api_key="unused", max_retries=0)
+    yield client
+    await client.close()
+
+
+def ask(text: str) -> list[Any]:
+    return [{"role": "user", "content": text}]
+
+
+async def test_an_input_violation_is_refused_before_the_model_runs(
+    oai: openai.AsyncOpenAI, scripted: list[models.ChatCompletionRequest]
+) -> None:
+    completion = await oai.chat.completions.create(
+        model="chat", messages=ask("my card is 4111 1111 1111 1111"), extra_body={"guardrails": ["pii"]}
+    )
+    choice = completion.choices[0]
+    assert scripted == []  # the model never saw it
+    assert (choice.finish_reason, choice.message.content) == ("content_filter", None)
+    assert choice.message.refusal is not None and "payment card number" in choice.message.refusal
+    (violation,) = (completion.model_extra or {})["guardrail_violations"]
+    assert (violation["shield_id"], violation["stage"], violation["violation_level"]) == ("pii", "input", "error")
+    stored = await oai.chat.completions.retrieve(completion.id)  # recorded as it was answered
+    assert stored.choices[0].message.refusal == choice.message.refusal
+
+
+async def test_an_answer_that_violates_is_replaced_by_the_refusal(oai: openai.AsyncOpenAI) -> None:
+    completion = await oai.chat.completions.create(
+        model="chat", messages=ask("leak it"), extra_body={"guardrails": [{"type": "pii"}]}
+    )
+    choice = completion.choices[0]
+    assert (choice.finish_reason, choice.message.content) == ("content_filter", None)
+    assert "email address" in (choice.message.refusal or "")
+    (violation,) = (completion.model_extra or {})["guardrail_violations"]
+    assert violation["stage"] == "output" and violation["metadata"]["violation_type"] == "email"
+
+
+async def test_a_stream_stops_at_the_first_sentence_a_shield_flags(oai: openai.AsyncOpenAI) -> None:
+    stream = await oai.chat.completions.create(
+        model="chat", messages=ask("leak it"), stream=True, extra_body={"guardrails": ["pii"]}
+    )
+    content, refusal, finish, extras = "", "", None, []
+    async for chunk in stream:
+        for choice in chunk.choices:
+            content += choice.delta.content or ""
+            refusal += choice.delta.refusal or ""
+            finish = choice.finish_reason or finish
+        extras.append(chunk.model_extra or {})
+    assert content == "Sure. "  # the first sentence passed; nothing of the second was sent
+    assert "email address" in refusal and finish == "content_filter"
+    assert [e["guardrail_violations"][0]["stage"] for e in extras if "guardrail_violations" in e] == ["output"]
+    assert "never " not in STREAMED  # generation stopped when the stream was closed
+
+
+async def test_a_clean_stream_passes_whole_with_warnings_recorded(
+    oai: openai.AsyncOpenAI, scripted: list[models.ChatCompletionRequest]
+) -> None:
+    stream = await oai.chat.completions.create(
+        model="chat",
+        messages=[{"role": "system", "content": "Mail ops@example.com on errors."}, *ask("capital?")],
+        stream=True,
+        extra_body={"guardrails": ["pii", "pii-redact"]},
+    )
+    content, finish, extras = "", None, []
+    async for chunk in stream:
+        for choice in chunk.choices:
+            content += choice.delta.content or ""
+            finish = choice.finish_reason or finish
+        extras.append(chunk.model_extra or {})
+    assert (content, finish) == (CLEAN, "stop")  # the system prompt's address is the developer's own: not judged
+    assert not any("guardrail_violations" in e for e in extras)
+    warned = await oai.chat.completions.create(
+        model="chat", messages=ask("leak it"), extra_body={"guardrails": ["pii-redact"]}
+    )
+    assert warned.choices[0].message.content == LEAKY  # warn level: recorded, not blocked
+    (violation,) = (warned.model_extra or {})["guardrail_violations"]
+    assert violation["violation_level"] == "warn"
+    assert violation["metadata"]["redacted_messages"] == [LEAKY.replace("ana@example.com", "[EMAIL]")]
+
+
+async def test_run_config_guardrails_cover_the_models_they_name(
+    aiohttp_client: Callable[..., Any], scripted: list[models.ChatCompletionRequest]
+) -> None:
+    rails = [{"shield_id": "pii", "stages": ["output"], "models": ["chat"]}]
+    server = await aiohttp_client(create_app(config(guardrails=rails)))
+    guarded = await (
+        await server.post("/v1/chat/completions", json={"model": "chat", "messages": ask("leak it")})
+    ).json()
+    assert guarded["choices"][0]["finish_reason"] == "content_filter"
+    card = ask("my card is 4111 1111 1111 1111")  # input is not a configured stage: the model runs...
+    echoed = await (await server.post("/v1/chat/completions", json={"model": "chat", "messages": card})).json()
+    assert scripted[-1].messages[0].content == card[0]["content"]
+    assert [v["stage"] for v in echoed["guardrail_violations"]] == ["output"]  # ...and its echo is caught
+    unguarded = await (
+        await server.post("/v1/chat/completions", json={"model": CHAT_MODEL, "messages": card, "max_tokens": 4})
+    ).json()
+    assert "guardrail_violations" not in unguarded  # another model: not covered
+
+
+async def test_guardrail_errors(
+    aiohttp_client: Callable[..., Any], scripted: list[models.ChatCompletionRequest]
+) -> None:
+    server = await aiohttp_client(create_app(config()))
+    response = await server.post(
+        "/v1/chat/completions", json={"model": "chat", "messages": ask("hi"), "guardrails": ["nope"]}
+    )
+    assert response.status == 404 and "nope" in assert_error_shape(await response.json())["message"]
+    assert scripted == []
+    response = await server.post(
+        "/v1/chat/completions", json={"model": "chat", "messages": ask("hi"), "guardrails": [{"shield": "pii"}]}
+    )
+    assert response.status == 400
+    bad = await aiohttp_client(create_app(config(guardrails=[{"shield_id": "nope"}])))
+    response = await bad.get("/v1/models")
+    assert response.status == 503 and "safety.guardrails[0]" in assert_error_shape(await response.json())["message"]
+
+
+async def test_guardrails_without_the_safety_api_are_503(aiohttp_client: Callable[..., Any]) -> None:
+    path = distributions.path_of("edge")
+    assert path is not None
+    edge = yaml.safe_load(path.read_text())
+    providers = {api: entries for api, entries in edge["providers"].items() if api != "safety"}
+    no_safety = edge_with(
+        apis=[a for a in edge["apis"] if a != "safety"],
+        providers=providers,
+        registered_resources={"models": []},
+        safety={},
+    )
+    server = await aiohttp_client(create_app(no_safety))
+    response = await server.post(
+        "/v1/chat/completions", json={"model": CHAT_MODEL, "messages": ask("hi"), "guardrails": ["pii"]}
+    )
+    assert response.status == 503 and assert_error_shape(await response.json())["code"] == "service_not_enabled"
+
+
+async def test_the_real_model_streams_under_a_guardrail(aiohttp_client: Callable[..., Any]) -> None:
+    server = await aiohttp_client(create_app(edge_with()))
+    client = openai.AsyncOpenAI(base_url=str(server.make_url("/v1")), api_key="unused", max_retries=0)
+    stream = await client.chat.completions.create(
+        model=CHAT_MODEL,
+        messages=ask("Say hello."),
+        stream=True,
+        max_tokens=24,
+        temperature=0,
+        extra_body={"guardrails": ["pii"]},
+    )
+    content, finish = "", None
+    async for chunk in stream:
+        for choice in chunk.choices:
+            content += choice.delta.content or ""
+            finish = choice.finish_reason or finish
+    await client.close()
+    plain = await (
+        await server.post(
+            "/v1/chat/completions",
+            json={"model": CHAT_MODEL, "messages": ask("Say hello."), "max_tokens": 24, "temperature": 0},
+        )
+    ).json()
+    assert content == plain["choices"][0]["message"]["content"] and finish in ("stop", "length")
