@@ -9,7 +9,6 @@ from typing import Any
 import openai
 import pytest
 import yaml
-from aiohttp.test_utils import TestClient
 
 from pocketstack import distributions
 from pocketstack._generated import models
