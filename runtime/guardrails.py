@@ -6,6 +6,10 @@ called; output shields judge the answer. A verdict at level `error` turns the an
 refusal in chat's own shape (`message.refusal`, finish_reason `content_filter`); every flagged
 verdict, blocking or not, is recorded on the completion as `guardrail_violations`.
 
+A shield that redacts (pii in `redact` mode: a `warn` whose metadata holds `redacted_messages`)
+rewrites what it judged: the user and tool messages before the model sees them, or the answer
+before the client does; the shields after it judge the redacted text.
+
 A stream is held back a sentence at a time: each time the held text completes a sentence, the
 answer so far is judged, and only then are the held chunks sent. A violation ends the stream
 there (closing it stops the generation), so no unchecked sentence reaches the client.
@@ -47,6 +51,7 @@ class Guard:
 class Outcome:
     violations: list[models.GuardrailViolation] = field(default_factory=list)
     blocked: models.GuardrailViolation | None = None
+    redacted: list[str] | None = None  # the judged texts as a redacting shield rewrote them
 
 
 def _recorded(shield_id: str, stage: str, verdict: Verdict) -> models.GuardrailViolation:
@@ -63,15 +68,29 @@ def _refusal_text(blocked: models.GuardrailViolation) -> str:
     return given(blocked.user_message) or "I can't help with that."
 
 
-def input_messages(request: models.ChatCompletionRequest) -> list[ShieldMessage]:
+def input_messages(request: models.ChatCompletionRequest) -> list[tuple[int, ShieldMessage]]:
+    """The messages input shields judge, with their places in the request."""
     judged = []
-    for message in request.messages:
+    for index, message in enumerate(request.messages):
         body = plain(message)
         role = str(body.role)
         text = message_text(body.content)
         if role in _JUDGED_INPUT_ROLES and text.strip():
-            judged.append(ShieldMessage(role=role, text=text))
+            judged.append((index, ShieldMessage(role=role, text=text)))
     return judged
+
+
+def with_redacted_input(
+    request: models.ChatCompletionRequest, judged: list[tuple[int, ShieldMessage]], outcome: Outcome
+) -> models.ChatCompletionRequest:
+    """The request with the judged messages replaced by their redacted texts (itself when nothing was redacted)."""
+    if outcome.redacted is None:
+        return request
+    messages = list(request.messages)
+    for (index, original), text in zip(judged, outcome.redacted, strict=True):
+        if text != original.text:
+            messages[index] = messages[index].model_copy(update={"content": text})
+    return request.model_copy(update={"messages": messages})
 
 
 def _answer_text(message: models.ChatResponseMessage) -> str:
@@ -123,6 +142,10 @@ class Guardrails:
             if verdict.violation_level == "error":
                 outcome.blocked = recorded
                 break  # the answer is a refusal now: the other shields have nothing left to judge
+            redacted = verdict.metadata.get("redacted_messages")
+            if isinstance(redacted, list) and len(redacted) == len(messages):
+                messages = [ShieldMessage(m.role, str(text)) for m, text in zip(messages, redacted, strict=True)]
+                outcome.redacted = [m.text for m in messages]
         return outcome
 
     # Non-streamed answers
@@ -156,6 +179,9 @@ class Guardrails:
                 choice.message = models.ChatResponseMessage(content=None, refusal=_refusal_text(outcome.blocked))
                 choice.finish_reason = models.FinishReason.content_filter
                 choice.logprobs = None
+            elif outcome.redacted is not None and not given(choice.message.tool_calls, []):
+                choice.message.content = outcome.redacted[0]
+                choice.logprobs = None  # they are the original tokens'
         if violations:
             completion.guardrail_violations = violations
         return completion
@@ -175,10 +201,11 @@ class Guardrails:
         guard: Guard,
         prior: list[models.GuardrailViolation],
     ) -> AsyncIterator[models.ChatCompletionChunk]:
-        violations = list(prior)
         held: list[models.ChatCompletionChunk] = []
+        output: list[models.GuardrailViolation] = []  # each judgement covers the whole answer so far
         text, calls = "", ""
         judged_upto = 0
+        released_upto, sent = 0, ""  # how much of `text` went out, and as what (redacted or not)
         role_sent = False
         async with aclosing(cast(AsyncGenerator[models.ChatCompletionChunk], stream)) as chunks:
             async for chunk in chunks:
@@ -188,36 +215,59 @@ class Guardrails:
                     if choice.index != 0:
                         continue
                     text += given(choice.delta.content) or ""
-                    calls += "".join(
-                        given(given(c.function).arguments, "") if given(c.function) else ""
-                        for c in given(choice.delta.tool_calls, [])
-                    )
+                    calls += "".join(_arguments(call) for call in given(choice.delta.tool_calls, []))
                     ending = ending or given(choice.finish_reason) is not None
                 complete = _last_sentence_end(text, judged_upto)
                 if not ending and complete is None:
                     continue
-                if not ending:
-                    judged_upto = complete or judged_upto
+                judged_upto = complete or judged_upto
                 answer = "\n".join(part for part in (text, calls) if part)
                 outcome = await self.judge(
                     guard.output, "output", [ShieldMessage("assistant", answer)] if answer.strip() else []
                 )
-                violations += [v for v in outcome.violations if v not in violations]
+                output = outcome.violations
                 if outcome.blocked is not None:
                     first = held[0]
-                    for refusal in _refusal_chunks(
-                        first.id, first.created, first.model, Outcome(violations, outcome.blocked), role=not role_sent
-                    ):
+                    blocked = Outcome(prior + output, outcome.blocked)
+                    for refusal in _refusal_chunks(first.id, first.created, first.model, blocked, role=not role_sent):
                         yield refusal
                     return  # leaving the `async with` closes the stream: generation stops here
-                if ending and violations:
-                    held[-1].guardrail_violations = violations
+                pending = text[released_upto:]
+                if outcome.redacted is not None and not calls and outcome.redacted[0].startswith(sent):
+                    # What was sent is the redaction of the text before a sentence end, which a later
+                    # finding cannot reach into: the rest of the redacted answer is the held part's.
+                    replacement = outcome.redacted[0][len(sent) :]
+                    if replacement != pending:
+                        _rewrite_content(held, replacement)
+                    sent += replacement
+                else:
+                    sent += pending
+                released_upto = len(text)
+                if ending and prior + output:
+                    held[-1].guardrail_violations = prior + output
                 for released in held:
                     role_sent = role_sent or any(given(c.delta.role) for c in released.choices)
                     yield released
                 held.clear()
         for released in held:  # chunks after the last check (usage)
             yield released
+
+
+def _arguments(call: models.ChunkToolCall) -> str:
+    function = given(call.function)
+    return given(function.arguments, "") if function is not None else ""
+
+
+def _rewrite_content(held: list[models.ChatCompletionChunk], replacement: str) -> None:
+    """Put `replacement` in place of the held chunks' text: in the first that had text, the others emptied."""
+    placed = False
+    for chunk in held:
+        for choice in chunk.choices:
+            if choice.index != 0 or not given(choice.delta.content):
+                continue
+            choice.delta.content = "" if placed else replacement
+            choice.logprobs = None  # they are the original tokens'
+            placed = True
 
 
 def _last_sentence_end(text: str, after: int) -> int | None:

@@ -28,7 +28,7 @@ from pocketstack.errors import (
     UpstreamTimeoutError,
 )
 from pocketstack.fields import given
-from pocketstack.guardrails import Guardrails, input_messages
+from pocketstack.guardrails import Guardrails, input_messages, with_redacted_input
 from pocketstack.providers.base import InferenceProvider, ServedModel, TokenCounts
 from pocketstack.request_context import served_by
 from pocketstack.stack import Stack
@@ -143,7 +143,7 @@ class InferenceApi:
         self, request: models.ChatCompletionRequest
     ) -> models.ChatCompletion | AsyncIterator[models.ChatCompletionChunk]:
         targets = await self._chain(request.model, "llm", "chat")
-        result = await self._guarded(targets, request)
+        request, result = await self._guarded(targets, request)  # the request as redacting shields left it
         if given(request.store, True) is False:  # stored unless asked not to, as Llama Stack does
             return result
         provider_id = served_by.get() or ""
@@ -155,8 +155,8 @@ class InferenceApi:
 
     async def _guarded(
         self, targets: list[Target], request: models.ChatCompletionRequest
-    ) -> models.ChatCompletion | AsyncIterator[models.ChatCompletionChunk]:
-        """The chat answer, with the request's guardrails run over its input and its output."""
+    ) -> tuple[models.ChatCompletionRequest, models.ChatCompletion | AsyncIterator[models.ChatCompletionChunk]]:
+        """The request the model got, and its answer, with the request's guardrails run over input and output."""
         rails = self.guardrails
         guard = await rails.for_request(request) if rails is not None else None
         if given(request.guardrails) and rails is None:
@@ -165,15 +165,17 @@ class InferenceApi:
                 code="service_not_enabled",
             )
         if rails is None or not guard:
-            return await self._serve(targets, lambda t: t.provider.chat_completion(t.model, request))
-        screened = await rails.judge(guard.input, "input", input_messages(request))
-        streaming = given(request.stream, False)
+            return request, await self._serve(targets, lambda t: t.provider.chat_completion(t.model, request))
+        judged = input_messages(request)
+        screened = await rails.judge(guard.input, "input", [message for _, message in judged])
         if screened.blocked is not None:
-            return rails.refusal_stream(request, screened) if streaming else rails.refusal(request, screened)
-        result = await self._serve(targets, lambda t: t.provider.chat_completion(t.model, request))
+            refusal = rails.refusal_stream if given(request.stream, False) else rails.refusal
+            return request, refusal(request, screened)
+        sent = with_redacted_input(request, judged, screened)
+        result = await self._serve(targets, lambda t: t.provider.chat_completion(t.model, sent))
         if isinstance(result, models.ChatCompletion):
-            return await rails.guard_answer(result, guard, screened.violations)
-        return rails.guard_stream(result, guard, screened.violations)
+            return sent, await rails.guard_answer(result, guard, screened.violations)
+        return sent, rails.guard_stream(result, guard, screened.violations)
 
     async def _recorded(
         self,

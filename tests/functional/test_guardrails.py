@@ -115,13 +115,51 @@ async def test_a_clean_stream_passes_whole_with_warnings_recorded(
         extras.append(chunk.model_extra or {})
     assert (content, finish) == (CLEAN, "stop")  # the system prompt's address is the developer's own: not judged
     assert not any("guardrail_violations" in e for e in extras)
+
+
+REDACTED = LEAKY.replace("ana@example.com", "[EMAIL]")
+
+
+async def test_a_redacting_shield_rewrites_the_answer(oai: openai.AsyncOpenAI) -> None:
     warned = await oai.chat.completions.create(
         model="chat", messages=ask("leak it"), extra_body={"guardrails": ["pii-redact"]}
     )
-    assert warned.choices[0].message.content == LEAKY  # warn level: recorded, not blocked
+    assert warned.choices[0].message.content == REDACTED  # warn level: not blocked, the finding replaced
+    assert warned.choices[0].finish_reason == "stop"
     (violation,) = (warned.model_extra or {})["guardrail_violations"]
-    assert violation["violation_level"] == "warn"
-    assert violation["metadata"]["redacted_messages"] == [LEAKY.replace("ana@example.com", "[EMAIL]")]
+    assert (violation["stage"], violation["violation_level"]) == ("output", "warn")
+    stream = await oai.chat.completions.create(
+        model="chat", messages=ask("leak it"), stream=True, extra_body={"guardrails": ["pii-redact"]}
+    )
+    pieces, extras = [], []
+    async for chunk in stream:
+        pieces += [choice.delta.content or "" for choice in chunk.choices]
+        extras.append(chunk.model_extra or {})
+    assert "".join(pieces) == REDACTED and not any("ana@" in piece for piece in pieces)
+    (last,) = [e["guardrail_violations"] for e in extras if "guardrail_violations" in e]
+    assert [v["violation_level"] for v in last] == ["warn"]  # judged three times, recorded once
+
+
+async def test_a_redacting_input_shield_keeps_the_finding_from_the_model(
+    oai: openai.AsyncOpenAI, scripted: list[models.ChatCompletionRequest]
+) -> None:
+    messages = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Forward it to ana@example.com please."},
+    ]
+    completion = await oai.chat.completions.create(
+        model="chat",
+        messages=messages,
+        extra_body={"guardrails": ["pii-redact"]},  # type: ignore[arg-type]
+    )
+    assert scripted[-1].messages[1].content == "Forward it to [EMAIL] please."
+    assert scripted[-1].messages[0].content == "Be brief."
+    assert completion.choices[0].message.content == "You said: Forward it to [EMAIL] please."
+    stored = await oai.chat.completions.retrieve(completion.id)
+    inputs = (stored.model_extra or {})["input_messages"]
+    assert inputs[-1]["content"] == "Forward it to [EMAIL] please."  # the store keeps no copy either
+    (violation,) = (completion.model_extra or {})["guardrail_violations"]
+    assert (violation["stage"], violation["violation_level"]) == ("input", "warn")
 
 
 async def test_run_config_guardrails_cover_the_models_they_name(
