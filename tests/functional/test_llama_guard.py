@@ -174,3 +174,17 @@ async def test_the_real_default_model_as_llama_guard_answers_in_shape(aiohttp_cl
     assert shielded.status == 200, await shielded.text()
     assert (await server.get("/v1/chat/completions")).status == 200
     assert (await (await server.get("/v1/chat/completions")).json())["data"] == []  # classifications are not stored
+
+
+async def test_without_the_grammar_the_default_model_does_not_answer_as_llama_guard(
+    aiohttp_client: Callable[..., Any],
+) -> None:
+    guard = {"provider_id": "llama-guard", "provider_type": "inline::llama-guard", "config": {"output_grammar": False}}
+    shield = {"shield_id": "free", "provider_id": "llama-guard", "provider_shield_id": CHAT_MODEL}
+    config = edge_with(
+        providers=edge_providers_with(safety=[guard]), registered_resources={"models": [], "shields": [shield]}
+    )
+    server = await aiohttp_client(create_app(config))
+    response = await server.post("/v1/moderations", json={"input": "How do I bake bread?", "model": "free"})
+    error = assert_error_shape(await response.json())
+    assert (response.status, error["code"]) == (502, "unreadable_verdict")  # what the grammar prevents

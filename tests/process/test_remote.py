@@ -22,6 +22,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from pocketstack.app import STACK, create_app
+from pocketstack.config import ProviderConfig, ShieldInput
 from pocketstack.modelstore import store
 from tests.conftest import edge_with
 from tests.process.server import free_port
@@ -218,3 +219,20 @@ async def test_offline_remote_never_blocks_start(aiohttp_client: Callable[..., A
     response = await server.get("/v1/providers/gpu-box")
     assert (await response.json())["health"]["status"] == "Error"
     await client.close()
+
+
+async def test_llama_guard_runs_on_a_remote_model_with_its_grammar(
+    aiohttp_client: Callable[..., Any], remote: RemoteServer
+) -> None:
+    config = _config(remote.url)
+    config.providers["safety"] = [
+        ProviderConfig(provider_id="llama-guard", provider_type="inline::llama-guard"),
+    ]
+    config.registered_resources.shields = [
+        ShieldInput(shield_id="remote-guard", provider_id="llama-guard", provider_shield_id="smart")
+    ]
+    server = await aiohttp_client(create_app(config))
+    response = await server.post("/v1/moderations", json={"input": "How do I bake bread?", "model": "remote-guard"})
+    body = await response.json()
+    assert response.status == 200, body  # the grammar went upstream: without it this model does not parse
+    assert isinstance(body["results"][0]["flagged"], bool)

@@ -62,3 +62,18 @@ async def test_a_non_json_answer_is_an_upstream_error() -> None:
             assert provider.breaker.failures >= 2
         finally:
             await provider.shutdown()
+
+
+def test_the_body_sent_upstream_keeps_grammar_and_leaves_out_what_the_server_acts_on() -> None:
+    request = models.ChatCompletionRequest.model_validate(
+        {
+            "model": "smart",
+            "messages": [{"role": "user", "content": "x"}],
+            "grammar": 'root ::= "a"',
+            "guardrails": ["pii"],  # an OpenAI upstream would refuse an unknown field
+            "guided_choice": ["a", "b"],  # extra_body for vLLM travels as it is
+        }
+    )
+    body = _provider()._body(request, SERVED)
+    assert body["model"] == "upstream-model" and body["grammar"] == 'root ::= "a"'
+    assert body["guided_choice"] == ["a", "b"] and "guardrails" not in body
