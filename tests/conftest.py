@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import llama_stack_client
+import openai
 import pytest
 import yaml
 from aiohttp.test_utils import TestClient
@@ -73,6 +75,21 @@ def edge_providers_with(**entries: list[dict[str, Any]]) -> dict[str, Any]:
     assert path is not None
     providers: dict[str, Any] = yaml.safe_load(path.read_text())["providers"]
     return providers | entries
+
+
+# The official clients against a module's `server` fixture (the app that module sets up).
+@pytest.fixture
+async def oai(server: TestClient[Any, Any]) -> AsyncIterator[openai.AsyncOpenAI]:
+    client = openai.AsyncOpenAI(base_url=str(server.make_url("/v1")), api_key="unused", max_retries=0)
+    yield client
+    await client.close()
+
+
+@pytest.fixture
+async def lls(server: TestClient[Any, Any]) -> AsyncIterator[llama_stack_client.AsyncLlamaStackClient]:
+    client = llama_stack_client.AsyncLlamaStackClient(base_url=str(server.make_url("")).rstrip("/"), max_retries=0)
+    yield client
+    await client.close()
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field
 from pocketstack._generated import models
 from pocketstack.errors import NotImplementedByProviderError
 from pocketstack.providers import PROVIDERS
-from pocketstack.providers.base import Health, ModelCheck, ProviderContext, ProviderModel, ProviderSpec, ServedModel
+from pocketstack.providers.base import ModelCheck, ProviderContext, ProviderModel, ProviderSpec, ServedModel, Stateless
 from tests.safety.cases import GUARD
 
 RECEIVED: list[models.ChatCompletionRequest] = []
@@ -43,18 +43,9 @@ def judged_text(prompt: str) -> str:
     return last.split(": ", 1)[1]
 
 
-class ScriptedModel:
+class ScriptedModel(Stateless):
     def __init__(self, config: ScriptedConfig, context: ProviderContext) -> None:
         self.config = config
-
-    async def initialize(self) -> None:
-        return None
-
-    async def shutdown(self) -> None:
-        return None
-
-    async def health(self) -> Health:
-        return Health("OK")
 
     async def check_model(self, provider_model_id: str, model_type: str | None) -> ModelCheck:
         return ModelCheck(model_type or "llm")

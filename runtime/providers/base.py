@@ -66,6 +66,19 @@ class Provider(Protocol):
     async def health(self) -> Health: ...
 
 
+class Stateless:
+    """For providers with nothing to open or close: always healthy while the process runs."""
+
+    async def initialize(self) -> None:
+        return None
+
+    async def shutdown(self) -> None:
+        return None
+
+    async def health(self) -> Health:
+        return Health("OK")
+
+
 @dataclass(frozen=True)
 class ModelCheck:
     """A provider's verdict on a model being registered: its type and metadata to store."""

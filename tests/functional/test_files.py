@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +21,6 @@ from tests.functional.test_errors import assert_error_shape
 @pytest.fixture
 async def server(aiohttp_client: Callable[..., Any]) -> TestClient[Any, Any]:
     return await aiohttp_client(create_app(edge_with(server={"max_upload_bytes": 1024 * 1024})))  # type: ignore[no-any-return]
-
-
-@pytest.fixture
-async def oai(server: TestClient[Any, Any]) -> AsyncIterator[openai.AsyncOpenAI]:
-    client = openai.AsyncOpenAI(base_url=str(server.make_url("/v1")), api_key="unused", max_retries=0)
-    yield client
-    await client.close()
 
 
 async def test_upload_then_read_back(oai: openai.AsyncOpenAI, home: Path) -> None:

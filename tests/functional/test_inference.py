@@ -8,7 +8,7 @@ import json
 import logging
 import re
 import struct
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import jsonschema
@@ -41,13 +41,6 @@ WEATHER_TOOL = {
 @pytest.fixture
 async def server(aiohttp_client: Callable[..., Any], stored_embedding: str) -> TestClient[Any, Any]:
     return await aiohttp_client(create_app(edge_with()))  # type: ignore[no-any-return]
-
-
-@pytest.fixture
-async def oai(server: TestClient[Any, Any]) -> AsyncIterator[openai.AsyncOpenAI]:
-    client = openai.AsyncOpenAI(base_url=str(server.make_url("/v1")), api_key="unused", max_retries=0)
-    yield client
-    await client.close()
 
 
 async def test_chat(oai: openai.AsyncOpenAI) -> None:

@@ -3,7 +3,7 @@ registered through the real provider table; and once end to end on the real defa
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import llama_stack_client
@@ -45,20 +45,6 @@ async def server(
 ) -> TestClient[Any, Any]:
     config = guard_config(verdicts={UNREADABLE: "I think this is fine, probably."})
     return await aiohttp_client(create_app(config))  # type: ignore[no-any-return]
-
-
-@pytest.fixture
-async def oai(server: TestClient[Any, Any]) -> AsyncIterator[openai.AsyncOpenAI]:
-    client = openai.AsyncOpenAI(base_url=str(server.make_url("/v1")), api_key="unused", max_retries=0)
-    yield client
-    await client.close()
-
-
-@pytest.fixture
-async def lls(server: TestClient[Any, Any]) -> AsyncIterator[llama_stack_client.AsyncLlamaStackClient]:
-    client = llama_stack_client.AsyncLlamaStackClient(base_url=str(server.make_url("")).rstrip("/"), max_retries=0)
-    yield client
-    await client.close()
 
 
 @pytest.mark.parametrize(("text", "flagged", "codes"), GUARD, ids=[f"guard-{i}" for i in range(len(GUARD))])

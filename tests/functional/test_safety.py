@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import llama_stack_client
@@ -19,20 +19,6 @@ from tests.safety.cases import PII
 @pytest.fixture
 async def server(aiohttp_client: Callable[..., Any]) -> TestClient[Any, Any]:
     return await aiohttp_client(create_app(edge_with()))  # type: ignore[no-any-return]
-
-
-@pytest.fixture
-async def oai(server: TestClient[Any, Any]) -> AsyncIterator[openai.AsyncOpenAI]:
-    client = openai.AsyncOpenAI(base_url=str(server.make_url("/v1")), api_key="unused", max_retries=0)
-    yield client
-    await client.close()
-
-
-@pytest.fixture
-async def lls(server: TestClient[Any, Any]) -> AsyncIterator[llama_stack_client.AsyncLlamaStackClient]:
-    client = llama_stack_client.AsyncLlamaStackClient(base_url=str(server.make_url("")).rstrip("/"), max_retries=0)
-    yield client
-    await client.close()
 
 
 @pytest.mark.parametrize(("text", "flagged", "categories"), PII, ids=[f"pii-{i}" for i in range(len(PII))])

@@ -4,7 +4,7 @@ through `openai` and `llama-stack-client`; and optional providers left out when 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import llama_stack_client
@@ -22,13 +22,6 @@ from tests.safety.cases import CODE, TOXIC
 @pytest.fixture
 async def server(aiohttp_client: Callable[..., Any]) -> TestClient[Any, Any]:
     return await aiohttp_client(create_app(edge_with()))  # type: ignore[no-any-return]
-
-
-@pytest.fixture
-async def oai(server: TestClient[Any, Any]) -> AsyncIterator[openai.AsyncOpenAI]:
-    client = openai.AsyncOpenAI(base_url=str(server.make_url("/v1")), api_key="unused", max_retries=0)
-    yield client
-    await client.close()
 
 
 def hits(result: Any) -> set[str]:

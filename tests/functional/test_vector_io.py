@@ -5,7 +5,7 @@ The contract suite: every test runs once per vector_io provider (sqlite-vec, pgv
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import openai
@@ -31,13 +31,6 @@ async def server(
 ) -> TestClient[Any, Any]:
     config = edge_with_vector_provider(vector_provider)
     return await aiohttp_client(create_app(config))  # type: ignore[no-any-return]
-
-
-@pytest.fixture
-async def oai(server: TestClient[Any, Any]) -> AsyncIterator[openai.AsyncOpenAI]:
-    client = openai.AsyncOpenAI(base_url=str(server.make_url("/v1")), api_key="unused", max_retries=0)
-    yield client
-    await client.close()
 
 
 @pytest.fixture

@@ -13,9 +13,9 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from tests.functional.test_errors import assert_error_shape
-from tests.functional.test_vector_store_files import FILES, _upload, oai, server
+from tests.functional.test_vector_store_files import FILES, _upload, server
 
-__all__ = ["oai", "server"]  # the fixtures, shared with the files tests
+__all__ = ["server"]  # the fixture, shared with the files tests (`oai` over it comes from conftest)
 
 
 async def _store(oai: openai.AsyncOpenAI, model: str) -> str:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import io
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import openai
@@ -32,13 +32,6 @@ async def server(
 ) -> TestClient[Any, Any]:
     config = edge_with_vector_provider(vector_provider)
     return await aiohttp_client(create_app(config))  # type: ignore[no-any-return]
-
-
-@pytest.fixture
-async def oai(server: TestClient[Any, Any]) -> AsyncIterator[openai.AsyncOpenAI]:
-    client = openai.AsyncOpenAI(base_url=str(server.make_url("/v1")), api_key="unused", max_retries=0)
-    yield client
-    await client.close()
 
 
 async def _upload(oai: openai.AsyncOpenAI, name: str, content: bytes) -> str:

@@ -12,7 +12,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -147,13 +147,6 @@ def _config(url: str) -> Any:
 @pytest.fixture
 async def server(aiohttp_client: Callable[..., Any], remote: RemoteServer) -> TestClient[Any, Any]:
     return await aiohttp_client(create_app(_config(remote.url)))  # type: ignore[no-any-return]
-
-
-@pytest.fixture
-async def oai(server: TestClient[Any, Any]) -> AsyncIterator[openai.AsyncOpenAI]:
-    client = openai.AsyncOpenAI(base_url=str(server.make_url("/v1")), api_key="unused", max_retries=0)
-    yield client
-    await client.close()
 
 
 async def _chat(oai: openai.AsyncOpenAI, model: str = "smart", **extra: Any) -> tuple[str, str]:

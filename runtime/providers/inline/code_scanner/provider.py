@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from pocketstack.errors import BadRequestError
-from pocketstack.providers.base import Health, ProviderContext, ServedShield, ShieldMessage, Verdict
+from pocketstack.providers.base import ProviderContext, ServedShield, ShieldMessage, Stateless, Verdict
 from pocketstack.providers.inline.code_scanner.blocks import CodeBlock, code_blocks
 from pocketstack.providers.inline.code_scanner.config import CodeScannerConfig
 
@@ -64,18 +64,9 @@ async def _scan(block: CodeBlock) -> list[dict[str, Any]]:
     return list(unique.values())
 
 
-class CodeScannerShield:
+class CodeScannerShield(Stateless):
     def __init__(self, config: CodeScannerConfig, context: ProviderContext) -> None:
         self.config = config
-
-    async def initialize(self) -> None:
-        return None
-
-    async def shutdown(self) -> None:
-        return None
-
-    async def health(self) -> Health:
-        return Health("OK")
 
     async def check_shield(self, provider_resource_id: str, params: dict[str, Any]) -> dict[str, Any]:
         if params:

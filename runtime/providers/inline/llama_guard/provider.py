@@ -13,7 +13,7 @@ from typing import Any
 
 from pocketstack._generated import models
 from pocketstack.errors import BadRequestError, ResourceNotFoundError, ServiceUnavailableError, UpstreamError
-from pocketstack.providers.base import Health, ProviderContext, ServedShield, ShieldMessage, Verdict
+from pocketstack.providers.base import ProviderContext, ServedShield, ShieldMessage, Stateless, Verdict
 from pocketstack.providers.inline.llama_guard import taxonomy
 from pocketstack.providers.inline.llama_guard.config import LlamaGuardConfig
 from pocketstack.providers.inline.llama_guard.taxonomy import Turn, UnreadableVerdict
@@ -31,20 +31,11 @@ def _excluded(value: Any) -> list[str]:
     return [code for code in taxonomy.CATEGORIES if code in value]
 
 
-class LlamaGuardShield:
+class LlamaGuardShield(Stateless):
     def __init__(self, config: LlamaGuardConfig, context: ProviderContext) -> None:
         self.config = config
         self.routers = context.routers
         self.excluded = _excluded(config.excluded_categories)
-
-    async def initialize(self) -> None:
-        return None
-
-    async def shutdown(self) -> None:
-        return None
-
-    async def health(self) -> Health:
-        return Health("OK")
 
     async def check_shield(self, provider_resource_id: str, params: dict[str, Any]) -> dict[str, Any]:
         unknown = sorted(set(params) - {"excluded_categories"})

@@ -11,25 +11,16 @@ import asyncio
 from typing import Any
 
 from pocketstack.errors import BadRequestError
-from pocketstack.providers.base import Health, ProviderContext, ServedShield, ShieldMessage, Verdict
+from pocketstack.providers.base import ProviderContext, ServedShield, ShieldMessage, Stateless, Verdict
 from pocketstack.providers.inline.pii import detectors
 from pocketstack.providers.inline.pii.config import PiiConfig
 
 MODES = ("detect", "redact")
 
 
-class PiiShield:
+class PiiShield(Stateless):
     def __init__(self, config: PiiConfig, context: ProviderContext) -> None:
         self.provider_id = context.provider_id
-
-    async def initialize(self) -> None:
-        return None
-
-    async def shutdown(self) -> None:
-        return None
-
-    async def health(self) -> Health:
-        return Health("OK")
 
     async def check_shield(self, provider_resource_id: str, params: dict[str, Any]) -> dict[str, Any]:
         unknown = sorted(set(params) - {"mode", "categories"})

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from pocketstack.errors import BadRequestError
-from pocketstack.providers.base import Health, ProviderContext, ServedShield, ShieldMessage, Verdict
+from pocketstack.providers.base import ProviderContext, ServedShield, ShieldMessage, Stateless, Verdict
 from pocketstack.providers.inline.toxicity.config import ToxicityConfig
 
 CATEGORY = "toxicity"
@@ -30,18 +30,9 @@ def _classifier() -> Callable[[list[str]], Any]:
     return predict_prob  # type: ignore[no-any-return]
 
 
-class ToxicityShield:
+class ToxicityShield(Stateless):
     def __init__(self, config: ToxicityConfig, context: ProviderContext) -> None:
         self.config = config
-
-    async def initialize(self) -> None:
-        return None
-
-    async def shutdown(self) -> None:
-        return None
-
-    async def health(self) -> Health:
-        return Health("OK")
 
     async def check_shield(self, provider_resource_id: str, params: dict[str, Any]) -> dict[str, Any]:
         unknown = sorted(set(params) - {"threshold"})
