@@ -137,6 +137,23 @@ async def test_json_object_output_parses(oai: openai.AsyncOpenAI) -> None:
     assert isinstance(json.loads(completion.choices[0].message.content or ""), dict)
 
 
+async def test_json_schema_strings_never_hold_raw_control_characters(oai: openai.AsyncOpenAI) -> None:
+    # llama-cpp-python's converter allowed them: these seeds wrote "Italy }\n\nTuscany is..." into a
+    # string that never closed. Whitespace here is a single optional space, so no control character fits.
+    schema = {"type": "object", "properties": {"city": {"type": "string"}, "country": {"type": "string"}},
+              "required": ["city", "country"], "additionalProperties": False}  # fmt: skip
+    for seed in (5, 9, 11):
+        completion = await oai.chat.completions.create(
+            model=CHAT_MODEL,
+            messages=[{"role": "user", "content": "Give a city and its country."}],
+            max_tokens=60,
+            seed=seed,
+            response_format={"type": "json_schema", "json_schema": {"name": "place", "schema": schema}},
+        )
+        text = completion.choices[0].message.content or ""
+        assert all(ord(c) >= 0x20 for c in text), (seed, text)
+
+
 async def test_a_gbnf_grammar_holds_chat_and_text_completions_to_its_language(oai: openai.AsyncOpenAI) -> None:
     grammar = 'root ::= ("yes" | "no") " because " [a-z ]{1,40}'
     for seed in (1, 2, 3):

@@ -145,6 +145,19 @@ def _check_grammar(llm: Any, grammar: Any) -> None:
     llama_cpp.llama_sampler_free(sampler)
 
 
+# llama-cpp-python's schema converter lets JSON strings hold raw control characters (`[^"\\]`), so a
+# model could write a newline inside a string and never close it; llama.cpp's own converter, and
+# JSON itself, exclude them.
+_LAX_CHAR = 'char ::= [^"\\\\] |'
+_STRICT_CHAR = 'char ::= [^"\\\\\\x7F\\x00-\\x1F] |'
+
+
+def _strict_strings(gbnf: str) -> str:
+    return "\n".join(
+        _STRICT_CHAR + line[len(_LAX_CHAR) :] if line.startswith(_LAX_CHAR) else line for line in gbnf.splitlines()
+    )
+
+
 def _grammar(schema: dict[str, Any] | bool | None, gbnf: str | None = None) -> Any:
     if gbnf is not None:
         if schema is not None:
@@ -163,12 +176,12 @@ def _grammar(schema: dict[str, Any] | bool | None, gbnf: str | None = None) -> A
         )
     import json
 
-    from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar
+    from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar, json_schema_to_gbnf
 
     try:
         if schema is True:
             return LlamaGrammar.from_string(JSON_GBNF, verbose=False)
-        return LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
+        return LlamaGrammar.from_string(_strict_strings(json_schema_to_gbnf(json.dumps(schema))), verbose=False)
     except Exception as exc:  # the converter raises bare exceptions on schemas it cannot express
         raise BadRequestError(f"The JSON schema cannot be enforced: {exc}", param="response_format") from exc
 
