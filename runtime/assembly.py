@@ -10,6 +10,7 @@ from pocketstack.apis.inference import InferenceApi
 from pocketstack.apis.inspect import InspectApi
 from pocketstack.apis.models import ModelsApi
 from pocketstack.apis.providers import ProvidersApi
+from pocketstack.apis.responses import ResponsesApi
 from pocketstack.apis.safety import SafetyApi
 from pocketstack.apis.shields import ShieldsApi
 from pocketstack.apis.vector_io import VectorIOApi
@@ -45,5 +46,6 @@ async def assemble(stack: Stack, served_tags: frozenset[str]) -> dict[str, Handl
         vector_io=vector_io,
         shields=shields,
         safety=safety,
+        responses=ResponsesApi(stack, inference),
     )
     return handlers(apis)

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from pydantic import BaseModel, Field
+from pydantic import MISSING, BaseModel, Field
 
 from pocketstack._generated import models
 from pocketstack.errors import NotImplementedByProviderError
@@ -33,6 +33,8 @@ _LABELS = {text: ("unsafe\n" + ",".join(sorted(codes, key=lambda c: int(c[1:])))
 class ScriptedConfig(BaseModel):
     replies: dict[str, str] = Field(default_factory=dict)
     verdicts: dict[str, str] = Field(default_factory=dict)
+    # last user text -> the tool calls to answer with ({"name": ..., "arguments": "<json>"}), when tools are offered
+    calls: dict[str, list[dict[str, str]]] = Field(default_factory=dict)
 
 
 def judged_text(prompt: str) -> str:
@@ -56,36 +58,49 @@ class ScriptedModel(Stateless):
     def _answer(self, request: models.ChatCompletionRequest) -> str:
         last = request.messages[-1]
         text = last.content if isinstance(last.content, str) else ""
+        if last.role == "tool":
+            return f"The tool said: {text}"
         if text.startswith("Task: Check if there is unsafe content"):
             judged = judged_text(text)
             return self.config.verdicts.get(judged, _LABELS.get(judged, "safe"))
         return self.config.replies.get(text, f"You said: {text}")
 
+    def _calls(self, request: models.ChatCompletionRequest) -> list[dict[str, str]]:
+        last = request.messages[-1]
+        if request.tools in (None, MISSING) or last.role != "user" or not isinstance(last.content, str):
+            return []
+        return [{"id": f"call_{uuid.uuid4().hex[:12]}", **call} for call in self.config.calls.get(last.content, [])]
+
     async def chat_completion(
         self, model: ServedModel, request: models.ChatCompletionRequest
     ) -> models.ChatCompletion | AsyncIterator[models.ChatCompletionChunk]:
         RECEIVED.append(request)
-        answer = self._answer(request)
+        calls = self._calls(request)
+        answer = "" if calls else self._answer(request)
         identifier, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
         if request.stream is True:
-            return self._stream(identifier, created, model.identifier, answer)
+            return self._stream(identifier, created, model.identifier, answer, calls)
+        message: dict[str, Any] = {"role": "assistant", "content": answer or None}
+        if calls:
+            message["tool_calls"] = [
+                {"id": c["id"], "type": "function", "function": {"name": c["name"], "arguments": c["arguments"]}}
+                for c in calls
+            ]
+        finish = "tool_calls" if calls else "stop"
+        usage = {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}
         return models.ChatCompletion.model_validate(
             {
                 "id": identifier,
                 "created": created,
                 "model": model.identifier,
-                "choices": [
-                    {
-                        "index": 0,
-                        "finish_reason": "stop",
-                        "logprobs": None,
-                        "message": {"role": "assistant", "content": answer},
-                    }
-                ],
+                "choices": [{"index": 0, "finish_reason": finish, "logprobs": None, "message": message}],
+                "usage": usage,
             }
         )
 
-    async def _stream(self, identifier: str, created: int, model: str, answer: str) -> AsyncIterator[Any]:
+    async def _stream(
+        self, identifier: str, created: int, model: str, answer: str, calls: list[dict[str, str]]
+    ) -> AsyncIterator[Any]:
         def chunk(delta: dict[str, Any], finish: str | None = None) -> models.ChatCompletionChunk:
             return models.ChatCompletionChunk.model_validate(
                 {
@@ -100,7 +115,17 @@ class ScriptedModel(Stateless):
         for word in re.findall(r"\S+\s*", answer):
             STREAMED.append(word)
             yield chunk({"content": word})
-        yield chunk({}, "stop")
+        for index, call in enumerate(calls):  # OpenAI's delta form: id and name first, the arguments in pieces
+            opening = {"index": index, "id": call["id"], "type": "function", "function": {"name": call["name"]}}
+            yield chunk({"tool_calls": [opening]})
+            half = len(call["arguments"]) // 2
+            for piece in (call["arguments"][:half], call["arguments"][half:]):
+                yield chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
+        yield chunk({}, "tool_calls" if calls else "stop")
+        usage = {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}
+        yield models.ChatCompletionChunk.model_validate(
+            {"id": identifier, "created": created, "model": model, "choices": [], "usage": usage}
+        )
 
     async def completion(self, model: ServedModel, request: models.CompletionRequest) -> Any:
         raise NotImplementedByProviderError("the scripted model only chats")

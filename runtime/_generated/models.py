@@ -755,6 +755,290 @@ class EmbeddingsResponse(BaseModel):
     usage: EmbeddingsUsage
 
 
+class ResponseInputContent(BaseModel):
+    """
+    A content part of an input message; this build reads `input_text` and `output_text`.
+    """
+
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    type: Annotated[str, Field(min_length=1)]
+    text: str | MISSING = MISSING
+
+
+class ResponseInputMessageRole(StrEnum):
+    user = "user"
+    system = "system"
+    developer = "developer"
+    assistant = "assistant"
+
+
+class ResponseInputMessage(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    type: Literal["message"] = "message"
+    id: str | MISSING = MISSING
+    role: ResponseInputMessageRole
+    content: str | list[ResponseInputContent]
+    status: str | MISSING = MISSING
+
+
+class ResponseFunctionCallStatus(StrEnum):
+    in_progress = "in_progress"
+    completed = "completed"
+    incomplete = "incomplete"
+
+
+class ResponseFunctionCall(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    type: Literal["function_call"]
+    id: str | MISSING = MISSING
+    call_id: Annotated[str, Field(min_length=1)]
+    name: Annotated[str, Field(min_length=1)]
+    arguments: str
+    status: ResponseFunctionCallStatus | MISSING = MISSING
+
+
+class ResponseFunctionCallOutput(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    type: Literal["function_call_output"]
+    id: str | MISSING = MISSING
+    call_id: Annotated[str, Field(min_length=1)]
+    output: str
+    status: str | MISSING = MISSING
+
+
+class ResponseInputResponseInput(RootModel[str]):
+    root: Annotated[
+        str,
+        Field(
+            description="A user message's text, or a list of input items.", min_length=1
+        ),
+    ]
+
+
+class ResponseInputResponseInput1(
+    RootModel[
+        list[ResponseFunctionCall | ResponseFunctionCallOutput | ResponseInputMessage]
+    ]
+):
+    root: Annotated[
+        list[ResponseFunctionCall | ResponseFunctionCallOutput | ResponseInputMessage],
+        Field(
+            description="A user message's text, or a list of input items.", min_length=1
+        ),
+    ]
+
+
+class ResponseFunctionTool(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    type: Literal["function"]
+    name: Annotated[str, Field(min_length=1)]
+    description: str | None | MISSING = MISSING
+    parameters: dict[str, Any] | None | MISSING = MISSING
+    strict: bool | None | MISSING = MISSING
+
+
+class ResponseOtherTool(BaseModel):
+    """
+    A built-in tool (file_search, web_search, mcp...); this build answers 400 until it runs them.
+    """
+
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    type: Annotated[str, Field(min_length=1)]
+
+
+class ResponseToolChoiceFunction(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    type: Literal["function"]
+    name: Annotated[str, Field(min_length=1)]
+
+
+class ResponseToolChoiceResponseToolChoice(StrEnum):
+    auto = "auto"
+    none = "none"
+    required = "required"
+
+
+class ResponseTextFormatType(StrEnum):
+    text = "text"
+    json_schema = "json_schema"
+    json_object = "json_object"
+
+
+class ResponseTextFormat(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    type: ResponseTextFormatType
+    name: str | MISSING = MISSING
+    description: str | MISSING = MISSING
+    schema_: Annotated[dict[str, Any] | MISSING, Field(alias="schema")] = MISSING
+    strict: bool | None | MISSING = MISSING
+
+
+class ResponseText(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    format: ResponseTextFormat | MISSING = MISSING
+
+
+class CreateResponseRequest(BaseModel):
+    """
+    OpenAI's response request; unknown fields (the SDKs' `extra_body`) are accepted.
+    """
+
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    model: Annotated[str, Field(min_length=1)]
+    input: Annotated[
+        ResponseInputResponseInput | ResponseInputResponseInput1,
+        Field(description="A user message's text, or a list of input items."),
+    ]
+    instructions: str | None | MISSING = MISSING
+    previous_response_id: str | None | MISSING = MISSING
+    conversation: Annotated[
+        Any | MISSING,
+        Field(description="Not served yet (400); the Conversations API comes with it."),
+    ] = MISSING
+    store: bool | None | MISSING = MISSING
+    stream: bool | None | MISSING = MISSING
+    background: bool | None | MISSING = MISSING
+    temperature: Annotated[float | None | MISSING, Field(ge=0.0, le=2.0)] = MISSING
+    top_p: Annotated[float | None | MISSING, Field(ge=0.0, le=1.0)] = MISSING
+    max_output_tokens: Annotated[int | None | MISSING, Field(ge=1)] = MISSING
+    max_tool_calls: Annotated[int | None | MISSING, Field(ge=1)] = MISSING
+    max_infer_iters: Annotated[
+        int | None | MISSING,
+        Field(description="Llama Stack: model calls per response (10).", ge=1),
+    ] = MISSING
+    parallel_tool_calls: bool | None | MISSING = MISSING
+    text: ResponseText | None | MISSING = MISSING
+    tools: list[ResponseFunctionTool | ResponseOtherTool] | None | MISSING = MISSING
+    tool_choice: (
+        ResponseToolChoiceResponseToolChoice
+        | ResponseToolChoiceFunction
+        | None
+        | MISSING
+    ) = MISSING
+    include: list[str] | None | MISSING = MISSING
+    metadata: dict[str, str] | None | MISSING = MISSING
+    guardrails: Annotated[
+        list[GuardrailGuardrail | GuardrailGuardrail1] | None | MISSING,
+        Field(
+            description="Shields over the input and the answer (Llama Stack); a violation answers with a refusal."
+        ),
+    ] = MISSING
+
+
+class ResponseOutputText(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    type: Literal["output_text"] = "output_text"
+    text: str
+    annotations: list[dict[str, Any]]
+
+
+class ResponseOutputRefusal(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    type: Literal["refusal"] = "refusal"
+    refusal: str
+
+
+class ResponseOutputMessageStatus(StrEnum):
+    in_progress = "in_progress"
+    completed = "completed"
+    incomplete = "incomplete"
+
+
+class ResponseOutputMessage(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    type: Literal["message"] = "message"
+    id: str
+    role: Literal["assistant"] = "assistant"
+    status: ResponseOutputMessageStatus
+    content: list[ResponseOutputText | ResponseOutputRefusal]
+
+
+class ResponseError(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    code: str
+    message: str
+
+
+class ResponseUsage(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    input_tokens: int
+    output_tokens: int
+    total_tokens: int
+    input_tokens_details: dict[str, Any] | MISSING = MISSING
+    output_tokens_details: dict[str, Any] | MISSING = MISSING
+
+
+class ResponseObjectStatus(StrEnum):
+    completed = "completed"
+    failed = "failed"
+    in_progress = "in_progress"
+    incomplete = "incomplete"
+    cancelled = "cancelled"
+    queued = "queued"
+
+
+class ResponseStreamEvent(BaseModel):
+    """
+    One event of a response stream (OpenAI's event types: response.created, response.in_progress, response.output_item.added, response.content_part.added, response.output_text.delta ... response.completed); every event has its `sequence_number`, item events their `output_index` and `item_id`.
+    """
+
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    type: str
+    sequence_number: int
+
+
+class ResponseInputItemList(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    object: Literal["list"] = "list"
+    data: list[dict[str, Any]]
+    first_id: str
+    last_id: str
+    has_more: bool
+
+
+class DeleteResponseResponse(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    id: str
+    object: Literal["response"] = "response"
+    deleted: bool
+
+
 class SortOrder(StrEnum):
     asc = "asc"
     desc = "desc"
@@ -1811,6 +2095,53 @@ class UnregisterShieldRequest(BaseModel):
     ]
 
 
+class ListOpenaiResponsesRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    after: Annotated[
+        str | MISSING, Field(description="The id of the response to continue after.")
+    ] = MISSING
+    limit: Annotated[
+        int, Field(description="How many to return, 1 to 100.", ge=1, le=100)
+    ] = 50
+    model: Annotated[
+        str | MISSING, Field(description="Only responses of this model.")
+    ] = MISSING
+    order: SortOrder | MISSING = MISSING
+
+
+class GetOpenaiResponseRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    response_id: str
+
+
+class DeleteOpenaiResponseRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    response_id: str
+
+
+class ListOpenaiResponseInputItemsRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    response_id: str
+    after: Annotated[
+        str | MISSING, Field(description="The id of the item to continue after.")
+    ] = MISSING
+    before: Annotated[
+        str | MISSING, Field(description="The id of the item to page back from.")
+    ] = MISSING
+    limit: Annotated[
+        int, Field(description="How many to return, 1 to 100.", ge=1, le=100)
+    ] = 20
+    order: SortOrder | MISSING = MISSING
+
+
 class Error(BaseModel):
     """
     The one error shape of every non-2xx answer and of failed stream frames.
@@ -1983,3 +2314,48 @@ class ChatCompletionChunk(BaseModel):
             description="On the chunk that ends a choice, what the guardrails flagged (absent when nothing was)."
         ),
     ] = MISSING
+
+
+class ResponseObject(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    id: str
+    object: Literal["response"] = "response"
+    created_at: int
+    completed_at: int | None | MISSING = MISSING
+    status: ResponseObjectStatus
+    model: str
+    output: list[ResponseOutputMessage | ResponseFunctionCall]
+    error: ResponseError | None | MISSING = MISSING
+    incomplete_details: dict[str, Any] | None | MISSING = MISSING
+    usage: ResponseUsage | None | MISSING = MISSING
+    instructions: str | None | MISSING = MISSING
+    previous_response_id: str | None | MISSING = MISSING
+    temperature: float | None | MISSING = MISSING
+    top_p: float | None | MISSING = MISSING
+    max_output_tokens: int | None | MISSING = MISSING
+    max_tool_calls: int | None | MISSING = MISSING
+    parallel_tool_calls: bool
+    tool_choice: Any
+    tools: list[dict[str, Any]]
+    text: dict[str, Any] | MISSING = MISSING
+    store: bool | MISSING = MISSING
+    metadata: dict[str, Any] | None | MISSING = MISSING
+    guardrail_violations: Annotated[
+        list[GuardrailViolation] | MISSING,
+        Field(
+            description="What the guardrails flagged (PocketStack's extension; absent when nothing was)."
+        ),
+    ] = MISSING
+
+
+class ListResponsesResponse(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    object: Literal["list"] = "list"
+    data: list[ResponseObject]
+    first_id: str
+    last_id: str
+    has_more: bool

@@ -385,6 +385,56 @@ OPERATIONS: tuple[OperationInfo, ...] = (
     OperationInfo(
         "run_moderation", "Safety", "POST", "/v1/moderations", "/v1/moderations", "v1", False, False
     ),
+    OperationInfo(
+        "list_openai_responses",
+        "Responses",
+        "GET",
+        "/v1/responses",
+        "/v1/responses",
+        "v1",
+        False,
+        False,
+    ),
+    OperationInfo(
+        "create_openai_response",
+        "Responses",
+        "POST",
+        "/v1/responses",
+        "/v1/responses",
+        "v1",
+        False,
+        True,
+    ),
+    OperationInfo(
+        "get_openai_response",
+        "Responses",
+        "GET",
+        "/v1/responses/{response_id}",
+        "/v1/responses/{response_id}",
+        "v1",
+        False,
+        False,
+    ),
+    OperationInfo(
+        "delete_openai_response",
+        "Responses",
+        "DELETE",
+        "/v1/responses/{response_id}",
+        "/v1/responses/{response_id}",
+        "v1",
+        False,
+        False,
+    ),
+    OperationInfo(
+        "list_openai_response_input_items",
+        "Responses",
+        "GET",
+        "/v1/responses/{response_id}/input_items",
+        "/v1/responses/{response_id}/input_items",
+        "v1",
+        False,
+        False,
+    ),
 )
 
 API_TAGS: dict[str, str] = {
@@ -396,4 +446,5 @@ API_TAGS: dict[str, str] = {
     "vector_io": "VectorIO",
     "shields": "Shields",
     "safety": "Safety",
+    "responses": "Responses",
 }

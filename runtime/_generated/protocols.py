@@ -270,3 +270,37 @@ class Safety(Protocol):
     async def run_moderation(self, request: models.ModerationRequest) -> models.ModerationObject:
         """Classify text (OpenAI's moderation shape); `model` names a shield, else `safety.default_shield_id`."""
         ...
+
+
+class Responses(Protocol):
+    """OpenAI's Responses API, stored and threaded by `previous_response_id`."""
+
+    async def list_openai_responses(
+        self, request: models.ListOpenaiResponsesRequest
+    ) -> models.ListResponsesResponse:
+        """List stored responses, newest first by default (cursor pagination)."""
+        ...
+
+    async def create_openai_response(
+        self, request: models.CreateResponseRequest
+    ) -> models.ResponseObject | AsyncIterator[models.ResponseStreamEvent]:
+        """Create a response (OpenAI-compatible); SSE events when `stream` is true."""
+        ...
+
+    async def get_openai_response(
+        self, request: models.GetOpenaiResponseRequest
+    ) -> models.ResponseObject:
+        """Get a stored response."""
+        ...
+
+    async def delete_openai_response(
+        self, request: models.DeleteOpenaiResponseRequest
+    ) -> models.DeleteResponseResponse:
+        """Delete a stored response."""
+        ...
+
+    async def list_openai_response_input_items(
+        self, request: models.ListOpenaiResponseInputItemsRequest
+    ) -> models.ResponseInputItemList:
+        """The input items a stored response answered (cursor pagination)."""
+        ...

@@ -16,6 +16,7 @@ from pocketstack._generated.protocols import (
     Inspect,
     Models,
     Providers,
+    Responses,
     Safety,
     Shields,
     VectorIO,
@@ -36,6 +37,7 @@ class Apis:
     vector_io: VectorIO | None = None
     shields: Shields | None = None
     safety: Safety | None = None
+    responses: Responses | None = None
 
 
 class InspectRoutes:
@@ -702,6 +704,90 @@ class SafetyRoutes:
         return await http.respond(request, result, status=200)
 
 
+class ResponsesRoutes:
+    def __init__(self, impl: Responses) -> None:
+        self.impl = impl
+
+    def handlers(self) -> dict[str, Handler]:
+        return {
+            "list_openai_responses": self.list_openai_responses,
+            "create_openai_response": self.create_openai_response,
+            "get_openai_response": self.get_openai_response,
+            "delete_openai_response": self.delete_openai_response,
+            "list_openai_response_input_items": self.list_openai_response_input_items,
+        }
+
+    async def list_openai_responses(self, request: web.Request) -> web.StreamResponse:
+        parsed = await http.parse_request(
+            request,
+            models.ListOpenaiResponsesRequest,
+            path=(),
+            query=(
+                "after",
+                "limit",
+                "model",
+                "order",
+            ),
+            array_query=(),
+            body="none",
+        )
+        result = await self.impl.list_openai_responses(parsed)
+        return await http.respond(request, result, status=200)
+
+    async def create_openai_response(self, request: web.Request) -> web.StreamResponse:
+        parsed = await http.parse_request(
+            request,
+            models.CreateResponseRequest,
+            path=(),
+            query=(),
+            array_query=(),
+            body="required",
+        )
+        result = await self.impl.create_openai_response(parsed)
+        return await http.respond(request, result, status=200)
+
+    async def get_openai_response(self, request: web.Request) -> web.StreamResponse:
+        parsed = await http.parse_request(
+            request,
+            models.GetOpenaiResponseRequest,
+            path=("response_id",),
+            query=(),
+            array_query=(),
+            body="none",
+        )
+        result = await self.impl.get_openai_response(parsed)
+        return await http.respond(request, result, status=200)
+
+    async def delete_openai_response(self, request: web.Request) -> web.StreamResponse:
+        parsed = await http.parse_request(
+            request,
+            models.DeleteOpenaiResponseRequest,
+            path=("response_id",),
+            query=(),
+            array_query=(),
+            body="none",
+        )
+        result = await self.impl.delete_openai_response(parsed)
+        return await http.respond(request, result, status=200)
+
+    async def list_openai_response_input_items(self, request: web.Request) -> web.StreamResponse:
+        parsed = await http.parse_request(
+            request,
+            models.ListOpenaiResponseInputItemsRequest,
+            path=("response_id",),
+            query=(
+                "after",
+                "before",
+                "limit",
+                "order",
+            ),
+            array_query=(),
+            body="none",
+        )
+        result = await self.impl.list_openai_response_input_items(parsed)
+        return await http.respond(request, result, status=200)
+
+
 def served_tags(apis: Apis) -> frozenset[str]:
     """The tags of the APIs that have an implementation."""
     return frozenset(tag for name, tag in API_TAGS.items() if getattr(apis, name) is not None)
@@ -726,4 +812,6 @@ def handlers(apis: Apis) -> dict[str, Handler]:
         found.update(ShieldsRoutes(apis.shields).handlers())
     if apis.safety is not None:
         found.update(SafetyRoutes(apis.safety).handlers())
+    if apis.responses is not None:
+        found.update(ResponsesRoutes(apis.responses).handlers())
     return found

@@ -6,7 +6,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 
 from .client import AuthenticatedClient, Client
-from .models import ChatCompletionChunk, ChatCompletionRequest, Completion, CompletionRequest
+from .models import (
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    Completion,
+    CompletionRequest,
+    CreateResponseRequest,
+    ResponseStreamEvent,
+)
 from .sse import PocketStackError, aiterate, iterate
 
 __all__ = ["PocketStackError"]
@@ -42,9 +49,27 @@ def astream_openai_completion(
     return aiterate(client.get_async_httpx_client(), "/v1/completions", request, Completion.from_dict)
 
 
+def stream_create_openai_response(
+    *, client: AuthenticatedClient | Client, body: CreateResponseRequest
+) -> Iterator[ResponseStreamEvent]:
+    """Create a response (OpenAI-compatible); SSE events when `stream` is true. Yields each `ResponseStreamEvent` as it arrives."""
+    request = {**body.to_dict(), "stream": True}
+    return iterate(client.get_httpx_client(), "/v1/responses", request, ResponseStreamEvent.from_dict)
+
+
+def astream_create_openai_response(
+    *, client: AuthenticatedClient | Client, body: CreateResponseRequest
+) -> AsyncIterator[ResponseStreamEvent]:
+    """Create a response (OpenAI-compatible); SSE events when `stream` is true. Yields each `ResponseStreamEvent` as it arrives."""
+    request = {**body.to_dict(), "stream": True}
+    return aiterate(client.get_async_httpx_client(), "/v1/responses", request, ResponseStreamEvent.from_dict)
+
+
 __all__ += [
     "stream_openai_chat_completion",
     "astream_openai_chat_completion",
     "stream_openai_completion",
     "astream_openai_completion",
+    "stream_create_openai_response",
+    "astream_create_openai_response",
 ]

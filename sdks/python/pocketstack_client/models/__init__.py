@@ -31,10 +31,13 @@ from .completion_request import CompletionRequest
 from .create_file_batch_request import CreateFileBatchRequest
 from .create_file_batch_request_attributes import CreateFileBatchRequestAttributes
 from .create_file_batch_request_chunking_strategy import CreateFileBatchRequestChunkingStrategy
+from .create_response_request import CreateResponseRequest
+from .create_response_request_metadata_type_0 import CreateResponseRequestMetadataType0
 from .create_vector_store_request import CreateVectorStoreRequest
 from .create_vector_store_request_chunking_strategy import CreateVectorStoreRequestChunkingStrategy
 from .create_vector_store_request_metadata import CreateVectorStoreRequestMetadata
 from .delete_model_response import DeleteModelResponse
+from .delete_response_response import DeleteResponseResponse
 from .developer_message import DeveloperMessage
 from .embedding import Embedding
 from .embeddings_request import EmbeddingsRequest
@@ -70,6 +73,7 @@ from .json_schema_format_schema import JsonSchemaFormatSchema
 from .list_chat_completions_response import ListChatCompletionsResponse
 from .list_files_response import ListFilesResponse
 from .list_providers_response import ListProvidersResponse
+from .list_responses_response import ListResponsesResponse
 from .list_routes_response import ListRoutesResponse
 from .list_shields_response import ListShieldsResponse
 from .list_vector_store_files_response import ListVectorStoreFilesResponse
@@ -108,9 +112,42 @@ from .register_shield_request_params import RegisterShieldRequestParams
 from .rerank_request import RerankRequest
 from .rerank_response import RerankResponse
 from .rerank_result import RerankResult
+from .response_error import ResponseError
 from .response_format_json_object import ResponseFormatJsonObject
 from .response_format_json_schema import ResponseFormatJsonSchema
 from .response_format_text import ResponseFormatText
+from .response_function_call import ResponseFunctionCall
+from .response_function_call_output import ResponseFunctionCallOutput
+from .response_function_call_status import ResponseFunctionCallStatus
+from .response_function_tool import ResponseFunctionTool
+from .response_function_tool_parameters_type_0 import ResponseFunctionToolParametersType0
+from .response_input_content import ResponseInputContent
+from .response_input_item_list import ResponseInputItemList
+from .response_input_item_list_data_item import ResponseInputItemListDataItem
+from .response_input_message import ResponseInputMessage
+from .response_input_message_role import ResponseInputMessageRole
+from .response_object import ResponseObject
+from .response_object_incomplete_details_type_0 import ResponseObjectIncompleteDetailsType0
+from .response_object_metadata_type_0 import ResponseObjectMetadataType0
+from .response_object_status import ResponseObjectStatus
+from .response_object_text import ResponseObjectText
+from .response_object_tools_item import ResponseObjectToolsItem
+from .response_other_tool import ResponseOtherTool
+from .response_output_message import ResponseOutputMessage
+from .response_output_message_status import ResponseOutputMessageStatus
+from .response_output_refusal import ResponseOutputRefusal
+from .response_output_text import ResponseOutputText
+from .response_output_text_annotations_item import ResponseOutputTextAnnotationsItem
+from .response_stream_event import ResponseStreamEvent
+from .response_text import ResponseText
+from .response_text_format import ResponseTextFormat
+from .response_text_format_schema import ResponseTextFormatSchema
+from .response_text_format_type import ResponseTextFormatType
+from .response_tool_choice_function import ResponseToolChoiceFunction
+from .response_tool_choice_type_0 import ResponseToolChoiceType0
+from .response_usage import ResponseUsage
+from .response_usage_input_tokens_details import ResponseUsageInputTokensDetails
+from .response_usage_output_tokens_details import ResponseUsageOutputTokensDetails
 from .route_info import RouteInfo
 from .run_shield_request import RunShieldRequest
 from .run_shield_request_params import RunShieldRequestParams
@@ -199,10 +236,13 @@ __all__ = (
     "CreateFileBatchRequest",
     "CreateFileBatchRequestAttributes",
     "CreateFileBatchRequestChunkingStrategy",
+    "CreateResponseRequest",
+    "CreateResponseRequestMetadataType0",
     "CreateVectorStoreRequest",
     "CreateVectorStoreRequestChunkingStrategy",
     "CreateVectorStoreRequestMetadata",
     "DeleteModelResponse",
+    "DeleteResponseResponse",
     "DeveloperMessage",
     "Embedding",
     "EmbeddingsRequest",
@@ -238,6 +278,7 @@ __all__ = (
     "ListChatCompletionsResponse",
     "ListFilesResponse",
     "ListProvidersResponse",
+    "ListResponsesResponse",
     "ListRoutesResponse",
     "ListShieldsResponse",
     "ListVectorStoreFilesResponse",
@@ -276,9 +317,42 @@ __all__ = (
     "RerankRequest",
     "RerankResponse",
     "RerankResult",
+    "ResponseError",
     "ResponseFormatJsonObject",
     "ResponseFormatJsonSchema",
     "ResponseFormatText",
+    "ResponseFunctionCall",
+    "ResponseFunctionCallOutput",
+    "ResponseFunctionCallStatus",
+    "ResponseFunctionTool",
+    "ResponseFunctionToolParametersType0",
+    "ResponseInputContent",
+    "ResponseInputItemList",
+    "ResponseInputItemListDataItem",
+    "ResponseInputMessage",
+    "ResponseInputMessageRole",
+    "ResponseObject",
+    "ResponseObjectIncompleteDetailsType0",
+    "ResponseObjectMetadataType0",
+    "ResponseObjectStatus",
+    "ResponseObjectText",
+    "ResponseObjectToolsItem",
+    "ResponseOtherTool",
+    "ResponseOutputMessage",
+    "ResponseOutputMessageStatus",
+    "ResponseOutputRefusal",
+    "ResponseOutputText",
+    "ResponseOutputTextAnnotationsItem",
+    "ResponseStreamEvent",
+    "ResponseText",
+    "ResponseTextFormat",
+    "ResponseTextFormatSchema",
+    "ResponseTextFormatType",
+    "ResponseToolChoiceFunction",
+    "ResponseToolChoiceType0",
+    "ResponseUsage",
+    "ResponseUsageInputTokensDetails",
+    "ResponseUsageOutputTokensDetails",
     "RouteInfo",
     "RunShieldRequest",
     "RunShieldRequestParams",

@@ -1,0 +1,132 @@
+"""A chat stream told as a Responses stream: OpenAI's event types, in OpenAI's order.
+
+created, in_progress; per output item: output_item.added, then for a message content_part.added,
+output_text.delta (or refusal.delta) ..., output_text.done, content_part.done, and for a function
+call function_call_arguments.delta ..., .done; output_item.done; and last completed (or
+incomplete). Every event has its sequence_number; item events their output_index and item_id.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from pocketstack._generated import models
+from pocketstack.fields import given
+from pocketstack.response_items import function_call_item, message_item, new_id
+
+
+@dataclass
+class _Call:
+    output_index: int
+    item_id: str
+    call_id: str
+    name: str
+    arguments: str = ""
+
+
+@dataclass
+class StreamEvents:
+    """Feed it chat chunks; it returns the response events each one makes."""
+
+    sequence: Iterator[int] = field(default_factory=itertools.count)
+    items: int = 0  # output items opened so far
+    message_id: str | None = None
+    message_index: int = 0
+    part: str | None = None  # "output_text" or "refusal", once the message's part is open
+    text: str = ""
+    calls: dict[int, _Call] = field(default_factory=dict)
+
+    def event(self, kind: str, **fields: Any) -> models.ResponseStreamEvent:
+        return models.ResponseStreamEvent.model_validate(
+            {"type": kind, "sequence_number": next(self.sequence), **fields}
+        )
+
+    def _open_message(self, part: str) -> list[models.ResponseStreamEvent]:
+        events = []
+        if self.message_id is None:
+            self.message_id, self.message_index = new_id("msg"), self.items
+            self.items += 1
+            item = message_item([], "in_progress", self.message_id)
+            events.append(self.event("response.output_item.added", output_index=self.message_index, item=item))
+        if self.part is None:
+            self.part = part
+            empty = {"type": "output_text", "text": "", "annotations": []} if part == "output_text" else {
+                "type": "refusal", "refusal": ""}  # fmt: skip
+            events.append(self._item_event("response.content_part.added", part=empty))
+        return events
+
+    def _item_event(self, kind: str, **fields: Any) -> models.ResponseStreamEvent:
+        return self.event(kind, item_id=self.message_id, output_index=self.message_index, content_index=0, **fields)
+
+    def chunk(self, chunk: models.ChatCompletionChunk) -> list[models.ResponseStreamEvent]:
+        events: list[models.ResponseStreamEvent] = []
+        for choice in chunk.choices:
+            if choice.index != 0:
+                continue
+            delta = choice.delta
+            content, refusal = given(delta.content), given(delta.refusal)
+            if content:
+                events += self._open_message("output_text")
+                self.text += content
+                events.append(self._item_event("response.output_text.delta", delta=content, logprobs=[]))
+            if refusal:
+                events += self._open_message("refusal")
+                self.text += refusal
+                events.append(self._item_event("response.refusal.delta", delta=refusal))
+            for call in given(delta.tool_calls, []):
+                events += self._call_delta(call)
+        return events
+
+    def _call_delta(self, call: models.ChunkToolCall) -> list[models.ResponseStreamEvent]:
+        function = given(call.function)
+        events = []
+        current = self.calls.get(call.index)
+        if current is None:
+            name = given(function.name, "") if function is not None else ""
+            current = _Call(self.items, new_id("fc"), given(call.id, "") or new_id("call"), name)
+            self.calls[call.index] = current
+            self.items += 1
+            item = function_call_item(current.call_id, current.name, "", "in_progress", current.item_id)
+            events.append(self.event("response.output_item.added", output_index=current.output_index, item=item))
+        fragment = given(function.arguments, "") if function is not None else ""
+        if fragment:
+            current.arguments += fragment
+            events.append(
+                self.event(
+                    "response.function_call_arguments.delta",
+                    item_id=current.item_id,
+                    output_index=current.output_index,
+                    delta=fragment,
+                )
+            )
+        return events
+
+    def finish(self, output: list[dict[str, Any]]) -> list[models.ResponseStreamEvent]:
+        """The closing events of every open item; `output` is the final output (their ids are taken from here)."""
+        events: list[models.ResponseStreamEvent] = []
+        if self.message_id is not None:
+            message = next(item for item in output if item["type"] == "message")
+            message["id"] = self.message_id
+            part = message["content"][0]
+            if self.part == "output_text":
+                events.append(self._item_event("response.output_text.done", text=part["text"], logprobs=[]))
+            else:
+                events.append(self._item_event("response.refusal.done", refusal=part["refusal"]))
+            events.append(self._item_event("response.content_part.done", part=part))
+            events.append(self.event("response.output_item.done", output_index=self.message_index, item=message))
+        calls = [item for item in output if item["type"] == "function_call"]
+        for current, item in zip(sorted(self.calls.values(), key=lambda c: c.output_index), calls, strict=False):
+            item["id"] = current.item_id
+            events.append(
+                self.event(
+                    "response.function_call_arguments.done",
+                    item_id=current.item_id,
+                    output_index=current.output_index,
+                    arguments=item["arguments"],
+                )
+            )
+            events.append(self.event("response.output_item.done", output_index=current.output_index, item=item))
+        return events

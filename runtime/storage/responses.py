@@ -1,0 +1,66 @@
+"""Stored responses, paged by cursor in creation order."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from pocketstack.storage.pages import page
+from pocketstack.storage.sqlite import Database
+
+_COLUMNS = "response, input_items, context"
+
+
+@dataclass(frozen=True)
+class StoredResponse:
+    response: dict[str, Any]
+    input_items: list[dict[str, Any]]  # the items this request added, with their ids
+    context: list[dict[str, Any]]  # the chat messages it ended with, for `previous_response_id`
+
+
+def _stored(row: Any) -> StoredResponse:
+    return StoredResponse(json.loads(row["response"]), json.loads(row["input_items"]), json.loads(row["context"]))
+
+
+class ResponseStore:
+    def __init__(self, database: Database) -> None:
+        self._db = database
+
+    async def add(self, stored: StoredResponse) -> None:
+        response = stored.response
+        await self._db.execute(
+            "INSERT INTO responses (id, created_at, model, response, input_items, context) VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                response["id"],
+                response["created_at"],
+                response["model"],
+                json.dumps(response),
+                json.dumps(stored.input_items),
+                json.dumps(stored.context),
+            ),
+        )
+
+    async def get(self, response_id: str) -> StoredResponse | None:
+        rows = await self._db.fetch(f"SELECT {_COLUMNS} FROM responses WHERE id = ?", (response_id,))
+        return _stored(rows[0]) if rows else None
+
+    async def delete(self, response_id: str) -> bool:
+        rows = await self._db.fetch("DELETE FROM responses WHERE id = ? RETURNING id", (response_id,))
+        return bool(rows)
+
+    async def page(
+        self, *, after: str | None, limit: int, model: str | None, descending: bool
+    ) -> tuple[list[StoredResponse], bool]:
+        found = await page(
+            self._db,
+            table="responses",
+            columns=_COLUMNS,
+            where=["model = ?"] if model is not None else [],
+            params=[model] if model is not None else [],
+            after=after,
+            limit=limit,
+            descending=descending,
+            what="stored response",
+        )
+        return [_stored(row) for row in found.rows], found.has_more

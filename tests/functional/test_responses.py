@@ -1,0 +1,209 @@
+"""Responses through the `openai` client: answers, function tool round trips, threading, stored
+responses and input items, the event stream; on the scripted model, and smoke tests on the real one."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import openai
+import pytest
+from aiohttp.test_utils import TestClient
+
+from pocketstack._generated import models
+from pocketstack.app import create_app
+from tests.conftest import CHAT_MODEL, edge_providers_with, edge_with
+from tests.functional.test_errors import assert_error_shape
+from tests.functional.test_guardrails import edge_shields
+from tests.scripted_provider import scripted, scripted_entry
+
+__all__ = ["scripted"]
+
+CHAT = {"model_id": "chat", "provider_id": "scripted", "provider_model_id": "chat", "model_type": "llm"}
+WEATHER = {
+    "type": "function",
+    "name": "get_weather",
+    "description": "The weather in a city.",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+}
+CALLS = {"Weather in Paris?": [{"name": "get_weather", "arguments": '{"city": "Paris"}'}]}
+
+
+@pytest.fixture
+async def server(
+    aiohttp_client: Callable[..., Any], scripted: list[models.ChatCompletionRequest]
+) -> TestClient[Any, Any]:
+    llama_cpp = edge_providers_with()["inference"]
+    config = edge_with(
+        providers=edge_providers_with(
+            inference=[*llama_cpp, scripted_entry(replies={"capital?": "Paris."}, calls=CALLS)]
+        ),
+        registered_resources={"models": [CHAT], "shields": edge_shields()},
+    )
+    return await aiohttp_client(create_app(config))  # type: ignore[no-any-return]
+
+
+async def test_a_response_is_answered_stored_listed_and_deleted(oai: openai.AsyncOpenAI) -> None:
+    response = await oai.responses.create(model="chat", input="capital?")
+    assert (response.status, response.output_text, response.object) == ("completed", "Paris.", "response")
+    assert response.id.startswith("resp_") and response.usage is not None and response.usage.total_tokens == 10
+    (message,) = response.output
+    assert message.type == "message" and message.role == "assistant" and message.id.startswith("msg_")
+    fetched = await oai.responses.retrieve(response.id)
+    assert fetched.output_text == "Paris." and fetched.id == response.id
+    items = await oai.responses.input_items.list(response.id)
+    assert [(i.type, i.role, i.content[0].text) for i in items.data] == [("message", "user", "capital?")]  # type: ignore[union-attr]
+    second = await oai.responses.create(model="chat", input="again")
+    page = await oai.get("/responses", cast_to=dict[str, Any])  # newest first
+    assert [r["id"] for r in page["data"]][:2] == [second.id, response.id]
+    await oai.responses.delete(response.id)
+    with pytest.raises(openai.NotFoundError):
+        await oai.responses.retrieve(response.id)
+
+
+async def test_a_function_tool_round_trip_threads_by_previous_response_id(
+    oai: openai.AsyncOpenAI, scripted: list[models.ChatCompletionRequest]
+) -> None:
+    first = await oai.responses.create(
+        model="chat",
+        input="Weather in Paris?",
+        tools=[WEATHER],
+        instructions="Use the tools.",  # type: ignore[list-item]
+    )
+    (call,) = first.output
+    assert call.type == "function_call" and call.name == "get_weather"
+    assert json.loads(call.arguments) == {"city": "Paris"} and call.call_id.startswith("call_")
+    assert scripted[-1].messages[0].content == "Use the tools."  # instructions as the system message
+    assert scripted[-1].tools and scripted[-1].tools[0].function.name == "get_weather"
+    second = await oai.responses.create(
+        model="chat",
+        previous_response_id=first.id,
+        input=[{"type": "function_call_output", "call_id": call.call_id, "output": "18°C and sunny"}],
+        tools=[WEATHER],  # type: ignore[list-item]
+    )
+    assert second.output_text == "The tool said: 18°C and sunny"
+    assert second.previous_response_id == first.id
+    sent = scripted[-1].messages
+    assert [m.role for m in sent] == ["user", "assistant", "tool"]  # instructions are not carried over
+    assert sent[1].tool_calls[0].id == call.call_id  # type: ignore[union-attr]
+
+
+async def test_the_stream_tells_a_text_answer_in_openais_order(oai: openai.AsyncOpenAI) -> None:
+    stream = await oai.responses.create(model="chat", input="capital?", stream=True)
+    events = [event async for event in stream]
+    kinds = [event.type for event in events]
+    assert kinds == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.content_part.added",
+        "response.output_text.delta",
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
+    assert [event.sequence_number for event in events] == list(range(len(events)))
+    final = events[-1].response  # type: ignore[union-attr]
+    assert final.status == "completed" and final.output_text == "Paris."
+    added, done = events[2], events[7]
+    assert added.item.id == done.item.id == final.output[0].id  # type: ignore[union-attr]
+    assert (await oai.responses.retrieve(final.id)).output[0].id == final.output[0].id
+
+
+async def test_the_stream_tells_a_function_call(oai: openai.AsyncOpenAI) -> None:
+    stream = await oai.responses.create(model="chat", input="Weather in Paris?", tools=[WEATHER], stream=True)  # type: ignore[list-item]
+    events = [event async for event in stream]
+    kinds = [event.type for event in events]
+    assert kinds == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.function_call_arguments.delta",
+        "response.function_call_arguments.delta",
+        "response.function_call_arguments.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
+    arguments = "".join(e.delta for e in events if e.type == "response.function_call_arguments.delta")  # type: ignore[union-attr]
+    assert json.loads(arguments) == {"city": "Paris"}
+    final = events[-1].response  # type: ignore[union-attr]
+    assert final.output[0].type == "function_call" and final.output[0].arguments == arguments
+
+
+async def test_guardrails_refuse_in_the_responses_shape(oai: openai.AsyncOpenAI) -> None:
+    response = await oai.responses.create(
+        model="chat", input="my card is 4111 1111 1111 1111", extra_body={"guardrails": ["pii"]}
+    )
+    (message,) = response.output
+    assert message.type == "message" and message.content[0].type == "refusal"  # type: ignore[union-attr]
+    assert "payment card number" in message.content[0].refusal  # type: ignore[union-attr]
+    (violation,) = (response.model_extra or {})["guardrail_violations"]
+    assert (violation["shield_id"], violation["stage"]) == ("pii", "input")
+
+
+async def test_response_errors(server: TestClient[Any, Any]) -> None:
+    user = "hello"
+    for body, status in (
+        ({}, 400),
+        ({"model": "nope", "input": user}, 404),
+        ({"model": "chat", "input": user, "previous_response_id": "resp_nope"}, 404),
+        ({"model": "chat", "input": user, "previous_response_id": "resp_x", "conversation": "conv_x"}, 400),
+        ({"model": "chat", "input": user, "temperature": 5}, 400),
+        (
+            {"model": "chat", "input": user, "tools": [WEATHER], "tool_choice": {"type": "function", "name": "other"}},
+            400,
+        ),
+        ({"model": "chat", "input": user, "tool_choice": "required"}, 400),
+        ({"model": "chat", "input": user, "tools": [{"type": "file_search", "vector_store_ids": ["vs_1"]}]}, 400),
+        ({"model": "chat", "input": [{"role": "user", "content": [{"type": "input_image", "image_url": "x"}]}]}, 400),
+        ({"model": "chat", "input": user, "guardrails": ["nope"]}, 404),
+    ):
+        response = await server.post("/v1/responses", json=body)
+        error = assert_error_shape(await response.json())
+        assert response.status == status, (body, error)
+    for method in ("GET", "DELETE"):
+        response = await server.request(method, "/v1/responses/resp_nope")
+        assert response.status == 404
+    response = await server.get("/v1/responses/resp_nope/input_items")
+    assert response.status == 404
+
+
+async def test_the_real_default_model_answers_and_streams(oai: openai.AsyncOpenAI) -> None:
+    response = await oai.responses.create(model=CHAT_MODEL, input="Say hello.", max_output_tokens=12, temperature=0)
+    assert response.status in ("completed", "incomplete") and response.output_text
+    stream = await oai.responses.create(
+        model=CHAT_MODEL, input="Say hello.", max_output_tokens=12, temperature=0, stream=True
+    )
+    events = [event async for event in stream]
+    assert events[0].type == "response.created" and events[-1].type in ("response.completed", "response.incomplete")
+    assert events[-1].response.output_text == response.output_text  # type: ignore[union-attr]
+    shaped = await oai.responses.create(
+        model=CHAT_MODEL,
+        input="Give a city and its country.",
+        max_output_tokens=60,
+        temperature=0,
+        text={
+            "format": {
+                "type": "json_schema",
+                "name": "place",
+                "schema": {
+                    "type": "object",
+                    "properties": {"city": {"type": "string"}, "country": {"type": "string"}},
+                    "required": ["city", "country"],
+                    "additionalProperties": False,
+                },
+            }
+        },
+    )
+    assert set(json.loads(shaped.output_text)) == {"city", "country"}
+
+
+async def test_llama_stack_clients_responses(lls: Any) -> None:
+    response = await lls.responses.create(model="chat", input="capital?")
+    assert response.status == "completed" and response.output[0].content[0].text == "Paris."
+    listed = await lls.responses.list()
+    assert response.id in [r.id for r in listed.data]
+    items = await lls.responses.input_items.list(response.id)
+    assert items.data[0].content[0].text == "capital?"
