@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp.typedefs import Handler
 
 from pocketstack._generated.routes import Apis, handlers
+from pocketstack.apis.conversations import ConversationsApi
 from pocketstack.apis.files import FilesApi
 from pocketstack.apis.inference import InferenceApi
 from pocketstack.apis.inspect import InspectApi
@@ -37,6 +38,7 @@ async def assemble(stack: Stack, served_tags: frozenset[str]) -> dict[str, Handl
     if stack.providers_of("safety"):
         inference.guardrails = Guardrails(stack.config.safety, safety)
         await inference.guardrails.validate_config()
+    conversations = ConversationsApi(stack)
     apis = Apis(
         inspect=InspectApi(stack, served_tags),
         providers=ProvidersApi(stack),
@@ -46,6 +48,7 @@ async def assemble(stack: Stack, served_tags: frozenset[str]) -> dict[str, Handl
         vector_io=vector_io,
         shields=shields,
         safety=safety,
-        responses=ResponsesApi(stack, inference),
+        responses=ResponsesApi(stack, inference, conversations),
+        conversations=conversations,
     )
     return handlers(apis)

@@ -21,6 +21,8 @@ def new_id(prefix: str) -> str:
 
 
 def _part_text(part: models.ResponseInputContent, index: int) -> str:
+    if part.type == "refusal" and isinstance((part.model_extra or {}).get("refusal"), str):
+        return str((part.model_extra or {})["refusal"])  # an earlier answer, as it was said
     if part.type not in _TEXT_PARTS or not isinstance(given(part.text), str):
         raise BadRequestError(
             f"input message content[{index}] is '{part.type}'; this build reads text parts (input_text) only.",
@@ -44,6 +46,11 @@ def input_items(request: models.CreateResponseRequest) -> list[dict[str, Any]]:
         return [
             {"type": "message", "id": new_id("msg"), "role": "user", "content": [{"type": "input_text", "text": raw}]}
         ]
+    return stored_items(raw)
+
+
+def stored_items(raw: list[Any]) -> list[dict[str, Any]]:
+    """Input items as stored (responses' input items, conversations' items): typed, text parts, an id each."""
     items = []
     for item in raw:
         body = item.model_dump(mode="json", exclude_unset=True)

@@ -896,6 +896,27 @@ class ResponseText(BaseModel):
     format: ResponseTextFormat | MISSING = MISSING
 
 
+class CreateResponseRequestConversation(RootModel[str]):
+    root: Annotated[
+        str,
+        Field(
+            description='A conversation id (or `{"id": ...}`): its items come before the input, and the input and the output are added to it. Not with `previous_response_id`.',
+            min_length=1,
+        ),
+    ]
+
+
+class CreateResponseRequestConversation1(BaseModel):
+    """
+    A conversation id (or `{"id": ...}`): its items come before the input, and the input and the output are added to it. Not with `previous_response_id`.
+    """
+
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    id: Annotated[str, Field(min_length=1)]
+
+
 class CreateResponseRequest(BaseModel):
     """
     OpenAI's response request; unknown fields (the SDKs' `extra_body`) are accepted.
@@ -912,8 +933,13 @@ class CreateResponseRequest(BaseModel):
     instructions: str | None | MISSING = MISSING
     previous_response_id: str | None | MISSING = MISSING
     conversation: Annotated[
-        Any | MISSING,
-        Field(description="Not served yet (400); the Conversations API comes with it."),
+        CreateResponseRequestConversation
+        | CreateResponseRequestConversation1
+        | None
+        | MISSING,
+        Field(
+            description='A conversation id (or `{"id": ...}`): its items come before the input, and the input and the output are added to it. Not with `previous_response_id`.'
+        ),
     ] = MISSING
     store: bool | None | MISSING = MISSING
     stream: bool | None | MISSING = MISSING
@@ -1007,6 +1033,13 @@ class ResponseObjectStatus(StrEnum):
     queued = "queued"
 
 
+class ResponseObjectConversation(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    id: str
+
+
 class ResponseStreamEvent(BaseModel):
     """
     One event of a response stream (OpenAI's event types: response.created, response.in_progress, response.output_item.added, response.content_part.added, response.output_text.delta ... response.completed); every event has its `sequence_number`, item events their `output_index` and `item_id`.
@@ -1037,6 +1070,84 @@ class DeleteResponseResponse(BaseModel):
     id: str
     object: Literal["response"] = "response"
     deleted: bool
+
+
+class CreateConversationRequestItems(
+    RootModel[
+        list[ResponseFunctionCall | ResponseFunctionCallOutput | ResponseInputMessage]
+    ]
+):
+    root: Annotated[
+        list[ResponseFunctionCall | ResponseFunctionCallOutput | ResponseInputMessage],
+        Field(max_length=20),
+    ]
+
+
+class CreateConversationRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    items: CreateConversationRequestItems | None | MISSING = MISSING
+    metadata: dict[str, str] | None | MISSING = MISSING
+
+
+class ConversationMetadataUpdate(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    metadata: dict[str, str]
+
+
+class Conversation(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    id: str
+    object: Literal["conversation"] = "conversation"
+    created_at: int
+    metadata: dict[str, str]
+
+
+class ConversationDeletedResource(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    id: str
+    object: Literal["conversation.deleted"] = "conversation.deleted"
+    deleted: bool
+
+
+class ConversationItemsAddition(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    items: Annotated[
+        list[ResponseFunctionCall | ResponseFunctionCallOutput | ResponseInputMessage],
+        Field(max_length=20, min_length=1),
+    ]
+
+
+class ConversationItem(BaseModel):
+    """
+    A message, function call or function call output, with its `id` and `type`.
+    """
+
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    id: str
+    type: str
+
+
+class ConversationItemList(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    object: Literal["list"] = "list"
+    data: list[ConversationItem]
+    first_id: str
+    last_id: str
+    has_more: bool
 
 
 class SortOrder(StrEnum):
@@ -2142,6 +2253,64 @@ class ListOpenaiResponseInputItemsRequest(BaseModel):
     order: SortOrder | MISSING = MISSING
 
 
+class GetConversationRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    conversation_id: str
+
+
+class UpdateConversationRequest(ConversationMetadataUpdate):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    conversation_id: str
+
+
+class DeleteConversationRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    conversation_id: str
+
+
+class ListConversationItemsRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    conversation_id: str
+    after: Annotated[
+        str | MISSING, Field(description="The id of the item to continue after.")
+    ] = MISSING
+    limit: Annotated[
+        int, Field(description="How many to return, 1 to 100.", ge=1, le=100)
+    ] = 20
+    order: SortOrder | MISSING = MISSING
+
+
+class AddConversationItemsRequest(ConversationItemsAddition):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    conversation_id: str
+
+
+class GetConversationItemRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    conversation_id: str
+    item_id: str
+
+
+class DeleteConversationItemRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    conversation_id: str
+    item_id: str
+
+
 class Error(BaseModel):
     """
     The one error shape of every non-2xx answer and of failed stream frames.
@@ -2332,6 +2501,7 @@ class ResponseObject(BaseModel):
     usage: ResponseUsage | None | MISSING = MISSING
     instructions: str | None | MISSING = MISSING
     previous_response_id: str | None | MISSING = MISSING
+    conversation: ResponseObjectConversation | None | MISSING = MISSING
     temperature: float | None | MISSING = MISSING
     top_p: float | None | MISSING = MISSING
     max_output_tokens: int | None | MISSING = MISSING

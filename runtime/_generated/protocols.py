@@ -273,7 +273,7 @@ class Safety(Protocol):
 
 
 class Responses(Protocol):
-    """OpenAI's Responses API, stored and threaded by `previous_response_id`."""
+    """OpenAI's Responses API, stored and threaded by `previous_response_id` or a conversation."""
 
     async def list_openai_responses(
         self, request: models.ListOpenaiResponsesRequest
@@ -303,4 +303,54 @@ class Responses(Protocol):
         self, request: models.ListOpenaiResponseInputItemsRequest
     ) -> models.ResponseInputItemList:
         """The input items a stored response answered (cursor pagination)."""
+        ...
+
+
+class Conversations(Protocol):
+    """OpenAI's conversations, the items a response reads before it answers and adds to after."""
+
+    async def create_conversation(
+        self, request: models.CreateConversationRequest
+    ) -> models.Conversation:
+        """Create a conversation, optionally with its first items."""
+        ...
+
+    async def get_conversation(self, request: models.GetConversationRequest) -> models.Conversation:
+        """Get a conversation."""
+        ...
+
+    async def update_conversation(
+        self, request: models.UpdateConversationRequest
+    ) -> models.Conversation:
+        """Replace a conversation's metadata."""
+        ...
+
+    async def delete_conversation(
+        self, request: models.DeleteConversationRequest
+    ) -> models.ConversationDeletedResource:
+        """Delete a conversation and its items."""
+        ...
+
+    async def list_conversation_items(
+        self, request: models.ListConversationItemsRequest
+    ) -> models.ConversationItemList:
+        """A conversation's items (cursor pagination; desc, the newest first, by default)."""
+        ...
+
+    async def add_conversation_items(
+        self, request: models.AddConversationItemsRequest
+    ) -> models.ConversationItemList:
+        """Add items to the end of a conversation."""
+        ...
+
+    async def get_conversation_item(
+        self, request: models.GetConversationItemRequest
+    ) -> models.ConversationItem:
+        """One item of a conversation."""
+        ...
+
+    async def delete_conversation_item(
+        self, request: models.DeleteConversationItemRequest
+    ) -> models.Conversation:
+        """Remove one item from a conversation; answers with the conversation, as OpenAI does."""
         ...

@@ -11,6 +11,7 @@ from pocketstack import http
 from pocketstack._generated import models
 from pocketstack._generated.operations import API_TAGS
 from pocketstack._generated.protocols import (
+    Conversations,
     Files,
     Inference,
     Inspect,
@@ -38,6 +39,7 @@ class Apis:
     shields: Shields | None = None
     safety: Safety | None = None
     responses: Responses | None = None
+    conversations: Conversations | None = None
 
 
 class InspectRoutes:
@@ -788,6 +790,129 @@ class ResponsesRoutes:
         return await http.respond(request, result, status=200)
 
 
+class ConversationsRoutes:
+    def __init__(self, impl: Conversations) -> None:
+        self.impl = impl
+
+    def handlers(self) -> dict[str, Handler]:
+        return {
+            "create_conversation": self.create_conversation,
+            "get_conversation": self.get_conversation,
+            "update_conversation": self.update_conversation,
+            "delete_conversation": self.delete_conversation,
+            "list_conversation_items": self.list_conversation_items,
+            "add_conversation_items": self.add_conversation_items,
+            "get_conversation_item": self.get_conversation_item,
+            "delete_conversation_item": self.delete_conversation_item,
+        }
+
+    async def create_conversation(self, request: web.Request) -> web.StreamResponse:
+        parsed = await http.parse_request(
+            request,
+            models.CreateConversationRequest,
+            path=(),
+            query=(),
+            array_query=(),
+            body="optional",
+        )
+        result = await self.impl.create_conversation(parsed)
+        return await http.respond(request, result, status=200)
+
+    async def get_conversation(self, request: web.Request) -> web.StreamResponse:
+        parsed = await http.parse_request(
+            request,
+            models.GetConversationRequest,
+            path=("conversation_id",),
+            query=(),
+            array_query=(),
+            body="none",
+        )
+        result = await self.impl.get_conversation(parsed)
+        return await http.respond(request, result, status=200)
+
+    async def update_conversation(self, request: web.Request) -> web.StreamResponse:
+        parsed = await http.parse_request(
+            request,
+            models.UpdateConversationRequest,
+            path=("conversation_id",),
+            query=(),
+            array_query=(),
+            body="required",
+        )
+        result = await self.impl.update_conversation(parsed)
+        return await http.respond(request, result, status=200)
+
+    async def delete_conversation(self, request: web.Request) -> web.StreamResponse:
+        parsed = await http.parse_request(
+            request,
+            models.DeleteConversationRequest,
+            path=("conversation_id",),
+            query=(),
+            array_query=(),
+            body="none",
+        )
+        result = await self.impl.delete_conversation(parsed)
+        return await http.respond(request, result, status=200)
+
+    async def list_conversation_items(self, request: web.Request) -> web.StreamResponse:
+        parsed = await http.parse_request(
+            request,
+            models.ListConversationItemsRequest,
+            path=("conversation_id",),
+            query=(
+                "after",
+                "limit",
+                "order",
+            ),
+            array_query=(),
+            body="none",
+        )
+        result = await self.impl.list_conversation_items(parsed)
+        return await http.respond(request, result, status=200)
+
+    async def add_conversation_items(self, request: web.Request) -> web.StreamResponse:
+        parsed = await http.parse_request(
+            request,
+            models.AddConversationItemsRequest,
+            path=("conversation_id",),
+            query=(),
+            array_query=(),
+            body="required",
+        )
+        result = await self.impl.add_conversation_items(parsed)
+        return await http.respond(request, result, status=200)
+
+    async def get_conversation_item(self, request: web.Request) -> web.StreamResponse:
+        parsed = await http.parse_request(
+            request,
+            models.GetConversationItemRequest,
+            path=(
+                "conversation_id",
+                "item_id",
+            ),
+            query=(),
+            array_query=(),
+            body="none",
+        )
+        result = await self.impl.get_conversation_item(parsed)
+        return await http.respond(request, result, status=200)
+
+    async def delete_conversation_item(self, request: web.Request) -> web.StreamResponse:
+        parsed = await http.parse_request(
+            request,
+            models.DeleteConversationItemRequest,
+            path=(
+                "conversation_id",
+                "item_id",
+            ),
+            query=(),
+            array_query=(),
+            body="none",
+        )
+        result = await self.impl.delete_conversation_item(parsed)
+        return await http.respond(request, result, status=200)
+
+
 def served_tags(apis: Apis) -> frozenset[str]:
     """The tags of the APIs that have an implementation."""
     return frozenset(tag for name, tag in API_TAGS.items() if getattr(apis, name) is not None)
@@ -814,4 +939,6 @@ def handlers(apis: Apis) -> dict[str, Handler]:
         found.update(SafetyRoutes(apis.safety).handlers())
     if apis.responses is not None:
         found.update(ResponsesRoutes(apis.responses).handlers())
+    if apis.conversations is not None:
+        found.update(ConversationsRoutes(apis.conversations).handlers())
     return found

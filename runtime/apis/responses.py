@@ -15,6 +15,7 @@ from contextlib import aclosing
 from typing import Any, cast
 
 from pocketstack._generated import models
+from pocketstack.apis.conversations import ConversationsApi
 from pocketstack.apis.inference import InferenceApi
 from pocketstack.chat_stream import ChatAssembler
 from pocketstack.errors import BadRequestError, ResourceNotFoundError
@@ -41,30 +42,43 @@ def _dumped(value: Any) -> Any:
     return getattr(value, "value", value)
 
 
+def _conversation_id(request: models.CreateResponseRequest) -> str | None:
+    conversation = plain(given(request.conversation))
+    if conversation is None or isinstance(conversation, str):
+        return conversation
+    return str(conversation.id)
+
+
 class ResponsesApi:
-    def __init__(self, stack: Stack, inference: InferenceApi) -> None:
+    def __init__(self, stack: Stack, inference: InferenceApi, conversations: ConversationsApi) -> None:
         self.stack = stack
         self.inference = inference
+        self.conversations = conversations
 
     @property
     def store(self) -> ResponseStore:
         return ResponseStore(self.stack.database)
 
-    async def _prior(self, request: models.CreateResponseRequest) -> StoredResponse | None:
+    async def _context(self, request: models.CreateResponseRequest) -> list[dict[str, Any]]:
+        """The conversation so far: the previous response's, or the conversation's items."""
         previous = given(request.previous_response_id)
-        conversation = given(request.conversation)
+        conversation = _conversation_id(request)
         if previous is not None and conversation is not None:
             raise BadRequestError("Give `previous_response_id` or `conversation`, not both.", param="conversation")
-        if conversation is not None:
-            raise BadRequestError("`conversation` is not served by this build yet.", param="conversation")
         if given(request.background, False):
             raise BadRequestError("Background responses are not served by this build yet.", param="background")
+        if conversation is not None:
+            if await self.conversations.store.get(conversation) is None:
+                raise BadRequestError(
+                    f"No conversation '{conversation}'.", code="conversation_not_found", param="conversation"
+                )
+            return await self.conversations.context(conversation)
         if previous is None:
-            return None
+            return []
         stored = await self.store.get(previous)
         if stored is None:
             raise ResourceNotFoundError("response", previous)
-        return stored
+        return stored.context
 
     def _skeleton(self, request: models.CreateResponseRequest) -> dict[str, Any]:
         text = given(request.text)
@@ -80,6 +94,7 @@ class ResponsesApi:
             "usage": None,
             "instructions": given(request.instructions),
             "previous_response_id": given(request.previous_response_id),
+            "conversation": {"id": conversation} if (conversation := _conversation_id(request)) else None,
             "temperature": given(request.temperature),
             "top_p": given(request.top_p),
             "max_output_tokens": given(request.max_output_tokens),
@@ -119,9 +134,8 @@ class ResponsesApi:
     async def create_openai_response(
         self, request: models.CreateResponseRequest
     ) -> models.ResponseObject | AsyncIterator[models.ResponseStreamEvent]:
-        prior = await self._prior(request)
         items = input_items(request)
-        messages = (prior.context if prior is not None else []) + chat_messages(items)
+        messages = await self._context(request) + chat_messages(items)
         streaming = given(request.stream, False)
         chat = chat_request(request, messages, stream=streaming)
         response = self._skeleton(request)
@@ -139,6 +153,9 @@ class ResponsesApi:
         items: list[dict[str, Any]],
         messages: list[dict[str, Any]],
     ) -> None:
+        conversation = (response.get("conversation") or {}).get("id")
+        if conversation is not None:  # the turn joins the conversation, stored or not, as in OpenAI
+            await self.conversations.append(conversation, [*items, *response["output"]])
         if response["store"]:
             context = [*messages, _assistant_message(completion.choices[0].message)]
             await self.store.add(StoredResponse(response, items, context))

@@ -112,3 +112,24 @@ def test_sigterm_and_sigint_shut_down_cleanly(home: Path) -> None:
         running = start(home)
         assert running.stop(signum) == 0, running.output()
         assert "stopped" in running.output()
+
+
+def test_llama_stack_clients_agent_completes_a_turn(home: Path) -> None:
+    """The client's Agent helper runs on conversations + responses (streamed): one turn, the real model."""
+    from llama_stack_client import Agent
+
+    running = start(home)
+    try:
+        with llama_stack_client.LlamaStackClient(base_url=running.base_url, max_retries=0) as client:
+            agent = Agent(client, model="llama-cpp/SmolLM2-135M-Instruct", instructions="Answer in one short sentence.")
+            session = agent.create_session("smoke")
+            assert session.startswith("conv_")
+            response = agent.create_turn(
+                messages=[{"role": "user", "content": "Say hello."}], session_id=session, stream=False
+            )
+            assert response.status in ("completed", "incomplete") and response.output_text
+            items = client.conversations.items.list(session)
+            roles = [getattr(item, "role", None) for item in items.data]
+            assert roles.count("user") == 1 and roles.count("assistant") == 1  # the turn joined the session
+    finally:
+        assert running.stop() == 0, running.output()

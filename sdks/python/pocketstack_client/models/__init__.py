@@ -28,10 +28,21 @@ from .completion_choice import CompletionChoice
 from .completion_logprobs import CompletionLogprobs
 from .completion_logprobs_top_logprobs_item_type_0 import CompletionLogprobsTopLogprobsItemType0
 from .completion_request import CompletionRequest
+from .conversation import Conversation
+from .conversation_deleted_resource import ConversationDeletedResource
+from .conversation_item import ConversationItem
+from .conversation_item_list import ConversationItemList
+from .conversation_items_addition import ConversationItemsAddition
+from .conversation_metadata import ConversationMetadata
+from .conversation_metadata_update import ConversationMetadataUpdate
+from .conversation_metadata_update_metadata import ConversationMetadataUpdateMetadata
+from .create_conversation_request import CreateConversationRequest
+from .create_conversation_request_metadata_type_0 import CreateConversationRequestMetadataType0
 from .create_file_batch_request import CreateFileBatchRequest
 from .create_file_batch_request_attributes import CreateFileBatchRequestAttributes
 from .create_file_batch_request_chunking_strategy import CreateFileBatchRequestChunkingStrategy
 from .create_response_request import CreateResponseRequest
+from .create_response_request_conversation_type_1 import CreateResponseRequestConversationType1
 from .create_response_request_metadata_type_0 import CreateResponseRequestMetadataType0
 from .create_vector_store_request import CreateVectorStoreRequest
 from .create_vector_store_request_chunking_strategy import CreateVectorStoreRequestChunkingStrategy
@@ -127,6 +138,7 @@ from .response_input_item_list_data_item import ResponseInputItemListDataItem
 from .response_input_message import ResponseInputMessage
 from .response_input_message_role import ResponseInputMessageRole
 from .response_object import ResponseObject
+from .response_object_conversation_type_0 import ResponseObjectConversationType0
 from .response_object_incomplete_details_type_0 import ResponseObjectIncompleteDetailsType0
 from .response_object_metadata_type_0 import ResponseObjectMetadataType0
 from .response_object_status import ResponseObjectStatus
@@ -233,10 +245,21 @@ __all__ = (
     "CompletionLogprobs",
     "CompletionLogprobsTopLogprobsItemType0",
     "CompletionRequest",
+    "Conversation",
+    "ConversationDeletedResource",
+    "ConversationItem",
+    "ConversationItemList",
+    "ConversationItemsAddition",
+    "ConversationMetadata",
+    "ConversationMetadataUpdate",
+    "ConversationMetadataUpdateMetadata",
+    "CreateConversationRequest",
+    "CreateConversationRequestMetadataType0",
     "CreateFileBatchRequest",
     "CreateFileBatchRequestAttributes",
     "CreateFileBatchRequestChunkingStrategy",
     "CreateResponseRequest",
+    "CreateResponseRequestConversationType1",
     "CreateResponseRequestMetadataType0",
     "CreateVectorStoreRequest",
     "CreateVectorStoreRequestChunkingStrategy",
@@ -332,6 +355,7 @@ __all__ = (
     "ResponseInputMessage",
     "ResponseInputMessageRole",
     "ResponseObject",
+    "ResponseObjectConversationType0",
     "ResponseObjectIncompleteDetailsType0",
     "ResponseObjectMetadataType0",
     "ResponseObjectStatus",

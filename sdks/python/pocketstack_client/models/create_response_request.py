@@ -11,6 +11,7 @@ from ..models.response_tool_choice_type_0 import ResponseToolChoiceType0
 from ..types import UNSET, Unset
 
 if TYPE_CHECKING:
+    from ..models.create_response_request_conversation_type_1 import CreateResponseRequestConversationType1
     from ..models.create_response_request_metadata_type_0 import CreateResponseRequestMetadataType0
     from ..models.guardrail_type_1 import GuardrailType1
     from ..models.response_function_call import ResponseFunctionCall
@@ -35,7 +36,9 @@ class CreateResponseRequest:
             text, or a list of input items.
         instructions (None | str | Unset):
         previous_response_id (None | str | Unset):
-        conversation (Any | Unset): Not served yet (400); the Conversations API comes with it.
+        conversation (CreateResponseRequestConversationType1 | None | str | Unset): A conversation id (or `{"id":
+            ...}`): its items come before the input, and the input and the output are added to it. Not with
+            `previous_response_id`.
         store (bool | None | Unset):
         stream (bool | None | Unset):
         background (bool | None | Unset):
@@ -58,7 +61,7 @@ class CreateResponseRequest:
     input_: list[ResponseFunctionCall | ResponseFunctionCallOutput | ResponseInputMessage] | str
     instructions: None | str | Unset = UNSET
     previous_response_id: None | str | Unset = UNSET
-    conversation: Any | Unset = UNSET
+    conversation: CreateResponseRequestConversationType1 | None | str | Unset = UNSET
     store: bool | None | Unset = UNSET
     stream: bool | None | Unset = UNSET
     background: bool | None | Unset = UNSET
@@ -77,6 +80,7 @@ class CreateResponseRequest:
     additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        from ..models.create_response_request_conversation_type_1 import CreateResponseRequestConversationType1  # noqa: PLC0415
         from ..models.create_response_request_metadata_type_0 import CreateResponseRequestMetadataType0  # noqa: PLC0415
         from ..models.guardrail_type_1 import GuardrailType1  # noqa: PLC0415
         from ..models.response_function_call import ResponseFunctionCall  # noqa: PLC0415
@@ -122,7 +126,13 @@ class CreateResponseRequest:
         else:
             previous_response_id = self.previous_response_id
 
-        conversation = self.conversation
+        conversation: dict[str, Any] | None | str | Unset
+        if isinstance(self.conversation, Unset):
+            conversation = UNSET
+        elif isinstance(self.conversation, CreateResponseRequestConversationType1):
+            conversation = self.conversation.to_dict()
+        else:
+            conversation = self.conversation
 
         store: bool | None | Unset
         if isinstance(self.store, Unset):
@@ -295,6 +305,7 @@ class CreateResponseRequest:
 
     @classmethod
     def from_dict(cls: type[T], src_dict: Mapping[str, Any]) -> T:
+        from ..models.create_response_request_conversation_type_1 import CreateResponseRequestConversationType1  # noqa: PLC0415
         from ..models.create_response_request_metadata_type_0 import CreateResponseRequestMetadataType0  # noqa: PLC0415
         from ..models.guardrail_type_1 import GuardrailType1  # noqa: PLC0415
         from ..models.response_function_call import ResponseFunctionCall  # noqa: PLC0415
@@ -374,7 +385,22 @@ class CreateResponseRequest:
 
         previous_response_id = _parse_previous_response_id(d.pop("previous_response_id", UNSET))
 
-        conversation = d.pop("conversation", UNSET)
+        def _parse_conversation(data: object) -> CreateResponseRequestConversationType1 | None | str | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            try:
+                if not isinstance(data, dict):
+                    raise TypeError()
+                conversation_type_1 = CreateResponseRequestConversationType1.from_dict(data)
+
+                return conversation_type_1
+            except (TypeError, ValueError, AttributeError, KeyError):
+                pass
+            return cast(CreateResponseRequestConversationType1 | None | str | Unset, data)
+
+        conversation = _parse_conversation(d.pop("conversation", UNSET))
 
         def _parse_store(data: object) -> bool | None | Unset:
             if data is None:

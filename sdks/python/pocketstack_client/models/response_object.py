@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from ..models.guardrail_violation import GuardrailViolation
     from ..models.response_error import ResponseError
     from ..models.response_function_call import ResponseFunctionCall
+    from ..models.response_object_conversation_type_0 import ResponseObjectConversationType0
     from ..models.response_object_incomplete_details_type_0 import ResponseObjectIncompleteDetailsType0
     from ..models.response_object_metadata_type_0 import ResponseObjectMetadataType0
     from ..models.response_object_text import ResponseObjectText
@@ -44,6 +45,7 @@ class ResponseObject:
         usage (None | ResponseUsage | Unset):
         instructions (None | str | Unset):
         previous_response_id (None | str | Unset):
+        conversation (None | ResponseObjectConversationType0 | Unset):
         temperature (float | None | Unset):
         top_p (float | None | Unset):
         max_output_tokens (int | None | Unset):
@@ -70,6 +72,7 @@ class ResponseObject:
     usage: None | ResponseUsage | Unset = UNSET
     instructions: None | str | Unset = UNSET
     previous_response_id: None | str | Unset = UNSET
+    conversation: None | ResponseObjectConversationType0 | Unset = UNSET
     temperature: float | None | Unset = UNSET
     top_p: float | None | Unset = UNSET
     max_output_tokens: int | None | Unset = UNSET
@@ -82,6 +85,7 @@ class ResponseObject:
 
     def to_dict(self) -> dict[str, Any]:
         from ..models.response_error import ResponseError  # noqa: PLC0415
+        from ..models.response_object_conversation_type_0 import ResponseObjectConversationType0  # noqa: PLC0415
         from ..models.response_object_incomplete_details_type_0 import ResponseObjectIncompleteDetailsType0  # noqa: PLC0415
         from ..models.response_object_metadata_type_0 import ResponseObjectMetadataType0  # noqa: PLC0415
         from ..models.response_output_message import ResponseOutputMessage  # noqa: PLC0415
@@ -158,6 +162,14 @@ class ResponseObject:
         else:
             previous_response_id = self.previous_response_id
 
+        conversation: dict[str, Any] | None | Unset
+        if isinstance(self.conversation, Unset):
+            conversation = UNSET
+        elif isinstance(self.conversation, ResponseObjectConversationType0):
+            conversation = self.conversation.to_dict()
+        else:
+            conversation = self.conversation
+
         temperature: float | None | Unset
         if isinstance(self.temperature, Unset):
             temperature = UNSET
@@ -230,6 +242,8 @@ class ResponseObject:
             field_dict["instructions"] = instructions
         if previous_response_id is not UNSET:
             field_dict["previous_response_id"] = previous_response_id
+        if conversation is not UNSET:
+            field_dict["conversation"] = conversation
         if temperature is not UNSET:
             field_dict["temperature"] = temperature
         if top_p is not UNSET:
@@ -254,6 +268,7 @@ class ResponseObject:
         from ..models.guardrail_violation import GuardrailViolation  # noqa: PLC0415
         from ..models.response_error import ResponseError  # noqa: PLC0415
         from ..models.response_function_call import ResponseFunctionCall  # noqa: PLC0415
+        from ..models.response_object_conversation_type_0 import ResponseObjectConversationType0  # noqa: PLC0415
         from ..models.response_object_incomplete_details_type_0 import ResponseObjectIncompleteDetailsType0  # noqa: PLC0415
         from ..models.response_object_metadata_type_0 import ResponseObjectMetadataType0  # noqa: PLC0415
         from ..models.response_object_text import ResponseObjectText  # noqa: PLC0415
@@ -386,6 +401,23 @@ class ResponseObject:
 
         previous_response_id = _parse_previous_response_id(d.pop("previous_response_id", UNSET))
 
+        def _parse_conversation(data: object) -> None | ResponseObjectConversationType0 | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            try:
+                if not isinstance(data, dict):
+                    raise TypeError()
+                conversation_type_0 = ResponseObjectConversationType0.from_dict(data)
+
+                return conversation_type_0
+            except (TypeError, ValueError, AttributeError, KeyError):
+                pass
+            return cast(None | ResponseObjectConversationType0 | Unset, data)
+
+        conversation = _parse_conversation(d.pop("conversation", UNSET))
+
         def _parse_temperature(data: object) -> float | None | Unset:
             if data is None:
                 return data
@@ -473,6 +505,7 @@ class ResponseObject:
             usage=usage,
             instructions=instructions,
             previous_response_id=previous_response_id,
+            conversation=conversation,
             temperature=temperature,
             top_p=top_p,
             max_output_tokens=max_output_tokens,

@@ -1,0 +1,103 @@
+"""Conversations (OpenAI's): metadata and an ordered list of items that responses read and extend."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from pocketstack._generated import models
+from pocketstack.errors import ResourceNotFoundError
+from pocketstack.fields import given, plain
+from pocketstack.response_items import chat_messages, new_id, stored_items
+from pocketstack.stack import Stack
+from pocketstack.storage.conversations import ConversationStore, StoredConversation
+
+
+def _conversation(stored: StoredConversation) -> models.Conversation:
+    return models.Conversation(id=stored.id, created_at=stored.created_at, metadata=stored.metadata)
+
+
+def _item_list(items: list[dict[str, Any]], has_more: bool = False) -> models.ConversationItemList:
+    data = [models.ConversationItem.model_validate(item) for item in items]
+    return models.ConversationItemList(
+        data=data, first_id=data[0].id if data else "", last_id=data[-1].id if data else "", has_more=has_more
+    )
+
+
+class ConversationsApi:
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+
+    @property
+    def store(self) -> ConversationStore:
+        return ConversationStore(self.stack.database)
+
+    async def lookup(self, conversation_id: str) -> StoredConversation:
+        stored = await self.store.get(conversation_id)
+        if stored is None:
+            raise ResourceNotFoundError("conversation", conversation_id)
+        return stored
+
+    async def context(self, conversation_id: str) -> list[dict[str, Any]]:
+        """The conversation's items as chat messages (what a response reads before its own input)."""
+        await self.lookup(conversation_id)
+        return chat_messages(await self.store.all_items(conversation_id))
+
+    async def append(self, conversation_id: str, items: list[dict[str, Any]]) -> None:
+        await self.store.add_items(conversation_id, items)
+
+    async def create_conversation(self, request: models.CreateConversationRequest) -> models.Conversation:
+        raw = plain(given(request.items)) or []
+        items = stored_items(list(raw))
+        chat_messages(items)  # refuses item kinds and parts this build cannot use, before anything is stored
+        stored = StoredConversation(new_id("conv"), int(time.time()), given(request.metadata) or {})
+        await self.store.create(stored, items)
+        return _conversation(stored)
+
+    async def get_conversation(self, request: models.GetConversationRequest) -> models.Conversation:
+        return _conversation(await self.lookup(request.conversation_id))
+
+    async def update_conversation(self, request: models.UpdateConversationRequest) -> models.Conversation:
+        if not await self.store.update(request.conversation_id, request.metadata):
+            raise ResourceNotFoundError("conversation", request.conversation_id)
+        return _conversation(await self.lookup(request.conversation_id))
+
+    async def delete_conversation(
+        self, request: models.DeleteConversationRequest
+    ) -> models.ConversationDeletedResource:
+        if not await self.store.delete(request.conversation_id):
+            raise ResourceNotFoundError("conversation", request.conversation_id)
+        return models.ConversationDeletedResource(id=request.conversation_id, deleted=True)
+
+    async def list_conversation_items(
+        self, request: models.ListConversationItemsRequest
+    ) -> models.ConversationItemList:
+        await self.lookup(request.conversation_id)
+        descending = given(request.order, models.SortOrder.desc) == "desc"
+        items, has_more = await self.store.page_items(
+            request.conversation_id, after=given(request.after), limit=request.limit, descending=descending
+        )
+        return _item_list(items, has_more)
+
+    async def add_conversation_items(self, request: models.AddConversationItemsRequest) -> models.ConversationItemList:
+        await self.lookup(request.conversation_id)
+        items = stored_items(list(request.items))
+        chat_messages(items)
+        await self.store.add_items(request.conversation_id, items)
+        return _item_list(items)
+
+    async def get_conversation_item(self, request: models.GetConversationItemRequest) -> models.ConversationItem:
+        await self.lookup(request.conversation_id)
+        item = await self.store.item(request.conversation_id, request.item_id)
+        if item is None:
+            raise ResourceNotFoundError("conversation item", request.item_id)
+        return models.ConversationItem.model_validate(item)
+
+    async def delete_conversation_item(self, request: models.DeleteConversationItemRequest) -> models.Conversation:
+        stored = await self.lookup(request.conversation_id)
+        if not await self.store.delete_item(request.conversation_id, request.item_id):
+            raise ResourceNotFoundError("conversation item", request.item_id)
+        return _conversation(stored)
+
+
+__all__ = ["ConversationsApi"]

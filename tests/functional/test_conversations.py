@@ -1,0 +1,103 @@
+"""Conversations through the `openai` client, and responses that read and extend them (scripted model)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import openai
+import pytest
+from aiohttp.test_utils import TestClient
+
+from pocketstack._generated import models
+from pocketstack.app import create_app
+from tests.conftest import edge_providers_with, edge_with
+from tests.functional.test_errors import assert_error_shape
+from tests.functional.test_guardrails import edge_shields
+from tests.functional.test_responses import CHAT
+from tests.scripted_provider import scripted, scripted_entry
+
+__all__ = ["scripted"]
+
+
+@pytest.fixture
+async def server(
+    aiohttp_client: Callable[..., Any], scripted: list[models.ChatCompletionRequest]
+) -> TestClient[Any, Any]:
+    llama_cpp = edge_providers_with()["inference"]
+    config = edge_with(
+        providers=edge_providers_with(inference=[*llama_cpp, scripted_entry(replies={"capital?": "Paris."})]),
+        registered_resources={"models": [CHAT], "shields": edge_shields()},
+    )
+    return await aiohttp_client(create_app(config))  # type: ignore[no-any-return]
+
+
+async def test_a_conversation_and_its_items(oai: openai.AsyncOpenAI) -> None:
+    conversation = await oai.conversations.create(
+        items=[{"type": "message", "role": "user", "content": "first"}], metadata={"topic": "demo"}
+    )
+    assert conversation.id.startswith("conv_") and conversation.metadata == {"topic": "demo"}
+    assert (await oai.conversations.retrieve(conversation.id)).created_at == conversation.created_at
+    updated = await oai.conversations.update(conversation.id, metadata={"topic": "renamed"})
+    assert updated.metadata == {"topic": "renamed"}
+    added = await oai.conversations.items.create(
+        conversation.id,
+        items=[
+            {"type": "message", "role": "assistant", "content": "second"},
+            {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "third"}]},
+        ],
+    )
+    assert len(added.data) == 2
+    listed = await oai.conversations.items.list(conversation.id)  # newest first
+    assert [item.content[0].text for item in listed.data] == ["third", "second", "first"]  # type: ignore[union-attr]
+    ascending = await oai.conversations.items.list(conversation.id, order="asc", limit=2)
+    assert [item.content[0].text for item in ascending.data] == ["first", "second"] and ascending.has_more  # type: ignore[union-attr]
+    one = await oai.conversations.items.retrieve(added.data[0].id, conversation_id=conversation.id)
+    assert one.id == added.data[0].id
+    after = await oai.conversations.items.delete(added.data[0].id, conversation_id=conversation.id)
+    assert after.id == conversation.id
+    assert len((await oai.conversations.items.list(conversation.id)).data) == 2
+    deleted = await oai.conversations.delete(conversation.id)
+    assert deleted.deleted is True
+    with pytest.raises(openai.NotFoundError):
+        await oai.conversations.retrieve(conversation.id)
+
+
+async def test_responses_read_and_extend_a_conversation(
+    oai: openai.AsyncOpenAI, scripted: list[models.ChatCompletionRequest]
+) -> None:
+    conversation = await oai.conversations.create()
+    first = await oai.responses.create(model="chat", input="capital?", conversation=conversation.id)
+    assert first.output_text == "Paris." and first.conversation is not None and first.conversation.id == conversation.id
+    second = await oai.responses.create(model="chat", input="thanks", conversation=conversation.id, stream=False)
+    assert second.output_text == "You said: thanks"
+    assert [m.role for m in scripted[-1].messages] == ["user", "assistant", "user"]
+    items = await oai.conversations.items.list(conversation.id, order="asc")
+    texts = [item.content[0].text for item in items.data]  # type: ignore[union-attr]
+    assert texts == ["capital?", "Paris.", "thanks", "You said: thanks"]
+    streamed = await oai.responses.create(model="chat", input="again", conversation=conversation.id, stream=True)
+    async for _event in streamed:
+        pass
+    assert len((await oai.conversations.items.list(conversation.id)).data) == 6
+
+
+async def test_conversation_errors(server: TestClient[Any, Any]) -> None:
+    for method, path, body, status in (
+        ("GET", "/v1/conversations/conv_nope", None, 404),
+        ("POST", "/v1/conversations/conv_nope", {"metadata": {}}, 404),
+        ("DELETE", "/v1/conversations/conv_nope", None, 404),
+        ("GET", "/v1/conversations/conv_nope/items", None, 404),
+        ("POST", "/v1/conversations/conv_nope/items", {"items": [{"role": "user", "content": "x"}]}, 404),
+        ("POST", "/v1/conversations", {"items": [{"type": "mystery"}]}, 400),
+        ("POST", "/v1/responses", {"model": "chat", "input": "x", "conversation": "conv_nope"}, 400),
+    ):
+        response = await server.request(method, path, json=body)
+        assert response.status == status, (path, await response.text())
+        assert_error_shape(await response.json())
+    created = await (await server.post("/v1/conversations", json={})).json()
+    item = {"type": "message", "id": "msg_1", "role": "user", "content": "x"}
+    assert (await server.post(f"/v1/conversations/{created['id']}/items", json={"items": [item]})).status == 200
+    again = await server.post(f"/v1/conversations/{created['id']}/items", json={"items": [item]})
+    assert again.status == 409  # an id is an item's, once per conversation
+    empty = await server.post("/v1/conversations")  # no body at all, as the SDK sends it
+    assert empty.status == 200, await empty.text()
