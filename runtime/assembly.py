@@ -48,7 +48,7 @@ async def assemble(stack: Stack, served_tags: frozenset[str]) -> dict[str, Handl
         vector_io=vector_io,
         shields=shields,
         safety=safety,
-        responses=ResponsesApi(stack, inference, conversations),
+        responses=ResponsesApi(stack, inference, conversations, vector_io),
         conversations=conversations,
     )
     return handlers(apis)

@@ -13,7 +13,7 @@ from pocketstack.fields import given, plain
 
 _TEXT_PARTS = ("input_text", "output_text", "text")
 # Built-in tools this build does not run yet: refused, never silently dropped.
-_NOT_YET = "The {kind} tool is not served by this build yet; only function tools are."
+_NOT_YET = "The {kind} tool is not served by this build yet; function and file_search tools are."
 
 
 def new_id(prefix: str) -> str:
@@ -86,10 +86,15 @@ def chat_messages(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return messages
 
 
+_SERVED_BUILTINS = ("file_search",)  # run by the server (response_turn.py); the others are refused
+
+
 def _tools(request: models.CreateResponseRequest) -> list[dict[str, Any]]:
     tools = []
     for tool in given(request.tools) or []:
         if not isinstance(tool, models.ResponseFunctionTool):
+            if tool.type in _SERVED_BUILTINS:
+                continue
             raise BadRequestError(_NOT_YET.format(kind=tool.type), code="unsupported_tool", param="tools")
         function: dict[str, Any] = {"name": tool.name}
         if given(tool.description) is not None:
@@ -132,7 +137,11 @@ def _response_format(request: models.CreateResponseRequest) -> dict[str, Any] | 
 
 
 def chat_request(
-    request: models.CreateResponseRequest, messages: list[dict[str, Any]], *, stream: bool
+    request: models.CreateResponseRequest,
+    messages: list[dict[str, Any]],
+    *,
+    stream: bool,
+    extra_tools: list[dict[str, Any]] | None = None,
 ) -> models.ChatCompletionRequest:
     """The chat request that answers this response request, over the whole conversation `messages`."""
     instructions = given(request.instructions)
@@ -149,7 +158,7 @@ def chat_request(
         "top_p": given(request.top_p),
         "max_tokens": given(request.max_output_tokens),
         "parallel_tool_calls": given(request.parallel_tool_calls),
-        "tools": _tools(request) or None,
+        "tools": _tools(request) + (extra_tools or []) or None,
         "tool_choice": _tool_choice(request),
         "response_format": _response_format(request),
         "guardrails": [
@@ -163,15 +172,18 @@ def chat_request(
     return models.ChatCompletionRequest.model_validate(body)
 
 
-def output_items(message: models.ChatResponseMessage, max_tool_calls: int | None) -> list[dict[str, Any]]:
-    """A chat answer as output items: a message (text or refusal), then its function calls."""
+def output_items(
+    message: models.ChatResponseMessage, max_tool_calls: int | None, hidden: set[str] | frozenset[str] = frozenset()
+) -> list[dict[str, Any]]:
+    """A chat answer as output items: a message (text or refusal), then its function calls (not the `hidden`
+    ones: the server's own tools)."""
     items: list[dict[str, Any]] = []
     text, refusal = given(message.content), given(message.refusal)
     if refusal:
         items.append(_message_item([{"type": "refusal", "refusal": refusal}]))
     elif text:
         items.append(_message_item([{"type": "output_text", "text": text, "annotations": []}]))
-    calls = given(message.tool_calls, [])
+    calls = [call for call in given(message.tool_calls, []) if call.function.name not in hidden]
     for call in calls[:max_tool_calls] if max_tool_calls is not None else calls:
         items.append(function_call_item(call.id, call.function.name, call.function.arguments, "completed"))
     return items

@@ -38,6 +38,8 @@ class StreamEvents:
     part: str | None = None  # "output_text" or "refusal", once the message's part is open
     text: str = ""
     calls: dict[int, _Call] = field(default_factory=dict)
+    hidden: set[str] = field(default_factory=set)  # the server's own tools: their calls are not told as such
+    hidden_calls: set[int] = field(default_factory=set)
 
     def event(self, kind: str, **fields: Any) -> models.ResponseStreamEvent:
         return models.ResponseStreamEvent.model_validate(
@@ -83,9 +85,14 @@ class StreamEvents:
     def _call_delta(self, call: models.ChunkToolCall) -> list[models.ResponseStreamEvent]:
         function = given(call.function)
         events = []
+        if call.index in self.hidden_calls:
+            return []
         current = self.calls.get(call.index)
         if current is None:
             name = given(function.name, "") if function is not None else ""
+            if name in self.hidden:
+                self.hidden_calls.add(call.index)
+                return []
             current = _Call(self.items, new_id("fc"), given(call.id, "") or new_id("call"), name)
             self.calls[call.index] = current
             self.items += 1

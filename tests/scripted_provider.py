@@ -35,6 +35,7 @@ class ScriptedConfig(BaseModel):
     verdicts: dict[str, str] = Field(default_factory=dict)
     # last user text -> the tool calls to answer with ({"name": ..., "arguments": "<json>"}), when tools are offered
     calls: dict[str, list[dict[str, str]]] = Field(default_factory=dict)
+    persistent: list[str] = Field(default_factory=list)  # user texts whose calls repeat after tool answers
 
 
 def judged_text(prompt: str) -> str:
@@ -66,10 +67,16 @@ class ScriptedModel(Stateless):
         return self.config.replies.get(text, f"You said: {text}")
 
     def _calls(self, request: models.ChatCompletionRequest) -> list[dict[str, str]]:
-        last = request.messages[-1]
-        if request.tools in (None, MISSING) or last.role != "user" or not isinstance(last.content, str):
+        """The calls scripted for the last user text: once, or again after every tool answer if `persistent`."""
+        if request.tools in (None, MISSING):
             return []
-        return [{"id": f"call_{uuid.uuid4().hex[:12]}", **call} for call in self.config.calls.get(last.content, [])]
+        users = [m for m in request.messages if m.role == "user" and isinstance(m.content, str)]
+        if not users:
+            return []
+        asked = str(users[-1].content)
+        if request.messages[-1].role != "user" and asked not in self.config.persistent:
+            return []
+        return [{"id": f"call_{uuid.uuid4().hex[:12]}", **call} for call in self.config.calls.get(asked, [])]
 
     async def chat_completion(
         self, model: ServedModel, request: models.ChatCompletionRequest

@@ -1005,6 +1005,40 @@ class ResponseOutputMessage(BaseModel):
     content: list[ResponseOutputText | ResponseOutputRefusal]
 
 
+class ResponseFileSearchResult(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    file_id: str
+    filename: str
+    score: float
+    text: str
+    attributes: dict[str, Any] | MISSING = MISSING
+
+
+class ResponseFileSearchCallStatus(StrEnum):
+    in_progress = "in_progress"
+    searching = "searching"
+    completed = "completed"
+    incomplete = "incomplete"
+    failed = "failed"
+
+
+class ResponseFileSearchCall(BaseModel):
+    """
+    A file search the server ran for the model; `results` only when `include` asks for them.
+    """
+
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    type: Literal["file_search_call"]
+    id: str
+    status: ResponseFileSearchCallStatus
+    queries: list[str]
+    results: list[ResponseFileSearchResult] | None | MISSING = MISSING
+
+
 class ResponseError(BaseModel):
     model_config = ConfigDict(
         extra="allow",
@@ -2495,7 +2529,7 @@ class ResponseObject(BaseModel):
     completed_at: int | None | MISSING = MISSING
     status: ResponseObjectStatus
     model: str
-    output: list[ResponseOutputMessage | ResponseFunctionCall]
+    output: list[ResponseOutputMessage | ResponseFunctionCall | ResponseFileSearchCall]
     error: ResponseError | None | MISSING = MISSING
     incomplete_details: dict[str, Any] | None | MISSING = MISSING
     usage: ResponseUsage | None | MISSING = MISSING

@@ -10,29 +10,20 @@ guardrail works here too. Function tools are the client's: their calls end the r
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
-from contextlib import aclosing
-from typing import Any, cast
+from collections.abc import AsyncIterator
+from typing import Any
 
 from pocketstack._generated import models
 from pocketstack.apis.conversations import ConversationsApi
 from pocketstack.apis.inference import InferenceApi
-from pocketstack.chat_stream import ChatAssembler
+from pocketstack.apis.vector_io import VectorIOApi
 from pocketstack.errors import BadRequestError, ResourceNotFoundError
 from pocketstack.fields import given, plain
-from pocketstack.response_items import chat_messages, chat_request, input_items, new_id, output_items
-from pocketstack.response_stream import StreamEvents
+from pocketstack.file_search import file_search_tool
+from pocketstack.response_items import chat_messages, input_items, new_id
+from pocketstack.response_turn import Turn
 from pocketstack.stack import Stack
 from pocketstack.storage.responses import ResponseStore, StoredResponse
-
-
-def _assistant_message(message: models.ChatResponseMessage) -> dict[str, Any]:
-    """The answer as the next turn's context sees it (a refusal reads as what was said)."""
-    turn: dict[str, Any] = {"role": "assistant", "content": given(message.content) or given(message.refusal)}
-    calls = given(message.tool_calls, [])
-    if calls:
-        turn["tool_calls"] = [call.model_dump(mode="json") for call in calls]
-    return turn
 
 
 def _dumped(value: Any) -> Any:
@@ -50,10 +41,13 @@ def _conversation_id(request: models.CreateResponseRequest) -> str | None:
 
 
 class ResponsesApi:
-    def __init__(self, stack: Stack, inference: InferenceApi, conversations: ConversationsApi) -> None:
+    def __init__(
+        self, stack: Stack, inference: InferenceApi, conversations: ConversationsApi, vector_io: VectorIOApi
+    ) -> None:
         self.stack = stack
         self.inference = inference
         self.conversations = conversations
+        self.vector_io = vector_io
 
     @property
     def store(self) -> ResponseStore:
@@ -109,81 +103,38 @@ class ResponsesApi:
             "metadata": given(request.metadata),
         }
 
-    @staticmethod
-    def _finished(response: dict[str, Any], completion: models.ChatCompletion, max_tool_calls: int | None) -> None:
-        choice = completion.choices[0]
-        response["output"] = output_items(choice.message, max_tool_calls)
-        response["completed_at"] = int(time.time())
-        if choice.finish_reason == models.FinishReason.length:
-            response["status"], response["incomplete_details"] = "incomplete", {"reason": "max_output_tokens"}
-        else:
-            response["status"] = "completed"
-        usage = given(completion.usage)
-        if usage is not None:
-            response["usage"] = {
-                "input_tokens": usage.prompt_tokens,
-                "output_tokens": usage.completion_tokens,
-                "total_tokens": usage.total_tokens,
-                "input_tokens_details": {"cached_tokens": 0},
-                "output_tokens_details": {"reasoning_tokens": 0},
-            }
-        violations = given(completion.guardrail_violations, [])
-        if violations:
-            response["guardrail_violations"] = [v.model_dump(mode="json") for v in violations]
-
     async def create_openai_response(
         self, request: models.CreateResponseRequest
     ) -> models.ResponseObject | AsyncIterator[models.ResponseStreamEvent]:
         items = input_items(request)
         messages = await self._context(request) + chat_messages(items)
+        tool = file_search_tool(request)
+        for store_id in tool.vector_store_ids if tool is not None else []:
+            await self.vector_io.usable(store_id)  # an unknown or expired store is a 400 before the model runs
+        turn = Turn(request, self._skeleton(request), messages, self.inference, self.vector_io, tool)
         streaming = given(request.stream, False)
-        chat = chat_request(request, messages, stream=streaming)
-        response = self._skeleton(request)
-        answer = await self.inference.openai_chat_completion(chat)  # errors (unknown model...) come before any event
+        answer = await turn.call(stream=streaming)  # errors (unknown model...) come before any event
         if isinstance(answer, models.ChatCompletion):
-            self._finished(response, answer, given(request.max_tool_calls))
-            await self._keep(response, answer, items, messages)
-            return models.ResponseObject.model_validate(response)
-        return self._events(request, response, answer, items, messages)
+            await turn.run(answer)
+            await self._keep(turn, items)
+            return models.ResponseObject.model_validate(turn.response)
+        return self._events(turn, answer, items)
 
-    async def _keep(
-        self,
-        response: dict[str, Any],
-        completion: models.ChatCompletion,
-        items: list[dict[str, Any]],
-        messages: list[dict[str, Any]],
-    ) -> None:
+    async def _events(
+        self, turn: Turn, chunks: AsyncIterator[models.ChatCompletionChunk], items: list[dict[str, Any]]
+    ) -> AsyncIterator[models.ResponseStreamEvent]:
+        async for event in turn.events(chunks):
+            if event.type in ("response.completed", "response.incomplete"):
+                await self._keep(turn, items)  # stored before the client hears it is done
+            yield event
+
+    async def _keep(self, turn: Turn, items: list[dict[str, Any]]) -> None:
+        response = turn.response
         conversation = (response.get("conversation") or {}).get("id")
         if conversation is not None:  # the turn joins the conversation, stored or not, as in OpenAI
             await self.conversations.append(conversation, [*items, *response["output"]])
         if response["store"]:
-            context = [*messages, _assistant_message(completion.choices[0].message)]
-            await self.store.add(StoredResponse(response, items, context))
-
-    async def _events(
-        self,
-        request: models.CreateResponseRequest,
-        response: dict[str, Any],
-        chunks: AsyncIterator[models.ChatCompletionChunk],
-        items: list[dict[str, Any]],
-        messages: list[dict[str, Any]],
-    ) -> AsyncIterator[models.ResponseStreamEvent]:
-        events = StreamEvents()
-        assembler = ChatAssembler()
-        yield events.event("response.created", response=dict(response))
-        yield events.event("response.in_progress", response=dict(response))
-        async with aclosing(cast(AsyncGenerator[models.ChatCompletionChunk], chunks)) as stream:
-            async for chunk in stream:
-                assembler.add(chunk)
-                for event in events.chunk(chunk):
-                    yield event
-        completion = assembler.completion(request.model)
-        self._finished(response, completion, given(request.max_tool_calls))
-        for event in events.finish(response["output"]):  # gives the output the ids the stream used
-            yield event
-        await self._keep(response, completion, items, messages)
-        final = "response.incomplete" if response["status"] == "incomplete" else "response.completed"
-        yield events.event(final, response=response)
+            await self.store.add(StoredResponse(response, items, turn.messages))
 
     async def get_openai_response(self, request: models.GetOpenaiResponseRequest) -> models.ResponseObject:
         stored = await self.store.get(request.response_id)

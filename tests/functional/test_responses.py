@@ -16,6 +16,7 @@ from pocketstack.app import create_app
 from tests.conftest import CHAT_MODEL, edge_providers_with, edge_with
 from tests.functional.test_errors import assert_error_shape
 from tests.functional.test_guardrails import edge_shields
+from tests.functional.test_vector_store_files import FILES, _upload
 from tests.scripted_provider import scripted, scripted_entry
 
 __all__ = ["scripted"]
@@ -27,7 +28,13 @@ WEATHER = {
     "description": "The weather in a city.",
     "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
 }
-CALLS = {"Weather in Paris?": [{"name": "get_weather", "arguments": '{"city": "Paris"}'}]}
+CALLS = {
+    "Weather in Paris?": [{"name": "get_weather", "arguments": '{"city": "Paris"}'}],
+    "What does a comet grow near the sun?": [
+        {"name": "file_search", "arguments": '{"query": "comet tail near the sun"}'}
+    ],
+    "Search forever": [{"name": "file_search", "arguments": '{"query": "anything"}'}],
+}
 
 
 @pytest.fixture
@@ -37,7 +44,10 @@ async def server(
     llama_cpp = edge_providers_with()["inference"]
     config = edge_with(
         providers=edge_providers_with(
-            inference=[*llama_cpp, scripted_entry(replies={"capital?": "Paris."}, calls=CALLS)]
+            inference=[
+                *llama_cpp,
+                scripted_entry(replies={"capital?": "Paris."}, calls=CALLS, persistent=["Search forever"]),
+            ]
         ),
         registered_resources={"models": [CHAT], "shields": edge_shields()},
     )
@@ -156,7 +166,9 @@ async def test_response_errors(server: TestClient[Any, Any]) -> None:
             400,
         ),
         ({"model": "chat", "input": user, "tool_choice": "required"}, 400),
-        ({"model": "chat", "input": user, "tools": [{"type": "file_search", "vector_store_ids": ["vs_1"]}]}, 400),
+        ({"model": "chat", "input": user, "tools": [{"type": "file_search", "vector_store_ids": ["vs_nope"]}]}, 400),
+        ({"model": "chat", "input": user, "tools": [{"type": "file_search"}]}, 400),
+        ({"model": "chat", "input": user, "tools": [{"type": "web_search"}]}, 400),
         ({"model": "chat", "input": [{"role": "user", "content": [{"type": "input_image", "image_url": "x"}]}]}, 400),
         ({"model": "chat", "input": user, "guardrails": ["nope"]}, 404),
     ):
@@ -207,3 +219,74 @@ async def test_llama_stack_clients_responses(lls: Any) -> None:
     assert response.id in [r.id for r in listed.data]
     items = await lls.responses.input_items.list(response.id)
     assert items.data[0].content[0].text == "capital?"
+
+
+async def _store_of(oai: openai.AsyncOpenAI, model: str) -> str:
+    store = await oai.vector_stores.create(name="docs", extra_body={"embedding_model": model})
+    for name, content in FILES.items():
+        file_id = await _upload(oai, name, content)
+        await oai.vector_stores.files.create_and_poll(file_id=file_id, vector_store_id=store.id, poll_interval_ms=50)
+    return store.id
+
+
+async def test_file_search_finds_the_right_file_and_cites_it(
+    oai: openai.AsyncOpenAI, stored_embedding: str, scripted: list[models.ChatCompletionRequest]
+) -> None:
+    store = await _store_of(oai, stored_embedding)
+    tools: Any = [{"type": "file_search", "vector_store_ids": [store], "max_num_results": 2}]
+    response = await oai.responses.create(
+        model="chat", input="What does a comet grow near the sun?", tools=tools, include=["file_search_call.results"]
+    )
+    search, message = response.output
+    assert search.type == "file_search_call" and search.queries == ["comet tail near the sun"]  # type: ignore[union-attr]
+    assert search.results is not None and search.results[0].filename == "comets.json"  # type: ignore[union-attr]
+    assert message.type == "message"
+    answer = message.content[0]
+    assert (
+        answer.type == "output_text" and "glowing tail of ice and dust" in answer.text
+    )  # the passage reached the model
+    assert answer.annotations[0].type == "file_citation" and answer.annotations[0].filename == "comets.json"  # type: ignore[union-attr]
+    assert [m.role for m in scripted[-1].messages] == ["user", "assistant", "tool"]
+    assert scripted[-1].tools is not None and scripted[-1].tools[0].function.name == "file_search"
+    without = await oai.responses.create(model="chat", input="What does a comet grow near the sun?", tools=tools)
+    assert without.output[0].results is None  # type: ignore[union-attr]  # results only when included
+
+
+async def test_file_search_streams_its_own_events(oai: openai.AsyncOpenAI, stored_embedding: str) -> None:
+    store = await _store_of(oai, stored_embedding)
+    tools: Any = [{"type": "file_search", "vector_store_ids": [store]}]
+    stream = await oai.responses.create(
+        model="chat", input="What does a comet grow near the sun?", tools=tools, stream=True
+    )
+    events = [event async for event in stream]
+    kinds = [event.type for event in events]
+    assert kinds[:8] == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.file_search_call.in_progress",
+        "response.file_search_call.searching",
+        "response.file_search_call.completed",
+        "response.output_item.done",
+        "response.output_item.added",
+    ]
+    assert "response.function_call_arguments.delta" not in kinds  # the server's tool is not the client's
+    assert kinds[-1] == "response.completed" and [e.sequence_number for e in events] == list(range(len(events)))
+    final = events[-1].response  # type: ignore[union-attr]
+    assert [item.type for item in final.output] == ["file_search_call", "message"]
+    assert [e.output_index for e in events if e.type == "response.output_item.added"] == [0, 1]  # type: ignore[union-attr]
+
+
+async def test_max_infer_iters_bounds_the_model_calls(
+    oai: openai.AsyncOpenAI, stored_embedding: str, scripted: list[models.ChatCompletionRequest]
+) -> None:
+    store = await _store_of(oai, stored_embedding)
+    tools: Any = [{"type": "file_search", "vector_store_ids": [store]}]
+    before = len(scripted)
+    response = await oai.responses.create(
+        model="chat", input="Search forever", tools=tools, extra_body={"max_infer_iters": 3}
+    )
+    assert len(scripted) - before == 3
+    assert response.status == "incomplete" and response.incomplete_details is not None
+    assert response.incomplete_details.reason == "max_infer_iters"  # type: ignore[comparison-overlap]
+    assert [item.type for item in response.output] == ["file_search_call", "file_search_call"]

@@ -124,6 +124,10 @@ from .rerank_request import RerankRequest
 from .rerank_response import RerankResponse
 from .rerank_result import RerankResult
 from .response_error import ResponseError
+from .response_file_search_call import ResponseFileSearchCall
+from .response_file_search_call_status import ResponseFileSearchCallStatus
+from .response_file_search_result import ResponseFileSearchResult
+from .response_file_search_result_attributes import ResponseFileSearchResultAttributes
 from .response_format_json_object import ResponseFormatJsonObject
 from .response_format_json_schema import ResponseFormatJsonSchema
 from .response_format_text import ResponseFormatText
@@ -341,6 +345,10 @@ __all__ = (
     "RerankResponse",
     "RerankResult",
     "ResponseError",
+    "ResponseFileSearchCall",
+    "ResponseFileSearchCallStatus",
+    "ResponseFileSearchResult",
+    "ResponseFileSearchResultAttributes",
     "ResponseFormatJsonObject",
     "ResponseFormatJsonSchema",
     "ResponseFormatText",

@@ -13,6 +13,7 @@ from ..types import UNSET, Unset
 if TYPE_CHECKING:
     from ..models.guardrail_violation import GuardrailViolation
     from ..models.response_error import ResponseError
+    from ..models.response_file_search_call import ResponseFileSearchCall
     from ..models.response_function_call import ResponseFunctionCall
     from ..models.response_object_conversation_type_0 import ResponseObjectConversationType0
     from ..models.response_object_incomplete_details_type_0 import ResponseObjectIncompleteDetailsType0
@@ -35,7 +36,7 @@ class ResponseObject:
         created_at (int):
         status (ResponseObjectStatus):
         model (str):
-        output (list[ResponseFunctionCall | ResponseOutputMessage]):
+        output (list[ResponseFileSearchCall | ResponseFunctionCall | ResponseOutputMessage]):
         parallel_tool_calls (bool):
         tool_choice (Any):
         tools (list[ResponseObjectToolsItem]):
@@ -61,7 +62,7 @@ class ResponseObject:
     created_at: int
     status: ResponseObjectStatus
     model: str
-    output: list[ResponseFunctionCall | ResponseOutputMessage]
+    output: list[ResponseFileSearchCall | ResponseFunctionCall | ResponseOutputMessage]
     parallel_tool_calls: bool
     tool_choice: Any
     tools: list[ResponseObjectToolsItem]
@@ -85,6 +86,7 @@ class ResponseObject:
 
     def to_dict(self) -> dict[str, Any]:
         from ..models.response_error import ResponseError  # noqa: PLC0415
+        from ..models.response_function_call import ResponseFunctionCall  # noqa: PLC0415
         from ..models.response_object_conversation_type_0 import ResponseObjectConversationType0  # noqa: PLC0415
         from ..models.response_object_incomplete_details_type_0 import ResponseObjectIncompleteDetailsType0  # noqa: PLC0415
         from ..models.response_object_metadata_type_0 import ResponseObjectMetadataType0  # noqa: PLC0415
@@ -105,6 +107,8 @@ class ResponseObject:
         for output_item_data in self.output:
             output_item: dict[str, Any]
             if isinstance(output_item_data, ResponseOutputMessage):
+                output_item = output_item_data.to_dict()
+            elif isinstance(output_item_data, ResponseFunctionCall):
                 output_item = output_item_data.to_dict()
             else:
                 output_item = output_item_data.to_dict()
@@ -267,6 +271,7 @@ class ResponseObject:
     def from_dict(cls: type[T], src_dict: Mapping[str, Any]) -> T:
         from ..models.guardrail_violation import GuardrailViolation  # noqa: PLC0415
         from ..models.response_error import ResponseError  # noqa: PLC0415
+        from ..models.response_file_search_call import ResponseFileSearchCall  # noqa: PLC0415
         from ..models.response_function_call import ResponseFunctionCall  # noqa: PLC0415
         from ..models.response_object_conversation_type_0 import ResponseObjectConversationType0  # noqa: PLC0415
         from ..models.response_object_incomplete_details_type_0 import ResponseObjectIncompleteDetailsType0  # noqa: PLC0415
@@ -293,7 +298,9 @@ class ResponseObject:
         _output = d.pop("output")
         for output_item_data in _output:
 
-            def _parse_output_item(data: object) -> ResponseFunctionCall | ResponseOutputMessage:
+            def _parse_output_item(
+                data: object,
+            ) -> ResponseFileSearchCall | ResponseFunctionCall | ResponseOutputMessage:
                 try:
                     if not isinstance(data, dict):
                         raise TypeError()
@@ -302,11 +309,19 @@ class ResponseObject:
                     return componentsschemas_response_output_item_type_0
                 except (TypeError, ValueError, AttributeError, KeyError):
                     pass
+                try:
+                    if not isinstance(data, dict):
+                        raise TypeError()
+                    componentsschemas_response_output_item_type_1 = ResponseFunctionCall.from_dict(data)
+
+                    return componentsschemas_response_output_item_type_1
+                except (TypeError, ValueError, AttributeError, KeyError):
+                    pass
                 if not isinstance(data, dict):
                     raise TypeError()
-                componentsschemas_response_output_item_type_1 = ResponseFunctionCall.from_dict(data)
+                componentsschemas_response_output_item_type_2 = ResponseFileSearchCall.from_dict(data)
 
-                return componentsschemas_response_output_item_type_1
+                return componentsschemas_response_output_item_type_2
 
             output_item = _parse_output_item(output_item_data)
 

@@ -1,0 +1,117 @@
+"""The `file_search` tool of Responses: the model asks for a query, the server searches vector stores.
+
+The model sees one function, `file_search(query)`; its calls never reach the client. Each call
+becomes a `file_search_call` output item (with the results when `include` asks for
+`file_search_call.results`), and the passages go back to the model as the tool's answer, numbered
+and named by file, so its final message can cite them; that message gets a `file_citation`
+annotation per file the searches returned.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from pocketstack._generated import models
+from pocketstack.apis.vector_io import VectorIOApi
+from pocketstack.errors import BadRequestError
+from pocketstack.fields import given
+from pocketstack.response_items import new_id
+
+NAME = "file_search"
+FUNCTION = {
+    "type": "function",
+    "function": {
+        "name": NAME,
+        "description": "Search the user's files (a knowledge base) for passages that answer a question. "
+        "Call it before answering questions about the files.",
+        "parameters": {
+            "type": "object",
+            "properties": {"query": {"type": "string", "description": "What to look for, in a few words."}},
+            "required": ["query"],
+        },
+    },
+}
+
+
+@dataclass(frozen=True)
+class FileSearch:
+    vector_store_ids: list[str]
+    max_num_results: int = 10
+    filters: dict[str, Any] | None = None
+    ranking_options: dict[str, Any] | None = None
+
+
+@dataclass
+class Found:
+    """What the searches of one response returned, for citations."""
+
+    files: dict[str, str] = field(default_factory=dict)  # file_id -> filename, in the order first found
+
+
+def file_search_tool(request: models.CreateResponseRequest) -> FileSearch | None:
+    specs = [t for t in given(request.tools) or [] if isinstance(t, models.ResponseOtherTool) and t.type == NAME]
+    if not specs:
+        return None
+    if len(specs) > 1:
+        raise BadRequestError("Give one file_search tool (it can name several vector stores).", param="tools")
+    extra = specs[0].model_extra or {}
+    ids = extra.get("vector_store_ids")
+    if not isinstance(ids, list) or not ids or not all(isinstance(i, str) and i for i in ids):
+        raise BadRequestError("file_search needs `vector_store_ids`, a non-empty list of ids.", param="tools")
+    limit = extra.get("max_num_results", 10)
+    if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 50:
+        raise BadRequestError("file_search max_num_results is between 1 and 50.", param="tools")
+    return FileSearch(ids, limit, extra.get("filters"), extra.get("ranking_options"))
+
+
+def query_of(arguments: str) -> str:
+    try:
+        parsed = json.loads(arguments or "{}")
+    except json.JSONDecodeError:
+        parsed = {}
+    query = parsed.get("query") if isinstance(parsed, dict) else None
+    return query if isinstance(query, str) and query.strip() else arguments.strip()
+
+
+async def search(
+    vector_io: VectorIOApi, tool: FileSearch, query: str, found: Found, with_results: bool
+) -> tuple[dict[str, Any], str]:
+    """Run one search over the tool's stores: the output item, and the text the model reads."""
+    results: list[dict[str, Any]] = []
+    for store_id in tool.vector_store_ids:
+        body: dict[str, Any] = {"vector_store_id": store_id, "query": query, "max_num_results": tool.max_num_results}
+        if tool.filters is not None:
+            body["filters"] = tool.filters
+        if tool.ranking_options is not None:
+            body["ranking_options"] = tool.ranking_options
+        page = await vector_io.openai_search_vector_store(models.OpenaiSearchVectorStoreRequest.model_validate(body))
+        for hit in page.data:
+            text = "\n".join(part.text for part in hit.content)
+            results.append(
+                {"file_id": hit.file_id, "filename": hit.filename, "score": hit.score, "text": text,
+                 "attributes": hit.attributes or {}}
+            )  # fmt: skip
+    results.sort(key=lambda r: -r["score"])
+    results = results[: tool.max_num_results]
+    for result in results:
+        found.files.setdefault(result["file_id"], result["filename"])
+    item = {
+        "type": "file_search_call",
+        "id": new_id("fs"),
+        "status": "completed",
+        "queries": [query],
+        "results": results if with_results else None,
+    }
+    if not results:
+        return item, f"No passage of the files matches '{query}'."
+    passages = [f"[{n}] {r['filename']} (file {r['file_id']}):\n{r['text']}" for n, r in enumerate(results, 1)]
+    return item, "Passages from the user's files:\n\n" + "\n\n".join(passages)
+
+
+def citations(found: Found, text: str) -> list[dict[str, Any]]:
+    return [
+        {"type": "file_citation", "file_id": file_id, "filename": filename, "index": len(text)}
+        for file_id, filename in found.files.items()
+    ]
