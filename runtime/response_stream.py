@@ -1,7 +1,8 @@
 """A chat stream told as a Responses stream: OpenAI's event types, in OpenAI's order.
 
 created, in_progress; per output item: output_item.added, then for a message content_part.added,
-output_text.delta (or refusal.delta) ..., output_text.done, content_part.done, and for a function
+output_text.delta (or refusal.delta) ..., output_text.annotation.added (citations), output_text.done,
+content_part.done, and for a function
 call function_call_arguments.delta ..., .done; output_item.done; and last completed (or
 incomplete). Every event has its sequence_number; item events their output_index and item_id.
 """
@@ -119,6 +120,12 @@ class StreamEvents:
             message["id"] = self.message_id
             part = message["content"][0]
             if self.part == "output_text":
+                for number, annotation in enumerate(part.get("annotations", [])):
+                    events.append(
+                        self._item_event(
+                            "response.output_text.annotation.added", annotation_index=number, annotation=annotation
+                        )
+                    )
                 events.append(self._item_event("response.output_text.done", text=part["text"], logprobs=[]))
             else:
                 events.append(self._item_event("response.refusal.done", refusal=part["refusal"]))

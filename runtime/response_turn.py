@@ -21,7 +21,7 @@ from pocketstack.apis.vector_io import VectorIOApi
 from pocketstack.chat_stream import ChatAssembler
 from pocketstack.fields import given
 from pocketstack.file_search import FUNCTION, NAME, FileSearch, Found, citations, query_of, search
-from pocketstack.response_items import chat_request, output_items
+from pocketstack.response_items import chat_request, new_id, output_items
 from pocketstack.response_stream import StreamEvents
 
 
@@ -65,21 +65,16 @@ class Turn:
         server = [c for c in calls if c.function.name in self.hidden]
         return server, len(server) < len(calls)
 
-    async def _run_tools(
-        self, message: models.ChatResponseMessage, calls: list[models.ToolCall]
-    ) -> list[dict[str, Any]]:
-        """Run the server's tool calls; the next model call sees them and their results."""
+    async def _search(self, call: models.ToolCall, item_id: str | None = None) -> dict[str, Any]:
+        """Run one of the server's tool calls; the next model call sees its result."""
         assert self.tool is not None
         with_results = "file_search_call.results" in (given(self.request.include) or [])
-        self.messages.append(assistant_message(message))
-        items = []
-        for call in calls:
-            item, text = await search(
-                self.vector_io, self.tool, query_of(call.function.arguments), self.found, with_results
-            )
-            items.append(item)
-            self.messages.append({"role": "tool", "tool_call_id": call.id, "content": text})
-        return items
+        query = query_of(call.function.arguments)
+        item, text = await search(self.vector_io, self.tool, query, self.found, with_results)
+        if item_id is not None:
+            item["id"] = item_id
+        self.messages.append({"role": "tool", "tool_call_id": call.id, "content": text})
+        return item
 
     def _account(self, completion: models.ChatCompletion) -> None:
         usage = given(completion.usage)
@@ -129,7 +124,8 @@ class Turn:
                 self._settle(output + self._final_items(message), answer, out_of_iterations=bool(server) and not client)
                 return
             output += output_items(message, None, hidden=self.hidden)  # what it said before searching
-            output += await self._run_tools(message, server)
+            self.messages.append(assistant_message(message))
+            output += [await self._search(call) for call in server]
             answer = cast(models.ChatCompletion, await self.call(stream=False))
 
     async def events(
@@ -166,24 +162,17 @@ class Turn:
             for event in events.finish(said):
                 yield event
             output += said
-            for item in await self._searched(message, server, len(output), events):
-                if isinstance(item, dict):
-                    output.append(item)
-                else:
-                    yield item
+            self.messages.append(assistant_message(message))
+            for call in server:  # told as it happens: added, in_progress, searching, (the search), completed, done
+                index, item_id = len(output), new_id("fs")
+                pending = {"type": "file_search_call", "id": item_id, "status": "in_progress",
+                           "queries": [query_of(call.function.arguments)], "results": None}  # fmt: skip
+                at = {"output_index": index, "item_id": item_id}
+                yield events.event("response.output_item.added", output_index=index, item=pending)
+                yield events.event("response.file_search_call.in_progress", **at)
+                yield events.event("response.file_search_call.searching", **at)
+                item = await self._search(call, item_id)
+                yield events.event("response.file_search_call.completed", **at)
+                yield events.event("response.output_item.done", output_index=index, item=item)
+                output.append(item)
             chunks = cast(AsyncIterator[models.ChatCompletionChunk], await self.call(stream=True))
-
-    async def _searched(
-        self, message: models.ChatResponseMessage, calls: list[models.ToolCall], index: int, events: StreamEvents
-    ) -> list[dict[str, Any] | models.ResponseStreamEvent]:
-        """The file searches' events, then their items (in order of output index)."""
-        items = await self._run_tools(message, calls)
-        told: list[dict[str, Any] | models.ResponseStreamEvent] = []
-        for offset, item in enumerate(items):
-            at = {"output_index": index + offset, "item_id": item["id"]}
-            pending = {**item, "status": "in_progress", "results": None}
-            told.append(events.event("response.output_item.added", output_index=index + offset, item=pending))
-            for phase in ("in_progress", "searching", "completed"):
-                told.append(events.event(f"response.file_search_call.{phase}", **at))
-            told.append(events.event("response.output_item.done", output_index=index + offset, item=item))
-        return told + list(items)

@@ -275,6 +275,10 @@ async def test_file_search_streams_its_own_events(oai: openai.AsyncOpenAI, store
     final = events[-1].response  # type: ignore[union-attr]
     assert [item.type for item in final.output] == ["file_search_call", "message"]
     assert [e.output_index for e in events if e.type == "response.output_item.added"] == [0, 1]  # type: ignore[union-attr]
+    cited = [e for e in events if e.type == "response.output_text.annotation.added"]
+    assert [e.annotation_index for e in cited] == list(range(len(cited)))  # type: ignore[union-attr]
+    assert cited[0].annotation.filename == "comets.json" and cited[0].output_index == 1  # type: ignore[union-attr]
+    assert kinds.index("response.output_text.annotation.added") < kinds.index("response.output_text.done")
 
 
 async def test_max_infer_iters_bounds_the_model_calls(
