@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import openai
@@ -10,26 +9,11 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from pocketstack._generated import models
-from pocketstack.app import create_app
-from tests.conftest import edge_providers_with, edge_with
 from tests.functional.test_errors import assert_error_shape
-from tests.functional.test_guardrails import edge_shields
-from tests.functional.test_responses import CHAT
-from tests.scripted_provider import scripted, scripted_entry
+from tests.functional.test_responses import server
+from tests.scripted_provider import scripted
 
-__all__ = ["scripted"]
-
-
-@pytest.fixture
-async def server(
-    aiohttp_client: Callable[..., Any], scripted: list[models.ChatCompletionRequest]
-) -> TestClient[Any, Any]:
-    llama_cpp = edge_providers_with()["inference"]
-    config = edge_with(
-        providers=edge_providers_with(inference=[*llama_cpp, scripted_entry(replies={"capital?": "Paris."})]),
-        registered_resources={"models": [CHAT], "shields": edge_shields()},
-    )
-    return await aiohttp_client(create_app(config))  # type: ignore[no-any-return]
+__all__ = ["scripted", "server"]  # the fixtures: the scripted model, and the responses tests' app
 
 
 async def test_a_conversation_and_its_items(oai: openai.AsyncOpenAI) -> None:
