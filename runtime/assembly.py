@@ -39,6 +39,9 @@ async def assemble(stack: Stack, served_tags: frozenset[str]) -> dict[str, Handl
         inference.guardrails = Guardrails(stack.config.safety, safety)
         await inference.guardrails.validate_config()
     conversations = ConversationsApi(stack)
+    responses = ResponsesApi(stack, inference, conversations, vector_io)
+    await responses.start()
+    stack.on_stop(responses.stop)
     apis = Apis(
         inspect=InspectApi(stack, served_tags),
         providers=ProvidersApi(stack),
@@ -48,7 +51,7 @@ async def assemble(stack: Stack, served_tags: frozenset[str]) -> dict[str, Handl
         vector_io=vector_io,
         shields=shields,
         safety=safety,
-        responses=ResponsesApi(stack, inference, conversations, vector_io),
+        responses=responses,
         conversations=conversations,
     )
     return handlers(apis)

@@ -8,6 +8,7 @@ a time when the request streams. Every request it gets is kept in RECEIVED.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 import uuid
@@ -36,6 +37,7 @@ class ScriptedConfig(BaseModel):
     # last user text -> the tool calls to answer with ({"name": ..., "arguments": "<json>"}), when tools are offered
     calls: dict[str, list[dict[str, str]]] = Field(default_factory=dict)
     persistent: list[str] = Field(default_factory=list)  # user texts whose calls repeat after tool answers
+    slow: dict[str, float] = Field(default_factory=dict)  # last user text -> seconds to think before answering
 
 
 def judged_text(prompt: str) -> str:
@@ -82,6 +84,8 @@ class ScriptedModel(Stateless):
         self, model: ServedModel, request: models.ChatCompletionRequest
     ) -> models.ChatCompletion | AsyncIterator[models.ChatCompletionChunk]:
         RECEIVED.append(request)
+        last = request.messages[-1]
+        await asyncio.sleep(self.config.slow.get(last.content if isinstance(last.content, str) else "", 0))
         calls = self._calls(request)
         answer = "" if calls else self._answer(request)
         identifier, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())

@@ -943,7 +943,12 @@ class CreateResponseRequest(BaseModel):
     ] = MISSING
     store: bool | None | MISSING = MISSING
     stream: bool | None | MISSING = MISSING
-    background: bool | None | MISSING = MISSING
+    background: Annotated[
+        bool | None | MISSING,
+        Field(
+            description="Answer at once with a `queued` response and run it in the server; poll GET /v1/responses/{id}, cancel with POST …/cancel. Needs `store`; not with `stream`."
+        ),
+    ] = MISSING
     temperature: Annotated[float | None | MISSING, Field(ge=0.0, le=2.0)] = MISSING
     top_p: Annotated[float | None | MISSING, Field(ge=0.0, le=1.0)] = MISSING
     max_output_tokens: Annotated[int | None | MISSING, Field(ge=1)] = MISSING
@@ -2270,6 +2275,13 @@ class DeleteOpenaiResponseRequest(BaseModel):
     response_id: str
 
 
+class CancelOpenaiResponseRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    response_id: str
+
+
 class ListOpenaiResponseInputItemsRequest(BaseModel):
     model_config = ConfigDict(
         extra="allow",
@@ -2545,6 +2557,7 @@ class ResponseObject(BaseModel):
     tools: list[dict[str, Any]]
     text: dict[str, Any] | MISSING = MISSING
     store: bool | MISSING = MISSING
+    background: bool | MISSING = MISSING
     metadata: dict[str, Any] | None | MISSING = MISSING
     guardrail_violations: Annotated[
         list[GuardrailViolation] | MISSING,

@@ -426,6 +426,16 @@ OPERATIONS: tuple[OperationInfo, ...] = (
         False,
     ),
     OperationInfo(
+        "cancel_openai_response",
+        "Responses",
+        "POST",
+        "/v1/responses/{response_id}/cancel",
+        "/v1/responses/{response_id}/cancel",
+        "v1",
+        False,
+        False,
+    ),
+    OperationInfo(
         "list_openai_response_input_items",
         "Responses",
         "GET",

@@ -299,6 +299,12 @@ class Responses(Protocol):
         """Delete a stored response."""
         ...
 
+    async def cancel_openai_response(
+        self, request: models.CancelOpenaiResponseRequest
+    ) -> models.ResponseObject:
+        """Cancel a background response that is still running (a finished one is returned as it is)."""
+        ...
+
     async def list_openai_response_input_items(
         self, request: models.ListOpenaiResponseInputItemsRequest
     ) -> models.ResponseInputItemList:

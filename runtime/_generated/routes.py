@@ -716,6 +716,7 @@ class ResponsesRoutes:
             "create_openai_response": self.create_openai_response,
             "get_openai_response": self.get_openai_response,
             "delete_openai_response": self.delete_openai_response,
+            "cancel_openai_response": self.cancel_openai_response,
             "list_openai_response_input_items": self.list_openai_response_input_items,
         }
 
@@ -770,6 +771,18 @@ class ResponsesRoutes:
             body="none",
         )
         result = await self.impl.delete_openai_response(parsed)
+        return await http.respond(request, result, status=200)
+
+    async def cancel_openai_response(self, request: web.Request) -> web.StreamResponse:
+        parsed = await http.parse_request(
+            request,
+            models.CancelOpenaiResponseRequest,
+            path=("response_id",),
+            query=(),
+            array_query=(),
+            body="none",
+        )
+        result = await self.impl.cancel_openai_response(parsed)
         return await http.respond(request, result, status=200)
 
     async def list_openai_response_input_items(self, request: web.Request) -> web.StreamResponse:

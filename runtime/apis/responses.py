@@ -9,6 +9,9 @@ guardrail works here too. Function tools are the client's: their calls end the r
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -17,13 +20,15 @@ from pocketstack._generated import models
 from pocketstack.apis.conversations import ConversationsApi
 from pocketstack.apis.inference import InferenceApi
 from pocketstack.apis.vector_io import VectorIOApi
-from pocketstack.errors import BadRequestError, ResourceNotFoundError
+from pocketstack.errors import BadRequestError, PocketStackError, ResourceNotFoundError
 from pocketstack.fields import given, plain
 from pocketstack.file_search import file_search_tool
 from pocketstack.response_items import chat_messages, input_items, new_id
 from pocketstack.response_turn import Turn
 from pocketstack.stack import Stack
 from pocketstack.storage.responses import ResponseStore, StoredResponse
+
+log = logging.getLogger(__name__)
 
 
 def _dumped(value: Any) -> Any:
@@ -48,6 +53,7 @@ class ResponsesApi:
         self.inference = inference
         self.conversations = conversations
         self.vector_io = vector_io
+        self._running: dict[str, asyncio.Task[None]] = {}  # background responses by id
 
     @property
     def store(self) -> ResponseStore:
@@ -59,8 +65,11 @@ class ResponsesApi:
         conversation = _conversation_id(request)
         if previous is not None and conversation is not None:
             raise BadRequestError("Give `previous_response_id` or `conversation`, not both.", param="conversation")
-        if given(request.background, False):
-            raise BadRequestError("Background responses are not served by this build yet.", param="background")
+        if given(request.background, False) and (given(request.stream, False) or given(request.store, True) is False):
+            raise BadRequestError(
+                "A background response is stored and polled: not with `stream`, nor with `store` false.",
+                param="background",
+            )
         if conversation is not None:
             if await self.conversations.store.get(conversation) is None:
                 raise BadRequestError(
@@ -100,6 +109,7 @@ class ResponsesApi:
             if text is not None
             else {"format": {"type": "text"}},
             "store": given(request.store, True),
+            "background": bool(given(request.background, False)),
             "metadata": given(request.metadata),
         }
 
@@ -112,6 +122,8 @@ class ResponsesApi:
         for store_id in tool.vector_store_ids if tool is not None else []:
             await self.vector_io.usable(store_id)  # an unknown or expired store is a 400 before the model runs
         turn = Turn(request, self._skeleton(request), messages, self.inference, self.vector_io, tool)
+        if given(request.background, False):
+            return await self._in_background(turn, items)
         streaming = given(request.stream, False)
         answer = await turn.call(stream=streaming)  # errors (unknown model...) come before any event
         if isinstance(answer, models.ChatCompletion):
@@ -119,6 +131,70 @@ class ResponsesApi:
             await self._keep(turn, items)
             return models.ResponseObject.model_validate(turn.response)
         return self._events(turn, answer, items)
+
+    async def _in_background(self, turn: Turn, items: list[dict[str, Any]]) -> models.ResponseObject:
+        """Store the response `queued`, run it in a task that keeps its row current, and answer at once."""
+        turn.response["status"] = "queued"
+        stored = StoredResponse(turn.response, items, turn.messages)
+        await self.store.add(stored)
+
+        async def run() -> None:
+            try:
+                turn.response["status"] = "in_progress"
+                await self.store.update(stored)
+                answer = await turn.call(stream=False)
+                assert isinstance(answer, models.ChatCompletion)
+                await turn.run(answer)
+            except asyncio.CancelledError:
+                turn.response["status"] = "cancelled"
+                await self.store.update(StoredResponse(turn.response, items, turn.messages))
+                raise
+            except PocketStackError as exc:
+                turn.response["status"], turn.response["error"] = (
+                    "failed",
+                    {"code": exc.code or "error", "message": exc.message},
+                )
+            except Exception:
+                log.exception("background response %s failed", turn.response["id"])
+                turn.response["status"] = "failed"
+                turn.response["error"] = {"code": "server_error", "message": "The response failed in the server."}
+            finally:
+                self._running.pop(turn.response["id"], None)
+            conversation = (turn.response.get("conversation") or {}).get("id")
+            if conversation is not None and turn.response["status"] in ("completed", "incomplete"):
+                await self.conversations.append(conversation, [*items, *turn.response["output"]])
+            await self.store.update(StoredResponse(turn.response, items, turn.messages))
+
+        self._running[turn.response["id"]] = asyncio.create_task(run(), name=f"response-{turn.response['id']}")
+        return models.ResponseObject.model_validate(turn.response)
+
+    async def cancel_openai_response(self, request: models.CancelOpenaiResponseRequest) -> models.ResponseObject:
+        stored = await self.store.get(request.response_id)
+        if stored is None:
+            raise ResourceNotFoundError("response", request.response_id)
+        if not stored.response.get("background"):
+            raise BadRequestError("Only background responses can be cancelled.", code="not_background")
+        task = self._running.get(request.response_id)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            stored = await self.store.get(request.response_id) or stored
+        return models.ResponseObject.model_validate(stored.response)
+
+    async def start(self) -> None:
+        """Background responses a stopped server left unfinished are failed: their work is gone."""
+        for stored in await self.store.unfinished():
+            stored.response["status"] = "failed"
+            stored.response["error"] = {"code": "server_restarted", "message": "The server stopped before it finished."}
+            await self.store.update(stored)
+
+    async def stop(self) -> None:
+        for task in list(self._running.values()):
+            task.cancel()
+        for task in list(self._running.values()):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     async def _events(
         self, turn: Turn, chunks: AsyncIterator[models.ChatCompletionChunk], items: list[dict[str, Any]]

@@ -41,6 +41,22 @@ class ResponseStore:
             ),
         )
 
+    async def update(self, stored: StoredResponse) -> bool:
+        """Replace a response's row (a background response as it progresses); False when it was deleted."""
+        rows = await self._db.fetch(
+            "UPDATE responses SET response = ?, context = ? WHERE id = ? RETURNING id",
+            (json.dumps(stored.response), json.dumps(stored.context), stored.response["id"]),
+        )
+        return bool(rows)
+
+    async def unfinished(self) -> list[StoredResponse]:
+        """Background responses left queued or running (by a server that stopped)."""
+        rows = await self._db.fetch(
+            f"SELECT {_COLUMNS} FROM responses "
+            "WHERE json_extract(response, '$.status') IN ('queued', 'in_progress') ORDER BY seq"
+        )
+        return [_stored(row) for row in rows]
+
     async def get(self, response_id: str) -> StoredResponse | None:
         rows = await self._db.fetch(f"SELECT {_COLUMNS} FROM responses WHERE id = ?", (response_id,))
         return _stored(rows[0]) if rows else None

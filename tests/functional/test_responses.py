@@ -3,10 +3,13 @@ responses and input items, the event stream; on the scripted model, and smoke te
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import apsw
 import openai
 import pytest
 from aiohttp.test_utils import TestClient
@@ -46,7 +49,12 @@ async def server(
         providers=edge_providers_with(
             inference=[
                 *llama_cpp,
-                scripted_entry(replies={"capital?": "Paris."}, calls=CALLS, persistent=["Search forever"]),
+                scripted_entry(
+                    replies={"capital?": "Paris."},
+                    calls=CALLS,
+                    persistent=["Search forever"],
+                    slow={"Take your time": 30},
+                ),
             ]
         ),
         registered_resources={"models": [CHAT], "shields": edge_shields()},
@@ -294,3 +302,61 @@ async def test_max_infer_iters_bounds_the_model_calls(
     assert response.status == "incomplete" and response.incomplete_details is not None
     assert response.incomplete_details.reason == "max_infer_iters"  # type: ignore[comparison-overlap]
     assert [item.type for item in response.output] == ["file_search_call", "file_search_call"]
+
+
+async def _settled(oai: openai.AsyncOpenAI, response_id: str) -> Any:
+    for _ in range(200):
+        response = await oai.responses.retrieve(response_id)
+        if response.status not in ("queued", "in_progress"):
+            return response
+        await asyncio.sleep(0.02)
+    raise AssertionError("the background response did not finish")
+
+
+async def test_a_background_response_is_polled_to_its_answer(oai: openai.AsyncOpenAI) -> None:
+    queued = await oai.responses.create(model="chat", input="capital?", background=True)
+    assert queued.status == "queued" and queued.background is True and queued.output == []
+    done = await _settled(oai, queued.id)
+    assert (done.status, done.output_text) == ("completed", "Paris.")
+    again = await oai.responses.cancel(queued.id)  # finished: returned as it is
+    assert again.status == "completed"
+
+
+async def test_a_running_background_response_is_cancelled(oai: openai.AsyncOpenAI) -> None:
+    queued = await oai.responses.create(model="chat", input="Take your time", background=True)
+    cancelled = await oai.responses.cancel(queued.id)
+    assert cancelled.status == "cancelled"
+    assert (await oai.responses.retrieve(queued.id)).status == "cancelled"
+
+
+async def test_background_errors(server: TestClient[Any, Any]) -> None:
+    for body in (
+        {"model": "chat", "input": "x", "background": True, "stream": True},
+        {"model": "chat", "input": "x", "background": True, "store": False},
+    ):
+        response = await server.post("/v1/responses", json=body)
+        assert response.status == 400, await response.text()
+    plain = await (await server.post("/v1/responses", json={"model": "chat", "input": "x"})).json()
+    response = await server.post(f"/v1/responses/{plain['id']}/cancel")
+    assert response.status == 400 and assert_error_shape(await response.json())["code"] == "not_background"
+    assert (await server.post("/v1/responses/resp_nope/cancel")).status == 404
+
+
+async def test_a_response_a_stopped_server_left_running_is_failed_at_start(
+    aiohttp_client: Callable[..., Any], scripted: list[models.ChatCompletionRequest], home: Path
+) -> None:
+    config = edge_with(
+        providers=edge_providers_with(inference=[scripted_entry(slow={"Take your time": 30})]),
+        registered_resources={"models": [CHAT], "shields": []},
+    )
+    first = await aiohttp_client(create_app(config))
+    queued = await (await first.post("/v1/responses", json={"model": "chat", "input": "Take your time",
+                                                             "background": True})).json()  # fmt: skip
+    database = apsw.Connection(str(home / "edge" / "state.db"))  # as a crash would leave it: still running
+    database.execute(
+        "UPDATE responses SET response = json_set(response, '$.status', 'in_progress') WHERE id = ?", (queued["id"],)
+    )
+    database.close()
+    second = await aiohttp_client(create_app(config))
+    found = await (await second.get(f"/v1/responses/{queued['id']}")).json()
+    assert found["status"] == "failed" and found["error"]["code"] == "server_restarted"

@@ -41,7 +41,8 @@ class CreateResponseRequest:
             `previous_response_id`.
         store (bool | None | Unset):
         stream (bool | None | Unset):
-        background (bool | None | Unset):
+        background (bool | None | Unset): Answer at once with a `queued` response and run it in the server; poll GET
+            /v1/responses/{id}, cancel with POST …/cancel. Needs `store`; not with `stream`.
         temperature (float | None | Unset):
         top_p (float | None | Unset):
         max_output_tokens (int | None | Unset):

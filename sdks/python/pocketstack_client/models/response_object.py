@@ -53,6 +53,7 @@ class ResponseObject:
         max_tool_calls (int | None | Unset):
         text (ResponseObjectText | Unset):
         store (bool | Unset):
+        background (bool | Unset):
         metadata (None | ResponseObjectMetadataType0 | Unset):
         guardrail_violations (list[GuardrailViolation] | Unset): What the guardrails flagged (PocketStack's extension;
             absent when nothing was).
@@ -80,6 +81,7 @@ class ResponseObject:
     max_tool_calls: int | None | Unset = UNSET
     text: ResponseObjectText | Unset = UNSET
     store: bool | Unset = UNSET
+    background: bool | Unset = UNSET
     metadata: None | ResponseObjectMetadataType0 | Unset = UNSET
     guardrail_violations: list[GuardrailViolation] | Unset = UNSET
     additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
@@ -204,6 +206,8 @@ class ResponseObject:
 
         store = self.store
 
+        background = self.background
+
         metadata: dict[str, Any] | None | Unset
         if isinstance(self.metadata, Unset):
             metadata = UNSET
@@ -260,6 +264,8 @@ class ResponseObject:
             field_dict["text"] = text
         if store is not UNSET:
             field_dict["store"] = store
+        if background is not UNSET:
+            field_dict["background"] = background
         if metadata is not UNSET:
             field_dict["metadata"] = metadata
         if guardrail_violations is not UNSET:
@@ -478,6 +484,8 @@ class ResponseObject:
 
         store = d.pop("store", UNSET)
 
+        background = d.pop("background", UNSET)
+
         def _parse_metadata(data: object) -> None | ResponseObjectMetadataType0 | Unset:
             if data is None:
                 return data
@@ -527,6 +535,7 @@ class ResponseObject:
             max_tool_calls=max_tool_calls,
             text=text,
             store=store,
+            background=background,
             metadata=metadata,
             guardrail_violations=guardrail_violations,
         )
