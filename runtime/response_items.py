@@ -13,7 +13,7 @@ from pocketstack.fields import given, plain
 
 _TEXT_PARTS = ("input_text", "output_text", "text")
 # Built-in tools this build does not run yet: refused, never silently dropped.
-_NOT_YET = "The {kind} tool is not served by this build yet; function and file_search tools are."
+_NOT_YET = "The {kind} tool is not served by this build yet; function, file_search and mcp tools are."
 
 
 def new_id(prefix: str) -> str:
@@ -58,7 +58,8 @@ def stored_items(raw: list[Any]) -> list[dict[str, Any]]:
         if body["type"] == "message" and isinstance(body.get("content"), str):
             kind = "output_text" if body["role"] == "assistant" else "input_text"
             body["content"] = [{"type": kind, "text": body["content"]}]
-        body.setdefault("id", new_id({"message": "msg", "function_call": "fc"}.get(body["type"], "fco")))
+        prefixes = {"message": "msg", "function_call": "fc", "mcp_approval_response": "mcpa"}
+        body.setdefault("id", new_id(prefixes.get(body["type"], "fco")))
         items.append(body)
     return items
 
@@ -81,12 +82,26 @@ def chat_messages(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
         elif kind == "function_call_output":
             messages.append({"role": "tool", "tool_call_id": item["call_id"], "content": item["output"]})
+        elif kind in ("mcp_approval_request", "mcp_call"):  # a conversation's record of the server's own calls
+            call_id = item.get("call_id") or item["id"]
+            call = {
+                "id": call_id,
+                "type": "function",
+                "function": {"name": item["name"], "arguments": item["arguments"]},
+            }
+            messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
+            if kind == "mcp_call":
+                told = item.get("output") if item.get("error") is None else f"Error: {item['error']}"
+                messages.append({"role": "tool", "tool_call_id": call_id, "content": told or ""})
+        elif kind in _SERVER_ITEMS:
+            continue  # the server's bookkeeping (listings, searches, approval answers): no chat turn of its own
         else:
             raise BadRequestError(f"Input items of type '{kind}' are not served by this build yet.", param="input")
     return messages
 
 
-_SERVED_BUILTINS = ("file_search",)  # run by the server (response_turn.py); the others are refused
+_SERVED_BUILTINS = ("file_search", "mcp")  # run by the server (response_turn.py); the others are refused
+_SERVER_ITEMS = ("mcp_list_tools", "file_search_call", "mcp_approval_response")
 
 
 def _tools(request: models.CreateResponseRequest) -> list[dict[str, Any]]:

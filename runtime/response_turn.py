@@ -1,9 +1,11 @@
 """One response's turn: model calls until it answers, the server's own tools run in between.
 
-The model may call `file_search` (the server runs it and calls the model again, up to
-`max_infer_iters` calls in all) or the client's function tools (their calls end the turn as
-`function_call` items). Streamed, every model call is streamed: its text as it comes, the
-server's tool calls as `file_search_call` items with their own events, never as function calls.
+The model may call the server's tools — `file_search`, and the tools of `mcp` servers — (the
+server runs them and calls the model again, up to `max_infer_iters` calls in all), or the
+client's function tools (their calls end the turn as `function_call` items). An MCP call that
+needs approval ends the turn as an `mcp_approval_request`; the next turn runs it (or not) first.
+Streamed, every model call is streamed: its text as it comes, the server's tool calls as their
+own items (`file_search_call`, `mcp_call`...) with their own events, never as function calls.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pocketstack.apis.vector_io import VectorIOApi
 from pocketstack.chat_stream import ChatAssembler
 from pocketstack.fields import given
 from pocketstack.file_search import FUNCTION, NAME, FileSearch, Found, citations, query_of, search
+from pocketstack.mcp_tools import Approval, McpServer, McpTools, call_tool, list_tools
 from pocketstack.response_items import chat_request, new_id, output_items
 from pocketstack.response_stream import StreamEvents
 
@@ -42,6 +45,10 @@ class Turn:
     inference: InferenceApi
     vector_io: VectorIOApi
     tool: FileSearch | None
+    servers: list[McpServer] = field(default_factory=list)
+    approvals: list[Approval] = field(default_factory=list)  # answers to the previous turn's approval requests
+    mcp: McpTools = field(default_factory=McpTools)
+    prelude: list[dict[str, Any]] = field(default_factory=list)  # items made before the first model call
     found: Found = field(default_factory=Found)
     usage: list[models.Usage] = field(default_factory=list)
     violations: list[models.GuardrailViolation] = field(default_factory=list)
@@ -52,10 +59,32 @@ class Turn:
 
     @property
     def hidden(self) -> set[str]:
-        return {NAME} if self.tool is not None else set()
+        """The server's own tools, by the function names the model sees."""
+        return ({NAME} if self.tool is not None else set()) | set(self.mcp.by_name)
+
+    async def prepare(self) -> None:
+        """Before the first model call: list the MCP servers' tools, run (or decline) the approved calls."""
+        for server in self.servers:
+            listing = await list_tools(server)
+            self.prelude.append(listing)
+            for tool in listing["tools"]:
+                self.mcp.by_name.setdefault(tool["name"], (server, tool))
+        for approval in self.approvals:
+            request = approval.request
+            item: dict[str, Any] = {"type": "mcp_call", "id": new_id("mcp"), "server_label": request["server_label"],
+                                    "name": request["name"], "arguments": request["arguments"], "output": None,
+                                    "error": None, "approval_request_id": request["id"]}  # fmt: skip
+            if approval.approve:
+                item["output"], item["error"] = await call_tool(approval.server, request["name"], request["arguments"])
+            else:
+                item["error"] = "The user did not approve this call" + (
+                    f": {approval.reason}" if approval.reason else "."
+                )
+            self.messages.append({"role": "tool", "tool_call_id": request["call_id"], "content": _told(item)})
+            self.prelude.append(item)
 
     async def call(self, *, stream: bool) -> models.ChatCompletion | AsyncIterator[models.ChatCompletionChunk]:
-        extra = [FUNCTION] if self.tool is not None else []
+        extra = ([FUNCTION] if self.tool is not None else []) + self.mcp.functions()
         return await self.inference.openai_chat_completion(
             chat_request(self.request, self.messages, stream=stream, extra_tools=extra)
         )
@@ -65,16 +94,27 @@ class Turn:
         server = [c for c in calls if c.function.name in self.hidden]
         return server, len(server) < len(calls)
 
-    async def _search(self, call: models.ToolCall, item_id: str | None = None) -> dict[str, Any]:
-        """Run one of the server's tool calls; the next model call sees its result."""
-        assert self.tool is not None
-        with_results = "file_search_call.results" in (given(self.request.include) or [])
-        query = query_of(call.function.arguments)
-        item, text = await search(self.vector_io, self.tool, query, self.found, with_results)
-        if item_id is not None:
-            item["id"] = item_id
-        self.messages.append({"role": "tool", "tool_call_id": call.id, "content": text})
-        return item
+    async def _serve(self, call: models.ToolCall, item_id: str | None = None) -> tuple[dict[str, Any], bool]:
+        """Run one of the server's tool calls (the next model call sees its result): its item, and whether
+        the turn must stop there for the user's approval."""
+        name = call.function.name
+        if name == NAME and self.tool is not None:
+            with_results = "file_search_call.results" in (given(self.request.include) or [])
+            item, text = await search(
+                self.vector_io, self.tool, query_of(call.function.arguments), self.found, with_results
+            )
+            item["id"] = item_id or item["id"]
+            self.messages.append({"role": "tool", "tool_call_id": call.id, "content": text})
+            return item, False
+        server, _ = self.mcp.by_name[name]
+        base = {"id": item_id or new_id("mcp"), "server_label": server.label, "name": name,
+                "arguments": call.function.arguments}  # fmt: skip
+        if server.needs_approval(name):
+            return {"type": "mcp_approval_request", **base, "call_id": call.id}, True
+        output, error = await call_tool(server, name, call.function.arguments)
+        item = {"type": "mcp_call", **base, "output": output, "error": error}
+        self.messages.append({"role": "tool", "tool_call_id": call.id, "content": _told(item)})
+        return item, False
 
     def _account(self, completion: models.ChatCompletion) -> None:
         usage = given(completion.usage)
@@ -112,20 +152,26 @@ class Turn:
             }
         if self.violations:
             response["guardrail_violations"] = [v.model_dump(mode="json") for v in self.violations]
-        self.messages.append(assistant_message(completion.choices[0].message))
 
     async def run(self, answer: models.ChatCompletion) -> None:
-        output: list[dict[str, Any]] = []
+        output: list[dict[str, Any]] = list(self.prelude)
         for iteration in itertools.count(1):
             self._account(answer)
             message = answer.choices[0].message
+            self.messages.append(assistant_message(message))
             server, client = self._server_calls(message)
             if not server or client or iteration >= self.iterations:
                 self._settle(output + self._final_items(message), answer, out_of_iterations=bool(server) and not client)
                 return
-            output += output_items(message, None, hidden=self.hidden)  # what it said before searching
-            self.messages.append(assistant_message(message))
-            output += [await self._search(call) for call in server]
+            output += output_items(message, None, hidden=self.hidden)  # what it said before the tools
+            halted = False
+            for call in server:
+                item, stop = await self._serve(call)
+                output.append(item)
+                halted = halted or stop
+            if halted:
+                self._settle(output, answer, out_of_iterations=False)
+                return
             answer = cast(models.ChatCompletion, await self.call(stream=False))
 
     async def events(
@@ -136,6 +182,10 @@ class Turn:
         yield opening.event("response.created", response=dict(self.response))
         yield opening.event("response.in_progress", response=dict(self.response))
         output: list[dict[str, Any]] = []
+        for item in self.prelude:  # made before the first model call, told now in order
+            for event in _told_item(opening, len(output), item):
+                yield event
+            output.append(item)
         for iteration in itertools.count(1):
             events = StreamEvents(sequence=sequence, items=len(output), hidden=self.hidden)
             assembler = ChatAssembler()
@@ -147,32 +197,63 @@ class Turn:
             completion = assembler.completion(self.request.model)
             self._account(completion)
             message = completion.choices[0].message
+            self.messages.append(assistant_message(message))
             server, client = self._server_calls(message)
             if not server or client or iteration >= self.iterations:
                 final = self._final_items(message)
                 for event in events.finish(final):
                     yield event
                 self._settle(output + final, completion, out_of_iterations=bool(server) and not client)
-                return_event = (
-                    "response.incomplete" if self.response["status"] == "incomplete" else "response.completed"
-                )
-                yield events.event(return_event, response=self.response)
+                yield events.event(_closing(self.response), response=self.response)
                 return
             said = output_items(message, None, hidden=self.hidden)
             for event in events.finish(said):
                 yield event
             output += said
-            self.messages.append(assistant_message(message))
-            for call in server:  # told as it happens: added, in_progress, searching, (the search), completed, done
-                index, item_id = len(output), new_id("fs")
-                pending = {"type": "file_search_call", "id": item_id, "status": "in_progress",
-                           "queries": [query_of(call.function.arguments)], "results": None}  # fmt: skip
+            halted = False
+            for call in server:  # told as it happens: added, in_progress (searching), the work, completed, done
+                index, item_id = len(output), new_id("fs" if call.function.name == NAME else "mcp")
+                kind = "file_search_call" if call.function.name == NAME else "mcp_call"
+                pending = {"type": kind, "id": item_id, "status": "in_progress"}
                 at = {"output_index": index, "item_id": item_id}
                 yield events.event("response.output_item.added", output_index=index, item=pending)
-                yield events.event("response.file_search_call.in_progress", **at)
-                yield events.event("response.file_search_call.searching", **at)
-                item = await self._search(call, item_id)
-                yield events.event("response.file_search_call.completed", **at)
+                yield events.event(f"response.{kind}.in_progress", **at)
+                if kind == "file_search_call":
+                    yield events.event("response.file_search_call.searching", **at)
+                item, stop = await self._serve(call, item_id)
+                if item["type"] == "mcp_approval_request":
+                    pass  # nothing ran: the item is the question
+                elif item.get("error"):
+                    yield events.event("response.mcp_call.failed", **at)
+                else:
+                    yield events.event(f"response.{kind}.completed", **at)
                 yield events.event("response.output_item.done", output_index=index, item=item)
                 output.append(item)
+                halted = halted or stop
+            if halted:
+                self._settle(output, completion, out_of_iterations=False)
+                yield events.event(_closing(self.response), response=self.response)
+                return
             chunks = cast(AsyncIterator[models.ChatCompletionChunk], await self.call(stream=True))
+
+
+def _closing(response: dict[str, Any]) -> str:
+    return "response.incomplete" if response["status"] == "incomplete" else "response.completed"
+
+
+def _told(item: dict[str, Any]) -> str:
+    """What the model reads of an MCP call."""
+    return item["output"] if item.get("error") is None else f"Error: {item['error']}"
+
+
+def _told_item(events: StreamEvents, index: int, item: dict[str, Any]) -> list[models.ResponseStreamEvent]:
+    """The events of an item the turn made before its first model call (an MCP listing or approved call)."""
+    at = {"output_index": index, "item_id": item["id"]}
+    kind = item["type"]
+    failed = bool(item.get("error"))
+    return [
+        events.event("response.output_item.added", output_index=index, item={**item, "status": "in_progress"}),
+        events.event(f"response.{kind}.in_progress", **at),
+        events.event(f"response.{kind}.{'failed' if failed else 'completed'}", **at),
+        events.event("response.output_item.done", output_index=index, item=item),
+    ]

@@ -814,6 +814,21 @@ class ResponseFunctionCallOutput(BaseModel):
     status: str | MISSING = MISSING
 
 
+class ResponseMcpApprovalResponse(BaseModel):
+    """
+    The user's answer to an `mcp_approval_request` of the previous response.
+    """
+
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    type: Literal["mcp_approval_response"]
+    id: str | MISSING = MISSING
+    approval_request_id: Annotated[str, Field(min_length=1)]
+    approve: bool
+    reason: str | None | MISSING = MISSING
+
+
 class ResponseInputResponseInput(RootModel[str]):
     root: Annotated[
         str,
@@ -825,11 +840,21 @@ class ResponseInputResponseInput(RootModel[str]):
 
 class ResponseInputResponseInput1(
     RootModel[
-        list[ResponseFunctionCall | ResponseFunctionCallOutput | ResponseInputMessage]
+        list[
+            ResponseFunctionCall
+            | ResponseFunctionCallOutput
+            | ResponseMcpApprovalResponse
+            | ResponseInputMessage
+        ]
     ]
 ):
     root: Annotated[
-        list[ResponseFunctionCall | ResponseFunctionCallOutput | ResponseInputMessage],
+        list[
+            ResponseFunctionCall
+            | ResponseFunctionCallOutput
+            | ResponseMcpApprovalResponse
+            | ResponseInputMessage
+        ],
         Field(
             description="A user message's text, or a list of input items.", min_length=1
         ),
@@ -1044,6 +1069,64 @@ class ResponseFileSearchCall(BaseModel):
     results: list[ResponseFileSearchResult] | None | MISSING = MISSING
 
 
+class ResponseMcpTool(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    name: str
+    description: str | None | MISSING = MISSING
+    input_schema: dict[str, Any]
+    annotations: dict[str, Any] | None | MISSING = MISSING
+
+
+class ResponseMcpListTools(BaseModel):
+    """
+    The tools an MCP server offered (after `allowed_tools`), listed at the start of the response.
+    """
+
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    type: Literal["mcp_list_tools"]
+    id: str
+    server_label: str
+    tools: list[ResponseMcpTool]
+    error: str | None | MISSING = MISSING
+
+
+class ResponseMcpCall(BaseModel):
+    """
+    A call the server made to an MCP tool for the model, with its output or its error.
+    """
+
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    type: Literal["mcp_call"]
+    id: str
+    server_label: str
+    name: str
+    arguments: str
+    output: str | None | MISSING = MISSING
+    error: str | None | MISSING = MISSING
+    approval_request_id: str | None | MISSING = MISSING
+
+
+class ResponseMcpApprovalRequest(BaseModel):
+    """
+    A call the model wants to make that needs the user's approval (answer with mcp_approval_response).
+    """
+
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    type: Literal["mcp_approval_request"]
+    id: str
+    server_label: str
+    name: str
+    arguments: str
+
+
 class ResponseError(BaseModel):
     model_config = ConfigDict(
         extra="allow",
@@ -1113,11 +1196,21 @@ class DeleteResponseResponse(BaseModel):
 
 class CreateConversationRequestItems(
     RootModel[
-        list[ResponseFunctionCall | ResponseFunctionCallOutput | ResponseInputMessage]
+        list[
+            ResponseFunctionCall
+            | ResponseFunctionCallOutput
+            | ResponseMcpApprovalResponse
+            | ResponseInputMessage
+        ]
     ]
 ):
     root: Annotated[
-        list[ResponseFunctionCall | ResponseFunctionCallOutput | ResponseInputMessage],
+        list[
+            ResponseFunctionCall
+            | ResponseFunctionCallOutput
+            | ResponseMcpApprovalResponse
+            | ResponseInputMessage
+        ],
         Field(max_length=20),
     ]
 
@@ -1161,7 +1254,12 @@ class ConversationItemsAddition(BaseModel):
         extra="allow",
     )
     items: Annotated[
-        list[ResponseFunctionCall | ResponseFunctionCallOutput | ResponseInputMessage],
+        list[
+            ResponseFunctionCall
+            | ResponseFunctionCallOutput
+            | ResponseMcpApprovalResponse
+            | ResponseInputMessage
+        ],
         Field(max_length=20, min_length=1),
     ]
 
@@ -2541,7 +2639,14 @@ class ResponseObject(BaseModel):
     completed_at: int | None | MISSING = MISSING
     status: ResponseObjectStatus
     model: str
-    output: list[ResponseOutputMessage | ResponseFunctionCall | ResponseFileSearchCall]
+    output: list[
+        ResponseOutputMessage
+        | ResponseFunctionCall
+        | ResponseFileSearchCall
+        | ResponseMcpListTools
+        | ResponseMcpCall
+        | ResponseMcpApprovalRequest
+    ]
     error: ResponseError | None | MISSING = MISSING
     incomplete_details: dict[str, Any] | None | MISSING = MISSING
     usage: ResponseUsage | None | MISSING = MISSING

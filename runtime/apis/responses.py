@@ -23,12 +23,37 @@ from pocketstack.apis.vector_io import VectorIOApi
 from pocketstack.errors import BadRequestError, PocketStackError, ResourceNotFoundError
 from pocketstack.fields import given, plain
 from pocketstack.file_search import file_search_tool
+from pocketstack.mcp_tools import Approval, McpServer, mcp_servers
 from pocketstack.response_items import chat_messages, input_items, new_id
 from pocketstack.response_turn import Turn
 from pocketstack.stack import Stack
 from pocketstack.storage.responses import ResponseStore, StoredResponse
 
 log = logging.getLogger(__name__)
+
+
+def _approvals(items: list[dict[str, Any]], earlier: list[dict[str, Any]], servers: list[McpServer]) -> list[Approval]:
+    """The approval responses among the input, each with the request it answers and that request's server."""
+    requests = {item["id"]: item for item in earlier if item.get("type") == "mcp_approval_request"}
+    labels = {server.label: server for server in servers}
+    approvals = []
+    for item in items:
+        if item["type"] != "mcp_approval_response":
+            continue
+        asked = requests.get(item["approval_request_id"])
+        if asked is None:
+            raise BadRequestError(
+                f"No mcp_approval_request '{item['approval_request_id']}' in the previous response or conversation.",
+                param="input",
+            )
+        server = labels.get(asked["server_label"])
+        if server is None:
+            raise BadRequestError(
+                f"Approving a call to '{asked['server_label']}' needs that mcp tool in this request's tools too.",
+                param="tools",
+            )
+        approvals.append(Approval(asked, server, bool(item["approve"]), item.get("reason")))
+    return approvals
 
 
 def _dumped(value: Any) -> Any:
@@ -59,8 +84,10 @@ class ResponsesApi:
     def store(self) -> ResponseStore:
         return ResponseStore(self.stack.database)
 
-    async def _context(self, request: models.CreateResponseRequest) -> list[dict[str, Any]]:
-        """The conversation so far: the previous response's, or the conversation's items."""
+    async def _context(
+        self, request: models.CreateResponseRequest
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The conversation so far as chat messages, and the items an approval response may answer."""
         previous = given(request.previous_response_id)
         conversation = _conversation_id(request)
         if previous is not None and conversation is not None:
@@ -75,13 +102,14 @@ class ResponsesApi:
                 raise BadRequestError(
                     f"No conversation '{conversation}'.", code="conversation_not_found", param="conversation"
                 )
-            return await self.conversations.context(conversation)
+            earlier = await self.conversations.store.all_items(conversation)
+            return chat_messages(earlier), earlier
         if previous is None:
-            return []
+            return [], []
         stored = await self.store.get(previous)
         if stored is None:
             raise ResourceNotFoundError("response", previous)
-        return stored.context
+        return stored.context, stored.response.get("output", [])
 
     def _skeleton(self, request: models.CreateResponseRequest) -> dict[str, Any]:
         text = given(request.text)
@@ -117,13 +145,19 @@ class ResponsesApi:
         self, request: models.CreateResponseRequest
     ) -> models.ResponseObject | AsyncIterator[models.ResponseStreamEvent]:
         items = input_items(request)
-        messages = await self._context(request) + chat_messages(items)
+        context, earlier = await self._context(request)
+        messages = context + chat_messages(items)
         tool = file_search_tool(request)
         for store_id in tool.vector_store_ids if tool is not None else []:
             await self.vector_io.usable(store_id)  # an unknown or expired store is a 400 before the model runs
-        turn = Turn(request, self._skeleton(request), messages, self.inference, self.vector_io, tool)
+        servers = mcp_servers(request)
+        approvals = _approvals(items, earlier, servers)
+        turn = Turn(
+            request, self._skeleton(request), messages, self.inference, self.vector_io, tool, servers, approvals
+        )
         if given(request.background, False):
             return await self._in_background(turn, items)
+        await turn.prepare()
         streaming = given(request.stream, False)
         answer = await turn.call(stream=streaming)  # errors (unknown model...) come before any event
         if isinstance(answer, models.ChatCompletion):
@@ -142,6 +176,7 @@ class ResponsesApi:
             try:
                 turn.response["status"] = "in_progress"
                 await self.store.update(stored)
+                await turn.prepare()
                 answer = await turn.call(stream=False)
                 assert isinstance(answer, models.ChatCompletion)
                 await turn.run(answer)

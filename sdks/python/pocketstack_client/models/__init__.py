@@ -141,6 +141,13 @@ from .response_input_item_list import ResponseInputItemList
 from .response_input_item_list_data_item import ResponseInputItemListDataItem
 from .response_input_message import ResponseInputMessage
 from .response_input_message_role import ResponseInputMessageRole
+from .response_mcp_approval_request import ResponseMcpApprovalRequest
+from .response_mcp_approval_response import ResponseMcpApprovalResponse
+from .response_mcp_call import ResponseMcpCall
+from .response_mcp_list_tools import ResponseMcpListTools
+from .response_mcp_tool import ResponseMcpTool
+from .response_mcp_tool_annotations_type_0 import ResponseMcpToolAnnotationsType0
+from .response_mcp_tool_input_schema import ResponseMcpToolInputSchema
 from .response_object import ResponseObject
 from .response_object_conversation_type_0 import ResponseObjectConversationType0
 from .response_object_incomplete_details_type_0 import ResponseObjectIncompleteDetailsType0
@@ -362,6 +369,13 @@ __all__ = (
     "ResponseInputItemListDataItem",
     "ResponseInputMessage",
     "ResponseInputMessageRole",
+    "ResponseMcpApprovalRequest",
+    "ResponseMcpApprovalResponse",
+    "ResponseMcpCall",
+    "ResponseMcpListTools",
+    "ResponseMcpTool",
+    "ResponseMcpToolAnnotationsType0",
+    "ResponseMcpToolInputSchema",
     "ResponseObject",
     "ResponseObjectConversationType0",
     "ResponseObjectIncompleteDetailsType0",

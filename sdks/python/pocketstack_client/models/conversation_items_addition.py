@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from ..models.response_function_call import ResponseFunctionCall
     from ..models.response_function_call_output import ResponseFunctionCallOutput
     from ..models.response_input_message import ResponseInputMessage
+    from ..models.response_mcp_approval_response import ResponseMcpApprovalResponse
 
 
 T = TypeVar("T", bound="ConversationItemsAddition")
@@ -20,15 +21,17 @@ T = TypeVar("T", bound="ConversationItemsAddition")
 class ConversationItemsAddition:
     """
     Attributes:
-        items (list[ResponseFunctionCall | ResponseFunctionCallOutput | ResponseInputMessage]):
+        items (list[ResponseFunctionCall | ResponseFunctionCallOutput | ResponseInputMessage |
+            ResponseMcpApprovalResponse]):
     """
 
-    items: list[ResponseFunctionCall | ResponseFunctionCallOutput | ResponseInputMessage]
+    items: list[ResponseFunctionCall | ResponseFunctionCallOutput | ResponseInputMessage | ResponseMcpApprovalResponse]
     additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         from ..models.response_function_call import ResponseFunctionCall  # noqa: PLC0415
         from ..models.response_function_call_output import ResponseFunctionCallOutput  # noqa: PLC0415
+        from ..models.response_mcp_approval_response import ResponseMcpApprovalResponse  # noqa: PLC0415
 
         items = []
         for items_item_data in self.items:
@@ -36,6 +39,8 @@ class ConversationItemsAddition:
             if isinstance(items_item_data, ResponseFunctionCall):
                 items_item = items_item_data.to_dict()
             elif isinstance(items_item_data, ResponseFunctionCallOutput):
+                items_item = items_item_data.to_dict()
+            elif isinstance(items_item_data, ResponseMcpApprovalResponse):
                 items_item = items_item_data.to_dict()
             else:
                 items_item = items_item_data.to_dict()
@@ -57,6 +62,7 @@ class ConversationItemsAddition:
         from ..models.response_function_call import ResponseFunctionCall  # noqa: PLC0415
         from ..models.response_function_call_output import ResponseFunctionCallOutput  # noqa: PLC0415
         from ..models.response_input_message import ResponseInputMessage  # noqa: PLC0415
+        from ..models.response_mcp_approval_response import ResponseMcpApprovalResponse  # noqa: PLC0415
 
         d = dict(src_dict)
         items = []
@@ -65,7 +71,7 @@ class ConversationItemsAddition:
 
             def _parse_items_item(
                 data: object,
-            ) -> ResponseFunctionCall | ResponseFunctionCallOutput | ResponseInputMessage:
+            ) -> ResponseFunctionCall | ResponseFunctionCallOutput | ResponseInputMessage | ResponseMcpApprovalResponse:
                 try:
                     if not isinstance(data, dict):
                         raise TypeError()
@@ -82,11 +88,19 @@ class ConversationItemsAddition:
                     return componentsschemas_response_input_item_type_1
                 except (TypeError, ValueError, AttributeError, KeyError):
                     pass
+                try:
+                    if not isinstance(data, dict):
+                        raise TypeError()
+                    componentsschemas_response_input_item_type_2 = ResponseMcpApprovalResponse.from_dict(data)
+
+                    return componentsschemas_response_input_item_type_2
+                except (TypeError, ValueError, AttributeError, KeyError):
+                    pass
                 if not isinstance(data, dict):
                     raise TypeError()
-                componentsschemas_response_input_item_type_2 = ResponseInputMessage.from_dict(data)
+                componentsschemas_response_input_item_type_3 = ResponseInputMessage.from_dict(data)
 
-                return componentsschemas_response_input_item_type_2
+                return componentsschemas_response_input_item_type_3
 
             items_item = _parse_items_item(items_item_data)
 

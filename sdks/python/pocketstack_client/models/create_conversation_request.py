@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from ..models.response_function_call import ResponseFunctionCall
     from ..models.response_function_call_output import ResponseFunctionCallOutput
     from ..models.response_input_message import ResponseInputMessage
+    from ..models.response_mcp_approval_response import ResponseMcpApprovalResponse
 
 
 T = TypeVar("T", bound="CreateConversationRequest")
@@ -23,11 +24,16 @@ T = TypeVar("T", bound="CreateConversationRequest")
 class CreateConversationRequest:
     """
     Attributes:
-        items (list[ResponseFunctionCall | ResponseFunctionCallOutput | ResponseInputMessage] | None | Unset):
+        items (list[ResponseFunctionCall | ResponseFunctionCallOutput | ResponseInputMessage |
+            ResponseMcpApprovalResponse] | None | Unset):
         metadata (CreateConversationRequestMetadataType0 | None | Unset):
     """
 
-    items: list[ResponseFunctionCall | ResponseFunctionCallOutput | ResponseInputMessage] | None | Unset = UNSET
+    items: (
+        list[ResponseFunctionCall | ResponseFunctionCallOutput | ResponseInputMessage | ResponseMcpApprovalResponse]
+        | None
+        | Unset
+    ) = UNSET
     metadata: CreateConversationRequestMetadataType0 | None | Unset = UNSET
     additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
 
@@ -35,6 +41,7 @@ class CreateConversationRequest:
         from ..models.create_conversation_request_metadata_type_0 import CreateConversationRequestMetadataType0  # noqa: PLC0415
         from ..models.response_function_call import ResponseFunctionCall  # noqa: PLC0415
         from ..models.response_function_call_output import ResponseFunctionCallOutput  # noqa: PLC0415
+        from ..models.response_mcp_approval_response import ResponseMcpApprovalResponse  # noqa: PLC0415
 
         items: list[dict[str, Any]] | None | Unset
         if isinstance(self.items, Unset):
@@ -46,6 +53,8 @@ class CreateConversationRequest:
                 if isinstance(items_type_0_item_data, ResponseFunctionCall):
                     items_type_0_item = items_type_0_item_data.to_dict()
                 elif isinstance(items_type_0_item_data, ResponseFunctionCallOutput):
+                    items_type_0_item = items_type_0_item_data.to_dict()
+                elif isinstance(items_type_0_item_data, ResponseMcpApprovalResponse):
                     items_type_0_item = items_type_0_item_data.to_dict()
                 else:
                     items_type_0_item = items_type_0_item_data.to_dict()
@@ -79,12 +88,17 @@ class CreateConversationRequest:
         from ..models.response_function_call import ResponseFunctionCall  # noqa: PLC0415
         from ..models.response_function_call_output import ResponseFunctionCallOutput  # noqa: PLC0415
         from ..models.response_input_message import ResponseInputMessage  # noqa: PLC0415
+        from ..models.response_mcp_approval_response import ResponseMcpApprovalResponse  # noqa: PLC0415
 
         d = dict(src_dict)
 
         def _parse_items(
             data: object,
-        ) -> list[ResponseFunctionCall | ResponseFunctionCallOutput | ResponseInputMessage] | None | Unset:
+        ) -> (
+            list[ResponseFunctionCall | ResponseFunctionCallOutput | ResponseInputMessage | ResponseMcpApprovalResponse]
+            | None
+            | Unset
+        ):
             if data is None:
                 return data
             if isinstance(data, Unset):
@@ -98,7 +112,12 @@ class CreateConversationRequest:
 
                     def _parse_items_type_0_item(
                         data: object,
-                    ) -> ResponseFunctionCall | ResponseFunctionCallOutput | ResponseInputMessage:
+                    ) -> (
+                        ResponseFunctionCall
+                        | ResponseFunctionCallOutput
+                        | ResponseInputMessage
+                        | ResponseMcpApprovalResponse
+                    ):
                         try:
                             if not isinstance(data, dict):
                                 raise TypeError()
@@ -115,11 +134,19 @@ class CreateConversationRequest:
                             return componentsschemas_response_input_item_type_1
                         except (TypeError, ValueError, AttributeError, KeyError):
                             pass
+                        try:
+                            if not isinstance(data, dict):
+                                raise TypeError()
+                            componentsschemas_response_input_item_type_2 = ResponseMcpApprovalResponse.from_dict(data)
+
+                            return componentsschemas_response_input_item_type_2
+                        except (TypeError, ValueError, AttributeError, KeyError):
+                            pass
                         if not isinstance(data, dict):
                             raise TypeError()
-                        componentsschemas_response_input_item_type_2 = ResponseInputMessage.from_dict(data)
+                        componentsschemas_response_input_item_type_3 = ResponseInputMessage.from_dict(data)
 
-                        return componentsschemas_response_input_item_type_2
+                        return componentsschemas_response_input_item_type_3
 
                     items_type_0_item = _parse_items_type_0_item(items_type_0_item_data)
 
@@ -129,7 +156,15 @@ class CreateConversationRequest:
             except (TypeError, ValueError, AttributeError, KeyError):
                 pass
             return cast(
-                list[ResponseFunctionCall | ResponseFunctionCallOutput | ResponseInputMessage] | None | Unset, data
+                list[
+                    ResponseFunctionCall
+                    | ResponseFunctionCallOutput
+                    | ResponseInputMessage
+                    | ResponseMcpApprovalResponse
+                ]
+                | None
+                | Unset,
+                data,
             )
 
         items = _parse_items(d.pop("items", UNSET))

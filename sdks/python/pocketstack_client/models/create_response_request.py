@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from ..models.response_function_call_output import ResponseFunctionCallOutput
     from ..models.response_function_tool import ResponseFunctionTool
     from ..models.response_input_message import ResponseInputMessage
+    from ..models.response_mcp_approval_response import ResponseMcpApprovalResponse
     from ..models.response_other_tool import ResponseOtherTool
     from ..models.response_text import ResponseText
     from ..models.response_tool_choice_function import ResponseToolChoiceFunction
@@ -32,8 +33,8 @@ class CreateResponseRequest:
 
     Attributes:
         model (str):
-        input_ (list[ResponseFunctionCall | ResponseFunctionCallOutput | ResponseInputMessage] | str): A user message's
-            text, or a list of input items.
+        input_ (list[ResponseFunctionCall | ResponseFunctionCallOutput | ResponseInputMessage |
+            ResponseMcpApprovalResponse] | str): A user message's text, or a list of input items.
         instructions (None | str | Unset):
         previous_response_id (None | str | Unset):
         conversation (CreateResponseRequestConversationType1 | None | str | Unset): A conversation id (or `{"id":
@@ -59,7 +60,10 @@ class CreateResponseRequest:
     """
 
     model: str
-    input_: list[ResponseFunctionCall | ResponseFunctionCallOutput | ResponseInputMessage] | str
+    input_: (
+        list[ResponseFunctionCall | ResponseFunctionCallOutput | ResponseInputMessage | ResponseMcpApprovalResponse]
+        | str
+    )
     instructions: None | str | Unset = UNSET
     previous_response_id: None | str | Unset = UNSET
     conversation: CreateResponseRequestConversationType1 | None | str | Unset = UNSET
@@ -87,6 +91,7 @@ class CreateResponseRequest:
         from ..models.response_function_call import ResponseFunctionCall  # noqa: PLC0415
         from ..models.response_function_call_output import ResponseFunctionCallOutput  # noqa: PLC0415
         from ..models.response_function_tool import ResponseFunctionTool  # noqa: PLC0415
+        from ..models.response_mcp_approval_response import ResponseMcpApprovalResponse  # noqa: PLC0415
         from ..models.response_text import ResponseText  # noqa: PLC0415
         from ..models.response_tool_choice_function import ResponseToolChoiceFunction  # noqa: PLC0415
 
@@ -102,6 +107,10 @@ class CreateResponseRequest:
                         componentsschemas_response_input_type_1_item_data.to_dict()
                     )
                 elif isinstance(componentsschemas_response_input_type_1_item_data, ResponseFunctionCallOutput):
+                    componentsschemas_response_input_type_1_item = (
+                        componentsschemas_response_input_type_1_item_data.to_dict()
+                    )
+                elif isinstance(componentsschemas_response_input_type_1_item_data, ResponseMcpApprovalResponse):
                     componentsschemas_response_input_type_1_item = (
                         componentsschemas_response_input_type_1_item_data.to_dict()
                     )
@@ -313,6 +322,7 @@ class CreateResponseRequest:
         from ..models.response_function_call_output import ResponseFunctionCallOutput  # noqa: PLC0415
         from ..models.response_function_tool import ResponseFunctionTool  # noqa: PLC0415
         from ..models.response_input_message import ResponseInputMessage  # noqa: PLC0415
+        from ..models.response_mcp_approval_response import ResponseMcpApprovalResponse  # noqa: PLC0415
         from ..models.response_other_tool import ResponseOtherTool  # noqa: PLC0415
         from ..models.response_text import ResponseText  # noqa: PLC0415
         from ..models.response_tool_choice_function import ResponseToolChoiceFunction  # noqa: PLC0415
@@ -322,7 +332,10 @@ class CreateResponseRequest:
 
         def _parse_input_(
             data: object,
-        ) -> list[ResponseFunctionCall | ResponseFunctionCallOutput | ResponseInputMessage] | str:
+        ) -> (
+            list[ResponseFunctionCall | ResponseFunctionCallOutput | ResponseInputMessage | ResponseMcpApprovalResponse]
+            | str
+        ):
             try:
                 if not isinstance(data, list):
                     raise TypeError()
@@ -332,7 +345,12 @@ class CreateResponseRequest:
 
                     def _parse_componentsschemas_response_input_type_1_item(
                         data: object,
-                    ) -> ResponseFunctionCall | ResponseFunctionCallOutput | ResponseInputMessage:
+                    ) -> (
+                        ResponseFunctionCall
+                        | ResponseFunctionCallOutput
+                        | ResponseInputMessage
+                        | ResponseMcpApprovalResponse
+                    ):
                         try:
                             if not isinstance(data, dict):
                                 raise TypeError()
@@ -349,11 +367,19 @@ class CreateResponseRequest:
                             return componentsschemas_response_input_item_type_1
                         except (TypeError, ValueError, AttributeError, KeyError):
                             pass
+                        try:
+                            if not isinstance(data, dict):
+                                raise TypeError()
+                            componentsschemas_response_input_item_type_2 = ResponseMcpApprovalResponse.from_dict(data)
+
+                            return componentsschemas_response_input_item_type_2
+                        except (TypeError, ValueError, AttributeError, KeyError):
+                            pass
                         if not isinstance(data, dict):
                             raise TypeError()
-                        componentsschemas_response_input_item_type_2 = ResponseInputMessage.from_dict(data)
+                        componentsschemas_response_input_item_type_3 = ResponseInputMessage.from_dict(data)
 
-                        return componentsschemas_response_input_item_type_2
+                        return componentsschemas_response_input_item_type_3
 
                     componentsschemas_response_input_type_1_item = _parse_componentsschemas_response_input_type_1_item(
                         componentsschemas_response_input_type_1_item_data
@@ -364,7 +390,16 @@ class CreateResponseRequest:
                 return componentsschemas_response_input_type_1
             except (TypeError, ValueError, AttributeError, KeyError):
                 pass
-            return cast(list[ResponseFunctionCall | ResponseFunctionCallOutput | ResponseInputMessage] | str, data)
+            return cast(
+                list[
+                    ResponseFunctionCall
+                    | ResponseFunctionCallOutput
+                    | ResponseInputMessage
+                    | ResponseMcpApprovalResponse
+                ]
+                | str,
+                data,
+            )
 
         input_ = _parse_input_(d.pop("input"))
 

@@ -15,6 +15,9 @@ if TYPE_CHECKING:
     from ..models.response_error import ResponseError
     from ..models.response_file_search_call import ResponseFileSearchCall
     from ..models.response_function_call import ResponseFunctionCall
+    from ..models.response_mcp_approval_request import ResponseMcpApprovalRequest
+    from ..models.response_mcp_call import ResponseMcpCall
+    from ..models.response_mcp_list_tools import ResponseMcpListTools
     from ..models.response_object_conversation_type_0 import ResponseObjectConversationType0
     from ..models.response_object_incomplete_details_type_0 import ResponseObjectIncompleteDetailsType0
     from ..models.response_object_metadata_type_0 import ResponseObjectMetadataType0
@@ -36,7 +39,8 @@ class ResponseObject:
         created_at (int):
         status (ResponseObjectStatus):
         model (str):
-        output (list[ResponseFileSearchCall | ResponseFunctionCall | ResponseOutputMessage]):
+        output (list[ResponseFileSearchCall | ResponseFunctionCall | ResponseMcpApprovalRequest | ResponseMcpCall |
+            ResponseMcpListTools | ResponseOutputMessage]):
         parallel_tool_calls (bool):
         tool_choice (Any):
         tools (list[ResponseObjectToolsItem]):
@@ -63,7 +67,14 @@ class ResponseObject:
     created_at: int
     status: ResponseObjectStatus
     model: str
-    output: list[ResponseFileSearchCall | ResponseFunctionCall | ResponseOutputMessage]
+    output: list[
+        ResponseFileSearchCall
+        | ResponseFunctionCall
+        | ResponseMcpApprovalRequest
+        | ResponseMcpCall
+        | ResponseMcpListTools
+        | ResponseOutputMessage
+    ]
     parallel_tool_calls: bool
     tool_choice: Any
     tools: list[ResponseObjectToolsItem]
@@ -88,7 +99,10 @@ class ResponseObject:
 
     def to_dict(self) -> dict[str, Any]:
         from ..models.response_error import ResponseError  # noqa: PLC0415
+        from ..models.response_file_search_call import ResponseFileSearchCall  # noqa: PLC0415
         from ..models.response_function_call import ResponseFunctionCall  # noqa: PLC0415
+        from ..models.response_mcp_call import ResponseMcpCall  # noqa: PLC0415
+        from ..models.response_mcp_list_tools import ResponseMcpListTools  # noqa: PLC0415
         from ..models.response_object_conversation_type_0 import ResponseObjectConversationType0  # noqa: PLC0415
         from ..models.response_object_incomplete_details_type_0 import ResponseObjectIncompleteDetailsType0  # noqa: PLC0415
         from ..models.response_object_metadata_type_0 import ResponseObjectMetadataType0  # noqa: PLC0415
@@ -111,6 +125,12 @@ class ResponseObject:
             if isinstance(output_item_data, ResponseOutputMessage):
                 output_item = output_item_data.to_dict()
             elif isinstance(output_item_data, ResponseFunctionCall):
+                output_item = output_item_data.to_dict()
+            elif isinstance(output_item_data, ResponseFileSearchCall):
+                output_item = output_item_data.to_dict()
+            elif isinstance(output_item_data, ResponseMcpListTools):
+                output_item = output_item_data.to_dict()
+            elif isinstance(output_item_data, ResponseMcpCall):
                 output_item = output_item_data.to_dict()
             else:
                 output_item = output_item_data.to_dict()
@@ -279,6 +299,9 @@ class ResponseObject:
         from ..models.response_error import ResponseError  # noqa: PLC0415
         from ..models.response_file_search_call import ResponseFileSearchCall  # noqa: PLC0415
         from ..models.response_function_call import ResponseFunctionCall  # noqa: PLC0415
+        from ..models.response_mcp_approval_request import ResponseMcpApprovalRequest  # noqa: PLC0415
+        from ..models.response_mcp_call import ResponseMcpCall  # noqa: PLC0415
+        from ..models.response_mcp_list_tools import ResponseMcpListTools  # noqa: PLC0415
         from ..models.response_object_conversation_type_0 import ResponseObjectConversationType0  # noqa: PLC0415
         from ..models.response_object_incomplete_details_type_0 import ResponseObjectIncompleteDetailsType0  # noqa: PLC0415
         from ..models.response_object_metadata_type_0 import ResponseObjectMetadataType0  # noqa: PLC0415
@@ -306,7 +329,14 @@ class ResponseObject:
 
             def _parse_output_item(
                 data: object,
-            ) -> ResponseFileSearchCall | ResponseFunctionCall | ResponseOutputMessage:
+            ) -> (
+                ResponseFileSearchCall
+                | ResponseFunctionCall
+                | ResponseMcpApprovalRequest
+                | ResponseMcpCall
+                | ResponseMcpListTools
+                | ResponseOutputMessage
+            ):
                 try:
                     if not isinstance(data, dict):
                         raise TypeError()
@@ -323,11 +353,35 @@ class ResponseObject:
                     return componentsschemas_response_output_item_type_1
                 except (TypeError, ValueError, AttributeError, KeyError):
                     pass
+                try:
+                    if not isinstance(data, dict):
+                        raise TypeError()
+                    componentsschemas_response_output_item_type_2 = ResponseFileSearchCall.from_dict(data)
+
+                    return componentsschemas_response_output_item_type_2
+                except (TypeError, ValueError, AttributeError, KeyError):
+                    pass
+                try:
+                    if not isinstance(data, dict):
+                        raise TypeError()
+                    componentsschemas_response_output_item_type_3 = ResponseMcpListTools.from_dict(data)
+
+                    return componentsschemas_response_output_item_type_3
+                except (TypeError, ValueError, AttributeError, KeyError):
+                    pass
+                try:
+                    if not isinstance(data, dict):
+                        raise TypeError()
+                    componentsschemas_response_output_item_type_4 = ResponseMcpCall.from_dict(data)
+
+                    return componentsschemas_response_output_item_type_4
+                except (TypeError, ValueError, AttributeError, KeyError):
+                    pass
                 if not isinstance(data, dict):
                     raise TypeError()
-                componentsschemas_response_output_item_type_2 = ResponseFileSearchCall.from_dict(data)
+                componentsschemas_response_output_item_type_5 = ResponseMcpApprovalRequest.from_dict(data)
 
-                return componentsschemas_response_output_item_type_2
+                return componentsschemas_response_output_item_type_5
 
             output_item = _parse_output_item(output_item_data)
 

@@ -1,0 +1,181 @@
+"""The `mcp` tool of Responses: remote MCP servers whose tools the model may call through the server.
+
+Each `mcp` tool names a server (`server_url`, over streamable HTTP, or SSE when the URL ends in
+`/sse`), its `headers` / `authorization`, `allowed_tools`, and `require_approval` (`always`, the
+default as in OpenAI; `never`; or `{"never": {"tool_names": [...]}}`). At the start of a response
+every server's tools are listed (an `mcp_list_tools` item); the model sees them as functions.
+A call that needs approval ends the response with an `mcp_approval_request`; the next request
+answers it with an `mcp_approval_response` item. Every server round trip has a deadline, so an
+unreachable server is an error item, never a hang.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from pocketstack._generated import models
+from pocketstack.errors import BadRequestError
+from pocketstack.fields import given
+from pocketstack.response_items import new_id
+
+TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True)
+class McpServer:
+    label: str
+    url: str
+    headers: dict[str, str]
+    allowed: frozenset[str] | None  # None: every tool the server lists
+    approval: str | frozenset[str]  # "always", "never", or the tool names that need none
+
+    def needs_approval(self, name: str) -> bool:
+        if isinstance(self.approval, frozenset):
+            return name not in self.approval
+        return self.approval == "always"
+
+
+@dataclass(frozen=True)
+class Approval:
+    """The user's answer to an `mcp_approval_request` item (kept with the call's `call_id`)."""
+
+    request: dict[str, Any]
+    server: McpServer
+    approve: bool
+    reason: str | None
+
+
+@dataclass
+class McpTools:
+    """The tools listed for one response: model-facing function name -> (server, tool)."""
+
+    by_name: dict[str, tuple[McpServer, dict[str, Any]]] = field(default_factory=dict)
+
+    def functions(self) -> list[dict[str, Any]]:
+        return [
+            {"type": "function", "function": {"name": name, "description": tool.get("description") or "",
+                                              "parameters": tool.get("input_schema") or {"type": "object"}}}
+            for name, (_, tool) in self.by_name.items()
+        ]  # fmt: skip
+
+
+def _names(value: Any, what: str) -> frozenset[str]:
+    names = value.get("tool_names") if isinstance(value, dict) else value
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise BadRequestError(f"mcp {what} is a list of tool names (or {{'tool_names': [...]}}).", param="tools")
+    return frozenset(names)
+
+
+def mcp_servers(request: models.CreateResponseRequest) -> list[McpServer]:
+    servers = []
+    for tool in given(request.tools) or []:
+        if not isinstance(tool, models.ResponseOtherTool) or tool.type != "mcp":
+            continue
+        spec = tool.model_extra or {}
+        label, url = spec.get("server_label"), spec.get("server_url")
+        if not isinstance(label, str) or not label:
+            raise BadRequestError("An mcp tool needs a `server_label`.", param="tools")
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise BadRequestError(f"mcp '{label}' needs a `server_url` (http or https).", param="tools")
+        headers = dict(spec.get("headers") or {})
+        if spec.get("authorization"):
+            headers["Authorization"] = f"Bearer {spec['authorization']}"
+        allowed = _names(spec["allowed_tools"], "allowed_tools") if spec.get("allowed_tools") is not None else None
+        approval: Any = spec.get("require_approval", "always")
+        if isinstance(approval, dict):
+            approval = _names(approval.get("never", {"tool_names": []}), "require_approval.never")
+        elif approval not in ("always", "never"):
+            raise BadRequestError(
+                "mcp require_approval is always, never or {'never': {'tool_names': [...]}}.", param="tools"
+            )
+        servers.append(McpServer(label, url, headers, allowed, approval))
+    if len({s.label for s in servers}) != len(servers):
+        raise BadRequestError("Two mcp tools have the same server_label.", param="tools")
+    if servers:
+        try:
+            import mcp  # noqa: F401  (the extra is optional)
+        except ImportError as exc:
+            raise BadRequestError(
+                "The mcp tool needs the `mcp` package: pip install 'pocketstack[mcp]'.", code="mcp_not_installed"
+            ) from exc
+    return servers
+
+
+@asynccontextmanager
+async def _session(server: McpServer) -> AsyncIterator[Any]:
+    from mcp import ClientSession
+
+    if server.url.rstrip("/").endswith("/sse"):
+        from mcp.client.sse import sse_client
+
+        async with (
+            sse_client(server.url, headers=server.headers, timeout=TIMEOUT_S) as (reader, writer),
+            ClientSession(reader, writer) as session,
+        ):
+            await session.initialize()
+            yield session
+        return
+    import httpx
+    from mcp.client import streamable_http
+
+    timeout = httpx.Timeout(TIMEOUT_S, read=300.0)
+    async with httpx.AsyncClient(headers=server.headers, timeout=timeout, follow_redirects=True) as client:
+        opened = getattr(streamable_http, "streamable_http_client", None)
+        if opened is not None:  # mcp >= 1.24 takes the HTTP client; before, its settings
+            transport = opened(server.url, http_client=client)
+        else:
+            transport = streamable_http.streamablehttp_client(server.url, headers=server.headers, timeout=TIMEOUT_S)
+        async with transport as streams, ClientSession(streams[0], streams[1]) as session:
+            await session.initialize()
+            yield session
+
+
+def _failure(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return f"no answer within {TIMEOUT_S:.0f} s"
+    causes = getattr(exc, "exceptions", None)  # anyio wraps transport errors in exception groups
+    if causes:
+        return _failure(causes[0])
+    return str(exc) or type(exc).__name__
+
+
+async def list_tools(server: McpServer) -> dict[str, Any]:
+    """The `mcp_list_tools` item for one server (with `error` when it could not be listed)."""
+    item: dict[str, Any] = {"type": "mcp_list_tools", "id": new_id("mcpl"), "server_label": server.label, "tools": []}
+    try:
+        async with asyncio.timeout(TIMEOUT_S), _session(server) as session:
+            listed = await session.list_tools()
+    except Exception as exc:  # an unreachable or broken server is the response's error item, not a 500
+        item["error"] = f"Listing the tools of '{server.label}' failed: {_failure(exc)}"
+        return item
+    for tool in listed.tools:
+        if server.allowed is None or tool.name in server.allowed:
+            item["tools"].append(
+                {"name": tool.name, "description": tool.description, "input_schema": tool.inputSchema,
+                 "annotations": tool.annotations.model_dump(exclude_none=True) if tool.annotations else None}
+            )  # fmt: skip
+    return item
+
+
+async def call_tool(server: McpServer, name: str, arguments: str) -> tuple[str | None, str | None]:
+    """(output, error) of one tool call; the output is the text content the tool returned."""
+    try:
+        parsed = json.loads(arguments or "{}")
+    except json.JSONDecodeError:
+        return None, f"The arguments are not JSON: {arguments[:200]}"
+    try:
+        async with asyncio.timeout(TIMEOUT_S), _session(server) as session:
+            result = await session.call_tool(name, parsed if isinstance(parsed, dict) else {})
+    except Exception as exc:
+        return None, f"Calling '{name}' on '{server.label}' failed: {_failure(exc)}"
+    text = "\n".join(getattr(part, "text", "") for part in result.content if getattr(part, "type", "") == "text")
+    if result.isError:
+        return None, text or f"'{name}' reported an error"
+    if not text and result.structuredContent is not None:
+        text = json.dumps(result.structuredContent)
+    return text, None

@@ -1,0 +1,165 @@
+"""The mcp tool of responses against a real MCP server (the `mcp` package's FastMCP) on loopback."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import openai
+import pytest
+from aiohttp.test_utils import TestClient
+from mcp.server.fastmcp import Context  # FastMCP reads the tools' annotations from this module
+
+from pocketstack._generated import models
+from pocketstack.app import create_app
+from tests.conftest import edge_providers_with, edge_with
+from tests.functional.test_responses import CHAT
+from tests.process.server import free_port
+from tests.scripted_provider import scripted, scripted_entry
+
+__all__ = ["scripted"]
+
+ADD = "Add 2 and 3."
+CALLS = {ADD: [{"name": "add", "arguments": '{"a": 2, "b": 3}'}], "Who am I?": [{"name": "whoami", "arguments": "{}"}]}
+
+
+@pytest.fixture(scope="module", params=["streamable-http", "sse"])
+def mcp_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A real MCP server on loopback, over either transport (a URL ending in /sse selects SSE)."""
+    import uvicorn
+    from mcp.server.fastmcp import FastMCP
+
+    port = free_port()
+    tools = FastMCP("calculator", host="127.0.0.1", port=port)
+
+    @tools.tool()
+    def add(a: int, b: int) -> int:
+        """Add two whole numbers."""
+        return a + b
+
+    @tools.tool()
+    def shout(text: str) -> str:
+        """Say it louder."""
+        return text.upper()
+
+    @tools.tool()
+    def whoami(ctx: Context) -> str:  # type: ignore[type-arg]
+        """The credentials the caller sent."""
+        headers = ctx.request_context.request.headers  # type: ignore[union-attr]
+        return f"{headers.get('authorization')}|{headers.get('x-team')}"
+
+    sse = request.param == "sse"
+    app = tools.sse_app() if sse else tools.streamable_http_app()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline, "the MCP server did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}/{'sse' if sse else 'mcp'}"
+    server.should_exit = True
+    thread.join(10)
+
+
+@pytest.fixture
+async def server(
+    aiohttp_client: Callable[..., Any], scripted: list[models.ChatCompletionRequest]
+) -> TestClient[Any, Any]:
+    config = edge_with(
+        providers=edge_providers_with(inference=[scripted_entry(calls=CALLS)]),
+        registered_resources={"models": [CHAT], "shields": []},
+    )
+    return await aiohttp_client(create_app(config))  # type: ignore[no-any-return]
+
+
+def mcp_tool(url: str, **extra: Any) -> Any:
+    return {"type": "mcp", "server_label": "calc", "server_url": url, **extra}
+
+
+async def test_tools_are_listed_and_called_without_approval(
+    oai: openai.AsyncOpenAI, mcp_url: str, scripted: list[models.ChatCompletionRequest]
+) -> None:
+    tools = [mcp_tool(mcp_url, require_approval="never", allowed_tools=["add"])]
+    response = await oai.responses.create(model="chat", input=ADD, tools=tools)
+    listing, call, answer = response.output
+    assert listing.type == "mcp_list_tools" and [t.name for t in listing.tools] == ["add"]  # type: ignore[union-attr]
+    assert call.type == "mcp_call" and (call.name, call.output, call.error) == ("add", "5", None)  # type: ignore[union-attr]
+    assert answer.type == "message" and response.output_text == "The tool said: 5"
+    offered = scripted[0].tools
+    assert offered is not None and [t.function.name for t in offered] == ["add"]  # allowed_tools held back shout
+
+
+async def test_a_call_waits_for_approval_and_runs_once_approved(oai: openai.AsyncOpenAI, mcp_url: str) -> None:
+    tools = [mcp_tool(mcp_url)]  # require_approval: always, by default
+    asked = await oai.responses.create(model="chat", input=ADD, tools=tools)
+    _listing, request = asked.output
+    assert request.type == "mcp_approval_request" and request.name == "add"  # type: ignore[union-attr]
+    approved = await oai.responses.create(
+        model="chat",
+        previous_response_id=asked.id,
+        tools=tools,
+        input=[{"type": "mcp_approval_response", "approval_request_id": request.id, "approve": True}],
+    )
+    kinds = [item.type for item in approved.output]
+    assert kinds == ["mcp_list_tools", "mcp_call", "message"]
+    call = approved.output[1]
+    assert call.output == "5" and call.approval_request_id == request.id  # type: ignore[union-attr]
+    assert approved.output_text == "The tool said: 5"
+    denied = await oai.responses.create(
+        model="chat",
+        previous_response_id=asked.id,
+        tools=tools,
+        input=[{"type": "mcp_approval_response", "approval_request_id": request.id, "approve": False}],
+    )
+    assert denied.output[1].error is not None and "did not approve" in denied.output[1].error  # type: ignore[union-attr]
+
+
+async def test_the_stream_tells_the_listing_and_the_call(oai: openai.AsyncOpenAI, mcp_url: str) -> None:
+    tools = [mcp_tool(mcp_url, require_approval={"never": {"tool_names": ["add"]}})]
+    stream = await oai.responses.create(model="chat", input=ADD, tools=tools, stream=True)
+    kinds = [event.type async for event in stream]
+    for expected in (
+        "response.mcp_list_tools.in_progress",
+        "response.mcp_list_tools.completed",
+        "response.mcp_call.in_progress",
+        "response.mcp_call.completed",
+        "response.output_text.delta",
+    ):
+        assert expected in kinds, kinds
+    assert "response.function_call_arguments.delta" not in kinds
+    assert kinds.index("response.mcp_call.completed") < kinds.index("response.output_text.delta")
+
+
+async def test_an_unreachable_server_is_an_error_item_not_a_hang(oai: openai.AsyncOpenAI) -> None:
+    started = time.monotonic()
+    tools = [mcp_tool(f"http://127.0.0.1:{free_port()}/mcp", require_approval="never")]
+    response = await oai.responses.create(model="chat", input="hello", tools=tools)
+    listing, _answer = response.output
+    assert listing.type == "mcp_list_tools" and listing.error and "calc" in listing.error  # type: ignore[union-attr]
+    assert response.output_text == "You said: hello" and time.monotonic() - started < 10
+
+
+async def test_mcp_tool_errors(server: TestClient[Any, Any], mcp_url: str) -> None:
+    for tools in (
+        [{"type": "mcp", "server_url": mcp_url}],
+        [{"type": "mcp", "server_label": "calc"}],
+        [mcp_tool(mcp_url, require_approval="sometimes")],
+        [mcp_tool(mcp_url), mcp_tool(mcp_url)],
+    ):
+        response = await server.post("/v1/responses", json={"model": "chat", "input": "x", "tools": tools})
+        assert response.status == 400, (tools, await response.text())
+    stray = {"type": "mcp_approval_response", "approval_request_id": "mcpr_nope", "approve": True}
+    response = await server.post(
+        "/v1/responses", json={"model": "chat", "input": [stray], "tools": [mcp_tool(mcp_url)]}
+    )
+    assert response.status == 400
+
+
+async def test_headers_and_authorization_reach_the_server(oai: openai.AsyncOpenAI, mcp_url: str) -> None:
+    tools = [mcp_tool(mcp_url, require_approval="never", authorization="sekrit", headers={"X-Team": "blue"})]
+    response = await oai.responses.create(model="chat", input="Who am I?", tools=tools)
+    call = next(item for item in response.output if item.type == "mcp_call")
+    assert call.output == "Bearer sekrit|blue"  # type: ignore[union-attr]
