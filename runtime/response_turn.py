@@ -122,12 +122,15 @@ class Turn:
             self.usage.append(usage)
         self.violations += given(completion.guardrail_violations, [])
 
-    def _final_items(self, message: models.ChatResponseMessage) -> list[dict[str, Any]]:
-        items = output_items(message, given(self.request.max_tool_calls), hidden=self.hidden)
+    def _final_items(self, completion: models.ChatCompletion) -> list[dict[str, Any]]:
+        choice = completion.choices[0]
+        items = output_items(choice.message, given(self.request.max_tool_calls), hidden=self.hidden)
         for item in items:
             if item["type"] == "message" and item["content"][0]["type"] == "output_text":
                 part = item["content"][0]
                 part["annotations"] = citations(self.found, part["text"])
+                if choice.finish_reason == models.FinishReason.length:
+                    item["status"] = "incomplete"  # cut off by max_output_tokens, as OpenAI marks it
         return items
 
     def _settle(self, output: list[dict[str, Any]], completion: models.ChatCompletion, out_of_iterations: bool) -> None:
@@ -161,7 +164,7 @@ class Turn:
             self.messages.append(assistant_message(message))
             server, client = self._server_calls(message)
             if not server or client or iteration >= self.iterations:
-                self._settle(output + self._final_items(message), answer, out_of_iterations=bool(server) and not client)
+                self._settle(output + self._final_items(answer), answer, out_of_iterations=bool(server) and not client)
                 return
             output += output_items(message, None, hidden=self.hidden)  # what it said before the tools
             halted = False
@@ -200,7 +203,7 @@ class Turn:
             self.messages.append(assistant_message(message))
             server, client = self._server_calls(message)
             if not server or client or iteration >= self.iterations:
-                final = self._final_items(message)
+                final = self._final_items(completion)
                 for event in events.finish(final):
                     yield event
                 self._settle(output + final, completion, out_of_iterations=bool(server) and not client)

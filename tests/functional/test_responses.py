@@ -193,6 +193,9 @@ async def test_response_errors(server: TestClient[Any, Any]) -> None:
 async def test_the_real_default_model_answers_and_streams(oai: openai.AsyncOpenAI) -> None:
     response = await oai.responses.create(model=CHAT_MODEL, input="Say hello.", max_output_tokens=12, temperature=0)
     assert response.status in ("completed", "incomplete") and response.output_text
+    cut = await oai.responses.create(model=CHAT_MODEL, input="Tell me a long story.", max_output_tokens=4)
+    assert cut.status == "incomplete" and cut.incomplete_details is not None
+    assert cut.incomplete_details.reason == "max_output_tokens" and cut.output[0].status == "incomplete"
     stream = await oai.responses.create(
         model=CHAT_MODEL, input="Say hello.", max_output_tokens=12, temperature=0, stream=True
     )
