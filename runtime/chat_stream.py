@@ -6,6 +6,12 @@ from pocketstack._generated import models
 from pocketstack.fields import given
 
 
+def argument_fragment(call: models.ChunkToolCall) -> str:
+    """The piece of a streamed tool call's arguments one chunk carries ("" when none)."""
+    function = given(call.function)
+    return given(function.arguments, "") if function is not None else ""
+
+
 class ChatAssembler:
     """Feed it every chunk of a stream; `completion()` is what the non-streamed answer would be."""
 
@@ -42,8 +48,7 @@ class ChatAssembler:
                         id=given(call.id, ""), function=models.FunctionCall(name=name, arguments="")
                     )
                     self.calls[call.index] = current
-                if function is not None:
-                    current.function.arguments += given(function.arguments, "")
+                current.function.arguments += argument_fragment(call)
             choice_logprobs = given(choice.logprobs)
             if choice_logprobs is not None:
                 self.logprobs.extend(given(choice_logprobs.content, []))

@@ -23,10 +23,11 @@ import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Any, cast
 
 from pocketstack._generated import models
 from pocketstack.apis.safety import SafetyApi, message_text
+from pocketstack.chat_stream import argument_fragment
 from pocketstack.config import ConfigError, SafetyConfig
 from pocketstack.errors import ResourceNotFoundError
 from pocketstack.fields import given, plain
@@ -62,6 +63,15 @@ def _recorded(shield_id: str, stage: str, verdict: Verdict) -> models.GuardrailV
         user_message=verdict.user_message,
         metadata=verdict.metadata,
     )
+
+
+def shield_ids(guardrails: list[Any] | None) -> list[str]:
+    """A request's `guardrails` (shield ids, or Llama Stack's `{"type": id}` specs) as shield ids."""
+    ids = []
+    for guardrail in guardrails or []:
+        value = plain(guardrail)
+        ids.append(value if isinstance(value, str) else str(value.type))
+    return ids
 
 
 def _refusal_text(blocked: models.GuardrailViolation) -> str:
@@ -113,21 +123,18 @@ class Guardrails:
                 raise ConfigError(f"safety.guardrails[{index}]: {exc.message}") from exc
 
     async def for_request(self, request: models.ChatCompletionRequest) -> Guard:
-        asked = [plain(g) for g in given(request.guardrails) or []]
-        named = [g if isinstance(g, str) else g.type for g in asked]
+        named = shield_ids(given(request.guardrails))
         for shield_id in named:  # a typo is a 404 before the model runs, not after
             await self.safety.shields.lookup(shield_id)
-        input_ids = [
-            r.shield_id for r in self.config.guardrails if "input" in r.stages and self._covers(r.models, request)
-        ]
-        output_ids = [
-            r.shield_id for r in self.config.guardrails if "output" in r.stages and self._covers(r.models, request)
-        ]
-        return Guard(input=list(dict.fromkeys(input_ids + named)), output=list(dict.fromkeys(output_ids + named)))
 
-    @staticmethod
-    def _covers(model_ids: list[str] | None, request: models.ChatCompletionRequest) -> bool:
-        return model_ids is None or request.model in model_ids
+        def configured(stage: str) -> list[str]:
+            rails = [r for r in self.config.guardrails if stage in r.stages]
+            return [r.shield_id for r in rails if r.models is None or request.model in r.models]
+
+        return Guard(
+            input=list(dict.fromkeys(configured("input") + named)),
+            output=list(dict.fromkeys(configured("output") + named)),
+        )
 
     async def judge(self, shield_ids: list[str], stage: str, messages: list[ShieldMessage]) -> Outcome:
         outcome = Outcome()
@@ -215,7 +222,7 @@ class Guardrails:
                     if choice.index != 0:
                         continue
                     text += given(choice.delta.content) or ""
-                    calls += "".join(_arguments(call) for call in given(choice.delta.tool_calls, []))
+                    calls += "".join(argument_fragment(call) for call in given(choice.delta.tool_calls, []))
                     ending = ending or given(choice.finish_reason) is not None
                 complete = _last_sentence_end(text, judged_upto)
                 if not ending and complete is None:
@@ -251,11 +258,6 @@ class Guardrails:
                 held.clear()
         for released in held:  # chunks after the last check (usage)
             yield released
-
-
-def _arguments(call: models.ChunkToolCall) -> str:
-    function = given(call.function)
-    return given(function.arguments, "") if function is not None else ""
 
 
 def _rewrite_content(held: list[models.ChatCompletionChunk], replacement: str) -> None:

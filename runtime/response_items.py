@@ -10,6 +10,7 @@ from typing import Any
 from pocketstack._generated import models
 from pocketstack.errors import BadRequestError
 from pocketstack.fields import given, plain
+from pocketstack.guardrails import shield_ids
 
 _TEXT_PARTS = ("input_text", "output_text", "text")
 # Built-in tools this build does not run yet: refused, never silently dropped.
@@ -91,8 +92,7 @@ def chat_messages(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
             }
             messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
             if kind == "mcp_call":
-                told = item.get("output") if item.get("error") is None else f"Error: {item['error']}"
-                messages.append({"role": "tool", "tool_call_id": call_id, "content": told or ""})
+                messages.append({"role": "tool", "tool_call_id": call_id, "content": mcp_call_text(item)})
         elif kind in _SERVER_ITEMS:
             continue  # the server's bookkeeping (listings, searches, approval answers): no chat turn of its own
         else:
@@ -176,10 +176,7 @@ def chat_request(
         "tools": _tools(request) + (extra_tools or []) or None,
         "tool_choice": _tool_choice(request),
         "response_format": _response_format(request),
-        "guardrails": [
-            plain(g) if isinstance(plain(g), str) else plain(g).type for g in given(request.guardrails) or []
-        ]
-        or None,
+        "guardrails": shield_ids(given(request.guardrails)) or None,
     }
     body |= {key: value for key, value in optional.items() if value is not None}
     if body.get("tool_choice") is not None and not body.get("tools") and body["tool_choice"] != "none":
@@ -195,16 +192,16 @@ def output_items(
     items: list[dict[str, Any]] = []
     text, refusal = given(message.content), given(message.refusal)
     if refusal:
-        items.append(_message_item([{"type": "refusal", "refusal": refusal}]))
+        items.append(message_item([{"type": "refusal", "refusal": refusal}]))
     elif text:
-        items.append(_message_item([{"type": "output_text", "text": text, "annotations": []}]))
+        items.append(message_item([{"type": "output_text", "text": text, "annotations": []}]))
     calls = [call for call in given(message.tool_calls, []) if call.function.name not in hidden]
     for call in calls[:max_tool_calls] if max_tool_calls is not None else calls:
         items.append(function_call_item(call.id, call.function.name, call.function.arguments, "completed"))
     return items
 
 
-def _message_item(
+def message_item(
     content: list[dict[str, Any]], status: str = "completed", item_id: str | None = None
 ) -> dict[str, Any]:
     return {
@@ -216,8 +213,9 @@ def _message_item(
     }
 
 
-def message_item(content: list[dict[str, Any]], status: str, item_id: str) -> dict[str, Any]:
-    return _message_item(content, status, item_id)
+def mcp_call_text(item: dict[str, Any]) -> str:
+    """What the model reads of an MCP call: its output, or its error."""
+    return str(item.get("output") or "") if item.get("error") is None else f"Error: {item['error']}"
 
 
 def function_call_item(

@@ -2,9 +2,9 @@
 
 created, in_progress; per output item: output_item.added, then for a message content_part.added,
 output_text.delta (or refusal.delta) ..., output_text.annotation.added (citations), output_text.done,
-content_part.done, and for a function
-call function_call_arguments.delta ..., .done; output_item.done; and last completed (or
-incomplete). Every event has its sequence_number; item events their output_index and item_id.
+content_part.done, and for a function call function_call_arguments.delta ..., .done;
+output_item.done; and last completed (or incomplete). Every event has its sequence_number; item
+events their output_index and item_id.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pocketstack._generated import models
+from pocketstack.chat_stream import argument_fragment
 from pocketstack.fields import given
 from pocketstack.response_items import function_call_item, message_item, new_id
 
@@ -37,7 +38,6 @@ class StreamEvents:
     message_id: str | None = None
     message_index: int = 0
     part: str | None = None  # "output_text" or "refusal", once the message's part is open
-    text: str = ""
     calls: dict[int, _Call] = field(default_factory=dict)
     hidden: set[str] = field(default_factory=set)  # the server's own tools: their calls are not told as such
     hidden_calls: set[int] = field(default_factory=set)
@@ -73,11 +73,9 @@ class StreamEvents:
             content, refusal = given(delta.content), given(delta.refusal)
             if content:
                 events += self._open_message("output_text")
-                self.text += content
                 events.append(self._item_event("response.output_text.delta", delta=content, logprobs=[]))
             if refusal:
                 events += self._open_message("refusal")
-                self.text += refusal
                 events.append(self._item_event("response.refusal.delta", delta=refusal))
             for call in given(delta.tool_calls, []):
                 events += self._call_delta(call)
@@ -99,7 +97,7 @@ class StreamEvents:
             self.items += 1
             item = function_call_item(current.call_id, current.name, "", "in_progress", current.item_id)
             events.append(self.event("response.output_item.added", output_index=current.output_index, item=item))
-        fragment = given(function.arguments, "") if function is not None else ""
+        fragment = argument_fragment(call)
         if fragment:
             current.arguments += fragment
             events.append(

@@ -24,7 +24,7 @@ from pocketstack.chat_stream import ChatAssembler
 from pocketstack.fields import given
 from pocketstack.file_search import FUNCTION, NAME, FileSearch, Found, citations, query_of, search
 from pocketstack.mcp_tools import Approval, McpServer, McpTools, call_tool, list_tools
-from pocketstack.response_items import chat_request, new_id, output_items
+from pocketstack.response_items import chat_request, mcp_call_text, new_id, output_items
 from pocketstack.response_stream import StreamEvents
 
 
@@ -80,7 +80,7 @@ class Turn:
                 item["error"] = "The user did not approve this call" + (
                     f": {approval.reason}" if approval.reason else "."
                 )
-            self.messages.append({"role": "tool", "tool_call_id": request["call_id"], "content": _told(item)})
+            self.messages.append({"role": "tool", "tool_call_id": request["call_id"], "content": mcp_call_text(item)})
             self.prelude.append(item)
 
     async def call(self, *, stream: bool) -> models.ChatCompletion | AsyncIterator[models.ChatCompletionChunk]:
@@ -113,8 +113,13 @@ class Turn:
             return {"type": "mcp_approval_request", **base, "call_id": call.id}, True
         output, error = await call_tool(server, name, call.function.arguments)
         item = {"type": "mcp_call", **base, "output": output, "error": error}
-        self.messages.append({"role": "tool", "tool_call_id": call.id, "content": _told(item)})
+        self.messages.append({"role": "tool", "tool_call_id": call.id, "content": mcp_call_text(item)})
         return item, False
+
+    def _ends(self, server: list[models.ToolCall], client: bool, iteration: int) -> bool:
+        """Whether this model call's answer ends the turn: no tools of the server's to run, calls for the client
+        to run, or no model call left (then the server's calls go unrun: out of iterations)."""
+        return not server or client or iteration >= self.iterations
 
     def _account(self, completion: models.ChatCompletion) -> None:
         usage = given(completion.usage)
@@ -163,7 +168,7 @@ class Turn:
             message = answer.choices[0].message
             self.messages.append(assistant_message(message))
             server, client = self._server_calls(message)
-            if not server or client or iteration >= self.iterations:
+            if self._ends(server, client, iteration):
                 self._settle(output + self._final_items(answer), answer, out_of_iterations=bool(server) and not client)
                 return
             output += output_items(message, None, hidden=self.hidden)  # what it said before the tools
@@ -202,7 +207,7 @@ class Turn:
             message = completion.choices[0].message
             self.messages.append(assistant_message(message))
             server, client = self._server_calls(message)
-            if not server or client or iteration >= self.iterations:
+            if self._ends(server, client, iteration):
                 final = self._final_items(completion)
                 for event in events.finish(final):
                     yield event
@@ -242,11 +247,6 @@ class Turn:
 
 def _closing(response: dict[str, Any]) -> str:
     return "response.incomplete" if response["status"] == "incomplete" else "response.completed"
-
-
-def _told(item: dict[str, Any]) -> str:
-    """What the model reads of an MCP call."""
-    return item["output"] if item.get("error") is None else f"Error: {item['error']}"
 
 
 def _told_item(events: StreamEvents, index: int, item: dict[str, Any]) -> list[models.ResponseStreamEvent]:

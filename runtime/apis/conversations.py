@@ -38,10 +38,10 @@ class ConversationsApi:
             raise ResourceNotFoundError("conversation", conversation_id)
         return stored
 
-    async def context(self, conversation_id: str) -> list[dict[str, Any]]:
-        """The conversation's items as chat messages (what a response reads before its own input)."""
+    async def items(self, conversation_id: str) -> list[dict[str, Any]]:
+        """All of the conversation's items, in order (what a response reads before its own input)."""
         await self.lookup(conversation_id)
-        return chat_messages(await self.store.all_items(conversation_id))
+        return await self.store.all_items(conversation_id)
 
     async def append(self, conversation_id: str, items: list[dict[str, Any]]) -> None:
         await self.store.add_items(conversation_id, items)
@@ -82,8 +82,8 @@ class ConversationsApi:
     async def add_conversation_items(self, request: models.AddConversationItemsRequest) -> models.ConversationItemList:
         await self.lookup(request.conversation_id)
         items = stored_items(list(request.items))
-        chat_messages(items)
-        await self.store.add_items(request.conversation_id, items)
+        chat_messages(items)  # refuses what this build cannot use, as create does
+        await self.append(request.conversation_id, items)
         return _item_list(items)
 
     async def get_conversation_item(self, request: models.GetConversationItemRequest) -> models.ConversationItem:

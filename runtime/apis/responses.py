@@ -92,24 +92,22 @@ class ResponsesApi:
         conversation = _conversation_id(request)
         if previous is not None and conversation is not None:
             raise BadRequestError("Give `previous_response_id` or `conversation`, not both.", param="conversation")
-        if given(request.background, False) and (given(request.stream, False) or given(request.store, True) is False):
-            raise BadRequestError(
-                "A background response is stored and polled: not with `stream`, nor with `store` false.",
-                param="background",
-            )
         if conversation is not None:
-            if await self.conversations.store.get(conversation) is None:
-                raise BadRequestError(
-                    f"No conversation '{conversation}'.", code="conversation_not_found", param="conversation"
-                )
-            earlier = await self.conversations.store.all_items(conversation)
+            try:
+                earlier = await self.conversations.items(conversation)
+            except ResourceNotFoundError as exc:  # on this route a bad conversation id is the request's fault
+                raise BadRequestError(exc.message, code="conversation_not_found", param="conversation") from exc
             return chat_messages(earlier), earlier
         if previous is None:
             return [], []
-        stored = await self.store.get(previous)
-        if stored is None:
-            raise ResourceNotFoundError("response", previous)
+        stored = await self._stored(previous)
         return stored.context, stored.response.get("output", [])
+
+    async def _stored(self, response_id: str) -> StoredResponse:
+        stored = await self.store.get(response_id)
+        if stored is None:
+            raise ResourceNotFoundError("response", response_id)
+        return stored
 
     def _skeleton(self, request: models.CreateResponseRequest) -> dict[str, Any]:
         text = given(request.text)
@@ -144,6 +142,11 @@ class ResponsesApi:
     async def create_openai_response(
         self, request: models.CreateResponseRequest
     ) -> models.ResponseObject | AsyncIterator[models.ResponseStreamEvent]:
+        if given(request.background, False) and (given(request.stream, False) or given(request.store, True) is False):
+            raise BadRequestError(
+                "A background response is stored and polled: not with `stream`, nor with `store` false.",
+                param="background",
+            )
         items = input_items(request)
         context, earlier = await self._context(request)
         messages = context + chat_messages(items)
@@ -195,18 +198,15 @@ class ResponsesApi:
                 turn.response["error"] = {"code": "server_error", "message": "The response failed in the server."}
             finally:
                 self._running.pop(turn.response["id"], None)
-            conversation = (turn.response.get("conversation") or {}).get("id")
-            if conversation is not None and turn.response["status"] in ("completed", "incomplete"):
-                await self.conversations.append(conversation, [*items, *turn.response["output"]])
+            if turn.response["status"] in ("completed", "incomplete"):
+                await self._join_conversation(turn, items)
             await self.store.update(StoredResponse(turn.response, items, turn.messages))
 
         self._running[turn.response["id"]] = asyncio.create_task(run(), name=f"response-{turn.response['id']}")
         return models.ResponseObject.model_validate(turn.response)
 
     async def cancel_openai_response(self, request: models.CancelOpenaiResponseRequest) -> models.ResponseObject:
-        stored = await self.store.get(request.response_id)
-        if stored is None:
-            raise ResourceNotFoundError("response", request.response_id)
+        stored = await self._stored(request.response_id)
         if not stored.response.get("background"):
             raise BadRequestError("Only background responses can be cancelled.", code="not_background")
         task = self._running.get(request.response_id)
@@ -240,18 +240,18 @@ class ResponsesApi:
             yield event
 
     async def _keep(self, turn: Turn, items: list[dict[str, Any]]) -> None:
-        response = turn.response
-        conversation = (response.get("conversation") or {}).get("id")
-        if conversation is not None:  # the turn joins the conversation, stored or not, as in OpenAI
-            await self.conversations.append(conversation, [*items, *response["output"]])
-        if response["store"]:
-            await self.store.add(StoredResponse(response, items, turn.messages))
+        await self._join_conversation(turn, items)  # stored or not, as in OpenAI
+        if turn.response["store"]:
+            await self.store.add(StoredResponse(turn.response, items, turn.messages))
+
+    async def _join_conversation(self, turn: Turn, items: list[dict[str, Any]]) -> None:
+        """Add the turn's input and output to its conversation, if it has one."""
+        conversation = (turn.response.get("conversation") or {}).get("id")
+        if conversation is not None:
+            await self.conversations.append(conversation, [*items, *turn.response["output"]])
 
     async def get_openai_response(self, request: models.GetOpenaiResponseRequest) -> models.ResponseObject:
-        stored = await self.store.get(request.response_id)
-        if stored is None:
-            raise ResourceNotFoundError("response", request.response_id)
-        return models.ResponseObject.model_validate(stored.response)
+        return models.ResponseObject.model_validate((await self._stored(request.response_id)).response)
 
     async def delete_openai_response(
         self, request: models.DeleteOpenaiResponseRequest
@@ -273,10 +273,7 @@ class ResponsesApi:
     async def list_openai_response_input_items(
         self, request: models.ListOpenaiResponseInputItemsRequest
     ) -> models.ResponseInputItemList:
-        stored = await self.store.get(request.response_id)
-        if stored is None:
-            raise ResourceNotFoundError("response", request.response_id)
-        items = list(stored.input_items)
+        items = list((await self._stored(request.response_id)).input_items)
         if given(request.order, models.SortOrder.desc) == "desc":
             items.reverse()
         ids = [item["id"] for item in items]

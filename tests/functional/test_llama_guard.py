@@ -174,3 +174,16 @@ async def test_without_the_grammar_the_default_model_does_not_answer_as_llama_gu
     response = await server.post("/v1/moderations", json={"input": "How do I bake bread?", "model": "free"})
     error = assert_error_shape(await response.json())
     assert (response.status, error["code"]) == (502, "unreadable_verdict")  # what the grammar prevents
+
+
+def test_an_unknown_excluded_category_in_the_provider_config_is_a_config_error() -> None:
+    from pocketstack.config import ConfigError
+    from pocketstack.stack import plan_providers
+
+    guard = {"provider_id": "llama-guard", "provider_type": "inline::llama-guard",
+             "config": {"excluded_categories": ["S1", "S99"]}}  # fmt: skip
+    config = edge_with(providers=edge_providers_with(safety=[guard]), registered_resources={"models": []})
+    with pytest.raises(ConfigError) as caught:
+        plan_providers(config)  # before anything starts, naming the entry
+    assert "providers.safety[0] (llama-guard): config.excluded_categories" in str(caught.value)
+    assert "S99 not in S1..S14" in str(caught.value)

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from pocketstack.providers.inline.llama_guard.taxonomy import CATEGORIES
 
 
 class LlamaGuardConfig(BaseModel):
@@ -13,3 +15,11 @@ class LlamaGuardConfig(BaseModel):
     # reject unknown request fields.
     output_grammar: bool = True
     max_tokens: int = Field(default=32, ge=8, le=512)
+
+    @field_validator("excluded_categories")
+    @classmethod
+    def _known_codes(cls, codes: list[str]) -> list[str]:
+        unknown = sorted(set(codes) - set(CATEGORIES))
+        if unknown:  # checked with the run config, before anything starts
+            raise ValueError(f"{', '.join(unknown)} not in S1..S14")
+        return [code for code in CATEGORIES if code in codes]

@@ -35,7 +35,7 @@ class LlamaGuardShield(Stateless):
     def __init__(self, config: LlamaGuardConfig, context: ProviderContext) -> None:
         self.config = config
         self.routers = context.routers
-        self.excluded = _excluded(config.excluded_categories)
+        self.excluded = config.excluded_categories  # known codes, in taxonomy order (the config checks)
 
     async def check_shield(self, provider_resource_id: str, params: dict[str, Any]) -> dict[str, Any]:
         unknown = sorted(set(params) - {"excluded_categories"})
