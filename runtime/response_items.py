@@ -151,6 +151,10 @@ def _response_format(request: models.CreateResponseRequest) -> dict[str, Any] | 
     return {"type": "json_schema", "json_schema": schema}
 
 
+# llama.cpp's own sampling and cache knobs, taken as extra fields the way chat completions take them.
+LLAMA_CPP_KNOBS = ("seed", "top_k", "min_p", "cache_prompt", "grammar")
+
+
 def chat_request(
     request: models.CreateResponseRequest,
     messages: list[dict[str, Any]],
@@ -179,6 +183,8 @@ def chat_request(
         "guardrails": shield_ids(given(request.guardrails)) or None,
     }
     body |= {key: value for key, value in optional.items() if value is not None}
+    extra = request.model_extra or {}
+    body |= {key: extra[key] for key in LLAMA_CPP_KNOBS if key in extra}
     if body.get("tool_choice") is not None and not body.get("tools") and body["tool_choice"] != "none":
         raise BadRequestError("tool_choice needs tools to choose from.", param="tool_choice")
     return models.ChatCompletionRequest.model_validate(body)

@@ -155,7 +155,7 @@ class Turn:
                 "input_tokens": prompt,
                 "output_tokens": completed,
                 "total_tokens": prompt + completed,
-                "input_tokens_details": {"cached_tokens": 0},
+                "input_tokens_details": {"cached_tokens": sum(_cached(u) for u in self.usage)},
                 "output_tokens_details": {"reasoning_tokens": 0},
             }
         if self.violations:
@@ -243,6 +243,11 @@ class Turn:
                 yield events.event(_closing(self.response), response=self.response)
                 return
             chunks = cast(AsyncIterator[models.ChatCompletionChunk], await self.call(stream=True))
+
+
+def _cached(usage: models.Usage) -> int:
+    details = given(usage.prompt_tokens_details)
+    return given(details.cached_tokens, 0) if details is not None else 0
 
 
 def _closing(response: dict[str, Any]) -> str:

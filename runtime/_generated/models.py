@@ -481,13 +481,15 @@ class ChoiceLogprobs(BaseModel):
     content: list[TokenLogprob] | None
 
 
-class Usage(BaseModel):
+class PromptTokensDetails(BaseModel):
+    """
+    cached_tokens counts the prompt tokens whose model state was reused instead of evaluated again.
+    """
+
     model_config = ConfigDict(
         extra="allow",
     )
-    prompt_tokens: int
-    completion_tokens: int
-    total_tokens: int
+    cached_tokens: int | MISSING = MISSING
 
 
 class ChatResponseMessage(BaseModel):
@@ -649,19 +651,6 @@ class CompletionChoice(BaseModel):
     text: str
     finish_reason: FinishReason | None
     logprobs: CompletionLogprobs | None
-
-
-class Completion(BaseModel):
-    model_config = ConfigDict(
-        extra="allow",
-    )
-    id: str
-    object: Literal["text_completion"] = "text_completion"
-    created: int
-    model: str
-    choices: list[CompletionChoice]
-    usage: Usage | MISSING = MISSING
-    system_fingerprint: str | None | MISSING = MISSING
 
 
 class EmbeddingsInputEmbeddingsInput(RootModel[str]):
@@ -1290,51 +1279,6 @@ class ConversationItemList(BaseModel):
 class SortOrder(StrEnum):
     asc = "asc"
     desc = "desc"
-
-
-class StoredChatCompletion(BaseModel):
-    """
-    A chat completion as answered, with the messages it answered and who served it.
-    """
-
-    model_config = ConfigDict(
-        extra="allow",
-    )
-    id: str
-    object: Literal["chat.completion"] = "chat.completion"
-    created: int
-    model: str
-    choices: list[ChatChoice]
-    usage: Usage | MISSING = MISSING
-    system_fingerprint: str | None | MISSING = MISSING
-    input_messages: list[
-        Annotated[
-            SystemMessage
-            | DeveloperMessage
-            | UserMessage
-            | AssistantMessage
-            | ToolMessage,
-            Field(discriminator="role"),
-        ]
-    ]
-    served_by: Annotated[
-        str | MISSING, Field(description="The provider that served it.")
-    ] = MISSING
-
-
-class ListChatCompletionsResponse(BaseModel):
-    model_config = ConfigDict(
-        extra="allow",
-    )
-    object: Literal["list"] = "list"
-    data: list[StoredChatCompletion]
-    first_id: Annotated[
-        str, Field(description='The first id of this page ("" when empty).')
-    ]
-    last_id: Annotated[
-        str, Field(description='The last id of this page ("" when empty).')
-    ]
-    has_more: bool
 
 
 class RerankTextRerankText(RootModel[str]):
@@ -2592,6 +2536,16 @@ class GuardrailViolation(BaseModel):
     metadata: dict[str, Any]
 
 
+class Usage(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    prompt_tokens_details: PromptTokensDetails | MISSING = MISSING
+
+
 class ChatCompletion(BaseModel):
     model_config = ConfigDict(
         extra="allow",
@@ -2627,6 +2581,19 @@ class ChatCompletionChunk(BaseModel):
             description="On the chunk that ends a choice, what the guardrails flagged (absent when nothing was)."
         ),
     ] = MISSING
+
+
+class Completion(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    id: str
+    object: Literal["text_completion"] = "text_completion"
+    created: int
+    model: str
+    choices: list[CompletionChoice]
+    usage: Usage | MISSING = MISSING
+    system_fingerprint: str | None | MISSING = MISSING
 
 
 class ResponseObject(BaseModel):
@@ -2680,4 +2647,49 @@ class ListResponsesResponse(BaseModel):
     data: list[ResponseObject]
     first_id: str
     last_id: str
+    has_more: bool
+
+
+class StoredChatCompletion(BaseModel):
+    """
+    A chat completion as answered, with the messages it answered and who served it.
+    """
+
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[ChatChoice]
+    usage: Usage | MISSING = MISSING
+    system_fingerprint: str | None | MISSING = MISSING
+    input_messages: list[
+        Annotated[
+            SystemMessage
+            | DeveloperMessage
+            | UserMessage
+            | AssistantMessage
+            | ToolMessage,
+            Field(discriminator="role"),
+        ]
+    ]
+    served_by: Annotated[
+        str | MISSING, Field(description="The provider that served it.")
+    ] = MISSING
+
+
+class ListChatCompletionsResponse(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    object: Literal["list"] = "list"
+    data: list[StoredChatCompletion]
+    first_id: Annotated[
+        str, Field(description='The first id of this page ("" when empty).')
+    ]
+    last_id: Annotated[
+        str, Field(description='The last id of this page ("" when empty).')
+    ]
     has_more: bool

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import itertools
 import json
 import logging
 import re
@@ -69,7 +70,9 @@ async def test_stream_matches_the_whole_answer(oai: openai.AsyncOpenAI) -> None:
     assert text == whole.choices[0].message.content
     finishes = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
     assert finishes == [whole.choices[0].finish_reason]
-    assert chunks[-1].choices == [] and chunks[-1].usage == whole.usage
+    assert chunks[-1].choices == [] and chunks[-1].usage is not None and whole.usage is not None
+    counts = ("prompt_tokens", "completion_tokens", "total_tokens")  # cached_tokens: the second reuses the first's
+    assert [getattr(chunks[-1].usage, c) for c in counts] == [getattr(whole.usage, c) for c in counts]
     assert len({c.id for c in chunks}) == 1
 
 
@@ -254,6 +257,59 @@ async def test_seed_makes_sampling_repeatable(oai: openai.AsyncOpenAI) -> None:
     assert answers[0] == answers[1]
 
 
+async def _conversation(oai: openai.AsyncOpenAI, turns: int, **extra: Any) -> tuple[list[str], list[int]]:
+    """A seeded multi-turn chat: each turn's answer joins the history of the next."""
+    messages: list[dict[str, Any]] = [{"role": "system", "content": "You are a helpful assistant."}]
+    answers, cached = [], []
+    for turn in range(turns):
+        messages.append({"role": "user", "content": f"Tell me fact number {turn} about the sea, and why."})
+        completion = await oai.chat.completions.create(
+            model=CHAT_MODEL,
+            messages=messages,
+            temperature=0.8,
+            max_tokens=40,
+            seed=7,
+            extra_body=extra,  # type: ignore[arg-type]
+        )
+        answer = completion.choices[0].message.content or ""
+        answers.append(answer)
+        assert completion.usage is not None
+        details = completion.usage.prompt_tokens_details
+        cached.append(details.cached_tokens or 0 if details is not None else 0)
+        messages.append({"role": "assistant", "content": answer})
+    return answers, cached
+
+
+async def test_reused_prompt_state_keeps_seeded_answers(oai: openai.AsyncOpenAI) -> None:
+    """Each turn reuses the state its history left (answer included), and samples what a full evaluation does."""
+    fresh, none_cached = await _conversation(oai, 4, cache_prompt=False)
+    assert none_cached == [0, 0, 0, 0]
+    reused, cached = await _conversation(oai, 4)
+    assert reused == fresh
+    assert all(later > earlier for earlier, later in itertools.pairwise(cached[1:])), cached
+    assert cached[3] > 100  # the system prompt, three questions and three answers
+
+
+async def test_interleaved_conversations_each_find_their_saved_state(oai: openai.AsyncOpenAI) -> None:
+    first = [{"role": "user", "content": "Name a colour and say why you like it."}]
+    second = [{"role": "user", "content": "Name an animal and say where it lives."}]
+    for messages in (first, second):
+        answer = await oai.chat.completions.create(model=CHAT_MODEL, messages=messages, max_tokens=30, seed=1)  # type: ignore[arg-type]
+        messages += [{"role": "assistant", "content": answer.choices[0].message.content or ""},
+                     {"role": "user", "content": "Tell me more."}]  # fmt: skip
+    # The live context holds the second conversation now; the first one's state comes from the saved states.
+    again = await oai.chat.completions.create(model=CHAT_MODEL, messages=first, max_tokens=8, seed=1)  # type: ignore[arg-type]
+    assert again.usage is not None and again.usage.prompt_tokens_details is not None
+    assert (again.usage.prompt_tokens_details.cached_tokens or 0) > 20
+
+
+async def test_cache_prompt_must_be_a_boolean(oai: openai.AsyncOpenAI) -> None:
+    with pytest.raises(openai.BadRequestError, match="cache_prompt"):
+        await oai.chat.completions.create(
+            model=CHAT_MODEL, messages=HELLO, max_tokens=4, extra_body={"cache_prompt": "yes"}
+        )  # type: ignore[arg-type]
+
+
 async def test_stop_sequence_ends_the_answer(oai: openai.AsyncOpenAI) -> None:
     free = await oai.chat.completions.create(model=CHAT_MODEL, messages=HELLO, temperature=0, max_tokens=40)
     text = free.choices[0].message.content or ""
@@ -292,7 +348,9 @@ async def test_text_completion_and_stream(oai: openai.AsyncOpenAI) -> None:
         stream_options={"include_usage": True},
     )  # fmt: skip
     chunks = [c async for c in with_usage]
-    assert chunks[-1].choices == [] and chunks[-1].usage == whole.usage
+    assert chunks[-1].choices == [] and chunks[-1].usage is not None
+    counts = ("prompt_tokens", "completion_tokens", "total_tokens")  # cached_tokens: later ones reuse the first's
+    assert [getattr(chunks[-1].usage, c) for c in counts] == [getattr(whole.usage, c) for c in counts]
     assert all(c.usage is None for c in chunks[:-1])
     echoed = await oai.completions.create(model=CHAT_MODEL, prompt="Hi", max_tokens=2, temperature=0, echo=True)
     assert echoed.choices[0].text.startswith("Hi")

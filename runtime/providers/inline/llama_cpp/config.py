@@ -21,6 +21,11 @@ class LlamaCppConfig(BaseModel):
     memory_budget_mb: int = Field(
         default=4096, ge=1, description="model files kept loaded at once; idle ones beyond it are unloaded (LRU)"
     )
+    prompt_cache_mb: int = Field(
+        default=256,
+        ge=0,
+        description="saved prompt states of recent conversations per chat model (LRU); 0 keeps only the live one",
+    )
     max_waiting: int = Field(
         default=16, ge=0, description="requests that may wait for a busy model before the next gets 429"
     )

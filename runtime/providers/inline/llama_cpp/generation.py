@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # numpy loads with llama_cpp, on first use, not at server start
     import numpy as np
 
+    from pocketstack.providers.inline.llama_cpp.prompt_cache import PromptCache
+
 FinishReason = str  # "stop" | "length" | "cancelled"
 
 
@@ -52,6 +54,7 @@ class Outcome:
     finish_reason: FinishReason
     prompt_tokens: int
     completion_tokens: int
+    cached_tokens: int = 0  # prompt tokens whose state was reused, not evaluated again
 
 
 def _held_back(text: str, stops: Sequence[str]) -> int:
@@ -76,8 +79,12 @@ def generate(
     top_logprobs: int | None,
     emit: Callable[[Piece], None],
     cancelled: threading.Event,
+    cache: PromptCache | None = None,
 ) -> Outcome:
-    """Generate up to `max_tokens` after `prompt_tokens`; `top_logprobs` None means no logprobs."""
+    """Generate up to `max_tokens` after `prompt_tokens`; `top_logprobs` None means no logprobs.
+
+    With `cache`, the prompt reuses the state the context (or the cache) holds; without, the whole
+    prompt is evaluated again (the request asked for `cache_prompt: false`)."""
     import llama_cpp
 
     captured: list[np.ndarray[Any, Any]] = []
@@ -91,10 +98,11 @@ def generate(
 
     if sampling.seed is not None:
         llm.set_seed(sampling.seed)
-    # Evaluate the whole prompt every time: reusing a cached prefix evaluates it in other batch
-    # splits, which changes logits in the last bits and so breaks seeded / greedy repeatability.
-    # Prefix-state reuse comes as an explicit, measured cache (issue 7), not as a side effect.
-    llm.reset()
+    if cache is not None:
+        cached = cache.prefill(llm, prompt_tokens)
+    else:
+        llm.reset()
+        cached = 0
     greedy = sampling.temperature <= 0.0
     tokens = llm.generate(
         prompt_tokens,
@@ -144,7 +152,9 @@ def generate(
     if tail or pending_logprobs:
         emit(Piece(tail, pending_logprobs))
     tokens.close()
-    return Outcome(finish, len(prompt_tokens), len(generated))
+    if cache is not None:
+        cache.settle(llm, prompt_tokens, [] if finish == "cancelled" else generated)
+    return Outcome(finish, len(prompt_tokens), len(generated), cached)
 
 
 def _logprob(llm: Any, logits: np.ndarray[Any, Any], token: int, piece: bytes, top: int) -> TokenLogprob:

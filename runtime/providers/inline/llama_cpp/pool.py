@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from pocketstack.errors import TooManyRequestsError
+from pocketstack.providers.inline.llama_cpp.prompt_cache import PromptCache
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -40,6 +41,7 @@ class Resident:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     waiting: int = 0
     last_used: float = field(default_factory=time.monotonic)
+    prompt_cache: PromptCache | None = None  # chat models: reusable prompt state (prompt_cache.py)
 
     @property
     def busy(self) -> bool:

@@ -30,6 +30,7 @@ from pocketstack.providers.inline.llama_cpp import chat, collect, vectors
 from pocketstack.providers.inline.llama_cpp.config import LlamaCppConfig
 from pocketstack.providers.inline.llama_cpp.generation import Outcome, Piece, Sampling, generate
 from pocketstack.providers.inline.llama_cpp.pool import ModelKey, ModelPool, Resident
+from pocketstack.providers.inline.llama_cpp.prompt_cache import PromptCache
 from pocketstack.threads import ThreadStream
 
 T = TypeVar("T")
@@ -186,8 +187,30 @@ def _grammar(schema: dict[str, Any] | bool | None, gbnf: str | None = None) -> A
         raise BadRequestError(f"The JSON schema cannot be enforced: {exc}", param="response_format") from exc
 
 
+def _usage(outcome: Outcome) -> models.Usage:
+    return models.Usage(
+        prompt_tokens=outcome.prompt_tokens,
+        completion_tokens=outcome.completion_tokens,
+        total_tokens=outcome.prompt_tokens + outcome.completion_tokens,
+        prompt_tokens_details=models.PromptTokensDetails(cached_tokens=outcome.cached_tokens),
+    )
+
+
+def _reuses_prompt(request: models.ChatCompletionRequest | models.CompletionRequest) -> bool:
+    """llama.cpp server's `cache_prompt` (an extra field, on by default): false evaluates the whole prompt."""
+    value = (request.model_extra or {}).get("cache_prompt", True)
+    if not isinstance(value, bool):
+        raise BadRequestError("cache_prompt is true or false.", param="cache_prompt")
+    return value
+
+
 def _generation(
-    resident: Resident, prepared: Prepared, sampling: Sampling, grammar: Any, logprobs: int | None
+    resident: Resident,
+    prepared: Prepared,
+    sampling: Sampling,
+    grammar: Any,
+    logprobs: int | None,
+    cache: PromptCache | None,
 ) -> ThreadStream[Piece, Outcome]:
     """The token loop on the model's own thread, its pieces streamed back to the event loop."""
     return ThreadStream[Piece, Outcome](
@@ -201,6 +224,7 @@ def _generation(
             top_logprobs=logprobs,
             emit=emit,
             cancelled=cancelled,
+            cache=cache,
         ),
         resident.executor,
     )
@@ -304,6 +328,17 @@ class LlamaCppProvider:
     def _key(self, model: ServedModel, embedding: bool) -> ModelKey:
         return ModelKey(self.resolve(model.provider_model_id), embedding)
 
+    def _cache(
+        self, resident: Resident, request: models.ChatCompletionRequest | models.CompletionRequest
+    ) -> PromptCache | None:
+        """The model's prompt cache when this request may reuse prompt state (the cache learns when it may not)."""
+        if resident.prompt_cache is None:
+            resident.prompt_cache = PromptCache(self.config.prompt_cache_mb * 1024 * 1024)
+        if _reuses_prompt(request):
+            return resident.prompt_cache
+        resident.prompt_cache.forget()
+        return None
+
     # -- generation --------------------------------------------------------------------------
 
     @staticmethod
@@ -390,7 +425,9 @@ class LlamaCppProvider:
             _check_grammar(llm, grammar)
             tokens, template_stops = await resident.run(self._chat_tokens, llm, messages)
             prepared = self._prepare(llm, tokens, requested, _stops(request.stop) + template_stops)
-            work = _generation(resident, prepared, _sampling(request, llm.n_vocab()), grammar, logprobs)
+            work = _generation(
+                resident, prepared, _sampling(request, llm.n_vocab()), grammar, logprobs, self._cache(resident, request)
+            )
             yield chunk(models.ChunkDelta(role="assistant", content=""))
             held: list[Piece] = []  # text that may turn out to be a tool call
             holding = plan.active
@@ -437,11 +474,7 @@ class LlamaCppProvider:
                     yield chunk(models.ChunkDelta(content=text), pieces=held)
             yield chunk(models.ChunkDelta(), finish=finish)
             if include_usage:
-                usage = models.Usage(
-                    prompt_tokens=outcome.prompt_tokens,
-                    completion_tokens=outcome.completion_tokens,
-                    total_tokens=outcome.prompt_tokens + outcome.completion_tokens,
-                )
+                usage = _usage(outcome)
                 yield models.ChatCompletionChunk(
                     id=completion_id, created=created, model=model.identifier, choices=[], usage=usage
                 )
@@ -508,7 +541,9 @@ class LlamaCppProvider:
                 vectors.check_token_ids(prompt, llm.n_vocab(), "prompt")
                 tokens, text_prompt = list(prompt), llm.detokenize(prompt).decode("utf-8", errors="replace")
             prepared = self._prepare(llm, tokens, given(request.max_tokens, 16), _stops(request.stop))
-            work = _generation(resident, prepared, _sampling(request, llm.n_vocab()), grammar, logprobs)
+            work = _generation(
+                resident, prepared, _sampling(request, llm.n_vocab()), grammar, logprobs, self._cache(resident, request)
+            )
             if given(request.echo, False):
                 yield chunk(text_prompt)
             async with aclosing(aiter(work)) as pieces:
@@ -518,11 +553,7 @@ class LlamaCppProvider:
             assert outcome is not None
             yield chunk("", finish=FINISH[outcome.finish_reason])
             if include_usage:  # OpenAI's form: a last chunk with no choices
-                usage = models.Usage(
-                    prompt_tokens=outcome.prompt_tokens,
-                    completion_tokens=outcome.completion_tokens,
-                    total_tokens=outcome.prompt_tokens + outcome.completion_tokens,
-                )
+                usage = _usage(outcome)
                 yield models.Completion(
                     id=completion_id, created=created, model=model.identifier, choices=[], usage=usage
                 )

@@ -109,6 +109,7 @@ from .open_ai_file_object_status import OpenAIFileObjectStatus
 from .open_ai_list_models_response import OpenAIListModelsResponse
 from .open_ai_model import OpenAIModel
 from .open_ai_model_custom_metadata import OpenAIModelCustomMetadata
+from .prompt_tokens_details import PromptTokensDetails
 from .provider_info import ProviderInfo
 from .provider_info_config import ProviderInfoConfig
 from .provider_info_health import ProviderInfoHealth
@@ -337,6 +338,7 @@ __all__ = (
     "OpenAIListModelsResponse",
     "OpenAIModel",
     "OpenAIModelCustomMetadata",
+    "PromptTokensDetails",
     "ProviderInfo",
     "ProviderInfoConfig",
     "ProviderInfoHealth",

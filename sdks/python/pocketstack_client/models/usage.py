@@ -2,10 +2,16 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from attrs import define as _attrs_define
 from attrs import field as _attrs_field
+
+from ..types import UNSET, Unset
+
+if TYPE_CHECKING:
+    from ..models.prompt_tokens_details import PromptTokensDetails
+
 
 T = TypeVar("T", bound="Usage")
 
@@ -17,11 +23,14 @@ class Usage:
         prompt_tokens (int):
         completion_tokens (int):
         total_tokens (int):
+        prompt_tokens_details (PromptTokensDetails | Unset): cached_tokens counts the prompt tokens whose model state
+            was reused instead of evaluated again.
     """
 
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+    prompt_tokens_details: PromptTokensDetails | Unset = UNSET
     additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -30,6 +39,10 @@ class Usage:
         completion_tokens = self.completion_tokens
 
         total_tokens = self.total_tokens
+
+        prompt_tokens_details: dict[str, Any] | Unset = UNSET
+        if not isinstance(self.prompt_tokens_details, Unset):
+            prompt_tokens_details = self.prompt_tokens_details.to_dict()
 
         field_dict: dict[str, Any] = {}
         field_dict.update(self.additional_properties)
@@ -40,11 +53,15 @@ class Usage:
                 "total_tokens": total_tokens,
             }
         )
+        if prompt_tokens_details is not UNSET:
+            field_dict["prompt_tokens_details"] = prompt_tokens_details
 
         return field_dict
 
     @classmethod
     def from_dict(cls: type[T], src_dict: Mapping[str, Any]) -> T:
+        from ..models.prompt_tokens_details import PromptTokensDetails  # noqa: PLC0415
+
         d = dict(src_dict)
         prompt_tokens = d.pop("prompt_tokens")
 
@@ -52,10 +69,18 @@ class Usage:
 
         total_tokens = d.pop("total_tokens")
 
+        _prompt_tokens_details = d.pop("prompt_tokens_details", UNSET)
+        prompt_tokens_details: PromptTokensDetails | Unset
+        if isinstance(_prompt_tokens_details, Unset):
+            prompt_tokens_details = UNSET
+        else:
+            prompt_tokens_details = PromptTokensDetails.from_dict(_prompt_tokens_details)
+
         usage = cls(
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
             total_tokens=total_tokens,
+            prompt_tokens_details=prompt_tokens_details,
         )
 
         usage.additional_properties = d
