@@ -36,17 +36,25 @@ DATAMODEL_FLAGS = (
 )  # fmt: skip
 
 
+# Wire names that cannot be Python field names as they are (pydantic's mypy plugin gives every
+# model's __init__ a `**kwargs`): the field gets the Python name, the wire keeps its own.
+FIELD_ALIASES = {"kwargs": "kwargs_"}
+
+
 def write_models(spec: Spec, header: str, target: Path) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         source = Path(tmp) / "openapi.json"
         # JSON, not YAML: keeps property order, which becomes field order.
         source.write_text(json.dumps(spec.model_document(), indent=1), encoding="utf-8")
+        aliases = Path(tmp) / "aliases.json"
+        aliases.write_text(json.dumps(FIELD_ALIASES), encoding="utf-8")
         subprocess.run(
             [
                 sys.executable, "-m", "datamodel_code_generator",
                 "--input", str(source),
                 "--output", str(target),
                 "--custom-file-header", header.rstrip("\n"),
+                "--aliases", str(aliases),
                 *DATAMODEL_FLAGS,
             ],
             check=True,

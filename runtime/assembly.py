@@ -14,6 +14,7 @@ from pocketstack.apis.providers import ProvidersApi
 from pocketstack.apis.responses import ResponsesApi
 from pocketstack.apis.safety import SafetyApi
 from pocketstack.apis.shields import ShieldsApi
+from pocketstack.apis.tools import ToolsApi
 from pocketstack.apis.vector_io import VectorIOApi
 from pocketstack.guardrails import Guardrails
 from pocketstack.stack import Stack
@@ -29,6 +30,7 @@ async def assemble(stack: Stack, served_tags: frozenset[str]) -> dict[str, Handl
     stack.routers.inference = inference
     files = FilesApi(stack)
     vector_io = VectorIOApi(stack, inference, files)
+    stack.routers.vector_io = vector_io
     await vector_io.sync_from_config()
     await vector_io.files.start()
     stack.on_stop(vector_io.files.stop)
@@ -38,8 +40,10 @@ async def assemble(stack: Stack, served_tags: frozenset[str]) -> dict[str, Handl
     if stack.providers_of("safety"):
         inference.guardrails = Guardrails(stack.config.safety, safety)
         await inference.guardrails.validate_config()
+    tools = ToolsApi(stack)
+    await tools.sync_from_config()
     conversations = ConversationsApi(stack)
-    responses = ResponsesApi(stack, inference, conversations, vector_io)
+    responses = ResponsesApi(stack, inference, conversations, vector_io, tools)
     await responses.start()
     stack.on_stop(responses.stop)
     apis = Apis(
@@ -53,5 +57,7 @@ async def assemble(stack: Stack, served_tags: frozenset[str]) -> dict[str, Handl
         safety=safety,
         responses=responses,
         conversations=conversations,
+        tool_groups=tools,
+        tool_runtime=tools,
     )
     return handlers(apis)

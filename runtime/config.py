@@ -125,6 +125,13 @@ class VectorStoresConfig(BaseModel):
         return {} if value is None else value
 
 
+class ToolGroupInput(_Strict):
+    toolgroup_id: str = Field(min_length=1)
+    provider_id: str = Field(min_length=1)
+    mcp_endpoint: dict[str, str] | None = None  # {"uri": ...}
+    args: dict[str, Any] | None = None
+
+
 class RegisteredResources(_Strict):
     models: list[ModelInput] = Field(default_factory=list)
     vector_stores: list[VectorStoreInput] = Field(default_factory=list)
@@ -133,7 +140,7 @@ class RegisteredResources(_Strict):
     datasets: list[dict[str, Any]] = Field(default_factory=list)
     scoring_fns: list[dict[str, Any]] = Field(default_factory=list)
     benchmarks: list[dict[str, Any]] = Field(default_factory=list)
-    tool_groups: list[dict[str, Any]] = Field(default_factory=list)
+    tool_groups: list[ToolGroupInput] = Field(default_factory=list)
 
 
 class SqliteBackend(_Strict):

@@ -14,7 +14,7 @@ from pocketstack.guardrails import shield_ids
 
 _TEXT_PARTS = ("input_text", "output_text", "text")
 # Built-in tools this build does not run yet: refused, never silently dropped.
-_NOT_YET = "The {kind} tool is not served by this build yet; function, file_search and mcp tools are."
+_NOT_YET = "The {kind} tool is not served by this build yet; function, file_search, web_search and mcp tools are."
 
 
 def new_id(prefix: str) -> str:
@@ -100,8 +100,10 @@ def chat_messages(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return messages
 
 
-_SERVED_BUILTINS = ("file_search", "mcp")  # run by the server (response_turn.py); the others are refused
-_SERVER_ITEMS = ("mcp_list_tools", "file_search_call", "mcp_approval_response")
+WEB_SEARCH_TYPES = ("web_search", "web_search_preview", "web_search_preview_2025_03_11", "web_search_2025_08_26")
+# run by the server (response_turn.py); the others are refused
+_SERVED_BUILTINS = ("file_search", "mcp", *WEB_SEARCH_TYPES)
+_SERVER_ITEMS = ("mcp_list_tools", "file_search_call", "web_search_call", "mcp_approval_response")
 
 
 def _tools(request: models.CreateResponseRequest) -> list[dict[str, Any]]:

@@ -26,6 +26,10 @@ from pocketstack.file_search import FUNCTION, NAME, FileSearch, Found, citations
 from pocketstack.mcp_tools import Approval, McpServer, McpTools, call_tool, list_tools
 from pocketstack.response_items import chat_request, mcp_call_text, new_id, output_items
 from pocketstack.response_stream import StreamEvents
+from pocketstack.web_search import FUNCTION as WEB_FUNCTION
+from pocketstack.web_search import NAME as WEB_NAME
+from pocketstack.web_search import WebSearch
+from pocketstack.web_search import search as web_search
 
 
 def assistant_message(message: models.ChatResponseMessage) -> dict[str, Any]:
@@ -52,6 +56,7 @@ class Turn:
     found: Found = field(default_factory=Found)
     usage: list[models.Usage] = field(default_factory=list)
     violations: list[models.GuardrailViolation] = field(default_factory=list)
+    web: WebSearch | None = None
 
     @property
     def iterations(self) -> int:
@@ -60,7 +65,11 @@ class Turn:
     @property
     def hidden(self) -> set[str]:
         """The server's own tools, by the function names the model sees."""
-        return ({NAME} if self.tool is not None else set()) | set(self.mcp.by_name)
+        return (
+            ({NAME} if self.tool is not None else set())
+            | ({WEB_NAME} if self.web is not None else set())
+            | set(self.mcp.by_name)
+        )
 
     async def prepare(self) -> None:
         """Before the first model call: list the MCP servers' tools, run (or decline) the approved calls."""
@@ -84,7 +93,11 @@ class Turn:
             self.prelude.append(item)
 
     async def call(self, *, stream: bool) -> models.ChatCompletion | AsyncIterator[models.ChatCompletionChunk]:
-        extra = ([FUNCTION] if self.tool is not None else []) + self.mcp.functions()
+        extra = (
+            ([FUNCTION] if self.tool is not None else [])
+            + ([WEB_FUNCTION] if self.web is not None else [])
+            + self.mcp.functions()
+        )
         return await self.inference.openai_chat_completion(
             chat_request(self.request, self.messages, stream=stream, extra_tools=extra)
         )
@@ -103,6 +116,11 @@ class Turn:
             item, text = await search(
                 self.vector_io, self.tool, query_of(call.function.arguments), self.found, with_results
             )
+            item["id"] = item_id or item["id"]
+            self.messages.append({"role": "tool", "tool_call_id": call.id, "content": text})
+            return item, False
+        if name == WEB_NAME and self.web is not None:
+            item, text = await web_search(self.web, call.function.arguments)
             item["id"] = item_id or item["id"]
             self.messages.append({"role": "tool", "tool_call_id": call.id, "content": text})
             return item, False
@@ -220,17 +238,18 @@ class Turn:
             output += said
             halted = False
             for call in server:  # told as it happens: added, in_progress (searching), the work, completed, done
-                index, item_id = len(output), new_id("fs" if call.function.name == NAME else "mcp")
-                kind = "file_search_call" if call.function.name == NAME else "mcp_call"
+                kind, prefix = _SERVER_KINDS.get(call.function.name, ("mcp_call", "mcp"))
+                index, item_id = len(output), new_id(prefix)
                 pending = {"type": kind, "id": item_id, "status": "in_progress"}
                 at = {"output_index": index, "item_id": item_id}
                 yield events.event("response.output_item.added", output_index=index, item=pending)
                 yield events.event(f"response.{kind}.in_progress", **at)
-                if kind == "file_search_call":
-                    yield events.event("response.file_search_call.searching", **at)
+                if kind != "mcp_call":
+                    yield events.event(f"response.{kind}.searching", **at)
                 item, stop = await self._serve(call, item_id)
-                if item["type"] == "mcp_approval_request":
-                    pass  # nothing ran: the item is the question
+                if item["type"] == "mcp_approval_request" or kind == "web_search_call":
+                    if kind == "web_search_call":  # OpenAI has no failed event for searches: the item says it
+                        yield events.event("response.web_search_call.completed", **at)
                 elif item.get("error"):
                     yield events.event("response.mcp_call.failed", **at)
                 else:
@@ -243,6 +262,10 @@ class Turn:
                 yield events.event(_closing(self.response), response=self.response)
                 return
             chunks = cast(AsyncIterator[models.ChatCompletionChunk], await self.call(stream=True))
+
+
+# The server's own tools, by the function name the model calls: their item type and id prefix.
+_SERVER_KINDS = {NAME: ("file_search_call", "fs"), WEB_NAME: ("web_search_call", "ws")}
 
 
 def _cached(usage: models.Usage) -> int:

@@ -19,7 +19,7 @@ from pocketstack.storage import Database, open_database
 log = logging.getLogger(__name__)
 
 # The APIs this build serves, besides inspect/providers/models which are always on.
-KNOWN_APIS = frozenset({"inference", "files", "vector_io", "safety", "responses"})
+KNOWN_APIS = frozenset({"inference", "files", "vector_io", "safety", "responses", "tool_runtime"})
 
 
 @dataclass(frozen=True)

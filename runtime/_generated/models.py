@@ -863,7 +863,7 @@ class ResponseFunctionTool(BaseModel):
 
 class ResponseOtherTool(BaseModel):
     """
-    A built-in tool (file_search, web_search, mcp...); this build answers 400 until it runs them.
+    A built-in tool (file_search, web_search, mcp); others are refused with a 400.
     """
 
     model_config = ConfigDict(
@@ -1056,6 +1056,35 @@ class ResponseFileSearchCall(BaseModel):
     status: ResponseFileSearchCallStatus
     queries: list[str]
     results: list[ResponseFileSearchResult] | None | MISSING = MISSING
+
+
+class ResponseWebSearchCallStatus(StrEnum):
+    in_progress = "in_progress"
+    searching = "searching"
+    completed = "completed"
+    failed = "failed"
+
+
+class ResponseWebSearchCallAction(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    type: str | MISSING = MISSING
+    query: str | MISSING = MISSING
+
+
+class ResponseWebSearchCall(BaseModel):
+    """
+    A web search the server ran for the model (through a tool runtime web search provider).
+    """
+
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    type: Literal["web_search_call"]
+    id: str
+    status: ResponseWebSearchCallStatus
+    action: ResponseWebSearchCallAction | MISSING = MISSING
 
 
 class ResponseMcpTool(BaseModel):
@@ -1871,6 +1900,87 @@ class Shield(BaseModel):
     params: dict[str, Any]
 
 
+class ToolDef(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    toolgroup_id: str | MISSING = MISSING
+    name: str
+    description: str | MISSING = MISSING
+    input_schema: Annotated[
+        dict[str, Any] | MISSING,
+        Field(description="JSON Schema of the tool's arguments"),
+    ] = MISSING
+    output_schema: dict[str, Any] | MISSING = MISSING
+    metadata: dict[str, Any] | MISSING = MISSING
+
+
+class ListToolDefsResponse(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    data: list[ToolDef]
+
+
+class McpEndpoint(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    uri: Annotated[str, Field(min_length=1)]
+
+
+class ToolGroup(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    identifier: str
+    provider_id: str
+    provider_resource_id: str
+    type: Literal["tool_group"] = "tool_group"
+    mcp_endpoint: McpEndpoint | MISSING = MISSING
+    args: dict[str, Any] | MISSING = MISSING
+
+
+class ListToolGroupsResponse(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    data: list[ToolGroup]
+
+
+class RegisterToolGroupRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    toolgroup_id: Annotated[str, Field(min_length=1)]
+    provider_id: Annotated[str, Field(min_length=1)]
+    mcp_endpoint: McpEndpoint | MISSING = MISSING
+    args: dict[str, Any] | MISSING = MISSING
+
+
+class InvokeToolRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    tool_name: Annotated[str, Field(min_length=1)]
+    kwargs_: Annotated[dict[str, Any], Field(alias="kwargs")]
+    authorization: Annotated[
+        str | MISSING, Field(description="A bearer token for the tool's MCP server")
+    ] = MISSING
+
+
+class ToolInvocationResult(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    content: Annotated[
+        Any | MISSING, Field(description="The tool's output (text, or content parts)")
+    ] = MISSING
+    error_message: str | MISSING = MISSING
+    error_code: int | MISSING = MISSING
+    metadata: dict[str, Any] | MISSING = MISSING
+
+
 class ListShieldsResponse(BaseModel):
     model_config = ConfigDict(
         extra="allow",
@@ -2287,6 +2397,57 @@ class UnregisterShieldRequest(BaseModel):
     ]
 
 
+class GetToolGroupRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    toolgroup_id: Annotated[
+        str,
+        Field(
+            description="The tool group's identifier (e.g. builtin::rag, mcp::docs); slashes are part of it."
+        ),
+    ]
+
+
+class UnregisterToolgroupRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    toolgroup_id: Annotated[
+        str,
+        Field(
+            description="The tool group's identifier (e.g. builtin::rag, mcp::docs); slashes are part of it."
+        ),
+    ]
+
+
+class ListToolsRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    toolgroup_id: str | MISSING = MISSING
+
+
+class GetToolRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    tool_name: str
+
+
+class ListRuntimeToolsRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    tool_group_id: str | MISSING = MISSING
+    mcp_endpoint: Annotated[
+        str | MISSING,
+        Field(
+            description="An MCP server's URL (streamable HTTP, or SSE when it ends in /sse)."
+        ),
+    ] = MISSING
+
+
 class ListOpenaiResponsesRequest(BaseModel):
     model_config = ConfigDict(
         extra="allow",
@@ -2610,6 +2771,7 @@ class ResponseObject(BaseModel):
         ResponseOutputMessage
         | ResponseFunctionCall
         | ResponseFileSearchCall
+        | ResponseWebSearchCall
         | ResponseMcpListTools
         | ResponseMcpCall
         | ResponseMcpApprovalRequest

@@ -272,6 +272,48 @@ class Safety(Protocol):
         ...
 
 
+class ToolGroups(Protocol):
+    """Tool groups (built-in tools, MCP servers) registered against tool runtime providers, and their tools."""
+
+    async def list_tool_groups(self) -> models.ListToolGroupsResponse:
+        """List the registered tool groups."""
+        ...
+
+    async def register_tool_group(self, request: models.RegisterToolGroupRequest) -> None:
+        """Register a tool group against a tool runtime provider (an MCP server by its `mcp_endpoint`)."""
+        ...
+
+    async def get_tool_group(self, request: models.GetToolGroupRequest) -> models.ToolGroup:
+        """Get a tool group. The id may contain slashes."""
+        ...
+
+    async def unregister_toolgroup(self, request: models.UnregisterToolgroupRequest) -> None:
+        """Unregister a tool group. The id may contain slashes."""
+        ...
+
+    async def list_tools(self, request: models.ListToolsRequest) -> models.ListToolDefsResponse:
+        """The tools of every registered tool group, or of one (`toolgroup_id`)."""
+        ...
+
+    async def get_tool(self, request: models.GetToolRequest) -> models.ToolDef:
+        """One tool by its name (the first tool group that has it)."""
+        ...
+
+
+class ToolRuntime(Protocol):
+    """Running tools directly, and asking a provider for a tool group's tools."""
+
+    async def invoke_tool(self, request: models.InvokeToolRequest) -> models.ToolInvocationResult:
+        """Run a registered tool; a tool that fails answers with `error_message` / `error_code`, not an HTTP error."""
+        ...
+
+    async def list_runtime_tools(
+        self, request: models.ListRuntimeToolsRequest
+    ) -> models.ListToolDefsResponse:
+        """The tools a tool group (or an MCP server, by `mcp_endpoint`) offers, asked of its provider now."""
+        ...
+
+
 class Responses(Protocol):
     """OpenAI's Responses API, stored and threaded by `previous_response_id` or a conversation."""
 

@@ -20,6 +20,8 @@ from pocketstack._generated.protocols import (
     Responses,
     Safety,
     Shields,
+    ToolGroups,
+    ToolRuntime,
     VectorIO,
 )
 
@@ -38,6 +40,8 @@ class Apis:
     vector_io: VectorIO | None = None
     shields: Shields | None = None
     safety: Safety | None = None
+    tool_groups: ToolGroups | None = None
+    tool_runtime: ToolRuntime | None = None
     responses: Responses | None = None
     conversations: Conversations | None = None
 
@@ -706,6 +710,123 @@ class SafetyRoutes:
         return await http.respond(request, result, status=200)
 
 
+class ToolGroupsRoutes:
+    def __init__(self, impl: ToolGroups) -> None:
+        self.impl = impl
+
+    def handlers(self) -> dict[str, Handler]:
+        return {
+            "list_tool_groups": self.list_tool_groups,
+            "register_tool_group": self.register_tool_group,
+            "get_tool_group": self.get_tool_group,
+            "unregister_toolgroup": self.unregister_toolgroup,
+            "list_tools": self.list_tools,
+            "get_tool": self.get_tool,
+        }
+
+    async def list_tool_groups(self, request: web.Request) -> web.StreamResponse:
+        result = await self.impl.list_tool_groups()
+        return await http.respond(request, result, status=200)
+
+    async def register_tool_group(self, request: web.Request) -> web.StreamResponse:
+        parsed = await http.parse_request(
+            request,
+            models.RegisterToolGroupRequest,
+            path=(),
+            query=(),
+            array_query=(),
+            body="required",
+        )
+        await self.impl.register_tool_group(parsed)
+        return await http.respond(request, None, status=204)
+
+    async def get_tool_group(self, request: web.Request) -> web.StreamResponse:
+        parsed = await http.parse_request(
+            request,
+            models.GetToolGroupRequest,
+            path=("toolgroup_id",),
+            query=(),
+            array_query=(),
+            body="none",
+        )
+        result = await self.impl.get_tool_group(parsed)
+        return await http.respond(request, result, status=200)
+
+    async def unregister_toolgroup(self, request: web.Request) -> web.StreamResponse:
+        parsed = await http.parse_request(
+            request,
+            models.UnregisterToolgroupRequest,
+            path=("toolgroup_id",),
+            query=(),
+            array_query=(),
+            body="none",
+        )
+        await self.impl.unregister_toolgroup(parsed)
+        return await http.respond(request, None, status=204)
+
+    async def list_tools(self, request: web.Request) -> web.StreamResponse:
+        parsed = await http.parse_request(
+            request,
+            models.ListToolsRequest,
+            path=(),
+            query=("toolgroup_id",),
+            array_query=(),
+            body="none",
+        )
+        result = await self.impl.list_tools(parsed)
+        return await http.respond(request, result, status=200)
+
+    async def get_tool(self, request: web.Request) -> web.StreamResponse:
+        parsed = await http.parse_request(
+            request,
+            models.GetToolRequest,
+            path=("tool_name",),
+            query=(),
+            array_query=(),
+            body="none",
+        )
+        result = await self.impl.get_tool(parsed)
+        return await http.respond(request, result, status=200)
+
+
+class ToolRuntimeRoutes:
+    def __init__(self, impl: ToolRuntime) -> None:
+        self.impl = impl
+
+    def handlers(self) -> dict[str, Handler]:
+        return {
+            "invoke_tool": self.invoke_tool,
+            "list_runtime_tools": self.list_runtime_tools,
+        }
+
+    async def invoke_tool(self, request: web.Request) -> web.StreamResponse:
+        parsed = await http.parse_request(
+            request,
+            models.InvokeToolRequest,
+            path=(),
+            query=(),
+            array_query=(),
+            body="required",
+        )
+        result = await self.impl.invoke_tool(parsed)
+        return await http.respond(request, result, status=200)
+
+    async def list_runtime_tools(self, request: web.Request) -> web.StreamResponse:
+        parsed = await http.parse_request(
+            request,
+            models.ListRuntimeToolsRequest,
+            path=(),
+            query=(
+                "tool_group_id",
+                "mcp_endpoint",
+            ),
+            array_query=(),
+            body="none",
+        )
+        result = await self.impl.list_runtime_tools(parsed)
+        return await http.respond(request, result, status=200)
+
+
 class ResponsesRoutes:
     def __init__(self, impl: Responses) -> None:
         self.impl = impl
@@ -950,6 +1071,10 @@ def handlers(apis: Apis) -> dict[str, Handler]:
         found.update(ShieldsRoutes(apis.shields).handlers())
     if apis.safety is not None:
         found.update(SafetyRoutes(apis.safety).handlers())
+    if apis.tool_groups is not None:
+        found.update(ToolGroupsRoutes(apis.tool_groups).handlers())
+    if apis.tool_runtime is not None:
+        found.update(ToolRuntimeRoutes(apis.tool_runtime).handlers())
     if apis.responses is not None:
         found.update(ResponsesRoutes(apis.responses).handlers())
     if apis.conversations is not None:

@@ -19,6 +19,7 @@ from typing import Any
 from pocketstack._generated import models
 from pocketstack.apis.conversations import ConversationsApi
 from pocketstack.apis.inference import InferenceApi
+from pocketstack.apis.tools import ToolsApi
 from pocketstack.apis.vector_io import VectorIOApi
 from pocketstack.errors import BadRequestError, PocketStackError, ResourceNotFoundError
 from pocketstack.fields import given, plain
@@ -28,6 +29,7 @@ from pocketstack.response_items import chat_messages, input_items, new_id
 from pocketstack.response_turn import Turn
 from pocketstack.stack import Stack
 from pocketstack.storage.responses import ResponseStore, StoredResponse
+from pocketstack.web_search import web_search_tool
 
 log = logging.getLogger(__name__)
 
@@ -72,9 +74,15 @@ def _conversation_id(request: models.CreateResponseRequest) -> str | None:
 
 class ResponsesApi:
     def __init__(
-        self, stack: Stack, inference: InferenceApi, conversations: ConversationsApi, vector_io: VectorIOApi
+        self,
+        stack: Stack,
+        inference: InferenceApi,
+        conversations: ConversationsApi,
+        vector_io: VectorIOApi,
+        tools: ToolsApi,
     ) -> None:
         self.stack = stack
+        self.tools = tools
         self.inference = inference
         self.conversations = conversations
         self.vector_io = vector_io
@@ -158,6 +166,7 @@ class ResponsesApi:
         turn = Turn(
             request, self._skeleton(request), messages, self.inference, self.vector_io, tool, servers, approvals
         )
+        turn.web = await web_search_tool(request, self.tools)
         if given(request.background, False):
             return await self._in_background(turn, items)
         await turn.prepare()

@@ -3,8 +3,17 @@
 from __future__ import annotations
 
 from pocketstack.providers.base import ProviderSpec
-from pocketstack.providers.inline import code_scanner, llama_cpp, llama_guard, localfs, pii, sqlite_vec, toxicity
-from pocketstack.providers.remote import pgvector
+from pocketstack.providers.inline import (
+    code_scanner,
+    file_search,
+    llama_cpp,
+    llama_guard,
+    localfs,
+    pii,
+    sqlite_vec,
+    toxicity,
+)
+from pocketstack.providers.remote import mcp, pgvector, web_search
 from pocketstack.providers.remote.catalog import REMOTES
 
 PROVIDERS: dict[str, ProviderSpec] = {
@@ -18,6 +27,10 @@ PROVIDERS: dict[str, ProviderSpec] = {
         code_scanner.SPEC,
         toxicity.SPEC,
         pgvector.SPEC,
+        file_search.SPEC,
+        web_search.TAVILY,
+        web_search.BRAVE,
+        mcp.SPEC,
         *REMOTES,
     )
 }

@@ -12,6 +12,7 @@ from pydantic import BaseModel
 if TYPE_CHECKING:  # the generated models load with the APIs, after the server listens
     from pocketstack._generated import models
     from pocketstack.apis.inference import InferenceApi
+    from pocketstack.apis.vector_io import VectorIOApi
     from pocketstack.storage import Database
     from pocketstack.uploads import FileBody, Upload
 
@@ -36,6 +37,7 @@ class Routers:
 
     def __init__(self) -> None:
         self._inference: InferenceApi | None = None
+        self._vector_io: VectorIOApi | None = None
 
     @property
     def inference(self) -> InferenceApi:
@@ -46,6 +48,16 @@ class Routers:
     @inference.setter
     def inference(self, api: InferenceApi) -> None:
         self._inference = api
+
+    @property
+    def vector_io(self) -> VectorIOApi:
+        if self._vector_io is None:
+            raise RuntimeError("the vector_io API is not assembled yet")
+        return self._vector_io
+
+    @vector_io.setter
+    def vector_io(self, api: VectorIOApi) -> None:
+        self._vector_io = api
 
 
 @dataclass(frozen=True)

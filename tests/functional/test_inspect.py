@@ -79,7 +79,14 @@ async def test_providers_list_and_get(client: TestClient[Any, Any], home: Path) 
     api = sdk(client)
     listed = await list_providers.asyncio(client=api)
     assert listed is not None and not isinstance(listed, Error)
-    inference, files, vector_io, *safety = listed.data
+    inference, files, vector_io, *rest = listed.data
+    safety = [p for p in rest if p.api == "safety"]
+    assert [(p.api, p.provider_id) for p in rest if p.api != "safety"] == [
+        ("tool_runtime", "file-search"),
+        ("tool_runtime", "tavily-search"),
+        ("tool_runtime", "brave-search"),
+        ("tool_runtime", "model-context-protocol"),  # optional: here because `make test` installs [mcp]
+    ]
     assert (inference.api, inference.provider_id, inference.provider_type) == (
         "inference",
         "llama-cpp",

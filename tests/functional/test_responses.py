@@ -176,7 +176,7 @@ async def test_response_errors(server: TestClient[Any, Any]) -> None:
         ({"model": "chat", "input": user, "tool_choice": "required"}, 400),
         ({"model": "chat", "input": user, "tools": [{"type": "file_search", "vector_store_ids": ["vs_nope"]}]}, 400),
         ({"model": "chat", "input": user, "tools": [{"type": "file_search"}]}, 400),
-        ({"model": "chat", "input": user, "tools": [{"type": "web_search"}]}, 400),
+        ({"model": "chat", "input": user, "tools": [{"type": "code_interpreter"}]}, 400),  # not served
         ({"model": "chat", "input": [{"role": "user", "content": [{"type": "input_image", "image_url": "x"}]}]}, 400),
         ({"model": "chat", "input": user, "guardrails": ["nope"]}, 404),
     ):

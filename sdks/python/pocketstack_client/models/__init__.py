@@ -79,6 +79,8 @@ from .image_url_part import ImageUrlPart
 from .input_audio import InputAudio
 from .input_audio_part import InputAudioPart
 from .insert_chunks_request import InsertChunksRequest
+from .invoke_tool_request import InvokeToolRequest
+from .invoke_tool_request_kwargs import InvokeToolRequestKwargs
 from .json_schema_format import JsonSchemaFormat
 from .json_schema_format_schema import JsonSchemaFormatSchema
 from .list_chat_completions_response import ListChatCompletionsResponse
@@ -87,9 +89,12 @@ from .list_providers_response import ListProvidersResponse
 from .list_responses_response import ListResponsesResponse
 from .list_routes_response import ListRoutesResponse
 from .list_shields_response import ListShieldsResponse
+from .list_tool_defs_response import ListToolDefsResponse
+from .list_tool_groups_response import ListToolGroupsResponse
 from .list_vector_store_files_response import ListVectorStoreFilesResponse
 from .list_vector_stores_response import ListVectorStoresResponse
 from .logit_bias_type_0 import LogitBiasType0
+from .mcp_endpoint import McpEndpoint
 from .model import Model
 from .model_metadata import ModelMetadata
 from .model_target import ModelTarget
@@ -121,6 +126,8 @@ from .register_model_request import RegisterModelRequest
 from .register_model_request_metadata import RegisterModelRequestMetadata
 from .register_shield_request import RegisterShieldRequest
 from .register_shield_request_params import RegisterShieldRequestParams
+from .register_tool_group_request import RegisterToolGroupRequest
+from .register_tool_group_request_args import RegisterToolGroupRequestArgs
 from .rerank_request import RerankRequest
 from .rerank_response import RerankResponse
 from .rerank_result import RerankResult
@@ -172,6 +179,9 @@ from .response_tool_choice_type_0 import ResponseToolChoiceType0
 from .response_usage import ResponseUsage
 from .response_usage_input_tokens_details import ResponseUsageInputTokensDetails
 from .response_usage_output_tokens_details import ResponseUsageOutputTokensDetails
+from .response_web_search_call import ResponseWebSearchCall
+from .response_web_search_call_action import ResponseWebSearchCallAction
+from .response_web_search_call_status import ResponseWebSearchCallStatus
 from .route_info import RouteInfo
 from .run_shield_request import RunShieldRequest
 from .run_shield_request_params import RunShieldRequestParams
@@ -196,6 +206,14 @@ from .token_logprob import TokenLogprob
 from .tool import Tool
 from .tool_call import ToolCall
 from .tool_choice_mode import ToolChoiceMode
+from .tool_def import ToolDef
+from .tool_def_input_schema import ToolDefInputSchema
+from .tool_def_metadata import ToolDefMetadata
+from .tool_def_output_schema import ToolDefOutputSchema
+from .tool_group import ToolGroup
+from .tool_group_args import ToolGroupArgs
+from .tool_invocation_result import ToolInvocationResult
+from .tool_invocation_result_metadata import ToolInvocationResultMetadata
 from .tool_message import ToolMessage
 from .top_logprob import TopLogprob
 from .update_vector_store_file_request import UpdateVectorStoreFileRequest
@@ -308,6 +326,8 @@ __all__ = (
     "InputAudio",
     "InputAudioPart",
     "InsertChunksRequest",
+    "InvokeToolRequest",
+    "InvokeToolRequestKwargs",
     "JsonSchemaFormat",
     "JsonSchemaFormatSchema",
     "ListChatCompletionsResponse",
@@ -316,9 +336,12 @@ __all__ = (
     "ListResponsesResponse",
     "ListRoutesResponse",
     "ListShieldsResponse",
+    "ListToolDefsResponse",
+    "ListToolGroupsResponse",
     "ListVectorStoreFilesResponse",
     "ListVectorStoresResponse",
     "LogitBiasType0",
+    "McpEndpoint",
     "Model",
     "ModelMetadata",
     "ModelTarget",
@@ -350,6 +373,8 @@ __all__ = (
     "RegisterModelRequestMetadata",
     "RegisterShieldRequest",
     "RegisterShieldRequestParams",
+    "RegisterToolGroupRequest",
+    "RegisterToolGroupRequestArgs",
     "RerankRequest",
     "RerankResponse",
     "RerankResult",
@@ -401,6 +426,9 @@ __all__ = (
     "ResponseUsage",
     "ResponseUsageInputTokensDetails",
     "ResponseUsageOutputTokensDetails",
+    "ResponseWebSearchCall",
+    "ResponseWebSearchCallAction",
+    "ResponseWebSearchCallStatus",
     "RouteInfo",
     "RunShieldRequest",
     "RunShieldRequestParams",
@@ -425,6 +453,14 @@ __all__ = (
     "Tool",
     "ToolCall",
     "ToolChoiceMode",
+    "ToolDef",
+    "ToolDefInputSchema",
+    "ToolDefMetadata",
+    "ToolDefOutputSchema",
+    "ToolGroup",
+    "ToolGroupArgs",
+    "ToolInvocationResult",
+    "ToolInvocationResultMetadata",
     "ToolMessage",
     "TopLogprob",
     "UpdateVectorStoreFileRequest",

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from ..models.response_object_tools_item import ResponseObjectToolsItem
     from ..models.response_output_message import ResponseOutputMessage
     from ..models.response_usage import ResponseUsage
+    from ..models.response_web_search_call import ResponseWebSearchCall
 
 
 T = TypeVar("T", bound="ResponseObject")
@@ -40,7 +41,7 @@ class ResponseObject:
         status (ResponseObjectStatus):
         model (str):
         output (list[ResponseFileSearchCall | ResponseFunctionCall | ResponseMcpApprovalRequest | ResponseMcpCall |
-            ResponseMcpListTools | ResponseOutputMessage]):
+            ResponseMcpListTools | ResponseOutputMessage | ResponseWebSearchCall]):
         parallel_tool_calls (bool):
         tool_choice (Any):
         tools (list[ResponseObjectToolsItem]):
@@ -74,6 +75,7 @@ class ResponseObject:
         | ResponseMcpCall
         | ResponseMcpListTools
         | ResponseOutputMessage
+        | ResponseWebSearchCall
     ]
     parallel_tool_calls: bool
     tool_choice: Any
@@ -108,6 +110,7 @@ class ResponseObject:
         from ..models.response_object_metadata_type_0 import ResponseObjectMetadataType0  # noqa: PLC0415
         from ..models.response_output_message import ResponseOutputMessage  # noqa: PLC0415
         from ..models.response_usage import ResponseUsage  # noqa: PLC0415
+        from ..models.response_web_search_call import ResponseWebSearchCall  # noqa: PLC0415
 
         id = self.id
 
@@ -127,6 +130,8 @@ class ResponseObject:
             elif isinstance(output_item_data, ResponseFunctionCall):
                 output_item = output_item_data.to_dict()
             elif isinstance(output_item_data, ResponseFileSearchCall):
+                output_item = output_item_data.to_dict()
+            elif isinstance(output_item_data, ResponseWebSearchCall):
                 output_item = output_item_data.to_dict()
             elif isinstance(output_item_data, ResponseMcpListTools):
                 output_item = output_item_data.to_dict()
@@ -309,6 +314,7 @@ class ResponseObject:
         from ..models.response_object_tools_item import ResponseObjectToolsItem  # noqa: PLC0415
         from ..models.response_output_message import ResponseOutputMessage  # noqa: PLC0415
         from ..models.response_usage import ResponseUsage  # noqa: PLC0415
+        from ..models.response_web_search_call import ResponseWebSearchCall  # noqa: PLC0415
 
         d = dict(src_dict)
         id = d.pop("id")
@@ -336,6 +342,7 @@ class ResponseObject:
                 | ResponseMcpCall
                 | ResponseMcpListTools
                 | ResponseOutputMessage
+                | ResponseWebSearchCall
             ):
                 try:
                     if not isinstance(data, dict):
@@ -364,7 +371,7 @@ class ResponseObject:
                 try:
                     if not isinstance(data, dict):
                         raise TypeError()
-                    componentsschemas_response_output_item_type_3 = ResponseMcpListTools.from_dict(data)
+                    componentsschemas_response_output_item_type_3 = ResponseWebSearchCall.from_dict(data)
 
                     return componentsschemas_response_output_item_type_3
                 except (TypeError, ValueError, AttributeError, KeyError):
@@ -372,16 +379,24 @@ class ResponseObject:
                 try:
                     if not isinstance(data, dict):
                         raise TypeError()
-                    componentsschemas_response_output_item_type_4 = ResponseMcpCall.from_dict(data)
+                    componentsschemas_response_output_item_type_4 = ResponseMcpListTools.from_dict(data)
 
                     return componentsschemas_response_output_item_type_4
                 except (TypeError, ValueError, AttributeError, KeyError):
                     pass
+                try:
+                    if not isinstance(data, dict):
+                        raise TypeError()
+                    componentsschemas_response_output_item_type_5 = ResponseMcpCall.from_dict(data)
+
+                    return componentsschemas_response_output_item_type_5
+                except (TypeError, ValueError, AttributeError, KeyError):
+                    pass
                 if not isinstance(data, dict):
                     raise TypeError()
-                componentsschemas_response_output_item_type_5 = ResponseMcpApprovalRequest.from_dict(data)
+                componentsschemas_response_output_item_type_6 = ResponseMcpApprovalRequest.from_dict(data)
 
-                return componentsschemas_response_output_item_type_5
+                return componentsschemas_response_output_item_type_6
 
             output_item = _parse_output_item(output_item_data)
 

@@ -12,7 +12,7 @@ T = TypeVar("T", bound="ResponseOtherTool")
 
 @_attrs_define
 class ResponseOtherTool:
-    """A built-in tool (file_search, web_search, mcp...); this build answers 400 until it runs them.
+    """A built-in tool (file_search, web_search, mcp); others are refused with a 400.
 
     Attributes:
         type_ (str):

@@ -1,0 +1,186 @@
+"""Tool groups, their tools, and running them (Llama Stack's ToolGroups and ToolRuntime APIs).
+
+A tool group is a registry resource owned by a tool runtime provider; its tools are whatever
+that provider lists for it (MCP servers are asked each time, so a tool added to a server shows
+at once). A tool's name is unique across groups as far as lookup goes: the first group (in
+registration order) that lists it runs it. Responses' `web_search` and agents' tool groups go
+through the same providers (`run`).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, cast
+
+from pocketstack._generated import models
+from pocketstack.config import ConfigError, ToolGroupInput
+from pocketstack.errors import BadRequestError, PocketStackError, ResourceNotFoundError, ServiceUnavailableError
+from pocketstack.fields import given
+from pocketstack.providers.tool_runtime import ToolGroupSpec, ToolResult, ToolRuntimeProvider
+from pocketstack.registry import Resource, Source
+from pocketstack.stack import Stack
+
+log = logging.getLogger(__name__)
+TOOL_GROUP = "tool_group"
+MCP_PROVIDER = "remote::model-context-protocol"
+
+
+def _spec(resource: Resource) -> ToolGroupSpec:
+    return ToolGroupSpec(resource.identifier, resource.body.get("mcp_endpoint"), resource.body.get("args") or {})
+
+
+def _group(resource: Resource) -> models.ToolGroup:
+    body: dict[str, Any] = {"identifier": resource.identifier, "provider_id": resource.provider_id,
+                            "provider_resource_id": resource.provider_resource_id}  # fmt: skip
+    if resource.body.get("mcp_endpoint"):
+        body["mcp_endpoint"] = {"uri": resource.body["mcp_endpoint"]}
+    if resource.body.get("args"):
+        body["args"] = resource.body["args"]
+    return models.ToolGroup.model_validate(body)
+
+
+class ToolsApi:
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+
+    def provider(self, provider_id: str) -> ToolRuntimeProvider:
+        instances = self.stack.providers_of("tool_runtime")
+        for instance in instances:
+            if instance.config.provider_id == provider_id:
+                return cast(ToolRuntimeProvider, instance.impl)
+        if not instances:
+            raise ServiceUnavailableError(
+                "The tool_runtime API is not enabled in this distribution (add `tool_runtime` to `apis` and a "
+                "tool runtime provider).",
+                code="service_not_enabled",
+            )
+        known = ", ".join(i.config.provider_id for i in instances)
+        raise BadRequestError(f"No tool runtime provider '{provider_id}' (known: {known}).", param="provider_id")
+
+    def provider_of_type(self, provider_type: str) -> tuple[str, ToolRuntimeProvider] | None:
+        for instance in self.stack.providers_of("tool_runtime"):
+            if instance.config.provider_type == provider_type:
+                return instance.config.provider_id, cast(ToolRuntimeProvider, instance.impl)
+        return None
+
+    def _build(self, group: ToolGroupInput, source: Source) -> Resource:
+        instance = next(
+            (i for i in self.stack.providers_of("tool_runtime") if i.config.provider_id == group.provider_id), None
+        )
+        self.provider(group.provider_id)  # unknown provider: the error names the known ones
+        assert instance is not None
+        endpoint = (group.mcp_endpoint or {}).get("uri")
+        if instance.config.provider_type == MCP_PROVIDER and not endpoint:
+            raise BadRequestError("An MCP tool group needs mcp_endpoint {uri}.", param="mcp_endpoint")
+        body: dict[str, Any] = {"mcp_endpoint": endpoint, "args": group.args}
+        return Resource(TOOL_GROUP, group.toolgroup_id, group.provider_id, group.toolgroup_id, source, 0, body)
+
+    async def sync_from_config(self) -> None:
+        resources = []
+        for index, group in enumerate(self.stack.config.registered_resources.tool_groups):
+            if group.provider_id in self.stack.skipped:
+                log.info("tool group %s left out with its provider", group.toolgroup_id)
+                continue
+            try:
+                resources.append(self._build(group, "config"))
+            except PocketStackError as exc:
+                raise ConfigError(
+                    f"registered_resources.tool_groups[{index}] ({group.toolgroup_id}): {exc.message}"
+                ) from exc
+        await self.stack.registry.sync_source(TOOL_GROUP, "config", resources)
+
+    async def lookup(self, toolgroup_id: str) -> Resource:
+        resource = await self.stack.registry.get(TOOL_GROUP, toolgroup_id)
+        if resource is None:
+            raise ResourceNotFoundError("tool group", toolgroup_id)
+        return resource
+
+    async def tools_of(self, resource: Resource, authorization: str | None = None) -> list[models.ToolDef]:
+        listed = await self.provider(resource.provider_id).list_tools(_spec(resource), authorization)
+        return [models.ToolDef.model_validate({**tool, "toolgroup_id": resource.identifier}) for tool in listed]
+
+    async def find_tool(self, tool_name: str) -> tuple[Resource, models.ToolDef]:
+        for resource in await self.stack.registry.all(TOOL_GROUP):
+            try:
+                tools = await self.tools_of(resource)
+            except PocketStackError as exc:  # one unreachable server does not hide the other groups' tools
+                log.warning("tool group %s not listed: %s", resource.identifier, exc.message)
+                continue
+            for tool in tools:
+                if tool.name == tool_name:
+                    return resource, tool
+        raise ResourceNotFoundError("tool", tool_name)
+
+    async def run(
+        self, resource: Resource, tool_name: str, kwargs: dict[str, Any], authorization: str | None = None
+    ) -> ToolResult:
+        return await self.provider(resource.provider_id).invoke(_spec(resource), tool_name, kwargs, authorization)
+
+    # -- ToolGroups --------------------------------------------------------------------------
+
+    async def list_tool_groups(self) -> models.ListToolGroupsResponse:
+        return models.ListToolGroupsResponse(data=[_group(r) for r in await self.stack.registry.all(TOOL_GROUP)])
+
+    async def register_tool_group(self, request: models.RegisterToolGroupRequest) -> None:
+        endpoint = given(request.mcp_endpoint)
+        group = ToolGroupInput(
+            toolgroup_id=request.toolgroup_id,
+            provider_id=request.provider_id,
+            mcp_endpoint={"uri": endpoint.uri} if endpoint is not None else None,
+            args=given(request.args),
+        )
+        resource = self._build(group, "api")
+        await self.stack.registry.add(
+            TOOL_GROUP, resource.identifier, resource.provider_id, resource.provider_resource_id, resource.body
+        )
+
+    async def get_tool_group(self, request: models.GetToolGroupRequest) -> models.ToolGroup:
+        return _group(await self.lookup(request.toolgroup_id))
+
+    async def unregister_toolgroup(self, request: models.UnregisterToolgroupRequest) -> None:
+        resource = await self.lookup(request.toolgroup_id)
+        if resource.source == "config":
+            raise BadRequestError(
+                f"Tool group '{resource.identifier}' comes from the run config's registered_resources; remove it "
+                "there (it would be registered again at the next start).",
+                code="tool_group_from_config",
+            )
+        await self.stack.registry.remove(TOOL_GROUP, resource.identifier)
+
+    async def list_tools(self, request: models.ListToolsRequest) -> models.ListToolDefsResponse:
+        wanted = given(request.toolgroup_id)
+        if wanted is not None:
+            return models.ListToolDefsResponse(data=await self.tools_of(await self.lookup(wanted)))
+        data: list[models.ToolDef] = []
+        for resource in await self.stack.registry.all(TOOL_GROUP):
+            data += await self.tools_of(resource)
+        return models.ListToolDefsResponse(data=data)
+
+    async def get_tool(self, request: models.GetToolRequest) -> models.ToolDef:
+        return (await self.find_tool(request.tool_name))[1]
+
+    # -- ToolRuntime -------------------------------------------------------------------------
+
+    async def invoke_tool(self, request: models.InvokeToolRequest) -> models.ToolInvocationResult:
+        resource, _ = await self.find_tool(request.tool_name)
+        result = await self.run(resource, request.tool_name, request.kwargs_, given(request.authorization))
+        body = {"content": result.content, "error_message": result.error_message, "error_code": result.error_code,
+                "metadata": result.metadata}  # fmt: skip
+        return models.ToolInvocationResult.model_validate({k: v for k, v in body.items() if v is not None})
+
+    async def list_runtime_tools(self, request: models.ListRuntimeToolsRequest) -> models.ListToolDefsResponse:
+        endpoint = given(request.mcp_endpoint)
+        if endpoint is not None:
+            found = self.provider_of_type(MCP_PROVIDER)
+            if found is None:
+                raise BadRequestError(
+                    f"mcp_endpoint needs a {MCP_PROVIDER} provider in this distribution.", param="mcp_endpoint"
+                )
+            provider_id, _ = found
+            ad_hoc = Resource(TOOL_GROUP, endpoint, provider_id, endpoint, "api", 0, {"mcp_endpoint": endpoint})
+            return models.ListToolDefsResponse(data=await self.tools_of(ad_hoc))
+        wanted = given(request.tool_group_id)
+        return await self.list_tools(models.ListToolsRequest.model_validate({"toolgroup_id": wanted} if wanted else {}))
+
+
+__all__ = ["ToolsApi"]

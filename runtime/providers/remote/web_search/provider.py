@@ -1,0 +1,87 @@
+"""web_search through a search engine's HTTP API (Tavily, Brave): a query in, titled snippets out.
+
+No key, no network or a slow engine is a failed result the model can read, never an exception:
+an offline edge box answers "the search failed" at once instead of hanging the turn.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from pocketstack.providers.base import Stateless
+from pocketstack.providers.tool_runtime import QUERY_ONLY, ToolGroupSpec, ToolResult, tool_def
+from pocketstack.request_context import provider_data
+
+if TYPE_CHECKING:
+    from pocketstack.providers.remote.web_search import Engine, WebSearchConfig
+
+NAME = "web_search"
+ROOTS = {"tavily": "https://api.tavily.com", "brave": "https://api.search.brave.com"}
+
+
+class WebSearch(Stateless):
+    def __init__(self, engine: Engine, config: WebSearchConfig) -> None:
+        self.engine = engine
+        self.config = config
+
+    async def list_tools(self, group: ToolGroupSpec, authorization: str | None = None) -> list[dict[str, Any]]:
+        return [tool_def(NAME, "Search the web for current information; returns titles, links and snippets.",
+                         QUERY_ONLY)]  # fmt: skip
+
+    def _key(self) -> str | None:
+        return self.config.api_key or provider_data.get().get(f"{self.engine}_search_api_key")
+
+    async def invoke(
+        self, group: ToolGroupSpec, tool_name: str, kwargs: dict[str, Any], authorization: str | None = None
+    ) -> ToolResult:
+        query = kwargs.get("query")
+        if tool_name != NAME or not isinstance(query, str) or not query.strip():
+            return ToolResult(error_message=f"{NAME} takes one argument, a non-empty `query`.", error_code=400)
+        key = self._key()
+        if not key:
+            return ToolResult(
+                error_message=f"No {self.engine} API key: set the provider's api_key or send "
+                f"{self.engine}_search_api_key in X-LlamaStack-Provider-Data.",
+                error_code=401,
+            )
+        count = int(group.args.get("max_results", self.config.max_results))
+        root = (self.config.base_url or ROOTS[self.engine]).rstrip("/")
+        try:
+            async with httpx.AsyncClient(timeout=self.config.timeout_s) as client:
+                if self.engine == "tavily":
+                    reply = await client.post(
+                        f"{root}/search",
+                        json={"query": query, "max_results": count},
+                        headers={"Authorization": f"Bearer {key}"},
+                    )
+                else:
+                    reply = await client.get(
+                        f"{root}/res/v1/web/search",
+                        params={"q": query, "count": count},
+                        headers={"X-Subscription-Token": key, "Accept": "application/json"},
+                    )
+        except httpx.HTTPError as exc:
+            return ToolResult(error_message=f"The {self.engine} search could not be reached: {exc!r}", error_code=503)
+        if reply.status_code != 200:
+            return ToolResult(
+                error_message=f"The {self.engine} search answered {reply.status_code}: {reply.text[:300]}",
+                error_code=reply.status_code,
+            )
+        try:
+            hits = _hits(self.engine, reply.json())[:count]
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            return ToolResult(error_message=f"The {self.engine} answer was not understood: {exc}", error_code=502)
+        if not hits:
+            return ToolResult(content=f"No web results for '{query}'.", metadata={"results": []})
+        text = "\n\n".join(f"[{n}] {h['title']} ({h['url']})\n{h['content']}" for n, h in enumerate(hits, 1))
+        return ToolResult(content=text, metadata={"results": hits, "query": query})
+
+
+def _hits(engine: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+    if engine == "tavily":
+        found = body["results"]
+        return [{"title": r.get("title", ""), "url": r["url"], "content": r.get("content", "")} for r in found]
+    found = (body.get("web") or {}).get("results", [])
+    return [{"title": r.get("title", ""), "url": r["url"], "content": r.get("description", "")} for r in found]
