@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp.typedefs import Handler
 
 from pocketstack._generated.routes import Apis, handlers
+from pocketstack.apis.agents import AgentsApi
 from pocketstack.apis.conversations import ConversationsApi
 from pocketstack.apis.files import FilesApi
 from pocketstack.apis.inference import InferenceApi
@@ -57,6 +58,7 @@ async def assemble(stack: Stack, served_tags: frozenset[str]) -> dict[str, Handl
         safety=safety,
         responses=responses,
         conversations=conversations,
+        agents=AgentsApi(stack, inference, vector_io, tools, safety),
         tool_groups=tools,
         tool_runtime=tools,
     )

@@ -138,6 +138,10 @@ def _tool_choice(request: models.CreateResponseRequest) -> Any:
     return str(getattr(choice, "value", choice))
 
 
+def _unforced(choice: Any) -> Any:
+    return "auto" if choice == "required" or isinstance(choice, dict) else choice
+
+
 def _response_format(request: models.CreateResponseRequest) -> dict[str, Any] | None:
     text = given(request.text)
     fmt = given(text.format) if text is not None else None
@@ -163,8 +167,12 @@ def chat_request(
     *,
     stream: bool,
     extra_tools: list[dict[str, Any]] | None = None,
+    first: bool = True,
 ) -> models.ChatCompletionRequest:
-    """The chat request that answers this response request, over the whole conversation `messages`."""
+    """The chat request that answers this response request, over the whole conversation `messages`.
+
+    A forced tool choice (`required`, or a named function) binds the turn's `first` model call only:
+    once the model has called a tool, forcing it again would only loop until max_infer_iters."""
     instructions = given(request.instructions)
     body: dict[str, Any] = {
         "model": request.model,
@@ -180,7 +188,7 @@ def chat_request(
         "max_tokens": given(request.max_output_tokens),
         "parallel_tool_calls": given(request.parallel_tool_calls),
         "tools": _tools(request) + (extra_tools or []) or None,
-        "tool_choice": _tool_choice(request),
+        "tool_choice": _tool_choice(request) if first else _unforced(_tool_choice(request)),
         "response_format": _response_format(request),
         "guardrails": shield_ids(given(request.guardrails)) or None,
     }

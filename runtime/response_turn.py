@@ -11,6 +11,7 @@ own items (`file_search_call`, `mcp_call`...) with their own events, never as fu
 from __future__ import annotations
 
 import itertools
+import json
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
@@ -19,11 +20,14 @@ from typing import Any, cast
 
 from pocketstack._generated import models
 from pocketstack.apis.inference import InferenceApi
+from pocketstack.apis.tools import ToolsApi
 from pocketstack.apis.vector_io import VectorIOApi
 from pocketstack.chat_stream import ChatAssembler
 from pocketstack.fields import given
 from pocketstack.file_search import FUNCTION, NAME, FileSearch, Found, citations, query_of, search
 from pocketstack.mcp_tools import Approval, McpServer, McpTools, call_tool, list_tools
+from pocketstack.providers.tool_runtime import ToolResult
+from pocketstack.registry import Resource
 from pocketstack.response_items import chat_request, mcp_call_text, new_id, output_items
 from pocketstack.response_stream import StreamEvents
 from pocketstack.web_search import FUNCTION as WEB_FUNCTION
@@ -57,6 +61,10 @@ class Turn:
     usage: list[models.Usage] = field(default_factory=list)
     violations: list[models.GuardrailViolation] = field(default_factory=list)
     web: WebSearch | None = None
+    opening: int = -1  # transcript length when the turn began (its own model calls come after)
+    # Agents' tool-group tools (tool runtime), by name: run by the server like the built-in tools.
+    runtime: dict[str, tuple[Resource, dict[str, Any]]] = field(default_factory=dict)
+    tools_api: ToolsApi | None = None
 
     @property
     def iterations(self) -> int:
@@ -69,7 +77,12 @@ class Turn:
             ({NAME} if self.tool is not None else set())
             | ({WEB_NAME} if self.web is not None else set())
             | set(self.mcp.by_name)
+            | set(self.runtime)
         )
+
+    def __post_init__(self) -> None:
+        if self.opening < 0:
+            self.opening = len(self.messages)
 
     async def prepare(self) -> None:
         """Before the first model call: list the MCP servers' tools, run (or decline) the approved calls."""
@@ -97,9 +110,11 @@ class Turn:
             ([FUNCTION] if self.tool is not None else [])
             + ([WEB_FUNCTION] if self.web is not None else [])
             + self.mcp.functions()
+            + [_function(tool) for _, tool in self.runtime.values()]
         )
+        first = not any(m["role"] == "assistant" for m in self.messages[self.opening :])
         return await self.inference.openai_chat_completion(
-            chat_request(self.request, self.messages, stream=stream, extra_tools=extra)
+            chat_request(self.request, self.messages, stream=stream, extra_tools=extra, first=first)
         )
 
     def _server_calls(self, message: models.ChatResponseMessage) -> tuple[list[models.ToolCall], bool]:
@@ -118,6 +133,21 @@ class Turn:
             )
             item["id"] = item_id or item["id"]
             self.messages.append({"role": "tool", "tool_call_id": call.id, "content": text})
+            return item, False
+        if name in self.runtime and self.tools_api is not None:
+            group, _ = self.runtime[name]
+            try:
+                kwargs = json.loads(call.function.arguments or "{}")
+            except json.JSONDecodeError:
+                kwargs = None
+            if isinstance(kwargs, dict):
+                result = await self.tools_api.run(group, name, kwargs)
+            else:
+                result = ToolResult(error_message="The arguments are not a JSON object.", error_code=400)
+            item = {"type": "tool_runtime_call", "id": item_id or new_id("tr"), "call_id": call.id, "name": name,
+                    "toolgroup_id": group.identifier, "arguments": call.function.arguments, "output": result.content,
+                    "error": result.error_message, "metadata": result.metadata}  # fmt: skip
+            self.messages.append({"role": "tool", "tool_call_id": call.id, "content": result.text})
             return item, False
         if name == WEB_NAME and self.web is not None:
             item, text = await web_search(self.web, call.function.arguments)
@@ -238,20 +268,21 @@ class Turn:
             output += said
             halted = False
             for call in server:  # told as it happens: added, in_progress (searching), the work, completed, done
-                kind, prefix = _SERVER_KINDS.get(call.function.name, ("mcp_call", "mcp"))
+                runtime = ("tool_runtime_call", "tr") if call.function.name in self.runtime else None
+                kind, prefix = runtime or _SERVER_KINDS.get(call.function.name, ("mcp_call", "mcp"))
                 index, item_id = len(output), new_id(prefix)
                 pending = {"type": kind, "id": item_id, "status": "in_progress"}
                 at = {"output_index": index, "item_id": item_id}
                 yield events.event("response.output_item.added", output_index=index, item=pending)
                 yield events.event(f"response.{kind}.in_progress", **at)
-                if kind != "mcp_call":
+                if kind in ("file_search_call", "web_search_call"):
                     yield events.event(f"response.{kind}.searching", **at)
                 item, stop = await self._serve(call, item_id)
                 if item["type"] == "mcp_approval_request" or kind == "web_search_call":
                     if kind == "web_search_call":  # OpenAI has no failed event for searches: the item says it
                         yield events.event("response.web_search_call.completed", **at)
                 elif item.get("error"):
-                    yield events.event("response.mcp_call.failed", **at)
+                    yield events.event(f"response.{kind}.failed", **at)
                 else:
                     yield events.event(f"response.{kind}.completed", **at)
                 yield events.event("response.output_item.done", output_index=index, item=item)
@@ -266,6 +297,11 @@ class Turn:
 
 # The server's own tools, by the function name the model calls: their item type and id prefix.
 _SERVER_KINDS = {NAME: ("file_search_call", "fs"), WEB_NAME: ("web_search_call", "ws")}
+
+
+def _function(tool: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "function", "function": {"name": tool["name"], "description": tool.get("description") or "",
+                                             "parameters": tool.get("input_schema") or {"type": "object"}}}  # fmt: skip
 
 
 def _cached(usage: models.Usage) -> int:

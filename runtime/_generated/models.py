@@ -3,7 +3,7 @@
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import MISSING, BaseModel, ConfigDict, Field, RootModel
+from pydantic import MISSING, AwareDatetime, BaseModel, ConfigDict, Field, RootModel
 from typing_extensions import TypeAliasType
 
 
@@ -1900,6 +1900,186 @@ class Shield(BaseModel):
     params: dict[str, Any]
 
 
+class AgentToolGroupAgentToolGroup(RootModel[str]):
+    root: Annotated[
+        str,
+        Field(
+            description="A tool group id, or {name, args} (args override the group's, e.g. vector_store_ids).",
+            min_length=1,
+        ),
+    ]
+
+
+class AgentToolGroupWithArgs(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    name: Annotated[str, Field(min_length=1)]
+    args: dict[str, Any] | MISSING = MISSING
+
+
+class AgentClientTool(BaseModel):
+    """
+    A tool the client runs: input_schema (JSON Schema), or Llama Stack 0.2's parameters list.
+    """
+
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    name: Annotated[str, Field(min_length=1)]
+    description: str | MISSING = MISSING
+    input_schema: dict[str, Any] | MISSING = MISSING
+    parameters: list[dict[str, Any]] | MISSING = MISSING
+
+
+class AgentToolConfig(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    tool_choice: Annotated[
+        str | MISSING, Field(description="auto, required, none, or a tool's name")
+    ] = MISSING
+    system_message_behavior: Annotated[
+        str | MISSING, Field(description="append (the default) or replace")
+    ] = MISSING
+
+
+class AgentCreateResponse(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    agent_id: str
+
+
+class AgentSessionCreation(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    session_name: str
+
+
+class AgentSessionCreateResponse(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    session_id: str
+
+
+class AgentMessageRole(StrEnum):
+    user = "user"
+    tool = "tool"
+
+
+class AgentMessage(BaseModel):
+    """
+    A user message {role: user, content} or a client tool's result {role: tool, call_id, content}; content is text or content parts.
+    """
+
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    role: AgentMessageRole
+    content: Annotated[
+        Any, Field(description="a string, a content part, or a list of parts")
+    ]
+    call_id: str | MISSING = MISSING
+    context: Annotated[
+        Any | MISSING, Field(description="extra context given with a user message")
+    ] = MISSING
+
+
+class AgentToolCall(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    call_id: str
+    tool_name: str
+    arguments: Annotated[str, Field(description="the arguments as JSON")]
+
+
+class AgentCompletionMessageStopReason(StrEnum):
+    end_of_turn = "end_of_turn"
+    end_of_message = "end_of_message"
+    out_of_tokens = "out_of_tokens"
+
+
+class AgentCompletionMessage(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    role: Literal["assistant"] = "assistant"
+    content: str
+    stop_reason: AgentCompletionMessageStopReason
+    tool_calls: list[AgentToolCall]
+
+
+class AgentToolResponse(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    call_id: str
+    tool_name: str
+    content: Annotated[Any, Field(description="text, or content parts")]
+    metadata: dict[str, Any] | MISSING = MISSING
+
+
+class AgentStepStepType(StrEnum):
+    inference = "inference"
+    tool_execution = "tool_execution"
+    shield_call = "shield_call"
+    memory_retrieval = "memory_retrieval"
+
+
+class AgentTurnCreationDocument(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    content: Annotated[Any, Field(description="text, content parts, or {uri}")]
+    mime_type: str | MISSING = MISSING
+
+
+class AgentTurnResumption(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    tool_responses: Annotated[list[AgentToolResponse], Field(min_length=1)]
+    stream: bool = False
+
+
+class AgentTurnResponseStreamChunkEventPayloadEventType(StrEnum):
+    turn_start = "turn_start"
+    step_start = "step_start"
+    step_progress = "step_progress"
+    step_complete = "step_complete"
+    turn_complete = "turn_complete"
+    turn_awaiting_input = "turn_awaiting_input"
+
+
+class AgentTurnResponseStreamChunkEventPayload(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    event_type: AgentTurnResponseStreamChunkEventPayloadEventType
+
+
+class AgentTurnResponseStreamChunkEvent(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    payload: AgentTurnResponseStreamChunkEventPayload
+
+
+class AgentTurnResponseStreamChunk(BaseModel):
+    """
+    {event: {payload: {event_type: turn_start | step_start | step_progress | step_complete | turn_complete | turn_awaiting_input, ...}}}
+    """
+
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    event: AgentTurnResponseStreamChunkEvent
+
+
 class ToolDef(BaseModel):
     model_config = ConfigDict(
         extra="allow",
@@ -2397,6 +2577,89 @@ class UnregisterShieldRequest(BaseModel):
     ]
 
 
+class ListAgentsRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    start_index: Annotated[int, Field(ge=0)] = 0
+    limit: Annotated[int, Field(ge=1, le=100)] = 50
+
+
+class GetAgentRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    agent_id: str
+
+
+class DeleteAgentRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    agent_id: str
+
+
+class CreateAgentSessionRequest(AgentSessionCreation):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    agent_id: str
+
+
+class ListAgentSessionsRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    agent_id: str
+    start_index: Annotated[int, Field(ge=0)] = 0
+    limit: Annotated[int, Field(ge=1, le=100)] = 50
+
+
+class GetAgentsSessionRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    agent_id: str
+    session_id: str
+    turn_ids: list[str] | MISSING = MISSING
+
+
+class DeleteAgentsSessionRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    agent_id: str
+    session_id: str
+
+
+class GetAgentsTurnRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    agent_id: str
+    session_id: str
+    turn_id: str
+
+
+class ResumeAgentTurnRequest(AgentTurnResumption):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    agent_id: str
+    session_id: str
+    turn_id: str
+
+
+class GetAgentsStepRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    agent_id: str
+    session_id: str
+    turn_id: str
+    step_id: str
+
+
 class GetToolGroupRequest(BaseModel):
     model_config = ConfigDict(
         extra="allow",
@@ -2855,3 +3118,139 @@ class ListChatCompletionsResponse(BaseModel):
         str, Field(description='The last id of this page ("" when empty).')
     ]
     has_more: bool
+
+
+class AgentConfig(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    model: Annotated[str, Field(min_length=1)]
+    instructions: str
+    name: str | MISSING = MISSING
+    sampling_params: Annotated[
+        dict[str, Any] | MISSING,
+        Field(
+            description="strategy {type greedy|top_p|top_k, temperature, top_p, top_k}, max_tokens"
+        ),
+    ] = MISSING
+    input_shields: list[str] | MISSING = MISSING
+    output_shields: list[str] | MISSING = MISSING
+    toolgroups: (
+        list[AgentToolGroupAgentToolGroup | AgentToolGroupWithArgs] | MISSING
+    ) = MISSING
+    client_tools: list[AgentClientTool] | MISSING = MISSING
+    tool_choice: str | MISSING = MISSING
+    tool_config: AgentToolConfig | MISSING = MISSING
+    max_infer_iters: Annotated[int, Field(ge=1)] = 10
+    enable_session_persistence: bool | MISSING = MISSING
+    response_format: dict[str, Any] | MISSING = MISSING
+
+
+class AgentCreation(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    agent_config: AgentConfig
+
+
+class Agent(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    agent_id: str
+    agent_config: AgentConfig
+    created_at: AwareDatetime
+
+
+class AgentList(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    data: list[Agent]
+    has_more: bool
+    url: str | None | MISSING = MISSING
+
+
+class AgentStep(BaseModel):
+    """
+    An inference, tool_execution, shield_call or memory_retrieval step; the fields of its kind are Llama Stack's.
+    """
+
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    step_type: AgentStepStepType
+    step_id: str
+    turn_id: str
+    started_at: AwareDatetime | MISSING = MISSING
+    completed_at: AwareDatetime | MISSING = MISSING
+    model_response: AgentCompletionMessage | MISSING = MISSING
+    tool_calls: list[AgentToolCall] | MISSING = MISSING
+    tool_responses: list[AgentToolResponse] | MISSING = MISSING
+    violation: SafetyViolation | None | MISSING = MISSING
+
+
+class AgentTurn(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    turn_id: str
+    session_id: str
+    input_messages: list[AgentMessage]
+    steps: list[AgentStep]
+    output_message: AgentCompletionMessage
+    output_attachments: list[dict[str, Any]] | MISSING = MISSING
+    started_at: AwareDatetime
+    completed_at: AwareDatetime | None | MISSING = MISSING
+
+
+class AgentSession(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    session_id: str
+    session_name: str
+    turns: list[AgentTurn]
+    started_at: AwareDatetime
+
+
+class AgentSessionList(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    data: list[AgentSession]
+    has_more: bool
+    url: str | None | MISSING = MISSING
+
+
+class AgentTurnCreation(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    messages: Annotated[list[AgentMessage], Field(min_length=1)]
+    stream: bool = False
+    documents: Annotated[
+        list[AgentTurnCreationDocument] | MISSING,
+        Field(
+            description="Documents given to this turn (their text reaches the model with the messages)."
+        ),
+    ] = MISSING
+    toolgroups: (
+        list[AgentToolGroupAgentToolGroup | AgentToolGroupWithArgs] | MISSING
+    ) = MISSING
+    tool_config: AgentToolConfig | MISSING = MISSING
+
+
+class AgentStepResponse(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    step: AgentStep
+
+
+class CreateAgentTurnRequest(AgentTurnCreation):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    agent_id: str
+    session_id: str

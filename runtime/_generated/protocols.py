@@ -272,6 +272,70 @@ class Safety(Protocol):
         ...
 
 
+class Agents(Protocol):
+    """Llama Stack's Agents API (agents, sessions, turns, steps), served on the Responses engine."""
+
+    async def list_agents(self, request: models.ListAgentsRequest) -> models.AgentList:
+        """The agents, oldest first (start_index / limit pages)."""
+        ...
+
+    async def create_agent(self, request: models.AgentCreation) -> models.AgentCreateResponse:
+        """Create an agent (model, instructions, tool groups, client tools, shields)."""
+        ...
+
+    async def get_agent(self, request: models.GetAgentRequest) -> models.Agent:
+        """An agent and its config."""
+        ...
+
+    async def delete_agent(self, request: models.DeleteAgentRequest) -> None:
+        """Delete an agent with its sessions."""
+        ...
+
+    async def create_agent_session(
+        self, request: models.CreateAgentSessionRequest
+    ) -> models.AgentSessionCreateResponse:
+        """Start a session (a thread of turns) with an agent."""
+        ...
+
+    async def list_agent_sessions(
+        self, request: models.ListAgentSessionsRequest
+    ) -> models.AgentSessionList:
+        """An agent's sessions, oldest first (start_index / limit pages)."""
+        ...
+
+    async def get_agents_session(
+        self, request: models.GetAgentsSessionRequest
+    ) -> models.AgentSession:
+        """A session with its turns (all, or those named by turn_ids)."""
+        ...
+
+    async def delete_agents_session(self, request: models.DeleteAgentsSessionRequest) -> None:
+        """Delete a session with its turns."""
+        ...
+
+    async def create_agent_turn(
+        self, request: models.CreateAgentTurnRequest
+    ) -> models.AgentTurn | AsyncIterator[models.AgentTurnResponseStreamChunk]:
+        """Run a turn: the agent answers the messages, using its tools (SSE events when `stream` is true)."""
+        ...
+
+    async def get_agents_turn(self, request: models.GetAgentsTurnRequest) -> models.AgentTurn:
+        """One turn of a session."""
+        ...
+
+    async def resume_agent_turn(
+        self, request: models.ResumeAgentTurnRequest
+    ) -> models.AgentTurn | AsyncIterator[models.AgentTurnResponseStreamChunk]:
+        """Resume a turn awaiting the client's tool results (SSE events when `stream` is true)."""
+        ...
+
+    async def get_agents_step(
+        self, request: models.GetAgentsStepRequest
+    ) -> models.AgentStepResponse:
+        """One step of a turn."""
+        ...
+
+
 class ToolGroups(Protocol):
     """Tool groups (built-in tools, MCP servers) registered against tool runtime providers, and their tools."""
 

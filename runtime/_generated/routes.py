@@ -11,6 +11,7 @@ from pocketstack import http
 from pocketstack._generated import models
 from pocketstack._generated.operations import API_TAGS
 from pocketstack._generated.protocols import (
+    Agents,
     Conversations,
     Files,
     Inference,
@@ -40,6 +41,7 @@ class Apis:
     vector_io: VectorIO | None = None
     shields: Shields | None = None
     safety: Safety | None = None
+    agents: Agents | None = None
     tool_groups: ToolGroups | None = None
     tool_runtime: ToolRuntime | None = None
     responses: Responses | None = None
@@ -710,6 +712,199 @@ class SafetyRoutes:
         return await http.respond(request, result, status=200)
 
 
+class AgentsRoutes:
+    def __init__(self, impl: Agents) -> None:
+        self.impl = impl
+
+    def handlers(self) -> dict[str, Handler]:
+        return {
+            "list_agents": self.list_agents,
+            "create_agent": self.create_agent,
+            "get_agent": self.get_agent,
+            "delete_agent": self.delete_agent,
+            "create_agent_session": self.create_agent_session,
+            "list_agent_sessions": self.list_agent_sessions,
+            "get_agents_session": self.get_agents_session,
+            "delete_agents_session": self.delete_agents_session,
+            "create_agent_turn": self.create_agent_turn,
+            "get_agents_turn": self.get_agents_turn,
+            "resume_agent_turn": self.resume_agent_turn,
+            "get_agents_step": self.get_agents_step,
+        }
+
+    async def list_agents(self, request: web.Request) -> web.StreamResponse:
+        parsed = await http.parse_request(
+            request,
+            models.ListAgentsRequest,
+            path=(),
+            query=(
+                "start_index",
+                "limit",
+            ),
+            array_query=(),
+            body="none",
+        )
+        result = await self.impl.list_agents(parsed)
+        return await http.respond(request, result, status=200)
+
+    async def create_agent(self, request: web.Request) -> web.StreamResponse:
+        parsed = await http.parse_request(
+            request,
+            models.AgentCreation,
+            path=(),
+            query=(),
+            array_query=(),
+            body="required",
+        )
+        result = await self.impl.create_agent(parsed)
+        return await http.respond(request, result, status=200)
+
+    async def get_agent(self, request: web.Request) -> web.StreamResponse:
+        parsed = await http.parse_request(
+            request,
+            models.GetAgentRequest,
+            path=("agent_id",),
+            query=(),
+            array_query=(),
+            body="none",
+        )
+        result = await self.impl.get_agent(parsed)
+        return await http.respond(request, result, status=200)
+
+    async def delete_agent(self, request: web.Request) -> web.StreamResponse:
+        parsed = await http.parse_request(
+            request,
+            models.DeleteAgentRequest,
+            path=("agent_id",),
+            query=(),
+            array_query=(),
+            body="none",
+        )
+        await self.impl.delete_agent(parsed)
+        return await http.respond(request, None, status=204)
+
+    async def create_agent_session(self, request: web.Request) -> web.StreamResponse:
+        parsed = await http.parse_request(
+            request,
+            models.CreateAgentSessionRequest,
+            path=("agent_id",),
+            query=(),
+            array_query=(),
+            body="required",
+        )
+        result = await self.impl.create_agent_session(parsed)
+        return await http.respond(request, result, status=200)
+
+    async def list_agent_sessions(self, request: web.Request) -> web.StreamResponse:
+        parsed = await http.parse_request(
+            request,
+            models.ListAgentSessionsRequest,
+            path=("agent_id",),
+            query=(
+                "start_index",
+                "limit",
+            ),
+            array_query=(),
+            body="none",
+        )
+        result = await self.impl.list_agent_sessions(parsed)
+        return await http.respond(request, result, status=200)
+
+    async def get_agents_session(self, request: web.Request) -> web.StreamResponse:
+        parsed = await http.parse_request(
+            request,
+            models.GetAgentsSessionRequest,
+            path=(
+                "agent_id",
+                "session_id",
+            ),
+            query=(),
+            array_query=("turn_ids",),
+            body="none",
+        )
+        result = await self.impl.get_agents_session(parsed)
+        return await http.respond(request, result, status=200)
+
+    async def delete_agents_session(self, request: web.Request) -> web.StreamResponse:
+        parsed = await http.parse_request(
+            request,
+            models.DeleteAgentsSessionRequest,
+            path=(
+                "agent_id",
+                "session_id",
+            ),
+            query=(),
+            array_query=(),
+            body="none",
+        )
+        await self.impl.delete_agents_session(parsed)
+        return await http.respond(request, None, status=204)
+
+    async def create_agent_turn(self, request: web.Request) -> web.StreamResponse:
+        parsed = await http.parse_request(
+            request,
+            models.CreateAgentTurnRequest,
+            path=(
+                "agent_id",
+                "session_id",
+            ),
+            query=(),
+            array_query=(),
+            body="required",
+        )
+        result = await self.impl.create_agent_turn(parsed)
+        return await http.respond(request, result, status=200)
+
+    async def get_agents_turn(self, request: web.Request) -> web.StreamResponse:
+        parsed = await http.parse_request(
+            request,
+            models.GetAgentsTurnRequest,
+            path=(
+                "agent_id",
+                "session_id",
+                "turn_id",
+            ),
+            query=(),
+            array_query=(),
+            body="none",
+        )
+        result = await self.impl.get_agents_turn(parsed)
+        return await http.respond(request, result, status=200)
+
+    async def resume_agent_turn(self, request: web.Request) -> web.StreamResponse:
+        parsed = await http.parse_request(
+            request,
+            models.ResumeAgentTurnRequest,
+            path=(
+                "agent_id",
+                "session_id",
+                "turn_id",
+            ),
+            query=(),
+            array_query=(),
+            body="required",
+        )
+        result = await self.impl.resume_agent_turn(parsed)
+        return await http.respond(request, result, status=200)
+
+    async def get_agents_step(self, request: web.Request) -> web.StreamResponse:
+        parsed = await http.parse_request(
+            request,
+            models.GetAgentsStepRequest,
+            path=(
+                "agent_id",
+                "session_id",
+                "turn_id",
+                "step_id",
+            ),
+            query=(),
+            array_query=(),
+            body="none",
+        )
+        result = await self.impl.get_agents_step(parsed)
+        return await http.respond(request, result, status=200)
+
+
 class ToolGroupsRoutes:
     def __init__(self, impl: ToolGroups) -> None:
         self.impl = impl
@@ -1071,6 +1266,8 @@ def handlers(apis: Apis) -> dict[str, Handler]:
         found.update(ShieldsRoutes(apis.shields).handlers())
     if apis.safety is not None:
         found.update(SafetyRoutes(apis.safety).handlers())
+    if apis.agents is not None:
+        found.update(AgentsRoutes(apis.agents).handlers())
     if apis.tool_groups is not None:
         found.update(ToolGroupsRoutes(apis.tool_groups).handlers())
     if apis.tool_runtime is not None:

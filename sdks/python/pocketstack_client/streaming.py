@@ -7,6 +7,9 @@ from collections.abc import AsyncIterator, Iterator
 
 from .client import AuthenticatedClient, Client
 from .models import (
+    AgentTurnCreation,
+    AgentTurnResponseStreamChunk,
+    AgentTurnResumption,
     ChatCompletionChunk,
     ChatCompletionRequest,
     Completion,
@@ -49,6 +52,58 @@ def astream_openai_completion(
     return aiterate(client.get_async_httpx_client(), "/v1/completions", request, Completion.from_dict)
 
 
+def stream_create_agent_turn(
+    *, client: AuthenticatedClient | Client, body: AgentTurnCreation
+) -> Iterator[AgentTurnResponseStreamChunk]:
+    """Run a turn: the agent answers the messages, using its tools (SSE events when `stream` is true). Yields each `AgentTurnResponseStreamChunk` as it arrives."""
+    request = {**body.to_dict(), "stream": True}
+    return iterate(
+        client.get_httpx_client(),
+        "/v1alpha/agents/{agent_id}/session/{session_id}/turn",
+        request,
+        AgentTurnResponseStreamChunk.from_dict,
+    )
+
+
+def astream_create_agent_turn(
+    *, client: AuthenticatedClient | Client, body: AgentTurnCreation
+) -> AsyncIterator[AgentTurnResponseStreamChunk]:
+    """Run a turn: the agent answers the messages, using its tools (SSE events when `stream` is true). Yields each `AgentTurnResponseStreamChunk` as it arrives."""
+    request = {**body.to_dict(), "stream": True}
+    return aiterate(
+        client.get_async_httpx_client(),
+        "/v1alpha/agents/{agent_id}/session/{session_id}/turn",
+        request,
+        AgentTurnResponseStreamChunk.from_dict,
+    )
+
+
+def stream_resume_agent_turn(
+    *, client: AuthenticatedClient | Client, body: AgentTurnResumption
+) -> Iterator[AgentTurnResponseStreamChunk]:
+    """Resume a turn awaiting the client's tool results (SSE events when `stream` is true). Yields each `AgentTurnResponseStreamChunk` as it arrives."""
+    request = {**body.to_dict(), "stream": True}
+    return iterate(
+        client.get_httpx_client(),
+        "/v1alpha/agents/{agent_id}/session/{session_id}/turn/{turn_id}/resume",
+        request,
+        AgentTurnResponseStreamChunk.from_dict,
+    )
+
+
+def astream_resume_agent_turn(
+    *, client: AuthenticatedClient | Client, body: AgentTurnResumption
+) -> AsyncIterator[AgentTurnResponseStreamChunk]:
+    """Resume a turn awaiting the client's tool results (SSE events when `stream` is true). Yields each `AgentTurnResponseStreamChunk` as it arrives."""
+    request = {**body.to_dict(), "stream": True}
+    return aiterate(
+        client.get_async_httpx_client(),
+        "/v1alpha/agents/{agent_id}/session/{session_id}/turn/{turn_id}/resume",
+        request,
+        AgentTurnResponseStreamChunk.from_dict,
+    )
+
+
 def stream_create_openai_response(
     *, client: AuthenticatedClient | Client, body: CreateResponseRequest
 ) -> Iterator[ResponseStreamEvent]:
@@ -70,6 +125,10 @@ __all__ += [
     "astream_openai_chat_completion",
     "stream_openai_completion",
     "astream_openai_completion",
+    "stream_create_agent_turn",
+    "astream_create_agent_turn",
+    "stream_resume_agent_turn",
+    "astream_resume_agent_turn",
     "stream_create_openai_response",
     "astream_create_openai_response",
 ]
