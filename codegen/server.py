@@ -106,7 +106,8 @@ def _handler(op: Operation) -> str:
         lines.append("        return await http.respond_file(request, result)\n")
         return "".join(lines)
     result = "None" if op.response_model is None else "result"
-    lines.append(f"        return await http.respond(request, {result}, status={op.success_status})\n")
+    done = "" if op.stream is None or op.stream.done else ", done=False"
+    lines.append(f"        return await http.respond(request, {result}, status={op.success_status}{done})\n")
     return "".join(lines)
 
 
@@ -126,13 +127,17 @@ def emit_operations(spec: Spec, header: str) -> str:
         "    aiohttp_path: str\n",
         "    level: str\n",
         "    deprecated: bool\n",
-        "    streaming: bool\n\n\n",
+        "    streaming: bool\n",
+        "    legacy_path: str | None = None  # an older Llama Stack's path for it (served, listed deprecated)\n",
+        "    aiohttp_legacy_path: str | None = None\n\n\n",
         "OPERATIONS: tuple[OperationInfo, ...] = (\n",
     ]
     for op in spec.operations:
         out.append(
             f"    OperationInfo({op.operation_id!r}, {op.tag!r}, {op.method.upper()!r}, {op.path!r}, "
-            f"{op.aiohttp_path!r}, {op.level!r}, {op.deprecated}, {op.stream is not None}),\n"
+            f"{op.aiohttp_path!r}, {op.level!r}, {op.deprecated}, {op.stream is not None}"
+            + (f", {op.legacy_path!r}, {op.aiohttp_legacy_path!r}" if op.legacy_path else "")
+            + "),\n"
         )
     out.append(")\n\n")
     out.append("API_TAGS: dict[str, str] = {\n")

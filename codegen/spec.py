@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -36,6 +37,9 @@ class Stream:
 
     field: str
     chunk_model: str
+    done: bool = (
+        True  # end with OpenAI's `data: [DONE]` (Llama Stack's own streams do not: its 0.2 clients choke on it)
+    )
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,9 @@ class Operation:
     upload_fields: tuple[str, ...] = ()
     # "file": the 2xx answer is raw bytes (application/octet-stream), served from a file.
     response_kind: Literal["json", "file", "none"] = "json"
+    # `x-legacy-path`: where an older Llama Stack served the same operation (Agents sat under /v1 until
+    # 0.2.x): the route answers there too, listed as deprecated.
+    legacy_path: str | None = None
 
     @property
     def level(self) -> str:
@@ -67,7 +74,13 @@ class Operation:
 
     @property
     def aiohttp_path(self) -> str:
-        path = self.path
+        return self._aiohttp(self.path)
+
+    @property
+    def aiohttp_legacy_path(self) -> str | None:
+        return self._aiohttp(self.legacy_path) if self.legacy_path is not None else None
+
+    def _aiohttp(self, path: str) -> str:
         for param in self.params:
             if param.location == "path" and param.greedy:
                 path = path.replace("{" + param.name + "}", "{" + param.name + ":.+}")
@@ -190,7 +203,18 @@ def _operation(document: JsonObject, path: str, method: str, raw: JsonObject) ->
         body_kind=body_kind,
         upload_fields=upload_fields,
         response_kind=response_kind,
+        legacy_path=_legacy_path(raw, path, where),
     )
+
+
+def _legacy_path(raw: JsonObject, path: str, where: str) -> str | None:
+    legacy = raw.get("x-legacy-path")
+    if legacy is None:
+        return None
+    names = re.compile(r"\{([^}]+)\}")
+    if not isinstance(legacy, str) or sorted(names.findall(legacy)) != sorted(names.findall(path)):
+        raise SpecError(f"{where}: x-legacy-path must be a path with the same parameters")
+    return legacy
 
 
 def _resolve(document: JsonObject, node: JsonObject) -> JsonObject:
@@ -277,7 +301,11 @@ def _stream(raw: JsonObject, where: str) -> Stream | None:
     for response in raw.get("responses", {}).values():
         sse = response.get("content", {}).get("text/event-stream")
         if sse is not None:
-            return Stream(field=marker.get("field", "stream"), chunk_model=_schema_name(sse["schema"], where))
+            return Stream(
+                field=marker.get("field", "stream"),
+                chunk_model=_schema_name(sse["schema"], where),
+                done=bool(marker.get("done", True)),
+            )
     raise SpecError(f"{where}: x-stream needs a 2xx response with text/event-stream content")
 
 

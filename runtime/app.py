@@ -106,7 +106,8 @@ def create_app(config: StackConfig) -> web.Application:
     stack = Stack(config)
     middlewares: list[Middleware] = [request_id_middleware, error_middleware, provider_data_middleware]
     if not _version_check_disabled():
-        middlewares.append(client_version_middleware(LLAMA_STACK_VERSION))
+        legacy = frozenset(op.aiohttp_legacy_path for op in OPERATIONS if op.aiohttp_legacy_path is not None)
+        middlewares.append(client_version_middleware(LLAMA_STACK_VERSION, legacy))
     app = web.Application(middlewares=middlewares, client_max_size=config.server.max_request_bytes)
     app[STACK] = stack
     readiness = app[READINESS] = Readiness()
@@ -119,6 +120,8 @@ def create_app(config: StackConfig) -> web.Application:
         if op.tag in served_tags:
             handler = readiness.health(op.operation_id) if op.operation_id == "health" else None
             app.router.add_route(op.method, op.aiohttp_path, handler or readiness.dispatcher(op.operation_id))
+            if op.aiohttp_legacy_path is not None:
+                app.router.add_route(op.method, op.aiohttp_legacy_path, readiness.dispatcher(op.operation_id))
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         stack.open_storage()

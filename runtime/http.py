@@ -203,18 +203,18 @@ def dump(model: BaseModel) -> str:
     return model.model_dump_json(by_alias=True)
 
 
-async def respond(request: web.Request, result: object, *, status: int) -> web.StreamResponse:
+async def respond(request: web.Request, result: object, *, status: int, done: bool = True) -> web.StreamResponse:
     if result is None:
         return web.Response(status=204)
     if isinstance(result, BaseModel):
         return web.Response(status=status, text=dump(result), content_type="application/json")
     if isinstance(result, AsyncIterator):
-        return await _stream(request, result)
+        return await _stream(request, result, done)
     raise TypeError(f"an API returned {type(result).__name__}, not a model, None or a stream")
 
 
-async def _stream(request: web.Request, chunks: AsyncIterator[BaseModel]) -> web.StreamResponse:
-    """Server-sent events: `data: <json>` frames, an error frame on failure, then `[DONE]`.
+async def _stream(request: web.Request, chunks: AsyncIterator[BaseModel], done: bool) -> web.StreamResponse:
+    """Server-sent events: `data: <json>` frames, an error frame on failure, then `[DONE]` (if `done`).
 
     The first chunk is awaited before the 200 goes out, so errors found while preparing (an
     overflowing prompt, a busy model) still get their own status and the normal error body.
@@ -243,7 +243,8 @@ async def _stream(request: web.Request, chunks: AsyncIterator[BaseModel]) -> web
         log.exception("stream of %s failed", request.path)
         await response.write(_error_frame("Internal server error: An unexpected error occurred.", None, "500"))
     else:
-        await response.write(b"data: [DONE]\n\n")
+        if done:
+            await response.write(b"data: [DONE]\n\n")
     finally:
         close = getattr(chunks, "aclose", None)  # generators: stop the work behind the stream now
         if close is not None:

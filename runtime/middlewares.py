@@ -112,10 +112,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return _json_error(500, error_body(INTERNAL_MESSAGE, type="internal_server_error"))
 
 
-def client_version_middleware(server_version: str) -> Middleware:
+def client_version_middleware(server_version: str, legacy_routes: frozenset[str] = frozenset()) -> Middleware:
     """426 when the client's major.minor differs from the server's (Llama Stack's rule).
 
-    A header that is absent or does not parse as a version is let through, as Llama Stack does.
+    A header that is absent or does not parse as a version is let through, as Llama Stack does; so
+    is a request to one of the `legacy_routes` (an older Llama Stack's paths, served for its clients).
     """
     server_parts = _major_minor(server_version)
     if server_parts is None:
@@ -125,7 +126,10 @@ def client_version_middleware(server_version: str) -> Middleware:
     async def check_client_version(request: web.Request, handler: Handler) -> web.StreamResponse:
         client_version = request.headers.get(CLIENT_VERSION, "")
         client_parts = _major_minor(client_version)
-        if client_parts is not None and client_parts != server_parts:
+        legacy = request.match_info.route.resource is not None and (
+            request.match_info.route.resource.canonical in legacy_routes
+        )
+        if client_parts is not None and client_parts != server_parts and not legacy:
             raise UpgradeRequiredError(
                 f"Client version {client_version} is not compatible with server version {server_version}. "
                 f"Use a {server_parts[0]}.{server_parts[1]}.x client "

@@ -61,6 +61,8 @@ class Turn:
     usage: list[models.Usage] = field(default_factory=list)
     violations: list[models.GuardrailViolation] = field(default_factory=list)
     web: WebSearch | None = None
+    # MCP listings the conversation already holds, by server label: used again, as OpenAI does.
+    listed: dict[str, dict[str, Any]] = field(default_factory=dict)
     opening: int = -1  # transcript length when the turn began (its own model calls come after)
     # Agents' tool-group tools (tool runtime), by name: run by the server like the built-in tools.
     runtime: dict[str, tuple[Resource, dict[str, Any]]] = field(default_factory=dict)
@@ -87,9 +89,13 @@ class Turn:
     async def prepare(self) -> None:
         """Before the first model call: list the MCP servers' tools, run (or decline) the approved calls."""
         for server in self.servers:
-            listing = await list_tools(server)
-            self.prelude.append(listing)
+            listing = self.listed.get(server.label)
+            if listing is None:
+                listing = await list_tools(server)
+                self.prelude.append(listing)
             for tool in listing["tools"]:
+                if server.allowed is not None and tool["name"] not in server.allowed:
+                    continue
                 self.mcp.by_name.setdefault(tool["name"], (server, tool))
         for approval in self.approvals:
             request = approval.request

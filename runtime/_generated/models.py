@@ -2030,7 +2030,7 @@ class AgentStepStepType(StrEnum):
     memory_retrieval = "memory_retrieval"
 
 
-class AgentTurnCreationDocument(BaseModel):
+class AgentDocument(BaseModel):
     model_config = ConfigDict(
         extra="allow",
     )
@@ -2043,7 +2043,7 @@ class AgentTurnResumption(BaseModel):
         extra="allow",
     )
     tool_responses: Annotated[list[AgentToolResponse], Field(min_length=1)]
-    stream: bool = False
+    stream: bool | None = False
 
 
 class AgentTurnResponseStreamChunkEventPayloadEventType(StrEnum):
@@ -3224,21 +3224,20 @@ class AgentSessionList(BaseModel):
 
 
 class AgentTurnCreation(BaseModel):
+    """
+    Llama Stack's clients send the optional fields as null when unset: null is accepted for them.
+    """
+
     model_config = ConfigDict(
         extra="allow",
     )
     messages: Annotated[list[AgentMessage], Field(min_length=1)]
-    stream: bool = False
-    documents: Annotated[
-        list[AgentTurnCreationDocument] | MISSING,
-        Field(
-            description="Documents given to this turn (their text reaches the model with the messages)."
-        ),
-    ] = MISSING
+    stream: bool | None = False
+    documents: list[AgentDocument] | None | MISSING = MISSING
     toolgroups: (
-        list[AgentToolGroupAgentToolGroup | AgentToolGroupWithArgs] | MISSING
+        list[AgentToolGroupAgentToolGroup | AgentToolGroupWithArgs] | None | MISSING
     ) = MISSING
-    tool_config: AgentToolConfig | MISSING = MISSING
+    tool_config: AgentToolConfig | None | MISSING = MISSING
 
 
 class AgentStepResponse(BaseModel):

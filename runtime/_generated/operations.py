@@ -16,6 +16,8 @@ class OperationInfo:
     level: str
     deprecated: bool
     streaming: bool
+    legacy_path: str | None = None  # an older Llama Stack's path for it (served, listed deprecated)
+    aiohttp_legacy_path: str | None = None
 
 
 OPERATIONS: tuple[OperationInfo, ...] = (
@@ -394,6 +396,8 @@ OPERATIONS: tuple[OperationInfo, ...] = (
         "v1alpha",
         False,
         False,
+        "/v1/agents",
+        "/v1/agents",
     ),
     OperationInfo(
         "create_agent",
@@ -404,6 +408,8 @@ OPERATIONS: tuple[OperationInfo, ...] = (
         "v1alpha",
         False,
         False,
+        "/v1/agents",
+        "/v1/agents",
     ),
     OperationInfo(
         "get_agent",
@@ -414,6 +420,8 @@ OPERATIONS: tuple[OperationInfo, ...] = (
         "v1alpha",
         False,
         False,
+        "/v1/agents/{agent_id}",
+        "/v1/agents/{agent_id}",
     ),
     OperationInfo(
         "delete_agent",
@@ -424,6 +432,8 @@ OPERATIONS: tuple[OperationInfo, ...] = (
         "v1alpha",
         False,
         False,
+        "/v1/agents/{agent_id}",
+        "/v1/agents/{agent_id}",
     ),
     OperationInfo(
         "create_agent_session",
@@ -434,6 +444,8 @@ OPERATIONS: tuple[OperationInfo, ...] = (
         "v1alpha",
         False,
         False,
+        "/v1/agents/{agent_id}/session",
+        "/v1/agents/{agent_id}/session",
     ),
     OperationInfo(
         "list_agent_sessions",
@@ -444,6 +456,8 @@ OPERATIONS: tuple[OperationInfo, ...] = (
         "v1alpha",
         False,
         False,
+        "/v1/agents/{agent_id}/sessions",
+        "/v1/agents/{agent_id}/sessions",
     ),
     OperationInfo(
         "get_agents_session",
@@ -454,6 +468,8 @@ OPERATIONS: tuple[OperationInfo, ...] = (
         "v1alpha",
         False,
         False,
+        "/v1/agents/{agent_id}/session/{session_id}",
+        "/v1/agents/{agent_id}/session/{session_id}",
     ),
     OperationInfo(
         "delete_agents_session",
@@ -464,6 +480,8 @@ OPERATIONS: tuple[OperationInfo, ...] = (
         "v1alpha",
         False,
         False,
+        "/v1/agents/{agent_id}/session/{session_id}",
+        "/v1/agents/{agent_id}/session/{session_id}",
     ),
     OperationInfo(
         "create_agent_turn",
@@ -474,6 +492,8 @@ OPERATIONS: tuple[OperationInfo, ...] = (
         "v1alpha",
         False,
         True,
+        "/v1/agents/{agent_id}/session/{session_id}/turn",
+        "/v1/agents/{agent_id}/session/{session_id}/turn",
     ),
     OperationInfo(
         "get_agents_turn",
@@ -484,6 +504,8 @@ OPERATIONS: tuple[OperationInfo, ...] = (
         "v1alpha",
         False,
         False,
+        "/v1/agents/{agent_id}/session/{session_id}/turn/{turn_id}",
+        "/v1/agents/{agent_id}/session/{session_id}/turn/{turn_id}",
     ),
     OperationInfo(
         "resume_agent_turn",
@@ -494,6 +516,8 @@ OPERATIONS: tuple[OperationInfo, ...] = (
         "v1alpha",
         False,
         True,
+        "/v1/agents/{agent_id}/session/{session_id}/turn/{turn_id}/resume",
+        "/v1/agents/{agent_id}/session/{session_id}/turn/{turn_id}/resume",
     ),
     OperationInfo(
         "get_agents_step",
@@ -504,6 +528,8 @@ OPERATIONS: tuple[OperationInfo, ...] = (
         "v1alpha",
         False,
         False,
+        "/v1/agents/{agent_id}/session/{session_id}/turn/{turn_id}/step/{step_id}",
+        "/v1/agents/{agent_id}/session/{session_id}/turn/{turn_id}/step/{step_id}",
     ),
     OperationInfo(
         "list_tool_groups",

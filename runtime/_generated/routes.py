@@ -853,7 +853,7 @@ class AgentsRoutes:
             body="required",
         )
         result = await self.impl.create_agent_turn(parsed)
-        return await http.respond(request, result, status=200)
+        return await http.respond(request, result, status=200, done=False)
 
     async def get_agents_turn(self, request: web.Request) -> web.StreamResponse:
         parsed = await http.parse_request(
@@ -885,7 +885,7 @@ class AgentsRoutes:
             body="required",
         )
         result = await self.impl.resume_agent_turn(parsed)
-        return await http.respond(request, result, status=200)
+        return await http.respond(request, result, status=200, done=False)
 
     async def get_agents_step(self, request: web.Request) -> web.StreamResponse:
         parsed = await http.parse_request(

@@ -61,6 +61,11 @@ def _sampling(config: dict[str, Any]) -> dict[str, Any]:
     return fields
 
 
+# Llama Stack 0.2's clients name parameter types as Python does.
+_JSON_TYPES = {"str": "string", "int": "integer", "float": "number", "bool": "boolean", "list": "array",
+               "dict": "object"}  # fmt: skip
+
+
 def _client_tool(tool: dict[str, Any]) -> dict[str, Any]:
     schema = tool.get("input_schema")
     if schema is None:  # Llama Stack 0.2's parameter list
@@ -68,7 +73,8 @@ def _client_tool(tool: dict[str, Any]) -> dict[str, Any]:
         schema = {
             "type": "object",
             "properties": {
-                p["name"]: {"type": p.get("parameter_type", "string"), "description": p.get("description", "")}
+                p["name"]: {"type": _JSON_TYPES.get(p.get("parameter_type") or "str", p.get("parameter_type")),
+                            "description": p.get("description", "")}
                 for p in parameters
             },
             "required": [p["name"] for p in parameters if p.get("required", True)],
@@ -276,14 +282,14 @@ class AgentsApi:
         _, config = await self._agent(request.agent_id)
         session = await self._session(request.agent_id, request.session_id)
         body = request.model_dump(mode="json", exclude_unset=True)
-        runtime = await self._runtime_tools(config, body.get("toolgroups", []))
+        runtime = await self._runtime_tools(config, body.get("toolgroups") or [])
         messages = body["messages"]
         turn: dict[str, Any] = {"turn_id": str(uuid.uuid4()), "session_id": session.id, "input_messages": messages,
                                 "steps": [], "output_attachments": [], "started_at": now()}  # fmt: skip
         new = _chat_messages(messages, body.get("documents") or [])
         shield_steps, blocked = await self._shields(config.get("input_shields", []), new, turn["turn_id"])
         turn["steps"] += shield_steps
-        turn["_extras"] = {"toolgroups": body.get("toolgroups", []), "tool_config": body.get("tool_config") or {}}
+        turn["_extras"] = {"toolgroups": body.get("toolgroups") or [], "tool_config": body.get("tool_config") or {}}
         engine = self._engine(config, session.transcript + new, runtime, turn["_extras"]["tool_config"])
         return await self._drive(config, session, turn, engine, blocked, bool(given(request.stream, False)))
 

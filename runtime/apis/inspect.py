@@ -26,11 +26,14 @@ class InspectApi:
 
     async def list_routes(self, request: models.ListRoutesRequest) -> models.ListRoutesResponse:
         api_filter = None if request.api_filter is MISSING else request.api_filter
+        served = [op for op in OPERATIONS if op.tag in self.served_tags]
+        routes = [(op, op.path) for op in served if _passes(op, api_filter)]
+        if api_filter == models.ApiFilter.deprecated:  # an older Llama Stack's paths, still answered
+            routes += [(op, op.legacy_path) for op in served if op.legacy_path is not None]
         return models.ListRoutesResponse(
             data=[
-                models.RouteInfo(route=op.path, method=op.method, provider_types=self._provider_types(op))
-                for op in OPERATIONS
-                if op.tag in self.served_tags and _passes(op, api_filter)
+                models.RouteInfo(route=path, method=op.method, provider_types=self._provider_types(op))
+                for op, path in routes
             ]
         )
 

@@ -32,6 +32,7 @@ from pocketstack.storage.responses import ResponseStore, StoredResponse
 from pocketstack.web_search import web_search_tool
 
 log = logging.getLogger(__name__)
+MAX_CHAIN_LOOKUPS = 50  # how far back a response looks for its MCP servers' listings
 
 
 def _approvals(items: list[dict[str, Any]], earlier: list[dict[str, Any]], servers: list[McpServer]) -> list[Approval]:
@@ -111,6 +112,32 @@ class ResponsesApi:
         stored = await self._stored(previous)
         return stored.context, stored.response.get("output", [])
 
+    async def _listings(
+        self, request: models.CreateResponseRequest, earlier: list[dict[str, Any]], labels: set[str]
+    ) -> dict[str, dict[str, Any]]:
+        """The MCP tool listings the conversation already holds (the newest per server), looked for back along
+        the previous_response_id chain as far as needed, so a server is listed once per conversation."""
+        found: dict[str, dict[str, Any]] = {}
+
+        def take(items: list[dict[str, Any]]) -> None:
+            for item in reversed(items):
+                if item.get("type") == "mcp_list_tools" and not item.get("error"):
+                    found.setdefault(item["server_label"], item)
+
+        take(earlier)  # the conversation's items, or the previous response's output
+        response_id = given(request.previous_response_id)
+        if response_id is not None and not labels <= set(found):
+            parent = await self.store.get(response_id)
+            response_id = parent.response.get("previous_response_id") if parent is not None else None
+        hops = 0
+        while response_id is not None and not labels <= set(found) and hops < MAX_CHAIN_LOOKUPS:
+            stored = await self.store.get(response_id)
+            if stored is None:
+                break
+            take(stored.response.get("output", []))
+            response_id, hops = stored.response.get("previous_response_id"), hops + 1
+        return {label: item for label, item in found.items() if label in labels}
+
     async def _stored(self, response_id: str) -> StoredResponse:
         stored = await self.store.get(response_id)
         if stored is None:
@@ -167,6 +194,7 @@ class ResponsesApi:
             request, self._skeleton(request), messages, self.inference, self.vector_io, tool, servers, approvals
         )
         turn.web = await web_search_tool(request, self.tools)
+        turn.listed = await self._listings(request, earlier, {server.label for server in servers})
         if given(request.background, False):
             return await self._in_background(turn, items)
         await turn.prepare()

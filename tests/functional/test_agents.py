@@ -75,8 +75,10 @@ def _turn_path(agent_id: str, session_id: str) -> str:
 async def _stream(server: TestClient[Any, Any], path: str, body: dict[str, Any]) -> list[dict[str, Any]]:
     reply = await server.post(path, json={**body, "stream": True})
     assert reply.status == 200 and reply.content_type == "text/event-stream", await reply.text()
+    text = await reply.text()
+    assert "[DONE]" not in text  # Llama Stack's streams end without OpenAI's terminator (its 0.2 clients choke on it)
     payloads = []
-    for line in (await reply.text()).splitlines():
+    for line in text.splitlines():
         if line.startswith("data: ") and line != "data: [DONE]":
             payloads.append(json.loads(line[len("data: ") :])["event"]["payload"])
     return payloads
@@ -281,3 +283,18 @@ async def test_the_real_default_model_runs_a_streamed_turn(server: TestClient[An
     turn = events[-1]["turn"]
     assert events[-1]["event_type"] == "turn_complete" and text.strip()
     assert turn["output_message"]["content"] == text and turn["steps"][0]["model_response"]["content"] == text
+
+
+async def test_llama_stack_0_2_paths_answer_its_clients(server: TestClient[Any, Any]) -> None:
+    old = {"X-LlamaStack-Client-Version": "0.2.12"}
+    created = await server.post("/v1/agents", json={"agent_config": {"model": "chat", "instructions": ""}}, headers=old)
+    assert created.status == 200, await created.text()
+    agent_id = (await created.json())["agent_id"]
+    session = await server.post(f"/v1/agents/{agent_id}/session", json={"session_name": "s"}, headers=old)
+    session_id = (await session.json())["session_id"]
+    body = {"messages": [{"role": "user", "content": "capital?"}], "documents": None}  # 0.2 clients send nulls
+    turn = await server.post(f"/v1/agents/{agent_id}/session/{session_id}/turn", headers=old, json=body)
+    assert turn.status == 200 and (await turn.json())["output_message"]["content"] == "Paris."
+    same = await _json(server, "GET", f"/v1alpha/agents/{agent_id}/session/{session_id}")
+    assert len(same["turns"]) == 1
+    assert (await server.get("/v1/models", headers=old)).status == 426  # the rest of the API still checks

@@ -20,6 +20,11 @@ from tests.conftest import REPO
 SPEC = yaml.safe_load((REPO / "spec" / "openapi.yaml").read_text())
 SPEC_OPERATIONS = {
     (method.upper(), path) for path, item in SPEC["paths"].items() for method in item if method != "parameters"
+} | {  # an older Llama Stack's paths of some operations (`x-legacy-path`), answered too
+    (method.upper(), op["x-legacy-path"])
+    for item in SPEC["paths"].values()
+    for method, op in item.items()
+    if isinstance(op, dict) and "x-legacy-path" in op
 }
 # Llama Stack lists deprecated routes only under api_filter=deprecated
 CURRENT_OPERATIONS = {
@@ -72,6 +77,10 @@ async def test_deprecated_filter_lists_only_deprecated(client: TestClient[Any, A
     listed = await list_routes.asyncio(client=sdk(client), api_filter=ApiFilter.DEPRECATED)
     assert isinstance(listed, ListRoutesResponse)
     deprecated = {(m.upper(), p) for p, item in SPEC["paths"].items() for m, op in item.items() if op.get("deprecated")}
+    # and an older Llama Stack's paths for operations (Agents under /v1), still answered
+    deprecated |= {(m.upper(), op["x-legacy-path"]) for item in SPEC["paths"].values() for m, op in item.items()
+                   if "x-legacy-path" in op}  # fmt: skip
+    assert ("POST", "/v1/agents/{agent_id}/session/{session_id}/turn") in deprecated
     assert {(r.method, r.route) for r in listed.data} == deprecated
 
 

@@ -92,6 +92,22 @@ async def test_tools_are_listed_and_called_without_approval(
     assert offered is not None and [t.function.name for t in offered] == ["add"]  # allowed_tools held back shout
 
 
+async def test_a_server_is_listed_once_along_a_response_chain(
+    oai: openai.AsyncOpenAI, mcp_url: str, scripted: list[models.ChatCompletionRequest]
+) -> None:
+    tools = [mcp_tool(mcp_url, require_approval="never")]
+    first = await oai.responses.create(model="chat", input="hello", tools=tools)
+    assert [item.type for item in first.output] == ["mcp_list_tools", "message"]
+    previous = first.id
+    for _ in range(2):
+        later = await oai.responses.create(model="chat", input=ADD, tools=tools, previous_response_id=previous)
+        assert [item.type for item in later.output] == ["mcp_call", "message"]  # not listed again
+        previous = later.id
+    assert {t.function.name for t in scripted[-1].tools or []} == {"add", "shout", "whoami"}  # type: ignore[union-attr]
+    other = await oai.responses.create(model="chat", input="hello", tools=[mcp_tool(mcp_url, server_label="other")])
+    assert other.output[0].type == "mcp_list_tools"  # a server the chain never listed is listed
+
+
 async def test_a_call_waits_for_approval_and_runs_once_approved(oai: openai.AsyncOpenAI, mcp_url: str) -> None:
     tools = [mcp_tool(mcp_url)]  # require_approval: always, by default
     asked = await oai.responses.create(model="chat", input=ADD, tools=tools)
@@ -104,8 +120,8 @@ async def test_a_call_waits_for_approval_and_runs_once_approved(oai: openai.Asyn
         input=[{"type": "mcp_approval_response", "approval_request_id": request.id, "approve": True}],
     )
     kinds = [item.type for item in approved.output]
-    assert kinds == ["mcp_list_tools", "mcp_call", "message"]
-    call = approved.output[1]
+    assert kinds == ["mcp_call", "message"]  # the listing in the previous response is used again, as in OpenAI
+    call = approved.output[0]
     assert call.output == "5" and call.approval_request_id == request.id  # type: ignore[union-attr]
     assert approved.output_text == "The tool said: 5"
     denied = await oai.responses.create(
@@ -114,7 +130,7 @@ async def test_a_call_waits_for_approval_and_runs_once_approved(oai: openai.Asyn
         tools=tools,
         input=[{"type": "mcp_approval_response", "approval_request_id": request.id, "approve": False}],
     )
-    assert denied.output[1].error is not None and "did not approve" in denied.output[1].error  # type: ignore[union-attr]
+    assert denied.output[0].error is not None and "did not approve" in denied.output[0].error  # type: ignore[union-attr]
 
 
 async def test_the_stream_tells_the_listing_and_the_call(oai: openai.AsyncOpenAI, mcp_url: str) -> None:

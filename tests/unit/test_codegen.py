@@ -41,6 +41,10 @@ OK = {
             {"operationId": "x", "tags": ["Inspect"], "x-stream": {"field": "stream"}, "responses": OK},
             "text/event-stream",
         ),
+        (
+            {"operationId": "x", "tags": ["Inspect"], "x-legacy-path": "/v1/old/{id}", "responses": OK},
+            "x-legacy-path must be a path with the same parameters",
+        ),
     ],
 )
 def test_conventions_are_enforced(tmp_path: Path, operation: dict[str, object], message: str) -> None:

@@ -12,6 +12,7 @@ from .agent_config_response_format import AgentConfigResponseFormat
 from .agent_config_sampling_params import AgentConfigSamplingParams
 from .agent_create_response import AgentCreateResponse
 from .agent_creation import AgentCreation
+from .agent_document import AgentDocument
 from .agent_list import AgentList
 from .agent_message import AgentMessage
 from .agent_message_role import AgentMessageRole
@@ -30,7 +31,6 @@ from .agent_tool_response import AgentToolResponse
 from .agent_tool_response_metadata import AgentToolResponseMetadata
 from .agent_turn import AgentTurn
 from .agent_turn_creation import AgentTurnCreation
-from .agent_turn_creation_documents_item import AgentTurnCreationDocumentsItem
 from .agent_turn_output_attachments_item import AgentTurnOutputAttachmentsItem
 from .agent_turn_response_stream_chunk import AgentTurnResponseStreamChunk
 from .agent_turn_response_stream_chunk_event import AgentTurnResponseStreamChunkEvent
@@ -295,6 +295,7 @@ __all__ = (
     "AgentConfigSamplingParams",
     "AgentCreateResponse",
     "AgentCreation",
+    "AgentDocument",
     "AgentList",
     "AgentMessage",
     "AgentMessageRole",
@@ -313,7 +314,6 @@ __all__ = (
     "AgentToolResponseMetadata",
     "AgentTurn",
     "AgentTurnCreation",
-    "AgentTurnCreationDocumentsItem",
     "AgentTurnOutputAttachmentsItem",
     "AgentTurnResponseStreamChunk",
     "AgentTurnResponseStreamChunkEvent",

@@ -10,10 +10,10 @@ from attrs import field as _attrs_field
 from ..types import UNSET, Unset
 
 if TYPE_CHECKING:
+    from ..models.agent_document import AgentDocument
     from ..models.agent_message import AgentMessage
     from ..models.agent_tool_config import AgentToolConfig
     from ..models.agent_tool_group_with_args import AgentToolGroupWithArgs
-    from ..models.agent_turn_creation_documents_item import AgentTurnCreationDocumentsItem
 
 
 T = TypeVar("T", bound="AgentTurnCreation")
@@ -21,24 +21,25 @@ T = TypeVar("T", bound="AgentTurnCreation")
 
 @_attrs_define
 class AgentTurnCreation:
-    """
+    """Llama Stack's clients send the optional fields as null when unset: null is accepted for them.
+
     Attributes:
         messages (list[AgentMessage]):
-        stream (bool | Unset):  Default: False.
-        documents (list[AgentTurnCreationDocumentsItem] | Unset): Documents given to this turn (their text reaches the
-            model with the messages).
-        toolgroups (list[AgentToolGroupWithArgs | str] | Unset):
-        tool_config (AgentToolConfig | Unset):
+        stream (bool | None | Unset):  Default: False.
+        documents (list[AgentDocument] | None | Unset):
+        toolgroups (list[AgentToolGroupWithArgs | str] | None | Unset):
+        tool_config (AgentToolConfig | None | Unset):
     """
 
     messages: list[AgentMessage]
-    stream: bool | Unset = False
-    documents: list[AgentTurnCreationDocumentsItem] | Unset = UNSET
-    toolgroups: list[AgentToolGroupWithArgs | str] | Unset = UNSET
-    tool_config: AgentToolConfig | Unset = UNSET
+    stream: bool | None | Unset = False
+    documents: list[AgentDocument] | None | Unset = UNSET
+    toolgroups: list[AgentToolGroupWithArgs | str] | None | Unset = UNSET
+    tool_config: AgentToolConfig | None | Unset = UNSET
     additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        from ..models.agent_tool_config import AgentToolConfig  # noqa: PLC0415
         from ..models.agent_tool_group_with_args import AgentToolGroupWithArgs  # noqa: PLC0415
 
         messages = []
@@ -46,29 +47,47 @@ class AgentTurnCreation:
             messages_item = messages_item_data.to_dict()
             messages.append(messages_item)
 
-        stream = self.stream
+        stream: bool | None | Unset
+        if isinstance(self.stream, Unset):
+            stream = UNSET
+        else:
+            stream = self.stream
 
-        documents: list[dict[str, Any]] | Unset = UNSET
-        if not isinstance(self.documents, Unset):
+        documents: list[dict[str, Any]] | None | Unset
+        if isinstance(self.documents, Unset):
+            documents = UNSET
+        elif isinstance(self.documents, list):
             documents = []
-            for documents_item_data in self.documents:
-                documents_item = documents_item_data.to_dict()
-                documents.append(documents_item)
+            for documents_type_0_item_data in self.documents:
+                documents_type_0_item = documents_type_0_item_data.to_dict()
+                documents.append(documents_type_0_item)
 
-        toolgroups: list[dict[str, Any] | str] | Unset = UNSET
-        if not isinstance(self.toolgroups, Unset):
+        else:
+            documents = self.documents
+
+        toolgroups: list[dict[str, Any] | str] | None | Unset
+        if isinstance(self.toolgroups, Unset):
+            toolgroups = UNSET
+        elif isinstance(self.toolgroups, list):
             toolgroups = []
-            for toolgroups_item_data in self.toolgroups:
-                toolgroups_item: dict[str, Any] | str
-                if isinstance(toolgroups_item_data, AgentToolGroupWithArgs):
-                    toolgroups_item = toolgroups_item_data.to_dict()
+            for toolgroups_type_0_item_data in self.toolgroups:
+                toolgroups_type_0_item: dict[str, Any] | str
+                if isinstance(toolgroups_type_0_item_data, AgentToolGroupWithArgs):
+                    toolgroups_type_0_item = toolgroups_type_0_item_data.to_dict()
                 else:
-                    toolgroups_item = toolgroups_item_data
-                toolgroups.append(toolgroups_item)
+                    toolgroups_type_0_item = toolgroups_type_0_item_data
+                toolgroups.append(toolgroups_type_0_item)
 
-        tool_config: dict[str, Any] | Unset = UNSET
-        if not isinstance(self.tool_config, Unset):
+        else:
+            toolgroups = self.toolgroups
+
+        tool_config: dict[str, Any] | None | Unset
+        if isinstance(self.tool_config, Unset):
+            tool_config = UNSET
+        elif isinstance(self.tool_config, AgentToolConfig):
             tool_config = self.tool_config.to_dict()
+        else:
+            tool_config = self.tool_config
 
         field_dict: dict[str, Any] = {}
         field_dict.update(self.additional_properties)
@@ -90,10 +109,10 @@ class AgentTurnCreation:
 
     @classmethod
     def from_dict(cls: type[T], src_dict: Mapping[str, Any]) -> T:
+        from ..models.agent_document import AgentDocument  # noqa: PLC0415
         from ..models.agent_message import AgentMessage  # noqa: PLC0415
         from ..models.agent_tool_config import AgentToolConfig  # noqa: PLC0415
         from ..models.agent_tool_group_with_args import AgentToolGroupWithArgs  # noqa: PLC0415
-        from ..models.agent_turn_creation_documents_item import AgentTurnCreationDocumentsItem  # noqa: PLC0415
 
         d = dict(src_dict)
         messages = []
@@ -103,44 +122,87 @@ class AgentTurnCreation:
 
             messages.append(messages_item)
 
-        stream = d.pop("stream", UNSET)
+        def _parse_stream(data: object) -> bool | None | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            return cast(bool | None | Unset, data)
 
-        _documents = d.pop("documents", UNSET)
-        documents: list[AgentTurnCreationDocumentsItem] | Unset = UNSET
-        if _documents is not UNSET:
-            documents = []
-            for documents_item_data in _documents:
-                documents_item = AgentTurnCreationDocumentsItem.from_dict(documents_item_data)
+        stream = _parse_stream(d.pop("stream", UNSET))
 
-                documents.append(documents_item)
+        def _parse_documents(data: object) -> list[AgentDocument] | None | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            try:
+                if not isinstance(data, list):
+                    raise TypeError()
+                documents_type_0 = []
+                _documents_type_0 = data
+                for documents_type_0_item_data in _documents_type_0:
+                    documents_type_0_item = AgentDocument.from_dict(documents_type_0_item_data)
 
-        _toolgroups = d.pop("toolgroups", UNSET)
-        toolgroups: list[AgentToolGroupWithArgs | str] | Unset = UNSET
-        if _toolgroups is not UNSET:
-            toolgroups = []
-            for toolgroups_item_data in _toolgroups:
+                    documents_type_0.append(documents_type_0_item)
 
-                def _parse_toolgroups_item(data: object) -> AgentToolGroupWithArgs | str:
-                    try:
-                        if not isinstance(data, dict):
-                            raise TypeError()
-                        componentsschemas_agent_tool_group_type_1 = AgentToolGroupWithArgs.from_dict(data)
+                return documents_type_0
+            except (TypeError, ValueError, AttributeError, KeyError):
+                pass
+            return cast(list[AgentDocument] | None | Unset, data)
 
-                        return componentsschemas_agent_tool_group_type_1
-                    except (TypeError, ValueError, AttributeError, KeyError):
-                        pass
-                    return cast(AgentToolGroupWithArgs | str, data)
+        documents = _parse_documents(d.pop("documents", UNSET))
 
-                toolgroups_item = _parse_toolgroups_item(toolgroups_item_data)
+        def _parse_toolgroups(data: object) -> list[AgentToolGroupWithArgs | str] | None | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            try:
+                if not isinstance(data, list):
+                    raise TypeError()
+                toolgroups_type_0 = []
+                _toolgroups_type_0 = data
+                for toolgroups_type_0_item_data in _toolgroups_type_0:
 
-                toolgroups.append(toolgroups_item)
+                    def _parse_toolgroups_type_0_item(data: object) -> AgentToolGroupWithArgs | str:
+                        try:
+                            if not isinstance(data, dict):
+                                raise TypeError()
+                            componentsschemas_agent_tool_group_type_1 = AgentToolGroupWithArgs.from_dict(data)
 
-        _tool_config = d.pop("tool_config", UNSET)
-        tool_config: AgentToolConfig | Unset
-        if isinstance(_tool_config, Unset):
-            tool_config = UNSET
-        else:
-            tool_config = AgentToolConfig.from_dict(_tool_config)
+                            return componentsschemas_agent_tool_group_type_1
+                        except (TypeError, ValueError, AttributeError, KeyError):
+                            pass
+                        return cast(AgentToolGroupWithArgs | str, data)
+
+                    toolgroups_type_0_item = _parse_toolgroups_type_0_item(toolgroups_type_0_item_data)
+
+                    toolgroups_type_0.append(toolgroups_type_0_item)
+
+                return toolgroups_type_0
+            except (TypeError, ValueError, AttributeError, KeyError):
+                pass
+            return cast(list[AgentToolGroupWithArgs | str] | None | Unset, data)
+
+        toolgroups = _parse_toolgroups(d.pop("toolgroups", UNSET))
+
+        def _parse_tool_config(data: object) -> AgentToolConfig | None | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            try:
+                if not isinstance(data, dict):
+                    raise TypeError()
+                tool_config_type_0 = AgentToolConfig.from_dict(data)
+
+                return tool_config_type_0
+            except (TypeError, ValueError, AttributeError, KeyError):
+                pass
+            return cast(AgentToolConfig | None | Unset, data)
+
+        tool_config = _parse_tool_config(d.pop("tool_config", UNSET))
 
         agent_turn_creation = cls(
             messages=messages,

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from attrs import define as _attrs_define
 from attrs import field as _attrs_field
@@ -21,11 +21,11 @@ class AgentTurnResumption:
     """
     Attributes:
         tool_responses (list[AgentToolResponse]):
-        stream (bool | Unset):  Default: False.
+        stream (bool | None | Unset):  Default: False.
     """
 
     tool_responses: list[AgentToolResponse]
-    stream: bool | Unset = False
+    stream: bool | None | Unset = False
     additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -34,7 +34,11 @@ class AgentTurnResumption:
             tool_responses_item = tool_responses_item_data.to_dict()
             tool_responses.append(tool_responses_item)
 
-        stream = self.stream
+        stream: bool | None | Unset
+        if isinstance(self.stream, Unset):
+            stream = UNSET
+        else:
+            stream = self.stream
 
         field_dict: dict[str, Any] = {}
         field_dict.update(self.additional_properties)
@@ -60,7 +64,14 @@ class AgentTurnResumption:
 
             tool_responses.append(tool_responses_item)
 
-        stream = d.pop("stream", UNSET)
+        def _parse_stream(data: object) -> bool | None | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            return cast(bool | None | Unset, data)
+
+        stream = _parse_stream(d.pop("stream", UNSET))
 
         agent_turn_resumption = cls(
             tool_responses=tool_responses,

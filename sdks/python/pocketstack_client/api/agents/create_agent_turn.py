@@ -100,7 +100,8 @@ def sync_detailed(
     Args:
         agent_id (str):
         session_id (str):
-        body (AgentTurnCreation):
+        body (AgentTurnCreation): Llama Stack's clients send the optional fields as null when
+            unset: null is accepted for them.
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
@@ -135,7 +136,8 @@ def sync(
     Args:
         agent_id (str):
         session_id (str):
-        body (AgentTurnCreation):
+        body (AgentTurnCreation): Llama Stack's clients send the optional fields as null when
+            unset: null is accepted for them.
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
@@ -165,7 +167,8 @@ async def asyncio_detailed(
     Args:
         agent_id (str):
         session_id (str):
-        body (AgentTurnCreation):
+        body (AgentTurnCreation): Llama Stack's clients send the optional fields as null when
+            unset: null is accepted for them.
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
@@ -198,7 +201,8 @@ async def asyncio(
     Args:
         agent_id (str):
         session_id (str):
-        body (AgentTurnCreation):
+        body (AgentTurnCreation): Llama Stack's clients send the optional fields as null when
+            unset: null is accepted for them.
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.

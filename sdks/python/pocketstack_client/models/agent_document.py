@@ -9,11 +9,11 @@ from attrs import field as _attrs_field
 
 from ..types import UNSET, Unset
 
-T = TypeVar("T", bound="AgentTurnCreationDocumentsItem")
+T = TypeVar("T", bound="AgentDocument")
 
 
 @_attrs_define
-class AgentTurnCreationDocumentsItem:
+class AgentDocument:
     """
     Attributes:
         content (Any): text, content parts, or {uri}
@@ -48,13 +48,13 @@ class AgentTurnCreationDocumentsItem:
 
         mime_type = d.pop("mime_type", UNSET)
 
-        agent_turn_creation_documents_item = cls(
+        agent_document = cls(
             content=content,
             mime_type=mime_type,
         )
 
-        agent_turn_creation_documents_item.additional_properties = d
-        return agent_turn_creation_documents_item
+        agent_document.additional_properties = d
+        return agent_document
 
     @property
     def additional_keys(self) -> list[str]:
