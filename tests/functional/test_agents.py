@@ -11,6 +11,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+import openai
 import pytest
 from aiohttp.test_utils import TestClient
 
@@ -20,15 +21,17 @@ from pocketstack.config import StackConfig
 from tests.conftest import CHAT_MODEL, edge_providers_with, edge_with
 from tests.functional.test_errors import assert_error_shape
 from tests.functional.test_mcp import mcp_url
-from tests.functional.test_responses import CHAT
+from tests.functional.test_responses import CHAT, _store_of
 from tests.scripted_provider import scripted, scripted_entry
 
 __all__ = ["mcp_url", "scripted"]
 
 ADD = "Add 2 and 3."
 WEATHER = "Weather in Paris?"
+COMET = "What does a comet grow near the sun?"
 CALLS = {
     ADD: [{"name": "add", "arguments": '{"a": 2, "b": 3}'}],
+    COMET: [{"name": "knowledge_search", "arguments": '{"query": "comet tail near the sun"}'}],
     WEATHER: [{"name": "get_weather", "arguments": '{"city": "Paris"}'}],
 }
 REPLIES = {"capital?": "Paris.", "Who writes?": "Write to jane.doe@example.com for that."}
@@ -44,7 +47,11 @@ def _config() -> StackConfig:
         providers=edge_providers_with(
             inference=[*edge_providers_with()["inference"], scripted_entry(replies=REPLIES, calls=CALLS)]
         ),
-        registered_resources={"models": [CHAT], "shields": [{"shield_id": "pii", "provider_id": "pii"}]},
+        registered_resources={
+            "models": [CHAT],
+            "shields": [{"shield_id": "pii", "provider_id": "pii"}],
+            "tool_groups": [{"toolgroup_id": "builtin::rag", "provider_id": "file-search"}],
+        },
     )
 
 
@@ -298,3 +305,19 @@ async def test_llama_stack_0_2_paths_answer_its_clients(server: TestClient[Any, 
     same = await _json(server, "GET", f"/v1alpha/agents/{agent_id}/session/{session_id}")
     assert len(same["turns"]) == 1
     assert (await server.get("/v1/models", headers=old)).status == 426  # the rest of the API still checks
+
+
+async def test_rag_is_knowledge_search_over_the_agents_vector_stores(
+    server: TestClient[Any, Any], oai: openai.AsyncOpenAI, stored_embedding: str
+) -> None:
+    store = await _store_of(oai, stored_embedding)
+    agent_id, session_id = await _agent(
+        server, toolgroups=[{"name": "builtin::rag/knowledge_search", "args": {"vector_db_ids": [store]}}]
+    )
+    asking = {"messages": [{"role": "user", "content": COMET}]}
+    turn = await _json(server, "POST", _turn_path(agent_id, session_id), asking)
+    asked, searched, answered = turn["steps"]
+    assert asked["model_response"]["tool_calls"][0]["tool_name"] == "knowledge_search"
+    (found,) = searched["tool_responses"]
+    assert found["tool_name"] == "knowledge_search" and "glowing tail of ice and dust" in found["content"]
+    assert "glowing tail" in answered["model_response"]["content"]

@@ -62,9 +62,10 @@ def test_llama_stack_client(server: Server) -> None:
 
     routes = client.routes.list()
     assert ("GET", "/v1/models/{model_id}") in {(r.method, r.route) for r in routes}
-    assert [(r.method, r.route) for r in client.routes.list(api_filter="v1alpha")] == [
-        ("POST", "/v1alpha/inference/rerank")
-    ]
+    alpha = [(r.method, r.route) for r in client.routes.list(api_filter="v1alpha")]
+    assert alpha[0] == ("POST", "/v1alpha/inference/rerank")
+    assert ("POST", "/v1alpha/agents/{agent_id}/session/{session_id}/turn") in alpha and len(alpha) == 13
+    assert all(route.startswith("/v1alpha/") for _, route in alpha)
 
     models = {m.identifier: m for m in client.models.list()}
     assert set(models) == {
