@@ -81,6 +81,17 @@ class Readiness:
 
 
 STACK = web.AppKey("stack", Stack)
+# APIs Llama Stack 0.7 no longer serves: whoever calls them uses an older client, by definition.
+PRE_0_7_TAGS = frozenset({"Agents", "ToolGroups", "ToolRuntime"})
+
+
+def _older_clients_routes() -> frozenset[str]:
+    """Routes the client version check lets any client use: the APIs 0.7 dropped, and older paths."""
+    routes = {op.aiohttp_path for op in OPERATIONS if op.tag in PRE_0_7_TAGS}
+    routes |= {op.aiohttp_legacy_path for op in OPERATIONS if op.aiohttp_legacy_path is not None}
+    return frozenset(routes)
+
+
 READINESS = web.AppKey("readiness", Readiness)
 
 
@@ -106,8 +117,7 @@ def create_app(config: StackConfig) -> web.Application:
     stack = Stack(config)
     middlewares: list[Middleware] = [request_id_middleware, error_middleware, provider_data_middleware]
     if not _version_check_disabled():
-        legacy = frozenset(op.aiohttp_legacy_path for op in OPERATIONS if op.aiohttp_legacy_path is not None)
-        middlewares.append(client_version_middleware(LLAMA_STACK_VERSION, legacy))
+        middlewares.append(client_version_middleware(LLAMA_STACK_VERSION, _older_clients_routes()))
     app = web.Application(middlewares=middlewares, client_max_size=config.server.max_request_bytes)
     app[STACK] = stack
     readiness = app[READINESS] = Readiness()

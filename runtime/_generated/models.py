@@ -2080,12 +2080,31 @@ class AgentTurnResponseStreamChunk(BaseModel):
     event: AgentTurnResponseStreamChunkEvent
 
 
+class ToolDefParameter(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    name: str
+    parameter_type: str
+    description: str
+    required: bool
+    default: Any | MISSING = MISSING
+
+
 class ToolDef(BaseModel):
+    """
+    A tool (Llama Stack 0.3+'s ToolDef: name, input_schema), with Llama Stack 0.2's Tool fields too (identifier, provider_id, type, parameters) so that version's clients read it.
+    """
+
     model_config = ConfigDict(
         extra="allow",
     )
     toolgroup_id: str | MISSING = MISSING
     name: str
+    identifier: str | MISSING = MISSING
+    provider_id: str | MISSING = MISSING
+    type: Literal["tool"] = "tool"
+    parameters: list[ToolDefParameter] | MISSING = MISSING
     description: str | MISSING = MISSING
     input_schema: Annotated[
         dict[str, Any] | MISSING,

@@ -143,6 +143,7 @@ class AgentsApi:
     async def create_agent(self, request: models.AgentCreation) -> models.AgentCreateResponse:
         config = _config(request.agent_config)
         await self._runtime_tools(config, [])  # unknown tool groups are a 400 now, not at the first turn
+        self._engine(config, [], {}, {})  # so are settings the engine refuses (a response_format...)
         for shield in [*config.get("input_shields", []), *config.get("output_shields", [])]:
             await self.safety.shields.lookup(shield)
         agent_id = str(uuid.uuid4())
@@ -269,9 +270,12 @@ class AgentsApi:
             body["tools"] = tools
         if tool_choice in ("auto", "required", "none") and (tools or runtime):
             body["tool_choice"] = tool_choice
-        if config.get("response_format"):
+        response_format = config.get("response_format") or {}
+        if response_format.get("type") == "json_schema":
             body["text"] = {"format": {"type": "json_schema", "name": "answer",
-                                       "schema": config["response_format"].get("json_schema") or {}}}  # fmt: skip
+                                       "schema": response_format.get("json_schema") or {}}}  # fmt: skip
+        elif response_format:
+            raise BadRequestError("response_format is {type: json_schema, json_schema}.", param="response_format")
         request = models.CreateResponseRequest.model_validate(body)
         turn = Turn(request, {"id": f"turn-{uuid.uuid4().hex}", "status": "in_progress", "output": []}, messages,
                     self.inference, self.vector_io, None)  # fmt: skip
@@ -281,6 +285,12 @@ class AgentsApi:
     async def create_agent_turn(self, request: models.CreateAgentTurnRequest) -> models.AgentTurn | Chunks:
         _, config = await self._agent(request.agent_id)
         session = await self._session(request.agent_id, request.session_id)
+        earlier = await self.store.turns(session.id)
+        if earlier and earlier[-1].pending is not None:  # its model asked for tool results: the transcript waits
+            raise BadRequestError(
+                f"Turn {earlier[-1].turn['turn_id']} awaits its tool results: resume it before a new turn.",
+                code="turn_awaiting_input",
+            )
         body = request.model_dump(mode="json", exclude_unset=True)
         runtime = await self._runtime_tools(config, body.get("toolgroups") or [])
         messages = body["messages"]

@@ -39,6 +39,18 @@ def _group(resource: Resource) -> models.ToolGroup:
     return models.ToolGroup.model_validate(body)
 
 
+def _parameters(tool: dict[str, Any]) -> list[dict[str, Any]]:
+    """Llama Stack 0.2's parameter list, read from the tool's JSON Schema."""
+    schema = tool.get("input_schema") or {}
+    required = set(schema.get("required") or [])
+    return [
+        {"name": name, "parameter_type": str(spec.get("type", "string")), "description": spec.get("description", ""),
+         "required": name in required} | ({"default": spec["default"]} if "default" in spec else {})
+        for name, spec in (schema.get("properties") or {}).items()
+        if isinstance(spec, dict)
+    ]  # fmt: skip
+
+
 class ToolsApi:
     def __init__(self, stack: Stack) -> None:
         self.stack = stack
@@ -97,7 +109,11 @@ class ToolsApi:
 
     async def tools_of(self, resource: Resource, authorization: str | None = None) -> list[models.ToolDef]:
         listed = await self.provider(resource.provider_id).list_tools(_spec(resource), authorization)
-        return [models.ToolDef.model_validate({**tool, "toolgroup_id": resource.identifier}) for tool in listed]
+        return [
+            models.ToolDef.model_validate({**tool, "toolgroup_id": resource.identifier, "identifier": tool["name"],
+                                           "provider_id": resource.provider_id, "parameters": _parameters(tool)})
+            for tool in listed
+        ]  # fmt: skip
 
     async def find_tool(self, tool_name: str) -> tuple[Resource, models.ToolDef]:
         for resource in await self.stack.registry.all(TOOL_GROUP):

@@ -185,6 +185,9 @@ async def test_a_client_tool_call_awaits_input_and_the_turn_resumes(
     assert (call["tool_name"], call["arguments"]) == ("get_weather", '{"city": "Paris"}')
     assert turn["completed_at"] is None
     assert scripted[-1].tools is not None and scripted[-1].tools[0].function.name == "get_weather"
+    # While it waits, the session takes no new turn (its transcript ends with the model's unanswered call).
+    refused = await server.post(path, json={"messages": [{"role": "user", "content": "capital?"}]})
+    assert refused.status == 400 and (await refused.json())["error"]["code"] == "turn_awaiting_input"
     resumed = await _json(server, "POST", f"{path}/{turn['turn_id']}/resume", {"tool_responses": [
         {"call_id": call["call_id"], "tool_name": "get_weather", "content": "18 C and sunny"}]})  # fmt: skip
     assert [s["step_type"] for s in resumed["steps"]] == ["inference", "tool_execution", "inference"]
@@ -251,6 +254,8 @@ async def test_agent_errors(server: TestClient[Any, Any]) -> None:
          400),
         ("POST", "/v1alpha/agents", {"agent_config": {"model": "chat", "instructions": "", "input_shields": ["nope"]}},
          404),
+        ("POST", "/v1alpha/agents", {"agent_config": {"model": "chat", "instructions": "",
+                                                      "response_format": {"type": "grammar", "bnf": {}}}}, 400),
         ("GET", "/v1alpha/agents/nope", None, 404),
         ("POST", "/v1alpha/agents/nope/session", {"session_name": "x"}, 404),
         ("GET", f"/v1alpha/agents/{agent_id}/session/nope", None, 404),
@@ -304,6 +309,7 @@ async def test_llama_stack_0_2_paths_answer_its_clients(server: TestClient[Any, 
     assert turn.status == 200 and (await turn.json())["output_message"]["content"] == "Paris."
     same = await _json(server, "GET", f"/v1alpha/agents/{agent_id}/session/{session_id}")
     assert len(same["turns"]) == 1
+    assert (await server.get("/v1/toolgroups", headers=old)).status == 200  # an API 0.7 dropped: old clients only
     assert (await server.get("/v1/models", headers=old)).status == 426  # the rest of the API still checks
 
 

@@ -126,6 +126,12 @@ async def test_tool_groups_and_their_tools_are_listed(server: TestClient[Any, An
         ("web::brave", "web_search"),
     ]
     assert tools[0]["input_schema"]["required"] == ["query"]
+    # Llama Stack 0.2's Tool fields too, for that version's clients
+    assert (tools[0]["identifier"], tools[0]["provider_id"], tools[0]["type"]) == ("knowledge_search", "file-search",
+                                                                                  "tool")  # fmt: skip
+    assert [(p["name"], p["parameter_type"], p["required"]) for p in tools[0]["parameters"]] == [
+        ("query", "string", True)
+    ]
     rag = await (await server.get("/v1/tools", params={"toolgroup_id": "builtin::rag"})).json()
     assert [t["name"] for t in rag["data"]] == ["knowledge_search"]
     tool = await (await server.get("/v1/tools/knowledge_search")).json()

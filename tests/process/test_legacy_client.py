@@ -50,5 +50,8 @@ def test_the_0_2_clients_agent_helper_runs_client_tools_and_streams(home: Path) 
     # The 0.2 helper sends a client tool's result JSON-encoded; it reached the model as sent.
     assert [json.loads(content) for content in seen["tool_responses"]] == ["18 C and sunny in Paris"]
     assert seen["turns"] == 2 and seen["output"]
+    assert seen["groups"] == ["builtin::rag", "builtin::websearch"]
+    assert seen["tools"] == [["knowledge_search", ["query"]]]
+    assert seen["searched"][0] == 401 and "tavily_search_api_key" in seen["searched"][1]  # no key here: an answer
     logged = "\n".join(seen["logged"])
     assert "tool_execution> Tool:get_weather" in logged and "18 C and sunny in Rome" in logged

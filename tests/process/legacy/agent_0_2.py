@@ -43,6 +43,11 @@ logged = [
     )
 ]
 session = client.agents.session.retrieve(session_id=session_id, agent_id=agent.agent_id)
+groups = [group.identifier for group in client.toolgroups.list()]
+tools = [
+    (tool.identifier, [p.name for p in tool.parameters]) for tool in client.tools.list(toolgroup_id="builtin::rag")
+]
+searched = client.tool_runtime.invoke_tool(tool_name="web_search", kwargs={"query": "news"})
 print(
     json.dumps(
         {
@@ -53,6 +58,9 @@ print(
             "output": whole.output_message.content,
             "logged": logged,
             "turns": len(session.turns),
+            "groups": groups,
+            "tools": tools,
+            "searched": [searched.error_code, searched.error_message],
         }
     )
 )

@@ -246,6 +246,7 @@ from .tool_def import ToolDef
 from .tool_def_input_schema import ToolDefInputSchema
 from .tool_def_metadata import ToolDefMetadata
 from .tool_def_output_schema import ToolDefOutputSchema
+from .tool_def_parameters_item import ToolDefParametersItem
 from .tool_group import ToolGroup
 from .tool_group_args import ToolGroupArgs
 from .tool_invocation_result import ToolInvocationResult
@@ -529,6 +530,7 @@ __all__ = (
     "ToolDefInputSchema",
     "ToolDefMetadata",
     "ToolDefOutputSchema",
+    "ToolDefParametersItem",
     "ToolGroup",
     "ToolGroupArgs",
     "ToolInvocationResult",

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
 from attrs import define as _attrs_define
 from attrs import field as _attrs_field
@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from ..models.tool_def_input_schema import ToolDefInputSchema
     from ..models.tool_def_metadata import ToolDefMetadata
     from ..models.tool_def_output_schema import ToolDefOutputSchema
+    from ..models.tool_def_parameters_item import ToolDefParametersItem
 
 
 T = TypeVar("T", bound="ToolDef")
@@ -20,18 +21,28 @@ T = TypeVar("T", bound="ToolDef")
 
 @_attrs_define
 class ToolDef:
-    """
-    Attributes:
-        name (str):
-        toolgroup_id (str | Unset):
-        description (str | Unset):
-        input_schema (ToolDefInputSchema | Unset): JSON Schema of the tool's arguments
-        output_schema (ToolDefOutputSchema | Unset):
-        metadata (ToolDefMetadata | Unset):
+    """A tool (Llama Stack 0.3+'s ToolDef: name, input_schema), with Llama Stack 0.2's Tool fields too (identifier,
+    provider_id, type, parameters) so that version's clients read it.
+
+        Attributes:
+            name (str):
+            toolgroup_id (str | Unset):
+            identifier (str | Unset):
+            provider_id (str | Unset):
+            type_ (Literal['tool'] | Unset):  Default: 'tool'.
+            parameters (list[ToolDefParametersItem] | Unset):
+            description (str | Unset):
+            input_schema (ToolDefInputSchema | Unset): JSON Schema of the tool's arguments
+            output_schema (ToolDefOutputSchema | Unset):
+            metadata (ToolDefMetadata | Unset):
     """
 
     name: str
     toolgroup_id: str | Unset = UNSET
+    identifier: str | Unset = UNSET
+    provider_id: str | Unset = UNSET
+    type_: Literal["tool"] | Unset = "tool"
+    parameters: list[ToolDefParametersItem] | Unset = UNSET
     description: str | Unset = UNSET
     input_schema: ToolDefInputSchema | Unset = UNSET
     output_schema: ToolDefOutputSchema | Unset = UNSET
@@ -42,6 +53,19 @@ class ToolDef:
         name = self.name
 
         toolgroup_id = self.toolgroup_id
+
+        identifier = self.identifier
+
+        provider_id = self.provider_id
+
+        type_ = self.type_
+
+        parameters: list[dict[str, Any]] | Unset = UNSET
+        if not isinstance(self.parameters, Unset):
+            parameters = []
+            for parameters_item_data in self.parameters:
+                parameters_item = parameters_item_data.to_dict()
+                parameters.append(parameters_item)
 
         description = self.description
 
@@ -66,6 +90,14 @@ class ToolDef:
         )
         if toolgroup_id is not UNSET:
             field_dict["toolgroup_id"] = toolgroup_id
+        if identifier is not UNSET:
+            field_dict["identifier"] = identifier
+        if provider_id is not UNSET:
+            field_dict["provider_id"] = provider_id
+        if type_ is not UNSET:
+            field_dict["type"] = type_
+        if parameters is not UNSET:
+            field_dict["parameters"] = parameters
         if description is not UNSET:
             field_dict["description"] = description
         if input_schema is not UNSET:
@@ -82,11 +114,29 @@ class ToolDef:
         from ..models.tool_def_input_schema import ToolDefInputSchema  # noqa: PLC0415
         from ..models.tool_def_metadata import ToolDefMetadata  # noqa: PLC0415
         from ..models.tool_def_output_schema import ToolDefOutputSchema  # noqa: PLC0415
+        from ..models.tool_def_parameters_item import ToolDefParametersItem  # noqa: PLC0415
 
         d = dict(src_dict)
         name = d.pop("name")
 
         toolgroup_id = d.pop("toolgroup_id", UNSET)
+
+        identifier = d.pop("identifier", UNSET)
+
+        provider_id = d.pop("provider_id", UNSET)
+
+        type_ = cast(Literal["tool"] | Unset, d.pop("type", UNSET))
+        if type_ != "tool" and not isinstance(type_, Unset):
+            raise ValueError(f"type must match const 'tool', got '{type_}'")
+
+        _parameters = d.pop("parameters", UNSET)
+        parameters: list[ToolDefParametersItem] | Unset = UNSET
+        if _parameters is not UNSET:
+            parameters = []
+            for parameters_item_data in _parameters:
+                parameters_item = ToolDefParametersItem.from_dict(parameters_item_data)
+
+                parameters.append(parameters_item)
 
         description = d.pop("description", UNSET)
 
@@ -114,6 +164,10 @@ class ToolDef:
         tool_def = cls(
             name=name,
             toolgroup_id=toolgroup_id,
+            identifier=identifier,
+            provider_id=provider_id,
+            type_=type_,
+            parameters=parameters,
             description=description,
             input_schema=input_schema,
             output_schema=output_schema,
