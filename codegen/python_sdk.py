@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from codegen.spec import Spec, load_spec
+from codegen.spec import Operation, Spec, load_spec
 
 CONFIG = Path(__file__).with_name("python_sdk.yaml")
 
@@ -24,20 +24,33 @@ SSE_TEMPLATE = Path(__file__).with_name("templates") / "sse.py"
 _STREAM_FUNCTIONS = """
 
 def stream_{name}(
-    *, client: AuthenticatedClient | Client, body: {body}
+    {path_args}*, client: AuthenticatedClient | Client, body: {body}
 ) -> Iterator[{chunk}]:
     \"\"\"{summary} Yields each `{chunk}` as it arrives.\"\"\"
     request = {{**body.to_dict(), "{field}": True}}
-    return iterate(client.get_httpx_client(), "{path}", request, {chunk}.from_dict)
+    return iterate(client.get_httpx_client(), {path}, request, {chunk}.from_dict)
 
 
 def astream_{name}(
-    *, client: AuthenticatedClient | Client, body: {body}
+    {path_args}*, client: AuthenticatedClient | Client, body: {body}
 ) -> AsyncIterator[{chunk}]:
     \"\"\"{summary} Yields each `{chunk}` as it arrives.\"\"\"
     request = {{**body.to_dict(), "{field}": True}}
-    return aiterate(client.get_async_httpx_client(), "{path}", request, {chunk}.from_dict)
+    return aiterate(client.get_async_httpx_client(), {path}, request, {chunk}.from_dict)
 """
+
+
+def _path(op: Operation) -> tuple[str, str]:
+    """The stream function's path parameters, and the expression of its URL path (each value quoted)."""
+    names = [param.name for param in op.params if param.location == "path"]
+    if not names:
+        return "", repr(op.path)
+    path = op.path
+    for name in names:
+        path = path.replace("{" + name + "}", "{quote(str(" + name + "), safe='')}")
+    return "".join(f"{name}: str, " for name in names), "f" + repr(path).replace("\\'", "'")
+
+
 PACKAGE = "pocketstack_client"
 
 
@@ -49,6 +62,7 @@ def emit_streaming(spec: Spec) -> str:
         "from __future__ import annotations",
         "",
         "from collections.abc import AsyncIterator, Iterator",
+        "from urllib.parse import quote",
         "",
         "from .client import AuthenticatedClient, Client",
     ]
@@ -60,7 +74,9 @@ def emit_streaming(spec: Spec) -> str:
     for op in ops:
         assert op.stream is not None and op.body_model is not None, f"{op.operation_id}: streams need a body"
         chunk, body, field = op.stream.chunk_model, op.body_model, op.stream.field
-        values = {"name": op.operation_id, "chunk": chunk, "body": body, "field": field, "path": op.path}
+        path_args, path = _path(op)
+        values = {"name": op.operation_id, "chunk": chunk, "body": body, "field": field, "path": path,
+                  "path_args": path_args}  # fmt: skip
         lines += _STREAM_FUNCTIONS.format(summary=op.summary, **values).splitlines()
         lines.append("")
     lines += [

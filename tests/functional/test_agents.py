@@ -14,6 +14,17 @@ from typing import Any
 import openai
 import pytest
 from aiohttp.test_utils import TestClient
+from pocketstack_client import Client
+from pocketstack_client.api.agents import create_agent, create_agent_session, get_agents_turn
+from pocketstack_client.models import (
+    AgentCreateResponse,
+    AgentCreation,
+    AgentSessionCreateResponse,
+    AgentSessionCreation,
+    AgentTurn,
+    AgentTurnCreation,
+)
+from pocketstack_client.streaming import astream_create_agent_turn
 
 from pocketstack._generated import models
 from pocketstack.app import create_app
@@ -327,3 +338,22 @@ async def test_rag_is_knowledge_search_over_the_agents_vector_stores(
     (found,) = searched["tool_responses"]
     assert found["tool_name"] == "knowledge_search" and "glowing tail of ice and dust" in found["content"]
     assert "glowing tail" in answered["model_response"]["content"]
+
+
+async def test_the_generated_sdk_streams_a_turn(server: TestClient[Any, Any]) -> None:
+    sdk = Client(base_url=str(server.make_url("")).rstrip("/"), raise_on_unexpected_status=True)
+    creation = AgentCreation.from_dict({"agent_config": {"model": "chat", "instructions": "Be terse."}})
+    agent = await create_agent.asyncio(client=sdk, body=creation)
+    assert isinstance(agent, AgentCreateResponse)
+    started = await create_agent_session.asyncio(
+        agent.agent_id, client=sdk, body=AgentSessionCreation(session_name="sdk")
+    )
+    assert isinstance(started, AgentSessionCreateResponse)
+    body = AgentTurnCreation.from_dict({"messages": [{"role": "user", "content": "capital?"}]})
+    chunks = [c async for c in astream_create_agent_turn(agent.agent_id, started.session_id, client=sdk, body=body)]
+    payloads = [chunk.event.payload for chunk in chunks]
+    kinds = [p.event_type.value for p in payloads]
+    assert (kinds[0], kinds[1], kinds[-1]) == ("turn_start", "step_start", "turn_complete")
+    turn_id = payloads[-1].additional_properties["turn"]["turn_id"]
+    turn = await get_agents_turn.asyncio(agent.agent_id, started.session_id, turn_id, client=sdk)
+    assert isinstance(turn, AgentTurn) and turn.output_message.content == "Paris."

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from urllib.parse import quote
 
 from .client import AuthenticatedClient, Client
 from .models import (
@@ -53,52 +54,52 @@ def astream_openai_completion(
 
 
 def stream_create_agent_turn(
-    *, client: AuthenticatedClient | Client, body: AgentTurnCreation
+    agent_id: str, session_id: str, *, client: AuthenticatedClient | Client, body: AgentTurnCreation
 ) -> Iterator[AgentTurnResponseStreamChunk]:
     """Run a turn: the agent answers the messages, using its tools (SSE events when `stream` is true). Yields each `AgentTurnResponseStreamChunk` as it arrives."""
     request = {**body.to_dict(), "stream": True}
     return iterate(
         client.get_httpx_client(),
-        "/v1alpha/agents/{agent_id}/session/{session_id}/turn",
+        f"/v1alpha/agents/{quote(str(agent_id), safe='')}/session/{quote(str(session_id), safe='')}/turn",
         request,
         AgentTurnResponseStreamChunk.from_dict,
     )
 
 
 def astream_create_agent_turn(
-    *, client: AuthenticatedClient | Client, body: AgentTurnCreation
+    agent_id: str, session_id: str, *, client: AuthenticatedClient | Client, body: AgentTurnCreation
 ) -> AsyncIterator[AgentTurnResponseStreamChunk]:
     """Run a turn: the agent answers the messages, using its tools (SSE events when `stream` is true). Yields each `AgentTurnResponseStreamChunk` as it arrives."""
     request = {**body.to_dict(), "stream": True}
     return aiterate(
         client.get_async_httpx_client(),
-        "/v1alpha/agents/{agent_id}/session/{session_id}/turn",
+        f"/v1alpha/agents/{quote(str(agent_id), safe='')}/session/{quote(str(session_id), safe='')}/turn",
         request,
         AgentTurnResponseStreamChunk.from_dict,
     )
 
 
 def stream_resume_agent_turn(
-    *, client: AuthenticatedClient | Client, body: AgentTurnResumption
+    agent_id: str, session_id: str, turn_id: str, *, client: AuthenticatedClient | Client, body: AgentTurnResumption
 ) -> Iterator[AgentTurnResponseStreamChunk]:
     """Resume a turn awaiting the client's tool results (SSE events when `stream` is true). Yields each `AgentTurnResponseStreamChunk` as it arrives."""
     request = {**body.to_dict(), "stream": True}
     return iterate(
         client.get_httpx_client(),
-        "/v1alpha/agents/{agent_id}/session/{session_id}/turn/{turn_id}/resume",
+        f"/v1alpha/agents/{quote(str(agent_id), safe='')}/session/{quote(str(session_id), safe='')}/turn/{quote(str(turn_id), safe='')}/resume",
         request,
         AgentTurnResponseStreamChunk.from_dict,
     )
 
 
 def astream_resume_agent_turn(
-    *, client: AuthenticatedClient | Client, body: AgentTurnResumption
+    agent_id: str, session_id: str, turn_id: str, *, client: AuthenticatedClient | Client, body: AgentTurnResumption
 ) -> AsyncIterator[AgentTurnResponseStreamChunk]:
     """Resume a turn awaiting the client's tool results (SSE events when `stream` is true). Yields each `AgentTurnResponseStreamChunk` as it arrives."""
     request = {**body.to_dict(), "stream": True}
     return aiterate(
         client.get_async_httpx_client(),
-        "/v1alpha/agents/{agent_id}/session/{session_id}/turn/{turn_id}/resume",
+        f"/v1alpha/agents/{quote(str(agent_id), safe='')}/session/{quote(str(session_id), safe='')}/turn/{quote(str(turn_id), safe='')}/resume",
         request,
         AgentTurnResponseStreamChunk.from_dict,
     )
