@@ -66,7 +66,8 @@ def emit_streaming(spec: Spec) -> str:
         "",
         "from .client import AuthenticatedClient, Client",
     ]
-    ops = [op for op in spec.operations if op.stream is not None]
+    # Streams of requests with a body (POST); a GET that streams is read with the httpx client as it is.
+    ops = [op for op in spec.operations if op.stream is not None and op.body_model is not None]
     names = sorted({name for op in ops for name in (op.body_model, op.stream.chunk_model) if name})  # type: ignore[union-attr]
     if names:
         lines.append(f"from .models import {', '.join(names)}")

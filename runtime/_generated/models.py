@@ -2751,6 +2751,15 @@ class GetOpenaiResponseRequest(BaseModel):
         extra="allow",
     )
     response_id: str
+    stream: Annotated[
+        bool,
+        Field(
+            description="Stream the events of a background response created with `stream` (the live ones too, while it runs)."
+        ),
+    ] = False
+    starting_after: Annotated[
+        int, Field(description="The sequence number to continue after.", ge=-1)
+    ] = -1
 
 
 class DeleteOpenaiResponseRequest(BaseModel):

@@ -630,7 +630,7 @@ OPERATIONS: tuple[OperationInfo, ...] = (
         "/v1/responses/{response_id}",
         "v1",
         False,
-        False,
+        True,
     ),
     OperationInfo(
         "delete_openai_response",

@@ -395,8 +395,8 @@ class Responses(Protocol):
 
     async def get_openai_response(
         self, request: models.GetOpenaiResponseRequest
-    ) -> models.ResponseObject:
-        """Get a stored response."""
+    ) -> models.ResponseObject | AsyncIterator[models.ResponseStreamEvent]:
+        """Get a stored response; with `stream`, a background response's events again (after `starting_after`)."""
         ...
 
     async def delete_openai_response(

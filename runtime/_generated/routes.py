@@ -1070,7 +1070,10 @@ class ResponsesRoutes:
             request,
             models.GetOpenaiResponseRequest,
             path=("response_id",),
-            query=(),
+            query=(
+                "stream",
+                "starting_after",
+            ),
             array_query=(),
             body="none",
         )

@@ -13,8 +13,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any, cast
 
 from pocketstack._generated import models
 from pocketstack.apis.conversations import ConversationsApi
@@ -25,13 +25,14 @@ from pocketstack.errors import BadRequestError, PocketStackError, ResourceNotFou
 from pocketstack.fields import given, plain
 from pocketstack.file_search import file_search_tool
 from pocketstack.mcp_tools import Approval, McpServer, mcp_servers
+from pocketstack.response_events import EventLog
 from pocketstack.response_items import chat_messages, input_items, new_id
 from pocketstack.response_turn import Turn
 from pocketstack.stack import Stack
 from pocketstack.storage.responses import ResponseStore, StoredResponse
 from pocketstack.web_search import web_search_tool
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 MAX_CHAIN_LOOKUPS = 50  # how far back a response looks for its MCP servers' listings
 
 
@@ -88,6 +89,7 @@ class ResponsesApi:
         self.conversations = conversations
         self.vector_io = vector_io
         self._running: dict[str, asyncio.Task[None]] = {}  # background responses by id
+        self._logs: dict[str, EventLog] = {}  # the events of those that stream, while they run
 
     @property
     def store(self) -> ResponseStore:
@@ -177,11 +179,8 @@ class ResponsesApi:
     async def create_openai_response(
         self, request: models.CreateResponseRequest
     ) -> models.ResponseObject | AsyncIterator[models.ResponseStreamEvent]:
-        if given(request.background, False) and (given(request.stream, False) or given(request.store, True) is False):
-            raise BadRequestError(
-                "A background response is stored and polled: not with `stream`, nor with `store` false.",
-                param="background",
-            )
+        if given(request.background, False) and given(request.store, True) is False:
+            raise BadRequestError("A background response is stored: not with `store` false.", param="background")
         items = input_items(request)
         context, earlier = await self._context(request)
         messages = context + chat_messages(items)
@@ -195,10 +194,10 @@ class ResponsesApi:
         )
         turn.web = await web_search_tool(request, self.tools)
         turn.listed = await self._listings(request, earlier, {server.label for server in servers})
-        if given(request.background, False):
-            return await self._in_background(turn, items)
-        await turn.prepare()
         streaming = given(request.stream, False)
+        if given(request.background, False):
+            return await self._in_background(turn, items, EventLog() if streaming else None)
+        await turn.prepare()
         answer = await turn.call(stream=streaming)  # errors (unknown model...) come before any event
         if isinstance(answer, models.ChatCompletion):
             await turn.run(answer)
@@ -206,23 +205,30 @@ class ResponsesApi:
             return models.ResponseObject.model_validate(turn.response)
         return self._events(turn, answer, items)
 
-    async def _in_background(self, turn: Turn, items: list[dict[str, Any]]) -> models.ResponseObject:
-        """Store the response `queued`, run it in a task that keeps its row current, and answer at once."""
+    async def _in_background(
+        self, turn: Turn, items: list[dict[str, Any]], log: EventLog | None
+    ) -> models.ResponseObject | AsyncIterator[models.ResponseStreamEvent]:
+        """Store the response `queued` and run it in a task that keeps its row current; answer at once with
+        the response, or (`log`, when streamed) with its events, which the task writes whether anyone reads."""
         turn.response["status"] = "queued"
-        stored = StoredResponse(turn.response, items, turn.messages)
-        await self.store.add(stored)
+        await self.store.add(StoredResponse(turn.response, items, turn.messages))
+        response_id = turn.response["id"]
 
         async def run() -> None:
             try:
                 turn.response["status"] = "in_progress"
-                await self.store.update(stored)
+                await self.store.update(StoredResponse(turn.response, items, turn.messages))
                 await turn.prepare()
-                answer = await turn.call(stream=False)
-                assert isinstance(answer, models.ChatCompletion)
-                await turn.run(answer)
+                if log is None:
+                    answer = await turn.call(stream=False)
+                    assert isinstance(answer, models.ChatCompletion)
+                    await turn.run(answer)
+                else:  # the first events are told before the model answers: the response is under way
+                    async for event in turn.events(_first_call(turn)):
+                        await log.append(event)
             except asyncio.CancelledError:
                 turn.response["status"] = "cancelled"
-                await self.store.update(StoredResponse(turn.response, items, turn.messages))
+                await self._settle_background(turn, items, log)
                 raise
             except PocketStackError as exc:
                 turn.response["status"], turn.response["error"] = (
@@ -230,17 +236,35 @@ class ResponsesApi:
                     {"code": exc.code or "error", "message": exc.message},
                 )
             except Exception:
-                log.exception("background response %s failed", turn.response["id"])
+                logger.exception("background response %s failed", response_id)
                 turn.response["status"] = "failed"
                 turn.response["error"] = {"code": "server_error", "message": "The response failed in the server."}
             finally:
-                self._running.pop(turn.response["id"], None)
-            if turn.response["status"] in ("completed", "incomplete"):
-                await self._join_conversation(turn, items)
-            await self.store.update(StoredResponse(turn.response, items, turn.messages))
+                self._running.pop(response_id, None)
+            await self._settle_background(turn, items, log)
 
-        self._running[turn.response["id"]] = asyncio.create_task(run(), name=f"response-{turn.response['id']}")
+        if log is not None:
+            self._logs[response_id] = log
+        self._running[response_id] = asyncio.create_task(run(), name=f"response-{response_id}")
+        if log is not None:
+            return log.follow(-1)
         return models.ResponseObject.model_validate(turn.response)
+
+    async def _settle_background(self, turn: Turn, items: list[dict[str, Any]], log: EventLog | None) -> None:
+        response = turn.response
+        try:
+            if response["status"] in ("completed", "incomplete"):
+                await self._join_conversation(turn, items)
+            await self.store.update(StoredResponse(response, items, turn.messages))
+            if log is not None:
+                if response["status"] == "failed":  # a stream that ended early says so, as OpenAI's does
+                    failed = {"type": "response.failed", "sequence_number": len(log.events), "response": dict(response)}
+                    await log.append(models.ResponseStreamEvent.model_validate(failed))
+                await self.store.add_events(response["id"], log.events)
+        finally:
+            if log is not None:  # its readers are told it ended, whatever happened storing it
+                await log.finish()
+                self._logs.pop(response["id"], None)
 
     async def cancel_openai_response(self, request: models.CancelOpenaiResponseRequest) -> models.ResponseObject:
         stored = await self._stored(request.response_id)
@@ -287,8 +311,22 @@ class ResponsesApi:
         if conversation is not None:
             await self.conversations.append(conversation, [*items, *turn.response["output"]])
 
-    async def get_openai_response(self, request: models.GetOpenaiResponseRequest) -> models.ResponseObject:
-        return models.ResponseObject.model_validate((await self._stored(request.response_id)).response)
+    async def get_openai_response(
+        self, request: models.GetOpenaiResponseRequest
+    ) -> models.ResponseObject | AsyncIterator[models.ResponseStreamEvent]:
+        stored = await self._stored(request.response_id)
+        if not given(request.stream, False):
+            return models.ResponseObject.model_validate(stored.response)
+        after = given(request.starting_after, -1)
+        live = self._logs.get(request.response_id)
+        if live is not None:
+            return live.follow(after)
+        events = await self.store.events(request.response_id, -1)
+        if not events:
+            raise BadRequestError(
+                "Only a background response created with `stream` can be streamed again.", param="stream"
+            )
+        return _replay([e for e in events if e["sequence_number"] > after])
 
     async def delete_openai_response(
         self, request: models.DeleteOpenaiResponseRequest
@@ -331,6 +369,19 @@ class ResponsesApi:
             last_id=page[-1]["id"] if page else "",
             has_more=start + len(page) < end if before is None else start > 0,
         )
+
+
+async def _first_call(turn: Turn) -> AsyncIterator[models.ChatCompletionChunk]:
+    answer = await turn.call(stream=True)
+    assert not isinstance(answer, models.ChatCompletion)
+    async with contextlib.aclosing(cast(AsyncGenerator[models.ChatCompletionChunk], answer)) as chunks:
+        async for chunk in chunks:  # closed with the stream: a cancelled response stops its generation
+            yield chunk
+
+
+async def _replay(events: list[dict[str, Any]]) -> AsyncIterator[models.ResponseStreamEvent]:
+    for event in events:
+        yield models.ResponseStreamEvent.model_validate(event)
 
 
 __all__ = ["ResponsesApi"]

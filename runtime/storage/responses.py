@@ -61,6 +61,20 @@ class ResponseStore:
         rows = await self._db.fetch(f"SELECT {_COLUMNS} FROM responses WHERE id = ?", (response_id,))
         return _stored(rows[0]) if rows else None
 
+    async def add_events(self, response_id: str, events: list[dict[str, Any]]) -> None:
+        await self._db.transaction(
+            ("INSERT INTO response_events (response_id, sequence_number, event) VALUES (?, ?, ?)",
+             (response_id, event["sequence_number"], json.dumps(event)))
+            for event in events
+        )  # fmt: skip
+
+    async def events(self, response_id: str, after: int) -> list[dict[str, Any]]:
+        rows = await self._db.fetch(
+            "SELECT event FROM response_events WHERE response_id = ? AND sequence_number > ? ORDER BY sequence_number",
+            (response_id, after),
+        )
+        return [json.loads(row["event"]) for row in rows]
+
     async def delete(self, response_id: str) -> bool:
         rows = await self._db.fetch("DELETE FROM responses WHERE id = ? RETURNING id", (response_id,))
         return bool(rows)

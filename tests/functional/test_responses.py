@@ -333,16 +333,63 @@ async def test_a_running_background_response_is_cancelled(oai: openai.AsyncOpenA
 
 
 async def test_background_errors(server: TestClient[Any, Any]) -> None:
-    for body in (
-        {"model": "chat", "input": "x", "background": True, "stream": True},
-        {"model": "chat", "input": "x", "background": True, "store": False},
-    ):
+    for body in ({"model": "chat", "input": "x", "background": True, "store": False},):
         response = await server.post("/v1/responses", json=body)
         assert response.status == 400, await response.text()
     plain = await (await server.post("/v1/responses", json={"model": "chat", "input": "x"})).json()
     response = await server.post(f"/v1/responses/{plain['id']}/cancel")
     assert response.status == 400 and assert_error_shape(await response.json())["code"] == "not_background"
     assert (await server.post("/v1/responses/resp_nope/cancel")).status == 404
+
+
+async def test_a_streamed_background_response_is_read_again_from_any_event(
+    oai: openai.AsyncOpenAI, server: TestClient[Any, Any]
+) -> None:
+    stream = await oai.responses.create(model="chat", input="capital?", background=True, stream=True)
+    events = [event async for event in stream]
+    kinds = [event.type for event in events]
+    assert kinds[0] == "response.created" and kinds[-1] == "response.completed"
+    assert [event.sequence_number for event in events] == list(range(len(events)))
+    response_id = events[-1].response.id  # type: ignore[union-attr]
+    assert events[-1].response.output_text == "Paris."  # type: ignore[union-attr]
+    again = await oai.responses.retrieve(response_id, stream=True, starting_after=2)
+    rest = [event async for event in again]
+    assert [(e.type, e.sequence_number) for e in rest] == [(e.type, e.sequence_number) for e in events[3:]]
+    stored = await oai.responses.retrieve(response_id)
+    assert stored.status == "completed" and stored.background is True
+    plain = await oai.responses.create(model="chat", input="capital?")
+    refused = await server.get(f"/v1/responses/{plain.id}", params={"stream": "true"})
+    assert refused.status == 400 and "background" in assert_error_shape(await refused.json())["message"]
+
+
+async def test_a_streamed_background_response_runs_on_when_its_client_leaves(oai: openai.AsyncOpenAI) -> None:
+    stream = await oai.responses.create(model="chat", input="capital?", background=True, stream=True)
+    first = await anext(aiter(stream))
+    await stream.close()  # the client leaves after the first event
+    response_id = first.response.id  # type: ignore[union-attr]
+    settled = await _settled(oai, response_id)
+    assert settled.status == "completed" and settled.output_text == "Paris."
+
+
+async def test_a_streamed_background_response_that_fails_says_so(oai: openai.AsyncOpenAI) -> None:
+    stream = await oai.responses.create(model="nope", input="x", background=True, stream=True)
+    events = [event async for event in stream]
+    assert events[-1].type == "response.failed"
+    failed = events[-1].response  # type: ignore[union-attr]
+    assert failed.status == "failed" and failed.error is not None and "nope" in failed.error.message
+    assert (await oai.responses.retrieve(failed.id)).status == "failed"
+
+
+async def test_a_streamed_background_response_is_cancelled(oai: openai.AsyncOpenAI) -> None:
+    stream = await oai.responses.create(model="chat", input="Take your time", background=True, stream=True)
+    first = await anext(aiter(stream))
+    response_id = first.response.id  # type: ignore[union-attr]
+    cancelled = await oai.responses.cancel(response_id)
+    assert cancelled.status == "cancelled"
+    rest = [event.type async for event in stream]  # the stream ends with the response
+    assert "response.completed" not in rest
+    replayed = [event.type async for event in await oai.responses.retrieve(response_id, stream=True)]
+    assert replayed[0] == "response.created" and "response.completed" not in replayed
 
 
 async def test_a_response_a_stopped_server_left_running_is_failed_at_start(

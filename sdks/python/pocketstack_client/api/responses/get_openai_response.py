@@ -9,18 +9,30 @@ from ... import errors
 from ...client import AuthenticatedClient, Client
 from ...models.error import Error
 from ...models.response_object import ResponseObject
-from ...types import Response
+from ...types import UNSET, Response, Unset
 
 
 def _get_kwargs(
     response_id: str,
+    *,
+    stream: bool | Unset = False,
+    starting_after: int | Unset = -1,
 ) -> dict[str, Any]:
+
+    params: dict[str, Any] = {}
+
+    params["stream"] = stream
+
+    params["starting_after"] = starting_after
+
+    params = {k: v for k, v in params.items() if v is not UNSET and v is not None}
 
     _kwargs: dict[str, Any] = {
         "method": "get",
         "url": "/v1/responses/{response_id}".format(
             response_id=quote(str(response_id), safe=""),
         ),
+        "params": params,
     }
 
     return _kwargs
@@ -31,6 +43,11 @@ def _parse_response(*, client: AuthenticatedClient | Client, response: httpx.Res
         response_200 = ResponseObject.from_dict(response.json())
 
         return response_200
+
+    if response.status_code == 400:
+        response_400 = Error.from_dict(response.json())
+
+        return response_400
 
     if response.status_code == 404:
         response_404 = Error.from_dict(response.json())
@@ -68,11 +85,15 @@ def sync_detailed(
     response_id: str,
     *,
     client: AuthenticatedClient | Client,
+    stream: bool | Unset = False,
+    starting_after: int | Unset = -1,
 ) -> Response[Error | ResponseObject]:
-    """Get a stored response.
+    """Get a stored response; with `stream`, a background response's events again (after `starting_after`).
 
     Args:
         response_id (str):
+        stream (bool | Unset):  Default: False.
+        starting_after (int | Unset):  Default: -1.
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
@@ -84,6 +105,8 @@ def sync_detailed(
 
     kwargs = _get_kwargs(
         response_id=response_id,
+        stream=stream,
+        starting_after=starting_after,
     )
 
     response = client.get_httpx_client().request(
@@ -97,11 +120,15 @@ def sync(
     response_id: str,
     *,
     client: AuthenticatedClient | Client,
+    stream: bool | Unset = False,
+    starting_after: int | Unset = -1,
 ) -> Error | ResponseObject | None:
-    """Get a stored response.
+    """Get a stored response; with `stream`, a background response's events again (after `starting_after`).
 
     Args:
         response_id (str):
+        stream (bool | Unset):  Default: False.
+        starting_after (int | Unset):  Default: -1.
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
@@ -114,6 +141,8 @@ def sync(
     return sync_detailed(
         response_id=response_id,
         client=client,
+        stream=stream,
+        starting_after=starting_after,
     ).parsed
 
 
@@ -121,11 +150,15 @@ async def asyncio_detailed(
     response_id: str,
     *,
     client: AuthenticatedClient | Client,
+    stream: bool | Unset = False,
+    starting_after: int | Unset = -1,
 ) -> Response[Error | ResponseObject]:
-    """Get a stored response.
+    """Get a stored response; with `stream`, a background response's events again (after `starting_after`).
 
     Args:
         response_id (str):
+        stream (bool | Unset):  Default: False.
+        starting_after (int | Unset):  Default: -1.
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
@@ -137,6 +170,8 @@ async def asyncio_detailed(
 
     kwargs = _get_kwargs(
         response_id=response_id,
+        stream=stream,
+        starting_after=starting_after,
     )
 
     response = await client.get_async_httpx_client().request(**kwargs)
@@ -148,11 +183,15 @@ async def asyncio(
     response_id: str,
     *,
     client: AuthenticatedClient | Client,
+    stream: bool | Unset = False,
+    starting_after: int | Unset = -1,
 ) -> Error | ResponseObject | None:
-    """Get a stored response.
+    """Get a stored response; with `stream`, a background response's events again (after `starting_after`).
 
     Args:
         response_id (str):
+        stream (bool | Unset):  Default: False.
+        starting_after (int | Unset):  Default: -1.
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
@@ -166,5 +205,7 @@ async def asyncio(
         await asyncio_detailed(
             response_id=response_id,
             client=client,
+            stream=stream,
+            starting_after=starting_after,
         )
     ).parsed
