@@ -10,6 +10,7 @@ import tempfile
 from pathlib import Path
 
 from codegen.header import SOURCE, header
+from codegen.kotlin import write_kotlin_sdk
 from codegen.models import write_models
 from codegen.python_sdk import tool_environment, write_python_sdk
 from codegen.server import emit_operations, emit_protocols, emit_routes
@@ -17,7 +18,7 @@ from codegen.spec import load_spec
 
 REPO = Path(__file__).resolve().parent.parent
 # Every folder below is wholly generated: regeneration replaces it, the check compares it whole.
-OUTPUTS = ("runtime/_generated", "sdks/python")
+OUTPUTS = ("runtime/_generated", "sdks/python", "sdks/kotlin")
 
 
 def generate(spec_path: Path, out: Path) -> None:
@@ -32,6 +33,7 @@ def generate(spec_path: Path, out: Path) -> None:
     (server / "routes.py").write_text(emit_routes(spec, header()))
     _format(server / "protocols.py", server / "operations.py", server / "routes.py")
     write_python_sdk(spec_path, out / "sdks/python", header())
+    write_kotlin_sdk(spec, out / "sdks/kotlin", header("//"))
 
 
 def _format(*files: Path) -> None:
