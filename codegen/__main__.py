@@ -15,10 +15,11 @@ from codegen.models import write_models
 from codegen.python_sdk import tool_environment, write_python_sdk
 from codegen.server import emit_operations, emit_protocols, emit_routes
 from codegen.spec import load_spec
+from codegen.swift import write_swift_sdk
 
 REPO = Path(__file__).resolve().parent.parent
 # Every folder below is wholly generated: regeneration replaces it, the check compares it whole.
-OUTPUTS = ("runtime/_generated", "sdks/python", "sdks/kotlin")
+OUTPUTS = ("runtime/_generated", "sdks/python", "sdks/kotlin", "sdks/swift")
 
 
 def generate(spec_path: Path, out: Path) -> None:
@@ -34,6 +35,7 @@ def generate(spec_path: Path, out: Path) -> None:
     _format(server / "protocols.py", server / "operations.py", server / "routes.py")
     write_python_sdk(spec_path, out / "sdks/python", header())
     write_kotlin_sdk(spec, out / "sdks/kotlin", header("//"))
+    write_swift_sdk(spec, out / "sdks/swift", header("//"))
 
 
 def _format(*files: Path) -> None:

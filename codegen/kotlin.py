@@ -12,10 +12,11 @@ the error body.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from codegen.schemas import Schema, SchemaTable
 from codegen.spec import Operation, Spec
 
 PACKAGE = "pocketstack.client"
@@ -26,7 +27,6 @@ KEYWORDS = frozenset(
      "object", "package", "return", "super", "this", "throw", "true", "try", "typealias", "typeof", "val", "var",
      "when", "while"]
 )  # fmt: skip
-Schema = dict[str, Any]
 
 
 def camel(name: str, upper: bool = False) -> str:
@@ -75,29 +75,8 @@ PRIMITIVES = {
 
 
 @dataclass
-class Models:
-    schemas: dict[str, Schema]
-    supertypes: dict[str, list[str]] = field(default_factory=dict)  # object schema -> unions it is a variant of
-
-    def kind(self, name: str) -> str:
-        schema = self.schemas[name]
-        if "anyOf" in schema or "oneOf" in schema:
-            return "nullable" if self.nullable_inner(schema) is not None else "union"
-        if schema.get("enum") and schema.get("type", "string") == "string":
-            return "enum"
-        if schema.get("type") == "object" or "properties" in schema:
-            return "object"
-        return "alias"
-
-    @staticmethod
-    def variants(schema: Schema) -> list[Schema]:
-        return list(schema.get("anyOf") or schema.get("oneOf") or [])
-
-    def nullable_inner(self, schema: Schema) -> Schema | None:
-        """The one non-null variant of an `anyOf: [X, null]`, else None."""
-        variants = self.variants(schema)
-        others = [v for v in variants if v.get("type") != "null"]
-        return others[0] if len(variants) == 2 and len(others) == 1 else None
+class Models(SchemaTable):
+    """The schema table, with each property schema's Kotlin type."""
 
     def type_of(self, schema: Schema) -> tuple[KType, bool]:
         """The Kotlin type of a property schema, and whether null is one of its values."""
@@ -135,15 +114,6 @@ class Models:
         if types == "object" and not schema.get("properties"):
             return KType("Map<String, JsonValue>", "{v}.asMap()", "{x}.toJson()"), nullable
         return JSON, nullable
-
-    def collect_supertypes(self) -> None:
-        for name in self.schemas:
-            if self.kind(name) != "union":
-                continue
-            for variant in self.variants(self.schemas[name]):
-                target = variant.get("$ref", "").rsplit("/", 1)[-1]
-                if target and self.kind(target) in ("object", "union"):
-                    self.supertypes.setdefault(target, []).append(name)
 
 
 def _object(models: Models, name: str) -> list[str]:
@@ -266,7 +236,6 @@ def _enum(models: Models, name: str) -> list[str]:
 
 def emit_models(spec: Spec, header: str) -> str:
     models = Models(spec.document["components"]["schemas"])
-    models.collect_supertypes()
     out = [header.rstrip(), "", f"package {PACKAGE}", ""]
     for name in models.schemas:
         kind = models.kind(name)
