@@ -21,6 +21,8 @@ def tool_environment() -> dict[str, str]:
 
 
 SSE_TEMPLATE = Path(__file__).with_name("templates") / "sse.py"
+PAGES_TEMPLATE = Path(__file__).with_name("templates") / "pages.py"
+README_TEMPLATE = Path(__file__).with_name("templates") / "python_README.md"
 _STREAM_FUNCTIONS = """
 
 def stream_{name}(
@@ -102,8 +104,10 @@ def write_python_sdk(spec_path: Path, target: Path, header: str) -> None:
     )  # fmt: skip
     package = target / PACKAGE
     shutil.copyfile(SSE_TEMPLATE, package / "sse.py")
+    shutil.copyfile(PAGES_TEMPLATE, package / "pages.py")
+    shutil.copyfile(README_TEMPLATE, target / "README.md")  # ours: openapi-python-client's is generic
     (package / "streaming.py").write_text(emit_streaming(load_spec(spec_path)), encoding="utf-8")
-    added = [str(package / "sse.py"), str(package / "streaming.py")]
+    added = [str(package / "sse.py"), str(package / "pages.py"), str(package / "streaming.py")]
     ruff = [sys.executable, "-m", "ruff"]
     quiet = {"check": True, "env": tool_environment(), "cwd": target, "stdout": subprocess.DEVNULL}
     subprocess.run([*ruff, "check", "--fix", "--select", "I,F401,Q", *added], **quiet)  # type: ignore[call-overload]

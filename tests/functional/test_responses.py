@@ -13,6 +13,10 @@ import apsw
 import openai
 import pytest
 from aiohttp.test_utils import TestClient
+from pocketstack_client import Client
+from pocketstack_client.api.responses import get_openai_response, list_openai_responses
+from pocketstack_client.pages import aiterate_pages, checked
+from pocketstack_client.sse import PocketStackError
 
 from pocketstack._generated import models
 from pocketstack.app import create_app
@@ -78,6 +82,16 @@ async def test_a_response_is_answered_stored_listed_and_deleted(oai: openai.Asyn
     await oai.responses.delete(response.id)
     with pytest.raises(openai.NotFoundError):
         await oai.responses.retrieve(response.id)
+
+
+async def test_the_sdks_page_helper_walks_every_page(oai: openai.AsyncOpenAI, server: TestClient[Any, Any]) -> None:
+    created = [(await oai.responses.create(model="chat", input="capital?")).id for _ in range(5)]
+    sdk = Client(base_url=str(server.make_url("")).rstrip("/"))
+    walked = [r.id async for r in aiterate_pages(list_openai_responses.asyncio_detailed, client=sdk, limit=2)]
+    assert walked == created[::-1]  # newest first, three pages of two, each once
+    with pytest.raises(PocketStackError) as raised:
+        checked(await get_openai_response.asyncio_detailed("resp_nope", client=sdk))
+    assert raised.value.status == 404 and "resp_nope" in raised.value.message
 
 
 async def test_a_function_tool_round_trip_threads_by_previous_response_id(
