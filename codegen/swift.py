@@ -95,13 +95,13 @@ def _struct(types: Types, name: str) -> list[str]:
     params = []
     for _wire, swift_name, swift_type, const in props:
         default = f' = "{const}"' if const is not None else (" = nil" if swift_type.endswith("?") else "")
-        params.append(f"{swift_name.strip('`')}: {swift_type}{default}")
+        params.append(f"{swift_name}: {swift_type}{default}")  # a keyword stays backticked as a name
     out.append("")
     if params:
         out.append("    public init(")
         out += [f"        {param}{',' if i < len(params) - 1 else ''}" for i, param in enumerate(params)]
         out.append("    ) {")
-        out += [f"        self.{swift_name} = {swift_name.strip('`')}" for _w, swift_name, _t, _c in props]
+        out += [f"        self.{swift_name} = {swift_name}" for _w, swift_name, _t, _c in props]
         out.append("    }")
         out += ["", "    enum CodingKeys: String, CodingKey {"]
         for wire, swift_name, _t, _c in props:

@@ -8,6 +8,7 @@ and a decoded 400.
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -37,25 +38,37 @@ def _kotlinc() -> Path:
 
 
 @pytest.mark.skipif(shutil.which("java") is None, reason="no JVM on this machine (kotlinc and the program need one)")
-def test_the_kotlin_program_runs_against_the_server(home: Path, stored_embedding: str, tmp_path: Path) -> None:
+def test_the_kotlin_program_and_the_readme_example_run_against_the_server(
+    home: Path, stored_embedding: str, tmp_path: Path
+) -> None:
     sources = sorted(SDK.rglob("*.kt"))
     assert {s.name for s in sources} == {"Client.kt", "Json.kt", "Models.kt", "Transport.kt"}
-    jar = tmp_path / "program.jar"
-    compiled = subprocess.run(
-        [str(_kotlinc()), *map(str, sources), str(ROOT / "tests/process/kotlin/Main.kt"), "-include-runtime",
-         "-d", str(jar)],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert compiled.returncode == 0, compiled.stderr[-5000:]
-    assert "error:" not in compiled.stderr
+    (example,) = re.findall(r"```kotlin\n(.*?)```", (ROOT / "sdks/kotlin/README.md").read_text(), re.DOTALL)
+    kotlinc = _kotlinc()
     server = start(home)
     try:
+        # The README's example in a package of its own (both programs have a `main`), at this server's address.
+        readme = tmp_path / "Readme.kt"
+        readme.write_text("package readme\n\n" + example.replace("http://127.0.0.1:8321", server.base_url))
+        jar = tmp_path / "program.jar"
+        compiled = subprocess.run(
+            [str(kotlinc), *map(str, sources), str(ROOT / "tests/process/kotlin/Main.kt"), str(readme),
+             "-include-runtime", "-d", str(jar)],
+            capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        assert compiled.returncode == 0, compiled.stderr[-5000:]
+        assert "error:" not in compiled.stderr
         run = subprocess.run(
-            ["java", "-jar", str(jar), server.base_url, CHAT_MODEL, stored_embedding],
+            ["java", "-cp", str(jar), "MainKt", server.base_url, CHAT_MODEL, stored_embedding],
             capture_output=True, text=True, timeout=300,
         )  # fmt: skip
+        shown = subprocess.run(["java", "-cp", str(jar), "readme.ReadmeKt"], capture_output=True, text=True,
+                               timeout=300)  # fmt: skip
     finally:
         server.stop()
     assert run.returncode == 0, run.stdout + run.stderr[-3000:]
     assert run.stdout.strip().endswith("PASSED")
     assert "ok: a 400 decoded: " in run.stdout and "temperature" in run.stdout
+    assert shown.returncode == 0, shown.stderr[-3000:]
+    answer, streamed = [*shown.stdout.split("\n", 1), ""][:2]
+    assert answer.strip() and streamed.strip()  # the answer, then the streamed one

@@ -81,6 +81,7 @@ GOLDEN_SPEC = {
                     "content": {"$ref": "#/components/schemas/Content"},
                     "max_tokens": {"type": ["integer", "null"]},
                     "metadata": {"type": "object", "additionalProperties": True},
+                    "default": {"type": "string", "description": "a keyword as a field name: backticked"},
                 },
             },
             "Error": {"type": "object", "required": ["message"], "properties": {"message": {"type": "string"}}},

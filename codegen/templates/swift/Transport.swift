@@ -147,11 +147,41 @@ public final class PocketStackClient {
         return data
     }
 
+    /// One line of an event stream: a chunk yielded, an error frame thrown; true at `[DONE]`.
+    func frame<T: Decodable>(
+        _ line: String,
+        _ type: T.Type,
+        _ continuation: AsyncThrowingStream<T, Swift.Error>.Continuation
+    ) throws -> Bool {
+        guard line.hasPrefix("data:") else {
+            return false
+        }
+        let payload = line.dropFirst(5).trimmingCharacters(in: .whitespaces)
+        if payload == "[DONE]" {
+            return true
+        }
+        let data = Data(payload.utf8)
+        if let error = try? JSONDecoder().decode(APIError.self, from: data) {
+            throw PocketStackError(status: 500, body: error, raw: payload)
+        }
+        continuation.yield(try JSONDecoder().decode(T.self, from: data))
+        return false
+    }
+
     /// Server-sent events: each `data:` frame decoded as it arrives; `[DONE]` or the end of the body ends it.
     func stream<T: Decodable>(_ type: T.Type, _ build: @escaping () throws -> URLRequest) -> AsyncThrowingStream<T, Swift.Error> {
         AsyncThrowingStream { continuation in
             let task = Task {
                 do {
+                    #if canImport(FoundationNetworking)
+                    // Linux's Foundation has no bytes(for:): the body is read whole, then its frames.
+                    let data = try await self.send(try build())
+                    for line in String(decoding: data, as: UTF8.self).split(separator: "\n") {
+                        if try self.frame(String(line), T.self, continuation) {
+                            break
+                        }
+                    }
+                    #else
                     let (bytes, response) = try await self.session.bytes(for: try build())
                     let status = (response as? HTTPURLResponse)?.statusCode ?? 0
                     if status >= 400 {
@@ -162,19 +192,11 @@ public final class PocketStackClient {
                         throw self.failure(status, data)
                     }
                     for try await line in bytes.lines {
-                        guard line.hasPrefix("data:") else {
-                            continue
-                        }
-                        let payload = line.dropFirst(5).trimmingCharacters(in: .whitespaces)
-                        if payload == "[DONE]" {
+                        if try self.frame(line, T.self, continuation) {
                             break
                         }
-                        let data = Data(payload.utf8)
-                        if let error = try? JSONDecoder().decode(APIError.self, from: data) {
-                            throw PocketStackError(status: 500, body: error, raw: payload)
-                        }
-                        continuation.yield(try JSONDecoder().decode(T.self, from: data))
                     }
+                    #endif
                     continuation.finish()
                 } catch {
                     continuation.finish(throwing: error)

@@ -77,17 +77,20 @@ public struct Message: Codable, Equatable {
     public var content: Content
     public var maxTokens: Int?
     public var metadata: [String: JSONValue]?
+    public var `default`: String?
 
     public init(
         role: Role,
         content: Content,
         maxTokens: Int? = nil,
-        metadata: [String: JSONValue]? = nil
+        metadata: [String: JSONValue]? = nil,
+        `default`: String? = nil
     ) {
         self.role = role
         self.content = content
         self.maxTokens = maxTokens
         self.metadata = metadata
+        self.`default` = `default`
     }
 
     enum CodingKeys: String, CodingKey {
@@ -95,6 +98,7 @@ public struct Message: Codable, Equatable {
         case content
         case maxTokens = "max_tokens"
         case metadata
+        case `default`
     }
 }
 
