@@ -23,11 +23,12 @@ pytestmark = pytest.mark.process
 ROOT = Path(__file__).resolve().parents[2]
 COMPILER = "kotlin-compiler@2.4.20"
 TOOLS = ROOT / "build" / "kotlin"
+KOTLINC = TOOLS / "node_modules" / "kotlin-compiler" / "bin" / "kotlinc"
 SDK = ROOT / "sdks" / "kotlin" / "src" / "main" / "kotlin"
 
 
 def _kotlinc() -> Path:
-    kotlinc = TOOLS / "node_modules" / "kotlin-compiler" / "bin" / "kotlinc"
+    kotlinc = KOTLINC
     if not kotlinc.exists():
         npm = shutil.which("npm")
         assert npm is not None, "npm is needed to fetch kotlinc (the kotlin-compiler package)"
@@ -38,6 +39,9 @@ def _kotlinc() -> Path:
 
 
 @pytest.mark.skipif(shutil.which("java") is None, reason="no JVM on this machine (kotlinc and the program need one)")
+@pytest.mark.skipif(
+    shutil.which("npm") is None and not KOTLINC.exists(), reason="no npm to fetch kotlinc (kotlin-compiler) with"
+)
 def test_the_kotlin_program_and_the_readme_example_run_against_the_server(
     home: Path, stored_embedding: str, tmp_path: Path
 ) -> None:
