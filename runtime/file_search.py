@@ -17,6 +17,7 @@ from pocketstack._generated import models
 from pocketstack.apis.vector_io import VectorIOApi
 from pocketstack.errors import BadRequestError
 from pocketstack.fields import given
+from pocketstack.providers.tool_runtime import QUERY_ONLY
 from pocketstack.response_items import new_id
 
 NAME = "file_search"
@@ -26,11 +27,7 @@ FUNCTION = {
         "name": NAME,
         "description": "Search the user's files (a knowledge base) for passages that answer a question. "
         "Call it before answering questions about the files.",
-        "parameters": {
-            "type": "object",
-            "properties": {"query": {"type": "string", "description": "What to look for, in a few words."}},
-            "required": ["query"],
-        },
+        "parameters": QUERY_ONLY,
     },
 }
 

@@ -21,6 +21,7 @@ from typing import Any
 from pocketstack._generated import models
 from pocketstack.errors import BadRequestError
 from pocketstack.fields import given
+from pocketstack.providers.tool_runtime import chat_function
 from pocketstack.response_items import new_id
 
 TIMEOUT_S = 30.0
@@ -57,11 +58,7 @@ class McpTools:
     by_name: dict[str, tuple[McpServer, dict[str, Any]]] = field(default_factory=dict)
 
     def functions(self) -> list[dict[str, Any]]:
-        return [
-            {"type": "function", "function": {"name": name, "description": tool.get("description") or "",
-                                              "parameters": tool.get("input_schema") or {"type": "object"}}}
-            for name, (_, tool) in self.by_name.items()
-        ]  # fmt: skip
+        return [chat_function(name, tool) for name, (_, tool) in self.by_name.items()]
 
 
 def _names(value: Any, what: str) -> frozenset[str]:

@@ -26,7 +26,7 @@ from pocketstack.chat_stream import ChatAssembler
 from pocketstack.fields import given
 from pocketstack.file_search import FUNCTION, NAME, FileSearch, Found, citations, query_of, search
 from pocketstack.mcp_tools import Approval, McpServer, McpTools, call_tool, list_tools
-from pocketstack.providers.tool_runtime import ToolResult
+from pocketstack.providers.tool_runtime import ToolResult, chat_function
 from pocketstack.registry import Resource
 from pocketstack.response_items import chat_request, mcp_call_text, new_id, output_items
 from pocketstack.response_stream import StreamEvents
@@ -116,7 +116,7 @@ class Turn:
             ([FUNCTION] if self.tool is not None else [])
             + ([WEB_FUNCTION] if self.web is not None else [])
             + self.mcp.functions()
-            + [_function(tool) for _, tool in self.runtime.values()]
+            + [chat_function(name, tool) for name, (_, tool) in self.runtime.items()]
         )
         first = not any(m["role"] == "assistant" for m in self.messages[self.opening :])
         return await self.inference.openai_chat_completion(
@@ -303,11 +303,6 @@ class Turn:
 
 # The server's own tools, by the function name the model calls: their item type and id prefix.
 _SERVER_KINDS = {NAME: ("file_search_call", "fs"), WEB_NAME: ("web_search_call", "ws")}
-
-
-def _function(tool: dict[str, Any]) -> dict[str, Any]:
-    return {"type": "function", "function": {"name": tool["name"], "description": tool.get("description") or "",
-                                             "parameters": tool.get("input_schema") or {"type": "object"}}}  # fmt: skip
 
 
 def _cached(usage: models.Usage) -> int:

@@ -15,6 +15,7 @@ from pocketstack._generated import models
 from pocketstack.errors import BadRequestError
 from pocketstack.fields import given
 from pocketstack.file_search import query_of
+from pocketstack.providers.tool_runtime import QUERY_ONLY
 from pocketstack.registry import Resource
 from pocketstack.response_items import WEB_SEARCH_TYPES, new_id
 
@@ -30,11 +31,7 @@ FUNCTION = {
         "name": NAME,
         "description": "Search the web for current information. Call it for questions about recent events or "
         "facts you are not sure of.",
-        "parameters": {
-            "type": "object",
-            "properties": {"query": {"type": "string", "description": "What to look for, in a few words."}},
-            "required": ["query"],
-        },
+        "parameters": QUERY_ONLY,
     },
 }
 

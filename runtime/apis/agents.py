@@ -83,6 +83,16 @@ def _client_tool(tool: dict[str, Any]) -> dict[str, Any]:
             "parameters": schema}  # fmt: skip
 
 
+def _text_format(config: dict[str, Any]) -> dict[str, Any] | None:
+    """Llama Stack's response_format as a response request's `text` (only json_schema is served)."""
+    response_format = config.get("response_format") or {}
+    if not response_format:
+        return None
+    if response_format.get("type") != "json_schema":
+        raise BadRequestError("response_format is {type: json_schema, json_schema}.", param="response_format")
+    return {"format": {"type": "json_schema", "name": "answer", "schema": response_format.get("json_schema") or {}}}
+
+
 def _chat_messages(messages: list[dict[str, Any]], documents: list[dict[str, Any]]) -> list[dict[str, Any]]:
     chat = []
     for message in messages:
@@ -143,7 +153,7 @@ class AgentsApi:
     async def create_agent(self, request: models.AgentCreation) -> models.AgentCreateResponse:
         config = _config(request.agent_config)
         await self._runtime_tools(config, [])  # unknown tool groups are a 400 now, not at the first turn
-        self._engine(config, [], {}, {})  # so are settings the engine refuses (a response_format...)
+        _text_format(config)  # and a response_format the engine cannot serve
         for shield in [*config.get("input_shields", []), *config.get("output_shields", [])]:
             await self.safety.shields.lookup(shield)
         agent_id = str(uuid.uuid4())
@@ -270,12 +280,9 @@ class AgentsApi:
             body["tools"] = tools
         if tool_choice in ("auto", "required", "none") and (tools or runtime):
             body["tool_choice"] = tool_choice
-        response_format = config.get("response_format") or {}
-        if response_format.get("type") == "json_schema":
-            body["text"] = {"format": {"type": "json_schema", "name": "answer",
-                                       "schema": response_format.get("json_schema") or {}}}  # fmt: skip
-        elif response_format:
-            raise BadRequestError("response_format is {type: json_schema, json_schema}.", param="response_format")
+        text = _text_format(config)
+        if text is not None:
+            body["text"] = text
         request = models.CreateResponseRequest.model_validate(body)
         turn = Turn(request, {"id": f"turn-{uuid.uuid4().hex}", "status": "in_progress", "output": []}, messages,
                     self.inference, self.vector_io, None)  # fmt: skip

@@ -97,8 +97,9 @@ class ResponsesApi:
 
     async def _context(
         self, request: models.CreateResponseRequest
-    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """The conversation so far as chat messages, and the items an approval response may answer."""
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], str | None]:
+        """The conversation so far as chat messages, the items an approval response may answer, and the
+        response before the previous one (where the chain goes on)."""
         previous = given(request.previous_response_id)
         conversation = _conversation_id(request)
         if previous is not None and conversation is not None:
@@ -108,14 +109,14 @@ class ResponsesApi:
                 earlier = await self.conversations.items(conversation)
             except ResourceNotFoundError as exc:  # on this route a bad conversation id is the request's fault
                 raise BadRequestError(exc.message, code="conversation_not_found", param="conversation") from exc
-            return chat_messages(earlier), earlier
+            return chat_messages(earlier), earlier, None
         if previous is None:
-            return [], []
+            return [], [], None
         stored = await self._stored(previous)
-        return stored.context, stored.response.get("output", [])
+        return stored.context, stored.response.get("output", []), stored.response.get("previous_response_id")
 
     async def _listings(
-        self, request: models.CreateResponseRequest, earlier: list[dict[str, Any]], labels: set[str]
+        self, earlier: list[dict[str, Any]], older: str | None, labels: set[str]
     ) -> dict[str, dict[str, Any]]:
         """The MCP tool listings the conversation already holds (the newest per server), looked for back along
         the previous_response_id chain as far as needed, so a server is listed once per conversation."""
@@ -127,11 +128,7 @@ class ResponsesApi:
                     found.setdefault(item["server_label"], item)
 
         take(earlier)  # the conversation's items, or the previous response's output
-        response_id = given(request.previous_response_id)
-        if response_id is not None and not labels <= set(found):
-            parent = await self.store.get(response_id)
-            response_id = parent.response.get("previous_response_id") if parent is not None else None
-        hops = 0
+        response_id, hops = older, 0
         while response_id is not None and not labels <= set(found) and hops < MAX_CHAIN_LOOKUPS:
             stored = await self.store.get(response_id)
             if stored is None:
@@ -182,7 +179,7 @@ class ResponsesApi:
         if given(request.background, False) and given(request.store, True) is False:
             raise BadRequestError("A background response is stored: not with `store` false.", param="background")
         items = input_items(request)
-        context, earlier = await self._context(request)
+        context, earlier, older = await self._context(request)
         messages = context + chat_messages(items)
         tool = file_search_tool(request)
         for store_id in tool.vector_store_ids if tool is not None else []:
@@ -193,7 +190,7 @@ class ResponsesApi:
             request, self._skeleton(request), messages, self.inference, self.vector_io, tool, servers, approvals
         )
         turn.web = await web_search_tool(request, self.tools)
-        turn.listed = await self._listings(request, earlier, {server.label for server in servers})
+        turn.listed = await self._listings(earlier, older, {server.label for server in servers})
         streaming = given(request.stream, False)
         if given(request.background, False):
             return await self._in_background(turn, items, EventLog() if streaming else None)

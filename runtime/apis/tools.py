@@ -18,7 +18,7 @@ from pocketstack.errors import BadRequestError, PocketStackError, ResourceNotFou
 from pocketstack.fields import given
 from pocketstack.providers.tool_runtime import ToolGroupSpec, ToolResult, ToolRuntimeProvider
 from pocketstack.registry import Resource, Source
-from pocketstack.stack import Stack
+from pocketstack.stack import ProviderInstance, Stack
 
 log = logging.getLogger(__name__)
 TOOL_GROUP = "tool_group"
@@ -56,10 +56,13 @@ class ToolsApi:
         self.stack = stack
 
     def provider(self, provider_id: str) -> ToolRuntimeProvider:
+        return cast(ToolRuntimeProvider, self._instance(provider_id).impl)
+
+    def _instance(self, provider_id: str) -> ProviderInstance:
         instances = self.stack.providers_of("tool_runtime")
         for instance in instances:
             if instance.config.provider_id == provider_id:
-                return cast(ToolRuntimeProvider, instance.impl)
+                return instance
         if not instances:
             raise ServiceUnavailableError(
                 "The tool_runtime API is not enabled in this distribution (add `tool_runtime` to `apis` and a "
@@ -76,11 +79,7 @@ class ToolsApi:
         return None
 
     def _build(self, group: ToolGroupInput, source: Source) -> Resource:
-        instance = next(
-            (i for i in self.stack.providers_of("tool_runtime") if i.config.provider_id == group.provider_id), None
-        )
-        self.provider(group.provider_id)  # unknown provider: the error names the known ones
-        assert instance is not None
+        instance = self._instance(group.provider_id)  # unknown provider: the error names the known ones
         endpoint = (group.mcp_endpoint or {}).get("uri")
         if instance.config.provider_type == MCP_PROVIDER and not endpoint:
             raise BadRequestError("An MCP tool group needs mcp_endpoint {uri}.", param="mcp_endpoint")

@@ -39,6 +39,12 @@ def tool_def(name: str, description: str, parameters: dict[str, Any]) -> dict[st
     return {"name": name, "description": description, "input_schema": parameters}
 
 
+def chat_function(name: str, tool: dict[str, Any]) -> dict[str, Any]:
+    """A tool definition (name, description, input_schema) as a chat request's function tool."""
+    return {"type": "function", "function": {"name": name, "description": tool.get("description") or "",
+                                             "parameters": tool.get("input_schema") or {"type": "object"}}}  # fmt: skip
+
+
 QUERY_ONLY = {
     "type": "object",
     "properties": {"query": {"type": "string", "description": "What to look for, in a few words."}},
