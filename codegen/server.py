@@ -1,7 +1,7 @@
 """Per-API Protocols and aiohttp route stubs, emitted from the intermediate form.
 
 The stubs are the only code that touches raw requests: each parses path, query and body into the
-operation's request model (through `pocketstack.http`), awaits the implementation and writes the
+operation's request model (through `pocketstack.web.codec`), awaits the implementation and writes the
 answer. Hand-written API modules implement the Protocols and never see aiohttp.
 """
 
@@ -54,7 +54,7 @@ def emit_protocols(spec: Spec, header: str) -> str:
         "from collections.abc import AsyncIterator  # noqa: F401 (used by streaming operations)\n",
         "from typing import Protocol\n\n",
         f"from {GENERATED} import models\n",
-        "from pocketstack.uploads import FileBody, Upload  # noqa: F401 (used by file operations)\n",
+        "from pocketstack.web.uploads import FileBody, Upload  # noqa: F401 (used by file operations)\n",
     ]
     descriptions = {t["name"]: t.get("description", "") for t in spec.document.get("tags", [])}
     for tag in spec.tags:
@@ -92,22 +92,22 @@ def _handler(op: Operation) -> str:
         ]
         if op.body_kind == "multipart":
             # The uploads are spooled to disk; whatever the implementation does not keep is removed.
-            lines += [f"{indent}async with http.parse_form(\n", *where]
+            lines += [f"{indent}async with codec.parse_form(\n", *where]
             lines += [f"{indent}    uploads={_tuple(list(op.upload_fields))},\n", f"{indent}) as (parsed, uploads):\n"]
             indent += "    "
         else:
             body = "none" if op.body_model is None else ("required" if op.body_required else "optional")
-            lines += [f"{indent}parsed = await http.parse_request(\n", *where, f'{indent}    body="{body}",\n']
+            lines += [f"{indent}parsed = await codec.parse_request(\n", *where, f'{indent}    body="{body}",\n']
             lines.append(f"{indent})\n")
         call = f"await self.impl.{op.operation_id}(parsed{uploads})"
         has_result = op.response_model is not None or op.response_kind == "file"
         lines.append(f"{indent}result = {call}\n" if has_result else f"{indent}{call}\n")
     if op.response_kind == "file":
-        lines.append("        return await http.respond_file(request, result)\n")
+        lines.append("        return await codec.respond_file(request, result)\n")
         return "".join(lines)
     result = "None" if op.response_model is None else "result"
     done = "" if op.stream is None or op.stream.done else ", done=False"
-    lines.append(f"        return await http.respond(request, {result}, status={op.success_status}{done})\n")
+    lines.append(f"        return await codec.respond(request, {result}, status={op.success_status}{done})\n")
     return "".join(lines)
 
 
@@ -156,17 +156,16 @@ def emit_routes(spec: Spec, header: str) -> str:
         "from collections.abc import Awaitable, Callable\n",
         "from dataclasses import dataclass\n\n",
         "from aiohttp import web\n\n",
-        "from pocketstack import http\n",
+        "from pocketstack.web import codec\n",
         f"from {GENERATED} import models\n",
-        f"from {GENERATED}.operations import API_TAGS\n",
         f"from {GENERATED}.protocols import {protocols}\n\n",
         "Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]\n\n\n",
         "@dataclass(frozen=True)\n",
         "class Apis:\n",
-        '    """The implementation of each API; an API left as None is not served."""\n\n',
+        '    """The implementation of each API: every one is required, so a missing API is a type error."""\n\n',
     ]
     for tag in spec.tags:
-        out.append(f"    {attribute_name(tag)}: {protocol_name(tag)} | None = None\n")
+        out.append(f"    {attribute_name(tag)}: {protocol_name(tag)}\n")
     for tag in spec.tags:
         name = protocol_name(tag)
         out.append(f"\n\nclass {name}Routes:\n")
@@ -179,15 +178,11 @@ def emit_routes(spec: Spec, header: str) -> str:
         out.append("        }\n")
         for op in spec.operations_of(tag):
             out.append("\n" + _handler(op))
-    out.append("\n\ndef served_tags(apis: Apis) -> frozenset[str]:\n")
-    out.append('    """The tags of the APIs that have an implementation."""\n')
-    out.append("    return frozenset(tag for name, tag in API_TAGS.items() if getattr(apis, name) is not None)\n")
     out.append("\n\ndef handlers(apis: Apis) -> dict[str, Handler]:\n")
-    out.append('    """The handler of every operation of every API that has an implementation, by operation id."""\n')
+    out.append('    """The handler of every operation of the spec, by operation id."""\n')
     out.append("    found: dict[str, Handler] = {}\n")
     for tag in spec.tags:
         attr = attribute_name(tag)
-        out.append(f"    if apis.{attr} is not None:\n")
-        out.append(f"        found.update({protocol_name(tag)}Routes(apis.{attr}).handlers())\n")
+        out.append(f"    found.update({protocol_name(tag)}Routes(apis.{attr}).handlers())\n")
     out.append("    return found\n")
     return "".join(out)

@@ -58,7 +58,7 @@ class Operation:
     success_status: int
     stream: Stream | None
     # multipart/form-data bodies: the form's binary fields arrive as uploads (spooled to disk by
-    # pocketstack.http), not as model fields; the other form fields fill the request model.
+    # pocketstack.web.codec), not as model fields; the other form fields fill the request model.
     body_kind: Literal["json", "multipart"] = "json"
     upload_fields: tuple[str, ...] = ()
     # "file": the 2xx answer is raw bytes (application/octet-stream), served from a file.

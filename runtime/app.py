@@ -23,17 +23,17 @@ from aiohttp.typedefs import Handler, Middleware
 from pocketstack import LLAMA_STACK_VERSION
 from pocketstack._generated.operations import API_TAGS, OPERATIONS
 from pocketstack.config import StackConfig, pocketstack_home
+from pocketstack.core.stack import Stack
 from pocketstack.errors import ServiceUnavailableError
-from pocketstack.middlewares import (
+from pocketstack.providers.threads import quiet_blas
+from pocketstack.web.middlewares import (
     add_response_headers,
     client_version_middleware,
     error_middleware,
     provider_data_middleware,
     request_id_middleware,
 )
-from pocketstack.stack import Stack
-from pocketstack.threads import quiet_blas
-from pocketstack.uploads import SPOOL, UploadSpool
+from pocketstack.web.uploads import SPOOL, UploadSpool
 
 DISABLE_VERSION_CHECK_ENV = ("LLAMA_STACK_DISABLE_VERSION_CHECK", "POCKETSTACK_DISABLE_VERSION_CHECK")
 

@@ -5,20 +5,20 @@ from __future__ import annotations
 from aiohttp.typedefs import Handler
 
 from pocketstack._generated.routes import Apis, handlers
-from pocketstack.apis.agents import AgentsApi
+from pocketstack.apis.agents.api import AgentsApi
 from pocketstack.apis.conversations import ConversationsApi
 from pocketstack.apis.files import FilesApi
-from pocketstack.apis.inference import InferenceApi
+from pocketstack.apis.inference.api import InferenceApi
+from pocketstack.apis.inference.guardrails import Guardrails
 from pocketstack.apis.inspect import InspectApi
 from pocketstack.apis.models import ModelsApi
 from pocketstack.apis.providers import ProvidersApi
-from pocketstack.apis.responses import ResponsesApi
+from pocketstack.apis.responses.api import ResponsesApi
 from pocketstack.apis.safety import SafetyApi
 from pocketstack.apis.shields import ShieldsApi
 from pocketstack.apis.tools import ToolsApi
-from pocketstack.apis.vector_io import VectorIOApi
-from pocketstack.guardrails import Guardrails
-from pocketstack.stack import Stack
+from pocketstack.apis.vector_io.api import VectorIOApi
+from pocketstack.core.stack import Stack
 
 
 async def assemble(stack: Stack, served_tags: frozenset[str]) -> dict[str, Handler]:
@@ -28,6 +28,7 @@ async def assemble(stack: Stack, served_tags: frozenset[str]) -> dict[str, Handl
     await models_api.sync_from_providers()
     await models_api.sync_from_config()
     inference = InferenceApi(stack, models_api)
+    stack.routers.models = models_api
     stack.routers.inference = inference
     files = FilesApi(stack)
     vector_io = VectorIOApi(stack, inference, files)

@@ -16,7 +16,7 @@ from typing import Any
 from pocketstack import LLAMA_STACK_VERSION, __version__, distributions
 from pocketstack.config import ConfigError, StackConfig, load_config, pocketstack_home
 from pocketstack.errors import StartupError
-from pocketstack.threads import quiet_blas
+from pocketstack.providers.threads import quiet_blas
 
 log = logging.getLogger("pocketstack")
 CONFIG_ENV = ("POCKETSTACK_CONFIG", "LLAMA_STACK_CONFIG")
@@ -62,7 +62,7 @@ async def serve(config: StackConfig, stop: asyncio.Event | None = None) -> None:
     from aiohttp import web  # imported here so `pocketstack version` stays instant
 
     from pocketstack.app import READINESS, create_app
-    from pocketstack.serving import Runner
+    from pocketstack.web.runner import Runner
 
     app = create_app(config)
     host, port = config.server.host, config.server.port
@@ -110,7 +110,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _providers(args: argparse.Namespace) -> int:
-    from pocketstack.stack import describe
+    from pocketstack.core.stack import describe
 
     config = _load(args.target)
     rows = [(p["api"], p["provider_id"], p["provider_type"]) for p in describe(config)]

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator  # noqa: F401 (used by streaming opera
 from typing import Protocol
 
 from pocketstack._generated import models
-from pocketstack.uploads import FileBody, Upload  # noqa: F401 (used by file operations)
+from pocketstack.web.uploads import FileBody, Upload  # noqa: F401 (used by file operations)
 
 
 class Inspect(Protocol):

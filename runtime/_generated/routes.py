@@ -7,9 +7,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from aiohttp import web
-from pocketstack import http
 from pocketstack._generated import models
-from pocketstack._generated.operations import API_TAGS
 from pocketstack._generated.protocols import (
     Agents,
     Conversations,
@@ -25,27 +23,28 @@ from pocketstack._generated.protocols import (
     ToolRuntime,
     VectorIO,
 )
+from pocketstack.web import codec
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 @dataclass(frozen=True)
 class Apis:
-    """The implementation of each API; an API left as None is not served."""
+    """The implementation of each API: every one is required, so a missing API is a type error."""
 
-    inspect: Inspect | None = None
-    providers: Providers | None = None
-    models: Models | None = None
-    inference: Inference | None = None
-    files: Files | None = None
-    vector_io: VectorIO | None = None
-    shields: Shields | None = None
-    safety: Safety | None = None
-    agents: Agents | None = None
-    tool_groups: ToolGroups | None = None
-    tool_runtime: ToolRuntime | None = None
-    responses: Responses | None = None
-    conversations: Conversations | None = None
+    inspect: Inspect
+    providers: Providers
+    models: Models
+    inference: Inference
+    files: Files
+    vector_io: VectorIO
+    shields: Shields
+    safety: Safety
+    agents: Agents
+    tool_groups: ToolGroups
+    tool_runtime: ToolRuntime
+    responses: Responses
+    conversations: Conversations
 
 
 class InspectRoutes:
@@ -61,14 +60,14 @@ class InspectRoutes:
 
     async def health(self, request: web.Request) -> web.StreamResponse:
         result = await self.impl.health()
-        return await http.respond(request, result, status=200)
+        return await codec.respond(request, result, status=200)
 
     async def version(self, request: web.Request) -> web.StreamResponse:
         result = await self.impl.version()
-        return await http.respond(request, result, status=200)
+        return await codec.respond(request, result, status=200)
 
     async def list_routes(self, request: web.Request) -> web.StreamResponse:
-        parsed = await http.parse_request(
+        parsed = await codec.parse_request(
             request,
             models.ListRoutesRequest,
             path=(),
@@ -77,7 +76,7 @@ class InspectRoutes:
             body="none",
         )
         result = await self.impl.list_routes(parsed)
-        return await http.respond(request, result, status=200)
+        return await codec.respond(request, result, status=200)
 
 
 class ProvidersRoutes:
@@ -92,10 +91,10 @@ class ProvidersRoutes:
 
     async def list_providers(self, request: web.Request) -> web.StreamResponse:
         result = await self.impl.list_providers()
-        return await http.respond(request, result, status=200)
+        return await codec.respond(request, result, status=200)
 
     async def inspect_provider(self, request: web.Request) -> web.StreamResponse:
-        parsed = await http.parse_request(
+        parsed = await codec.parse_request(
             request,
             models.InspectProviderRequest,
             path=("provider_id",),
@@ -104,7 +103,7 @@ class ProvidersRoutes:
             body="none",
         )
         result = await self.impl.inspect_provider(parsed)
-        return await http.respond(request, result, status=200)
+        return await codec.respond(request, result, status=200)
 
 
 class ModelsRoutes:
@@ -121,10 +120,10 @@ class ModelsRoutes:
 
     async def openai_list_models(self, request: web.Request) -> web.StreamResponse:
         result = await self.impl.openai_list_models()
-        return await http.respond(request, result, status=200)
+        return await codec.respond(request, result, status=200)
 
     async def register_model(self, request: web.Request) -> web.StreamResponse:
-        parsed = await http.parse_request(
+        parsed = await codec.parse_request(
             request,
             models.RegisterModelRequest,
             path=(),
@@ -133,10 +132,10 @@ class ModelsRoutes:
             body="required",
         )
         result = await self.impl.register_model(parsed)
-        return await http.respond(request, result, status=200)
+        return await codec.respond(request, result, status=200)
 
     async def get_model(self, request: web.Request) -> web.StreamResponse:
-        parsed = await http.parse_request(
+        parsed = await codec.parse_request(
             request,
             models.GetModelRequest,
             path=("model_id",),
@@ -145,10 +144,10 @@ class ModelsRoutes:
             body="none",
         )
         result = await self.impl.get_model(parsed)
-        return await http.respond(request, result, status=200)
+        return await codec.respond(request, result, status=200)
 
     async def unregister_model(self, request: web.Request) -> web.StreamResponse:
-        parsed = await http.parse_request(
+        parsed = await codec.parse_request(
             request,
             models.UnregisterModelRequest,
             path=("model_id",),
@@ -157,7 +156,7 @@ class ModelsRoutes:
             body="none",
         )
         result = await self.impl.unregister_model(parsed)
-        return await http.respond(request, result, status=200)
+        return await codec.respond(request, result, status=200)
 
 
 class InferenceRoutes:
@@ -175,7 +174,7 @@ class InferenceRoutes:
         }
 
     async def list_chat_completions(self, request: web.Request) -> web.StreamResponse:
-        parsed = await http.parse_request(
+        parsed = await codec.parse_request(
             request,
             models.ListChatCompletionsRequest,
             path=(),
@@ -189,10 +188,10 @@ class InferenceRoutes:
             body="none",
         )
         result = await self.impl.list_chat_completions(parsed)
-        return await http.respond(request, result, status=200)
+        return await codec.respond(request, result, status=200)
 
     async def openai_chat_completion(self, request: web.Request) -> web.StreamResponse:
-        parsed = await http.parse_request(
+        parsed = await codec.parse_request(
             request,
             models.ChatCompletionRequest,
             path=(),
@@ -201,10 +200,10 @@ class InferenceRoutes:
             body="required",
         )
         result = await self.impl.openai_chat_completion(parsed)
-        return await http.respond(request, result, status=200)
+        return await codec.respond(request, result, status=200)
 
     async def get_chat_completion(self, request: web.Request) -> web.StreamResponse:
-        parsed = await http.parse_request(
+        parsed = await codec.parse_request(
             request,
             models.GetChatCompletionRequest,
             path=("completion_id",),
@@ -213,10 +212,10 @@ class InferenceRoutes:
             body="none",
         )
         result = await self.impl.get_chat_completion(parsed)
-        return await http.respond(request, result, status=200)
+        return await codec.respond(request, result, status=200)
 
     async def rerank(self, request: web.Request) -> web.StreamResponse:
-        parsed = await http.parse_request(
+        parsed = await codec.parse_request(
             request,
             models.RerankRequest,
             path=(),
@@ -225,10 +224,10 @@ class InferenceRoutes:
             body="required",
         )
         result = await self.impl.rerank(parsed)
-        return await http.respond(request, result, status=200)
+        return await codec.respond(request, result, status=200)
 
     async def openai_completion(self, request: web.Request) -> web.StreamResponse:
-        parsed = await http.parse_request(
+        parsed = await codec.parse_request(
             request,
             models.CompletionRequest,
             path=(),
@@ -237,10 +236,10 @@ class InferenceRoutes:
             body="required",
         )
         result = await self.impl.openai_completion(parsed)
-        return await http.respond(request, result, status=200)
+        return await codec.respond(request, result, status=200)
 
     async def openai_embeddings(self, request: web.Request) -> web.StreamResponse:
-        parsed = await http.parse_request(
+        parsed = await codec.parse_request(
             request,
             models.EmbeddingsRequest,
             path=(),
@@ -249,7 +248,7 @@ class InferenceRoutes:
             body="required",
         )
         result = await self.impl.openai_embeddings(parsed)
-        return await http.respond(request, result, status=200)
+        return await codec.respond(request, result, status=200)
 
 
 class FilesRoutes:
@@ -266,7 +265,7 @@ class FilesRoutes:
         }
 
     async def openai_list_files(self, request: web.Request) -> web.StreamResponse:
-        parsed = await http.parse_request(
+        parsed = await codec.parse_request(
             request,
             models.OpenaiListFilesRequest,
             path=(),
@@ -280,10 +279,10 @@ class FilesRoutes:
             body="none",
         )
         result = await self.impl.openai_list_files(parsed)
-        return await http.respond(request, result, status=200)
+        return await codec.respond(request, result, status=200)
 
     async def openai_upload_file(self, request: web.Request) -> web.StreamResponse:
-        async with http.parse_form(
+        async with codec.parse_form(
             request,
             models.UploadFileForm,
             path=(),
@@ -292,10 +291,10 @@ class FilesRoutes:
             uploads=("file",),
         ) as (parsed, uploads):
             result = await self.impl.openai_upload_file(parsed, uploads["file"])
-        return await http.respond(request, result, status=200)
+        return await codec.respond(request, result, status=200)
 
     async def openai_retrieve_file(self, request: web.Request) -> web.StreamResponse:
-        parsed = await http.parse_request(
+        parsed = await codec.parse_request(
             request,
             models.OpenaiRetrieveFileRequest,
             path=("file_id",),
@@ -304,10 +303,10 @@ class FilesRoutes:
             body="none",
         )
         result = await self.impl.openai_retrieve_file(parsed)
-        return await http.respond(request, result, status=200)
+        return await codec.respond(request, result, status=200)
 
     async def openai_delete_file(self, request: web.Request) -> web.StreamResponse:
-        parsed = await http.parse_request(
+        parsed = await codec.parse_request(
             request,
             models.OpenaiDeleteFileRequest,
             path=("file_id",),
@@ -316,10 +315,10 @@ class FilesRoutes:
             body="none",
         )
         result = await self.impl.openai_delete_file(parsed)
-        return await http.respond(request, result, status=200)
+        return await codec.respond(request, result, status=200)
 
     async def openai_retrieve_file_content(self, request: web.Request) -> web.StreamResponse:
-        parsed = await http.parse_request(
+        parsed = await codec.parse_request(
             request,
             models.OpenaiRetrieveFileContentRequest,
             path=("file_id",),
@@ -328,7 +327,7 @@ class FilesRoutes:
             body="none",
         )
         result = await self.impl.openai_retrieve_file_content(parsed)
-        return await http.respond_file(request, result)
+        return await codec.respond_file(request, result)
 
 
 class VectorIORoutes:
@@ -358,7 +357,7 @@ class VectorIORoutes:
         }
 
     async def openai_list_vector_stores(self, request: web.Request) -> web.StreamResponse:
-        parsed = await http.parse_request(
+        parsed = await codec.parse_request(
             request,
             models.OpenaiListVectorStoresRequest,
             path=(),
@@ -371,10 +370,10 @@ class VectorIORoutes:
             body="none",
         )
         result = await self.impl.openai_list_vector_stores(parsed)
-        return await http.respond(request, result, status=200)
+        return await codec.respond(request, result, status=200)
 
     async def openai_create_vector_store(self, request: web.Request) -> web.StreamResponse:
-        parsed = await http.parse_request(
+        parsed = await codec.parse_request(
             request,
             models.CreateVectorStoreRequest,
             path=(),
@@ -383,10 +382,10 @@ class VectorIORoutes:
             body="required",
         )
         result = await self.impl.openai_create_vector_store(parsed)
-        return await http.respond(request, result, status=200)
+        return await codec.respond(request, result, status=200)
 
     async def openai_retrieve_vector_store(self, request: web.Request) -> web.StreamResponse:
-        parsed = await http.parse_request(
+        parsed = await codec.parse_request(
             request,
             models.OpenaiRetrieveVectorStoreRequest,
             path=("vector_store_id",),
@@ -395,10 +394,10 @@ class VectorIORoutes:
             body="none",
         )
         result = await self.impl.openai_retrieve_vector_store(parsed)
-        return await http.respond(request, result, status=200)
+        return await codec.respond(request, result, status=200)
 
     async def openai_update_vector_store(self, request: web.Request) -> web.StreamResponse:
-        parsed = await http.parse_request(
+        parsed = await codec.parse_request(
             request,
             models.OpenaiUpdateVectorStoreRequest,
             path=("vector_store_id",),
@@ -407,10 +406,10 @@ class VectorIORoutes:
             body="required",
         )
         result = await self.impl.openai_update_vector_store(parsed)
-        return await http.respond(request, result, status=200)
+        return await codec.respond(request, result, status=200)
 
     async def openai_delete_vector_store(self, request: web.Request) -> web.StreamResponse:
-        parsed = await http.parse_request(
+        parsed = await codec.parse_request(
             request,
             models.OpenaiDeleteVectorStoreRequest,
             path=("vector_store_id",),
@@ -419,10 +418,10 @@ class VectorIORoutes:
             body="none",
         )
         result = await self.impl.openai_delete_vector_store(parsed)
-        return await http.respond(request, result, status=200)
+        return await codec.respond(request, result, status=200)
 
     async def openai_search_vector_store(self, request: web.Request) -> web.StreamResponse:
-        parsed = await http.parse_request(
+        parsed = await codec.parse_request(
             request,
             models.OpenaiSearchVectorStoreRequest,
             path=("vector_store_id",),
@@ -431,10 +430,10 @@ class VectorIORoutes:
             body="required",
         )
         result = await self.impl.openai_search_vector_store(parsed)
-        return await http.respond(request, result, status=200)
+        return await codec.respond(request, result, status=200)
 
     async def insert_chunks(self, request: web.Request) -> web.StreamResponse:
-        parsed = await http.parse_request(
+        parsed = await codec.parse_request(
             request,
             models.InsertChunksRequest,
             path=(),
@@ -443,10 +442,10 @@ class VectorIORoutes:
             body="required",
         )
         await self.impl.insert_chunks(parsed)
-        return await http.respond(request, None, status=204)
+        return await codec.respond(request, None, status=204)
 
     async def query_chunks(self, request: web.Request) -> web.StreamResponse:
-        parsed = await http.parse_request(
+        parsed = await codec.parse_request(
             request,
             models.QueryChunksRequest,
             path=(),
@@ -455,10 +454,10 @@ class VectorIORoutes:
             body="required",
         )
         result = await self.impl.query_chunks(parsed)
-        return await http.respond(request, result, status=200)
+        return await codec.respond(request, result, status=200)
 
     async def openai_list_files_in_vector_store(self, request: web.Request) -> web.StreamResponse:
-        parsed = await http.parse_request(
+        parsed = await codec.parse_request(
             request,
             models.OpenaiListFilesInVectorStoreRequest,
             path=("vector_store_id",),
@@ -473,10 +472,10 @@ class VectorIORoutes:
             body="none",
         )
         result = await self.impl.openai_list_files_in_vector_store(parsed)
-        return await http.respond(request, result, status=200)
+        return await codec.respond(request, result, status=200)
 
     async def openai_attach_file_to_vector_store(self, request: web.Request) -> web.StreamResponse:
-        parsed = await http.parse_request(
+        parsed = await codec.parse_request(
             request,
             models.OpenaiAttachFileToVectorStoreRequest,
             path=("vector_store_id",),
@@ -485,10 +484,10 @@ class VectorIORoutes:
             body="required",
         )
         result = await self.impl.openai_attach_file_to_vector_store(parsed)
-        return await http.respond(request, result, status=200)
+        return await codec.respond(request, result, status=200)
 
     async def openai_retrieve_vector_store_file(self, request: web.Request) -> web.StreamResponse:
-        parsed = await http.parse_request(
+        parsed = await codec.parse_request(
             request,
             models.OpenaiRetrieveVectorStoreFileRequest,
             path=(
@@ -500,10 +499,10 @@ class VectorIORoutes:
             body="none",
         )
         result = await self.impl.openai_retrieve_vector_store_file(parsed)
-        return await http.respond(request, result, status=200)
+        return await codec.respond(request, result, status=200)
 
     async def openai_update_vector_store_file(self, request: web.Request) -> web.StreamResponse:
-        parsed = await http.parse_request(
+        parsed = await codec.parse_request(
             request,
             models.OpenaiUpdateVectorStoreFileRequest,
             path=(
@@ -515,10 +514,10 @@ class VectorIORoutes:
             body="required",
         )
         result = await self.impl.openai_update_vector_store_file(parsed)
-        return await http.respond(request, result, status=200)
+        return await codec.respond(request, result, status=200)
 
     async def openai_delete_vector_store_file(self, request: web.Request) -> web.StreamResponse:
-        parsed = await http.parse_request(
+        parsed = await codec.parse_request(
             request,
             models.OpenaiDeleteVectorStoreFileRequest,
             path=(
@@ -530,12 +529,12 @@ class VectorIORoutes:
             body="none",
         )
         result = await self.impl.openai_delete_vector_store_file(parsed)
-        return await http.respond(request, result, status=200)
+        return await codec.respond(request, result, status=200)
 
     async def openai_retrieve_vector_store_file_contents(
         self, request: web.Request
     ) -> web.StreamResponse:
-        parsed = await http.parse_request(
+        parsed = await codec.parse_request(
             request,
             models.OpenaiRetrieveVectorStoreFileContentsRequest,
             path=(
@@ -550,12 +549,12 @@ class VectorIORoutes:
             body="none",
         )
         result = await self.impl.openai_retrieve_vector_store_file_contents(parsed)
-        return await http.respond(request, result, status=200)
+        return await codec.respond(request, result, status=200)
 
     async def openai_create_vector_store_file_batch(
         self, request: web.Request
     ) -> web.StreamResponse:
-        parsed = await http.parse_request(
+        parsed = await codec.parse_request(
             request,
             models.OpenaiCreateVectorStoreFileBatchRequest,
             path=("vector_store_id",),
@@ -564,12 +563,12 @@ class VectorIORoutes:
             body="required",
         )
         result = await self.impl.openai_create_vector_store_file_batch(parsed)
-        return await http.respond(request, result, status=200)
+        return await codec.respond(request, result, status=200)
 
     async def openai_retrieve_vector_store_file_batch(
         self, request: web.Request
     ) -> web.StreamResponse:
-        parsed = await http.parse_request(
+        parsed = await codec.parse_request(
             request,
             models.OpenaiRetrieveVectorStoreFileBatchRequest,
             path=(
@@ -581,12 +580,12 @@ class VectorIORoutes:
             body="none",
         )
         result = await self.impl.openai_retrieve_vector_store_file_batch(parsed)
-        return await http.respond(request, result, status=200)
+        return await codec.respond(request, result, status=200)
 
     async def openai_cancel_vector_store_file_batch(
         self, request: web.Request
     ) -> web.StreamResponse:
-        parsed = await http.parse_request(
+        parsed = await codec.parse_request(
             request,
             models.OpenaiCancelVectorStoreFileBatchRequest,
             path=(
@@ -598,12 +597,12 @@ class VectorIORoutes:
             body="none",
         )
         result = await self.impl.openai_cancel_vector_store_file_batch(parsed)
-        return await http.respond(request, result, status=200)
+        return await codec.respond(request, result, status=200)
 
     async def openai_list_files_in_vector_store_file_batch(
         self, request: web.Request
     ) -> web.StreamResponse:
-        parsed = await http.parse_request(
+        parsed = await codec.parse_request(
             request,
             models.OpenaiListFilesInVectorStoreFileBatchRequest,
             path=(
@@ -621,7 +620,7 @@ class VectorIORoutes:
             body="none",
         )
         result = await self.impl.openai_list_files_in_vector_store_file_batch(parsed)
-        return await http.respond(request, result, status=200)
+        return await codec.respond(request, result, status=200)
 
 
 class ShieldsRoutes:
@@ -638,10 +637,10 @@ class ShieldsRoutes:
 
     async def list_shields(self, request: web.Request) -> web.StreamResponse:
         result = await self.impl.list_shields()
-        return await http.respond(request, result, status=200)
+        return await codec.respond(request, result, status=200)
 
     async def register_shield(self, request: web.Request) -> web.StreamResponse:
-        parsed = await http.parse_request(
+        parsed = await codec.parse_request(
             request,
             models.RegisterShieldRequest,
             path=(),
@@ -650,10 +649,10 @@ class ShieldsRoutes:
             body="required",
         )
         result = await self.impl.register_shield(parsed)
-        return await http.respond(request, result, status=200)
+        return await codec.respond(request, result, status=200)
 
     async def get_shield(self, request: web.Request) -> web.StreamResponse:
-        parsed = await http.parse_request(
+        parsed = await codec.parse_request(
             request,
             models.GetShieldRequest,
             path=("identifier",),
@@ -662,10 +661,10 @@ class ShieldsRoutes:
             body="none",
         )
         result = await self.impl.get_shield(parsed)
-        return await http.respond(request, result, status=200)
+        return await codec.respond(request, result, status=200)
 
     async def unregister_shield(self, request: web.Request) -> web.StreamResponse:
-        parsed = await http.parse_request(
+        parsed = await codec.parse_request(
             request,
             models.UnregisterShieldRequest,
             path=("identifier",),
@@ -674,7 +673,7 @@ class ShieldsRoutes:
             body="none",
         )
         await self.impl.unregister_shield(parsed)
-        return await http.respond(request, None, status=204)
+        return await codec.respond(request, None, status=204)
 
 
 class SafetyRoutes:
@@ -688,7 +687,7 @@ class SafetyRoutes:
         }
 
     async def run_shield(self, request: web.Request) -> web.StreamResponse:
-        parsed = await http.parse_request(
+        parsed = await codec.parse_request(
             request,
             models.RunShieldRequest,
             path=(),
@@ -697,10 +696,10 @@ class SafetyRoutes:
             body="required",
         )
         result = await self.impl.run_shield(parsed)
-        return await http.respond(request, result, status=200)
+        return await codec.respond(request, result, status=200)
 
     async def run_moderation(self, request: web.Request) -> web.StreamResponse:
-        parsed = await http.parse_request(
+        parsed = await codec.parse_request(
             request,
             models.ModerationRequest,
             path=(),
@@ -709,7 +708,7 @@ class SafetyRoutes:
             body="required",
         )
         result = await self.impl.run_moderation(parsed)
-        return await http.respond(request, result, status=200)
+        return await codec.respond(request, result, status=200)
 
 
 class AgentsRoutes:
@@ -733,7 +732,7 @@ class AgentsRoutes:
         }
 
     async def list_agents(self, request: web.Request) -> web.StreamResponse:
-        parsed = await http.parse_request(
+        parsed = await codec.parse_request(
             request,
             models.ListAgentsRequest,
             path=(),
@@ -745,10 +744,10 @@ class AgentsRoutes:
             body="none",
         )
         result = await self.impl.list_agents(parsed)
-        return await http.respond(request, result, status=200)
+        return await codec.respond(request, result, status=200)
 
     async def create_agent(self, request: web.Request) -> web.StreamResponse:
-        parsed = await http.parse_request(
+        parsed = await codec.parse_request(
             request,
             models.AgentCreation,
             path=(),
@@ -757,10 +756,10 @@ class AgentsRoutes:
             body="required",
         )
         result = await self.impl.create_agent(parsed)
-        return await http.respond(request, result, status=200)
+        return await codec.respond(request, result, status=200)
 
     async def get_agent(self, request: web.Request) -> web.StreamResponse:
-        parsed = await http.parse_request(
+        parsed = await codec.parse_request(
             request,
             models.GetAgentRequest,
             path=("agent_id",),
@@ -769,10 +768,10 @@ class AgentsRoutes:
             body="none",
         )
         result = await self.impl.get_agent(parsed)
-        return await http.respond(request, result, status=200)
+        return await codec.respond(request, result, status=200)
 
     async def delete_agent(self, request: web.Request) -> web.StreamResponse:
-        parsed = await http.parse_request(
+        parsed = await codec.parse_request(
             request,
             models.DeleteAgentRequest,
             path=("agent_id",),
@@ -781,10 +780,10 @@ class AgentsRoutes:
             body="none",
         )
         await self.impl.delete_agent(parsed)
-        return await http.respond(request, None, status=204)
+        return await codec.respond(request, None, status=204)
 
     async def create_agent_session(self, request: web.Request) -> web.StreamResponse:
-        parsed = await http.parse_request(
+        parsed = await codec.parse_request(
             request,
             models.CreateAgentSessionRequest,
             path=("agent_id",),
@@ -793,10 +792,10 @@ class AgentsRoutes:
             body="required",
         )
         result = await self.impl.create_agent_session(parsed)
-        return await http.respond(request, result, status=200)
+        return await codec.respond(request, result, status=200)
 
     async def list_agent_sessions(self, request: web.Request) -> web.StreamResponse:
-        parsed = await http.parse_request(
+        parsed = await codec.parse_request(
             request,
             models.ListAgentSessionsRequest,
             path=("agent_id",),
@@ -808,10 +807,10 @@ class AgentsRoutes:
             body="none",
         )
         result = await self.impl.list_agent_sessions(parsed)
-        return await http.respond(request, result, status=200)
+        return await codec.respond(request, result, status=200)
 
     async def get_agents_session(self, request: web.Request) -> web.StreamResponse:
-        parsed = await http.parse_request(
+        parsed = await codec.parse_request(
             request,
             models.GetAgentsSessionRequest,
             path=(
@@ -823,10 +822,10 @@ class AgentsRoutes:
             body="none",
         )
         result = await self.impl.get_agents_session(parsed)
-        return await http.respond(request, result, status=200)
+        return await codec.respond(request, result, status=200)
 
     async def delete_agents_session(self, request: web.Request) -> web.StreamResponse:
-        parsed = await http.parse_request(
+        parsed = await codec.parse_request(
             request,
             models.DeleteAgentsSessionRequest,
             path=(
@@ -838,10 +837,10 @@ class AgentsRoutes:
             body="none",
         )
         await self.impl.delete_agents_session(parsed)
-        return await http.respond(request, None, status=204)
+        return await codec.respond(request, None, status=204)
 
     async def create_agent_turn(self, request: web.Request) -> web.StreamResponse:
-        parsed = await http.parse_request(
+        parsed = await codec.parse_request(
             request,
             models.CreateAgentTurnRequest,
             path=(
@@ -853,10 +852,10 @@ class AgentsRoutes:
             body="required",
         )
         result = await self.impl.create_agent_turn(parsed)
-        return await http.respond(request, result, status=200, done=False)
+        return await codec.respond(request, result, status=200, done=False)
 
     async def get_agents_turn(self, request: web.Request) -> web.StreamResponse:
-        parsed = await http.parse_request(
+        parsed = await codec.parse_request(
             request,
             models.GetAgentsTurnRequest,
             path=(
@@ -869,10 +868,10 @@ class AgentsRoutes:
             body="none",
         )
         result = await self.impl.get_agents_turn(parsed)
-        return await http.respond(request, result, status=200)
+        return await codec.respond(request, result, status=200)
 
     async def resume_agent_turn(self, request: web.Request) -> web.StreamResponse:
-        parsed = await http.parse_request(
+        parsed = await codec.parse_request(
             request,
             models.ResumeAgentTurnRequest,
             path=(
@@ -885,10 +884,10 @@ class AgentsRoutes:
             body="required",
         )
         result = await self.impl.resume_agent_turn(parsed)
-        return await http.respond(request, result, status=200, done=False)
+        return await codec.respond(request, result, status=200, done=False)
 
     async def get_agents_step(self, request: web.Request) -> web.StreamResponse:
-        parsed = await http.parse_request(
+        parsed = await codec.parse_request(
             request,
             models.GetAgentsStepRequest,
             path=(
@@ -902,7 +901,7 @@ class AgentsRoutes:
             body="none",
         )
         result = await self.impl.get_agents_step(parsed)
-        return await http.respond(request, result, status=200)
+        return await codec.respond(request, result, status=200)
 
 
 class ToolGroupsRoutes:
@@ -921,10 +920,10 @@ class ToolGroupsRoutes:
 
     async def list_tool_groups(self, request: web.Request) -> web.StreamResponse:
         result = await self.impl.list_tool_groups()
-        return await http.respond(request, result, status=200)
+        return await codec.respond(request, result, status=200)
 
     async def register_tool_group(self, request: web.Request) -> web.StreamResponse:
-        parsed = await http.parse_request(
+        parsed = await codec.parse_request(
             request,
             models.RegisterToolGroupRequest,
             path=(),
@@ -933,10 +932,10 @@ class ToolGroupsRoutes:
             body="required",
         )
         await self.impl.register_tool_group(parsed)
-        return await http.respond(request, None, status=204)
+        return await codec.respond(request, None, status=204)
 
     async def get_tool_group(self, request: web.Request) -> web.StreamResponse:
-        parsed = await http.parse_request(
+        parsed = await codec.parse_request(
             request,
             models.GetToolGroupRequest,
             path=("toolgroup_id",),
@@ -945,10 +944,10 @@ class ToolGroupsRoutes:
             body="none",
         )
         result = await self.impl.get_tool_group(parsed)
-        return await http.respond(request, result, status=200)
+        return await codec.respond(request, result, status=200)
 
     async def unregister_toolgroup(self, request: web.Request) -> web.StreamResponse:
-        parsed = await http.parse_request(
+        parsed = await codec.parse_request(
             request,
             models.UnregisterToolgroupRequest,
             path=("toolgroup_id",),
@@ -957,10 +956,10 @@ class ToolGroupsRoutes:
             body="none",
         )
         await self.impl.unregister_toolgroup(parsed)
-        return await http.respond(request, None, status=204)
+        return await codec.respond(request, None, status=204)
 
     async def list_tools(self, request: web.Request) -> web.StreamResponse:
-        parsed = await http.parse_request(
+        parsed = await codec.parse_request(
             request,
             models.ListToolsRequest,
             path=(),
@@ -969,10 +968,10 @@ class ToolGroupsRoutes:
             body="none",
         )
         result = await self.impl.list_tools(parsed)
-        return await http.respond(request, result, status=200)
+        return await codec.respond(request, result, status=200)
 
     async def get_tool(self, request: web.Request) -> web.StreamResponse:
-        parsed = await http.parse_request(
+        parsed = await codec.parse_request(
             request,
             models.GetToolRequest,
             path=("tool_name",),
@@ -981,7 +980,7 @@ class ToolGroupsRoutes:
             body="none",
         )
         result = await self.impl.get_tool(parsed)
-        return await http.respond(request, result, status=200)
+        return await codec.respond(request, result, status=200)
 
 
 class ToolRuntimeRoutes:
@@ -995,7 +994,7 @@ class ToolRuntimeRoutes:
         }
 
     async def invoke_tool(self, request: web.Request) -> web.StreamResponse:
-        parsed = await http.parse_request(
+        parsed = await codec.parse_request(
             request,
             models.InvokeToolRequest,
             path=(),
@@ -1004,10 +1003,10 @@ class ToolRuntimeRoutes:
             body="required",
         )
         result = await self.impl.invoke_tool(parsed)
-        return await http.respond(request, result, status=200)
+        return await codec.respond(request, result, status=200)
 
     async def list_runtime_tools(self, request: web.Request) -> web.StreamResponse:
-        parsed = await http.parse_request(
+        parsed = await codec.parse_request(
             request,
             models.ListRuntimeToolsRequest,
             path=(),
@@ -1019,7 +1018,7 @@ class ToolRuntimeRoutes:
             body="none",
         )
         result = await self.impl.list_runtime_tools(parsed)
-        return await http.respond(request, result, status=200)
+        return await codec.respond(request, result, status=200)
 
 
 class ResponsesRoutes:
@@ -1037,7 +1036,7 @@ class ResponsesRoutes:
         }
 
     async def list_openai_responses(self, request: web.Request) -> web.StreamResponse:
-        parsed = await http.parse_request(
+        parsed = await codec.parse_request(
             request,
             models.ListOpenaiResponsesRequest,
             path=(),
@@ -1051,10 +1050,10 @@ class ResponsesRoutes:
             body="none",
         )
         result = await self.impl.list_openai_responses(parsed)
-        return await http.respond(request, result, status=200)
+        return await codec.respond(request, result, status=200)
 
     async def create_openai_response(self, request: web.Request) -> web.StreamResponse:
-        parsed = await http.parse_request(
+        parsed = await codec.parse_request(
             request,
             models.CreateResponseRequest,
             path=(),
@@ -1063,10 +1062,10 @@ class ResponsesRoutes:
             body="required",
         )
         result = await self.impl.create_openai_response(parsed)
-        return await http.respond(request, result, status=200)
+        return await codec.respond(request, result, status=200)
 
     async def get_openai_response(self, request: web.Request) -> web.StreamResponse:
-        parsed = await http.parse_request(
+        parsed = await codec.parse_request(
             request,
             models.GetOpenaiResponseRequest,
             path=("response_id",),
@@ -1078,10 +1077,10 @@ class ResponsesRoutes:
             body="none",
         )
         result = await self.impl.get_openai_response(parsed)
-        return await http.respond(request, result, status=200)
+        return await codec.respond(request, result, status=200)
 
     async def delete_openai_response(self, request: web.Request) -> web.StreamResponse:
-        parsed = await http.parse_request(
+        parsed = await codec.parse_request(
             request,
             models.DeleteOpenaiResponseRequest,
             path=("response_id",),
@@ -1090,10 +1089,10 @@ class ResponsesRoutes:
             body="none",
         )
         result = await self.impl.delete_openai_response(parsed)
-        return await http.respond(request, result, status=200)
+        return await codec.respond(request, result, status=200)
 
     async def cancel_openai_response(self, request: web.Request) -> web.StreamResponse:
-        parsed = await http.parse_request(
+        parsed = await codec.parse_request(
             request,
             models.CancelOpenaiResponseRequest,
             path=("response_id",),
@@ -1102,10 +1101,10 @@ class ResponsesRoutes:
             body="none",
         )
         result = await self.impl.cancel_openai_response(parsed)
-        return await http.respond(request, result, status=200)
+        return await codec.respond(request, result, status=200)
 
     async def list_openai_response_input_items(self, request: web.Request) -> web.StreamResponse:
-        parsed = await http.parse_request(
+        parsed = await codec.parse_request(
             request,
             models.ListOpenaiResponseInputItemsRequest,
             path=("response_id",),
@@ -1119,7 +1118,7 @@ class ResponsesRoutes:
             body="none",
         )
         result = await self.impl.list_openai_response_input_items(parsed)
-        return await http.respond(request, result, status=200)
+        return await codec.respond(request, result, status=200)
 
 
 class ConversationsRoutes:
@@ -1139,7 +1138,7 @@ class ConversationsRoutes:
         }
 
     async def create_conversation(self, request: web.Request) -> web.StreamResponse:
-        parsed = await http.parse_request(
+        parsed = await codec.parse_request(
             request,
             models.CreateConversationRequest,
             path=(),
@@ -1148,10 +1147,10 @@ class ConversationsRoutes:
             body="optional",
         )
         result = await self.impl.create_conversation(parsed)
-        return await http.respond(request, result, status=200)
+        return await codec.respond(request, result, status=200)
 
     async def get_conversation(self, request: web.Request) -> web.StreamResponse:
-        parsed = await http.parse_request(
+        parsed = await codec.parse_request(
             request,
             models.GetConversationRequest,
             path=("conversation_id",),
@@ -1160,10 +1159,10 @@ class ConversationsRoutes:
             body="none",
         )
         result = await self.impl.get_conversation(parsed)
-        return await http.respond(request, result, status=200)
+        return await codec.respond(request, result, status=200)
 
     async def update_conversation(self, request: web.Request) -> web.StreamResponse:
-        parsed = await http.parse_request(
+        parsed = await codec.parse_request(
             request,
             models.UpdateConversationRequest,
             path=("conversation_id",),
@@ -1172,10 +1171,10 @@ class ConversationsRoutes:
             body="required",
         )
         result = await self.impl.update_conversation(parsed)
-        return await http.respond(request, result, status=200)
+        return await codec.respond(request, result, status=200)
 
     async def delete_conversation(self, request: web.Request) -> web.StreamResponse:
-        parsed = await http.parse_request(
+        parsed = await codec.parse_request(
             request,
             models.DeleteConversationRequest,
             path=("conversation_id",),
@@ -1184,10 +1183,10 @@ class ConversationsRoutes:
             body="none",
         )
         result = await self.impl.delete_conversation(parsed)
-        return await http.respond(request, result, status=200)
+        return await codec.respond(request, result, status=200)
 
     async def list_conversation_items(self, request: web.Request) -> web.StreamResponse:
-        parsed = await http.parse_request(
+        parsed = await codec.parse_request(
             request,
             models.ListConversationItemsRequest,
             path=("conversation_id",),
@@ -1200,10 +1199,10 @@ class ConversationsRoutes:
             body="none",
         )
         result = await self.impl.list_conversation_items(parsed)
-        return await http.respond(request, result, status=200)
+        return await codec.respond(request, result, status=200)
 
     async def add_conversation_items(self, request: web.Request) -> web.StreamResponse:
-        parsed = await http.parse_request(
+        parsed = await codec.parse_request(
             request,
             models.AddConversationItemsRequest,
             path=("conversation_id",),
@@ -1212,10 +1211,10 @@ class ConversationsRoutes:
             body="required",
         )
         result = await self.impl.add_conversation_items(parsed)
-        return await http.respond(request, result, status=200)
+        return await codec.respond(request, result, status=200)
 
     async def get_conversation_item(self, request: web.Request) -> web.StreamResponse:
-        parsed = await http.parse_request(
+        parsed = await codec.parse_request(
             request,
             models.GetConversationItemRequest,
             path=(
@@ -1227,10 +1226,10 @@ class ConversationsRoutes:
             body="none",
         )
         result = await self.impl.get_conversation_item(parsed)
-        return await http.respond(request, result, status=200)
+        return await codec.respond(request, result, status=200)
 
     async def delete_conversation_item(self, request: web.Request) -> web.StreamResponse:
-        parsed = await http.parse_request(
+        parsed = await codec.parse_request(
             request,
             models.DeleteConversationItemRequest,
             path=(
@@ -1242,41 +1241,23 @@ class ConversationsRoutes:
             body="none",
         )
         result = await self.impl.delete_conversation_item(parsed)
-        return await http.respond(request, result, status=200)
-
-
-def served_tags(apis: Apis) -> frozenset[str]:
-    """The tags of the APIs that have an implementation."""
-    return frozenset(tag for name, tag in API_TAGS.items() if getattr(apis, name) is not None)
+        return await codec.respond(request, result, status=200)
 
 
 def handlers(apis: Apis) -> dict[str, Handler]:
-    """The handler of every operation of every API that has an implementation, by operation id."""
+    """The handler of every operation of the spec, by operation id."""
     found: dict[str, Handler] = {}
-    if apis.inspect is not None:
-        found.update(InspectRoutes(apis.inspect).handlers())
-    if apis.providers is not None:
-        found.update(ProvidersRoutes(apis.providers).handlers())
-    if apis.models is not None:
-        found.update(ModelsRoutes(apis.models).handlers())
-    if apis.inference is not None:
-        found.update(InferenceRoutes(apis.inference).handlers())
-    if apis.files is not None:
-        found.update(FilesRoutes(apis.files).handlers())
-    if apis.vector_io is not None:
-        found.update(VectorIORoutes(apis.vector_io).handlers())
-    if apis.shields is not None:
-        found.update(ShieldsRoutes(apis.shields).handlers())
-    if apis.safety is not None:
-        found.update(SafetyRoutes(apis.safety).handlers())
-    if apis.agents is not None:
-        found.update(AgentsRoutes(apis.agents).handlers())
-    if apis.tool_groups is not None:
-        found.update(ToolGroupsRoutes(apis.tool_groups).handlers())
-    if apis.tool_runtime is not None:
-        found.update(ToolRuntimeRoutes(apis.tool_runtime).handlers())
-    if apis.responses is not None:
-        found.update(ResponsesRoutes(apis.responses).handlers())
-    if apis.conversations is not None:
-        found.update(ConversationsRoutes(apis.conversations).handlers())
+    found.update(InspectRoutes(apis.inspect).handlers())
+    found.update(ProvidersRoutes(apis.providers).handlers())
+    found.update(ModelsRoutes(apis.models).handlers())
+    found.update(InferenceRoutes(apis.inference).handlers())
+    found.update(FilesRoutes(apis.files).handlers())
+    found.update(VectorIORoutes(apis.vector_io).handlers())
+    found.update(ShieldsRoutes(apis.shields).handlers())
+    found.update(SafetyRoutes(apis.safety).handlers())
+    found.update(AgentsRoutes(apis.agents).handlers())
+    found.update(ToolGroupsRoutes(apis.tool_groups).handlers())
+    found.update(ToolRuntimeRoutes(apis.tool_runtime).handlers())
+    found.update(ResponsesRoutes(apis.responses).handlers())
+    found.update(ConversationsRoutes(apis.conversations).handlers())
     return found

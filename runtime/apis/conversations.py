@@ -5,12 +5,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from pocketstack._generated import models
+from pocketstack._generated import models, protocols
+from pocketstack.apis.responses.items import chat_messages, new_id, stored_items
+from pocketstack.core.stack import Stack
 from pocketstack.errors import ResourceNotFoundError
-from pocketstack.fields import given, plain
-from pocketstack.response_items import chat_messages, new_id, stored_items
-from pocketstack.stack import Stack
 from pocketstack.storage.conversations import ConversationStore, StoredConversation
+from pocketstack.wire.fields import given, plain
 
 
 def _conversation(stored: StoredConversation) -> models.Conversation:
@@ -24,7 +24,7 @@ def _item_list(items: list[dict[str, Any]], has_more: bool = False) -> models.Co
     )
 
 
-class ConversationsApi:
+class ConversationsApi(protocols.Conversations):
     def __init__(self, stack: Stack) -> None:
         self.stack = stack
 

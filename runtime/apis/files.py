@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from typing import cast
 
-from pocketstack._generated import models
+from pocketstack._generated import models, protocols
+from pocketstack.core.stack import Stack
 from pocketstack.errors import ServiceUnavailableError
-from pocketstack.fields import given
 from pocketstack.providers.base import FilesProvider
-from pocketstack.stack import Stack
-from pocketstack.uploads import FileBody, Upload
+from pocketstack.web.uploads import FileBody, Upload
+from pocketstack.wire.fields import given
 
 
-class FilesApi:
+class FilesApi(protocols.Files):
     def __init__(self, stack: Stack) -> None:
         self.stack = stack
 

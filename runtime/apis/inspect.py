@@ -5,15 +5,15 @@ from __future__ import annotations
 from pydantic import MISSING
 
 from pocketstack import LLAMA_STACK_VERSION, __version__
-from pocketstack._generated import models
+from pocketstack._generated import models, protocols
 from pocketstack._generated.operations import OPERATIONS, OperationInfo
-from pocketstack.stack import Stack
+from pocketstack.core.stack import Stack
 
 # The provider API behind each tag whose routes a provider serves; the others are the server's own.
 TAG_PROVIDER_API = {"Models": "inference", "Inference": "inference"}
 
 
-class InspectApi:
+class InspectApi(protocols.Inspect):
     def __init__(self, stack: Stack, served_tags: frozenset[str]) -> None:
         self.stack = stack
         self.served_tags = served_tags

@@ -7,17 +7,17 @@ import logging
 import time
 from typing import cast
 
-from pocketstack._generated import models
-from pocketstack.config import ConfigError, ModelInput, ModelTarget
+from pocketstack._generated import models, protocols
+from pocketstack.config import ModelInput, ModelTarget
+from pocketstack.core.registry import Resource, Source
+from pocketstack.core.resources import MODEL
+from pocketstack.core.stack import ProviderInstance, Stack
 from pocketstack.errors import BadRequestError, PocketStackError, ResourceNotFoundError
-from pocketstack.fields import given
 from pocketstack.providers.base import ModelProvider
-from pocketstack.registry import Resource, Source
-from pocketstack.stack import ProviderInstance, Stack
+from pocketstack.wire.fields import given
 
 log = logging.getLogger(__name__)
 
-MODEL = "model"
 LISTING_TIMEOUT_S = 5.0
 OWNED_BY = "llama_stack"
 
@@ -34,9 +34,10 @@ def model_response(resource: Resource) -> models.Model:
     )
 
 
-class ModelsApi:
+class ModelsApi(protocols.Models):
     def __init__(self, stack: Stack) -> None:
         self.stack = stack
+        self.table = stack.table(MODEL)
 
     def _provider(self, provider_id: str | None) -> ProviderInstance:
         candidates = self.stack.providers_of("inference")
@@ -77,22 +78,20 @@ class ModelsApi:
             "identifier": identifier,
             "provider_id": provider_id,
             "provider_resource_id": provider_model_id,
-            "type": MODEL,
+            "type": MODEL.type,
             "model_type": model_type,
             # The provider's facts win over the caller's claims.
             "metadata": {**model.metadata, **check.metadata, **({"fallbacks": fallbacks} if fallbacks else {})},
         }
-        return Resource(MODEL, identifier, provider_id, provider_model_id, source, int(time.time()), body)
+        return Resource(MODEL.type, identifier, provider_id, provider_model_id, source, int(time.time()), body)
 
     async def sync_from_config(self) -> None:
         """Register `registered_resources.models`; a model the provider refuses stops start-up."""
-        resources = []
-        for index, model in enumerate(self.stack.config.registered_resources.models):
-            try:
-                resources.append(await self._build(model, "config"))
-            except PocketStackError as exc:
-                raise ConfigError(f"registered_resources.models[{index}] ({model.model_id}): {exc.message}") from exc
-        await self.stack.registry.sync_source(MODEL, "config", resources)
+        await self.table.sync_config(
+            self.stack.config.registered_resources.models,
+            lambda model: self._build(model, "config"),
+            name=lambda model: model.model_id,
+        )
 
     async def sync_from_providers(self) -> None:
         """Register what each inference provider serves on its own (its model listing)."""
@@ -105,7 +104,7 @@ class ModelsApi:
                 continue
             resources = [
                 Resource(
-                    MODEL,
+                    MODEL.type,
                     f"{provider_id}/{m.provider_model_id}",
                     provider_id,
                     m.provider_model_id,
@@ -115,21 +114,21 @@ class ModelsApi:
                         "identifier": f"{provider_id}/{m.provider_model_id}",
                         "provider_id": provider_id,
                         "provider_resource_id": m.provider_model_id,
-                        "type": MODEL,
+                        "type": MODEL.type,
                         "model_type": m.model_type,
                         "metadata": m.metadata,
                     },
                 )
                 for m in listed
             ]
-            await self.stack.registry.sync_source(MODEL, "provider", resources, provider_id=provider_id)
+            await self.table.sync_provider(provider_id, resources)
 
     async def lookup(self, model_id: str) -> Resource:
         """By identifier; else by the provider's id when exactly one model has it."""
-        found = await self.stack.registry.get(MODEL, model_id)
+        found = await self.table.find(model_id)
         if found is not None:
             return found
-        matches = await self.stack.registry.find_by_provider_resource_id(MODEL, model_id)
+        matches = await self.table.by_provider_resource_id(model_id)
         if len(matches) == 1:
             return matches[0]
         if len(matches) > 1:
@@ -148,34 +147,19 @@ class ModelsApi:
             fallbacks=[ModelTarget.model_validate(t.model_dump()) for t in given(request.fallbacks, [])],
         )
         resource = await self._build(model, "api")
-        added = await self.stack.registry.add(
-            MODEL, resource.identifier, resource.provider_id, resource.provider_resource_id, resource.body
-        )
-        return model_response(added)
+        return model_response(await self.table.add(resource))
 
     async def get_model(self, request: models.GetModelRequest) -> models.Model:
         return model_response(await self.lookup(request.model_id))
 
     async def unregister_model(self, request: models.UnregisterModelRequest) -> models.DeleteModelResponse:
         resource = await self.lookup(request.model_id)
-        if resource.source == "provider":
-            raise BadRequestError(
-                f"Model '{resource.identifier}' is served by its provider on its own (a file in its model "
-                "store, or built in); remove it there.",
-                code="model_from_provider",
-            )
-        if resource.source == "config":
-            raise BadRequestError(
-                f"Model '{resource.identifier}' comes from the run config's registered_resources; "
-                "remove it there (it would be registered again at the next start).",
-                code="model_from_config",
-            )
-        await self.stack.registry.remove(MODEL, resource.identifier)
+        await self.table.remove(resource)
         return models.DeleteModelResponse(id=resource.identifier, deleted=True)
 
     async def openai_list_models(self) -> models.OpenAIListModelsResponse:
         data = []
-        for resource in await self.stack.registry.all(MODEL):
+        for resource in await self.table.all():
             model = model_response(resource)
             data.append(
                 models.OpenAIModel(

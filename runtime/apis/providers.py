@@ -6,10 +6,10 @@ import asyncio
 import re
 from typing import Any
 
-from pocketstack._generated import models
+from pocketstack._generated import models, protocols
+from pocketstack.core.stack import ProviderInstance, Stack
 from pocketstack.errors import ResourceNotFoundError
 from pocketstack.providers.base import Health
-from pocketstack.stack import ProviderInstance, Stack
 
 HEALTH_TIMEOUT_S = 5.0
 REDACTED = "********"
@@ -33,7 +33,7 @@ async def probe(instance: ProviderInstance) -> Health:
         return Health("Error", f"health check failed: {exc}")
 
 
-class ProvidersApi:
+class ProvidersApi(protocols.Providers):
     def __init__(self, stack: Stack) -> None:
         self.stack = stack
 

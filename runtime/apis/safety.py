@@ -10,13 +10,13 @@ from __future__ import annotations
 import uuid
 from typing import Any, cast
 
-from pocketstack._generated import models
+from pocketstack._generated import models, protocols
 from pocketstack.apis.shields import ShieldsApi
+from pocketstack.core.registry import Resource
+from pocketstack.core.stack import Stack
 from pocketstack.errors import BadRequestError, ResourceNotFoundError
-from pocketstack.fields import given, plain
 from pocketstack.providers.base import SafetyProvider, ServedShield, ShieldMessage, Verdict
-from pocketstack.registry import Resource
-from pocketstack.stack import Stack
+from pocketstack.wire.fields import given, plain
 
 
 def message_text(content: Any) -> str:
@@ -48,7 +48,7 @@ def _result(verdict: Verdict) -> models.ModerationResult:
     )
 
 
-class SafetyApi:
+class SafetyApi(protocols.Safety):
     def __init__(self, stack: Stack, shields: ShieldsApi) -> None:
         self.stack = stack
         self.shields = shields
@@ -95,10 +95,10 @@ class SafetyApi:
                     "Name a shield in `model`, or set safety.default_shield_id in the run config.", param="model"
                 )
             return await self.shields.lookup(default)
-        found = await self.stack.registry.get("shield", model)
+        found = await self.shields.table.find(model)
         if found is not None:
             return found
-        matches = await self.stack.registry.find_by_provider_resource_id("shield", model)
+        matches = await self.shields.table.by_provider_resource_id(model)
         if not matches:
             raise ResourceNotFoundError("shield", model)
         return matches[0]

@@ -10,16 +10,16 @@ from __future__ import annotations
 import logging
 from typing import Any, cast
 
-from pocketstack._generated import models
-from pocketstack.config import ConfigError, ShieldInput
-from pocketstack.errors import BadRequestError, PocketStackError, ResourceNotFoundError, ServiceUnavailableError
-from pocketstack.fields import given
+from pocketstack._generated import models, protocols
+from pocketstack.config import ShieldInput
+from pocketstack.core.registry import Resource, Source
+from pocketstack.core.resources import SHIELD, skipped_provider
+from pocketstack.core.stack import Stack
+from pocketstack.errors import BadRequestError, ServiceUnavailableError
 from pocketstack.providers.base import SafetyProvider
-from pocketstack.registry import Resource, Source
-from pocketstack.stack import Stack
+from pocketstack.wire.fields import given
 
 log = logging.getLogger(__name__)
-SHIELD = "shield"
 
 
 def shield_response(resource: Resource) -> models.Shield:
@@ -31,9 +31,10 @@ def shield_response(resource: Resource) -> models.Shield:
     )
 
 
-class ShieldsApi:
+class ShieldsApi(protocols.Shields):
     def __init__(self, stack: Stack) -> None:
         self.stack = stack
+        self.table = stack.table(SHIELD)
 
     def provider(self, provider_id: str | None) -> tuple[str, SafetyProvider]:
         instances = self.stack.providers_of("safety")
@@ -57,31 +58,22 @@ class ShieldsApi:
         provider_id, provider = self.provider(shield.provider_id)
         provider_resource_id = shield.provider_shield_id or shield.shield_id
         params = await provider.check_shield(provider_resource_id, shield.params)
-        return Resource(SHIELD, shield.shield_id, provider_id, provider_resource_id, source, 0, {"params": params})
+        return Resource(SHIELD.type, shield.shield_id, provider_id, provider_resource_id, source, 0, {"params": params})
 
     async def sync_from_config(self) -> None:
         """Register `registered_resources.shields`; one a provider refuses stops start-up."""
-        resources = []
-        for index, shield in enumerate(self.stack.config.registered_resources.shields):
-            if shield.provider_id in self.stack.skipped:
-                log.info(
-                    "shield %s left out with its provider: %s", shield.shield_id, self.stack.skipped[shield.provider_id]
-                )
-                continue
-            try:
-                resources.append(await self._build(shield, "config"))
-            except PocketStackError as exc:
-                raise ConfigError(f"registered_resources.shields[{index}] ({shield.shield_id}): {exc.message}") from exc
-        await self.stack.registry.sync_source(SHIELD, "config", resources)
+        await self.table.sync_config(
+            self.stack.config.registered_resources.shields,
+            lambda shield: self._build(shield, "config"),
+            name=lambda shield: shield.shield_id,
+            left_out=lambda shield: skipped_provider(self.stack.skipped, shield.provider_id),
+        )
 
     async def lookup(self, identifier: str) -> Resource:
-        resource = await self.stack.registry.get(SHIELD, identifier)
-        if resource is None:
-            raise ResourceNotFoundError("shield", identifier)
-        return resource
+        return await self.table.get(identifier)
 
     async def list_shields(self) -> models.ListShieldsResponse:
-        return models.ListShieldsResponse(data=[shield_response(r) for r in await self.stack.registry.all(SHIELD)])
+        return models.ListShieldsResponse(data=[shield_response(r) for r in await self.table.all()])
 
     async def register_shield(self, request: models.RegisterShieldRequest) -> models.Shield:
         params: dict[str, Any] = given(request.params, {})
@@ -92,20 +84,10 @@ class ShieldsApi:
             params=params,
         )
         resource = await self._build(shield, "api")
-        added = await self.stack.registry.add(
-            SHIELD, resource.identifier, resource.provider_id, resource.provider_resource_id, resource.body
-        )
-        return shield_response(added)
+        return shield_response(await self.table.add(resource))
 
     async def get_shield(self, request: models.GetShieldRequest) -> models.Shield:
         return shield_response(await self.lookup(request.identifier))
 
     async def unregister_shield(self, request: models.UnregisterShieldRequest) -> None:
-        resource = await self.lookup(request.identifier)
-        if resource.source == "config":
-            raise BadRequestError(
-                f"Shield '{resource.identifier}' comes from the run config's registered_resources; "
-                "remove it there (it would be registered again at the next start).",
-                code="shield_from_config",
-            )
-        await self.stack.registry.remove(SHIELD, resource.identifier)
+        await self.table.remove(await self.lookup(request.identifier))

@@ -12,16 +12,16 @@ from __future__ import annotations
 import logging
 from typing import Any, cast
 
-from pocketstack._generated import models
-from pocketstack.config import ConfigError, ToolGroupInput
+from pocketstack._generated import models, protocols
+from pocketstack.config import ToolGroupInput
+from pocketstack.core.registry import Resource, Source
+from pocketstack.core.resources import TOOL_GROUP, skipped_provider
+from pocketstack.core.stack import ProviderInstance, Stack
 from pocketstack.errors import BadRequestError, PocketStackError, ResourceNotFoundError, ServiceUnavailableError
-from pocketstack.fields import given
 from pocketstack.providers.tool_runtime import ToolGroupSpec, ToolResult, ToolRuntimeProvider
-from pocketstack.registry import Resource, Source
-from pocketstack.stack import ProviderInstance, Stack
+from pocketstack.wire.fields import given
 
 log = logging.getLogger(__name__)
-TOOL_GROUP = "tool_group"
 MCP_PROVIDER = "remote::model-context-protocol"
 
 
@@ -51,9 +51,10 @@ def _parameters(tool: dict[str, Any]) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
-class ToolsApi:
+class ToolsApi(protocols.ToolGroups, protocols.ToolRuntime):
     def __init__(self, stack: Stack) -> None:
         self.stack = stack
+        self.table = stack.table(TOOL_GROUP)
 
     def provider(self, provider_id: str) -> ToolRuntimeProvider:
         return cast(ToolRuntimeProvider, self._instance(provider_id).impl)
@@ -84,27 +85,21 @@ class ToolsApi:
         if instance.config.provider_type == MCP_PROVIDER and not endpoint:
             raise BadRequestError("An MCP tool group needs mcp_endpoint {uri}.", param="mcp_endpoint")
         body: dict[str, Any] = {"mcp_endpoint": endpoint, "args": group.args}
-        return Resource(TOOL_GROUP, group.toolgroup_id, group.provider_id, group.toolgroup_id, source, 0, body)
+        return Resource(TOOL_GROUP.type, group.toolgroup_id, group.provider_id, group.toolgroup_id, source, 0, body)
 
     async def sync_from_config(self) -> None:
-        resources = []
-        for index, group in enumerate(self.stack.config.registered_resources.tool_groups):
-            if group.provider_id in self.stack.skipped:
-                log.info("tool group %s left out with its provider", group.toolgroup_id)
-                continue
-            try:
-                resources.append(self._build(group, "config"))
-            except PocketStackError as exc:
-                raise ConfigError(
-                    f"registered_resources.tool_groups[{index}] ({group.toolgroup_id}): {exc.message}"
-                ) from exc
-        await self.stack.registry.sync_source(TOOL_GROUP, "config", resources)
+        async def build(group: ToolGroupInput) -> Resource:
+            return self._build(group, "config")
+
+        await self.table.sync_config(
+            self.stack.config.registered_resources.tool_groups,
+            build,
+            name=lambda group: group.toolgroup_id,
+            left_out=lambda group: skipped_provider(self.stack.skipped, group.provider_id),
+        )
 
     async def lookup(self, toolgroup_id: str) -> Resource:
-        resource = await self.stack.registry.get(TOOL_GROUP, toolgroup_id)
-        if resource is None:
-            raise ResourceNotFoundError("tool group", toolgroup_id)
-        return resource
+        return await self.table.get(toolgroup_id)
 
     async def tools_of(self, resource: Resource, authorization: str | None = None) -> list[models.ToolDef]:
         listed = await self.provider(resource.provider_id).list_tools(_spec(resource), authorization)
@@ -115,7 +110,7 @@ class ToolsApi:
         ]  # fmt: skip
 
     async def find_tool(self, tool_name: str) -> tuple[Resource, models.ToolDef]:
-        for resource in await self.stack.registry.all(TOOL_GROUP):
+        for resource in await self.table.all():
             try:
                 tools = await self.tools_of(resource)
             except PocketStackError as exc:  # one unreachable server does not hide the other groups' tools
@@ -134,7 +129,7 @@ class ToolsApi:
     # -- ToolGroups --------------------------------------------------------------------------
 
     async def list_tool_groups(self) -> models.ListToolGroupsResponse:
-        return models.ListToolGroupsResponse(data=[_group(r) for r in await self.stack.registry.all(TOOL_GROUP)])
+        return models.ListToolGroupsResponse(data=[_group(r) for r in await self.table.all()])
 
     async def register_tool_group(self, request: models.RegisterToolGroupRequest) -> None:
         endpoint = given(request.mcp_endpoint)
@@ -145,29 +140,20 @@ class ToolsApi:
             args=given(request.args),
         )
         resource = self._build(group, "api")
-        await self.stack.registry.add(
-            TOOL_GROUP, resource.identifier, resource.provider_id, resource.provider_resource_id, resource.body
-        )
+        await self.table.add(resource)
 
     async def get_tool_group(self, request: models.GetToolGroupRequest) -> models.ToolGroup:
         return _group(await self.lookup(request.toolgroup_id))
 
     async def unregister_toolgroup(self, request: models.UnregisterToolgroupRequest) -> None:
-        resource = await self.lookup(request.toolgroup_id)
-        if resource.source == "config":
-            raise BadRequestError(
-                f"Tool group '{resource.identifier}' comes from the run config's registered_resources; remove it "
-                "there (it would be registered again at the next start).",
-                code="tool_group_from_config",
-            )
-        await self.stack.registry.remove(TOOL_GROUP, resource.identifier)
+        await self.table.remove(await self.lookup(request.toolgroup_id))
 
     async def list_tools(self, request: models.ListToolsRequest) -> models.ListToolDefsResponse:
         wanted = given(request.toolgroup_id)
         if wanted is not None:
             return models.ListToolDefsResponse(data=await self.tools_of(await self.lookup(wanted)))
         data: list[models.ToolDef] = []
-        for resource in await self.stack.registry.all(TOOL_GROUP):
+        for resource in await self.table.all():
             data += await self.tools_of(resource)
         return models.ListToolDefsResponse(data=data)
 
@@ -192,7 +178,7 @@ class ToolsApi:
                     f"mcp_endpoint needs a {MCP_PROVIDER} provider in this distribution.", param="mcp_endpoint"
                 )
             provider_id, _ = found
-            ad_hoc = Resource(TOOL_GROUP, endpoint, provider_id, endpoint, "api", 0, {"mcp_endpoint": endpoint})
+            ad_hoc = Resource(TOOL_GROUP.type, endpoint, provider_id, endpoint, "api", 0, {"mcp_endpoint": endpoint})
             return models.ListToolDefsResponse(data=await self.tools_of(ad_hoc))
         wanted = given(request.tool_group_id)
         return await self.list_tools(models.ListToolsRequest.model_validate({"toolgroup_id": wanted} if wanted else {}))

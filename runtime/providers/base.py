@@ -11,10 +11,9 @@ from pydantic import BaseModel
 
 if TYPE_CHECKING:  # the generated models load with the APIs, after the server listens
     from pocketstack._generated import models
-    from pocketstack.apis.inference import InferenceApi
-    from pocketstack.apis.vector_io import VectorIOApi
+    from pocketstack._generated.protocols import Inference, Models, VectorIO
     from pocketstack.storage import Database
-    from pocketstack.uploads import FileBody, Upload
+    from pocketstack.web.uploads import FileBody, Upload
 
 HealthStatus = Literal["OK", "Error", "Not Implemented"]
 
@@ -31,33 +30,42 @@ class Health:
 class Routers:
     """The APIs a provider may call in turn (llama-guard runs a chat model through inference).
 
-    Filled in as the stack assembles them, after every provider has started: a provider uses
-    them while serving requests, never in `initialize`.
+    Typed by the generated Protocols, so a provider depends on the wire contract, never on an API
+    module. Filled in as the stack assembles the APIs, after every provider has started: a
+    provider uses them while serving requests, never in `initialize`.
     """
 
     def __init__(self) -> None:
-        self._inference: InferenceApi | None = None
-        self._vector_io: VectorIOApi | None = None
+        self._apis: dict[str, Any] = {}
+
+    def _get(self, name: str) -> Any:
+        if name not in self._apis:
+            raise RuntimeError(f"the {name} API is not assembled yet")
+        return self._apis[name]
 
     @property
-    def inference(self) -> InferenceApi:
-        if self._inference is None:
-            raise RuntimeError("the inference API is not assembled yet")
-        return self._inference
+    def inference(self) -> Inference:
+        return self._get("inference")  # type: ignore[no-any-return]
 
     @inference.setter
-    def inference(self, api: InferenceApi) -> None:
-        self._inference = api
+    def inference(self, api: Inference) -> None:
+        self._apis["inference"] = api
 
     @property
-    def vector_io(self) -> VectorIOApi:
-        if self._vector_io is None:
-            raise RuntimeError("the vector_io API is not assembled yet")
-        return self._vector_io
+    def models(self) -> Models:
+        return self._get("models")  # type: ignore[no-any-return]
+
+    @models.setter
+    def models(self, api: Models) -> None:
+        self._apis["models"] = api
+
+    @property
+    def vector_io(self) -> VectorIO:
+        return self._get("vector_io")  # type: ignore[no-any-return]
 
     @vector_io.setter
-    def vector_io(self, api: VectorIOApi) -> None:
-        self._vector_io = api
+    def vector_io(self, api: VectorIO) -> None:
+        self._apis["vector_io"] = api
 
 
 @dataclass(frozen=True)

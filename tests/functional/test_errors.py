@@ -98,7 +98,7 @@ async def test_unexpected_exception_is_500_generic_and_logged(
         raise RuntimeError("secret detail /etc/passwd")
 
     monkeypatch.setattr(InspectApi, "version", broken)
-    with caplog.at_level(logging.ERROR, logger="pocketstack.middlewares"):
+    with caplog.at_level(logging.ERROR, logger="pocketstack.web.middlewares"):
         response = await client.get("/v1/version")
     assert response.status == 500
     detail = assert_error_shape(await response.json())

@@ -178,7 +178,7 @@ async def test_without_the_grammar_the_default_model_does_not_answer_as_llama_gu
 
 def test_an_unknown_excluded_category_in_the_provider_config_is_a_config_error() -> None:
     from pocketstack.config import ConfigError
-    from pocketstack.stack import plan_providers
+    from pocketstack.core.stack import plan_providers
 
     guard = {"provider_id": "llama-guard", "provider_type": "inline::llama-guard",
              "config": {"excluded_categories": ["S1", "S99"]}}  # fmt: skip

@@ -104,7 +104,7 @@ async def test_an_optional_provider_without_its_extra_is_left_out_with_its_shiel
 
 async def test_a_required_provider_without_its_extra_stops_start_up(monkeypatch: pytest.MonkeyPatch) -> None:
     from pocketstack.config import ConfigError
-    from pocketstack.stack import plan_providers
+    from pocketstack.core.stack import plan_providers
 
     spec = PROVIDERS["inline::code-scanner"]
     monkeypatch.setitem(PROVIDERS, spec.provider_type, dataclasses.replace(spec, requires=("no_such_module_here",)))

@@ -12,7 +12,7 @@ import pytest
 from pocketstack._generated import models
 from pocketstack.apis.inspect import InspectApi
 from pocketstack.cli import serve
-from pocketstack.stack import Stack
+from pocketstack.core.stack import Stack
 from tests.conftest import edge_with
 from tests.process.server import free_port
 

@@ -21,7 +21,7 @@ from tests.functional.test_errors import assert_error_shape
 HEAVY_MODULES = (
     "pocketstack._generated.models",
     "pocketstack._generated.routes",
-    "pocketstack.apis.inference",
+    "pocketstack.apis.inference.api",
     "pocketstack.providers.inline.llama_cpp.provider",
     "pocketstack.providers.remote.openai_compat",
     "llama_cpp",

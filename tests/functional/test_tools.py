@@ -21,7 +21,7 @@ from aiohttp.test_utils import TestClient
 from pocketstack._generated import models
 from pocketstack.apis.tools import ToolsApi
 from pocketstack.app import STACK, create_app
-from pocketstack.request_context import provider_data
+from pocketstack.web.context import provider_data
 from tests.conftest import edge_providers_with, edge_with
 from tests.functional.test_errors import assert_error_shape
 from tests.functional.test_mcp import mcp_url

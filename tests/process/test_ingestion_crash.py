@@ -10,7 +10,7 @@ import apsw
 import openai
 import pytest
 
-from pocketstack import ingest
+from pocketstack.apis.vector_io import ingest
 from tests.process.server import start
 
 pytestmark = [pytest.mark.process, pytest.mark.slow]

@@ -13,10 +13,10 @@ from aiohttp import web
 from codegen.header import header
 from codegen.server import emit_operations, emit_protocols, emit_routes
 from codegen.spec import load_spec
-from pocketstack import http
 from pocketstack._generated import models
 from pocketstack.errors import UpstreamError
-from pocketstack.middlewares import error_middleware
+from pocketstack.web import codec
+from pocketstack.web.middlewares import error_middleware
 from tests.conftest import REPO
 
 
@@ -29,7 +29,7 @@ async def _chunks(fail: Exception | None) -> AsyncIterator[models.HealthInfo]:
 
 def _app(fail: Exception | None) -> web.Application:
     async def handler(request: web.Request) -> web.StreamResponse:
-        return await http.respond(request, _chunks(fail), status=200)
+        return await codec.respond(request, _chunks(fail), status=200)
 
     app = web.Application(middlewares=[error_middleware])
     app.router.add_get("/stream", handler)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pocketstack import ingest
+from pocketstack.apis.vector_io import ingest
 
 
 def _tokens(word: str) -> int:

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
+from pocketstack.core.registry import Registry, Resource
 from pocketstack.errors import ConflictError, StartupError
-from pocketstack.registry import Registry, Resource
 from pocketstack.storage import open_database
 
 

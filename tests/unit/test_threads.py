@@ -9,7 +9,7 @@ import pytest
 
 def test_openblas_threads_do_not_spin_between_calls(monkeypatch: pytest.MonkeyPatch) -> None:
     # Spinning BLAS threads slowed the next query's embedding on llama.cpp's threads (31 ms -> 15 ms per query)
-    from pocketstack.threads import quiet_blas
+    from pocketstack.providers.threads import quiet_blas
 
     monkeypatch.delenv("OPENBLAS_THREAD_TIMEOUT", raising=False)
     quiet_blas()

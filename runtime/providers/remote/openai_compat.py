@@ -23,11 +23,11 @@ from pydantic import BaseModel, ValidationError
 
 from pocketstack._generated import models
 from pocketstack.errors import NotImplementedByProviderError, UpstreamError, UpstreamStatusError, UpstreamTimeoutError
-from pocketstack.fields import given
 from pocketstack.providers.base import Health, ModelCheck, ProviderContext, ProviderModel, ServedModel
 from pocketstack.providers.remote.breaker import CircuitBreaker
 from pocketstack.providers.remote.config import OpenAICompatConfig, Quirks
-from pocketstack.request_context import provider_data
+from pocketstack.web.context import provider_data
+from pocketstack.wire.fields import given
 
 log = logging.getLogger(__name__)
 ModelT = TypeVar("ModelT", bound=BaseModel)

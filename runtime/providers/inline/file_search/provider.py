@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from pocketstack.errors import PocketStackError
 from pocketstack.providers.base import ProviderContext, Stateless
+from pocketstack.providers.inline.file_search.search import StoreSearch, passages, search_stores
 from pocketstack.providers.tool_runtime import QUERY_ONLY, ToolGroupSpec, ToolResult, tool_def
 
 if TYPE_CHECKING:
@@ -31,8 +32,6 @@ class FileSearchRuntime(Stateless):
     async def invoke(
         self, group: ToolGroupSpec, tool_name: str, kwargs: dict[str, Any], authorization: str | None = None
     ) -> ToolResult:
-        from pocketstack.file_search import FileSearch, Found, search
-
         query = kwargs.get("query")
         if tool_name != NAME or not isinstance(query, str) or not query.strip():
             return ToolResult(error_message=f"{NAME} takes one argument, a non-empty `query`.", error_code=400)
@@ -40,11 +39,10 @@ class FileSearchRuntime(Stateless):
         if not stores:
             return ToolResult(error_message=f"Tool group '{group.toolgroup_id}' names no vector stores "
                                             "(args.vector_store_ids).", error_code=400)  # fmt: skip
-        found = Found()
         try:
-            item, text = await search(
-                self.context.routers.vector_io, FileSearch(stores, self.config.max_chunks), query, found, True
+            results = await search_stores(
+                self.context.routers.vector_io, StoreSearch(stores, self.config.max_chunks), query
             )
         except PocketStackError as exc:
             return ToolResult(error_message=exc.message, error_code=exc.status)
-        return ToolResult(content=text, metadata={"results": item["results"], "vector_store_ids": stores})
+        return ToolResult(content=passages(query, results), metadata={"results": results, "vector_store_ids": stores})

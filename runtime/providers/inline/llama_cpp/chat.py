@@ -17,7 +17,7 @@ from pydantic import MISSING
 
 from pocketstack._generated import models
 from pocketstack.errors import BadRequestError
-from pocketstack.fields import given
+from pocketstack.wire.fields import given
 
 TOOLS_PROMPT = (
     "You can call functions. To call one, reply with only a JSON object of the form "

@@ -6,8 +6,8 @@ from collections.abc import AsyncGenerator
 from contextlib import aclosing
 
 from pocketstack._generated import models
-from pocketstack.chat_stream import ChatAssembler
-from pocketstack.fields import given
+from pocketstack.wire.chat_stream import ChatAssembler
+from pocketstack.wire.fields import given
 
 
 async def collect_chat(stream: AsyncGenerator[models.ChatCompletionChunk], identifier: str) -> models.ChatCompletion:

@@ -22,7 +22,6 @@ from typing import Any, TypeVar
 
 from pocketstack._generated import models
 from pocketstack.errors import BadRequestError, ServiceUnavailableError
-from pocketstack.fields import given, plain
 from pocketstack.modelstore.gguf_info import GgufError, GgufInfo, read_info
 from pocketstack.modelstore.store import StoredModel, discover
 from pocketstack.providers.base import Health, ModelCheck, ProviderContext, ProviderModel, ServedModel, TokenCounts
@@ -31,7 +30,8 @@ from pocketstack.providers.inline.llama_cpp.config import LlamaCppConfig
 from pocketstack.providers.inline.llama_cpp.generation import Outcome, Piece, Sampling, generate
 from pocketstack.providers.inline.llama_cpp.pool import ModelKey, ModelPool, Resident
 from pocketstack.providers.inline.llama_cpp.prompt_cache import PromptCache
-from pocketstack.threads import ThreadStream
+from pocketstack.providers.threads import ThreadStream
+from pocketstack.wire.fields import given, plain
 
 T = TypeVar("T")
 DEFAULT_TEMPERATURE, DEFAULT_TOP_P, DEFAULT_TOP_K, DEFAULT_MIN_P = 0.8, 0.95, 40, 0.05

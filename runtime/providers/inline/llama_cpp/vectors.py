@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from pocketstack.errors import BadRequestError
-from pocketstack.fields import plain
 from pocketstack.providers.base import TokenCounts
+from pocketstack.wire.fields import plain
 
 
 def check_token_ids(tokens: list[int], n_vocab: int, param: str) -> None:

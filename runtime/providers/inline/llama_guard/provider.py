@@ -48,14 +48,13 @@ class LlamaGuardShield(Stateless):
             raise BadRequestError("Excluding every category leaves the shield nothing to check.", param="params")
         # A model not registered yet is allowed: remote providers' models are listed in the background.
         try:
-            model = await self.routers.inference.models.lookup(provider_resource_id)
+            model = await self.routers.models.get_model(models.GetModelRequest(model_id=provider_resource_id))
         except ResourceNotFoundError:
             log.info("llama-guard shield over %s: the model is not registered yet", provider_resource_id)
         else:
-            if model.body["model_type"] != "llm":
+            if model.model_type != "llm":
                 raise BadRequestError(
-                    f"A llama-guard shield runs a chat model; '{model.identifier}' is a {model.body['model_type']} "
-                    "model.",
+                    f"A llama-guard shield runs a chat model; '{model.identifier}' is a {model.model_type} model.",
                     param="provider_shield_id",
                 )
         return {"excluded_categories": [code for code in taxonomy.CATEGORIES if code in excluded]}

@@ -17,7 +17,7 @@ from pocketstack.errors import BadRequestError, NotFoundError
 from pocketstack.providers.base import Health, ProviderContext
 from pocketstack.providers.inline.localfs.config import LocalFsConfig
 from pocketstack.storage import Database
-from pocketstack.uploads import FileBody, Upload
+from pocketstack.web.uploads import FileBody, Upload
 
 log = logging.getLogger(__name__)
 COLUMNS = "id, filename, purpose, bytes, content_type, created_at, expires_at"

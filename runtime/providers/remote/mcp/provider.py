@@ -6,25 +6,26 @@ import json
 from typing import Any
 
 from pocketstack.errors import ServiceUnavailableError
-from pocketstack.mcp_tools import McpServer, call_tool, list_tools
 from pocketstack.providers.base import Stateless
+from pocketstack.providers.remote.mcp.client import McpEndpoint, McpUnavailable, call_tool, list_tools
 from pocketstack.providers.tool_runtime import ToolGroupSpec, ToolResult
 
 
-def server(group: ToolGroupSpec, authorization: str | None) -> McpServer:
+def server(group: ToolGroupSpec, authorization: str | None) -> McpEndpoint:
     headers = {str(k): str(v) for k, v in (group.args.get("headers") or {}).items()}
     if authorization:
         headers["Authorization"] = f"Bearer {authorization}"
-    return McpServer(group.toolgroup_id, group.mcp_endpoint or "", headers, None, "never")
+    return McpEndpoint(group.toolgroup_id, group.mcp_endpoint or "", headers)
 
 
 class McpRuntime(Stateless):
     async def list_tools(self, group: ToolGroupSpec, authorization: str | None = None) -> list[dict[str, Any]]:
-        listing = await list_tools(server(group, authorization))
-        if listing.get("error"):
-            raise ServiceUnavailableError(listing["error"], code="mcp_unreachable")
+        try:
+            tools = await list_tools(server(group, authorization))
+        except McpUnavailable as exc:
+            raise ServiceUnavailableError(str(exc), code="mcp_unreachable") from exc
         return [{"name": t["name"], "description": t.get("description") or "", "input_schema": t.get("input_schema")}
-                for t in listing["tools"]]  # fmt: skip
+                for t in tools]  # fmt: skip
 
     async def invoke(
         self, group: ToolGroupSpec, tool_name: str, kwargs: dict[str, Any], authorization: str | None = None

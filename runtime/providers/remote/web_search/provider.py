@@ -6,13 +6,14 @@ an offline edge box answers "the search failed" at once instead of hanging the t
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
-import httpx
+import aiohttp
 
 from pocketstack.providers.base import Stateless
 from pocketstack.providers.tool_runtime import QUERY_ONLY, ToolGroupSpec, ToolResult, tool_def
-from pocketstack.request_context import provider_data
+from pocketstack.web.context import provider_data
 
 if TYPE_CHECKING:
     from pocketstack.providers.remote.web_search import Engine, WebSearchConfig
@@ -48,29 +49,33 @@ class WebSearch(Stateless):
             )
         count = int(group.args.get("max_results", self.config.max_results))
         root = (self.config.base_url or ROOTS[self.engine]).rstrip("/")
+        # aiohttp, as every outbound call of the server: httpx is no runtime dependency.
+        timeout = aiohttp.ClientTimeout(total=self.config.timeout_s)
         try:
-            async with httpx.AsyncClient(timeout=self.config.timeout_s) as client:
+            async with aiohttp.ClientSession(timeout=timeout) as session:
                 if self.engine == "tavily":
-                    reply = await client.post(
+                    sent = session.post(
                         f"{root}/search",
                         json={"query": query, "max_results": count},
                         headers={"Authorization": f"Bearer {key}"},
                     )
                 else:
-                    reply = await client.get(
+                    sent = session.get(
                         f"{root}/res/v1/web/search",
                         params={"q": query, "count": count},
                         headers={"X-Subscription-Token": key, "Accept": "application/json"},
                     )
-        except httpx.HTTPError as exc:
+                async with sent as reply:
+                    status, text = reply.status, await reply.text()
+        except (aiohttp.ClientError, TimeoutError) as exc:
             return ToolResult(error_message=f"The {self.engine} search could not be reached: {exc!r}", error_code=503)
-        if reply.status_code != 200:
+        if status != 200:
             return ToolResult(
-                error_message=f"The {self.engine} search answered {reply.status_code}: {reply.text[:300]}",
-                error_code=reply.status_code,
+                error_message=f"The {self.engine} search answered {status}: {text[:300]}",
+                error_code=status,
             )
         try:
-            hits = _hits(self.engine, reply.json())[:count]
+            hits = _hits(self.engine, json.loads(text))[:count]
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             return ToolResult(error_message=f"The {self.engine} answer was not understood: {exc}", error_code=502)
         if not hits:

@@ -27,11 +27,11 @@ from typing import Any, cast
 
 from pocketstack._generated import models
 from pocketstack.apis.safety import SafetyApi, message_text
-from pocketstack.chat_stream import argument_fragment
 from pocketstack.config import ConfigError, SafetyConfig
 from pocketstack.errors import ResourceNotFoundError
-from pocketstack.fields import given, plain
 from pocketstack.providers.base import ShieldMessage, Verdict
+from pocketstack.wire.chat_stream import argument_fragment
+from pocketstack.wire.fields import given, plain
 
 _SENTENCE_END = re.compile(r"[.!?](?:[\"')\]]*)\s|\n")
 _JUDGED_INPUT_ROLES = ("user", "tool")  # what comes from outside; system prompts are the developer's own

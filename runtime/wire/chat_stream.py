@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pocketstack._generated import models
-from pocketstack.fields import given
+from pocketstack.wire.fields import given
 
 
 def argument_fragment(call: models.ChunkToolCall) -> str:

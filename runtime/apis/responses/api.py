@@ -16,21 +16,21 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, cast
 
-from pocketstack._generated import models
+from pocketstack._generated import models, protocols
 from pocketstack.apis.conversations import ConversationsApi
-from pocketstack.apis.inference import InferenceApi
+from pocketstack.apis.inference.api import InferenceApi
+from pocketstack.apis.responses.event_log import EventLog
+from pocketstack.apis.responses.items import chat_messages, input_items, new_id
+from pocketstack.apis.responses.tools.file_search import file_search_tool
+from pocketstack.apis.responses.tools.mcp import Approval, McpServer, mcp_servers
+from pocketstack.apis.responses.tools.web_search import web_search_tool
+from pocketstack.apis.responses.turn import Turn
 from pocketstack.apis.tools import ToolsApi
-from pocketstack.apis.vector_io import VectorIOApi
+from pocketstack.apis.vector_io.api import VectorIOApi
+from pocketstack.core.stack import Stack
 from pocketstack.errors import BadRequestError, PocketStackError, ResourceNotFoundError
-from pocketstack.fields import given, plain
-from pocketstack.file_search import file_search_tool
-from pocketstack.mcp_tools import Approval, McpServer, mcp_servers
-from pocketstack.response_events import EventLog
-from pocketstack.response_items import chat_messages, input_items, new_id
-from pocketstack.response_turn import Turn
-from pocketstack.stack import Stack
 from pocketstack.storage.responses import ResponseStore, StoredResponse
-from pocketstack.web_search import web_search_tool
+from pocketstack.wire.fields import given, plain
 
 logger = logging.getLogger(__name__)
 MAX_CHAIN_LOOKUPS = 50  # how far back a response looks for its MCP servers' listings
@@ -74,7 +74,7 @@ def _conversation_id(request: models.CreateResponseRequest) -> str | None:
     return str(conversation.id)
 
 
-class ResponsesApi:
+class ResponsesApi(protocols.Responses):
     def __init__(
         self,
         stack: Stack,

@@ -11,9 +11,10 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from pocketstack.config import ConfigError, ProviderConfig, StackConfig, pocketstack_home
+from pocketstack.core.registry import Registry
+from pocketstack.core.resources import ResourceKind, ResourceTable
 from pocketstack.providers import PROVIDERS, ProviderSpec
 from pocketstack.providers.base import Provider, ProviderContext, Routers
-from pocketstack.registry import Registry
 from pocketstack.storage import Database, open_database
 
 log = logging.getLogger(__name__)
@@ -115,6 +116,10 @@ class Stack:
         if self._registry is None:
             raise RuntimeError("the stack has not started")
         return self._registry
+
+    def table(self, kind: ResourceKind) -> ResourceTable:
+        """One kind of registered resource (core/resources.py): models, shields, tool groups..."""
+        return ResourceTable(self.registry, kind)
 
     def providers_of(self, api: str) -> list[ProviderInstance]:
         return [p for p in self.providers.values() if p.api == api]

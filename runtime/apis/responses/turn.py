@@ -19,21 +19,21 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from pocketstack._generated import models
-from pocketstack.apis.inference import InferenceApi
+from pocketstack.apis.inference.api import InferenceApi
+from pocketstack.apis.responses.items import chat_request, mcp_call_text, new_id, output_items
+from pocketstack.apis.responses.stream import StreamEvents
+from pocketstack.apis.responses.tools.file_search import FUNCTION, NAME, FileSearch, Found, citations, query_of, search
+from pocketstack.apis.responses.tools.mcp import Approval, McpServer, McpTools, call_tool, list_tools
+from pocketstack.apis.responses.tools.web_search import FUNCTION as WEB_FUNCTION
+from pocketstack.apis.responses.tools.web_search import NAME as WEB_NAME
+from pocketstack.apis.responses.tools.web_search import WebSearch
+from pocketstack.apis.responses.tools.web_search import search as web_search
 from pocketstack.apis.tools import ToolsApi
-from pocketstack.apis.vector_io import VectorIOApi
-from pocketstack.chat_stream import ChatAssembler
-from pocketstack.fields import given
-from pocketstack.file_search import FUNCTION, NAME, FileSearch, Found, citations, query_of, search
-from pocketstack.mcp_tools import Approval, McpServer, McpTools, call_tool, list_tools
+from pocketstack.apis.vector_io.api import VectorIOApi
+from pocketstack.core.registry import Resource
 from pocketstack.providers.tool_runtime import ToolResult, chat_function
-from pocketstack.registry import Resource
-from pocketstack.response_items import chat_request, mcp_call_text, new_id, output_items
-from pocketstack.response_stream import StreamEvents
-from pocketstack.web_search import FUNCTION as WEB_FUNCTION
-from pocketstack.web_search import NAME as WEB_NAME
-from pocketstack.web_search import WebSearch
-from pocketstack.web_search import search as web_search
+from pocketstack.wire.chat_stream import ChatAssembler
+from pocketstack.wire.fields import given
 
 
 def assistant_message(message: models.ChatResponseMessage) -> dict[str, Any]:

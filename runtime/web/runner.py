@@ -16,7 +16,7 @@ from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
 from pocketstack.errors import error_body
-from pocketstack.middlewares import INTERNAL_MESSAGE
+from pocketstack.web.middlewares import INTERNAL_MESSAGE
 
 # Long enough for any model id or query a client sends; aiohttp's default is 8 KiB.
 MAX_LINE_BYTES = 64 * 1024

@@ -18,7 +18,7 @@ from aiohttp.web_protocol import RequestPayloadError
 from pydantic import BaseModel, ValidationError
 
 from pocketstack.errors import BadRequestError, PayloadTooLargeError, PocketStackError, error_body
-from pocketstack.uploads import SPOOL, FileBody, Upload
+from pocketstack.web.uploads import SPOOL, FileBody, Upload
 
 log = logging.getLogger(__name__)
 

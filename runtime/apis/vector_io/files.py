@@ -18,18 +18,18 @@ from typing import TYPE_CHECKING, Any, cast
 
 from pydantic import MISSING
 
-from pocketstack import ingest
 from pocketstack._generated import models
 from pocketstack.apis.files import FilesApi
-from pocketstack.apis.inference import InferenceApi
+from pocketstack.apis.inference.api import InferenceApi
+from pocketstack.apis.vector_io import ingest
+from pocketstack.core.stack import Stack
 from pocketstack.errors import BadRequestError, NotFoundError, PocketStackError
-from pocketstack.fields import given, plain
 from pocketstack.providers.vector_search import NewChunk, VectorIOProvider
-from pocketstack.stack import Stack
 from pocketstack.storage import pages
+from pocketstack.wire.fields import given, plain
 
 if TYPE_CHECKING:
-    from pocketstack.apis.vector_io import VectorIOApi
+    from pocketstack.apis.vector_io.api import VectorIOApi
 
 log = logging.getLogger(__name__)
 INSERT_BATCH = 64

@@ -11,27 +11,20 @@ unreachable server is an error item, never a hang.
 
 from __future__ import annotations
 
-import asyncio
-import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from pocketstack._generated import models
+from pocketstack.apis.responses.items import new_id
 from pocketstack.errors import BadRequestError
-from pocketstack.fields import given
+from pocketstack.providers.remote.mcp import client
+from pocketstack.providers.remote.mcp.client import McpEndpoint
 from pocketstack.providers.tool_runtime import chat_function
-from pocketstack.response_items import new_id
-
-TIMEOUT_S = 30.0
+from pocketstack.wire.fields import given
 
 
 @dataclass(frozen=True)
-class McpServer:
-    label: str
-    url: str
-    headers: dict[str, str]
+class McpServer(McpEndpoint):
     allowed: frozenset[str] | None  # None: every tool the server lists
     approval: str | frozenset[str]  # "always", "never", or the tool names that need none
 
@@ -103,76 +96,16 @@ def mcp_servers(request: models.CreateResponseRequest) -> list[McpServer]:
     return servers
 
 
-@asynccontextmanager
-async def _session(server: McpServer) -> AsyncIterator[Any]:
-    from mcp import ClientSession
-
-    if server.url.rstrip("/").endswith("/sse"):
-        from mcp.client.sse import sse_client
-
-        async with (
-            sse_client(server.url, headers=server.headers, timeout=TIMEOUT_S) as (reader, writer),
-            ClientSession(reader, writer) as session,
-        ):
-            await session.initialize()
-            yield session
-        return
-    import httpx
-    from mcp.client import streamable_http
-
-    timeout = httpx.Timeout(TIMEOUT_S, read=300.0)
-    async with httpx.AsyncClient(headers=server.headers, timeout=timeout, follow_redirects=True) as client:
-        opened = getattr(streamable_http, "streamable_http_client", None)
-        if opened is not None:  # mcp >= 1.24 takes the HTTP client; before, its settings
-            transport = opened(server.url, http_client=client)
-        else:
-            transport = streamable_http.streamablehttp_client(server.url, headers=server.headers, timeout=TIMEOUT_S)
-        async with transport as streams, ClientSession(streams[0], streams[1]) as session:
-            await session.initialize()
-            yield session
-
-
-def _failure(exc: BaseException) -> str:
-    if isinstance(exc, TimeoutError):
-        return f"no answer within {TIMEOUT_S:.0f} s"
-    causes = getattr(exc, "exceptions", None)  # anyio wraps transport errors in exception groups
-    if causes:
-        return _failure(causes[0])
-    return str(exc) or type(exc).__name__
-
-
 async def list_tools(server: McpServer) -> dict[str, Any]:
     """The `mcp_list_tools` item for one server (with `error` when it could not be listed)."""
     item: dict[str, Any] = {"type": "mcp_list_tools", "id": new_id("mcpl"), "server_label": server.label, "tools": []}
     try:
-        async with asyncio.timeout(TIMEOUT_S), _session(server) as session:
-            listed = await session.list_tools()
-    except Exception as exc:  # an unreachable or broken server is the response's error item, not a 500
-        item["error"] = f"Listing the tools of '{server.label}' failed: {_failure(exc)}"
+        tools = await client.list_tools(server)
+    except client.McpUnavailable as exc:
+        item["error"] = str(exc)
         return item
-    for tool in listed.tools:
-        if server.allowed is None or tool.name in server.allowed:
-            item["tools"].append(
-                {"name": tool.name, "description": tool.description, "input_schema": tool.inputSchema,
-                 "annotations": tool.annotations.model_dump(exclude_none=True) if tool.annotations else None}
-            )  # fmt: skip
+    item["tools"] = [tool for tool in tools if server.allowed is None or tool["name"] in server.allowed]
     return item
 
 
-async def call_tool(server: McpServer, name: str, arguments: str) -> tuple[str | None, str | None]:
-    """(output, error) of one tool call; the output is the text content the tool returned."""
-    try:
-        parsed = json.loads(arguments or "{}")
-    except json.JSONDecodeError:
-        return None, f"The arguments are not JSON: {arguments[:200]}"
-    try:
-        async with asyncio.timeout(TIMEOUT_S), _session(server) as session:
-            result = await session.call_tool(name, parsed if isinstance(parsed, dict) else {})
-    except Exception as exc:
-        return None, f"Calling '{name}' on '{server.label}' failed: {_failure(exc)}"
-    text = "\n".join(getattr(part, "text", "") for part in result.content if getattr(part, "type", "") == "text")
-    if result.isError:
-        return None, text or f"'{name}' reported an error"
-    if not text and result.structuredContent is not None:
-        text = json.dumps(result.structuredContent)
-    return text, None
+call_tool = client.call_tool

@@ -13,13 +13,13 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from pocketstack._generated import models
-from pocketstack.apis.vector_store_files import file_counts
+from pocketstack.apis.vector_io.files import file_counts
+from pocketstack.core.stack import Stack
 from pocketstack.errors import BadRequestError
-from pocketstack.fields import given, plain
-from pocketstack.stack import Stack
+from pocketstack.wire.fields import given, plain
 
 if TYPE_CHECKING:
-    from pocketstack.apis.vector_io import VectorIOApi
+    from pocketstack.apis.vector_io.api import VectorIOApi
 
 MAX_BATCH_FILES = 500
 

@@ -15,8 +15,8 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-from pocketstack._generated import models
-from pocketstack.agent_steps import (
+from pocketstack._generated import models, protocols
+from pocketstack.apis.agents.steps import (
     StepStream,
     chunk,
     completion,
@@ -26,16 +26,16 @@ from pocketstack.agent_steps import (
     steps_of,
     tool_step,
 )
-from pocketstack.apis.inference import InferenceApi
+from pocketstack.apis.inference.api import InferenceApi
+from pocketstack.apis.responses.turn import Turn
 from pocketstack.apis.safety import SafetyApi
-from pocketstack.apis.tools import TOOL_GROUP, ToolsApi
-from pocketstack.apis.vector_io import VectorIOApi
+from pocketstack.apis.tools import ToolsApi
+from pocketstack.apis.vector_io.api import VectorIOApi
+from pocketstack.core.registry import Resource
+from pocketstack.core.stack import Stack
 from pocketstack.errors import BadRequestError, ResourceNotFoundError
-from pocketstack.fields import given, plain
-from pocketstack.registry import Resource
-from pocketstack.response_turn import Turn
-from pocketstack.stack import Stack
 from pocketstack.storage.agents import AgentStore, StoredSession, StoredTurn
+from pocketstack.wire.fields import given, plain
 
 Chunks = AsyncIterator[models.AgentTurnResponseStreamChunk]
 
@@ -121,7 +121,7 @@ def _told(steps: list[dict[str, Any]]) -> list[models.AgentTurnResponseStreamChu
     return told
 
 
-class AgentsApi:
+class AgentsApi(protocols.Agents):
     def __init__(
         self, stack: Stack, inference: InferenceApi, vector_io: VectorIOApi, tools: ToolsApi, safety: SafetyApi
     ) -> None:
@@ -233,7 +233,7 @@ class AgentsApi:
         for entry in [*config.get("toolgroups", []), *extra]:
             name, args = (entry, {}) if isinstance(entry, str) else (entry["name"], entry.get("args") or {})
             group_id, _, only = name.partition("/")
-            resource = await self.stack.registry.get(TOOL_GROUP, group_id)
+            resource = await self.tools.table.find(group_id)
             if resource is None:  # "builtin::rag/knowledge_search" names one tool of a group
                 raise BadRequestError(f"No tool group '{group_id}' is registered.", param="toolgroups")
             if args:

@@ -15,9 +15,10 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
-from pocketstack._generated import models
+from pocketstack._generated import models, protocols
+from pocketstack.apis.inference.guardrails import Guardrails, input_messages, with_redacted_input
 from pocketstack.apis.models import ModelsApi
-from pocketstack.chat_stream import ChatAssembler
+from pocketstack.core.stack import Stack
 from pocketstack.errors import (
     BadRequestError,
     PocketStackError,
@@ -27,12 +28,11 @@ from pocketstack.errors import (
     UpstreamStatusError,
     UpstreamTimeoutError,
 )
-from pocketstack.fields import given
-from pocketstack.guardrails import Guardrails, input_messages, with_redacted_input
 from pocketstack.providers.base import InferenceProvider, ServedModel, TokenCounts
-from pocketstack.request_context import served_by
-from pocketstack.stack import Stack
 from pocketstack.storage.chat_completions import ChatCompletionStore, StoredCompletion
+from pocketstack.web.context import served_by
+from pocketstack.wire.chat_stream import ChatAssembler
+from pocketstack.wire.fields import given
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -79,7 +79,7 @@ def _stored_model(stored: StoredCompletion) -> models.StoredChatCompletion:
     )
 
 
-class InferenceApi:
+class InferenceApi(protocols.Inference):
     def __init__(self, stack: Stack, models_api: ModelsApi) -> None:
         self.stack = stack
         self.models = models_api

@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pocketstack._generated import models
+from pocketstack.apis.responses.items import WEB_SEARCH_TYPES, new_id
+from pocketstack.apis.responses.tools.file_search import query_of
+from pocketstack.core.registry import Resource
 from pocketstack.errors import BadRequestError
-from pocketstack.fields import given
-from pocketstack.file_search import query_of
 from pocketstack.providers.tool_runtime import QUERY_ONLY
-from pocketstack.registry import Resource
-from pocketstack.response_items import WEB_SEARCH_TYPES, new_id
+from pocketstack.wire.fields import given
 
 if TYPE_CHECKING:
     from pocketstack.apis.tools import ToolsApi
@@ -46,7 +46,7 @@ async def web_search_tool(request: models.CreateResponseRequest, tools: ToolsApi
     wanted = [t for t in given(request.tools) or [] if t.type in WEB_SEARCH_TYPES]
     if not wanted:
         return None
-    registered = await tools.stack.registry.get("tool_group", GROUP)
+    registered = await tools.table.find(GROUP)
     if registered is not None:
         return WebSearch(tools, registered)
     for engine in ENGINES:

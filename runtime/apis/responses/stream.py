@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pocketstack._generated import models
-from pocketstack.chat_stream import argument_fragment
-from pocketstack.fields import given
-from pocketstack.response_items import function_call_item, message_item, new_id
+from pocketstack.apis.responses.items import function_call_item, message_item, new_id
+from pocketstack.wire.chat_stream import argument_fragment
+from pocketstack.wire.fields import given
 
 
 @dataclass

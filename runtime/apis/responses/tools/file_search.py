@@ -14,11 +14,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pocketstack._generated import models
-from pocketstack.apis.vector_io import VectorIOApi
+from pocketstack._generated.protocols import VectorIO
+from pocketstack.apis.responses.items import new_id
 from pocketstack.errors import BadRequestError
-from pocketstack.fields import given
+from pocketstack.providers.inline.file_search.search import StoreSearch, passages, search_stores
 from pocketstack.providers.tool_runtime import QUERY_ONLY
-from pocketstack.response_items import new_id
+from pocketstack.wire.fields import given
 
 NAME = "file_search"
 FUNCTION = {
@@ -32,12 +33,7 @@ FUNCTION = {
 }
 
 
-@dataclass(frozen=True)
-class FileSearch:
-    vector_store_ids: list[str]
-    max_num_results: int = 10
-    filters: dict[str, Any] | None = None
-    ranking_options: dict[str, Any] | None = None
+FileSearch = StoreSearch  # the tool's settings are the search's
 
 
 @dataclass
@@ -73,25 +69,10 @@ def query_of(arguments: str) -> str:
 
 
 async def search(
-    vector_io: VectorIOApi, tool: FileSearch, query: str, found: Found, with_results: bool
+    vector_io: VectorIO, tool: FileSearch, query: str, found: Found, with_results: bool
 ) -> tuple[dict[str, Any], str]:
     """Run one search over the tool's stores: the output item, and the text the model reads."""
-    results: list[dict[str, Any]] = []
-    for store_id in tool.vector_store_ids:
-        body: dict[str, Any] = {"vector_store_id": store_id, "query": query, "max_num_results": tool.max_num_results}
-        if tool.filters is not None:
-            body["filters"] = tool.filters
-        if tool.ranking_options is not None:
-            body["ranking_options"] = tool.ranking_options
-        page = await vector_io.openai_search_vector_store(models.OpenaiSearchVectorStoreRequest.model_validate(body))
-        for hit in page.data:
-            text = "\n".join(part.text for part in hit.content)
-            results.append(
-                {"file_id": hit.file_id, "filename": hit.filename, "score": hit.score, "text": text,
-                 "attributes": hit.attributes or {}}
-            )  # fmt: skip
-    results.sort(key=lambda r: -r["score"])
-    results = results[: tool.max_num_results]
+    results = await search_stores(vector_io, tool, query)
     for result in results:
         found.files.setdefault(result["file_id"], result["filename"])
     item = {
@@ -101,10 +82,7 @@ async def search(
         "queries": [query],
         "results": results if with_results else None,
     }
-    if not results:
-        return item, f"No passage of the files matches '{query}'."
-    passages = [f"[{n}] {r['filename']} (file {r['file_id']}):\n{r['text']}" for n, r in enumerate(results, 1)]
-    return item, "Passages from the user's files:\n\n" + "\n\n".join(passages)
+    return item, passages(query, results)
 
 
 def citations(found: Found, text: str) -> list[dict[str, Any]]:

@@ -12,7 +12,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from pocketstack.errors import PocketStackError, UpgradeRequiredError, error_body
-from pocketstack.request_context import SERVED_BY_HEADER, provider_data, read_provider_data, served_by
+from pocketstack.web.context import SERVED_BY_HEADER, provider_data, read_provider_data, served_by
 
 log = logging.getLogger(__name__)
 

@@ -15,18 +15,18 @@ from typing import Any, cast
 
 from pydantic import MISSING
 
-from pocketstack._generated import models
+from pocketstack._generated import models, protocols
 from pocketstack.apis.files import FilesApi
-from pocketstack.apis.inference import InferenceApi
-from pocketstack.apis.vector_store_file_batches import FileBatches
-from pocketstack.apis.vector_store_files import VectorStoreFiles
+from pocketstack.apis.inference.api import InferenceApi
+from pocketstack.apis.vector_io.file_batches import FileBatches
+from pocketstack.apis.vector_io.files import VectorStoreFiles
 from pocketstack.config import ConfigError
+from pocketstack.core.stack import Stack
 from pocketstack.errors import BadRequestError, PocketStackError, ServiceUnavailableError
-from pocketstack.fields import given, plain
 from pocketstack.modelstore.store import DEFAULT_EMBEDDING_NAME
 from pocketstack.providers.vector_search import Hit, NewChunk, SearchQuery, VectorIOProvider, parse_filter
-from pocketstack.stack import Stack
 from pocketstack.storage import pages
+from pocketstack.wire.fields import given, plain
 
 DEFAULT_EMBEDDING_MODEL = f"llama-cpp/{DEFAULT_EMBEDDING_NAME}"
 EMBED_BATCH = 32
@@ -37,7 +37,7 @@ COLUMNS = (
 ACTIVITY_RESOLUTION_S = 60  # last_active_at moves at most this often on searches (a write per search costs)
 
 
-class VectorIOApi:
+class VectorIOApi(protocols.VectorIO):
     def __init__(self, stack: Stack, inference: InferenceApi, files: FilesApi) -> None:
         self.stack = stack
         self.inference = inference

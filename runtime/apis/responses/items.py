@@ -8,9 +8,9 @@ import uuid
 from typing import Any
 
 from pocketstack._generated import models
+from pocketstack.apis.inference.guardrails import shield_ids
 from pocketstack.errors import BadRequestError
-from pocketstack.fields import given, plain
-from pocketstack.guardrails import shield_ids
+from pocketstack.wire.fields import given, plain
 
 _TEXT_PARTS = ("input_text", "output_text", "text")
 # Built-in tools this build does not run yet: refused, never silently dropped.

@@ -1,0 +1,1 @@
+"""Inference: chat, completions and embeddings routed to providers (api), with guardrails around them."""

@@ -1,0 +1,1 @@
+"""Vector stores: records and search (api), attached files and their ingestion (files, ingest), file batches."""

@@ -1,0 +1,99 @@
+"""MCP transport: a remote MCP server's tools listed and called over the `mcp` package's clients.
+
+Streamable HTTP, or SSE when the URL ends in `/sse`. Every round trip has a deadline, so an
+unreachable server is an error, never a hang. Used by the tool runtime provider here and by the
+`mcp` tool of Responses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True)
+class McpEndpoint:
+    label: str  # how errors name the server
+    url: str
+    headers: dict[str, str]
+
+
+class McpUnavailable(Exception):
+    """The server could not be listed; the message says why, for the caller's error item."""
+
+
+@asynccontextmanager
+async def _session(server: McpEndpoint) -> AsyncIterator[Any]:
+    from mcp import ClientSession
+
+    if server.url.rstrip("/").endswith("/sse"):
+        from mcp.client.sse import sse_client
+
+        async with (
+            sse_client(server.url, headers=server.headers, timeout=TIMEOUT_S) as (reader, writer),
+            ClientSession(reader, writer) as session,
+        ):
+            await session.initialize()
+            yield session
+        return
+    import httpx
+    from mcp.client import streamable_http
+
+    timeout = httpx.Timeout(TIMEOUT_S, read=300.0)
+    async with httpx.AsyncClient(headers=server.headers, timeout=timeout, follow_redirects=True) as client:
+        opened = getattr(streamable_http, "streamable_http_client", None)
+        if opened is not None:  # mcp >= 1.24 takes the HTTP client; before, its settings
+            transport = opened(server.url, http_client=client)
+        else:
+            transport = streamable_http.streamablehttp_client(server.url, headers=server.headers, timeout=TIMEOUT_S)
+        async with transport as streams, ClientSession(streams[0], streams[1]) as session:
+            await session.initialize()
+            yield session
+
+
+def _failure(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return f"no answer within {TIMEOUT_S:.0f} s"
+    causes = getattr(exc, "exceptions", None)  # anyio wraps transport errors in exception groups
+    if causes:
+        return _failure(causes[0])
+    return str(exc) or type(exc).__name__
+
+
+async def list_tools(server: McpEndpoint) -> list[dict[str, Any]]:
+    """The server's tools (name, description, input_schema, annotations); McpUnavailable if it cannot say."""
+    try:
+        async with asyncio.timeout(TIMEOUT_S), _session(server) as session:
+            listed = await session.list_tools()
+    except Exception as exc:  # an unreachable or broken server is the caller's error item, not a 500
+        raise McpUnavailable(f"Listing the tools of '{server.label}' failed: {_failure(exc)}") from exc
+    return [
+        {"name": tool.name, "description": tool.description, "input_schema": tool.inputSchema,
+         "annotations": tool.annotations.model_dump(exclude_none=True) if tool.annotations else None}
+        for tool in listed.tools
+    ]  # fmt: skip
+
+
+async def call_tool(server: McpEndpoint, name: str, arguments: str) -> tuple[str | None, str | None]:
+    """(output, error) of one tool call; the output is the text content the tool returned."""
+    try:
+        parsed = json.loads(arguments or "{}")
+    except json.JSONDecodeError:
+        return None, f"The arguments are not JSON: {arguments[:200]}"
+    try:
+        async with asyncio.timeout(TIMEOUT_S), _session(server) as session:
+            result = await session.call_tool(name, parsed if isinstance(parsed, dict) else {})
+    except Exception as exc:
+        return None, f"Calling '{name}' on '{server.label}' failed: {_failure(exc)}"
+    text = "\n".join(getattr(part, "text", "") for part in result.content if getattr(part, "type", "") == "text")
+    if result.isError:
+        return None, text or f"'{name}' reported an error"
+    if not text and result.structuredContent is not None:
+        text = json.dumps(result.structuredContent)
+    return text, None

@@ -1,0 +1,1 @@
+"""Helpers over the generated wire models: optional fields, chat chunks assembled. No API logic here."""
