@@ -52,6 +52,7 @@ lint: install-dev
 	mkdir -p $(MYPY_PATH) && ln -sfn ../../runtime $(MYPY_PATH)/pocketstack
 	MYPYPATH=$(MYPY_PATH) $(BIN)/mypy -p pocketstack -p codegen
 	$(BIN)/mypy onefile/pack.py
+	PYTHONPATH=$(MYPY_PATH) $(BIN)/lint-imports
 
 spec-check: install-dev
 	$(BIN)/openapi-spec-validator spec/openapi.yaml

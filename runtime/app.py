@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
+import time
 from collections.abc import AsyncIterator
 from types import ModuleType
 
@@ -35,6 +37,7 @@ from pocketstack.web.middlewares import (
 )
 from pocketstack.web.uploads import SPOOL, UploadSpool
 
+log = logging.getLogger(__name__)
 DISABLE_VERSION_CHECK_ENV = ("LLAMA_STACK_DISABLE_VERSION_CHECK", "POCKETSTACK_DISABLE_VERSION_CHECK")
 
 
@@ -148,3 +151,45 @@ def create_app(config: StackConfig) -> web.Application:
 
     app.cleanup_ctx.append(lifecycle)
     return app
+
+
+async def import_default_models(app: web.Application) -> None:
+    """A fresh home's first run: the installed default embedding model is converted into the store.
+
+    `pocketstack run` calls this once it listens. The conversion runs in a thread while the server
+    answers; the model is listed (and usable) as soon as it is whole. A failure is logged, never
+    fatal: chat works without it, and `pocketstack models import` says what went wrong.
+    """
+    from pocketstack.modelstore.defaults import import_default_embedding, needs_default_embedding
+    from pocketstack.providers.inline.llama_cpp.provider import LlamaCppProvider
+
+    stack = app[STACK]
+    try:
+        await app[READINESS].handlers()
+    except ServiceUnavailableError:
+        return  # start-up failed; serve() reports why
+    for instance in stack.providers_of("inference"):
+        provider = instance.impl
+        if not isinstance(provider, LlamaCppProvider):
+            continue
+        models_dir = provider.config.models_dir.expanduser()
+        if not needs_default_embedding(models_dir):
+            continue
+        log.info("first run: importing the default embedding model into %s (a few seconds)", models_dir)
+        started = time.monotonic()
+        try:
+            result = await asyncio.to_thread(import_default_embedding, models_dir)
+        except Exception as exc:  # the server keeps serving chat; the user can import by hand
+            log.warning("the default embedding model was not imported (%s); try `pocketstack models import`", exc)
+            continue
+        if result is None:
+            continue
+        await provider.rediscover()
+        await stack.models_changed()
+        log.info(
+            "imported %s in %.1f s: served as %s/%s",
+            result.path.name,
+            time.monotonic() - started,
+            instance.config.provider_id,
+            result.path.stem,
+        )

@@ -27,6 +27,7 @@ async def assemble(stack: Stack, served_tags: frozenset[str]) -> dict[str, Handl
     models_api = ModelsApi(stack)
     await models_api.sync_from_providers()
     await models_api.sync_from_config()
+    stack.on_models_changed(models_api.sync_from_providers)
     inference = InferenceApi(stack, models_api)
     stack.routers.models = models_api
     stack.routers.inference = inference

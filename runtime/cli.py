@@ -61,7 +61,7 @@ async def serve(config: StackConfig, stop: asyncio.Event | None = None) -> None:
     """Serve until SIGTERM or SIGINT (or `stop` is set), let in-flight requests finish, close the stores."""
     from aiohttp import web  # imported here so `pocketstack version` stays instant
 
-    from pocketstack.app import READINESS, create_app
+    from pocketstack.app import READINESS, create_app, import_default_models
     from pocketstack.web.runner import Runner
 
     app = create_app(config)
@@ -92,7 +92,11 @@ async def serve(config: StackConfig, stop: asyncio.Event | None = None) -> None:
             loop.add_signal_handler(signum, on_signal)
         shown_host = f"[{host}]" if ":" in host else host
         log.info("PocketStack %s (%s) serving on http://%s:%d", __version__, config.name, shown_host, port)
-        await _until_stopped(stop, app[READINESS].task)
+        importing = asyncio.create_task(import_default_models(app), name="pocketstack-default-models")
+        try:
+            await _until_stopped(stop, app[READINESS].task)
+        finally:
+            importing.cancel()  # a conversion thread left running ends with the process
         log.info("shutting down: finishing in-flight requests")
     finally:
         await runner.cleanup()
@@ -132,11 +136,12 @@ def _models_dir() -> Path:
 def _models_import(args: argparse.Namespace) -> int:
     from pocketstack.modelstore import store
     from pocketstack.modelstore.bert_import import ModelImportError, convert_any
+    from pocketstack.modelstore.defaults import default_embedding_source
 
     source = args.source
     name = args.name
     if source is None:
-        source = store.package_file(store.DEFAULT_EMBEDDING_PACKAGE, store.DEFAULT_EMBEDDING_ARCHIVE)
+        source = default_embedding_source()
         if source is None:
             raise StartupError(
                 "no source given and the default embedding model's wheel is not installed: "

@@ -101,6 +101,7 @@ class Stack:
         self.plans = plan_providers(config, self.skipped)
         self.providers: dict[str, ProviderInstance] = {}
         self._on_stop: list[Callable[[], Awaitable[None]]] = []
+        self._on_models_changed: list[Callable[[], Awaitable[None]]] = []
         self._database: Database | None = None
         self._registry: Registry | None = None
         self.routers = Routers()
@@ -142,6 +143,14 @@ class Stack:
                 del self.providers[provider_id]
                 await self._stop_providers()
                 raise
+
+    def on_models_changed(self, callback: Callable[[], Awaitable[None]]) -> None:
+        """Have `callback` run when a provider's own models changed while serving (an import)."""
+        self._on_models_changed.append(callback)
+
+    async def models_changed(self) -> None:
+        for callback in self._on_models_changed:
+            await callback()
 
     def on_stop(self, callback: Callable[[], Awaitable[None]]) -> None:
         """Run `callback` when the stack stops, before the providers (background work that uses them)."""

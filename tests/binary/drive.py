@@ -49,11 +49,9 @@ def _healthy(port: int) -> bool:
 
 
 def _network_reachable() -> bool:
-    try:
-        socket.create_connection(("1.1.1.1", 443), timeout=2).close()
-        return True
-    except OSError:
-        return False
+    """Whether any interface but loopback is there: looked at, never probed by sending traffic out."""
+    interfaces = [line.split(":")[0].strip() for line in Path("/proc/net/dev").read_text().splitlines()[2:]]
+    return any(name != "lo" for name in interfaces)
 
 
 def main() -> None:

@@ -26,7 +26,10 @@ def _can_isolate_network() -> bool:
 @pytest.fixture(scope="module")
 def binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
     dist = tmp_path_factory.mktemp("dist")
-    subprocess.run(["make", "binary", f"DIST={dist}"], cwd=REPO, check=True, capture_output=True, timeout=1800)
+    # Built from a runtime-only environment (make run's install), as a user builds it: the dev
+    # environment's extra packages would hide a missing runtime dependency inside the binary.
+    venv = f"VENV={REPO / 'build' / 'runtime-venv'}"
+    subprocess.run(["make", "binary", venv, f"DIST={dist}"], cwd=REPO, check=True, capture_output=True, timeout=1800)
     return dist / "pocketstack"
 
 

@@ -253,6 +253,10 @@ class LlamaCppProvider:
         self._stored: dict[str, StoredModel] = {}
 
     async def initialize(self) -> None:
+        await self.rediscover()
+
+    async def rediscover(self) -> None:
+        """Read the store again: at start, and when a model was imported into it while serving."""
         found = await asyncio.to_thread(discover, self.config.models_dir.expanduser())
         self._stored = {model.name: model for model in found}
 
