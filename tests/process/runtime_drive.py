@@ -96,10 +96,18 @@ def serve_and_drive(work: Path) -> dict[str, Any]:
 
         seen["models"] = _until(both_models, 180) or _call(port, "/v1/models")[1]
         question = {"role": "user", "content": "Say hello."}
-        status, chat = _call(port, "/v1/chat/completions", {"model": CHAT_MODEL, "messages": [question], "max_tokens": 8})
-        seen["chat"] = {"status": status, "content": chat["choices"][0]["message"]["content"] if status == 200 else chat}
+        status, chat = _call(
+            port, "/v1/chat/completions", {"model": CHAT_MODEL, "messages": [question], "max_tokens": 8}
+        )
+        seen["chat"] = {
+            "status": status,
+            "content": chat["choices"][0]["message"]["content"] if status == 200 else chat,
+        }
         status, embedded = _call(port, "/v1/embeddings", {"model": EMBEDDING_MODEL, "input": ["A man is eating food."]})
-        seen["embedding"] = {"status": status, "dimensions": len(embedded["data"][0]["embedding"]) if status == 200 else 0}
+        seen["embedding"] = {
+            "status": status,
+            "dimensions": len(embedded["data"][0]["embedding"]) if status == 200 else 0,
+        }
     finally:
         server.send_signal(signal.SIGTERM)
         try:
