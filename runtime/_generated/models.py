@@ -3,8 +3,15 @@
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import MISSING, AwareDatetime, BaseModel, ConfigDict, Field, RootModel
+from pydantic import MISSING, AwareDatetime, ConfigDict, Field, RootModel
+from pydantic import BaseModel as PydanticBaseModel
 from typing_extensions import TypeAliasType
+
+
+class BaseModel(PydanticBaseModel):
+    """Every wire model: its validator is built on first use, not at import."""
+
+    model_config = ConfigDict(defer_build=True)
 
 
 class ErrorDetail(BaseModel):

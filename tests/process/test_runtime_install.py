@@ -25,9 +25,7 @@ RUNTIME_VENV = REPO / "build" / "runtime-venv"
 
 @pytest.fixture(scope="module")
 def observed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    subprocess.run(
-        ["make", "install", f"VENV={RUNTIME_VENV}"], cwd=REPO, check=True, capture_output=True, timeout=2400
-    )
+    subprocess.run(["make", "install", f"VENV={RUNTIME_VENV}"], cwd=REPO, check=True, capture_output=True, timeout=2400)
     work = tmp_path_factory.mktemp("runtime")
     drive = [str(RUNTIME_VENV / "bin" / "python"), str(Path(__file__).with_name("runtime_drive.py")), str(work)]
     result = subprocess.run(drive, capture_output=True, text=True, timeout=900, check=False, cwd=work)
