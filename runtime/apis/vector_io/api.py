@@ -8,7 +8,6 @@ answers in OpenAI's and Llama Stack's shapes.
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 import uuid
 from typing import Any, cast
@@ -25,15 +24,11 @@ from pocketstack.core.stack import Stack
 from pocketstack.errors import BadRequestError, PocketStackError, ServiceUnavailableError
 from pocketstack.modelstore.store import DEFAULT_EMBEDDING_NAME
 from pocketstack.providers.vector_search import Hit, NewChunk, SearchQuery, VectorIOProvider, parse_filter
-from pocketstack.storage import pages
+from pocketstack.storage.vector_stores import Source, StoredVectorStore, VectorStoreStore
 from pocketstack.wire.fields import given, plain
 
 DEFAULT_EMBEDDING_MODEL = f"llama-cpp/{DEFAULT_EMBEDDING_NAME}"
 EMBED_BATCH = 32
-COLUMNS = (
-    "id, provider_id, name, created_at, last_active_at, embedding_model, embedding_dimension, metadata, expires_after,"
-    " source"
-)
 ACTIVITY_RESOLUTION_S = 60  # last_active_at moves at most this often on searches (a write per search costs)
 
 
@@ -65,56 +60,56 @@ class VectorIOApi(protocols.VectorIO):
             vectors += [cast(list[float], item.embedding) for item in answer.data]
         return vectors
 
-    async def record(self, store_id: str) -> dict[str, Any]:
-        rows = await self.stack.database.fetch(f"SELECT {COLUMNS} FROM vector_stores WHERE id = ?", (store_id,))
-        if not rows:
+    @property
+    def store(self) -> VectorStoreStore:
+        return VectorStoreStore(self.stack.database)
+
+    async def record(self, store_id: str) -> StoredVectorStore:
+        record = await self.store.get(store_id)
+        if record is None:
             # Llama Stack answers an unknown store on these routes with 400 (OpenAI's BadRequestError).
             raise BadRequestError(f"Vector store '{store_id}' not found.", code="vector_store_not_found")
-        return dict(rows[0])
+        return record
 
-    async def usable(self, store_id: str) -> dict[str, Any]:
+    async def usable(self, store_id: str) -> StoredVectorStore:
         """The record of a store that may be searched or written: an expired one is refused."""
         record = await self.record(store_id)
-        expires_at = _expires_at(record)
-        if expires_at is not None and expires_at <= time.time():
+        if record.expires_at is not None and record.expires_at <= time.time():
             raise BadRequestError(
-                f"Vector store '{store_id}' expired (unused since {record['last_active_at']}); it can only be read "
+                f"Vector store '{store_id}' expired (unused since {record.last_active_at}); it can only be read "
                 "or deleted.",
                 code="vector_store_expired",
             )
         return record
 
-    async def touch(self, record: dict[str, Any]) -> None:
+    async def touch(self, record: StoredVectorStore) -> None:
         """Move last_active_at (what expiry counts from), at most once a minute per store."""
         now = int(time.time())
-        if now - record["last_active_at"] >= ACTIVITY_RESOLUTION_S:
-            await self.stack.database.execute(
-                "UPDATE vector_stores SET last_active_at = ? WHERE id = ?", (now, record["id"])
-            )
+        if now - record.last_active_at >= ACTIVITY_RESOLUTION_S:
+            await self.store.touch(record.id, now)
 
-    async def _object(self, record: dict[str, Any]) -> models.VectorStoreObject:
-        _, provider = self.provider(record["provider_id"])
-        metadata = json.loads(record["metadata"]) | {
-            "provider_id": record["provider_id"],
-            "embedding_model": record["embedding_model"],
-            "embedding_dimension": str(record["embedding_dimension"]),
+    async def _object(self, record: StoredVectorStore) -> models.VectorStoreObject:
+        _, provider = self.provider(record.provider_id)
+        metadata = record.metadata | {
+            "provider_id": record.provider_id,
+            "embedding_model": record.embedding_model,
+            "embedding_dimension": str(record.embedding_dimension),
         }
-        expires_after = json.loads(record["expires_after"]) if record["expires_after"] else None
-        expires_at = _expires_at(record)
-        counts = await self.files.counts(record["id"])
+        expires_at = record.expires_at
+        counts = await self.files.counts(record.id)
         status = "in_progress" if counts.in_progress else "completed"
         if expires_at is not None and expires_at <= time.time():
             status = "expired"
         return models.VectorStoreObject(
-            id=record["id"],
-            created_at=record["created_at"],
-            name=record["name"],
-            usage_bytes=await provider.usage_bytes(record["id"]),
+            id=record.id,
+            created_at=record.created_at,
+            name=record.name,
+            usage_bytes=await provider.usage_bytes(record.id),
             file_counts=counts,
             status=status,
-            expires_after=models.VectorStoreExpiresAfter(**expires_after) if expires_after else MISSING,
+            expires_after=models.VectorStoreExpiresAfter(**record.expires_after) if record.expires_after else MISSING,
             expires_at=expires_at,
-            last_active_at=record["last_active_at"],
+            last_active_at=record.last_active_at,
             metadata=metadata,
         )
 
@@ -147,7 +142,7 @@ class VectorIOApi(protocols.VectorIO):
         dimension: int | None,
         metadata: dict[str, Any],
         expires_after: dict[str, Any] | None,
-        source: str,
+        source: Source,
     ) -> str:
         provider_id, _ = self.provider(provider_id)
         default = self.stack.config.vector_stores.default_embedding_model
@@ -160,32 +155,35 @@ class VectorIOApi(protocols.VectorIO):
                 param="embedding_dimension",
             )
         now = int(time.time())
-        await self.stack.database.execute(
-            f"INSERT INTO vector_stores ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                store_id, provider_id, name or store_id, now, now, model, len(probe), json.dumps(metadata),
-                json.dumps(expires_after) if expires_after is not None else None, source,
-            ),
-        )  # fmt: skip
+        await self.store.add(
+            StoredVectorStore(
+                id=store_id,
+                provider_id=provider_id,
+                name=name or store_id,
+                created_at=now,
+                last_active_at=now,
+                embedding_model=model,
+                embedding_dimension=len(probe),
+                metadata=metadata,
+                expires_after=expires_after,
+                source=source,
+            )
+        )
         return store_id
 
     async def sync_from_config(self) -> None:
         """Create the run config's `registered_resources.vector_stores` that do not exist yet."""
         for index, entry in enumerate(self.stack.config.registered_resources.vector_stores):
-            rows = await self.stack.database.fetch(
-                "SELECT embedding_model, provider_id FROM vector_stores WHERE id = ?", (entry.vector_store_id,)
-            )
+            existing = await self.store.get(entry.vector_store_id)
             where = f"registered_resources.vector_stores[{index}] ({entry.vector_store_id})"
-            if rows:
-                model, provider_id = rows[0]["embedding_model"], rows[0]["provider_id"]
+            if existing is not None:
+                model, provider_id = existing.embedding_model, existing.provider_id
                 if entry.embedding_model not in (None, model) or entry.provider_id not in (None, provider_id):
                     raise ConfigError(
                         f"{where}: the store exists with embedding model {model} on provider {provider_id}; "
                         "a store cannot change either (delete it, or use another id)"
                     )
-                await self.stack.database.execute(
-                    "UPDATE vector_stores SET source = 'config' WHERE id = ?", (entry.vector_store_id,)
-                )
+                await self.store.mark_from_config(entry.vector_store_id)
                 continue
             try:
                 await self._create(
@@ -205,18 +203,12 @@ class VectorIOApi(protocols.VectorIO):
         self, request: models.OpenaiListVectorStoresRequest
     ) -> models.ListVectorStoresResponse:
         order = given(request.order)
-        found = await pages.page(
-            self.stack.database,
-            table="vector_stores",
-            columns=COLUMNS,
-            after=given(request.after),
-            limit=request.limit,
-            descending=order is None or order.value == "desc",
-            what="vector store",
+        records, has_more = await self.store.page(
+            after=given(request.after), limit=request.limit, descending=order is None or order.value == "desc"
         )
-        data = [await self._object(dict(row)) for row in found.rows]
+        data = [await self._object(record) for record in records]
         return models.ListVectorStoresResponse(
-            data=data, first_id=data[0].id if data else "", last_id=data[-1].id if data else "", has_more=found.has_more
+            data=data, first_id=data[0].id if data else "", last_id=data[-1].id if data else "", has_more=has_more
         )
 
     async def openai_retrieve_vector_store(
@@ -228,37 +220,37 @@ class VectorIOApi(protocols.VectorIO):
         self, request: models.OpenaiUpdateVectorStoreRequest
     ) -> models.VectorStoreObject:
         record = await self.record(request.vector_store_id)
-        name = given(request.name, record["name"])
-        metadata = record["metadata"] if request.metadata is MISSING else json.dumps(plain(request.metadata or {}))
-        expires = record["expires_after"]
+        metadata = record.metadata if request.metadata is MISSING else plain(request.metadata or {})
+        expires = record.expires_after
         if request.expires_after is not MISSING:
             expires = (
                 None
                 if request.expires_after is None
-                else json.dumps(
-                    models.VectorStoreExpiresAfter.model_validate(request.expires_after).model_dump(mode="json")
-                )
+                else models.VectorStoreExpiresAfter.model_validate(request.expires_after).model_dump(mode="json")
             )
-        await self.stack.database.execute(
-            "UPDATE vector_stores SET name = ?, metadata = ?, expires_after = ?, last_active_at = ? WHERE id = ?",
-            (name, metadata, expires, int(time.time()), record["id"]),
+        await self.store.update(
+            record.id,
+            name=given(request.name, record.name),
+            metadata=metadata,
+            expires_after=expires,
+            last_active_at=int(time.time()),
         )
-        return await self._object(await self.record(record["id"]))
+        return await self._object(await self.record(record.id))
 
     async def openai_delete_vector_store(
         self, request: models.OpenaiDeleteVectorStoreRequest
     ) -> models.VectorStoreDeleteResponse:
         record = await self.record(request.vector_store_id)
-        if record["source"] == "config":
+        if record.source == "config":
             raise BadRequestError(
-                f"Vector store '{record['id']}' comes from the run config's registered_resources; remove it there "
+                f"Vector store '{record.id}' comes from the run config's registered_resources; remove it there "
                 "(it would be created again at the next start).",
                 code="config_resource",
             )
-        _, provider = self.provider(record["provider_id"])
-        await provider.delete(record["id"])  # chunks and vectors first: a crash leaves a store, never orphans
-        await self.stack.database.execute("DELETE FROM vector_stores WHERE id = ?", (record["id"],))
-        return models.VectorStoreDeleteResponse(id=record["id"], deleted=True)
+        _, provider = self.provider(record.provider_id)
+        await provider.delete(record.id)  # chunks and vectors first: a crash leaves a store, never orphans
+        await self.store.delete(record.id)
+        return models.VectorStoreDeleteResponse(id=record.id, deleted=True)
 
     async def openai_search_vector_store(
         self, request: models.OpenaiSearchVectorStoreRequest
@@ -289,9 +281,9 @@ class VectorIOApi(protocols.VectorIO):
         return models.VectorStoreSearchResponsePage(search_query=queries, data=data, has_more=False, next_page=None)
 
     async def _search(
-        self, record: dict[str, Any], text: str, *, mode: str, k: int, where: Any, options: Any
+        self, record: StoredVectorStore, text: str, *, mode: str, k: int, where: Any, options: Any
     ) -> list[Hit]:
-        _, provider = self.provider(record["provider_id"])
+        _, provider = self.provider(record.provider_id)
         if mode not in ("vector", "keyword", "hybrid"):
             raise BadRequestError("search_mode must be vector, keyword or hybrid", param="search_mode")
         ranker = given(getattr(options, "ranker", None), "rrf")
@@ -302,7 +294,7 @@ class VectorIOApi(protocols.VectorIO):
         parsed = None if where is None else parse_filter(plain(where))
         vector = None
         if mode in ("vector", "hybrid"):
-            (vector,) = await self.embed(record["embedding_model"], [text])
+            (vector,) = await self.embed(record.embedding_model, [text])
         query = SearchQuery(
             vector=vector,
             text=text,
@@ -313,18 +305,18 @@ class VectorIOApi(protocols.VectorIO):
             alpha=given(getattr(options, "alpha", None), 0.5),
             impact_factor=given(getattr(options, "impact_factor", None), 60.0),
         )
-        hits = await provider.search(record["id"], query)
+        hits = await provider.search(record.id, query)
         await self.touch(record)
         threshold = given(getattr(options, "score_threshold", None))
         return [hit for hit in hits if threshold is None or hit.score >= threshold]
 
     async def insert_chunks(self, request: models.InsertChunksRequest) -> None:
         record = await self.usable(request.vector_store_id)
-        _, provider = self.provider(record["provider_id"])
+        _, provider = self.provider(record.provider_id)
         chunks = list(request.chunks)
         texts = [content_text(chunk.content, f"chunks[{i}].content") for i, chunk in enumerate(chunks)]
         missing = [i for i, chunk in enumerate(chunks) if given(chunk.embedding) is None]
-        embedded = await self.embed(record["embedding_model"], [texts[i] for i in missing])
+        embedded = await self.embed(record.embedding_model, [texts[i] for i in missing])
         vectors: dict[int, list[float]] = dict(zip(missing, embedded, strict=True))
         new = []
         for index, chunk in enumerate(chunks):
@@ -341,7 +333,7 @@ class VectorIOApi(protocols.VectorIO):
                     file_id=metadata.get("file_id") if isinstance(metadata.get("file_id"), str) else None,
                 )
             )
-        await provider.insert(record["id"], record["embedding_dimension"], new)
+        await provider.insert(record.id, record.embedding_dimension, new)
         await self.touch(record)
 
     async def query_chunks(self, request: models.QueryChunksRequest) -> models.QueryChunksResponse:
@@ -439,14 +431,6 @@ class VectorIOApi(protocols.VectorIO):
         self, request: models.OpenaiListFilesInVectorStoreFileBatchRequest
     ) -> models.ListVectorStoreFilesResponse:
         return await self.batches.list_files(request.vector_store_id, request.batch_id, request)
-
-
-def _expires_at(record: dict[str, Any]) -> int | None:
-    """When the store expires: `days` after it was last used (OpenAI's only anchor), if it expires at all."""
-    if not record["expires_after"]:
-        return None
-    days: int = json.loads(record["expires_after"])["days"]
-    return int(record["last_active_at"]) + days * 86400
 
 
 def content_text(value: Any, param: str) -> str:

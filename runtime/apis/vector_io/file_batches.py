@@ -131,7 +131,7 @@ class FileBatches:
             ]
         )
         record = await self.vector_io.record(store_id)
-        _, provider = self.vector_io.provider(record["provider_id"])
+        _, provider = self.vector_io.provider(record.provider_id)
         for row in cancelled:  # chunks a file may have from before; the worker clears what it adds after
             await provider.delete(store_id, row["file_id"])
         return await self.get(store_id, batch_id)

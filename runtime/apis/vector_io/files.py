@@ -113,7 +113,7 @@ class VectorStoreFiles:
         )
         for row in rows:
             record = await self.vector_io.record(row["store_id"])
-            _, provider = self.vector_io.provider(record["provider_id"])
+            _, provider = self.vector_io.provider(record.provider_id)
             await provider.delete(row["store_id"], row["file_id"])
         if rows:
             await self.stack.database.execute(f"DELETE FROM vector_store_files WHERE file_id IN ({marks})", file_ids)
@@ -214,7 +214,7 @@ class VectorStoreFiles:
     ) -> models.VectorStoreFileContentResponse:
         await self.get(store_id, file_id)
         record = await self.vector_io.record(store_id)
-        _, provider = self.vector_io.provider(record["provider_id"])
+        _, provider = self.vector_io.provider(record.provider_id)
         chunks = await provider.file_chunks(store_id, file_id, with_embeddings=with_embeddings)
         data = [
             models.VectorStoreContent(
@@ -243,7 +243,7 @@ class VectorStoreFiles:
             "DELETE FROM vector_store_files WHERE store_id = ? AND file_id = ?", (store_id, file_id)
         )
         record = await self.vector_io.record(store_id)
-        _, provider = self.vector_io.provider(record["provider_id"])
+        _, provider = self.vector_io.provider(record.provider_id)
         await provider.delete(store_id, file_id)
         return models.VectorStoreFileDeleteResponse(id=file_id, deleted=True)
 
@@ -271,7 +271,7 @@ class VectorStoreFiles:
             return  # detached, or done by an earlier queue entry
         row = rows[0]
         record = await self.vector_io.record(store_id)
-        _, provider = self.vector_io.provider(record["provider_id"])
+        _, provider = self.vector_io.provider(record.provider_id)
         try:
             meta = await self.files.provider().get(file_id)
             body = await self.files.provider().content(file_id)
@@ -284,14 +284,14 @@ class VectorStoreFiles:
             await self._finish(store_id, file_id, "failed", 0, {"code": "invalid_file", "message": message})
             return
         plan = ingest.chunking_plan(json.loads(row["chunking_strategy"]), self._auto_plan())
-        pieces, tokenizer = await _chunked(self.vector_io.inference, text, record["embedding_model"], plan)
+        pieces, tokenizer = await _chunked(self.vector_io.inference, text, record.embedding_model, plan)
         attributes = json.loads(row["attributes"])
         await provider.delete(store_id, file_id)  # a redo after a crash starts clean
         for start in range(0, len(pieces), INSERT_BATCH):
             if start and not await self._wanted(store_id, file_id):
                 break  # cancelled or detached meanwhile: _finish clears what was stored
             batch = pieces[start : start + INSERT_BATCH]
-            vectors = await self.vector_io.embed(record["embedding_model"], [piece.text for piece in batch])
+            vectors = await self.vector_io.embed(record.embedding_model, [piece.text for piece in batch])
             chunks = [
                 NewChunk(
                     chunk_id=f"{file_id}-{start + offset}",
@@ -312,7 +312,7 @@ class VectorStoreFiles:
                 )
                 for offset, (piece, vector) in enumerate(zip(batch, vectors, strict=True))
             ]
-            await provider.insert(store_id, record["embedding_dimension"], chunks)
+            await provider.insert(store_id, record.embedding_dimension, chunks)
         await self._finish(store_id, file_id, "completed", sum(len(p.text.encode()) for p in pieces), None)
 
     async def _finish(self, store_id: str, file_id: str, status: str, usage: int, error: dict[str, str] | None) -> None:
