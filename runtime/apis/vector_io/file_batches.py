@@ -16,6 +16,7 @@ from pocketstack._generated import models
 from pocketstack.apis.vector_io.files import file_counts
 from pocketstack.core.stack import Stack
 from pocketstack.errors import BadRequestError
+from pocketstack.storage.vector_store_files import StoredFileBatch, VectorStoreFileStore
 from pocketstack.wire.fields import given, plain
 
 if TYPE_CHECKING:
@@ -29,29 +30,21 @@ class FileBatches:
         self.stack = stack
         self.vector_io = vector_io
 
+    @property
+    def store(self) -> VectorStoreFileStore:
+        return VectorStoreFileStore(self.stack.database)
+
     async def create(self, store_id: str, request: models.CreateFileBatchRequest) -> models.VectorStoreFileBatchObject:
         await self.vector_io.usable(store_id)
         wanted = self._files(request)
-        statements = [
+        attachments = [
             await self.vector_io.files.attachment(store_id, file_id, attributes, strategy)
             for file_id, attributes, strategy in wanted
         ]  # every file checked before anything is written: an unknown one fails the whole batch
-        batch_id = f"vsfb_{uuid.uuid4().hex}"
-        await self.stack.database.transaction(
-            [
-                (
-                    "INSERT INTO vector_store_file_batches (id, store_id, created_at) VALUES (?, ?, ?)",
-                    (batch_id, store_id, int(time.time())),
-                ),
-                *(
-                    ("INSERT INTO vector_store_file_batch_files (batch_id, file_id) VALUES (?, ?)", (batch_id, file_id))
-                    for file_id, _, _ in wanted
-                ),
-                *statements,
-            ]
-        )
+        batch = StoredFileBatch(f"vsfb_{uuid.uuid4().hex}", store_id, int(time.time()), cancelled=False)
+        await self.store.create_batch(batch, attachments)
         self.vector_io.files.enqueue(store_id, [file_id for file_id, _, _ in wanted])
-        return await self.get(store_id, batch_id)
+        return await self.get(store_id, batch.id)
 
     def _files(self, request: models.CreateFileBatchRequest) -> list[tuple[str, Any, Any]]:
         file_ids, files = given(request.file_ids), given(request.files)
@@ -73,16 +66,12 @@ class FileBatches:
 
     async def get(self, store_id: str, batch_id: str) -> models.VectorStoreFileBatchObject:
         await self.vector_io.record(store_id)
-        rows = await self.stack.database.fetch(
-            "SELECT id, store_id, created_at, cancelled FROM vector_store_file_batches WHERE id = ? AND store_id = ?",
-            (batch_id, store_id),
-        )
-        if not rows:
+        batch = await self.store.batch(store_id, batch_id)
+        if batch is None:
             # 400 like every other not-found under /v1/vector_stores (Llama Stack's behaviour)
             raise BadRequestError(f"File batch '{batch_id}' not found in vector store '{store_id}'.", code="not_found")
-        batch = rows[0]
-        counts = await self._counts(batch_id)
-        if batch["cancelled"]:
+        counts = file_counts(await self.store.batch_counts(batch_id))
+        if batch.cancelled:
             status = "cancelled"
         elif counts.in_progress:
             status = "in_progress"
@@ -91,22 +80,12 @@ class FileBatches:
         else:
             status = "completed"
         return models.VectorStoreFileBatchObject(
-            id=batch["id"],
-            created_at=batch["created_at"],
-            vector_store_id=batch["store_id"],
+            id=batch.id,
+            created_at=batch.created_at,
+            vector_store_id=batch.store_id,
             status=models.VectorStoreFileBatchStatus(status),
             file_counts=counts,
         )
-
-    async def _counts(self, batch_id: str) -> models.VectorStoreFileCounts:
-        rows = await self.stack.database.fetch(
-            "SELECT f.status, COUNT(*) AS n FROM vector_store_file_batch_files b"
-            " JOIN vector_store_file_batches batch ON batch.id = b.batch_id"
-            " JOIN vector_store_files f ON f.store_id = batch.store_id AND f.file_id = b.file_id"
-            " WHERE b.batch_id = ? GROUP BY f.status",
-            (batch_id,),
-        )
-        return file_counts(rows)
 
     async def cancel(self, store_id: str, batch_id: str) -> models.VectorStoreFileBatchObject:
         batch = await self.get(store_id, batch_id)
@@ -114,26 +93,11 @@ class FileBatches:
             raise BadRequestError(
                 f"File batch '{batch_id}' is {batch.status.value}; only a batch in progress can be cancelled."
             )
-        members = "SELECT file_id FROM vector_store_file_batch_files WHERE batch_id = ?"
-        cancelled = await self.stack.database.fetch(
-            f"SELECT file_id FROM vector_store_files WHERE store_id = ? AND status = 'in_progress'"
-            f" AND file_id IN ({members})",
-            (store_id, batch_id),
-        )
-        await self.stack.database.transaction(
-            [
-                ("UPDATE vector_store_file_batches SET cancelled = 1 WHERE id = ?", (batch_id,)),
-                (
-                    "UPDATE vector_store_files SET status = 'cancelled' WHERE store_id = ? AND status = 'in_progress'"
-                    f" AND file_id IN ({members})",
-                    (store_id, batch_id),
-                ),
-            ]
-        )
+        cancelled = await self.store.cancel_batch(store_id, batch_id)
         record = await self.vector_io.record(store_id)
         _, provider = self.vector_io.provider(record.provider_id)
-        for row in cancelled:  # chunks a file may have from before; the worker clears what it adds after
-            await provider.delete(store_id, row["file_id"])
+        for file_id in cancelled:  # chunks a file may have from before; the worker clears what it adds after
+            await provider.delete(store_id, file_id)
         return await self.get(store_id, batch_id)
 
     async def list_files(

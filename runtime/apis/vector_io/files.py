@@ -10,10 +10,10 @@ server stops (even by SIGKILL) are queued again at the next start, without dupli
 from __future__ import annotations
 
 import asyncio
-import json
+import dataclasses
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, cast
 
 from pydantic import MISSING
@@ -25,42 +25,38 @@ from pocketstack.apis.vector_io import ingest
 from pocketstack.core.stack import Stack
 from pocketstack.errors import BadRequestError, NotFoundError, PocketStackError
 from pocketstack.providers.vector_search import NewChunk, VectorIOProvider
-from pocketstack.storage import pages
+from pocketstack.storage.vector_store_files import (
+    FileCounts,
+    FileStatus,
+    NewAttachment,
+    StoredFile,
+    VectorStoreFileStore,
+)
 from pocketstack.wire.fields import given, plain
 
 if TYPE_CHECKING:
     from pocketstack.apis.vector_io.api import VectorIOApi
 
 log = logging.getLogger(__name__)
-INSERT_BATCH = 64
+CHUNKS_PER_WRITE = 64  # embedded and stored together; cancellation is checked between writes
 MAX_ATTRIBUTES = 16
-COLUMNS = "store_id, file_id, status, attributes, chunking_strategy, created_at, usage_bytes, last_error"
 
 
-def _file_object(row: Any) -> models.VectorStoreFileObject:
-    error = json.loads(row["last_error"]) if row["last_error"] else None
+def _file_object(stored: StoredFile) -> models.VectorStoreFileObject:
     return models.VectorStoreFileObject(
-        id=row["file_id"],
-        attributes=json.loads(row["attributes"]),
-        chunking_strategy=json.loads(row["chunking_strategy"]),
-        created_at=row["created_at"],
-        last_error=models.VectorStoreFileLastError(**error) if error else None,
-        status=models.VectorStoreFileStatus(row["status"]),
-        usage_bytes=row["usage_bytes"],
-        vector_store_id=row["store_id"],
+        id=stored.file_id,
+        attributes=stored.attributes,
+        chunking_strategy=stored.chunking_strategy,
+        created_at=stored.created_at,
+        last_error=models.VectorStoreFileLastError(**stored.last_error) if stored.last_error else None,
+        status=models.VectorStoreFileStatus(stored.status),
+        usage_bytes=stored.usage_bytes,
+        vector_store_id=stored.store_id,
     )
 
 
-def file_counts(rows: Iterable[Any]) -> models.VectorStoreFileCounts:
-    """Counts by state from rows of (status, n)."""
-    found = {row["status"]: row["n"] for row in rows}
-    return models.VectorStoreFileCounts(
-        completed=found.get("completed", 0),
-        cancelled=found.get("cancelled", 0),
-        failed=found.get("failed", 0),
-        in_progress=found.get("in_progress", 0),
-        total=sum(found.values()),
-    )
+def file_counts(counts: FileCounts) -> models.VectorStoreFileCounts:
+    return models.VectorStoreFileCounts(**dataclasses.asdict(counts), total=counts.total)
 
 
 def _attributes(value: Any) -> dict[str, Any]:
@@ -82,42 +78,40 @@ class VectorStoreFiles:
         self._queue: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
 
+    @property
+    def store(self) -> VectorStoreFileStore:
+        return VectorStoreFileStore(self.stack.database)
+
     async def start(self) -> None:
         """Drop files deleted meanwhile, resume what a stopped server left in progress, then work the queue."""
         if self.stack.providers_of("files"):
             files = self.files.provider()
             files.on_removed(self.forget_files)
-            attached = await self.stack.database.fetch("SELECT DISTINCT file_id FROM vector_store_files")
             gone = []
-            for row in attached:  # files that expired while the server was stopped
+            for file_id in await self.store.attached_file_ids():  # files that expired while the server was stopped
                 try:
-                    await files.get(row["file_id"])
+                    await files.get(file_id)
                 except NotFoundError:
-                    gone.append(row["file_id"])
+                    gone.append(file_id)
             if gone:
                 await self.forget_files(gone)
-        rows = await self.stack.database.fetch(
-            "SELECT store_id, file_id FROM vector_store_files WHERE status = 'in_progress' ORDER BY seq"
-        )
-        for row in rows:
-            self._queue.put_nowait((row["store_id"], row["file_id"]))
-        if rows:
-            log.info("resuming ingestion of %d files", len(rows))
+        waiting = await self.store.in_progress()
+        for store_id, file_id in waiting:
+            self._queue.put_nowait((store_id, file_id))
+        if waiting:
+            log.info("resuming ingestion of %d files", len(waiting))
         self._worker = asyncio.create_task(self._work(), name="pocketstack-ingestion")
 
     async def forget_files(self, file_ids: list[str]) -> None:
         """Detach deleted files from every store: chunks and vectors first, then the attachment rows."""
-        marks = ", ".join("?" for _ in file_ids)
-        rows = await self.stack.database.fetch(
-            f"SELECT store_id, file_id FROM vector_store_files WHERE file_id IN ({marks})", file_ids
-        )
-        for row in rows:
-            record = await self.vector_io.record(row["store_id"])
+        attachments = await self.store.attachments_of(file_ids)
+        for store_id, file_id in attachments:
+            record = await self.vector_io.record(store_id)
             _, provider = self.vector_io.provider(record.provider_id)
-            await provider.delete(row["store_id"], row["file_id"])
-        if rows:
-            await self.stack.database.execute(f"DELETE FROM vector_store_files WHERE file_id IN ({marks})", file_ids)
-            log.info("detached %d deleted files from vector stores", len(rows))
+            await provider.delete(store_id, file_id)
+        if attachments:
+            await self.store.detach_everywhere(file_ids)
+            log.info("detached %d deleted files from vector stores", len(attachments))
 
     async def stop(self) -> None:
         if self._worker is not None:
@@ -129,48 +123,34 @@ class VectorStoreFiles:
         await self._queue.join()
 
     async def counts(self, store_id: str) -> models.VectorStoreFileCounts:
-        rows = await self.stack.database.fetch(
-            "SELECT status, COUNT(*) AS n FROM vector_store_files WHERE store_id = ? GROUP BY status", (store_id,)
-        )
-        return file_counts(rows)
+        return file_counts(await self.store.counts(store_id))
 
     async def attach(self, store_id: str, file_id: str, attributes: Any, strategy: Any) -> models.VectorStoreFileObject:
         await self.vector_io.usable(store_id)
-        statement = await self.attachment(store_id, file_id, attributes, strategy)
-        await self.stack.database.execute(*statement)
+        await self.store.attach(await self.attachment(store_id, file_id, attributes, strategy))
         self.enqueue(store_id, [file_id])
         return await self.get(store_id, file_id)
 
-    async def attachment(
-        self, store_id: str, file_id: str, attributes: Any, strategy: Any
-    ) -> tuple[str, Sequence[Any]]:
-        """The statement that attaches a checked file (a 404 for an unknown one): queue it once it has run."""
+    async def attachment(self, store_id: str, file_id: str, attributes: Any, strategy: Any) -> NewAttachment:
+        """A checked file to attach (a 404 for an unknown one): queue it once it is stored."""
         await self.files.provider().get(file_id)
         chunking = plain(given(strategy)) or {"type": "auto"}
         try:
             ingest.chunking_plan(chunking)
         except ValueError as exc:
             raise BadRequestError(f"chunking_strategy: {exc}", param="chunking_strategy") from exc
-        return (
-            "INSERT INTO vector_store_files (store_id, file_id, status, attributes, chunking_strategy, created_at)"
-            " VALUES (?, ?, 'in_progress', ?, ?, ?) ON CONFLICT (store_id, file_id) DO UPDATE SET"
-            " status = 'in_progress', attributes = excluded.attributes, chunking_strategy = excluded.chunking_strategy,"
-            " last_error = NULL",
-            (store_id, file_id, json.dumps(_attributes(attributes)), json.dumps(chunking), int(time.time())),
-        )
+        return NewAttachment(store_id, file_id, _attributes(attributes), chunking, int(time.time()))
 
     def enqueue(self, store_id: str, file_ids: Iterable[str]) -> None:
         for file_id in file_ids:
             self._queue.put_nowait((store_id, file_id))
 
     async def get(self, store_id: str, file_id: str) -> models.VectorStoreFileObject:
-        rows = await self.stack.database.fetch(
-            f"SELECT {COLUMNS} FROM vector_store_files WHERE store_id = ? AND file_id = ?", (store_id, file_id)
-        )
-        if not rows:
+        stored = await self.store.get(store_id, file_id)
+        if stored is None:
             await self.vector_io.record(store_id)
             raise BadRequestError(f"File '{file_id}' is not attached to vector store '{store_id}'.", code="not_found")
-        return _file_object(rows[0])
+        return _file_object(stored)
 
     async def list(
         self,
@@ -184,29 +164,18 @@ class VectorStoreFiles:
         batch_id: str | None = None,
     ) -> models.ListVectorStoreFilesResponse:
         await self.vector_io.record(store_id)
-        where, params = ["store_id = ?"], [store_id]
-        if status is not None:
-            where.append("status = ?")
-            params.append(status)
-        if batch_id is not None:
-            where.append("file_id IN (SELECT file_id FROM vector_store_file_batch_files WHERE batch_id = ?)")
-            params.append(batch_id)
-        found = await pages.page(
-            self.stack.database,
-            table="vector_store_files",
-            columns=COLUMNS,
-            where=where,
-            params=params,
-            id_column="file_id",
+        found, has_more = await self.store.page(
+            store_id,
             after=after,
             before=before,
             limit=limit,
             descending=descending,
-            what="attached file",
+            status=status,
+            batch_id=batch_id,
         )
-        data = [_file_object(row) for row in found.rows]
+        data = [_file_object(stored) for stored in found]
         return models.ListVectorStoreFilesResponse(
-            data=data, first_id=data[0].id if data else "", last_id=data[-1].id if data else "", has_more=found.has_more
+            data=data, first_id=data[0].id if data else "", last_id=data[-1].id if data else "", has_more=has_more
         )
 
     async def content(
@@ -229,19 +198,14 @@ class VectorStoreFiles:
 
     async def update(self, store_id: str, file_id: str, attributes: Any) -> models.VectorStoreFileObject:
         current = await self.get(store_id, file_id)
-        await self.stack.database.execute(
-            "UPDATE vector_store_files SET attributes = ? WHERE store_id = ? AND file_id = ?",
-            (json.dumps(_attributes(attributes)), store_id, file_id),
-        )
+        await self.store.set_attributes(store_id, file_id, _attributes(attributes))
         if current.status.value == "completed":  # the chunks carry the attributes: re-ingest to refresh them
             await self.attach(store_id, file_id, attributes, current.chunking_strategy)
         return await self.get(store_id, file_id)
 
     async def detach(self, store_id: str, file_id: str) -> models.VectorStoreFileDeleteResponse:
         await self.get(store_id, file_id)
-        await self.stack.database.execute(
-            "DELETE FROM vector_store_files WHERE store_id = ? AND file_id = ?", (store_id, file_id)
-        )
+        await self.store.detach(store_id, file_id)
         record = await self.vector_io.record(store_id)
         _, provider = self.vector_io.provider(record.provider_id)
         await provider.delete(store_id, file_id)
@@ -263,13 +227,9 @@ class VectorStoreFiles:
                 self._queue.task_done()
 
     async def _ingest(self, store_id: str, file_id: str) -> None:
-        rows = await self.stack.database.fetch(
-            f"SELECT {COLUMNS} FROM vector_store_files WHERE store_id = ? AND file_id = ? AND status = 'in_progress'",
-            (store_id, file_id),
-        )
-        if not rows:
+        attached = await self.store.get(store_id, file_id)
+        if attached is None or attached.status != "in_progress":
             return  # detached, or done by an earlier queue entry
-        row = rows[0]
         record = await self.vector_io.record(store_id)
         _, provider = self.vector_io.provider(record.provider_id)
         try:
@@ -283,14 +243,14 @@ class VectorStoreFiles:
             message = exc.message if isinstance(exc, PocketStackError) else str(exc)
             await self._finish(store_id, file_id, "failed", 0, {"code": "invalid_file", "message": message})
             return
-        plan = ingest.chunking_plan(json.loads(row["chunking_strategy"]), self._auto_plan())
+        plan = ingest.chunking_plan(attached.chunking_strategy, self._auto_plan())
         pieces, tokenizer = await _chunked(self.vector_io.inference, text, record.embedding_model, plan)
-        attributes = json.loads(row["attributes"])
+        attributes = attached.attributes
         await provider.delete(store_id, file_id)  # a redo after a crash starts clean
-        for start in range(0, len(pieces), INSERT_BATCH):
+        for start in range(0, len(pieces), CHUNKS_PER_WRITE):
             if start and not await self._wanted(store_id, file_id):
                 break  # cancelled or detached meanwhile: _finish clears what was stored
-            batch = pieces[start : start + INSERT_BATCH]
+            batch = pieces[start : start + CHUNKS_PER_WRITE]
             vectors = await self.vector_io.embed(record.embedding_model, [piece.text for piece in batch])
             chunks = [
                 NewChunk(
@@ -315,12 +275,10 @@ class VectorStoreFiles:
             await provider.insert(store_id, record.embedding_dimension, chunks)
         await self._finish(store_id, file_id, "completed", sum(len(p.text.encode()) for p in pieces), None)
 
-    async def _finish(self, store_id: str, file_id: str, status: str, usage: int, error: dict[str, str] | None) -> None:
-        await self.stack.database.execute(
-            "UPDATE vector_store_files SET status = ?, usage_bytes = ?, last_error = ?"
-            " WHERE store_id = ? AND file_id = ? AND status = 'in_progress'",
-            (status, usage, json.dumps(error) if error else None, store_id, file_id),
-        )
+    async def _finish(
+        self, store_id: str, file_id: str, status: FileStatus, usage: int, error: dict[str, str] | None
+    ) -> None:
+        await self.store.finish(store_id, file_id, status, usage, error)
         if status != "completed" or not await self._wanted(store_id, file_id, status):
             # failed part way, or detached, its store deleted or its batch cancelled meanwhile: leave nothing behind
             for instance in self.stack.providers_of("vector_io"):
@@ -333,12 +291,8 @@ class VectorStoreFiles:
         overlap = ingest.DEFAULT_OVERLAP_TOKENS if overlap is None else overlap
         return ingest.ChunkingPlan(size, min(overlap, size // 2))
 
-    async def _wanted(self, store_id: str, file_id: str, status: str = "in_progress") -> bool:
-        rows = await self.stack.database.fetch(
-            "SELECT 1 FROM vector_store_files WHERE store_id = ? AND file_id = ? AND status = ?",
-            (store_id, file_id, status),
-        )
-        return bool(rows)
+    async def _wanted(self, store_id: str, file_id: str, status: FileStatus = "in_progress") -> bool:
+        return await self.store.has_status(store_id, file_id, status)
 
 
 async def _chunked(
