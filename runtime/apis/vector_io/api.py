@@ -363,7 +363,7 @@ class VectorIOApi(protocols.VectorIO):
         ]
         return models.QueryChunksResponse(chunks=chunks, scores=[hit.score for hit in hits])
 
-    # Files attached to stores (vector_store_files.py does the work).
+    # Files attached to stores (files.py does the work, storage/vector_store_files.py keeps the rows).
 
     async def openai_attach_file_to_vector_store(
         self, request: models.OpenaiAttachFileToVectorStoreRequest
@@ -410,7 +410,7 @@ class VectorIOApi(protocols.VectorIO):
             with_metadata=bool(request.include_metadata),
         )
 
-    # File batches (vector_store_file_batches.py).
+    # File batches (file_batches.py).
 
     async def openai_create_vector_store_file_batch(
         self, request: models.OpenaiCreateVectorStoreFileBatchRequest
