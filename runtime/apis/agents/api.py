@@ -27,6 +27,7 @@ from pocketstack.apis.agents.steps import (
     tool_step,
 )
 from pocketstack.apis.inference.api import InferenceApi
+from pocketstack.apis.responses.tools.tool_groups import ToolGroupTools
 from pocketstack.apis.responses.turn import Turn
 from pocketstack.apis.safety import SafetyApi
 from pocketstack.apis.tools import ToolsApi
@@ -284,10 +285,8 @@ class AgentsApi(protocols.Agents):
         if text is not None:
             body["text"] = text
         request = models.CreateResponseRequest.model_validate(body)
-        turn = Turn(request, {"id": f"turn-{uuid.uuid4().hex}", "status": "in_progress", "output": []}, messages,
-                    self.inference, self.vector_io, None)  # fmt: skip
-        turn.runtime, turn.tools_api = runtime, self.tools
-        return turn
+        skeleton = {"id": f"turn-{uuid.uuid4().hex}", "status": "in_progress", "output": []}
+        return Turn(request, skeleton, messages, self.inference, [ToolGroupTools(self.tools, runtime)])
 
     async def create_agent_turn(self, request: models.CreateAgentTurnRequest) -> models.AgentTurn | Chunks:
         _, config = await self._agent(request.agent_id)

@@ -21,8 +21,9 @@ from pocketstack.apis.conversations import ConversationsApi
 from pocketstack.apis.inference.api import InferenceApi
 from pocketstack.apis.responses.event_log import EventLog
 from pocketstack.apis.responses.items import chat_messages, input_items, new_id
-from pocketstack.apis.responses.tools.file_search import file_search_tool
-from pocketstack.apis.responses.tools.mcp import Approval, McpServer, mcp_servers
+from pocketstack.apis.responses.tools.base import ServerTool
+from pocketstack.apis.responses.tools.file_search import FileSearchTool, Found, file_search_tool
+from pocketstack.apis.responses.tools.mcp import Approval, McpServer, McpTools, mcp_servers
 from pocketstack.apis.responses.tools.web_search import web_search_tool
 from pocketstack.apis.responses.turn import Turn
 from pocketstack.apis.tools import ToolsApi
@@ -181,16 +182,22 @@ class ResponsesApi(protocols.Responses):
         items = input_items(request)
         context, earlier, older = await self._context(request)
         messages = context + chat_messages(items)
-        tool = file_search_tool(request)
-        for store_id in tool.vector_store_ids if tool is not None else []:
-            await self.vector_io.usable(store_id)  # an unknown or expired store is a 400 before the model runs
+        found = Found()
+        tools: list[ServerTool] = []
+        spec = file_search_tool(request)
+        if spec is not None:
+            for store_id in spec.vector_store_ids:
+                await self.vector_io.usable(store_id)  # an unknown or expired store is a 400 before the model runs
+            with_results = "file_search_call.results" in (given(request.include) or [])
+            tools.append(FileSearchTool(self.vector_io, spec, found, with_results))
+        web = await web_search_tool(request, self.tools)
+        if web is not None:
+            tools.append(web)
         servers = mcp_servers(request)
-        approvals = _approvals(items, earlier, servers)
-        turn = Turn(
-            request, self._skeleton(request), messages, self.inference, self.vector_io, tool, servers, approvals
-        )
-        turn.web = await web_search_tool(request, self.tools)
-        turn.listed = await self._listings(earlier, older, {server.label for server in servers})
+        mcp = McpTools(servers, _approvals(items, earlier, servers))
+        mcp.listed = await self._listings(earlier, older, {server.label for server in servers})
+        tools.append(mcp)
+        turn = Turn(request, self._skeleton(request), messages, self.inference, tools, mcp=mcp, found=found)
         streaming = given(request.stream, False)
         if given(request.background, False):
             return await self._in_background(turn, items, EventLog() if streaming else None)

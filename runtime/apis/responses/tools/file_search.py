@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from pocketstack._generated import models
 from pocketstack._generated.protocols import VectorIO
 from pocketstack.apis.responses.items import new_id
+from pocketstack.apis.responses.tools.base import ToolOutcome, failed_or_completed
 from pocketstack.errors import BadRequestError
 from pocketstack.providers.inline.file_search.search import StoreSearch, passages, search_stores
 from pocketstack.providers.tool_runtime import QUERY_ONLY
@@ -90,3 +91,30 @@ def citations(found: Found, text: str) -> list[dict[str, Any]]:
         {"type": "file_citation", "file_id": file_id, "filename": filename, "index": len(text)}
         for file_id, filename in found.files.items()
     ]
+
+
+@dataclass
+class FileSearchTool:
+    """file_search as the turn runs it (tools/base.py); `found` collects the files for citations."""
+
+    vector_io: VectorIO
+    spec: FileSearch
+    found: Found
+    with_results: bool  # `include` asked for file_search_call.results
+    kind: ClassVar[str] = "file_search_call"
+    prefix: ClassVar[str] = "fs"
+    searching: ClassVar[bool] = True
+
+    def functions(self) -> list[dict[str, Any]]:
+        return [FUNCTION]
+
+    def owns(self, name: str) -> bool:
+        return name == NAME
+
+    async def run(self, call: models.ToolCall, item_id: str) -> ToolOutcome:
+        query = query_of(call.function.arguments)
+        item, text = await search(self.vector_io, self.spec, query, self.found, self.with_results)
+        return ToolOutcome({**item, "id": item_id}, text)
+
+    def closing_event(self, item: dict[str, Any]) -> str | None:
+        return failed_or_completed(item)

@@ -12,10 +12,11 @@ unreachable server is an error item, never a hang.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from pocketstack._generated import models
-from pocketstack.apis.responses.items import new_id
+from pocketstack.apis.responses.items import mcp_call_text, new_id
+from pocketstack.apis.responses.tools.base import ToolOutcome, failed_or_completed
 from pocketstack.errors import BadRequestError
 from pocketstack.providers.remote.mcp import client
 from pocketstack.providers.remote.mcp.client import McpEndpoint
@@ -46,12 +47,66 @@ class Approval:
 
 @dataclass
 class McpTools:
-    """The tools listed for one response: model-facing function name -> (server, tool)."""
+    """The mcp tools of one response as the turn runs them (tools/base.py).
 
-    by_name: dict[str, tuple[McpServer, dict[str, Any]]] = field(default_factory=dict)
+    Before the first model call `prepare` lists every server's tools (or takes the listing the
+    conversation already holds, as OpenAI does) and runs, or declines, the calls the user answered;
+    then the model sees the listed tools as functions. A call that needs approval halts the turn.
+    """
+
+    servers: list[McpServer] = field(default_factory=list)
+    approvals: list[Approval] = field(default_factory=list)  # answers to the previous turn's requests
+    listed: dict[str, dict[str, Any]] = field(default_factory=dict)  # listings held, by server label
+    by_name: dict[str, tuple[McpServer, dict[str, Any]]] = field(default_factory=dict)  # function name ->
+    kind: ClassVar[str] = "mcp_call"
+    prefix: ClassVar[str] = "mcp"
+    searching: ClassVar[bool] = False
+
+    async def prepare(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The items made before the first model call, and the tool messages the model reads of them."""
+        items: list[dict[str, Any]] = []
+        messages: list[dict[str, Any]] = []
+        for server in self.servers:
+            listing = self.listed.get(server.label)
+            if listing is None:
+                listing = await list_tools(server)
+                items.append(listing)
+            for tool in listing["tools"]:
+                if server.allowed is None or tool["name"] in server.allowed:
+                    self.by_name.setdefault(tool["name"], (server, tool))
+        for approval in self.approvals:
+            request = approval.request
+            item: dict[str, Any] = {"type": "mcp_call", "id": new_id("mcp"), "server_label": request["server_label"],
+                                    "name": request["name"], "arguments": request["arguments"], "output": None,
+                                    "error": None, "approval_request_id": request["id"]}  # fmt: skip
+            if approval.approve:
+                item["output"], item["error"] = await call_tool(approval.server, request["name"], request["arguments"])
+            else:
+                item["error"] = "The user did not approve this call" + (
+                    f": {approval.reason}" if approval.reason else "."
+                )
+            messages.append({"role": "tool", "tool_call_id": request["call_id"], "content": mcp_call_text(item)})
+            items.append(item)
+        return items, messages
 
     def functions(self) -> list[dict[str, Any]]:
         return [chat_function(name, tool) for name, (_, tool) in self.by_name.items()]
+
+    def owns(self, name: str) -> bool:
+        return name in self.by_name
+
+    async def run(self, call: models.ToolCall, item_id: str) -> ToolOutcome:
+        name = call.function.name
+        server, _ = self.by_name[name]
+        base = {"id": item_id, "server_label": server.label, "name": name, "arguments": call.function.arguments}
+        if server.needs_approval(name):
+            return ToolOutcome({"type": "mcp_approval_request", **base, "call_id": call.id}, None)
+        output, error = await call_tool(server, name, call.function.arguments)
+        item = {"type": "mcp_call", **base, "output": output, "error": error}
+        return ToolOutcome(item, mcp_call_text(item))
+
+    def closing_event(self, item: dict[str, Any]) -> str | None:
+        return None if item["type"] == "mcp_approval_request" else failed_or_completed(item)
 
 
 def _names(value: Any, what: str) -> frozenset[str]:

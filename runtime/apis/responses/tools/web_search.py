@@ -9,10 +9,11 @@ first web search provider (Tavily, Brave) of the distribution; without either th
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pocketstack._generated import models
 from pocketstack.apis.responses.items import WEB_SEARCH_TYPES, new_id
+from pocketstack.apis.responses.tools.base import ToolOutcome
 from pocketstack.apis.responses.tools.file_search import query_of
 from pocketstack.core.registry import Resource
 from pocketstack.errors import BadRequestError
@@ -38,8 +39,26 @@ FUNCTION = {
 
 @dataclass(frozen=True)
 class WebSearch:
+    """web_search as the turn runs it (tools/base.py): through a tool group's search engine."""
+
     tools: ToolsApi
     group: Resource
+    kind: ClassVar[str] = "web_search_call"
+    prefix: ClassVar[str] = "ws"
+    searching: ClassVar[bool] = True
+
+    def functions(self) -> list[dict[str, Any]]:
+        return [FUNCTION]
+
+    def owns(self, name: str) -> bool:
+        return name == NAME
+
+    async def run(self, call: models.ToolCall, item_id: str) -> ToolOutcome:
+        item, text = await search(self, call.function.arguments)
+        return ToolOutcome({**item, "id": item_id}, text)
+
+    def closing_event(self, item: dict[str, Any]) -> str | None:
+        return "completed"  # OpenAI has no failed event for searches: the item's status says it
 
 
 async def web_search_tool(request: models.CreateResponseRequest, tools: ToolsApi) -> WebSearch | None:
