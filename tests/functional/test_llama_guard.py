@@ -187,3 +187,26 @@ def test_an_unknown_excluded_category_in_the_provider_config_is_a_config_error()
         plan_providers(config)  # before anything starts, naming the entry
     assert "providers.safety[0] (llama-guard): config.excluded_categories" in str(caught.value)
     assert "S99 not in S1..S14" in str(caught.value)
+
+
+async def test_the_provider_named_is_the_models_not_the_output_shields(
+    aiohttp_client: Callable[..., Any], scripted: list[models.ChatCompletionRequest]
+) -> None:
+    # The guard model lives on a provider of its own: its call runs while the answer is judged.
+    guard_provider = {**scripted_entry(), "provider_id": "scripted-guard"}
+    chat = {"model_id": "chat", "provider_id": "scripted", "provider_model_id": "chat", "model_type": "llm"}
+    config = edge_with(
+        providers=edge_providers_with(inference=[scripted_entry(), guard_provider]),
+        registered_resources={"models": [chat, {**GUARD_MODEL, "provider_id": "scripted-guard"}], "shields": SHIELDS},
+    )
+    server = await aiohttp_client(create_app(config))
+    body = {"model": "chat", "messages": [{"role": "user", "content": "Hello there."}], "guardrails": ["guard"]}
+    for stream in (False, True):
+        response = await server.post("/v1/chat/completions", json={**body, "stream": stream})
+        text = await response.text()
+        assert response.status == 200, text
+        assert response.headers["X-PocketStack-Provider"] == "scripted", stream
+        judged = [r for r in scripted if str(r.messages[-1].content).startswith("Task: Check if there is unsafe")]
+        assert any("Agent: You said: Hello there." in str(r.messages[-1].content) for r in judged)  # output judged
+    stored = (await (await server.get("/v1/chat/completions")).json())["data"]
+    assert [item["served_by"] for item in stored] == ["scripted", "scripted"]

@@ -110,7 +110,9 @@ class InferenceApi(protocols.Inference):
             raise ServiceUnavailableError(f"No provider of model '{resource.identifier}' is running.")
         return targets
 
-    async def _serve(self, targets: list[Target], call: Callable[[Target], Awaitable[T]]) -> T:
+    async def _serve(self, targets: list[Target], call: Callable[[Target], Awaitable[T]]) -> tuple[T, str]:
+        """The answer and the provider that gave it. Returned, not left in a context variable: a
+        shield's own model call (llama-guard) runs through here too, and would overwrite it."""
         failures: list[str] = []
         last: PocketStackError | None = None
         for index, target in enumerate(targets):
@@ -130,10 +132,15 @@ class InferenceApi(protocols.Inference):
                 last = exc
                 log.warning("falling back from %s for %s: %s", target.provider_id, target.model.identifier, exc.message)
                 continue
-            served_by.set(target.provider_id)
-            return result
+            return result, target.provider_id
         assert last is not None  # the last target either returned or raised
         raise last
+
+    async def _answer(self, targets: list[Target], call: Callable[[Target], Awaitable[T]]) -> T:
+        """_serve for the routes that only answer: who served goes out in the response header."""
+        result, provider_id = await self._serve(targets, call)
+        served_by.set(provider_id)
+        return result
 
     @property
     def store(self) -> ChatCompletionStore:
@@ -143,20 +150,24 @@ class InferenceApi(protocols.Inference):
         self, request: models.ChatCompletionRequest
     ) -> models.ChatCompletion | AsyncIterator[models.ChatCompletionChunk]:
         targets = await self._chain(request.model, "llm", "chat")
-        request, result = await self._guarded(targets, request)  # the request as redacting shields left it
+        # the request as redacting shields left it; provider_id is None when input shields refused it
+        request, result, provider_id = await self._guarded(targets, request)
+        served_by.set(provider_id)  # set last: the shields' own model calls set it while they judged
         if given(request.store, True) is False:  # stored unless asked not to, as Llama Stack does
             return result
-        provider_id = served_by.get() or ""
         inputs = [m.model_dump(mode="json", by_alias=True) for m in request.messages]
         if isinstance(result, models.ChatCompletion):
-            await self.store.add(result.model_dump(mode="json"), inputs, provider_id)
+            await self.store.add(result.model_dump(mode="json"), inputs, provider_id or "")
             return result
-        return self._recorded(result, request.model, inputs, provider_id)
+        return self._recorded(result, request.model, inputs, provider_id or "")
 
     async def _guarded(
         self, targets: list[Target], request: models.ChatCompletionRequest
-    ) -> tuple[models.ChatCompletionRequest, models.ChatCompletion | AsyncIterator[models.ChatCompletionChunk]]:
-        """The request the model got, and its answer, with the request's guardrails run over input and output."""
+    ) -> tuple[
+        models.ChatCompletionRequest, models.ChatCompletion | AsyncIterator[models.ChatCompletionChunk], str | None
+    ]:
+        """The request the model got, its answer (the request's guardrails run over input and output), and
+        the provider that served it (None when the input guardrails refused it before any model ran)."""
         rails = self.guardrails
         guard = await rails.for_request(request) if rails is not None else None
         if given(request.guardrails) and rails is None:
@@ -165,17 +176,17 @@ class InferenceApi(protocols.Inference):
                 code="service_not_enabled",
             )
         if rails is None or not guard:
-            return request, await self._serve(targets, lambda t: t.provider.chat_completion(t.model, request))
+            return (request, *await self._serve(targets, lambda t: t.provider.chat_completion(t.model, request)))
         judged = input_messages(request)
         screened = await rails.judge(guard.input, "input", [message for _, message in judged])
         if screened.blocked is not None:
             refusal = rails.refusal_stream if given(request.stream, False) else rails.refusal
-            return request, refusal(request, screened)
+            return request, refusal(request, screened), None
         sent = with_redacted_input(request, judged, screened)
-        result = await self._serve(targets, lambda t: t.provider.chat_completion(t.model, sent))
+        result, provider_id = await self._serve(targets, lambda t: t.provider.chat_completion(t.model, sent))
         if isinstance(result, models.ChatCompletion):
-            return sent, await rails.guard_answer(result, guard, screened.violations)
-        return sent, rails.guard_stream(result, guard, screened.violations)
+            return sent, await rails.guard_answer(result, guard, screened.violations), provider_id
+        return sent, rails.guard_stream(result, guard, screened.violations), provider_id
 
     async def _recorded(
         self,
@@ -221,15 +232,15 @@ class InferenceApi(protocols.Inference):
         self, request: models.CompletionRequest
     ) -> models.Completion | AsyncIterator[models.Completion]:
         targets = await self._chain(request.model, "llm", "text completion")
-        return await self._serve(targets, lambda t: t.provider.completion(t.model, request))
+        return await self._answer(targets, lambda t: t.provider.completion(t.model, request))
 
     async def rerank(self, request: models.RerankRequest) -> models.RerankResponse:
         targets = await self._chain(request.model, "rerank", "rerank")
-        return await self._serve(targets, lambda t: t.provider.rerank(t.model, request))
+        return await self._answer(targets, lambda t: t.provider.rerank(t.model, request))
 
     async def openai_embeddings(self, request: models.EmbeddingsRequest) -> models.EmbeddingsResponse:
         targets = await self._chain(request.model, "embedding", "embedding")
-        return await self._serve(targets, lambda t: t.provider.embeddings(t.model, request))
+        return await self._answer(targets, lambda t: t.provider.embeddings(t.model, request))
 
     async def count_tokens(self, model_id: str, texts: list[str]) -> TokenCounts | None:
         """Token counts from the embedding model's own tokenizer, when its provider can count (else None)."""

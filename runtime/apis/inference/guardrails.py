@@ -30,6 +30,7 @@ from pocketstack.apis.safety import SafetyApi, message_text
 from pocketstack.config import ConfigError, SafetyConfig
 from pocketstack.errors import ResourceNotFoundError
 from pocketstack.providers.base import ShieldMessage, Verdict
+from pocketstack.web.context import served_by
 from pocketstack.wire.chat_stream import argument_fragment
 from pocketstack.wire.fields import given, plain
 
@@ -140,8 +141,12 @@ class Guardrails:
         outcome = Outcome()
         if not messages:
             return outcome
+        serving = served_by.get()
         for shield_id in shield_ids:
-            verdict = await self.safety.check(shield_id, messages)
+            try:
+                verdict = await self.safety.check(shield_id, messages)
+            finally:  # a shield's own model call (llama-guard) did not serve the request: keep who did
+                served_by.set(serving)
             if not verdict.flagged:
                 continue
             recorded = _recorded(shield_id, stage, verdict)
