@@ -92,6 +92,8 @@ def read_info(path: Path) -> GgufInfo:
 
 @functools.lru_cache(maxsize=256)
 def _read_info(path: Path, size: int, mtime_ns: int) -> GgufInfo:
+    if size == 0:  # mmap refuses an empty file with a bare ValueError, which callers do not expect
+        raise GgufError(f"{path} is empty (0 bytes)")
     with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
         if data[:4] != MAGIC:
             raise GgufError(f"{path} is not a GGUF file")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestClient
 from pocketstack_client import Client
 from pocketstack_client.api.models import get_model, openai_list_models, register_model, unregister_model
@@ -14,6 +16,7 @@ from pocketstack_client.models.register_model_request_metadata import RegisterMo
 
 from pocketstack.app import create_app
 from tests.conftest import edge_with, write_gguf
+from tests.functional.test_errors import assert_error_shape
 
 BUILT_IN_CHAT = "llama-cpp/SmolLM2-135M-Instruct"
 
@@ -120,6 +123,24 @@ async def test_missing_or_invalid_gguf_is_400(client: TestClient[Any, Any], home
     listed = await openai_list_models.asyncio(client=api)
     assert isinstance(listed, OpenAIListModelsResponse)
     assert [m.id for m in listed.data] == [BUILT_IN_CHAT]
+
+
+async def test_an_empty_gguf_is_skipped_at_start_and_refused_at_registration(
+    aiohttp_client: Callable[..., Any], gguf: Callable[[str], Path], home: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    gguf("kept.gguf")
+    (home / "models" / "empty.gguf").write_bytes(b"")  # an interrupted download, a `touch`
+    client = await aiohttp_client(create_app(edge_with()))
+    listed = await client.get("/v1/models")
+    assert listed.status == 200, await listed.text()
+    ids = [m["id"] for m in (await listed.json())["data"]]
+    assert "llama-cpp/kept" in ids and "llama-cpp/empty" not in ids
+    assert any("empty.gguf" in r.getMessage() and "empty" in r.getMessage() for r in caplog.records
+               if r.levelno == logging.WARNING)  # fmt: skip
+    response = await client.post("/v1/models", json={"model_id": "empty.gguf"})
+    error = assert_error_shape(await response.json())
+    assert (response.status, error["code"]) == (400, "invalid_model_file")
+    assert "empty (0 bytes)" in error["message"]
 
 
 async def test_unknown_provider_is_400(client: TestClient[Any, Any]) -> None:
