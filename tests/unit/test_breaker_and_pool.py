@@ -30,6 +30,17 @@ def test_breaker_opens_after_threshold_and_half_opens_after_cooldown() -> None:
     assert breaker.state == "closed" and breaker.failures == 0
 
 
+def test_asking_whether_the_breaker_admits_leaves_the_half_open_trial() -> None:
+    now = [0.0]
+    breaker = CircuitBreaker(threshold=1, cooldown_s=10, clock=lambda: now[0])
+    breaker.record_failure("refused")
+    assert not breaker.admits() and not breaker.available()
+    now[0] = 10.0
+    assert breaker.admits() and breaker.admits()  # health reports ask as often as they like
+    assert breaker.available()  # the trial is still there for a request
+    assert not breaker.admits() and not breaker.available()  # and then it is taken
+
+
 class FakeModel:
     def __init__(self, key: ModelKey) -> None:
         self.key = key

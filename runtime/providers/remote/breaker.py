@@ -25,17 +25,21 @@ class CircuitBreaker:
             return "closed"
         return "half-open" if self._clock() - self.opened_at >= self.cooldown_s else "open"
 
-    def available(self) -> bool:
-        """Closed: yes. Open: no. Half-open: yes for one trial at a time (another after a cooldown)."""
+    def admits(self) -> bool:
+        """Whether a request would get through now, without taking the half-open trial: for health
+        reports, which must not spend the one request that decides whether the remote is back."""
         state = self.state
-        if state == "closed":
-            return True
-        if state == "open":
+        if state != "half-open":
+            return state == "closed"
+        return self._trial_at is None or self._clock() - self._trial_at >= self.cooldown_s
+
+    def available(self) -> bool:
+        """Closed: yes. Open: no. Half-open: yes for one trial at a time (another after a cooldown).
+        A yes in half-open is the trial: only a caller that sends the request may ask."""
+        if not self.admits():
             return False
-        now = self._clock()
-        if self._trial_at is not None and now - self._trial_at < self.cooldown_s:
-            return False
-        self._trial_at = now
+        if self.state == "half-open":
+            self._trial_at = self._clock()
         return True
 
     def record_success(self) -> None:

@@ -92,7 +92,7 @@ class OpenAICompatProvider:
     async def health(self) -> Health:
         if self._reachable is None:
             return Health("OK", "not probed yet")
-        if self._reachable and self.breaker.available():
+        if self._reachable and self.breaker.admits():  # a health poll is no trial request
             return Health("OK")
         return Health("Error", self.breaker.last_error or "unreachable")
 
