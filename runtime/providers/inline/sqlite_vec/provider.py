@@ -70,6 +70,9 @@ class SqliteVecStore:
         self._connection: apsw.Connection | None = None
         self._lock = threading.Lock()
         self._matrices: dict[str, _Matrix] = {}
+        # Writes per store: a matrix loaded before a write ended is stale, and must not be cached after
+        # that write dropped the cache (it would hide the new chunks from vector search until the next write).
+        self._generations: dict[str, int] = {}
 
     async def initialize(self) -> None:
         await asyncio.to_thread(self._open)
@@ -140,7 +143,7 @@ class SqliteVecStore:
                     )
 
         await self._run(write)
-        self._matrices.pop(store_id, None)
+        self._forget(store_id)
 
     async def delete(self, store_id: str, file_id: str | None = None) -> None:
         """Remove a store's chunks (all, or one file's) with their vectors and index entries."""
@@ -153,6 +156,11 @@ class SqliteVecStore:
                 _delete_rows(db, where, params)
 
         await self._run(write)
+        self._forget(store_id)
+
+    def _forget(self, store_id: str) -> None:
+        """After a write: drop the store's matrix, and any load that began before it."""
+        self._generations[store_id] = self._generations.get(store_id, 0) + 1
         self._matrices.pop(store_id, None)
 
     async def usage_bytes(self, store_id: str) -> int:
@@ -225,8 +233,10 @@ class SqliteVecStore:
 
         matrix = self._matrices.get(store_id)
         if matrix is None:
+            generation = self._generations.get(store_id, 0)
             matrix = await self._run(lambda db: _load_matrix(db, store_id))
-            self._matrices[store_id] = matrix
+            if self._generations.get(store_id, 0) == generation:  # no write ended meanwhile: it is current
+                self._matrices[store_id] = matrix
         if len(matrix.ids) == 0:
             return []
         query = np.asarray(vector, dtype=np.float32)
