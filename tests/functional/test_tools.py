@@ -282,3 +282,31 @@ async def test_web_search_without_a_provider_is_a_400(
     reply = await client.post("/v1/responses", json={"model": "chat", "input": "x", "tools": [{"type": "web_search"}]})
     assert reply.status == 400
     assert "web search provider" in (await reply.json())["error"]["message"]
+
+
+async def test_web_search_max_results_is_checked_where_it_is_given(
+    server: TestClient[Any, Any], aiohttp_client: Callable[..., Any], engine: str
+) -> None:
+    for wrong in ("lots", 2.5, 0, 21, True):
+        reply = await server.post("/v1/toolgroups", json={"toolgroup_id": "web::bad", "provider_id": "tavily",
+                                                          "args": {"max_results": wrong}})  # fmt: skip
+        error = assert_error_shape(await reply.json())
+        assert (reply.status, error["param"]) == (400, "args"), (wrong, error)
+        assert "max_results must be a whole number from 1 to 20" in error["message"]
+    await _post(server, "/v1/toolgroups", {"toolgroup_id": "web::two", "provider_id": "tavily",
+                                           "args": {"max_results": "2"}})  # fmt: skip
+    # A group stored before registration checked its args: its searches fail as results, not as 500s.
+    await server.app[STACK].registry.add("tool_group", "web::stored", "tavily", "web::stored",
+                                         {"mcp_endpoint": None, "args": {"max_results": "lots"}})  # fmt: skip
+    api = _tools_api(server)
+    result = await api.run(await api.lookup("web::stored"), "web_search", {"query": "lisbon"})
+    assert result.error_code == 400 and "max_results" in (result.error_message or "")
+    # In the run config, the server does not start, and says which entry is wrong.
+    bad = {"toolgroup_id": "web::bad", "provider_id": "tavily", "args": {"max_results": "lots"}}
+    config = edge_with(
+        providers=edge_providers_with(tool_runtime=_tool_runtime(engine)),
+        registered_resources={"models": [], "shields": [], "tool_groups": [bad]},
+    )
+    refused = await (await aiohttp_client(create_app(config))).get("/v1/toolgroups")
+    error = assert_error_shape(await refused.json())
+    assert refused.status == 503 and "registered_resources.tool_groups[0] (web::bad)" in error["message"]

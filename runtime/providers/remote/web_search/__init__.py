@@ -7,6 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pocketstack.providers.base import Provider, ProviderContext, ProviderSpec
 
 Engine = Literal["tavily", "brave"]
+MAX_RESULTS = 20  # the engines' own page size limits (Tavily 20, Brave 20)
 
 
 class WebSearchConfig(BaseModel):
@@ -17,7 +18,7 @@ class WebSearchConfig(BaseModel):
         description="the engine's key; else the provider data's tavily_search_api_key / brave_search_api_key",
     )
     base_url: str | None = Field(default=None, description="the engine's API root (default: its public one)")
-    max_results: int = Field(default=3, ge=1, le=20)
+    max_results: int = Field(default=3, ge=1, le=MAX_RESULTS)
     timeout_s: float = Field(default=10.0, gt=0, description="a search that takes longer fails (offline: at once)")
 
 

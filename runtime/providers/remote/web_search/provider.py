@@ -11,7 +11,9 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
+from pocketstack.errors import BadRequestError
 from pocketstack.providers.base import Stateless
+from pocketstack.providers.remote.web_search import MAX_RESULTS
 from pocketstack.providers.tool_runtime import QUERY_ONLY, ToolGroupSpec, ToolResult, tool_def
 from pocketstack.web.context import provider_data
 
@@ -31,6 +33,25 @@ class WebSearch(Stateless):
         return [tool_def(NAME, "Search the web for current information; returns titles, links and snippets.",
                          QUERY_ONLY)]  # fmt: skip
 
+    def check_group(self, group: ToolGroupSpec) -> None:
+        """Refuse, when it is registered, a group whose args no search could use (ToolsApi calls this)."""
+        self._count(group)
+
+    def _count(self, group: ToolGroupSpec) -> int:
+        """How many results to ask for: the group's `max_results`, else the provider's; BadRequestError
+        when the group's is not a whole number the engines accept."""
+        value = group.args.get("max_results", self.config.max_results)
+        if isinstance(value, str) and value.strip().isdigit():  # int() took these before: keep taking them
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_RESULTS:
+            raise BadRequestError(
+                f"Tool group '{group.toolgroup_id}': args.max_results must be a whole number from 1 to "
+                f"{MAX_RESULTS}, not {value!r}.",
+                code="invalid_tool_group_args",
+                param="args",
+            )
+        return value
+
     def _key(self) -> str | None:
         return self.config.api_key or provider_data.get().get(f"{self.engine}_search_api_key")
 
@@ -47,7 +68,10 @@ class WebSearch(Stateless):
                 f"{self.engine}_search_api_key in X-LlamaStack-Provider-Data.",
                 error_code=401,
             )
-        count = int(group.args.get("max_results", self.config.max_results))
+        try:
+            count = self._count(group)
+        except BadRequestError as exc:  # a group stored before registration checked its args
+            return ToolResult(error_message=exc.message, error_code=exc.status)
         root = (self.config.base_url or ROOTS[self.engine]).rstrip("/")
         # aiohttp, as every outbound call of the server: httpx is no runtime dependency.
         timeout = aiohttp.ClientTimeout(total=self.config.timeout_s)
