@@ -4,12 +4,13 @@ responses and input items, the event stream; on the scripted model, and smoke te
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import apsw
 import openai
 import pytest
 from aiohttp.test_utils import TestClient
@@ -416,11 +417,17 @@ async def test_a_response_a_stopped_server_left_running_is_failed_at_start(
     first = await aiohttp_client(create_app(config))
     queued = await (await first.post("/v1/responses", json={"model": "chat", "input": "Take your time",
                                                              "background": True})).json()  # fmt: skip
-    database = apsw.Connection(str(home / "edge" / "state.db"))  # as a crash would leave it: still running
-    database.execute(
-        "UPDATE responses SET response = json_set(response, '$.status', 'in_progress') WHERE id = ?", (queued["id"],)
-    )
-    database.close()
+    # The first server stops before the row is edited: nothing else writes the file meanwhile. The edit
+    # goes through the sqlite3 module, the SQLite the server uses: apsw bundles another copy, and two
+    # copies in one process do not see each other's POSIX locks, so an apsw connection opened while the
+    # server wrote could read the database without its WAL ("no such table: responses") and, closing,
+    # delete the WAL under the server's open connection.
+    await first.close()
+    with contextlib.closing(sqlite3.connect(home / "edge" / "state.db")) as database, database:
+        database.execute(  # as a crash would leave it: still running (a clean stop cancelled it)
+            "UPDATE responses SET response = json_set(response, '$.status', 'in_progress') WHERE id = ?",
+            (queued["id"],),
+        )
     second = await aiohttp_client(create_app(config))
     found = await (await second.get(f"/v1/responses/{queued['id']}")).json()
     assert found["status"] == "failed" and found["error"]["code"] == "server_restarted"
