@@ -32,6 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 CHAT_MODEL = "llama-cpp/SmolLM2-135M-Instruct"
 # Measured on this kind of machine (2 cores), quoted from the issue: not re-measured here.
+READY_TARGET_S = 1.0  # launch to the first answered GET /v1/models, a later start of the one-file binary
 PEER = "Llama Stack 0.7.3: 3.7 s launch to healthy, 195 MiB idle RSS, 1.4 GB venv"
 
 
@@ -87,9 +88,29 @@ def _tree_rss_mb(pid: int) -> float:
     return total / 1024
 
 
+# A later start: the default embedding model was imported by an earlier one. Without it, every
+# launch of `python -m pocketstack` would convert it again after ready (the first run's import),
+# and the memory read once ready would be the converter's.
+IMPORTED: Path | None = None
+
+
+def _imported_embedding() -> Path:
+    global IMPORTED
+    if IMPORTED is None:
+        home = Path(tempfile.mkdtemp(prefix="pocketstack-models-"))
+        env = os.environ | {"POCKETSTACK_HOME": str(home)}
+        subprocess.run(
+            [sys.executable, "-m", "pocketstack", "models", "import"], env=env, check=True, capture_output=True
+        )
+        IMPORTED = next((home / "models").glob("*.gguf"))
+    return IMPORTED
+
+
 def launch(command: list[str], env: dict[str, str], chat: bool) -> Launch:
     port = _free_port()
     with tempfile.TemporaryDirectory() as home:
+        (Path(home) / "models").mkdir()
+        (Path(home) / "models" / _imported_embedding().name).symlink_to(_imported_embedding())
         env = env | {"POCKETSTACK_HOME": home, "POCKETSTACK_LOG_LEVEL": "WARNING"}
         started = time.perf_counter()
         process = subprocess.Popen([*command, "run", "--port", str(port)], env=env, stderr=subprocess.PIPE)
@@ -176,6 +197,12 @@ def main() -> None:
     healthy = _median([r.healthy_s for r in first])
     ready = _median([r.ready_s for r in first])
     print(f"{'one-file, first launch (unpacks)':<34}{healthy:>10.3f}{healthy / base_healthy:>7.2f}{ready:>9.3f}")
+    later_ready = _median([r.ready_s for r in rows["one-file binary"]])
+    verdict = "met" if later_ready <= READY_TARGET_S else "MISSED"
+    print(
+        f"\nTarget: one-file binary, later start, launch to ready <= {READY_TARGET_S} s: "
+        f"{later_ready:.3f} s ({verdict})"
+    )
 
     print("\nSizes")
     print(f"  one-file binary with the default models: {args.onefile.stat().st_size / 1e6:.1f} MB")
