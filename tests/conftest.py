@@ -11,14 +11,12 @@ from typing import Any
 import llama_stack_client
 import openai
 import pytest
-import yaml
 from aiohttp.test_utils import TestClient
 
 from pocketstack import distributions
 from pocketstack.app import create_app
-from pocketstack.config import StackConfig, load_config, parse_config
-
-REPO = Path(__file__).resolve().parent.parent
+from pocketstack.config import StackConfig, load_config
+from tests.support.config import write_gguf, write_safetensors
 
 
 @pytest.fixture(autouse=True)
@@ -31,23 +29,6 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return folder
 
 
-def write_gguf(path: Path, architecture: str = "llama", pooling: int | None = None) -> Path:
-    """A metadata-only GGUF: enough for registration and listing, not for inference."""
-    import gguf
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    writer = gguf.GGUFWriter(path, architecture)
-    writer.add_context_length(128)
-    writer.add_embedding_length(8)
-    if pooling is not None:
-        writer.add_pooling_type(gguf.PoolingType(pooling))
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    return path
-
-
 @pytest.fixture
 def gguf(home: Path) -> Callable[[str], Path]:
     return lambda name: write_gguf(home / "models" / name)
@@ -58,23 +39,6 @@ def edge_config() -> StackConfig:
     path = distributions.path_of("edge")
     assert path is not None
     return load_config(path)
-
-
-def edge_with(**overrides: Any) -> StackConfig:
-    """The edge distribution with top-level keys replaced (e.g. registered_resources)."""
-    path = distributions.path_of("edge")
-    assert path is not None
-    data = yaml.safe_load(path.read_text())
-    data.update(overrides)
-    return parse_config(yaml.safe_dump(data), "test-config.yaml")
-
-
-def edge_providers_with(**entries: list[dict[str, Any]]) -> dict[str, Any]:
-    """The edge distribution's providers with those of some APIs replaced (the others kept)."""
-    path = distributions.path_of("edge")
-    assert path is not None
-    providers: dict[str, Any] = yaml.safe_load(path.read_text())["providers"]
-    return providers | entries
 
 
 # The official clients against a module's `server` fixture (the app that module sets up).
@@ -117,27 +81,6 @@ def stored_embedding(home: Path, embedding_gguf: Path) -> str:
     target.parent.mkdir(parents=True, exist_ok=True)
     os.link(embedding_gguf, target)
     return f"llama-cpp/{embedding_gguf.stem}"
-
-
-CHAT_MODEL = "llama-cpp/SmolLM2-135M-Instruct"
-
-
-def write_safetensors(path: Path, tensors: dict[str, Any]) -> None:
-    """A .safetensors file from float32 numpy arrays (the format is a JSON header plus raw data)."""
-    import json
-    import struct
-
-    import numpy as np
-
-    header: dict[str, Any] = {}
-    blobs, offset = [], 0
-    for name, array in tensors.items():
-        data = np.ascontiguousarray(array, dtype=np.float32).tobytes()
-        header[name] = {"dtype": "F32", "shape": list(array.shape), "data_offsets": [offset, offset + len(data)]}
-        blobs.append(data)
-        offset += len(data)
-    encoded = json.dumps(header).encode()
-    path.write_bytes(struct.pack("<Q", len(encoded)) + encoded + b"".join(blobs))
 
 
 @pytest.fixture(scope="session")
@@ -186,11 +129,11 @@ _HEAD_TENSORS = ("pooler.dense.weight", "pooler.dense.bias", "classifier.weight"
 
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[Any]:
-    """A real PostgreSQL with pgvector, one per test session (see tests/pg_server.py)."""
+    """A real PostgreSQL with pgvector, one per test session (see tests/support/postgres.py)."""
     import shutil
     import tempfile
 
-    from tests.pg_server import running_postgres
+    from tests.support.postgres import running_postgres
 
     folder = Path(tempfile.mkdtemp(prefix="pocketstack-pg-"))  # under /tmp: the postgres user can reach it
     try:
@@ -212,7 +155,3 @@ def vector_provider(request: pytest.FixtureRequest) -> dict[str, Any]:
     prefix = f"t{uuid.uuid4().hex[:12]}"  # every test its own tables in the shared cluster
     config = {"host": server.host, "port": server.port, "user": server.user, "db": "postgres", "table_prefix": prefix}
     return {"provider_id": "pgvector", "provider_type": "remote::pgvector", "config": config}
-
-
-def edge_with_vector_provider(entry: dict[str, Any], **overrides: Any) -> StackConfig:
-    return edge_with(providers=edge_providers_with(vector_io=[entry]), **overrides)

@@ -29,13 +29,10 @@ from pocketstack_client.streaming import astream_create_agent_turn
 from pocketstack._generated import models
 from pocketstack.app import create_app
 from pocketstack.config import StackConfig
-from tests.conftest import CHAT_MODEL, edge_providers_with, edge_with
-from tests.functional.test_errors import assert_error_shape
-from tests.functional.test_mcp import mcp_url
-from tests.functional.test_responses import CHAT, _store_of
-from tests.scripted_provider import scripted, scripted_entry
-
-__all__ = ["mcp_url", "scripted"]
+from tests.support.config import CHAT_MODEL, edge_providers_with, edge_with
+from tests.support.documents import store_of
+from tests.support.errors import assert_error_shape
+from tests.support.scripted import CHAT, scripted_entry
 
 ADD = "Add 2 and 3."
 WEATHER = "Weather in Paris?"
@@ -327,7 +324,7 @@ async def test_llama_stack_0_2_paths_answer_its_clients(server: TestClient[Any, 
 async def test_rag_is_knowledge_search_over_the_agents_vector_stores(
     server: TestClient[Any, Any], oai: openai.AsyncOpenAI, stored_embedding: str
 ) -> None:
-    store = await _store_of(oai, stored_embedding)
+    store = await store_of(oai, stored_embedding)
     agent_id, session_id = await _agent(
         server, toolgroups=[{"name": "builtin::rag/knowledge_search", "args": {"vector_db_ids": [store]}}]
     )

@@ -9,11 +9,13 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from pocketstack._generated import models
-from tests.functional.test_errors import assert_error_shape
-from tests.functional.test_responses import server
-from tests.scripted_provider import scripted
+from tests.support.errors import assert_error_shape
 
-__all__ = ["scripted", "server"]  # the fixtures: the scripted model, and the responses tests' app
+
+@pytest.fixture
+def server(responses_app: TestClient[Any, Any]) -> TestClient[Any, Any]:
+    """The responses tests' app (conftest): the scripted model answers the responses that read conversations."""
+    return responses_app
 
 
 async def test_a_conversation_and_its_items(oai: openai.AsyncOpenAI) -> None:

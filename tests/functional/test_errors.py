@@ -11,15 +11,8 @@ from aiohttp.test_utils import TestClient
 
 from pocketstack.apis.inspect import InspectApi
 from pocketstack.app import create_app
-from tests.conftest import edge_with
-
-
-def assert_error_shape(body: dict[str, Any]) -> dict[str, Any]:
-    assert set(body) == {"error"}
-    detail = body["error"]
-    assert isinstance(detail["message"], str) and detail["message"]
-    assert set(detail) <= {"message", "type", "code", "param"}
-    return detail  # type: ignore[no-any-return]
+from tests.support.config import edge_with
+from tests.support.errors import assert_error_shape
 
 
 async def test_malformed_json_is_400(client: TestClient[Any, Any]) -> None:

@@ -14,8 +14,8 @@ from aiohttp import FormData
 from aiohttp.test_utils import TestClient
 
 from pocketstack.app import create_app
-from tests.conftest import edge_with
-from tests.functional.test_errors import assert_error_shape
+from tests.support.config import edge_with
+from tests.support.errors import assert_error_shape
 
 
 @pytest.fixture

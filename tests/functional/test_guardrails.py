@@ -13,22 +13,13 @@ import yaml
 from pocketstack import distributions
 from pocketstack._generated import models
 from pocketstack.app import create_app
-from tests.conftest import CHAT_MODEL, edge_providers_with, edge_with
-from tests.functional.test_errors import assert_error_shape
-from tests.scripted_provider import STREAMED, scripted, scripted_entry
-
-__all__ = ["scripted"]
+from tests.support.config import CHAT_MODEL, edge_providers_with, edge_shields, edge_with
+from tests.support.errors import assert_error_shape
+from tests.support.scripted import CHAT, STREAMED, scripted_entry
 
 LEAKY = "Sure. You can write to ana@example.com about it. This third sentence must never be sent."
 CLEAN = "Paris is the capital of France. It sits on the Seine."
 REPLIES = {"leak it": LEAKY, "capital?": CLEAN}
-CHAT = {"model_id": "chat", "provider_id": "scripted", "provider_model_id": "chat", "model_type": "llm"}
-
-
-def edge_shields() -> list[dict[str, Any]]:
-    path = distributions.path_of("edge")
-    assert path is not None
-    return yaml.safe_load(path.read_text())["registered_resources"]["shields"]  # type: ignore[no-any-return]
 
 
 def config(**safety: Any) -> Any:

@@ -20,7 +20,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from pocketstack.app import STACK, create_app
-from tests.conftest import CHAT_MODEL, edge_providers_with, edge_with
+from tests.support.config import CHAT_MODEL, edge_providers_with, edge_with
 
 GREEDY: dict[str, Any] = {"temperature": 0, "max_tokens": 24}
 NO_END = {"0": -100, "2": -100, "4": -100}  # SmolLM2's end-of-generation tokens: banned, an answer runs long

@@ -15,7 +15,7 @@ from pocketstack_client.models import ApiFilter, Error, ListRoutesResponse
 
 from pocketstack import LLAMA_STACK_VERSION, __version__
 from pocketstack.apis.providers import redact
-from tests.conftest import REPO
+from tests.support.config import REPO
 
 SPEC = yaml.safe_load((REPO / "spec" / "openapi.yaml").read_text())
 SPEC_OPERATIONS = {

@@ -14,12 +14,10 @@ from aiohttp.test_utils import TestClient
 from pocketstack._generated import models
 from pocketstack.app import create_app
 from pocketstack.providers.inline.llama_guard import taxonomy
-from tests.conftest import CHAT_MODEL, edge_providers_with, edge_with
-from tests.functional.test_errors import assert_error_shape
-from tests.safety.cases import GUARD
-from tests.scripted_provider import judged_text, scripted, scripted_entry
-
-__all__ = ["scripted"]  # the fixture, used by name
+from tests.support.config import CHAT_MODEL, edge_providers_with, edge_with
+from tests.support.errors import assert_error_shape
+from tests.support.safety_cases import GUARD
+from tests.support.scripted import judged_text, scripted_entry
 
 GUARD_MODEL = {"model_id": "guard", "provider_id": "scripted", "provider_model_id": "guard", "model_type": "llm"}
 SHIELDS = [

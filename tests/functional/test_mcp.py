@@ -2,66 +2,22 @@
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import openai
 import pytest
 from aiohttp.test_utils import TestClient
-from mcp.server.fastmcp import Context  # FastMCP reads the tools' annotations from this module
 
 from pocketstack._generated import models
 from pocketstack.app import create_app
-from tests.conftest import edge_providers_with, edge_with
-from tests.functional.test_responses import CHAT
-from tests.process.server import free_port
-from tests.scripted_provider import scripted, scripted_entry
-
-__all__ = ["scripted"]
+from tests.support.config import edge_providers_with, edge_with
+from tests.support.process import free_port
+from tests.support.scripted import CHAT, scripted_entry
 
 ADD = "Add 2 and 3."
 CALLS = {ADD: [{"name": "add", "arguments": '{"a": 2, "b": 3}'}], "Who am I?": [{"name": "whoami", "arguments": "{}"}]}
-
-
-@pytest.fixture(scope="module", params=["streamable-http", "sse"])
-def mcp_url(request: pytest.FixtureRequest) -> Iterator[str]:
-    """A real MCP server on loopback, over either transport (a URL ending in /sse selects SSE)."""
-    import uvicorn
-    from mcp.server.fastmcp import FastMCP
-
-    port = free_port()
-    tools = FastMCP("calculator", host="127.0.0.1", port=port)
-
-    @tools.tool()
-    def add(a: int, b: int) -> int:
-        """Add two whole numbers."""
-        return a + b
-
-    @tools.tool()
-    def shout(text: str) -> str:
-        """Say it louder."""
-        return text.upper()
-
-    @tools.tool()
-    def whoami(ctx: Context) -> str:  # type: ignore[type-arg]
-        """The credentials the caller sent."""
-        headers = ctx.request_context.request.headers  # type: ignore[union-attr]
-        return f"{headers.get('authorization')}|{headers.get('x-team')}"
-
-    sse = request.param == "sse"
-    app = tools.sse_app() if sse else tools.streamable_http_app()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "the MCP server did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}/{'sse' if sse else 'mcp'}"
-    server.should_exit = True
-    thread.join(10)
 
 
 @pytest.fixture

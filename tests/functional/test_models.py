@@ -15,8 +15,8 @@ from pocketstack_client.models import Error, Model, ModelType, OpenAIListModelsR
 from pocketstack_client.models.register_model_request_metadata import RegisterModelRequestMetadata
 
 from pocketstack.app import create_app
-from tests.conftest import edge_with, write_gguf
-from tests.functional.test_errors import assert_error_shape
+from tests.support.config import edge_with, write_gguf
+from tests.support.errors import assert_error_shape
 
 BUILT_IN_CHAT = "llama-cpp/SmolLM2-135M-Instruct"
 

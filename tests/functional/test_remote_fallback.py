@@ -14,10 +14,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from pocketstack._generated import models
 from pocketstack.app import STACK, create_app
 from pocketstack.providers.remote.openai_compat import OpenAICompatProvider
-from tests.conftest import edge_providers_with, edge_with
-from tests.scripted_provider import scripted, scripted_entry
-
-__all__ = ["scripted"]
+from tests.support.config import edge_providers_with, edge_with
+from tests.support.scripted import scripted_entry
 
 COOLDOWN_S = 3600.0  # never passes by itself: the test moves the breaker past it
 SMART = {"model_id": "smart", "provider_id": "gpu-box", "provider_model_id": "upstream", "model_type": "llm",

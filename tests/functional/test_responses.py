@@ -21,50 +21,23 @@ from pocketstack_client.sse import PocketStackError
 
 from pocketstack._generated import models
 from pocketstack.app import create_app
-from tests.conftest import CHAT_MODEL, edge_providers_with, edge_with
-from tests.functional.test_errors import assert_error_shape
-from tests.functional.test_guardrails import edge_shields
-from tests.functional.test_vector_store_files import FILES, _upload
-from tests.scripted_provider import scripted, scripted_entry
+from tests.support.config import CHAT_MODEL, edge_providers_with, edge_with
+from tests.support.documents import store_of
+from tests.support.errors import assert_error_shape
+from tests.support.scripted import CHAT, scripted_entry
 
-__all__ = ["scripted"]
-
-CHAT = {"model_id": "chat", "provider_id": "scripted", "provider_model_id": "chat", "model_type": "llm"}
 WEATHER = {
     "type": "function",
     "name": "get_weather",
     "description": "The weather in a city.",
     "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
 }
-CALLS = {
-    "Weather in Paris?": [{"name": "get_weather", "arguments": '{"city": "Paris"}'}],
-    "What does a comet grow near the sun?": [
-        {"name": "file_search", "arguments": '{"query": "comet tail near the sun"}'}
-    ],
-    "Search forever": [{"name": "file_search", "arguments": '{"query": "anything"}'}],
-}
 
 
 @pytest.fixture
-async def server(
-    aiohttp_client: Callable[..., Any], scripted: list[models.ChatCompletionRequest]
-) -> TestClient[Any, Any]:
-    llama_cpp = edge_providers_with()["inference"]
-    config = edge_with(
-        providers=edge_providers_with(
-            inference=[
-                *llama_cpp,
-                scripted_entry(
-                    replies={"capital?": "Paris."},
-                    calls=CALLS,
-                    persistent=["Search forever"],
-                    slow={"Take your time": 30},
-                ),
-            ]
-        ),
-        registered_resources={"models": [CHAT], "shields": edge_shields()},
-    )
-    return await aiohttp_client(create_app(config))  # type: ignore[no-any-return]
+def server(responses_app: TestClient[Any, Any]) -> TestClient[Any, Any]:
+    """The scripted model's app (conftest), whose tool calls (RESPONSES_CALLS) these tests trigger."""
+    return responses_app
 
 
 async def test_a_response_is_answered_stored_listed_and_deleted(oai: openai.AsyncOpenAI) -> None:
@@ -247,18 +220,10 @@ async def test_llama_stack_clients_responses(lls: Any) -> None:
     assert items.data[0].content[0].text == "capital?"
 
 
-async def _store_of(oai: openai.AsyncOpenAI, model: str) -> str:
-    store = await oai.vector_stores.create(name="docs", extra_body={"embedding_model": model})
-    for name, content in FILES.items():
-        file_id = await _upload(oai, name, content)
-        await oai.vector_stores.files.create_and_poll(file_id=file_id, vector_store_id=store.id, poll_interval_ms=50)
-    return store.id
-
-
 async def test_file_search_finds_the_right_file_and_cites_it(
     oai: openai.AsyncOpenAI, stored_embedding: str, scripted: list[models.ChatCompletionRequest]
 ) -> None:
-    store = await _store_of(oai, stored_embedding)
+    store = await store_of(oai, stored_embedding)
     tools: Any = [{"type": "file_search", "vector_store_ids": [store], "max_num_results": 2}]
     response = await oai.responses.create(
         model="chat", input="What does a comet grow near the sun?", tools=tools, include=["file_search_call.results"]
@@ -279,7 +244,7 @@ async def test_file_search_finds_the_right_file_and_cites_it(
 
 
 async def test_file_search_streams_its_own_events(oai: openai.AsyncOpenAI, stored_embedding: str) -> None:
-    store = await _store_of(oai, stored_embedding)
+    store = await store_of(oai, stored_embedding)
     tools: Any = [{"type": "file_search", "vector_store_ids": [store]}]
     stream = await oai.responses.create(
         model="chat", input="What does a comet grow near the sun?", tools=tools, stream=True
@@ -310,7 +275,7 @@ async def test_file_search_streams_its_own_events(oai: openai.AsyncOpenAI, store
 async def test_max_infer_iters_bounds_the_model_calls(
     oai: openai.AsyncOpenAI, stored_embedding: str, scripted: list[models.ChatCompletionRequest]
 ) -> None:
-    store = await _store_of(oai, stored_embedding)
+    store = await store_of(oai, stored_embedding)
     tools: Any = [{"type": "file_search", "vector_store_ids": [store]}]
     before = len(scripted)
     response = await oai.responses.create(

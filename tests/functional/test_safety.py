@@ -11,9 +11,9 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from pocketstack.app import create_app
-from tests.conftest import edge_with
-from tests.functional.test_errors import assert_error_shape
-from tests.safety.cases import PII
+from tests.support.config import edge_with
+from tests.support.errors import assert_error_shape
+from tests.support.safety_cases import PII
 
 
 @pytest.fixture

@@ -14,9 +14,9 @@ from aiohttp.test_utils import TestClient
 
 from pocketstack.app import create_app
 from pocketstack.providers import PROVIDERS
-from tests.conftest import edge_with
-from tests.functional.test_errors import assert_error_shape
-from tests.safety.cases import CODE, TOXIC
+from tests.support.config import edge_with
+from tests.support.errors import assert_error_shape
+from tests.support.safety_cases import CODE, TOXIC
 
 
 @pytest.fixture

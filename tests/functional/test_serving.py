@@ -13,8 +13,8 @@ from pocketstack._generated import models
 from pocketstack.apis.inspect import InspectApi
 from pocketstack.cli import serve
 from pocketstack.core.stack import Stack
-from tests.conftest import edge_with
-from tests.process.server import free_port
+from tests.support.config import edge_with
+from tests.support.process import free_port
 
 
 async def test_in_flight_request_finishes_after_stop(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -14,8 +14,8 @@ import pytest
 from pocketstack import assembly
 from pocketstack.app import create_app
 from pocketstack.config import ConfigError
-from tests.conftest import REPO, edge_with
-from tests.functional.test_errors import assert_error_shape
+from tests.support.config import REPO, edge_with
+from tests.support.errors import assert_error_shape
 
 # Imported by the heavy half only; none may load before the server listens.
 HEAVY_MODULES = (

@@ -22,14 +22,11 @@ from pocketstack._generated import models
 from pocketstack.apis.tools import ToolsApi
 from pocketstack.app import STACK, create_app
 from pocketstack.web.context import provider_data
-from tests.conftest import edge_providers_with, edge_with
-from tests.functional.test_errors import assert_error_shape
-from tests.functional.test_mcp import mcp_url
-from tests.functional.test_responses import CHAT, _store_of
-from tests.process.server import free_port
-from tests.scripted_provider import RECEIVED, scripted, scripted_entry
-
-__all__ = ["mcp_url", "scripted"]
+from tests.support.config import edge_providers_with, edge_with
+from tests.support.documents import store_of
+from tests.support.errors import assert_error_shape
+from tests.support.process import free_port
+from tests.support.scripted import CHAT, RECEIVED, scripted_entry
 
 SEARCH = "What happened in Lisbon today?"
 CALLS = {SEARCH: [{"name": "web_search", "arguments": '{"query": "Lisbon news today"}'}]}
@@ -145,7 +142,7 @@ async def test_tool_groups_and_their_tools_are_listed(server: TestClient[Any, An
 async def test_knowledge_search_finds_the_right_passage(
     oai: openai.AsyncOpenAI, server: TestClient[Any, Any], stored_embedding: str
 ) -> None:
-    store = await _store_of(oai, stored_embedding)
+    store = await store_of(oai, stored_embedding)
     result = await _post(server, "/v1/tool-runtime/invoke", {
         "tool_name": "knowledge_search", "kwargs": {"query": "what grows when a comet nears the sun",
                                                     "vector_store_ids": [store]}})  # fmt: skip

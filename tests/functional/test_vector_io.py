@@ -13,8 +13,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from pocketstack.app import create_app
-from tests.conftest import edge_with_vector_provider
-from tests.functional.test_errors import assert_error_shape
+from tests.support.config import edge_with_vector_provider
+from tests.support.errors import assert_error_shape
 
 DOCUMENTS = [
     ("lighthouse", "The lighthouse keeper climbs the tower every evening to light the lamp for passing ships.", 1),

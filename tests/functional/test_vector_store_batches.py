@@ -12,10 +12,14 @@ import openai
 import pytest
 from aiohttp.test_utils import TestClient
 
-from tests.functional.test_errors import assert_error_shape
-from tests.functional.test_vector_store_files import FILES, _upload, server
+from tests.support.documents import FILES, upload
+from tests.support.errors import assert_error_shape
 
-__all__ = ["server"]  # the fixture, shared with the files tests (`oai` over it comes from conftest)
+
+@pytest.fixture
+def server(vector_store_app: TestClient[Any, Any]) -> TestClient[Any, Any]:
+    """The app on each vector_io provider in turn (conftest), as in the files tests."""
+    return vector_store_app
 
 
 async def _store(oai: openai.AsyncOpenAI, model: str) -> str:
@@ -24,8 +28,8 @@ async def _store(oai: openai.AsyncOpenAI, model: str) -> str:
 
 async def test_a_batch_attaches_its_files_and_counts_them(oai: openai.AsyncOpenAI, stored_embedding: str) -> None:
     store = await _store(oai, stored_embedding)
-    ids = [await _upload(oai, name, content) for name, content in FILES.items()]
-    bad = await _upload(oai, "image.png", b"\x89PNG\r\n\x1a\n")
+    ids = [await upload(oai, name, content) for name, content in FILES.items()]
+    bad = await upload(oai, "image.png", b"\x89PNG\r\n\x1a\n")
     batch = await oai.vector_stores.file_batches.create(
         vector_store_id=store, file_ids=[*ids, bad, ids[0]], attributes={"shelf": "b"}
     )
@@ -46,8 +50,8 @@ async def test_a_batch_attaches_its_files_and_counts_them(oai: openai.AsyncOpenA
 
 async def test_files_with_their_own_attributes(oai: openai.AsyncOpenAI, stored_embedding: str) -> None:
     store = await _store(oai, stored_embedding)
-    a = await _upload(oai, "lighthouse.md", FILES["lighthouse.md"])
-    b = await _upload(oai, "trains.csv", FILES["trains.csv"])
+    a = await upload(oai, "lighthouse.md", FILES["lighthouse.md"])
+    b = await upload(oai, "trains.csv", FILES["trains.csv"])
     batch = await oai.vector_stores.file_batches.create(
         vector_store_id=store, extra_body={"files": [{"file_id": a, "attributes": {"n": 1}}, {"file_id": b}]}
     )
@@ -61,7 +65,7 @@ async def test_cancel_leaves_no_chunks_of_cancelled_files(
 ) -> None:
     store = await _store(oai, stored_embedding)
     long_text = " ".join(f"Paragraph {i} tells of harbours, tides and the keepers of lights." for i in range(400))
-    ids = [await _upload(oai, f"doc{i}.txt", long_text.encode()) for i in range(6)]
+    ids = [await upload(oai, f"doc{i}.txt", long_text.encode()) for i in range(6)]
     batch = await oai.vector_stores.file_batches.create(vector_store_id=store, file_ids=ids)
     cancelled = await oai.vector_stores.file_batches.cancel(batch.id, vector_store_id=store)
     assert cancelled.status == "cancelled" and cancelled.file_counts.cancelled >= 1
@@ -82,7 +86,7 @@ async def test_cancel_leaves_no_chunks_of_cancelled_files(
 
 async def test_batch_errors(oai: openai.AsyncOpenAI, server: TestClient[Any, Any], stored_embedding: str) -> None:
     store = await _store(oai, stored_embedding)
-    good = await _upload(oai, "a.txt", b"hello there")
+    good = await upload(oai, "a.txt", b"hello there")
     with pytest.raises(openai.NotFoundError):  # one unknown file refuses the whole batch
         await oai.vector_stores.file_batches.create(vector_store_id=store, file_ids=[good, "file-nope"])
     assert (await oai.vector_stores.retrieve(store)).file_counts.total == 0
@@ -99,7 +103,7 @@ async def test_file_content_in_document_order(
 ) -> None:
     store = await _store(oai, stored_embedding)
     text = " ".join(f"Sentence number {i} of the story." for i in range(300))
-    file_id = await _upload(oai, "story.txt", text.encode())
+    file_id = await upload(oai, "story.txt", text.encode())
     await oai.vector_stores.files.create_and_poll(
         file_id=file_id,
         vector_store_id=store,
@@ -127,7 +131,7 @@ async def test_file_content_in_document_order(
 
 async def test_file_list_pages_forward_and_back(oai: openai.AsyncOpenAI, stored_embedding: str) -> None:
     store = await _store(oai, stored_embedding)
-    ids = [await _upload(oai, f"n{i}.txt", f"note {i}".encode()) for i in range(5)]
+    ids = [await upload(oai, f"n{i}.txt", f"note {i}".encode()) for i in range(5)]
     for file_id in ids:
         await oai.vector_stores.files.create(vector_store_id=store, file_id=file_id)
     first = await oai.vector_stores.files.list(store, limit=2, order="asc")
@@ -146,7 +150,7 @@ async def test_auto_chunks_fit_the_embedding_model(
     # auto asks for 800-token chunks; MiniLM embeds at most 512 tokens (2 of them special), so they are capped
     store = await _store(oai, stored_embedding)
     text = " ".join(f"Paragraph {i} tells of harbours, tides and the keepers of lights." for i in range(300))
-    file_id = await _upload(oai, "long.txt", text.encode())
+    file_id = await upload(oai, "long.txt", text.encode())
     done = await oai.vector_stores.files.create_and_poll(file_id=file_id, vector_store_id=store, poll_interval_ms=50)
     assert done.status == "completed", done.last_error
     response = await server.get(

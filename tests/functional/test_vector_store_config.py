@@ -11,8 +11,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from pocketstack.app import STACK, create_app
-from tests.conftest import edge_with
-from tests.functional.test_errors import assert_error_shape
+from tests.support.config import edge_with
+from tests.support.errors import assert_error_shape
 
 
 async def _client(aiohttp_client: Callable[..., Any], **overrides: Any) -> TestClient[Any, Any]:

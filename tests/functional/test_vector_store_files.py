@@ -7,35 +7,19 @@ from __future__ import annotations
 
 import asyncio
 import io
-from collections.abc import Callable
 from typing import Any
 
 import openai
 import pytest
 from aiohttp.test_utils import TestClient
 
-from pocketstack.app import create_app
-from tests.conftest import edge_with_vector_provider
-
-FILES = {
-    "lighthouse.md": b"# The lighthouse\n\nThe keeper climbs the tower every evening and lights the lamp for ships.\n",
-    "bread.html": b"<html><body><script>var x=1;</script><p>Sourdough needs a starter, flour, water and salt.</p>"
-    b"</body></html>",
-    "comets.json": b'{"topic": "comets", "text": "A comet grows a glowing tail of ice and dust near the sun."}',
-    "trains.csv": b"route,departs\nnight train to the coast,23:00\nmorning train to the hills,07:00\n",
-}
+from tests.support.documents import FILES, upload
 
 
 @pytest.fixture
-async def server(
-    aiohttp_client: Callable[..., Any], stored_embedding: str, vector_provider: dict[str, Any]
-) -> TestClient[Any, Any]:
-    config = edge_with_vector_provider(vector_provider)
-    return await aiohttp_client(create_app(config))  # type: ignore[no-any-return]
-
-
-async def _upload(oai: openai.AsyncOpenAI, name: str, content: bytes) -> str:
-    return (await oai.files.create(file=(name, io.BytesIO(content)), purpose="assistants")).id
+def server(vector_store_app: TestClient[Any, Any]) -> TestClient[Any, Any]:
+    """The app on each vector_io provider in turn (conftest)."""
+    return vector_store_app
 
 
 async def _settled(oai: openai.AsyncOpenAI, store_id: str) -> Any:
@@ -48,7 +32,7 @@ async def _settled(oai: openai.AsyncOpenAI, store_id: str) -> Any:
 
 
 async def test_a_store_made_from_files_finds_the_right_file(oai: openai.AsyncOpenAI, stored_embedding: str) -> None:
-    ids = {name: await _upload(oai, name, content) for name, content in FILES.items()}
+    ids = {name: await upload(oai, name, content) for name, content in FILES.items()}
     store = await oai.vector_stores.create(
         name="docs", file_ids=list(ids.values()), extra_body={"embedding_model": stored_embedding}
     )
@@ -69,7 +53,7 @@ async def test_a_store_made_from_files_finds_the_right_file(oai: openai.AsyncOpe
 
 async def test_attach_poll_attributes_and_detach(oai: openai.AsyncOpenAI, stored_embedding: str) -> None:
     store = await oai.vector_stores.create(name="one", extra_body={"embedding_model": stored_embedding})
-    file_id = await _upload(oai, "lighthouse.md", FILES["lighthouse.md"])
+    file_id = await upload(oai, "lighthouse.md", FILES["lighthouse.md"])
     attached = await oai.vector_stores.files.create(
         vector_store_id=store.id,
         file_id=file_id,
@@ -105,7 +89,7 @@ async def test_unusable_files_fail_with_a_reason(
     oai: openai.AsyncOpenAI, stored_embedding: str, name: str, content: bytes, code: str
 ) -> None:
     store = await oai.vector_stores.create(name="bad", extra_body={"embedding_model": stored_embedding})
-    file_id = await _upload(oai, name, content)
+    file_id = await upload(oai, name, content)
     await oai.vector_stores.files.create(vector_store_id=store.id, file_id=file_id)
     done = await oai.vector_stores.files.poll(file_id, vector_store_id=store.id, poll_interval_ms=50)
     assert done.status == "failed" and done.last_error is not None and done.last_error.code == code
@@ -116,7 +100,7 @@ async def test_unknown_file_or_bad_chunking_is_refused(oai: openai.AsyncOpenAI, 
     store = await oai.vector_stores.create(name="x", extra_body={"embedding_model": stored_embedding})
     with pytest.raises(openai.NotFoundError):
         await oai.vector_stores.files.create(vector_store_id=store.id, file_id="file-nope")
-    file_id = await _upload(oai, "a.txt", b"hello there")
+    file_id = await upload(oai, "a.txt", b"hello there")
     with pytest.raises(openai.BadRequestError):
         await oai.vector_stores.files.create(
             vector_store_id=store.id,
@@ -132,7 +116,7 @@ async def test_unknown_file_or_bad_chunking_is_refused(oai: openai.AsyncOpenAI, 
 async def test_deleting_a_store_leaves_no_chunks(
     oai: openai.AsyncOpenAI, server: TestClient[Any, Any], stored_embedding: str, vector_provider: dict[str, Any]
 ) -> None:
-    file_id = await _upload(oai, "lighthouse.md", FILES["lighthouse.md"])
+    file_id = await upload(oai, "lighthouse.md", FILES["lighthouse.md"])
     store = await oai.vector_stores.create(
         name="gone", file_ids=[file_id], extra_body={"embedding_model": stored_embedding}
     )
@@ -155,7 +139,7 @@ async def test_deleting_or_expiring_a_file_detaches_it_everywhere(
         (await oai.vector_stores.create(name=f"s{i}", extra_body={"embedding_model": stored_embedding})).id
         for i in range(2)
     ]
-    deleted = await _upload(oai, "lighthouse.md", FILES["lighthouse.md"])
+    deleted = await upload(oai, "lighthouse.md", FILES["lighthouse.md"])
     expiring = (
         await oai.files.create(
             file=("trains.csv", io.BytesIO(FILES["trains.csv"])),

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pocketstack import LLAMA_STACK_VERSION, __version__
-from tests.process.server import environment, pocketstack, start
+from tests.support.process import environment, pocketstack, start
 
 pytestmark = pytest.mark.process
 

@@ -11,7 +11,7 @@ import openai
 import pytest
 
 from pocketstack.apis.vector_io import ingest
-from tests.process.server import start
+from tests.support.process import start
 
 pytestmark = [pytest.mark.process, pytest.mark.slow]
 SENTENCE = "The keeper of lighthouse {n} logs every ship that passes the rocks at night. "

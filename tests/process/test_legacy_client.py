@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CHAT_MODEL
-from tests.process.server import start
+from tests.support.config import CHAT_MODEL
+from tests.support.process import start
 
 pytestmark = pytest.mark.process
 

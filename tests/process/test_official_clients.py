@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from pocketstack import LLAMA_STACK_VERSION, distributions
-from tests.conftest import write_gguf
-from tests.process.server import Server, start
+from tests.support.config import write_gguf
+from tests.support.process import Server, start
 
 pytestmark = pytest.mark.process
 

@@ -24,8 +24,8 @@ from aiohttp.test_utils import TestClient
 from pocketstack.app import STACK, create_app
 from pocketstack.config import ProviderConfig, ShieldInput
 from pocketstack.modelstore import store
-from tests.conftest import edge_with
-from tests.process.server import free_port
+from tests.support.config import edge_with
+from tests.support.process import free_port
 
 pytestmark = pytest.mark.process
 KEY = "sekret"

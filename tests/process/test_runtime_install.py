@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REPO
+from tests.support.config import REPO
 
 pytestmark = [pytest.mark.process, pytest.mark.slow]
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.process.server import start
+from tests.support.process import start
 
 pytestmark = pytest.mark.process
 

@@ -12,7 +12,7 @@ import yaml
 
 from codegen.__main__ import OUTPUTS
 from codegen.spec import SpecError, load_spec
-from tests.conftest import REPO
+from tests.support.config import REPO
 
 
 def _spec_with(tmp_path: Path, paths: dict[str, object]) -> Path:

@@ -17,7 +17,7 @@ from pocketstack._generated import models
 from pocketstack.errors import UpstreamError
 from pocketstack.web import codec
 from pocketstack.web.middlewares import error_middleware
-from tests.conftest import REPO
+from tests.support.config import REPO
 
 
 async def _chunks(fail: Exception | None) -> AsyncIterator[models.HealthInfo]:

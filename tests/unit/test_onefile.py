@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.support.config import REPO
 
 sys.path.insert(0, str(REPO / "onefile"))
 import pack

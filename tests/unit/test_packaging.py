@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.support.config import REPO
 
 
 def test_every_runtime_package_is_listed_in_pyproject() -> None:
@@ -24,7 +24,7 @@ def test_every_runtime_package_is_listed_in_pyproject() -> None:
 
 def test_the_single_binary_finds_its_bundled_models(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from pocketstack.modelstore import store
-    from tests.conftest import write_gguf
+    from tests.support.config import write_gguf
 
     write_gguf(tmp_path / store.BUNDLED_MODELS / store.DEFAULT_CHAT_FILE)
     write_gguf(tmp_path / store.BUNDLED_MODELS / "all-MiniLM-L6-v2.gguf", architecture="bert", pooling=1)

@@ -18,7 +18,7 @@ import yaml
 from codegen.header import header
 from codegen.spec import load_spec
 from codegen.swift import emit_models, type_name
-from tests.conftest import REPO
+from tests.support.config import REPO
 
 SWIFT = REPO / "sdks" / "swift"
 GOLDEN = Path(__file__).with_name("golden") / "swift"

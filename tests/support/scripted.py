@@ -1,9 +1,10 @@
 """A scripted chat model, served through the real provider table, for tests that need set answers.
 
 It plays two parts. Asked the Llama Guard question, it answers as a perfect Llama Guard would
-for the labelled cases (tests/safety/cases.py GUARD), or as `verdicts` says for a text. Asked
+for the labelled cases (tests/support/safety_cases.py GUARD), or as `verdicts` says for a text. Asked
 anything else, it replies with `replies[last user text]` (default: an echo), streamed a word at
-a time when the request streams. Every request it gets is kept in RECEIVED.
+a time when the request streams. Every request it gets is kept in RECEIVED. The `scripted` fixture
+(tests/functional/conftest.py) puts it in the provider table; CHAT registers it as the model "chat".
 """
 
 from __future__ import annotations
@@ -15,15 +16,14 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
 from pydantic import MISSING, BaseModel, Field
 
 from pocketstack._generated import models
 from pocketstack.errors import NotImplementedByProviderError
-from pocketstack.providers import PROVIDERS
 from pocketstack.providers.base import ModelCheck, ProviderContext, ProviderModel, ProviderSpec, ServedModel, Stateless
-from tests.safety.cases import GUARD
+from tests.support.safety_cases import GUARD
 
+CHAT = {"model_id": "chat", "provider_id": "scripted", "provider_model_id": "chat", "model_type": "llm"}
 RECEIVED: list[models.ChatCompletionRequest] = []
 STREAMED: list[str] = []  # every word a stream produced (a stream closed early stops producing)
 _TURN = re.compile(r"<BEGIN CONVERSATION>\n\n(.*)\n\n<END CONVERSATION>", re.S)
@@ -155,15 +155,6 @@ SPEC = ProviderSpec(
     config_model=ScriptedConfig,
     create=lambda config, context: ScriptedModel(config, context),
 )
-
-
-@pytest.fixture
-def scripted(monkeypatch: pytest.MonkeyPatch) -> list[models.ChatCompletionRequest]:
-    """The scripted provider in the provider table; returns the requests it will receive."""
-    monkeypatch.setitem(PROVIDERS, SPEC.provider_type, SPEC)
-    RECEIVED.clear()
-    STREAMED.clear()
-    return RECEIVED
 
 
 def scripted_entry(**config: Any) -> dict[str, Any]:
