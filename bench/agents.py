@@ -22,10 +22,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.* helpers
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.support
 
-from tests.conftest import CHAT_MODEL
-from tests.process.server import start
+from tests.support.config import CHAT_MODEL
+from tests.support.process import start
 
 QUESTIONS = [
     "I am planning a week of sailing along the coast. What should I pack?",

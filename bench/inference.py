@@ -26,12 +26,11 @@ from typing import Any
 
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # process helpers
-
-from process.server import environment, free_port, pocketstack
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.support
 
 from pocketstack.modelstore import store
 from pocketstack.modelstore.bert_import import convert_any
+from tests.support.process import environment, free_port, pocketstack
 
 PROMPT = "Here is a long story about a lighthouse keeper and the sea. Once upon a time,"
 SENTENCES = [f"Sentence number {i} is about the weather, the sea and a lighthouse." for i in range(32)]

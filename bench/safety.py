@@ -1,4 +1,4 @@
-"""Safety shields: precision and recall on the labelled cases (tests/safety/cases.py), and latency.
+"""Safety shields: precision and recall on the labelled cases (tests/support/safety_cases.py), and latency.
 
 A real server (`pocketstack run`, edge distribution) is asked through the `openai` client's
 `moderations.create`, one case at a time, for every shield the edge distribution registers
@@ -23,10 +23,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.* helpers and cases
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.support: helpers and cases
 
-from tests.process.server import start
-from tests.safety.cases import CODE, GUARD, PII, TOXIC
+from tests.support.process import start
+from tests.support.safety_cases import CODE, GUARD, PII, TOXIC
 
 NAIVE = {
     "pii": re.compile(r"@|\d[\d -]{6,}\d|\bkey\b|password", re.IGNORECASE),

@@ -29,8 +29,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.support
+
+from tests.support.config import CHAT_MODEL
+from tests.support.process import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
-CHAT_MODEL = "llama-cpp/SmolLM2-135M-Instruct"
 # Measured on this kind of machine (2 cores), quoted from the issue: not re-measured here.
 READY_TARGET_S = 1.0  # launch to the first answered GET /v1/models, a later start of the one-file binary
 PEER = "Llama Stack 0.7.3: 3.7 s launch to healthy, 195 MiB idle RSS, 1.4 GB venv"
@@ -42,14 +46,6 @@ class Launch:
     ready_s: float
     idle_rss_mb: float
     chat_rss_mb: float | None
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _get(port: int, path: str, timeout: float = 0.5) -> int:
@@ -107,7 +103,7 @@ def _imported_embedding() -> Path:
 
 
 def launch(command: list[str], env: dict[str, str], chat: bool) -> Launch:
-    port = _free_port()
+    port = free_port()
     with tempfile.TemporaryDirectory() as home:
         (Path(home) / "models").mkdir()
         (Path(home) / "models" / _imported_embedding().name).symlink_to(_imported_embedding())

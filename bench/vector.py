@@ -19,7 +19,7 @@ A real server (`pocketstack run`, edge distribution, inline::sqlite-vec) on a te
     python bench/vector.py [--vectors 100000] [--queries 200] [--provider sqlite-vec|pgvector]
 
 With `--provider pgvector` the same run goes to `remote::pgvector` on a PostgreSQL with pgvector
-started for the run (found as the tests find it: tests/pg_server.py).
+started for the run (found as the tests find it: tests/support/postgres.py).
 """
 
 from __future__ import annotations
@@ -41,12 +41,11 @@ from typing import Any
 import numpy as np
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # process helpers
-
-from process.server import environment, free_port, pocketstack
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.support
 
 from pocketstack.modelstore import store
 from pocketstack.modelstore.bert_import import convert_any
+from tests.support.process import environment, free_port, pocketstack
 
 REPO = Path(__file__).resolve().parent.parent
 DIMENSION, K, INSERT_BATCH = 384, 10, 2000
@@ -173,7 +172,7 @@ def main() -> int:
         config["providers"]["inference"][0]["config"]["threads"] = threads
         entry = config["providers"]["vector_io"][0]
         if args.provider == "pgvector":
-            from pg_server import running_postgres
+            from tests.support.postgres import running_postgres
 
             pg = cleanup.enter_context(running_postgres(Path(tmp) / "postgres"))
             entry = {"provider_id": "pgvector", "provider_type": "remote::pgvector",
