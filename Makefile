@@ -45,7 +45,8 @@ test: install-dev
 	@if command -v swift >/dev/null 2>&1; then cd sdks/swift && swift build; else echo "swift: not installed, sdks/swift parsed only"; fi
 
 # mypy cannot follow setuptools' editable finder (pocketstack -> runtime/), so it reads the
-# package through a link named like the import.
+# package through a link named like the import; tests/ and bench/ read the generated SDK
+# (installed editable too) from sdks/python, and onefile/pack.py as `pack`, as test_onefile does.
 lint: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -53,6 +54,7 @@ lint: install-dev
 	MYPYPATH=$(MYPY_PATH) $(BIN)/mypy -p pocketstack -p codegen
 	$(BIN)/mypy onefile/pack.py
 	PYTHONPATH=$(MYPY_PATH) $(BIN)/lint-imports
+	MYPYPATH=$(MYPY_PATH):sdks/python:onefile $(BIN)/mypy tests bench
 
 spec-check: install-dev
 	$(BIN)/openapi-spec-validator spec/openapi.yaml

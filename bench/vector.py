@@ -259,8 +259,8 @@ def _run(
     documents = _documents(home.parent / "documents")
     file_ids = []
     for document in documents:
-        body, content_type = _multipart(document)
-        file_ids.append(client.call("POST", "/v1/files", raw=body, **{"Content-Type": content_type})["id"])
+        form, content_type = _multipart(document)
+        file_ids.append(client.call("POST", "/v1/files", raw=form, **{"Content-Type": content_type})["id"])
     ingest_store = client.call("POST", "/v1/vector_stores", {"name": "docs", "embedding_model": model})["id"]
     started = time.perf_counter()
     batch = client.call("POST", f"/v1/vector_stores/{ingest_store}/file_batches", {"file_ids": file_ids})

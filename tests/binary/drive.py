@@ -99,8 +99,8 @@ def main() -> None:
         seen["file_roundtrip"] = client.files.content(uploaded.id).content.decode()
 
         store = client.vector_stores.create(name="offline", extra_body={"embedding_model": EMBEDDING_MODEL})
-        chunks = [{"content": "The lighthouse lamp guides ships."}, {"content": "Bread needs flour and water."}]
-        client.post("/vector-io/insert", body={"vector_store_id": store.id, "chunks": chunks}, cast_to=object)
+        inserted = [{"content": "The lighthouse lamp guides ships."}, {"content": "Bread needs flour and water."}]
+        client.post("/vector-io/insert", body={"vector_store_id": store.id, "chunks": inserted}, cast_to=object)
         found = client.vector_stores.search(store.id, query="what guides the ships?", max_num_results=1)
         seen["vector_search"] = found.data[0].content[0].text if found.data else None
 

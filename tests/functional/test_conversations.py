@@ -10,6 +10,7 @@ from aiohttp.test_utils import TestClient
 
 from pocketstack._generated import models
 from tests.support.errors import assert_error_shape
+from tests.support.items import first_text
 
 
 @pytest.fixture
@@ -35,12 +36,14 @@ async def test_a_conversation_and_its_items(oai: openai.AsyncOpenAI) -> None:
     )
     assert len(added.data) == 2
     listed = await oai.conversations.items.list(conversation.id)  # newest first
-    assert [item.content[0].text for item in listed.data] == ["third", "second", "first"]  # type: ignore[union-attr]
+    assert [first_text(item) for item in listed.data] == ["third", "second", "first"]
     ascending = await oai.conversations.items.list(conversation.id, order="asc", limit=2)
-    assert [item.content[0].text for item in ascending.data] == ["first", "second"] and ascending.has_more  # type: ignore[union-attr]
-    one = await oai.conversations.items.retrieve(added.data[0].id, conversation_id=conversation.id)
+    assert [first_text(item) for item in ascending.data] == ["first", "second"] and ascending.has_more
+    added_id = added.data[0].id
+    assert added_id is not None
+    one = await oai.conversations.items.retrieve(added_id, conversation_id=conversation.id)
     assert one.id == added.data[0].id
-    after = await oai.conversations.items.delete(added.data[0].id, conversation_id=conversation.id)
+    after = await oai.conversations.items.delete(added_id, conversation_id=conversation.id)
     assert after.id == conversation.id
     assert len((await oai.conversations.items.list(conversation.id)).data) == 2
     deleted = await oai.conversations.delete(conversation.id)
@@ -59,7 +62,7 @@ async def test_responses_read_and_extend_a_conversation(
     assert second.output_text == "You said: thanks"
     assert [m.role for m in scripted[-1].messages] == ["user", "assistant", "user"]
     items = await oai.conversations.items.list(conversation.id, order="asc")
-    texts = [item.content[0].text for item in items.data]  # type: ignore[union-attr]
+    texts = [first_text(item) for item in items.data]
     assert texts == ["capital?", "Paris.", "thanks", "You said: thanks"]
     streamed = await oai.responses.create(model="chat", input="again", conversation=conversation.id, stream=True)
     async for _event in streamed:

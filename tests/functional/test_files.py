@@ -6,7 +6,7 @@ import io
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import openai
 import pytest
@@ -38,7 +38,7 @@ async def test_upload_then_read_back(oai: openai.AsyncOpenAI, home: Path) -> Non
 async def test_list_pages_by_cursor_and_filters_by_purpose(oai: openai.AsyncOpenAI) -> None:
     ids = []
     for index in range(5):
-        purpose = "batch" if index == 2 else "assistants"
+        purpose: Literal["batch", "assistants"] = "batch" if index == 2 else "assistants"
         created = await oai.files.create(file=(f"f{index}.txt", io.BytesIO(b"x" * (index + 1))), purpose=purpose)
         ids.append(created.id)
     first = await oai.files.list(limit=2)

@@ -9,6 +9,7 @@ from typing import Any
 import openai
 import pytest
 import yaml
+from openai.types.chat import ChatCompletionMessageParam
 
 from pocketstack import distributions
 from pocketstack._generated import models
@@ -134,14 +135,14 @@ async def test_a_redacting_shield_rewrites_the_answer(oai: openai.AsyncOpenAI) -
 async def test_a_redacting_input_shield_keeps_the_finding_from_the_model(
     oai: openai.AsyncOpenAI, scripted: list[models.ChatCompletionRequest]
 ) -> None:
-    messages = [
+    messages: list[ChatCompletionMessageParam] = [
         {"role": "system", "content": "Be brief."},
         {"role": "user", "content": "Forward it to ana@example.com please."},
     ]
     completion = await oai.chat.completions.create(
         model="chat",
         messages=messages,
-        extra_body={"guardrails": ["pii-redact"]},  # type: ignore[arg-type]
+        extra_body={"guardrails": ["pii-redact"]},
     )
     assert scripted[-1].messages[1].content == "Forward it to [EMAIL] please."
     assert scripted[-1].messages[0].content == "Be brief."

@@ -18,14 +18,15 @@ import numpy as np
 import openai
 import pytest
 from aiohttp.test_utils import TestClient
+from openai.types.chat import ChatCompletionMessageParam, ChatCompletionToolParam
 
 from pocketstack.app import STACK, create_app
 from tests.support.config import CHAT_MODEL, edge_providers_with, edge_with
 
 GREEDY: dict[str, Any] = {"temperature": 0, "max_tokens": 24}
 NO_END = {"0": -100, "2": -100, "4": -100}  # SmolLM2's end-of-generation tokens: banned, an answer runs long
-HELLO = [{"role": "user", "content": "Say hello."}]
-WEATHER_TOOL = {
+HELLO: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Say hello."}]
+WEATHER_TOOL: ChatCompletionToolParam = {
     "type": "function",
     "function": {
         "name": "get_weather",
@@ -45,7 +46,7 @@ async def server(aiohttp_client: Callable[..., Any], stored_embedding: str) -> T
 
 
 async def test_chat(oai: openai.AsyncOpenAI) -> None:
-    completion = await oai.chat.completions.create(model=CHAT_MODEL, messages=HELLO, **GREEDY)  # type: ignore[arg-type]
+    completion = await oai.chat.completions.create(model=CHAT_MODEL, messages=HELLO, **GREEDY)
     choice = completion.choices[0]
     assert completion.model == CHAT_MODEL and completion.object == "chat.completion"
     assert isinstance(choice.message.content, str) and choice.message.content.strip()
@@ -56,13 +57,13 @@ async def test_chat(oai: openai.AsyncOpenAI) -> None:
 
 
 async def test_stream_matches_the_whole_answer(oai: openai.AsyncOpenAI) -> None:
-    whole = await oai.chat.completions.create(model=CHAT_MODEL, messages=HELLO, **GREEDY)  # type: ignore[arg-type]
+    whole = await oai.chat.completions.create(model=CHAT_MODEL, messages=HELLO, **GREEDY)
     stream = await oai.chat.completions.create(
         model=CHAT_MODEL,
         messages=HELLO,
         stream=True,
         stream_options={"include_usage": True},
-        **GREEDY,  # type: ignore[arg-type]
+        **GREEDY,
     )
     chunks = [chunk async for chunk in stream]
     assert chunks[0].choices[0].delta.role == "assistant"
@@ -114,7 +115,7 @@ async def test_json_schema_output_validates(oai: openai.AsyncOpenAI, schema: dic
 
 async def test_json_cut_by_max_tokens_says_length(oai: openai.AsyncOpenAI) -> None:
     """A tiny model can loop inside an unbounded array; the cut is reported, never hidden."""
-    schema = {
+    schema: dict[str, Any] = {
         "type": "object",
         "properties": {"xs": {"type": "array", "items": {"type": "integer"}}},
         "required": ["xs"],
@@ -209,7 +210,7 @@ async def test_forced_tool_call_is_valid(oai: openai.AsyncOpenAI, tool_choice: A
     completion = await oai.chat.completions.create(
         model=CHAT_MODEL,
         messages=[{"role": "user", "content": "What is the weather in Paris?"}],
-        tools=[WEATHER_TOOL],  # type: ignore[list-item]
+        tools=[WEATHER_TOOL],
         tool_choice=tool_choice,
         max_tokens=80,
         seed=1,
@@ -218,15 +219,15 @@ async def test_forced_tool_call_is_valid(oai: openai.AsyncOpenAI, tool_choice: A
     assert choice.finish_reason == "tool_calls"
     (call,) = choice.message.tool_calls or []
     assert call.type == "function" and call.id.startswith("call_")
-    assert call.function.name == "get_weather"  # type: ignore[union-attr]
-    jsonschema.validate(json.loads(call.function.arguments), WEATHER_TOOL["function"]["parameters"])  # type: ignore[union-attr, index]
+    assert call.function.name == "get_weather"
+    jsonschema.validate(json.loads(call.function.arguments), WEATHER_TOOL["function"]["parameters"])
 
 
 async def test_streamed_tool_call_uses_deltas(oai: openai.AsyncOpenAI) -> None:
     stream = await oai.chat.completions.create(
         model=CHAT_MODEL,
         messages=[{"role": "user", "content": "Weather in Oslo?"}],
-        tools=[WEATHER_TOOL],  # type: ignore[list-item]
+        tools=[WEATHER_TOOL],
         tool_choice="required",
         max_tokens=80,
         seed=1,
@@ -236,7 +237,7 @@ async def test_streamed_tool_call_uses_deltas(oai: openai.AsyncOpenAI) -> None:
     calls = [call for d in deltas for call in (d.delta.tool_calls or [])]
     assert calls[0].id and calls[0].function and calls[0].function.name == "get_weather"
     arguments = "".join((c.function.arguments or "") for c in calls if c.function)
-    jsonschema.validate(json.loads(arguments), WEATHER_TOOL["function"]["parameters"])  # type: ignore[index]
+    jsonschema.validate(json.loads(arguments), WEATHER_TOOL["function"]["parameters"])
     assert all(c.index == 0 for c in calls)
     assert deltas[-1].finish_reason == "tool_calls"
 
@@ -257,7 +258,7 @@ async def test_tool_results_are_fed_back(oai: openai.AsyncOpenAI) -> None:
         },
         {"role": "tool", "tool_call_id": "call_1", "content": "18 degrees and sunny"},
     ]
-    completion = await oai.chat.completions.create(model=CHAT_MODEL, messages=messages, tools=[WEATHER_TOOL], **GREEDY)  # type: ignore[list-item, arg-type]
+    completion = await oai.chat.completions.create(model=CHAT_MODEL, messages=messages, tools=[WEATHER_TOOL], **GREEDY)
     assert completion.choices[0].message.content or completion.choices[0].message.tool_calls
 
 
@@ -273,7 +274,7 @@ async def test_seed_makes_sampling_repeatable(oai: openai.AsyncOpenAI) -> None:
 
 async def _conversation(oai: openai.AsyncOpenAI, turns: int, **extra: Any) -> tuple[list[str], list[int]]:
     """A seeded multi-turn chat: each turn's answer joins the history of the next."""
-    messages: list[dict[str, Any]] = [{"role": "system", "content": "You are a helpful assistant."}]
+    messages: list[ChatCompletionMessageParam] = [{"role": "system", "content": "You are a helpful assistant."}]
     answers, cached = [], []
     for turn in range(turns):
         messages.append({"role": "user", "content": f"Tell me fact number {turn} about the sea, and why."})
@@ -283,7 +284,7 @@ async def _conversation(oai: openai.AsyncOpenAI, turns: int, **extra: Any) -> tu
             temperature=0.8,
             max_tokens=40,
             seed=7,
-            extra_body=extra,  # type: ignore[arg-type]
+            extra_body=extra,
         )
         answer = completion.choices[0].message.content or ""
         answers.append(answer)
@@ -321,7 +322,7 @@ async def test_cache_prompt_must_be_a_boolean(oai: openai.AsyncOpenAI) -> None:
     with pytest.raises(openai.BadRequestError, match="cache_prompt"):
         await oai.chat.completions.create(
             model=CHAT_MODEL, messages=HELLO, max_tokens=4, extra_body={"cache_prompt": "yes"}
-        )  # type: ignore[arg-type]
+        )
 
 
 async def test_stop_sequence_ends_the_answer(oai: openai.AsyncOpenAI) -> None:
@@ -454,7 +455,7 @@ async def test_disconnect_stops_generation(server: TestClient[Any, Any], caplog:
     response.close()  # the client goes away mid-stream
     provider = server.app[STACK].providers["llama-cpp"].impl
     for _ in range(300):  # 3000 tokens take 45 s or more here; a cancelled stream frees the model at once
-        if not any(r.busy for r in provider.pool._resident.values()):  # type: ignore[attr-defined]
+        if not any(r.busy for r in provider.pool._resident.values()):
             break
         await asyncio.sleep(0.05)
     else:
@@ -484,10 +485,10 @@ async def test_completions_are_stored_and_paged(oai: openai.AsyncOpenAI, server:
     for word in ("one", "two", "three"):
         messages = [{"role": "user", "content": f"Say {word}."}]
         ids.append((await oai.chat.completions.create(model=CHAT_MODEL, messages=messages, max_tokens=3)).id)  # type: ignore[arg-type]
-    stream = await oai.chat.completions.create(model=CHAT_MODEL, messages=HELLO, max_tokens=3, stream=True)  # type: ignore[arg-type]
+    stream = await oai.chat.completions.create(model=CHAT_MODEL, messages=HELLO, max_tokens=3, stream=True)
     streamed = [c async for c in stream]
     ids.append(streamed[0].id)
-    await oai.chat.completions.create(model=CHAT_MODEL, messages=HELLO, max_tokens=3, store=False)  # type: ignore[arg-type]
+    await oai.chat.completions.create(model=CHAT_MODEL, messages=HELLO, max_tokens=3, store=False)
 
     client = llama_stack_client.AsyncLlamaStackClient(base_url=str(server.make_url("")).rstrip("/"))
     page = await client.chat.completions.list(limit=2)
@@ -499,7 +500,7 @@ async def test_completions_are_stored_and_paged(oai: openai.AsyncOpenAI, server:
     assert [c.id for c in ascending.data] == ids
 
     first = await client.chat.completions.retrieve(ids[0])
-    assert first.input_messages[0].content == "Say one."  # type: ignore[union-attr]
+    assert first.input_messages[0].content == "Say one."
     assert first.model == CHAT_MODEL and first.choices[0].message.content
     assert (first.model_extra or {}).get("served_by") == "llama-cpp"
     whole_stream = await client.chat.completions.retrieve(ids[3])
@@ -569,9 +570,8 @@ async def test_rerank_with_a_gguf_cross_encoder(
         items=items,
         max_num_results=2,
     )
-    assert [(r.index, r.relevance_score) for r in again] == [
-        (r.index, pytest.approx(r.relevance_score, abs=1e-5)) for r in ranked[:2]
-    ]
+    assert [r.index for r in again] == [r.index for r in ranked[:2]]
+    assert [r.relevance_score for r in again] == pytest.approx([r.relevance_score for r in ranked[:2]], abs=1e-5)
     reference = await asyncio.to_thread(_reference_scores, reranker_gguf, "lighthouse at sea", items)
     by_index = {r.index: r.relevance_score for r in ranked}
     assert [by_index[i] for i in range(4)] == pytest.approx(reference, abs=1e-3)
@@ -602,9 +602,10 @@ def _reference_scores(reranker: Any, query: str, items: list[str]) -> list[float
         q = llm.tokenize(query.encode(), add_bos=False, special=False)
         d = llm.tokenize(item.encode(), add_bos=False, special=False)
         tokens = [cls, *q, sep, *d, sep]
-        llm._batch.reset()
+        # llama-cpp-python leaves these internal helpers unannotated.
+        llm._batch.reset()  # type: ignore[no-untyped-call]
         llm._batch.add_sequence(tokens, 0, True)
-        llm._ctx.kv_cache_clear()
+        llm._ctx.kv_cache_clear()  # type: ignore[no-untyped-call]
         llm._ctx.decode(llm._batch)
         hidden = np.array(llama_cpp.llama_get_embeddings_seq(llm._ctx.ctx, 0)[:384])
         pooled = np.tanh(head["pooler.dense.weight"] @ hidden + head["pooler.dense.bias"])
@@ -626,12 +627,16 @@ async def test_unknown_token_ids_are_400_not_a_crash(oai: openai.AsyncOpenAI, st
 @pytest.mark.parametrize("bias", [{"²": 1}, {"-1": 5}, {"x": 1}])
 async def test_bad_logit_bias_keys_are_400(oai: openai.AsyncOpenAI, bias: dict[str, int]) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
-        await oai.chat.completions.create(model=CHAT_MODEL, messages=HELLO, logit_bias=bias, max_tokens=2)  # type: ignore[arg-type]
+        await oai.chat.completions.create(model=CHAT_MODEL, messages=HELLO, logit_bias=bias, max_tokens=2)
     assert "logit_bias" in caught.value.message
 
 
 async def test_schema_keywords_the_grammar_cannot_enforce_are_400(oai: openai.AsyncOpenAI) -> None:
-    schema = {"type": "object", "properties": {"year": {"type": "integer", "minimum": 3000}}, "required": ["year"]}
+    schema: dict[str, Any] = {
+        "type": "object",
+        "properties": {"year": {"type": "integer", "minimum": 3000}},
+        "required": ["year"],
+    }
     with pytest.raises(openai.BadRequestError) as caught:
         await oai.chat.completions.create(
             model=CHAT_MODEL,

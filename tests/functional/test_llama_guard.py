@@ -77,7 +77,7 @@ async def test_the_prompt_is_llama_guard_3s_and_the_answer_is_held_by_a_grammar(
         {"role": "assistant", "content": unsafe},
     ]
     result = await lls.safety.run_shield(shield_id="guard", messages=messages)  # type: ignore[arg-type]
-    assert result.violation is not None
+    assert result.violation is not None and result.violation.metadata is not None
     assert (result.violation.violation_level, result.violation.metadata["violation_type"]) == ("error", "S1")
     assert result.violation.metadata["llama_guard_categories"] == ["Violent Crimes"]
     request = scripted[-1]
@@ -89,7 +89,7 @@ async def test_the_prompt_is_llama_guard_3s_and_the_answer_is_held_by_a_grammar(
     assert "S1: Violent Crimes.\nS2: Non-Violent Crimes." in prompt and "S14: Code Interpreter Abuse." in prompt
     assert "You are helpful" not in prompt
     assert (request.temperature, request.store) == (0, False)
-    assert request.grammar is not None and '"S14"' in request.grammar and '"safe"' in request.grammar
+    assert isinstance(request.grammar, str) and '"S14"' in request.grammar and '"safe"' in request.grammar
 
 
 async def test_excluded_categories_leave_the_prompt_the_grammar_and_the_verdict(
@@ -104,7 +104,8 @@ async def test_excluded_categories_leave_the_prompt_the_grammar_and_the_verdict(
     assert "S1: Violent Crimes." not in prompt and "S2: Non-Violent Crimes." in prompt
     assert '"S1"' not in grammar and '"S10"' in grammar
     blocked = await lls.safety.run_shield(shield_id="guard-no-s1", messages=[{"role": "user", "content": s1_and_s9}])
-    assert blocked.violation is not None and blocked.violation.metadata["violation_type"] == "S9"
+    assert blocked.violation is not None and blocked.violation.metadata is not None
+    assert blocked.violation.metadata["violation_type"] == "S9"
     shield = await lls.shields.retrieve("guard-no-s1")
     assert shield.params == {"excluded_categories": ["S1"]}
 

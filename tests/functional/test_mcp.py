@@ -41,11 +41,11 @@ async def test_tools_are_listed_and_called_without_approval(
     tools = [mcp_tool(mcp_url, require_approval="never", allowed_tools=["add"])]
     response = await oai.responses.create(model="chat", input=ADD, tools=tools)
     listing, call, answer = response.output
-    assert listing.type == "mcp_list_tools" and [t.name for t in listing.tools] == ["add"]  # type: ignore[union-attr]
-    assert call.type == "mcp_call" and (call.name, call.output, call.error) == ("add", "5", None)  # type: ignore[union-attr]
+    assert listing.type == "mcp_list_tools" and [t.name for t in listing.tools] == ["add"]
+    assert call.type == "mcp_call" and (call.name, call.output, call.error) == ("add", "5", None)
     assert answer.type == "message" and response.output_text == "The tool said: 5"
     offered = scripted[0].tools
-    assert offered is not None and [t.function.name for t in offered] == ["add"]  # allowed_tools held back shout
+    assert isinstance(offered, list) and [t.function.name for t in offered] == ["add"]  # allowed_tools held back shout
 
 
 async def test_a_server_is_listed_once_along_a_response_chain(
@@ -59,7 +59,8 @@ async def test_a_server_is_listed_once_along_a_response_chain(
         later = await oai.responses.create(model="chat", input=ADD, tools=tools, previous_response_id=previous)
         assert [item.type for item in later.output] == ["mcp_call", "message"]  # not listed again
         previous = later.id
-    assert {t.function.name for t in scripted[-1].tools or []} == {"add", "shout", "whoami"}  # type: ignore[union-attr]
+    offered = scripted[-1].tools
+    assert isinstance(offered, list) and {t.function.name for t in offered} == {"add", "shout", "whoami"}
     other = await oai.responses.create(model="chat", input="hello", tools=[mcp_tool(mcp_url, server_label="other")])
     assert other.output[0].type == "mcp_list_tools"  # a server the chain never listed is listed
 
@@ -68,7 +69,7 @@ async def test_a_call_waits_for_approval_and_runs_once_approved(oai: openai.Asyn
     tools = [mcp_tool(mcp_url)]  # require_approval: always, by default
     asked = await oai.responses.create(model="chat", input=ADD, tools=tools)
     _listing, request = asked.output
-    assert request.type == "mcp_approval_request" and request.name == "add"  # type: ignore[union-attr]
+    assert request.type == "mcp_approval_request" and request.name == "add"
     approved = await oai.responses.create(
         model="chat",
         previous_response_id=asked.id,
@@ -78,7 +79,7 @@ async def test_a_call_waits_for_approval_and_runs_once_approved(oai: openai.Asyn
     kinds = [item.type for item in approved.output]
     assert kinds == ["mcp_call", "message"]  # the listing in the previous response is used again, as in OpenAI
     call = approved.output[0]
-    assert call.output == "5" and call.approval_request_id == request.id  # type: ignore[union-attr]
+    assert call.type == "mcp_call" and call.output == "5" and call.approval_request_id == request.id
     assert approved.output_text == "The tool said: 5"
     denied = await oai.responses.create(
         model="chat",
@@ -86,7 +87,11 @@ async def test_a_call_waits_for_approval_and_runs_once_approved(oai: openai.Asyn
         tools=tools,
         input=[{"type": "mcp_approval_response", "approval_request_id": request.id, "approve": False}],
     )
-    assert denied.output[0].error is not None and "did not approve" in denied.output[0].error  # type: ignore[union-attr]
+    refused = denied.output[0]
+    assert refused.type == "mcp_call"
+    # A string here (Llama Stack's shape); openai's current types say an error object (McpToolCallError).
+    error: object = refused.error
+    assert isinstance(error, str) and "did not approve" in error
 
 
 async def test_the_stream_tells_the_listing_and_the_call(oai: openai.AsyncOpenAI, mcp_url: str) -> None:
@@ -110,7 +115,7 @@ async def test_an_unreachable_server_is_an_error_item_not_a_hang(oai: openai.Asy
     tools = [mcp_tool(f"http://127.0.0.1:{free_port()}/mcp", require_approval="never")]
     response = await oai.responses.create(model="chat", input="hello", tools=tools)
     listing, _answer = response.output
-    assert listing.type == "mcp_list_tools" and listing.error and "calc" in listing.error  # type: ignore[union-attr]
+    assert listing.type == "mcp_list_tools" and listing.error and "calc" in listing.error
     assert response.output_text == "You said: hello" and time.monotonic() - started < 10
 
 
@@ -134,4 +139,4 @@ async def test_headers_and_authorization_reach_the_server(oai: openai.AsyncOpenA
     tools = [mcp_tool(mcp_url, require_approval="never", authorization="sekrit", headers={"X-Team": "blue"})]
     response = await oai.responses.create(model="chat", input="Who am I?", tools=tools)
     call = next(item for item in response.output if item.type == "mcp_call")
-    assert call.output == "Bearer sekrit|blue"  # type: ignore[union-attr]
+    assert call.type == "mcp_call" and call.output == "Bearer sekrit|blue"

@@ -62,7 +62,7 @@ async def test_run_shield_with_llama_stack_client(lls: llama_stack_client.AsyncL
         ],
     )
     assert blocked.violation is not None and blocked.violation.violation_level == "error"
-    assert blocked.violation.metadata["violation_type"] == "national_id"
+    assert blocked.violation.metadata is not None and blocked.violation.metadata["violation_type"] == "national_id"
     assert blocked.violation.user_message and "national identity number" in blocked.violation.user_message
     fine = await lls.safety.run_shield(shield_id="pii", messages=[{"role": "user", "content": "Hello there!"}])
     assert fine.violation is None
@@ -70,6 +70,7 @@ async def test_run_shield_with_llama_stack_client(lls: llama_stack_client.AsyncL
         shield_id="pii-redact", messages=[{"role": "user", "content": "mail bob@example.com"}]
     )
     assert redacted.violation is not None and redacted.violation.violation_level == "warn"
+    assert redacted.violation.metadata is not None
     assert redacted.violation.metadata["redacted_messages"] == ["mail [EMAIL]"]
 
 

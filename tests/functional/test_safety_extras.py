@@ -54,7 +54,7 @@ async def test_a_toxicity_shield_with_its_own_threshold(server: TestClient[Any, 
     ).violation is None
     strict = await lls.safety.run_shield(shield_id="strict", messages=[{"role": "user", "content": mild}])
     assert strict.violation is not None and strict.violation.violation_level == "error"
-    assert strict.violation.metadata["threshold"] == 0.3
+    assert strict.violation.metadata is not None and strict.violation.metadata["threshold"] == 0.3
     await lls.close()
     response = await server.post(
         "/v1/shields", json={"shield_id": "x", "provider_id": "toxicity", "params": {"threshold": 2}}
@@ -80,10 +80,12 @@ async def test_code_scanner_reads_fenced_blocks_in_a_conversation(server: TestCl
         {"role": "assistant", "content": "Like this:\n\n```python\nimport pickle\ncache = pickle.loads(blob)\n```\n"},
     ]
     result = await lls.safety.run_shield(shield_id="code-scanner", messages=messages)
-    assert result.violation is not None
+    assert result.violation is not None and result.violation.metadata is not None
     assert result.violation.user_message == "Sorry, I found security concerns in the code."
     assert result.violation.metadata["violation_type"] == "unsafe-pickle-use"
-    (finding,) = result.violation.metadata["findings"]
+    findings = result.violation.metadata["findings"]
+    assert isinstance(findings, list)
+    (finding,) = findings
     assert (finding["message_index"], finding["language"], finding["cwe_id"]) == (1, "python", "CWE-502")
     safe = [{"role": "assistant", "content": "```python\nimport json\ncache = json.loads(blob)\n```"}]
     assert (await lls.safety.run_shield(shield_id="code-scanner", messages=safe)).violation is None  # type: ignore[arg-type]

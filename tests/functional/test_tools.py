@@ -25,6 +25,7 @@ from pocketstack.web.context import provider_data
 from tests.support.config import edge_providers_with, edge_with
 from tests.support.documents import store_of
 from tests.support.errors import assert_error_shape
+from tests.support.items import first_text
 from tests.support.process import free_port
 from tests.support.scripted import CHAT, RECEIVED, scripted_entry
 
@@ -229,7 +230,7 @@ async def test_responses_web_search_runs_through_the_tool_runtime(oai: openai.As
     search, message = response.output
     assert search.type == "web_search_call" and search.status == "completed"
     assert search.action.query == "Lisbon news today"  # type: ignore[union-attr]
-    assert "Tram 28 back" in message.content[0].text  # type: ignore[union-attr]
+    assert "Tram 28 back" in first_text(message)
     assert SEEN[-1]["body"]["query"] == "Lisbon news today"
     offered = [t.function.name for t in RECEIVED[0].tools or []]  # type: ignore[union-attr]
     assert offered == ["web_search"]

@@ -125,7 +125,7 @@ async def test_deleting_a_store_leaves_no_chunks(
     from pocketstack.app import STACK
 
     provider = server.app[STACK].providers[vector_provider["provider_id"]].impl
-    assert await provider.usage_bytes(store.id) == 0  # type: ignore[attr-defined]
+    assert await provider.usage_bytes(store.id) == 0
     rows = await server.app[STACK].database.fetch("SELECT COUNT(*) AS n FROM vector_store_files")
     assert rows[0]["n"] == 0
 
@@ -158,7 +158,7 @@ async def test_deleting_or_expiring_a_file_detaches_it_everywhere(
 
     stack = server.app[STACK]
     await stack.database.execute("UPDATE files SET expires_at = 1 WHERE id = ?", (expiring,))
-    stack.providers["localfs"].impl._next_expiry = 1  # type: ignore[attr-defined]  # as if the hour had passed
+    stack.providers["localfs"].impl._next_expiry = 1  # as if the hour had passed
     with pytest.raises(openai.NotFoundError):
         await oai.files.retrieve(expiring)  # the sweep runs
     for store in stores:

@@ -128,6 +128,7 @@ def test_llama_stack_clients_agent_completes_a_turn(home: Path) -> None:
             response = agent.create_turn(
                 messages=[{"role": "user", "content": "Say hello."}], session_id=session, stream=False
             )
+            assert not isinstance(response, Iterator)  # stream=False: the turn's final response, not chunks
             assert response.status in ("completed", "incomplete") and response.output_text
             items = client.conversations.items.list(session)
             roles = [getattr(item, "role", None) for item in items.data]

@@ -12,7 +12,8 @@ from aiohttp.test_utils import TestServer
 from pocketstack._generated import models
 from pocketstack.errors import UpstreamError
 from pocketstack.providers.base import ProviderContext, ServedModel
-from pocketstack.providers.remote.openai_compat import OpenAICompatConfig, OpenAICompatProvider, Quirks
+from pocketstack.providers.remote.config import OpenAICompatConfig, Quirks
+from pocketstack.providers.remote.openai_compat import OpenAICompatProvider
 
 SERVED = ServedModel("smart", "upstream-model", "llm", {})
 

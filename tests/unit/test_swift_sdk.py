@@ -27,7 +27,7 @@ PARSER = tree_sitter.Parser(tree_sitter.Language(tree_sitter_swift.language()))
 
 def _errors(node: tree_sitter.Node) -> list[str]:
     if node.type == "ERROR" or node.is_missing:
-        return [f"line {node.start_point[0] + 1}: {node.type} {node.text[:80]!r}"]
+        return [f"line {node.start_point[0] + 1}: {node.type} {(node.text or b'')[:80]!r}"]
     if not node.has_error:
         return []
     return [found for child in node.children for found in _errors(child)]
