@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import functools
 import os
+import sys
 import threading
 from collections.abc import AsyncGenerator, Callable
-from concurrent.futures import Executor
-from typing import Generic, TypeVar
+from concurrent.futures import Executor, Future
+from typing import Generic, ParamSpec, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
+P = ParamSpec("P")
 
 _DONE = object()
 
@@ -25,6 +29,69 @@ def quiet_blas() -> None:
     scan itself. A value the user set wins.
     """
     os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+
+
+class CallThreads(Executor):
+    """Runs each call on a thread of its own that ends with the call; calls run one at a time, in order.
+
+    llama.cpp's OpenMP build (GCC's libgomp) keeps a team of compute threads for each thread that
+    calls it, for as long as that thread lives, and counts the idle team's threads. Once counted
+    threads outnumber the cores, every barrier waits ~100 spins instead of 300,000 before sleeping
+    on a futex, and ggml meets a barrier at every graph node: after one request to the embedding
+    model on its own long-lived thread, the chat model's decoding slept ~850 times a token instead
+    of ~1, and ran 17-25 tokens/s instead of 72 on 2 cores, for as long as the server lived. A
+    thread that ends takes its team with it, so an idle model holds no team and a model computing
+    alone gets the full spin; starting a thread (and its team) costs well under a millisecond.
+    The native name (`name`, which the team's threads inherit) makes both visible in `top -H`.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._lock = threading.Lock()
+        self._last: threading.Thread | None = None
+        self._closed = False
+
+    def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
+        future: Future[T] = Future()
+        with self._lock:
+            if self._closed:
+                raise RuntimeError(f"{self._name}: cannot run calls after shutdown")
+            previous = self._last
+
+            def run() -> None:
+                if previous is not None:
+                    previous.join()  # one call at a time, as a single worker thread did
+                _name_native_thread(self._name)
+                if not future.set_running_or_notify_cancel():
+                    return
+                try:
+                    result = fn(*args, **kwargs)
+                except BaseException as exc:  # handed to the caller, as ThreadPoolExecutor does
+                    future.set_exception(exc)
+                else:
+                    future.set_result(result)
+
+            self._last = threading.Thread(target=run, name=self._name)
+            self._last.start()
+        return future
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        with self._lock:
+            self._closed = True
+            last = self._last
+        if wait and last is not None:
+            last.join()
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None)
+
+
+def _name_native_thread(name: str) -> None:
+    """Name the calling thread for the OS (Python 3.11 names it only for Python); Linux only."""
+    if sys.platform == "linux":
+        _libc().prctl(15, name.encode()[:15], 0, 0, 0)  # PR_SET_NAME: at most 15 bytes
 
 
 class ThreadStream(Generic[T, R]):

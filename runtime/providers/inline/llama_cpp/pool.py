@@ -6,7 +6,6 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +13,7 @@ from typing import Any, TypeVar
 
 from pocketstack.errors import TooManyRequestsError
 from pocketstack.providers.inline.llama_cpp.prompt_cache import PromptCache
+from pocketstack.providers.threads import CallThreads
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -27,17 +27,18 @@ class ModelKey:
 
 @dataclass
 class Resident:
-    """A loaded model and the one thread every llama.cpp call on it runs on.
+    """A loaded model and its calls: one at a time, each on a thread that ends with it.
 
-    llama.cpp's OpenMP build keeps a team of compute threads per calling thread, and an idle team
-    spins: calling one model from two threads cost 10-20% of decode speed on 2 cores. A thread per
-    model keeps one team per model, and lets models run side by side.
+    llama.cpp's OpenMP build keeps a team of compute threads per calling thread while that thread
+    lives; idle teams of other models made this one's barriers sleep instead of spin (3x slower
+    decoding on 2 cores, see CallThreads). Threads that end leave no idle team behind, and
+    models still run side by side.
     """
 
     key: ModelKey
     llm: Any
     size_bytes: int
-    executor: ThreadPoolExecutor
+    executor: CallThreads
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     waiting: int = 0
     last_used: float = field(default_factory=time.monotonic)
@@ -80,7 +81,7 @@ class ModelPool:
     async def _load(self, key: ModelKey) -> Resident:
         try:
             started = time.monotonic()
-            executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"llama-{key.path.stem[:20]}")
+            executor = CallThreads(f"llama-{key.path.stem[:9]}")  # the OS keeps 15 bytes of a name
             try:
                 llm = await asyncio.get_running_loop().run_in_executor(executor, self._loader, key)
             except BaseException:
