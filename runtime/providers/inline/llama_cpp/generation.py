@@ -80,11 +80,12 @@ def generate(
     emit: Callable[[Piece], None],
     cancelled: threading.Event,
     cache: PromptCache | None = None,
+    reuse: bool = True,
 ) -> Outcome:
     """Generate up to `max_tokens` after `prompt_tokens`; `top_logprobs` None means no logprobs.
 
-    With `cache`, the prompt reuses the state the context (or the cache) holds; without, the whole
-    prompt is evaluated again (the request asked for `cache_prompt: false`)."""
+    With `cache` and `reuse`, the prompt reuses the state the context (or the cache) holds; else the
+    whole prompt is evaluated again (the request asked for `cache_prompt: false`)."""
     import llama_cpp
 
     captured: list[np.ndarray[Any, Any]] = []
@@ -98,9 +99,11 @@ def generate(
 
     if sampling.seed is not None:
         llm.set_seed(sampling.seed)
-    if cache is not None:
+    if cache is not None and reuse:
         cached = cache.prefill(llm, prompt_tokens)
     else:
+        if cache is not None:
+            cache.release(llm)
         llm.reset()
         cached = 0
     greedy = sampling.temperature <= 0.0
@@ -123,7 +126,9 @@ def generate(
     pending_text = ""
     pending_logprobs: list[TokenLogprob] = []
     finish: FinishReason = "length"
+    evaluated = False  # the prompt's last tokens, evaluated with the first sample
     for token in tokens:
+        evaluated = True
         if cancelled.is_set():
             finish = "cancelled"
             break
@@ -152,8 +157,8 @@ def generate(
     if tail or pending_logprobs:
         emit(Piece(tail, pending_logprobs))
     tokens.close()
-    if cache is not None:
-        cache.settle(llm, prompt_tokens, [] if finish == "cancelled" else generated)
+    if cache is not None and reuse and evaluated:
+        cache.keep_prompt(llm, prompt_tokens)  # no evaluation: the answer ends with its last token
     return Outcome(finish, len(prompt_tokens), len(generated), cached)
 
 

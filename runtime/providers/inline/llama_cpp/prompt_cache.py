@@ -8,10 +8,13 @@ llama.cpp's logits are not the same in the last bits for a token evaluated alone
 evaluated in a batch. Measured on CPU (SmolLM2, Q4_1): splitting a prompt into batches of two or
 more tokens, anywhere, changes nothing; a token decoded alone sometimes does (up to 0.6 in a
 logit). So a lone token is never evaluated where a full evaluation would have batched it: the
-prompt's last two tokens go into the sampler's first batch together, and after an answer its
-tokens (decoded one by one) are evaluated again as one batch ("settling") while the model is
-still held, which is what lets the next turn reuse the answer too. The bench
-(`bench/agents.py`) measures the gain; the tests check the seeded answers stay the same.
+prompt's last two tokens go into the sampler's first batch together, and an answer's tokens
+(decoded one by one) are dropped from the context when it ends, so the next turn evaluates them
+in its batched prompt. Evaluating them again as a batch right away ("settling") kept the client
+waiting ~0.9 s after its last token (128 tokens, 2 cores); done with the next turn they cost that
+turn a part of one batch. The live state is copied to the saved ones only when a request is about
+to replace it, not after every answer. The bench (`bench/agents.py`) measures the gain; the tests
+check the seeded answers stay the same.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ class PromptCache:
     capacity_bytes: int
     live: tuple[int, ...] = ()  # the tokens whose state the context holds, all batch-evaluated
     saved: OrderedDict[tuple[int, ...], bytes] = field(default_factory=OrderedDict)
+    unsaved: bool = False  # the live state is not among the saved ones yet
 
     @property
     def saved_bytes(self) -> int:
@@ -49,11 +53,14 @@ class PromptCache:
         holds; how many were reused. The last two are evaluated with the first sampled token, together,
         as a full evaluation does it (never a lone token)."""
         reused = common_prefix(self.live, tokens)
+        if reused < len(self.live):
+            self._save(llm)  # this prompt leaves the live conversation: keep its state for its next turn
         best = max(self.saved, key=lambda key: common_prefix(key, tokens), default=None)
         if best is not None and common_prefix(best, tokens) > reused:
+            self._save(llm)
             self.saved.move_to_end(best)
             _load(llm, best, self.saved[best])
-            self.live = best
+            self.live, self.unsaved = best, False
             reused = common_prefix(best, tokens)
         target = len(tokens) - 2
         reused = min(reused, target)
@@ -68,26 +75,30 @@ class PromptCache:
         if reused < target:
             llm.eval(tokens[reused:target])
         self.live = tuple(tokens[:target])
+        self.unsaved = True
         return reused
 
-    def settle(self, llm: Any, prompt: list[int], generated: list[int]) -> None:
-        """Evaluate the answer again as one batch (with the prompt's last token), so the next turn can
-        reuse it, and save the state."""
-        held = len(prompt) - 1
-        llm._ctx.kv_cache_seq_rm(-1, held, -1)
-        llm.n_tokens = held
-        if generated:
-            llm.eval([prompt[-1], *generated])
-        self.live = tuple(prompt[:held] if not generated else prompt + generated)
-        self._save(llm)
+    def keep_prompt(self, llm: Any, prompt: list[int]) -> None:
+        """After an answer: keep the prompt (evaluated in batches), drop the answer's tokens (decoded one
+        by one). Nothing is evaluated here, so the answer ends with its last token; the next turn
+        evaluates the answer in its batched prompt."""
+        llm._ctx.kv_cache_seq_rm(-1, len(prompt), -1)
+        llm.n_tokens = len(prompt)
+        self.live = tuple(prompt)
+        self.unsaved = True
 
-    def forget(self) -> None:
-        """The context was used without the cache: it no longer holds `live`."""
+    def release(self, llm: Any) -> None:
+        """Before the context is used without the cache: keep the live state among the saved ones."""
+        self._save(llm)
         self.live = ()
 
     def _save(self, llm: Any) -> None:
+        if not self.unsaved:
+            return
+        self.unsaved = False
         if self.capacity_bytes <= 0 or not self.live:
             return
+        llm._ctx.kv_cache_seq_rm(-1, len(self.live), -1)  # the state is `live`'s, not what followed it
         state = _state(llm)
         if len(state) > self.capacity_bytes:
             return
@@ -106,7 +117,7 @@ def _state(llm: Any) -> bytes:
     size = llama_cpp.llama_state_seq_get_size(llm._ctx.ctx, 0)
     buffer = (ctypes.c_uint8 * size)()
     written = llama_cpp.llama_state_seq_get_data(llm._ctx.ctx, buffer, size, 0)
-    return bytes(buffer[:written])
+    return ctypes.string_at(buffer, written)  # one copy; bytes(buffer[:n]) went through a list (~0.4 s for 6 MB)
 
 
 def _load(llm: Any, tokens: tuple[int, ...], state: bytes) -> None:

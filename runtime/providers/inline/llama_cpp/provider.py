@@ -210,7 +210,8 @@ def _generation(
     sampling: Sampling,
     grammar: Any,
     logprobs: int | None,
-    cache: PromptCache | None,
+    cache: PromptCache,
+    reuse: bool,
 ) -> ThreadStream[Piece, Outcome]:
     """The token loop on the model's own thread, its pieces streamed back to the event loop."""
     return ThreadStream[Piece, Outcome](
@@ -225,6 +226,7 @@ def _generation(
             emit=emit,
             cancelled=cancelled,
             cache=cache,
+            reuse=reuse,
         ),
         resident.executor,
     )
@@ -332,16 +334,10 @@ class LlamaCppProvider:
     def _key(self, model: ServedModel, embedding: bool) -> ModelKey:
         return ModelKey(self.resolve(model.provider_model_id), embedding)
 
-    def _cache(
-        self, resident: Resident, request: models.ChatCompletionRequest | models.CompletionRequest
-    ) -> PromptCache | None:
-        """The model's prompt cache when this request may reuse prompt state (the cache learns when it may not)."""
-        if resident.prompt_cache is None:
-            resident.prompt_cache = PromptCache(self.config.prompt_cache_mb * 1024 * 1024)
-        if _reuses_prompt(request):
-            return resident.prompt_cache
-        resident.prompt_cache.forget()
-        return None
+    def _cache(self, resident: Resident) -> PromptCache:
+        """The model's prompt cache (a request with `cache_prompt: false` only tells it the context is reused)."""
+        resident.prompt_cache = resident.prompt_cache or PromptCache(self.config.prompt_cache_mb * 1024 * 1024)
+        return resident.prompt_cache
 
     # -- generation --------------------------------------------------------------------------
 
@@ -429,9 +425,8 @@ class LlamaCppProvider:
             _check_grammar(llm, grammar)
             tokens, template_stops = await resident.run(self._chat_tokens, llm, messages)
             prepared = self._prepare(llm, tokens, requested, _stops(request.stop) + template_stops)
-            work = _generation(
-                resident, prepared, _sampling(request, llm.n_vocab()), grammar, logprobs, self._cache(resident, request)
-            )
+            sampling, reuse = _sampling(request, llm.n_vocab()), _reuses_prompt(request)
+            work = _generation(resident, prepared, sampling, grammar, logprobs, self._cache(resident), reuse)
             yield chunk(models.ChunkDelta(role="assistant", content=""))
             held: list[Piece] = []  # text that may turn out to be a tool call
             holding = plan.active
@@ -545,9 +540,8 @@ class LlamaCppProvider:
                 vectors.check_token_ids(prompt, llm.n_vocab(), "prompt")
                 tokens, text_prompt = list(prompt), llm.detokenize(prompt).decode("utf-8", errors="replace")
             prepared = self._prepare(llm, tokens, given(request.max_tokens, 16), _stops(request.stop))
-            work = _generation(
-                resident, prepared, _sampling(request, llm.n_vocab()), grammar, logprobs, self._cache(resident, request)
-            )
+            sampling, reuse = _sampling(request, llm.n_vocab()), _reuses_prompt(request)
+            work = _generation(resident, prepared, sampling, grammar, logprobs, self._cache(resident), reuse)
             if given(request.echo, False):
                 yield chunk(text_prompt)
             async with aclosing(aiter(work)) as pieces:
