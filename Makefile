@@ -34,8 +34,8 @@ $(VENV)/.dev-installed: pyproject.toml sdks/python/pyproject.toml | $(BIN)/pytho
 install: $(VENV)/.run-installed
 install-dev: $(VENV)/.dev-installed
 
+# The first run imports the default embedding model by itself, after the server listens.
 run: install
-	$(BIN)/pocketstack models import
 	$(BIN)/pocketstack run $(DISTRO)
 
 test: install-dev
