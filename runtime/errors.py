@@ -90,9 +90,40 @@ class UpstreamStatusError(PocketStackError):
         self.status = status
 
 
+# Llama Stack's wording, by the noun PocketStack names a kind with: its label, the client method that lists
+# them and that list's name (llama_stack_api/common/errors.py: ModelNotFoundError, ResponseNotFoundError...).
+# A kind not here reads "<Kind> '<id>' not found." as Llama Stack's routing tables word theirs.
+_LLAMA_STACK_NOUNS: dict[str, tuple[str, str | None, str]] = {
+    "model": ("Model", "models.list", "Models"),
+    "response": ("Response", "responses.list", "Responses"),
+    "conversation": ("Conversation", None, "Conversations"),
+    "conversation item": ("Conversation item", "conversations.items.list", "conversation items"),
+    "input item": ("Input item", "responses.input_items.list", "input items"),
+    "file": ("File", "files.list", "Files"),
+    "vector store": ("Vector Store", "vector_dbs.list", "Vector Stores"),
+    "tool group": ("Tool Group", "toolgroups.list", "Tool Groups"),
+    "dataset": ("Dataset", "datasets.list", "Datasets"),
+    "batch": ("Batch", "batches.list", "Batches"),
+    "connector": ("Connector", "connectors.list", "Connectors"),
+}
+
+
+def not_found_message(kind: str, identifier: str, *, parent: tuple[str, str] | None = None) -> str:
+    """Llama Stack's not-found sentence (its `ResourceNotFoundError`): `Response 'resp_1' not found. Use
+    'client.responses.list()' to list available Responses.`; `parent` (kind, id) for a child resource, whose
+    id is also the list method's argument."""
+    label, command, plural = _LLAMA_STACK_NOUNS.get(kind, (kind.capitalize(), None, ""))
+    where = f" in {parent[0]} '{parent[1]}'" if parent is not None else ""
+    message = f"{label} '{identifier}' not found{where}."
+    if command is not None:
+        argument = f'"{parent[1]}"' if parent is not None else ""
+        message += f" Use 'client.{command}({argument})' to list available {plural}."
+    return message
+
+
 class ResourceNotFoundError(NotFoundError):
-    def __init__(self, kind: str, identifier: str) -> None:
-        super().__init__(f"{kind.capitalize()} '{identifier}' not found.", code=f"{kind.replace(' ', '_')}_not_found")
+    def __init__(self, kind: str, identifier: str, *, parent: tuple[str, str] | None = None) -> None:
+        super().__init__(not_found_message(kind, identifier, parent=parent), code=f"{kind.replace(' ', '_')}_not_found")
 
 
 class StartupError(Exception):

@@ -21,7 +21,7 @@ from pocketstack.apis.vector_io.file_batches import FileBatches
 from pocketstack.apis.vector_io.files import VectorStoreFiles
 from pocketstack.config import ConfigError
 from pocketstack.core.stack import Stack
-from pocketstack.errors import BadRequestError, PocketStackError, ServiceUnavailableError
+from pocketstack.errors import BadRequestError, PocketStackError, ServiceUnavailableError, not_found_message
 from pocketstack.modelstore.store import DEFAULT_EMBEDDING_NAME
 from pocketstack.providers.vector_search import Hit, NewChunk, SearchQuery, VectorIOProvider, parse_filter
 from pocketstack.storage.vector_stores import Source, StoredVectorStore, VectorStoreStore
@@ -68,7 +68,7 @@ class VectorIOApi(protocols.VectorIO):
         record = await self.store.get(store_id)
         if record is None:
             # Llama Stack answers an unknown store on these routes with 400 (OpenAI's BadRequestError).
-            raise BadRequestError(f"Vector store '{store_id}' not found.", code="vector_store_not_found")
+            raise BadRequestError(not_found_message("vector store", store_id), code="vector_store_not_found")
         return record
 
     async def usable(self, store_id: str) -> StoredVectorStore:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from pocketstack._generated import models
-from pocketstack.errors import BadRequestError, NotFoundError
+from pocketstack.errors import BadRequestError, NotFoundError, ResourceNotFoundError
 from pocketstack.providers.base import Health, ProviderContext
 from pocketstack.providers.inline.localfs.config import LocalFsConfig
 from pocketstack.storage import Database
@@ -126,7 +126,7 @@ class LocalFsFiles:
         await self._maybe_sweep()
         found = await self._rows("id = ? AND (expires_at IS NULL OR expires_at > ?)", (file_id, time.time()))
         if not found:
-            raise NotFoundError(f"File '{file_id}' not found.", code="file_not_found")
+            raise ResourceNotFoundError("file", file_id)
         return found[0]
 
     async def delete(self, file_id: str) -> models.OpenAIFileDeleteResponse:
