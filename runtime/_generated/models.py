@@ -1274,6 +1274,15 @@ class ConversationDeletedResource(BaseModel):
     deleted: bool
 
 
+class ConversationItemDeletedResource(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    id: Annotated[str, Field(description="The deleted item's id.")]
+    object: Literal["conversation.item.deleted"] = "conversation.item.deleted"
+    deleted: bool
+
+
 class ConversationItemsAddition(BaseModel):
     model_config = ConfigDict(
         extra="allow",

@@ -463,6 +463,6 @@ class Conversations(Protocol):
 
     async def delete_conversation_item(
         self, request: models.DeleteConversationItemRequest
-    ) -> models.Conversation:
-        """Remove one item from a conversation; answers with the conversation, as OpenAI does."""
+    ) -> models.ConversationItemDeletedResource:
+        """Remove one item from a conversation; answers with the deleted item's id, as Llama Stack does."""
         ...

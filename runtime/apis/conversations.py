@@ -90,14 +90,22 @@ class ConversationsApi(protocols.Conversations):
         await self.lookup(request.conversation_id)
         item = await self.store.item(request.conversation_id, request.item_id)
         if item is None:
-            raise ResourceNotFoundError("conversation item", request.item_id)
+            raise ResourceNotFoundError(
+                "conversation item", request.item_id, parent=("conversation", request.conversation_id)
+            )
         return models.ConversationItem.model_validate(item)
 
-    async def delete_conversation_item(self, request: models.DeleteConversationItemRequest) -> models.Conversation:
-        stored = await self.lookup(request.conversation_id)
+    async def delete_conversation_item(
+        self, request: models.DeleteConversationItemRequest
+    ) -> models.ConversationItemDeletedResource:
+        """Answers Llama Stack's `{id: <item>, object: "conversation.item.deleted", deleted: true}`, not OpenAI's
+        conversation (the spec's description says why)."""
+        await self.lookup(request.conversation_id)
         if not await self.store.delete_item(request.conversation_id, request.item_id):
-            raise ResourceNotFoundError("conversation item", request.item_id)
-        return _conversation(stored)
+            raise ResourceNotFoundError(
+                "conversation item", request.item_id, parent=("conversation", request.conversation_id)
+            )
+        return models.ConversationItemDeletedResource(id=request.item_id, deleted=True)
 
 
 __all__ = ["ConversationsApi"]

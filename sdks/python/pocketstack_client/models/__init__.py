@@ -67,6 +67,7 @@ from .completion_request import CompletionRequest
 from .conversation import Conversation
 from .conversation_deleted_resource import ConversationDeletedResource
 from .conversation_item import ConversationItem
+from .conversation_item_deleted_resource import ConversationItemDeletedResource
 from .conversation_item_list import ConversationItemList
 from .conversation_items_addition import ConversationItemsAddition
 from .conversation_metadata import ConversationMetadata
@@ -351,6 +352,7 @@ __all__ = (
     "Conversation",
     "ConversationDeletedResource",
     "ConversationItem",
+    "ConversationItemDeletedResource",
     "ConversationItemList",
     "ConversationItemsAddition",
     "ConversationMetadata",

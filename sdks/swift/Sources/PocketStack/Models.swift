@@ -3239,6 +3239,28 @@ public struct ConversationDeletedResource: Codable, Equatable {
     }
 }
 
+public struct ConversationItemDeletedResource: Codable, Equatable {
+    public var id: String
+    public var object: String?
+    public var deleted: Bool
+
+    public init(
+        id: String,
+        object: String? = "conversation.item.deleted",
+        deleted: Bool
+    ) {
+        self.id = id
+        self.object = object
+        self.deleted = deleted
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case id
+        case object
+        case deleted
+    }
+}
+
 public struct ConversationItemsAddition: Codable, Equatable {
     public var items: [ResponseInputItem]
 

@@ -508,10 +508,10 @@ extension PocketStackClient {
         return try decode(ConversationItem.self, try await send(request))
     }
 
-    /// Remove one item from a conversation; answers with the conversation, as OpenAI does.
-    public func deleteConversationItem(conversationId: String, itemId: String) async throws -> Conversation {
+    /// Remove one item from a conversation; answers with the deleted item's id, as Llama Stack does.
+    public func deleteConversationItem(conversationId: String, itemId: String) async throws -> ConversationItemDeletedResource {
         let request = try makeRequest("DELETE", "/v1/conversations/\(segment(conversationId))/items/\(segment(itemId))", query: [], body: nil)
-        return try decode(Conversation.self, try await send(request))
+        return try decode(ConversationItemDeletedResource.self, try await send(request))
     }
 
 }

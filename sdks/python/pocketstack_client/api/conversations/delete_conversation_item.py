@@ -7,7 +7,7 @@ import httpx
 
 from ... import errors
 from ...client import AuthenticatedClient, Client
-from ...models.conversation import Conversation
+from ...models.conversation_item_deleted_resource import ConversationItemDeletedResource
 from ...models.error import Error
 from ...types import Response
 
@@ -28,9 +28,11 @@ def _get_kwargs(
     return _kwargs
 
 
-def _parse_response(*, client: AuthenticatedClient | Client, response: httpx.Response) -> Conversation | Error | None:
+def _parse_response(
+    *, client: AuthenticatedClient | Client, response: httpx.Response
+) -> ConversationItemDeletedResource | Error | None:
     if response.status_code == 200:
-        response_200 = Conversation.from_dict(response.json())
+        response_200 = ConversationItemDeletedResource.from_dict(response.json())
 
         return response_200
 
@@ -57,7 +59,7 @@ def _parse_response(*, client: AuthenticatedClient | Client, response: httpx.Res
 
 def _build_response(
     *, client: AuthenticatedClient | Client, response: httpx.Response
-) -> Response[Conversation | Error]:
+) -> Response[ConversationItemDeletedResource | Error]:
     return Response(
         status_code=HTTPStatus(response.status_code),
         content=response.content,
@@ -71,8 +73,15 @@ def sync_detailed(
     item_id: str,
     *,
     client: AuthenticatedClient | Client,
-) -> Response[Conversation | Error]:
-    """Remove one item from a conversation; answers with the conversation, as OpenAI does.
+) -> Response[ConversationItemDeletedResource | Error]:
+    """Remove one item from a conversation; answers with the deleted item's id, as Llama Stack does.
+
+     Llama Stack answers `{id: <the item's id>, object: "conversation.item.deleted", deleted: true}` (its
+    `ConversationItemDeletedResource`), and `llama-stack-client` types the answer so; OpenAI's API
+    answers with the conversation, and the `openai` client types it as a `Conversation`. No body means
+    both: each client reads `id` as a different thing. PocketStack answers Llama Stack's; the `openai`
+    client still decodes it (its models are lenient), with `id` the item's and `object`
+    "conversation.item.deleted".
 
     Args:
         conversation_id (str):
@@ -83,7 +92,7 @@ def sync_detailed(
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        Response[Conversation | Error]
+        Response[ConversationItemDeletedResource | Error]
     """
 
     kwargs = _get_kwargs(
@@ -103,8 +112,15 @@ def sync(
     item_id: str,
     *,
     client: AuthenticatedClient | Client,
-) -> Conversation | Error | None:
-    """Remove one item from a conversation; answers with the conversation, as OpenAI does.
+) -> ConversationItemDeletedResource | Error | None:
+    """Remove one item from a conversation; answers with the deleted item's id, as Llama Stack does.
+
+     Llama Stack answers `{id: <the item's id>, object: "conversation.item.deleted", deleted: true}` (its
+    `ConversationItemDeletedResource`), and `llama-stack-client` types the answer so; OpenAI's API
+    answers with the conversation, and the `openai` client types it as a `Conversation`. No body means
+    both: each client reads `id` as a different thing. PocketStack answers Llama Stack's; the `openai`
+    client still decodes it (its models are lenient), with `id` the item's and `object`
+    "conversation.item.deleted".
 
     Args:
         conversation_id (str):
@@ -115,7 +131,7 @@ def sync(
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        Conversation | Error
+        ConversationItemDeletedResource | Error
     """
 
     return sync_detailed(
@@ -130,8 +146,15 @@ async def asyncio_detailed(
     item_id: str,
     *,
     client: AuthenticatedClient | Client,
-) -> Response[Conversation | Error]:
-    """Remove one item from a conversation; answers with the conversation, as OpenAI does.
+) -> Response[ConversationItemDeletedResource | Error]:
+    """Remove one item from a conversation; answers with the deleted item's id, as Llama Stack does.
+
+     Llama Stack answers `{id: <the item's id>, object: "conversation.item.deleted", deleted: true}` (its
+    `ConversationItemDeletedResource`), and `llama-stack-client` types the answer so; OpenAI's API
+    answers with the conversation, and the `openai` client types it as a `Conversation`. No body means
+    both: each client reads `id` as a different thing. PocketStack answers Llama Stack's; the `openai`
+    client still decodes it (its models are lenient), with `id` the item's and `object`
+    "conversation.item.deleted".
 
     Args:
         conversation_id (str):
@@ -142,7 +165,7 @@ async def asyncio_detailed(
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        Response[Conversation | Error]
+        Response[ConversationItemDeletedResource | Error]
     """
 
     kwargs = _get_kwargs(
@@ -160,8 +183,15 @@ async def asyncio(
     item_id: str,
     *,
     client: AuthenticatedClient | Client,
-) -> Conversation | Error | None:
-    """Remove one item from a conversation; answers with the conversation, as OpenAI does.
+) -> ConversationItemDeletedResource | Error | None:
+    """Remove one item from a conversation; answers with the deleted item's id, as Llama Stack does.
+
+     Llama Stack answers `{id: <the item's id>, object: "conversation.item.deleted", deleted: true}` (its
+    `ConversationItemDeletedResource`), and `llama-stack-client` types the answer so; OpenAI's API
+    answers with the conversation, and the `openai` client types it as a `Conversation`. No body means
+    both: each client reads `id` as a different thing. PocketStack answers Llama Stack's; the `openai`
+    client still decodes it (its models are lenient), with `id` the item's and `object`
+    "conversation.item.deleted".
 
     Args:
         conversation_id (str):
@@ -172,7 +202,7 @@ async def asyncio(
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        Conversation | Error
+        ConversationItemDeletedResource | Error
     """
 
     return (

@@ -341,8 +341,8 @@ class PocketStackClient(baseUrl: String, apiKey: String? = null, timeoutMillis: 
     fun getConversationItem(conversationId: String, itemId: String): ConversationItem =
         ConversationItem.fromJson(json("GET", "/v1/conversations/${segment(conversationId)}/items/${segment(itemId)}", listOf(), null) ?: JsonNull)
 
-    /** Remove one item from a conversation; answers with the conversation, as OpenAI does. */
-    fun deleteConversationItem(conversationId: String, itemId: String): Conversation =
-        Conversation.fromJson(json("DELETE", "/v1/conversations/${segment(conversationId)}/items/${segment(itemId)}", listOf(), null) ?: JsonNull)
+    /** Remove one item from a conversation; answers with the deleted item's id, as Llama Stack does. */
+    fun deleteConversationItem(conversationId: String, itemId: String): ConversationItemDeletedResource =
+        ConversationItemDeletedResource.fromJson(json("DELETE", "/v1/conversations/${segment(conversationId)}/items/${segment(itemId)}", listOf(), null) ?: JsonNull)
 
 }

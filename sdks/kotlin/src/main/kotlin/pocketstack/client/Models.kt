@@ -3639,6 +3639,38 @@ data class ConversationDeletedResource(
     }
 }
 
+data class ConversationItemDeletedResource(
+    val id: String,
+    val `object`: String = "conversation.item.deleted",
+    val deleted: Boolean,
+    val additional: Map<String, JsonValue> = emptyMap(),
+) {
+    fun toJson(): JsonValue {
+        val fields = LinkedHashMap<String, JsonValue>()
+        fields["id"] = id.toJson()
+        fields["object"] = `object`.toJson()
+        fields["deleted"] = deleted.toJson()
+        fields.putAll(additional)
+        return JsonObject(fields)
+    }
+
+    companion object {
+        private val KNOWN = setOf<String>("id", "object", "deleted")
+
+        fun fromJson(json: JsonValue): ConversationItemDeletedResource {
+            val obj = json.asObject()
+            if (obj.optional("object")?.asString().let { it != null && it != "conversation.item.deleted" }) {
+                throw JsonException("ConversationItemDeletedResource: object is not conversation.item.deleted")
+            }
+            return ConversationItemDeletedResource(
+                id = obj.required("id").asString(),
+                deleted = obj.required("deleted").asBoolean(),
+                additional = obj.fields.filterKeys { it !in KNOWN },
+            )
+        }
+    }
+}
+
 data class ConversationItemsAddition(
     val items: List<ResponseInputItem>,
     val additional: Map<String, JsonValue> = emptyMap(),
