@@ -29,11 +29,20 @@ class _Call:
     arguments: str = ""
 
 
+# The events Llama Stack's carry the response's id on (llama_stack_api/openai_responses.py: OutputItemAdded,
+# OutputItemDone, ContentPartAdded, ContentPartDone; its text, refusal and call events have none).
+WITH_RESPONSE_ID = frozenset(
+    {"response.output_item.added", "response.output_item.done", "response.content_part.added",
+     "response.content_part.done"}
+)  # fmt: skip
+
+
 @dataclass
 class StreamEvents:
     """Feed it chat chunks; it returns the response events each one makes."""
 
     sequence: Iterator[int] = field(default_factory=itertools.count)
+    response_id: str | None = None  # told on the events of WITH_RESPONSE_ID, as Llama Stack does
     items: int = 0  # output items opened so far
     message_id: str | None = None
     message_index: int = 0
@@ -43,6 +52,8 @@ class StreamEvents:
     hidden_calls: set[int] = field(default_factory=set)
 
     def event(self, kind: str, **fields: Any) -> models.ResponseStreamEvent:
+        if kind in WITH_RESPONSE_ID and self.response_id is not None:
+            fields["response_id"] = self.response_id
         return models.ResponseStreamEvent.model_validate(
             {"type": kind, "sequence_number": next(self.sequence), **fields}
         )

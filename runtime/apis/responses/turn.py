@@ -148,8 +148,8 @@ class Turn:
 
         It always tells its events; a turn answered whole just does not read them.
         """
-        sequence = itertools.count()
-        opening = StreamEvents(sequence=sequence)
+        sequence, response_id = itertools.count(), self.response.get("id")
+        opening = StreamEvents(sequence=sequence, response_id=response_id)
         yield opening.event("response.created", response=dict(self.response))
         yield opening.event("response.in_progress", response=dict(self.response))
         output: list[dict[str, Any]] = []
@@ -158,7 +158,7 @@ class Turn:
                 yield event
             output.append(item)
         for iteration in itertools.count(1):
-            events = StreamEvents(sequence=sequence, items=len(output), hidden=self.hidden)
+            events = StreamEvents(sequence=sequence, response_id=response_id, items=len(output), hidden=self.hidden)
             if isinstance(answer, models.ChatCompletion):
                 completion = answer
             else:
