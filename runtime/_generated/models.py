@@ -938,6 +938,26 @@ class CreateResponseRequestConversation1(BaseModel):
     id: Annotated[str, Field(min_length=1)]
 
 
+class CreateResponseRequestServiceTier(StrEnum):
+    """
+    Echoed in the response ("default" when absent, as Llama Stack answers).
+    """
+
+    auto = "auto"
+    default = "default"
+    flex = "flex"
+    priority = "priority"
+
+
+class CreateResponseRequestTruncation(StrEnum):
+    """
+    Only `disabled` (the default): as in Llama Stack, `auto` fails the response ("Truncation mode 'auto' is not supported...": a 500 unstreamed, a `response.failed` event streamed).
+    """
+
+    auto = "auto"
+    disabled = "disabled"
+
+
 class CreateResponseRequest(BaseModel):
     """
     OpenAI's response request; unknown fields (the SDKs' `extra_body`) are accepted.
@@ -972,8 +992,41 @@ class CreateResponseRequest(BaseModel):
     ] = MISSING
     temperature: Annotated[float | None | MISSING, Field(ge=0.0, le=2.0)] = MISSING
     top_p: Annotated[float | None | MISSING, Field(ge=0.0, le=1.0)] = MISSING
-    max_output_tokens: Annotated[int | None | MISSING, Field(ge=1)] = MISSING
+    max_output_tokens: Annotated[
+        int | None | MISSING,
+        Field(
+            description="At least 16, as in Llama Stack (its CreateResponseRequest; a smaller one is a 400).",
+            ge=16,
+        ),
+    ] = MISSING
     max_tool_calls: Annotated[int | None | MISSING, Field(ge=1)] = MISSING
+    prompt_cache_key: Annotated[
+        str | None | MISSING,
+        Field(
+            description="Echoed in the response (llama.cpp keeps its own prompt cache per model).",
+            max_length=64,
+        ),
+    ] = MISSING
+    safety_identifier: Annotated[
+        str | None | MISSING,
+        Field(description="Echoed in the response.", max_length=64),
+    ] = MISSING
+    service_tier: Annotated[
+        CreateResponseRequestServiceTier | None | MISSING,
+        Field(
+            description='Echoed in the response ("default" when absent, as Llama Stack answers).'
+        ),
+    ] = MISSING
+    truncation: Annotated[
+        CreateResponseRequestTruncation | None | MISSING,
+        Field(
+            description="Only `disabled` (the default): as in Llama Stack, `auto` fails the response (\"Truncation mode 'auto' is not supported...\": a 500 unstreamed, a `response.failed` event streamed)."
+        ),
+    ] = MISSING
+    top_logprobs: Annotated[
+        int | None | MISSING,
+        Field(description="Echoed in the response (0 when absent).", ge=0, le=20),
+    ] = MISSING
     max_infer_iters: Annotated[
         int | None | MISSING,
         Field(description="Llama Stack: model calls per response (10).", ge=1),
@@ -1152,11 +1205,36 @@ class ResponseMcpApprovalRequest(BaseModel):
     arguments: str
 
 
+class ResponseErrorCode(StrEnum):
+    server_error = "server_error"
+    rate_limit_exceeded = "rate_limit_exceeded"
+    invalid_prompt = "invalid_prompt"
+    vector_store_timeout = "vector_store_timeout"
+    invalid_image = "invalid_image"
+    invalid_image_format = "invalid_image_format"
+    invalid_base64_image = "invalid_base64_image"
+    invalid_image_url = "invalid_image_url"
+    image_too_large = "image_too_large"
+    image_too_small = "image_too_small"
+    image_parse_error = "image_parse_error"
+    image_content_policy_violation = "image_content_policy_violation"
+    invalid_image_mode = "invalid_image_mode"
+    image_file_too_large = "image_file_too_large"
+    unsupported_image_media_type = "unsupported_image_media_type"
+    empty_image_file = "empty_image_file"
+    failed_to_download_image = "failed_to_download_image"
+    image_file_not_found = "image_file_not_found"
+
+
 class ResponseError(BaseModel):
+    """
+    Why a response failed. `code` is one of OpenAI's (the set Llama Stack's streaming.py keeps to, `_VALID_RESPONSE_ERROR_CODES`): anything else fails as `server_error`.
+    """
+
     model_config = ConfigDict(
         extra="allow",
     )
-    code: str
+    code: ResponseErrorCode
     message: str
 
 
@@ -3093,6 +3171,18 @@ class ResponseObject(BaseModel):
     top_p: float | None | MISSING = MISSING
     max_output_tokens: int | None | MISSING = MISSING
     max_tool_calls: int | None | MISSING = MISSING
+    prompt_cache_key: str | None | MISSING = MISSING
+    safety_identifier: str | None | MISSING = MISSING
+    service_tier: Annotated[
+        str | None | MISSING,
+        Field(description="The request's, or \"default\" (Llama Stack's answer)."),
+    ] = MISSING
+    truncation: Annotated[
+        str | None | MISSING, Field(description='The request\'s, or "disabled".')
+    ] = MISSING
+    top_logprobs: Annotated[
+        int | None | MISSING, Field(description="The request's, or 0.")
+    ] = MISSING
     parallel_tool_calls: bool
     tool_choice: Any
     tools: list[dict[str, Any]]

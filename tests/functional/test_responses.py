@@ -188,15 +188,15 @@ async def test_response_errors(server: TestClient[Any, Any]) -> None:
 
 
 async def test_the_real_default_model_answers_and_streams(oai: openai.AsyncOpenAI) -> None:
-    response = await oai.responses.create(model=CHAT_MODEL, input="Say hello.", max_output_tokens=12, temperature=0)
+    response = await oai.responses.create(model=CHAT_MODEL, input="Say hello.", max_output_tokens=16, temperature=0)
     assert response.status in ("completed", "incomplete") and response.output_text
-    cut = await oai.responses.create(model=CHAT_MODEL, input="Tell me a long story.", max_output_tokens=4)
+    cut = await oai.responses.create(model=CHAT_MODEL, input="Tell me a long story.", max_output_tokens=16)
     assert cut.status == "incomplete" and cut.incomplete_details is not None
     assert (
         cut.incomplete_details.reason == "max_output_tokens" and getattr(cut.output[0], "status", None) == "incomplete"
     )
     stream = await oai.responses.create(
-        model=CHAT_MODEL, input="Say hello.", max_output_tokens=12, temperature=0, stream=True
+        model=CHAT_MODEL, input="Say hello.", max_output_tokens=16, temperature=0, stream=True
     )
     events = [event async for event in stream]
     assert events[0].type == "response.created" and events[-1].type in ("response.completed", "response.incomplete")
@@ -314,8 +314,14 @@ async def test_a_background_response_is_polled_to_its_answer(oai: openai.AsyncOp
     assert queued.status == "queued" and queued.background is True and queued.output == []
     done = await _settled(oai, queued.id)
     assert (done.status, done.output_text) == ("completed", "Paris.")
-    again = await oai.responses.cancel(queued.id)  # finished: returned as it is
-    assert again.status == "completed"
+    with pytest.raises(openai.ConflictError) as finished:  # finished: a 409, as in Llama Stack
+        await oai.responses.cancel(queued.id)
+    assert finished.value.body == {  # openai_responses.py cancel_openai_response's ConflictError
+        "message": f"Cannot cancel response '{queued.id}' with status 'completed'",
+        "type": "conflict_error",
+        "code": "finished",
+    }
+    assert (await oai.responses.retrieve(queued.id)).status == "completed"
 
 
 async def test_a_running_background_response_is_cancelled(oai: openai.AsyncOpenAI) -> None:
@@ -331,7 +337,7 @@ async def test_background_errors(server: TestClient[Any, Any]) -> None:
         assert response.status == 400, await response.text()
     plain = await (await server.post("/v1/responses", json={"model": "chat", "input": "x"})).json()
     response = await server.post(f"/v1/responses/{plain['id']}/cancel")
-    assert response.status == 400 and assert_error_shape(await response.json())["code"] == "not_background"
+    assert response.status == 409 and assert_error_shape(await response.json())["code"] == "not_background"
     assert (await server.post("/v1/responses/resp_nope/cancel")).status == 404
 
 
@@ -408,4 +414,5 @@ async def test_a_response_a_stopped_server_left_running_is_failed_at_start(
         )
     second = await aiohttp_client(create_app(config))
     found = await (await second.get(f"/v1/responses/{queued['id']}")).json()
-    assert found["status"] == "failed" and found["error"]["code"] == "server_restarted"
+    assert found["status"] == "failed" and found["error"]["code"] == "server_error"
+    assert found["error"]["message"] == "The server stopped before it finished."

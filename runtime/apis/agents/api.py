@@ -284,7 +284,11 @@ class AgentsApi(protocols.Agents):
         text = _text_format(config)
         if text is not None:
             body["text"] = text
+        # An agent's max_tokens may be below the 16 a Responses request must ask for: it is set past the check.
+        max_tokens = body.pop("max_output_tokens", None)
         request = models.CreateResponseRequest.model_validate(body)
+        if max_tokens is not None:
+            request.max_output_tokens = max_tokens
         skeleton = {"id": f"turn-{uuid.uuid4().hex}", "status": "in_progress", "output": []}
         return Turn(request, skeleton, messages, self.inference, [ToolGroupTools(self.tools, runtime)])
 

@@ -20,6 +20,7 @@ from pocketstack._generated import models, protocols
 from pocketstack.apis.conversations import ConversationsApi
 from pocketstack.apis.inference.api import InferenceApi
 from pocketstack.apis.responses.event_log import EventLog
+from pocketstack.apis.responses.failure import response_error, truncation_refused
 from pocketstack.apis.responses.items import chat_messages, input_items, new_id
 from pocketstack.apis.responses.tools.base import ServerTool
 from pocketstack.apis.responses.tools.file_search import FileSearchTool, Found, file_search_tool
@@ -29,7 +30,7 @@ from pocketstack.apis.responses.turn import Turn
 from pocketstack.apis.tools import ToolsApi
 from pocketstack.apis.vector_io.api import VectorIOApi
 from pocketstack.core.stack import Stack
-from pocketstack.errors import BadRequestError, PocketStackError, ResourceNotFoundError
+from pocketstack.errors import BadRequestError, ConflictError, PocketStackError, ResourceNotFoundError
 from pocketstack.storage.responses import ResponseStore, StoredResponse
 from pocketstack.wire.fields import given, plain
 
@@ -106,10 +107,13 @@ class ResponsesApi(protocols.Responses):
         if previous is not None and conversation is not None:
             raise BadRequestError("Give `previous_response_id` or `conversation`, not both.", param="conversation")
         if conversation is not None:
-            try:
-                earlier = await self.conversations.items(conversation)
-            except ResourceNotFoundError as exc:  # on this route a bad conversation id is the request's fault
-                raise BadRequestError(exc.message, code="conversation_not_found", param="conversation") from exc
+            if not conversation.startswith("conv_"):  # Llama Stack: openai_responses.py create_openai_response
+                raise BadRequestError(
+                    f"Invalid value for 'conversation': {conversation}. Conversation ids start with 'conv_'.",
+                    code="invalid_conversation_id",
+                    param="conversation",
+                )
+            earlier = await self.conversations.items(conversation)  # an unknown one is a 404, as in Llama Stack
             return chat_messages(earlier), earlier, None
         if previous is None:
             return [], [], None
@@ -163,6 +167,12 @@ class ResponsesApi(protocols.Responses):
             "top_p": given(request.top_p),
             "max_output_tokens": given(request.max_output_tokens),
             "max_tool_calls": given(request.max_tool_calls),
+            # Echoed, with Llama Stack's values when absent (streaming.py _snapshot_response).
+            "prompt_cache_key": given(request.prompt_cache_key),
+            "safety_identifier": given(request.safety_identifier),
+            "service_tier": _dumped(given(request.service_tier)) or "default",
+            "truncation": _dumped(given(request.truncation)) or "disabled",
+            "top_logprobs": given(request.top_logprobs) or 0,
             "parallel_tool_calls": given(request.parallel_tool_calls, True),
             "tool_choice": _dumped(given(request.tool_choice)) or "auto",
             "tools": [tool.model_dump(mode="json", exclude_unset=True) for tool in given(request.tools) or []],
@@ -201,6 +211,13 @@ class ResponsesApi(protocols.Responses):
         streaming = given(request.stream, False)
         if given(request.background, False):
             return await self._in_background(turn, items, EventLog() if streaming else None)
+        refused = truncation_refused(request)
+        if refused is not None:  # streamed, the turn fails it after its first events
+            if not streaming:  # Llama Stack stores it failed and answers its error (a 500)
+                turn.response |= {"status": "failed", "error": response_error(refused)}
+                await self._keep_failed(turn, items)
+                raise refused
+            return self._events(turn, _no_chunks(), items)
         await turn.prepare()
         answer = await turn.call(stream=streaming)  # errors (unknown model...) come before any event
         if isinstance(answer, models.ChatCompletion):
@@ -222,27 +239,27 @@ class ResponsesApi(protocols.Responses):
             try:
                 turn.response["status"] = "in_progress"
                 await self.store.update(StoredResponse(turn.response, items, turn.messages))
-                await turn.prepare()
+                refused = truncation_refused(turn.request)
+                if refused is not None and log is None:
+                    raise refused
+                if refused is None:
+                    await turn.prepare()
                 if log is None:
                     answer = await turn.call(stream=False)
                     assert isinstance(answer, models.ChatCompletion)
                     await turn.run(answer)
                 else:  # the first events are told before the model answers: the response is under way
-                    async for event in turn.events(_first_call(turn)):
+                    async for event in self._told(turn, _first_call(turn)):
                         await log.append(event)
             except asyncio.CancelledError:
                 turn.response["status"] = "cancelled"
                 await self._settle_background(turn, items, log)
                 raise
             except PocketStackError as exc:
-                turn.response["status"], turn.response["error"] = (
-                    "failed",
-                    {"code": exc.code or "error", "message": exc.message},
-                )
-            except Exception:
+                turn.response["status"], turn.response["error"] = "failed", response_error(exc)
+            except Exception as exc:
                 logger.exception("background response %s failed", response_id)
-                turn.response["status"] = "failed"
-                turn.response["error"] = {"code": "server_error", "message": "The response failed in the server."}
+                turn.response["status"], turn.response["error"] = "failed", response_error(exc)
             finally:
                 self._running.pop(response_id, None)
             await self._settle_background(turn, items, log)
@@ -261,7 +278,8 @@ class ResponsesApi(protocols.Responses):
                 await self._join_conversation(turn, items)
             await self.store.update(StoredResponse(response, items, turn.messages))
             if log is not None:
-                if response["status"] == "failed":  # a stream that ended early says so, as OpenAI's does
+                told = bool(log.events) and log.events[-1]["type"] == "response.failed"
+                if response["status"] == "failed" and not told:  # a stream that ended early says so, once
                     failed = {"type": "response.failed", "sequence_number": len(log.events), "response": dict(response)}
                     await log.append(models.ResponseStreamEvent.model_validate(failed))
                 await self.store.add_events(response["id"], log.events)
@@ -271,9 +289,20 @@ class ResponsesApi(protocols.Responses):
                 self._logs.pop(response["id"], None)
 
     async def cancel_openai_response(self, request: models.CancelOpenaiResponseRequest) -> models.ResponseObject:
-        stored = await self._stored(request.response_id)
+        """As Llama Stack's (openai_responses.py cancel_openai_response): a cancelled one is answered as it is; one
+        not in the background, or finished, is a 409."""
+        response_id = request.response_id
+        stored = await self._stored(response_id)
+        status = stored.response.get("status")
+        if status == "cancelled":
+            return models.ResponseObject.model_validate(stored.response)
         if not stored.response.get("background"):
-            raise BadRequestError("Only background responses can be cancelled.", code="not_background")
+            raise ConflictError(
+                f"Cannot cancel response '{response_id}': only background responses can be cancelled",
+                code="not_background",
+            )
+        if status in ("completed", "failed", "incomplete"):
+            raise ConflictError(f"Cannot cancel response '{response_id}' with status '{status}'", code="finished")
         task = self._running.get(request.response_id)
         if task is not None:
             task.cancel()
@@ -286,7 +315,7 @@ class ResponsesApi(protocols.Responses):
         """Background responses a stopped server left unfinished are failed: their work is gone."""
         for stored in await self.store.unfinished():
             stored.response["status"] = "failed"
-            stored.response["error"] = {"code": "server_restarted", "message": "The server stopped before it finished."}
+            stored.response["error"] = {"code": "server_error", "message": "The server stopped before it finished."}
             await self.store.update(stored)
 
     async def stop(self) -> None:
@@ -299,10 +328,38 @@ class ResponsesApi(protocols.Responses):
     async def _events(
         self, turn: Turn, chunks: AsyncIterator[models.ChatCompletionChunk], items: list[dict[str, Any]]
     ) -> AsyncIterator[models.ResponseStreamEvent]:
-        async for event in turn.events(chunks):
-            if event.type in ("response.completed", "response.incomplete"):
-                await self._keep(turn, items)  # stored before the client hears it is done
-            yield event
+        async with contextlib.aclosing(self._told(turn, chunks)) as events:
+            async for event in events:
+                if event.type in ("response.completed", "response.incomplete"):
+                    await self._keep(turn, items)  # stored before the client hears it is done
+                elif event.type == "response.failed":
+                    await self._keep_failed(turn, items)
+                yield event
+
+    async def _told(
+        self, turn: Turn, chunks: AsyncIterator[models.ChatCompletionChunk]
+    ) -> AsyncGenerator[models.ResponseStreamEvent]:
+        """The turn's events; a failure once they have begun ends them with one `response.failed` event (Llama
+        Stack: streaming.py StreamingResponseOrchestrator.create_response). Before the first, it is the HTTP error."""
+        told = -1
+        async with contextlib.aclosing(cast(AsyncGenerator[models.ResponseStreamEvent], turn.events(chunks))) as events:
+            try:
+                async for event in events:
+                    told = event.sequence_number
+                    yield event
+            except Exception as exc:
+                if told < 0:
+                    raise
+                if not isinstance(exc, PocketStackError):
+                    logger.exception("response %s failed", turn.response["id"])
+                turn.response |= {"status": "failed", "error": response_error(exc)}
+                failed = {"type": "response.failed", "sequence_number": told + 1, "response": dict(turn.response)}
+                yield models.ResponseStreamEvent.model_validate(failed)
+
+    async def _keep_failed(self, turn: Turn, items: list[dict[str, Any]]) -> None:
+        """A failed response is stored (if `store`), not added to its conversation, as in Llama Stack."""
+        if turn.response["store"]:
+            await self.store.add(StoredResponse(turn.response, items, turn.messages))
 
     async def _keep(self, turn: Turn, items: list[dict[str, Any]]) -> None:
         await self._join_conversation(turn, items)  # stored or not, as in OpenAI
@@ -381,6 +438,13 @@ async def _first_call(turn: Turn) -> AsyncIterator[models.ChatCompletionChunk]:
     async with contextlib.aclosing(cast(AsyncGenerator[models.ChatCompletionChunk], answer)) as chunks:
         async for chunk in chunks:  # closed with the stream: a cancelled response stops its generation
             yield chunk
+
+
+async def _no_chunks() -> AsyncIterator[models.ChatCompletionChunk]:
+    """The model call of a turn refused before it: never read."""
+    none: list[models.ChatCompletionChunk] = []
+    for chunk in none:
+        yield chunk
 
 
 async def _replay(events: list[dict[str, Any]]) -> AsyncIterator[models.ResponseStreamEvent]:

@@ -19,6 +19,7 @@ from typing import Any, cast
 
 from pocketstack._generated import models
 from pocketstack.apis.inference.api import InferenceApi
+from pocketstack.apis.responses.failure import truncation_refused
 from pocketstack.apis.responses.items import chat_request, new_id, output_items
 from pocketstack.apis.responses.stream import StreamEvents
 from pocketstack.apis.responses.tools.base import ServerTool
@@ -152,6 +153,9 @@ class Turn:
         opening = StreamEvents(sequence=sequence, response_id=response_id)
         yield opening.event("response.created", response=dict(self.response))
         yield opening.event("response.in_progress", response=dict(self.response))
+        refused = truncation_refused(self.request)
+        if refused is not None:  # after the first events, as Llama Stack's streaming.py fails it
+            raise refused
         output: list[dict[str, Any]] = []
         for item in self.prelude:  # made before the first model call, told now in order
             for event in _told_item(opening, len(output), item):

@@ -81,6 +81,8 @@ from .create_file_batch_request_chunking_strategy import CreateFileBatchRequestC
 from .create_response_request import CreateResponseRequest
 from .create_response_request_conversation_type_1 import CreateResponseRequestConversationType1
 from .create_response_request_metadata_type_0 import CreateResponseRequestMetadataType0
+from .create_response_request_service_tier_type_0 import CreateResponseRequestServiceTierType0
+from .create_response_request_truncation_type_0 import CreateResponseRequestTruncationType0
 from .create_vector_store_request import CreateVectorStoreRequest
 from .create_vector_store_request_chunking_strategy import CreateVectorStoreRequestChunkingStrategy
 from .create_vector_store_request_metadata import CreateVectorStoreRequestMetadata
@@ -169,6 +171,7 @@ from .rerank_request import RerankRequest
 from .rerank_response import RerankResponse
 from .rerank_result import RerankResult
 from .response_error import ResponseError
+from .response_error_code import ResponseErrorCode
 from .response_file_search_call import ResponseFileSearchCall
 from .response_file_search_call_status import ResponseFileSearchCallStatus
 from .response_file_search_result import ResponseFileSearchResult
@@ -366,6 +369,8 @@ __all__ = (
     "CreateResponseRequest",
     "CreateResponseRequestConversationType1",
     "CreateResponseRequestMetadataType0",
+    "CreateResponseRequestServiceTierType0",
+    "CreateResponseRequestTruncationType0",
     "CreateVectorStoreRequest",
     "CreateVectorStoreRequestChunkingStrategy",
     "CreateVectorStoreRequestMetadata",
@@ -454,6 +459,7 @@ __all__ = (
     "RerankResponse",
     "RerankResult",
     "ResponseError",
+    "ResponseErrorCode",
     "ResponseFileSearchCall",
     "ResponseFileSearchCallStatus",
     "ResponseFileSearchResult",

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 from attrs import define as _attrs_define
 from attrs import field as _attrs_field
 
+from ..models.create_response_request_service_tier_type_0 import CreateResponseRequestServiceTierType0
+from ..models.create_response_request_truncation_type_0 import CreateResponseRequestTruncationType0
 from ..models.response_tool_choice_type_0 import ResponseToolChoiceType0
 from ..types import UNSET, Unset
 
@@ -46,8 +48,17 @@ class CreateResponseRequest:
             /v1/responses/{id}, cancel with POST …/cancel. Needs `store`; not with `stream`.
         temperature (float | None | Unset):
         top_p (float | None | Unset):
-        max_output_tokens (int | None | Unset):
+        max_output_tokens (int | None | Unset): At least 16, as in Llama Stack (its CreateResponseRequest; a smaller one
+            is a 400).
         max_tool_calls (int | None | Unset):
+        prompt_cache_key (None | str | Unset): Echoed in the response (llama.cpp keeps its own prompt cache per model).
+        safety_identifier (None | str | Unset): Echoed in the response.
+        service_tier (CreateResponseRequestServiceTierType0 | None | Unset): Echoed in the response ("default" when
+            absent, as Llama Stack answers).
+        truncation (CreateResponseRequestTruncationType0 | None | Unset): Only `disabled` (the default): as in Llama
+            Stack, `auto` fails the response ("Truncation mode 'auto' is not supported...": a 500 unstreamed, a
+            `response.failed` event streamed).
+        top_logprobs (int | None | Unset): Echoed in the response (0 when absent).
         max_infer_iters (int | None | Unset): Llama Stack: model calls per response (10).
         parallel_tool_calls (bool | None | Unset):
         text (None | ResponseText | Unset):
@@ -74,6 +85,11 @@ class CreateResponseRequest:
     top_p: float | None | Unset = UNSET
     max_output_tokens: int | None | Unset = UNSET
     max_tool_calls: int | None | Unset = UNSET
+    prompt_cache_key: None | str | Unset = UNSET
+    safety_identifier: None | str | Unset = UNSET
+    service_tier: CreateResponseRequestServiceTierType0 | None | Unset = UNSET
+    truncation: CreateResponseRequestTruncationType0 | None | Unset = UNSET
+    top_logprobs: int | None | Unset = UNSET
     max_infer_iters: int | None | Unset = UNSET
     parallel_tool_calls: bool | None | Unset = UNSET
     text: None | ResponseText | Unset = UNSET
@@ -186,6 +202,40 @@ class CreateResponseRequest:
         else:
             max_tool_calls = self.max_tool_calls
 
+        prompt_cache_key: None | str | Unset
+        if isinstance(self.prompt_cache_key, Unset):
+            prompt_cache_key = UNSET
+        else:
+            prompt_cache_key = self.prompt_cache_key
+
+        safety_identifier: None | str | Unset
+        if isinstance(self.safety_identifier, Unset):
+            safety_identifier = UNSET
+        else:
+            safety_identifier = self.safety_identifier
+
+        service_tier: None | str | Unset
+        if isinstance(self.service_tier, Unset):
+            service_tier = UNSET
+        elif isinstance(self.service_tier, CreateResponseRequestServiceTierType0):
+            service_tier = self.service_tier.value
+        else:
+            service_tier = self.service_tier
+
+        truncation: None | str | Unset
+        if isinstance(self.truncation, Unset):
+            truncation = UNSET
+        elif isinstance(self.truncation, CreateResponseRequestTruncationType0):
+            truncation = self.truncation.value
+        else:
+            truncation = self.truncation
+
+        top_logprobs: int | None | Unset
+        if isinstance(self.top_logprobs, Unset):
+            top_logprobs = UNSET
+        else:
+            top_logprobs = self.top_logprobs
+
         max_infer_iters: int | None | Unset
         if isinstance(self.max_infer_iters, Unset):
             max_infer_iters = UNSET
@@ -294,6 +344,16 @@ class CreateResponseRequest:
             field_dict["max_output_tokens"] = max_output_tokens
         if max_tool_calls is not UNSET:
             field_dict["max_tool_calls"] = max_tool_calls
+        if prompt_cache_key is not UNSET:
+            field_dict["prompt_cache_key"] = prompt_cache_key
+        if safety_identifier is not UNSET:
+            field_dict["safety_identifier"] = safety_identifier
+        if service_tier is not UNSET:
+            field_dict["service_tier"] = service_tier
+        if truncation is not UNSET:
+            field_dict["truncation"] = truncation
+        if top_logprobs is not UNSET:
+            field_dict["top_logprobs"] = top_logprobs
         if max_infer_iters is not UNSET:
             field_dict["max_infer_iters"] = max_infer_iters
         if parallel_tool_calls is not UNSET:
@@ -501,6 +561,67 @@ class CreateResponseRequest:
 
         max_tool_calls = _parse_max_tool_calls(d.pop("max_tool_calls", UNSET))
 
+        def _parse_prompt_cache_key(data: object) -> None | str | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            return cast(None | str | Unset, data)
+
+        prompt_cache_key = _parse_prompt_cache_key(d.pop("prompt_cache_key", UNSET))
+
+        def _parse_safety_identifier(data: object) -> None | str | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            return cast(None | str | Unset, data)
+
+        safety_identifier = _parse_safety_identifier(d.pop("safety_identifier", UNSET))
+
+        def _parse_service_tier(data: object) -> CreateResponseRequestServiceTierType0 | None | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            try:
+                if not isinstance(data, str):
+                    raise TypeError()
+                service_tier_type_0 = CreateResponseRequestServiceTierType0(data)
+
+                return service_tier_type_0
+            except (TypeError, ValueError, AttributeError, KeyError):
+                pass
+            return cast(CreateResponseRequestServiceTierType0 | None | Unset, data)
+
+        service_tier = _parse_service_tier(d.pop("service_tier", UNSET))
+
+        def _parse_truncation(data: object) -> CreateResponseRequestTruncationType0 | None | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            try:
+                if not isinstance(data, str):
+                    raise TypeError()
+                truncation_type_0 = CreateResponseRequestTruncationType0(data)
+
+                return truncation_type_0
+            except (TypeError, ValueError, AttributeError, KeyError):
+                pass
+            return cast(CreateResponseRequestTruncationType0 | None | Unset, data)
+
+        truncation = _parse_truncation(d.pop("truncation", UNSET))
+
+        def _parse_top_logprobs(data: object) -> int | None | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            return cast(int | None | Unset, data)
+
+        top_logprobs = _parse_top_logprobs(d.pop("top_logprobs", UNSET))
+
         def _parse_max_infer_iters(data: object) -> int | None | Unset:
             if data is None:
                 return data
@@ -680,6 +801,11 @@ class CreateResponseRequest:
             top_p=top_p,
             max_output_tokens=max_output_tokens,
             max_tool_calls=max_tool_calls,
+            prompt_cache_key=prompt_cache_key,
+            safety_identifier=safety_identifier,
+            service_tier=service_tier,
+            truncation=truncation,
+            top_logprobs=top_logprobs,
             max_infer_iters=max_infer_iters,
             parallel_tool_calls=parallel_tool_calls,
             text=text,

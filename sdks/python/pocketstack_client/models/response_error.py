@@ -7,23 +7,27 @@ from typing import Any, TypeVar
 from attrs import define as _attrs_define
 from attrs import field as _attrs_field
 
+from ..models.response_error_code import ResponseErrorCode
+
 T = TypeVar("T", bound="ResponseError")
 
 
 @_attrs_define
 class ResponseError:
-    """
-    Attributes:
-        code (str):
-        message (str):
+    """Why a response failed. `code` is one of OpenAI's (the set Llama Stack's streaming.py keeps to,
+    `_VALID_RESPONSE_ERROR_CODES`): anything else fails as `server_error`.
+
+        Attributes:
+            code (ResponseErrorCode):
+            message (str):
     """
 
-    code: str
+    code: ResponseErrorCode
     message: str
     additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        code = self.code
+        code = self.code.value
 
         message = self.message
 
@@ -41,7 +45,7 @@ class ResponseError:
     @classmethod
     def from_dict(cls: type[T], src_dict: Mapping[str, Any]) -> T:
         d = dict(src_dict)
-        code = d.pop("code")
+        code = ResponseErrorCode(d.pop("code"))
 
         message = d.pop("message")
 

@@ -56,6 +56,11 @@ class ResponseObject:
         top_p (float | None | Unset):
         max_output_tokens (int | None | Unset):
         max_tool_calls (int | None | Unset):
+        prompt_cache_key (None | str | Unset):
+        safety_identifier (None | str | Unset):
+        service_tier (None | str | Unset): The request's, or "default" (Llama Stack's answer).
+        truncation (None | str | Unset): The request's, or "disabled".
+        top_logprobs (int | None | Unset): The request's, or 0.
         text (ResponseObjectText | Unset):
         store (bool | Unset):
         background (bool | Unset):
@@ -92,6 +97,11 @@ class ResponseObject:
     top_p: float | None | Unset = UNSET
     max_output_tokens: int | None | Unset = UNSET
     max_tool_calls: int | None | Unset = UNSET
+    prompt_cache_key: None | str | Unset = UNSET
+    safety_identifier: None | str | Unset = UNSET
+    service_tier: None | str | Unset = UNSET
+    truncation: None | str | Unset = UNSET
+    top_logprobs: int | None | Unset = UNSET
     text: ResponseObjectText | Unset = UNSET
     store: bool | Unset = UNSET
     background: bool | Unset = UNSET
@@ -225,6 +235,36 @@ class ResponseObject:
         else:
             max_tool_calls = self.max_tool_calls
 
+        prompt_cache_key: None | str | Unset
+        if isinstance(self.prompt_cache_key, Unset):
+            prompt_cache_key = UNSET
+        else:
+            prompt_cache_key = self.prompt_cache_key
+
+        safety_identifier: None | str | Unset
+        if isinstance(self.safety_identifier, Unset):
+            safety_identifier = UNSET
+        else:
+            safety_identifier = self.safety_identifier
+
+        service_tier: None | str | Unset
+        if isinstance(self.service_tier, Unset):
+            service_tier = UNSET
+        else:
+            service_tier = self.service_tier
+
+        truncation: None | str | Unset
+        if isinstance(self.truncation, Unset):
+            truncation = UNSET
+        else:
+            truncation = self.truncation
+
+        top_logprobs: int | None | Unset
+        if isinstance(self.top_logprobs, Unset):
+            top_logprobs = UNSET
+        else:
+            top_logprobs = self.top_logprobs
+
         text: dict[str, Any] | Unset = UNSET
         if not isinstance(self.text, Unset):
             text = self.text.to_dict()
@@ -285,6 +325,16 @@ class ResponseObject:
             field_dict["max_output_tokens"] = max_output_tokens
         if max_tool_calls is not UNSET:
             field_dict["max_tool_calls"] = max_tool_calls
+        if prompt_cache_key is not UNSET:
+            field_dict["prompt_cache_key"] = prompt_cache_key
+        if safety_identifier is not UNSET:
+            field_dict["safety_identifier"] = safety_identifier
+        if service_tier is not UNSET:
+            field_dict["service_tier"] = service_tier
+        if truncation is not UNSET:
+            field_dict["truncation"] = truncation
+        if top_logprobs is not UNSET:
+            field_dict["top_logprobs"] = top_logprobs
         if text is not UNSET:
             field_dict["text"] = text
         if store is not UNSET:
@@ -544,6 +594,51 @@ class ResponseObject:
 
         max_tool_calls = _parse_max_tool_calls(d.pop("max_tool_calls", UNSET))
 
+        def _parse_prompt_cache_key(data: object) -> None | str | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            return cast(None | str | Unset, data)
+
+        prompt_cache_key = _parse_prompt_cache_key(d.pop("prompt_cache_key", UNSET))
+
+        def _parse_safety_identifier(data: object) -> None | str | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            return cast(None | str | Unset, data)
+
+        safety_identifier = _parse_safety_identifier(d.pop("safety_identifier", UNSET))
+
+        def _parse_service_tier(data: object) -> None | str | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            return cast(None | str | Unset, data)
+
+        service_tier = _parse_service_tier(d.pop("service_tier", UNSET))
+
+        def _parse_truncation(data: object) -> None | str | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            return cast(None | str | Unset, data)
+
+        truncation = _parse_truncation(d.pop("truncation", UNSET))
+
+        def _parse_top_logprobs(data: object) -> int | None | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            return cast(int | None | Unset, data)
+
+        top_logprobs = _parse_top_logprobs(d.pop("top_logprobs", UNSET))
+
         _text = d.pop("text", UNSET)
         text: ResponseObjectText | Unset
         if isinstance(_text, Unset):
@@ -602,6 +697,11 @@ class ResponseObject:
             top_p=top_p,
             max_output_tokens=max_output_tokens,
             max_tool_calls=max_tool_calls,
+            prompt_cache_key=prompt_cache_key,
+            safety_identifier=safety_identifier,
+            service_tier=service_tier,
+            truncation=truncation,
+            top_logprobs=top_logprobs,
             text=text,
             store=store,
             background=background,

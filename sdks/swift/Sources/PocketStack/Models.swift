@@ -2439,6 +2439,11 @@ public struct CreateResponseRequest: Codable, Equatable {
     public var topP: Double?
     public var maxOutputTokens: Int?
     public var maxToolCalls: Int?
+    public var promptCacheKey: String?
+    public var safetyIdentifier: String?
+    public var serviceTier: String?
+    public var truncation: String?
+    public var topLogprobs: Int?
     public var maxInferIters: Int?
     public var parallelToolCalls: Bool?
     public var text: ResponseText?
@@ -2461,6 +2466,11 @@ public struct CreateResponseRequest: Codable, Equatable {
         topP: Double? = nil,
         maxOutputTokens: Int? = nil,
         maxToolCalls: Int? = nil,
+        promptCacheKey: String? = nil,
+        safetyIdentifier: String? = nil,
+        serviceTier: String? = nil,
+        truncation: String? = nil,
+        topLogprobs: Int? = nil,
         maxInferIters: Int? = nil,
         parallelToolCalls: Bool? = nil,
         text: ResponseText? = nil,
@@ -2482,6 +2492,11 @@ public struct CreateResponseRequest: Codable, Equatable {
         self.topP = topP
         self.maxOutputTokens = maxOutputTokens
         self.maxToolCalls = maxToolCalls
+        self.promptCacheKey = promptCacheKey
+        self.safetyIdentifier = safetyIdentifier
+        self.serviceTier = serviceTier
+        self.truncation = truncation
+        self.topLogprobs = topLogprobs
         self.maxInferIters = maxInferIters
         self.parallelToolCalls = parallelToolCalls
         self.text = text
@@ -2505,6 +2520,11 @@ public struct CreateResponseRequest: Codable, Equatable {
         case topP = "top_p"
         case maxOutputTokens = "max_output_tokens"
         case maxToolCalls = "max_tool_calls"
+        case promptCacheKey = "prompt_cache_key"
+        case safetyIdentifier = "safety_identifier"
+        case serviceTier = "service_tier"
+        case truncation
+        case topLogprobs = "top_logprobs"
         case maxInferIters = "max_infer_iters"
         case parallelToolCalls = "parallel_tool_calls"
         case text
@@ -2900,6 +2920,7 @@ public indirect enum ResponseOutputItem: Codable, Equatable {
     }
 }
 
+/// Why a response failed. `code` is one of OpenAI's (the set Llama Stack's streaming.py keeps to, `_VALID_RESPONSE_ERROR_CODES`): anything else fails as `server_error`.
 public struct ResponseError: Codable, Equatable {
     public var code: String
     public var message: String
@@ -2966,6 +2987,11 @@ public struct ResponseObject: Codable, Equatable {
     public var topP: Double?
     public var maxOutputTokens: Int?
     public var maxToolCalls: Int?
+    public var promptCacheKey: String?
+    public var safetyIdentifier: String?
+    public var serviceTier: String?
+    public var truncation: String?
+    public var topLogprobs: Int?
     public var parallelToolCalls: Bool
     public var toolChoice: JSONValue
     public var tools: [[String: JSONValue]]
@@ -2993,6 +3019,11 @@ public struct ResponseObject: Codable, Equatable {
         topP: Double? = nil,
         maxOutputTokens: Int? = nil,
         maxToolCalls: Int? = nil,
+        promptCacheKey: String? = nil,
+        safetyIdentifier: String? = nil,
+        serviceTier: String? = nil,
+        truncation: String? = nil,
+        topLogprobs: Int? = nil,
         parallelToolCalls: Bool,
         toolChoice: JSONValue,
         tools: [[String: JSONValue]],
@@ -3019,6 +3050,11 @@ public struct ResponseObject: Codable, Equatable {
         self.topP = topP
         self.maxOutputTokens = maxOutputTokens
         self.maxToolCalls = maxToolCalls
+        self.promptCacheKey = promptCacheKey
+        self.safetyIdentifier = safetyIdentifier
+        self.serviceTier = serviceTier
+        self.truncation = truncation
+        self.topLogprobs = topLogprobs
         self.parallelToolCalls = parallelToolCalls
         self.toolChoice = toolChoice
         self.tools = tools
@@ -3047,6 +3083,11 @@ public struct ResponseObject: Codable, Equatable {
         case topP = "top_p"
         case maxOutputTokens = "max_output_tokens"
         case maxToolCalls = "max_tool_calls"
+        case promptCacheKey = "prompt_cache_key"
+        case safetyIdentifier = "safety_identifier"
+        case serviceTier = "service_tier"
+        case truncation
+        case topLogprobs = "top_logprobs"
         case parallelToolCalls = "parallel_tool_calls"
         case toolChoice = "tool_choice"
         case tools

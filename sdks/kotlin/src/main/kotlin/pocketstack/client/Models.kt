@@ -2754,6 +2754,11 @@ data class CreateResponseRequest(
     val topP: Double? = null,
     val maxOutputTokens: Long? = null,
     val maxToolCalls: Long? = null,
+    val promptCacheKey: String? = null,
+    val safetyIdentifier: String? = null,
+    val serviceTier: String? = null,
+    val truncation: String? = null,
+    val topLogprobs: Long? = null,
     val maxInferIters: Long? = null,
     val parallelToolCalls: Boolean? = null,
     val text: ResponseText? = null,
@@ -2778,6 +2783,11 @@ data class CreateResponseRequest(
         topP?.let { fields["top_p"] = it.toJson() }
         maxOutputTokens?.let { fields["max_output_tokens"] = it.toJson() }
         maxToolCalls?.let { fields["max_tool_calls"] = it.toJson() }
+        promptCacheKey?.let { fields["prompt_cache_key"] = it.toJson() }
+        safetyIdentifier?.let { fields["safety_identifier"] = it.toJson() }
+        serviceTier?.let { fields["service_tier"] = it.toJson() }
+        truncation?.let { fields["truncation"] = it.toJson() }
+        topLogprobs?.let { fields["top_logprobs"] = it.toJson() }
         maxInferIters?.let { fields["max_infer_iters"] = it.toJson() }
         parallelToolCalls?.let { fields["parallel_tool_calls"] = it.toJson() }
         text?.let { fields["text"] = it.toJson() }
@@ -2791,7 +2801,7 @@ data class CreateResponseRequest(
     }
 
     companion object {
-        private val KNOWN = setOf<String>("model", "input", "instructions", "previous_response_id", "conversation", "store", "stream", "background", "temperature", "top_p", "max_output_tokens", "max_tool_calls", "max_infer_iters", "parallel_tool_calls", "text", "tools", "tool_choice", "include", "metadata", "guardrails")
+        private val KNOWN = setOf<String>("model", "input", "instructions", "previous_response_id", "conversation", "store", "stream", "background", "temperature", "top_p", "max_output_tokens", "max_tool_calls", "prompt_cache_key", "safety_identifier", "service_tier", "truncation", "top_logprobs", "max_infer_iters", "parallel_tool_calls", "text", "tools", "tool_choice", "include", "metadata", "guardrails")
 
         fun fromJson(json: JsonValue): CreateResponseRequest {
             val obj = json.asObject()
@@ -2808,6 +2818,11 @@ data class CreateResponseRequest(
                 topP = obj.optional("top_p")?.let { it.asDouble() },
                 maxOutputTokens = obj.optional("max_output_tokens")?.let { it.asLong() },
                 maxToolCalls = obj.optional("max_tool_calls")?.let { it.asLong() },
+                promptCacheKey = obj.optional("prompt_cache_key")?.let { it.asString() },
+                safetyIdentifier = obj.optional("safety_identifier")?.let { it.asString() },
+                serviceTier = obj.optional("service_tier")?.let { it.asString() },
+                truncation = obj.optional("truncation")?.let { it.asString() },
+                topLogprobs = obj.optional("top_logprobs")?.let { it.asLong() },
                 maxInferIters = obj.optional("max_infer_iters")?.let { it.asLong() },
                 parallelToolCalls = obj.optional("parallel_tool_calls")?.let { it.asBoolean() },
                 text = obj.optional("text")?.let { ResponseText.fromJson(it) },
@@ -3224,6 +3239,7 @@ sealed interface ResponseOutputItem {
     }
 }
 
+/** Why a response failed. `code` is one of OpenAI's (the set Llama Stack's streaming.py keeps to, `_VALID_RESPONSE_ERROR_CODES`): anything else fails as `server_error`. */
 data class ResponseError(
     val code: String,
     val message: String,
@@ -3305,6 +3321,11 @@ data class ResponseObject(
     val topP: Double? = null,
     val maxOutputTokens: Long? = null,
     val maxToolCalls: Long? = null,
+    val promptCacheKey: String? = null,
+    val safetyIdentifier: String? = null,
+    val serviceTier: String? = null,
+    val truncation: String? = null,
+    val topLogprobs: Long? = null,
     val parallelToolCalls: Boolean,
     val toolChoice: JsonValue,
     val tools: List<Map<String, JsonValue>>,
@@ -3334,6 +3355,11 @@ data class ResponseObject(
         topP?.let { fields["top_p"] = it.toJson() }
         maxOutputTokens?.let { fields["max_output_tokens"] = it.toJson() }
         maxToolCalls?.let { fields["max_tool_calls"] = it.toJson() }
+        promptCacheKey?.let { fields["prompt_cache_key"] = it.toJson() }
+        safetyIdentifier?.let { fields["safety_identifier"] = it.toJson() }
+        serviceTier?.let { fields["service_tier"] = it.toJson() }
+        truncation?.let { fields["truncation"] = it.toJson() }
+        topLogprobs?.let { fields["top_logprobs"] = it.toJson() }
         fields["parallel_tool_calls"] = parallelToolCalls.toJson()
         fields["tool_choice"] = toolChoice
         fields["tools"] = tools.toJson { item -> item.toJson() }
@@ -3347,7 +3373,7 @@ data class ResponseObject(
     }
 
     companion object {
-        private val KNOWN = setOf<String>("id", "object", "created_at", "completed_at", "status", "model", "output", "error", "incomplete_details", "usage", "instructions", "previous_response_id", "conversation", "temperature", "top_p", "max_output_tokens", "max_tool_calls", "parallel_tool_calls", "tool_choice", "tools", "text", "store", "background", "metadata", "guardrail_violations")
+        private val KNOWN = setOf<String>("id", "object", "created_at", "completed_at", "status", "model", "output", "error", "incomplete_details", "usage", "instructions", "previous_response_id", "conversation", "temperature", "top_p", "max_output_tokens", "max_tool_calls", "prompt_cache_key", "safety_identifier", "service_tier", "truncation", "top_logprobs", "parallel_tool_calls", "tool_choice", "tools", "text", "store", "background", "metadata", "guardrail_violations")
 
         fun fromJson(json: JsonValue): ResponseObject {
             val obj = json.asObject()
@@ -3371,6 +3397,11 @@ data class ResponseObject(
                 topP = obj.optional("top_p")?.let { it.asDouble() },
                 maxOutputTokens = obj.optional("max_output_tokens")?.let { it.asLong() },
                 maxToolCalls = obj.optional("max_tool_calls")?.let { it.asLong() },
+                promptCacheKey = obj.optional("prompt_cache_key")?.let { it.asString() },
+                safetyIdentifier = obj.optional("safety_identifier")?.let { it.asString() },
+                serviceTier = obj.optional("service_tier")?.let { it.asString() },
+                truncation = obj.optional("truncation")?.let { it.asString() },
+                topLogprobs = obj.optional("top_logprobs")?.let { it.asLong() },
                 parallelToolCalls = obj.required("parallel_tool_calls").asBoolean(),
                 toolChoice = obj.required("tool_choice"),
                 tools = obj.required("tools").asList().map { item -> item.asMap() },
