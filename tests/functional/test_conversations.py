@@ -45,7 +45,7 @@ async def test_a_conversation_and_its_items(oai: openai.AsyncOpenAI) -> None:
     assert one.id == added.data[0].id
     after = await oai.conversations.items.delete(added_id, conversation_id=conversation.id)
     # Llama Stack's answer (core/conversations/conversations.py: openai_delete_conversation_item), not OpenAI's
-    assert (after.id, after.object) == (added_id, "conversation.item.deleted")  # type: ignore[comparison-overlap]
+    assert (after.id, after.object) == (added_id, "conversation.item.deleted")
     assert len((await oai.conversations.items.list(conversation.id)).data) == 2
     deleted = await oai.conversations.delete(conversation.id)
     assert deleted.deleted is True

@@ -18,11 +18,14 @@ from pocketstack.app import create_app
 from pocketstack.errors import TooManyRequestsError, UpstreamError
 from pocketstack.providers import PROVIDERS
 from pocketstack.providers.base import ProviderSpec
-from tests.conftest import edge_providers_with, edge_with
-from tests.functional.test_responses import server
-from tests.scripted_provider import ScriptedConfig, ScriptedModel, scripted
+from tests.support.config import edge_providers_with, edge_with
+from tests.support.scripted import ScriptedConfig, ScriptedModel
 
-__all__ = ["scripted", "server"]  # the fixtures: the scripted model, and the responses tests' app
+
+@pytest.fixture
+def server(responses_app: TestClient[Any, Any]) -> TestClient[Any, Any]:
+    """The responses tests' app (conftest): the scripted model "chat"."""
+    return responses_app
 
 
 async def test_deleting_a_conversation_item_answers_with_the_item(
