@@ -2446,7 +2446,11 @@ class ListChatCompletionsRequest(BaseModel):
         str | MISSING, Field(description="The id of the completion to continue after.")
     ] = MISSING
     limit: Annotated[
-        int, Field(description="How many to return, 1 to 100.", ge=1, le=100)
+        int,
+        Field(
+            description="How many to return (at least 1; no upper bound, as in Llama Stack). A page holds at most 1,000: beyond that `has_more` is true and the next page continues `after` the last one.",
+            ge=1,
+        ),
     ] = 20
     model: Annotated[
         str | MISSING, Field(description="Only completions of this model.")

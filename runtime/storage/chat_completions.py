@@ -27,6 +27,11 @@ def _stored(row: Any) -> StoredCompletion:
     return StoredCompletion(json.loads(row["completion"]), json.loads(row["input_messages"]), row["served_by"])
 
 
+# Llama Stack lets a client ask for any number of stored completions at once; reading them all into
+# one answer would not scale, so a page stops here and says `has_more`, and the cursor goes on.
+MAX_PAGE = 1000
+
+
 class ChatCompletionStore:
     def __init__(self, database: Database) -> None:
         self._db = database
@@ -52,6 +57,8 @@ class ChatCompletionStore:
         return _stored(rows[0]) if rows else None
 
     async def page(self, *, after: str | None, limit: int, model: str | None, order: Literal["asc", "desc"]) -> Page:
+        """One page in insertion order; `limit` has no bound (Llama Stack's has none), a page does."""
+        limit = min(limit, MAX_PAGE)
         clauses, params = [], []
         if model is not None:
             clauses.append("model = ?")

@@ -18,6 +18,7 @@ from pocketstack.app import create_app
 from pocketstack.errors import TooManyRequestsError, UpstreamError
 from pocketstack.providers import PROVIDERS
 from pocketstack.providers.base import ProviderSpec
+from pocketstack.storage import chat_completions
 from tests.support.config import edge_providers_with, edge_with
 from tests.support.scripted import ScriptedConfig, ScriptedModel
 
@@ -273,3 +274,22 @@ async def test_a_failing_stream_ends_with_one_response_failed_event(
     assert failed.error.code in {code.value for code in models.ResponseErrorCode}
     stored = await failing.responses.retrieve(failed.id)
     assert stored.status == "failed" and stored.error is not None and stored.error.code == code
+
+
+async def test_stored_chat_completions_list_takes_any_limit_and_pages_what_it_holds(
+    oai: openai.AsyncOpenAI, lls: llama_stack_client.AsyncLlamaStackClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Llama Stack: llama_stack_api/inference/models.py ListChatCompletionsRequest has `limit` ge=1 and no
+    # maximum (providers/utils/inference/inference_store.py list_chat_completions); `limit=1000` was a 400 here.
+    ids = []
+    for word in ("one", "two", "three"):
+        said = await oai.chat.completions.create(model="chat", messages=[{"role": "user", "content": word}])
+        ids.append(said.id)
+    page = await lls.chat.completions.list(limit=1000, order="asc")
+    assert [c.id for c in page.data] == ids and not page.has_more
+    # A page holds at most MAX_PAGE however many are asked for; the cursor goes on from there.
+    monkeypatch.setattr(chat_completions, "MAX_PAGE", 2)
+    first = await lls.chat.completions.list(limit=1000, order="asc")
+    assert [c.id for c in first.data] == ids[:2] and first.has_more
+    rest = await lls.chat.completions.list(limit=1000, order="asc", after=first.last_id)
+    assert [c.id for c in rest.data] == ids[2:] and not rest.has_more
