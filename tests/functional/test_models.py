@@ -46,6 +46,15 @@ async def test_register_get_list_unregister(client: TestClient[Any, Any], gguf: 
         "gguf_path": str(path),
         "architecture": "llama",
         "context_length": 128,
+        # What a request that leaves them unset gets: llama.cpp server's defaults, stated (issue 16).
+        "sampling_defaults": {
+            "temperature": 0.8,
+            "top_p": 0.95,
+            "top_k": 40,
+            "min_p": 0.05,
+            "presence_penalty": 0.0,
+            "frequency_penalty": 0.0,
+        },
     }
 
     fetched = await get_model.asyncio(client=api, model_id="llama-cpp/SmolLM2.gguf")  # the SDK sends %2F

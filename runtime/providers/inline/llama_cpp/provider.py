@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
-import random
 import struct
 import time
 import uuid
@@ -30,11 +29,11 @@ from pocketstack.providers.inline.llama_cpp.config import LlamaCppConfig
 from pocketstack.providers.inline.llama_cpp.generation import Outcome, Piece, Sampling, generate
 from pocketstack.providers.inline.llama_cpp.pool import ModelKey, ModelPool, Resident
 from pocketstack.providers.inline.llama_cpp.prompt_cache import PromptCache
+from pocketstack.providers.inline.llama_cpp.sampling import SAMPLING_DEFAULTS, sampling_of, stops_of
 from pocketstack.providers.threads import ThreadStream
 from pocketstack.wire.fields import given, plain
 
 T = TypeVar("T")
-DEFAULT_TEMPERATURE, DEFAULT_TOP_P, DEFAULT_TOP_K, DEFAULT_MIN_P = 0.8, 0.95, 40, 0.05
 FINISH = {"stop": models.FinishReason.stop, "length": models.FinishReason.length}
 
 
@@ -53,44 +52,14 @@ def _served_context(info: GgufInfo, configured: int) -> int:
 
 def _metadata(info: GgufInfo, configured_context: int) -> dict[str, Any]:
     metadata: dict[str, Any] = {"gguf_path": str(info.path), "architecture": info.architecture}
+    if info.model_type == "llm":  # what a request that leaves them unset gets (clients can tell before asking)
+        metadata["sampling_defaults"] = dict(SAMPLING_DEFAULTS)
     if info.context_length:
         served = info.context_length if info.model_type != "llm" else _served_context(info, configured_context)
         metadata["context_length"] = served
     if info.model_type == "embedding" and info.embedding_length:
         metadata["embedding_dimension"] = info.embedding_length
     return metadata
-
-
-def _stops(value: Any) -> list[str]:
-    stop = plain(given(value, []))
-    return [stop] if isinstance(stop, str) else [s for s in stop if s]
-
-
-def _sampling(request: models.ChatCompletionRequest | models.CompletionRequest, n_vocab: int) -> Sampling:
-    bias: dict[int, float] = {}
-    for key, value in given(request.logit_bias, {}).items():
-        if not (key.isascii() and key.isdigit()) or int(key) >= n_vocab:
-            raise BadRequestError(
-                f"logit_bias names token {key!r}, not a token id below {n_vocab}.", param="logit_bias"
-            )
-        bias[int(key)] = float(plain(value))
-    extra = request.model_extra or {}
-    try:  # llama.cpp's own knobs, sent as extra fields (the SDKs' extra_body), as its server accepts them
-        top_k, min_p = int(extra.get("top_k", DEFAULT_TOP_K)), float(extra.get("min_p", DEFAULT_MIN_P))
-    except (TypeError, ValueError, OverflowError) as exc:
-        raise BadRequestError(f"top_k and min_p must be numbers: {exc}", param="top_k") from exc
-    # Unset parameters take llama.cpp server's defaults, not OpenAI's (temperature 1, no
-    # truncation), which make small models ramble.
-    return Sampling(
-        temperature=given(request.temperature, DEFAULT_TEMPERATURE),
-        top_p=given(request.top_p, DEFAULT_TOP_P),
-        top_k=top_k,
-        min_p=min_p,
-        presence_penalty=given(request.presence_penalty, 0.0),
-        frequency_penalty=given(request.frequency_penalty, 0.0),
-        seed=given(request.seed, random.getrandbits(31)),
-        logit_bias=bias,
-    )
 
 
 # JSON Schema keywords llama-cpp-python's grammar converter ignores: output could break them.
@@ -424,8 +393,8 @@ class LlamaCppProvider:
             llm = resident.llm
             _check_grammar(llm, grammar)
             tokens, template_stops = await resident.run(self._chat_tokens, llm, messages)
-            prepared = self._prepare(llm, tokens, requested, _stops(request.stop) + template_stops)
-            sampling, reuse = _sampling(request, llm.n_vocab()), _reuses_prompt(request)
+            prepared = self._prepare(llm, tokens, requested, stops_of(request.stop) + template_stops)
+            sampling, reuse = sampling_of(request, llm.n_vocab()), _reuses_prompt(request)
             work = _generation(resident, prepared, sampling, grammar, logprobs, self._cache(resident), reuse)
             yield chunk(models.ChunkDelta(role="assistant", content=""))
             held: list[Piece] = []  # text that may turn out to be a tool call
@@ -539,8 +508,8 @@ class LlamaCppProvider:
             else:
                 vectors.check_token_ids(prompt, llm.n_vocab(), "prompt")
                 tokens, text_prompt = list(prompt), llm.detokenize(prompt).decode("utf-8", errors="replace")
-            prepared = self._prepare(llm, tokens, given(request.max_tokens, 16), _stops(request.stop))
-            sampling, reuse = _sampling(request, llm.n_vocab()), _reuses_prompt(request)
+            prepared = self._prepare(llm, tokens, given(request.max_tokens, 16), stops_of(request.stop))
+            sampling, reuse = sampling_of(request, llm.n_vocab()), _reuses_prompt(request)
             work = _generation(resident, prepared, sampling, grammar, logprobs, self._cache(resident), reuse)
             if given(request.echo, False):
                 yield chunk(text_prompt)
