@@ -205,6 +205,10 @@ async def test_store_and_built_in_models_are_listed(aiohttp_client: Callable[...
     assert by_id[BUILT_IN_CHAT]["model_type"] == "llm"
     assert by_id["llama-cpp/embedder"]["model_type"] == "embedding"
     assert by_id["llama-cpp/embedder"]["embedding_dimension"] == 8
+    # `dimensions` other than these is a 400 (issue 16: OpenAI refuses it for such models too; Llama Stack
+    # passes it on); the metadata lets a client know before asking.
+    assert by_id["llama-cpp/embedder"]["supported_dimensions"] == [8]
+    assert "supported_dimensions" not in by_id[BUILT_IN_CHAT]
     refused = await unregister_model.asyncio_detailed(client=sdk(client), model_id="llama-cpp/embedder")
     assert refused.status_code == 400 and isinstance(refused.parsed, Error)
     assert refused.parsed.error.code == "model_from_provider"

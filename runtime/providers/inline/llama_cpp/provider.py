@@ -59,6 +59,9 @@ def _metadata(info: GgufInfo, configured_context: int) -> dict[str, Any]:
         metadata["context_length"] = served
     if info.model_type == "embedding" and info.embedding_length:
         metadata["embedding_dimension"] = info.embedding_length
+        # The sizes `dimensions` may ask for. Cutting a vector short is only sound for a model trained
+        # for it (Matryoshka); these were not, so their own size is the one (OpenAI refuses alike).
+        metadata["supported_dimensions"] = [info.embedding_length]
     return metadata
 
 
@@ -537,7 +540,8 @@ class LlamaCppProvider:
             wanted = given(request.dimensions)
             if wanted is not None and wanted != dimension:
                 raise BadRequestError(
-                    f"{model.identifier} makes {dimension}-dimensional embeddings; it cannot make {wanted}.",
+                    f"{model.identifier} makes {dimension}-dimensional embeddings; it cannot make {wanted} "
+                    "(its metadata's supported_dimensions lists the sizes it can).",
                     param="dimensions",
                 )
             embeddings, tokens = await resident.run(vectors.embed, llm, inputs)
