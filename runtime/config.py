@@ -118,6 +118,10 @@ class VectorStoresConfig(BaseModel):
     default_provider_id: str | None = None
     default_embedding_model: QualifiedModel | None = None
     file_ingestion_params: FileIngestionParams = Field(default_factory=FileIngestionParams)
+    # How long attaching files (one, a batch, or at store creation) waits for their ingestion before
+    # answering with their status then (Llama Stack answers once ingestion is over); what is still in
+    # progress goes on in the background. 0 answers at once (`in_progress`).
+    attach_wait_s: float = Field(default=5.0, ge=0, le=600)
 
     @field_validator("file_ingestion_params", mode="before")
     @classmethod

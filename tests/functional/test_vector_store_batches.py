@@ -66,6 +66,9 @@ async def test_cancel_leaves_no_chunks_of_cancelled_files(
     store = await _store(oai, stored_embedding)
     long_text = " ".join(f"Paragraph {i} tells of harbours, tides and the keepers of lights." for i in range(400))
     ids = [await upload(oai, f"doc{i}.txt", long_text.encode()) for i in range(6)]
+    from pocketstack.app import STACK
+
+    server.app[STACK].config.vector_stores.attach_wait_s = 0  # answer at once: the batch is cancelled in progress
     batch = await oai.vector_stores.file_batches.create(vector_store_id=store, file_ids=ids)
     cancelled = await oai.vector_stores.file_batches.cancel(batch.id, vector_store_id=store)
     assert cancelled.status == "cancelled" and cancelled.file_counts.cancelled >= 1

@@ -80,6 +80,38 @@ async def test_attach_poll_attributes_and_detach(oai: openai.AsyncOpenAI, stored
     assert (await oai.files.retrieve(file_id)).id == file_id  # detaching keeps the file
 
 
+async def test_attaching_answers_the_status_ingestion_reached(
+    oai: openai.AsyncOpenAI, server: TestClient[Any, Any], stored_embedding: str
+) -> None:
+    # Llama Stack's OpenAIVectorStoreMixin.openai_attach_file_to_vector_store (v0.7.1,
+    # providers/utils/memory/openai_vector_store_mixin.py) ingests within the request and answers
+    # `completed` (or `failed` with last_error); openai_create_vector_store attaches its file_ids the same way.
+    from pocketstack.app import STACK
+
+    small = await upload(oai, "lighthouse.md", FILES["lighthouse.md"])
+    store = await oai.vector_stores.create(
+        name="now", file_ids=[small], extra_body={"embedding_model": stored_embedding}
+    )
+    assert (store.file_counts.completed, store.file_counts.in_progress) == (1, 0) and store.status == "completed"
+    other = await oai.vector_stores.create(name="now2", extra_body={"embedding_model": stored_embedding})
+    attached = await oai.vector_stores.files.create(vector_store_id=other.id, file_id=small)
+    assert attached.status == "completed" and attached.last_error is None and attached.usage_bytes > 0
+    assert (await oai.vector_stores.search(other.id, query="who lights the lamp?")).data[0].file_id == small
+    bad = await upload(oai, "image.png", b"\x89PNG\r\n\x1a\n")
+    failed = await oai.vector_stores.files.create(vector_store_id=other.id, file_id=bad)
+    assert failed.status == "failed" and failed.last_error is not None
+    assert failed.last_error.code == "unsupported_file"
+
+    # a file that outlasts vector_stores.attach_wait_s is answered in_progress; its ingestion goes on
+    server.app[STACK].config.vector_stores.attach_wait_s = 0.05
+    text = " ".join(f"Paragraph {i} tells of harbours, tides and the keepers of lights." for i in range(400))
+    long = await upload(oai, "long.txt", text.encode())
+    pending = await oai.vector_stores.files.create(vector_store_id=other.id, file_id=long)
+    assert pending.status == "in_progress"
+    done = await oai.vector_stores.files.poll(long, vector_store_id=other.id, poll_interval_ms=50)
+    assert done.status == "completed" and done.usage_bytes > 0
+
+
 @pytest.mark.parametrize(
     ("name", "content", "code"),
     [("image.png", b"\x89PNG\r\n\x1a\n", "unsupported_file"), ("broken.json", b"{not json", "invalid_file"),

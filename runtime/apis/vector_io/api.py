@@ -129,7 +129,8 @@ class VectorIOApi(protocols.VectorIO):
             source="api",
         )
         for file_id in file_ids:
-            await self.files.attach(store_id, file_id, None, given(request.chunking_strategy))
+            await self.files.attach(store_id, file_id, None, given(request.chunking_strategy), wait=False)
+        await self.files.settle(store_id, file_ids)  # all together, at most attach_wait_s
         return await self._object(await self.record(store_id))
 
     async def _create(

@@ -1,5 +1,7 @@
 """File batches: several files attached to a vector store at once, followed and cancelled together.
 
+Creating a batch answers once its files are ingested, or `vector_stores.attach_wait_s` ran out
+(the rest goes on in the background).
 A batch records which files it attached; its counts and state are read from those files' rows,
 so they stay exact whatever the ingestion worker is doing. Cancelling marks the batch's files
 that are still in progress `cancelled`; the worker skips them, or stops part way and removes
@@ -43,7 +45,9 @@ class FileBatches:
         ]  # every file checked before anything is written: an unknown one fails the whole batch
         batch = StoredFileBatch(f"vsfb_{uuid.uuid4().hex}", store_id, int(time.time()), cancelled=False)
         await self.store.create_batch(batch, attachments)
-        self.vector_io.files.enqueue(store_id, [file_id for file_id, _, _ in wanted])
+        queued = [a.file_id for a in attachments]
+        self.vector_io.files.enqueue(store_id, queued)
+        await self.vector_io.files.settle(store_id, queued)
         return await self.get(store_id, batch.id)
 
     def _files(self, request: models.CreateFileBatchRequest) -> list[tuple[str, Any, Any]]:

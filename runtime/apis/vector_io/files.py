@@ -1,7 +1,9 @@
 """Files attached to vector stores: the routes, and the background ingestion behind them.
 
 Attaching records the file as `in_progress` and queues it; one worker extracts, chunks, embeds
-and stores it, then marks it `completed` or `failed` with a reason. A file's chunks have ids
+and stores it, then marks it `completed` or `failed` with a reason. The request waits for that up to
+`vector_stores.attach_wait_s` and answers the status then (Llama Stack answers once ingestion is
+over): small files come back `completed`, large ones `in_progress`, their ingestion going on. A file's chunks have ids
 derived from the file and their position, and a file's old chunks are removed before it is
 (re)ingested, so ingestion can be redone any number of times: rows still `in_progress` when the
 server stops (even by SIGKILL) are queued again at the next start, without duplicates.
@@ -77,6 +79,7 @@ class VectorStoreFiles:
         self.files = files
         self._queue: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
+        self._waiters: dict[tuple[str, str], list[asyncio.Future[None]]] = {}
 
     @property
     def store(self) -> VectorStoreFileStore:
@@ -125,10 +128,15 @@ class VectorStoreFiles:
     async def counts(self, store_id: str) -> models.VectorStoreFileCounts:
         return file_counts(await self.store.counts(store_id))
 
-    async def attach(self, store_id: str, file_id: str, attributes: Any, strategy: Any) -> models.VectorStoreFileObject:
+    async def attach(
+        self, store_id: str, file_id: str, attributes: Any, strategy: Any, *, wait: bool = True
+    ) -> models.VectorStoreFileObject:
+        """Attach and queue the file; with `wait`, answer once it is ingested or `attach_wait_s` ran out."""
         await self.vector_io.usable(store_id)
         await self.store.attach(await self.attachment(store_id, file_id, attributes, strategy))
         self.enqueue(store_id, [file_id])
+        if wait:
+            await self.settle(store_id, [file_id])
         return await self.get(store_id, file_id)
 
     async def attachment(self, store_id: str, file_id: str, attributes: Any, strategy: Any) -> NewAttachment:
@@ -144,6 +152,34 @@ class VectorStoreFiles:
     def enqueue(self, store_id: str, file_ids: Iterable[str]) -> None:
         for file_id in file_ids:
             self._queue.put_nowait((store_id, file_id))
+
+    async def settle(self, store_id: str, file_ids: Iterable[str]) -> None:
+        """Wait until the worker is done with these queued files, at most `attach_wait_s`. The wait
+        never cancels an ingestion: what is left goes on in the background."""
+        limit = self.stack.config.vector_stores.attach_wait_s
+        if limit <= 0 or self._worker is None or self._worker.done():
+            return
+        loop = asyncio.get_running_loop()
+        waiting: list[tuple[tuple[str, str], asyncio.Future[None]]] = []
+        for file_id in file_ids:
+            future: asyncio.Future[None] = loop.create_future()
+            self._waiters.setdefault((store_id, file_id), []).append(future)
+            waiting.append(((store_id, file_id), future))
+        if not waiting:
+            return
+        try:
+            await asyncio.wait([future for _, future in waiting], timeout=limit)
+        finally:
+            for key, future in waiting:  # the ones the worker has not reached yet
+                if not future.done() and future in (futures := self._waiters.get(key, [])):
+                    futures.remove(future)
+                    if not futures:
+                        del self._waiters[key]
+
+    def _done_with(self, store_id: str, file_id: str) -> None:
+        for future in self._waiters.pop((store_id, file_id), []):
+            if not future.done():
+                future.set_result(None)
 
     async def get(self, store_id: str, file_id: str) -> models.VectorStoreFileObject:
         stored = await self.store.get(store_id, file_id)
@@ -200,7 +236,7 @@ class VectorStoreFiles:
         current = await self.get(store_id, file_id)
         await self.store.set_attributes(store_id, file_id, _attributes(attributes))
         if current.status.value == "completed":  # the chunks carry the attributes: re-ingest to refresh them
-            await self.attach(store_id, file_id, attributes, current.chunking_strategy)
+            await self.attach(store_id, file_id, attributes, current.chunking_strategy, wait=False)
         return await self.get(store_id, file_id)
 
     async def detach(self, store_id: str, file_id: str) -> models.VectorStoreFileDeleteResponse:
@@ -225,6 +261,7 @@ class VectorStoreFiles:
                 )
             finally:
                 self._queue.task_done()
+                self._done_with(store_id, file_id)
 
     async def _ingest(self, store_id: str, file_id: str) -> None:
         attached = await self.store.get(store_id, file_id)
