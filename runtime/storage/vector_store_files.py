@@ -44,6 +44,7 @@ class NewAttachment:
     attributes: dict[str, Any]
     chunking_strategy: dict[str, Any]
     created_at: int
+    error: dict[str, str] | None = None  # attached already `failed` with this last_error (an unknown file)
 
 
 @dataclass(frozen=True)
@@ -85,18 +86,22 @@ def _counts(rows: Iterable[Row]) -> FileCounts:
 
 
 def _attach(attachment: NewAttachment) -> Statement:
-    """Attach a file as `in_progress`; a file already attached starts over with the new attributes and strategy."""
+    """Attach a file as `in_progress` (or `failed`, given an error); a file already attached starts over
+    with the new attributes and strategy."""
     return (
-        "INSERT INTO vector_store_files (store_id, file_id, status, attributes, chunking_strategy, created_at)"
-        " VALUES (?, ?, 'in_progress', ?, ?, ?) ON CONFLICT (store_id, file_id) DO UPDATE SET"
-        " status = 'in_progress', attributes = excluded.attributes, chunking_strategy = excluded.chunking_strategy,"
-        " last_error = NULL",
+        "INSERT INTO vector_store_files"
+        " (store_id, file_id, status, attributes, chunking_strategy, created_at, last_error)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (store_id, file_id) DO UPDATE SET"
+        " status = excluded.status, attributes = excluded.attributes,"
+        " chunking_strategy = excluded.chunking_strategy, last_error = excluded.last_error",
         (
             attachment.store_id,
             attachment.file_id,
+            "failed" if attachment.error else "in_progress",
             json.dumps(attachment.attributes),
             json.dumps(attachment.chunking_strategy),
             attachment.created_at,
+            json.dumps(attachment.error) if attachment.error else None,
         ),
     )
 

@@ -1,7 +1,9 @@
 """File batches: several files attached to a vector store at once, followed and cancelled together.
 
 Creating a batch answers once its files are ingested, or `vector_stores.attach_wait_s` ran out
-(the rest goes on in the background).
+(the rest goes on in the background). A file that does not exist is attached `failed`, its
+last_error the files API's not-found (Llama Stack's `openai_create_vector_store_file_batch` and
+`openai_attach_file_to_vector_store`); the others proceed.
 A batch records which files it attached; its counts and state are read from those files' rows,
 so they stay exact whatever the ingestion worker is doing. Cancelling marks the batch's files
 that are still in progress `cancelled`; the worker skips them, or stops part way and removes
@@ -40,12 +42,12 @@ class FileBatches:
         await self.vector_io.usable(store_id)
         wanted = self._files(request)
         attachments = [
-            await self.vector_io.files.attachment(store_id, file_id, attributes, strategy)
+            await self.vector_io.files.attachment(store_id, file_id, attributes, strategy, missing_fails=True)
             for file_id, attributes, strategy in wanted
-        ]  # every file checked before anything is written: an unknown one fails the whole batch
+        ]  # every file checked before anything is written: bad chunking refuses the whole batch
         batch = StoredFileBatch(f"vsfb_{uuid.uuid4().hex}", store_id, int(time.time()), cancelled=False)
         await self.store.create_batch(batch, attachments)
-        queued = [a.file_id for a in attachments]
+        queued = [a.file_id for a in attachments if a.error is None]
         self.vector_io.files.enqueue(store_id, queued)
         await self.vector_io.files.settle(store_id, queued)
         return await self.get(store_id, batch.id)

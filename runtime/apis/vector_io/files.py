@@ -139,15 +139,25 @@ class VectorStoreFiles:
             await self.settle(store_id, [file_id])
         return await self.get(store_id, file_id)
 
-    async def attachment(self, store_id: str, file_id: str, attributes: Any, strategy: Any) -> NewAttachment:
-        """A checked file to attach (a 404 for an unknown one): queue it once it is stored."""
-        await self.files.provider().get(file_id)
+    async def attachment(
+        self, store_id: str, file_id: str, attributes: Any, strategy: Any, *, missing_fails: bool = False
+    ) -> NewAttachment:
+        """A checked file to attach: queue it once it is stored. An unknown file is a 404, or with
+        `missing_fails` an attachment already `failed` (a file batch: Llama Stack's
+        `openai_attach_file_to_vector_store` records the files API's error as the file's last_error)."""
+        error = None
+        try:
+            await self.files.provider().get(file_id)
+        except NotFoundError as exc:
+            if not missing_fails:
+                raise
+            error = {"code": "server_error", "message": exc.message}
         chunking = plain(given(strategy)) or {"type": "auto"}
         try:
             ingest.chunking_plan(chunking)
         except ValueError as exc:
             raise BadRequestError(f"chunking_strategy: {exc}", param="chunking_strategy") from exc
-        return NewAttachment(store_id, file_id, _attributes(attributes), chunking, int(time.time()))
+        return NewAttachment(store_id, file_id, _attributes(attributes), chunking, int(time.time()), error)
 
     def enqueue(self, store_id: str, file_ids: Iterable[str]) -> None:
         for file_id in file_ids:
