@@ -9,7 +9,9 @@ from pathlib import Path
 import apsw
 import openai
 import pytest
+import yaml
 
+from pocketstack import distributions
 from pocketstack.apis.vector_io import ingest
 from tests.support.process import start
 
@@ -30,8 +32,21 @@ def _chunk_count(home: Path, text: str) -> int:
     return len(ingest.chunk_text(text, ingest.ChunkingPlan(100, 20), lambda w: len(llm.tokenize(w.encode(), False))))
 
 
+def _answering_at_once(home: Path) -> Path:
+    """The edge distribution with attaching answering at once: the kill must come mid-ingestion, which a
+    wait for small files (vector_stores.attach_wait_s) would make depend on the machine's speed."""
+    path = distributions.path_of("edge")
+    assert path is not None
+    config = yaml.safe_load(path.read_text())
+    config.setdefault("vector_stores", {})["attach_wait_s"] = 0
+    written = home.parent / "edge-at-once.yaml"
+    written.write_text(yaml.safe_dump(config))
+    return written
+
+
 def test_a_killed_ingestion_resumes_without_duplicates(home: Path, stored_embedding: str) -> None:
-    server = start(home)
+    config = _answering_at_once(home)
+    server = start(home, [str(config)])
     client = openai.OpenAI(base_url=f"{server.base_url}/v1", api_key="none", max_retries=0)
     try:
         ids = [client.files.create(file=(f"doc{n}.txt", _document(n)), purpose="assistants").id for n in range(5)]
@@ -50,7 +65,7 @@ def test_a_killed_ingestion_resumes_without_duplicates(home: Path, stored_embedd
     finally:
         server.stop(signal.SIGKILL)
 
-    restarted = start(home)
+    restarted = start(home, [str(config)])
     client = openai.OpenAI(base_url=f"{restarted.base_url}/v1", api_key="none", max_retries=0)
     try:
         deadline = time.monotonic() + 240  # about 180 chunks left to embed; 2 busy cores can take a while
