@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import re
+import secrets
 import time
 from typing import Any
 
 from pocketstack._generated import models, protocols
-from pocketstack.apis.responses.items import chat_messages, new_id, stored_items
+from pocketstack.apis.responses.items import chat_messages, stored_items
 from pocketstack.core.stack import Stack
-from pocketstack.errors import ResourceNotFoundError
+from pocketstack.errors import BadRequestError, ResourceNotFoundError
 from pocketstack.storage.conversations import ConversationStore, StoredConversation
 from pocketstack.wire.fields import given, plain
 
@@ -24,6 +26,22 @@ def _item_list(items: list[dict[str, Any]], has_more: bool = False) -> models.Co
     )
 
 
+# Llama Stack's format (core/conversations/validation.py CONVERSATION_ID_PATTERN): `conv_` + 48 lowercase
+# hex. Ids made before this build used 32 hex digits; they stay valid.
+CONVERSATION_ID = re.compile(r"conv_(?:[0-9a-f]{48}|[0-9a-f]{32})")
+
+
+def check_conversation_id(conversation_id: str, param: str = "conversation_id") -> None:
+    """A malformed id is a 400 in Llama Stack's words (InvalidParameterError), before any lookup."""
+    if not CONVERSATION_ID.fullmatch(conversation_id):
+        raise BadRequestError(
+            f"Invalid value for '{param}': {conversation_id}. "
+            "Must match format 'conv_' followed by 48 lowercase hex characters.",
+            code="invalid_conversation_id",
+            param=param,
+        )
+
+
 class ConversationsApi(protocols.Conversations):
     def __init__(self, stack: Stack) -> None:
         self.stack = stack
@@ -33,6 +51,7 @@ class ConversationsApi(protocols.Conversations):
         return ConversationStore(self.stack.database)
 
     async def lookup(self, conversation_id: str) -> StoredConversation:
+        check_conversation_id(conversation_id)
         stored = await self.store.get(conversation_id)
         if stored is None:
             raise ResourceNotFoundError("conversation", conversation_id)
@@ -50,7 +69,7 @@ class ConversationsApi(protocols.Conversations):
         raw = plain(given(request.items)) or []
         items = stored_items(list(raw))
         chat_messages(items)  # refuses item kinds and parts this build cannot use, before anything is stored
-        stored = StoredConversation(new_id("conv"), int(time.time()), given(request.metadata) or {})
+        stored = StoredConversation(f"conv_{secrets.token_hex(24)}", int(time.time()), given(request.metadata) or {})
         await self.store.create(stored, items)
         return _conversation(stored)
 
@@ -58,6 +77,7 @@ class ConversationsApi(protocols.Conversations):
         return _conversation(await self.lookup(request.conversation_id))
 
     async def update_conversation(self, request: models.UpdateConversationRequest) -> models.Conversation:
+        check_conversation_id(request.conversation_id)
         if not await self.store.update(request.conversation_id, request.metadata):
             raise ResourceNotFoundError("conversation", request.conversation_id)
         return _conversation(await self.lookup(request.conversation_id))
@@ -65,6 +85,7 @@ class ConversationsApi(protocols.Conversations):
     async def delete_conversation(
         self, request: models.DeleteConversationRequest
     ) -> models.ConversationDeletedResource:
+        check_conversation_id(request.conversation_id)
         if not await self.store.delete(request.conversation_id):
             raise ResourceNotFoundError("conversation", request.conversation_id)
         return models.ConversationDeletedResource(id=request.conversation_id, deleted=True)

@@ -72,14 +72,23 @@ async def test_responses_read_and_extend_a_conversation(
 
 
 async def test_conversation_errors(server: TestClient[Any, Any]) -> None:
+    unknown = "conv_" + "0" * 48  # well formed, not there: 404
     for method, path, body, status in (
-        ("GET", "/v1/conversations/conv_nope", None, 404),
-        ("POST", "/v1/conversations/conv_nope", {"metadata": {}}, 404),
-        ("DELETE", "/v1/conversations/conv_nope", None, 404),
-        ("GET", "/v1/conversations/conv_nope/items", None, 404),
-        ("POST", "/v1/conversations/conv_nope/items", {"items": [{"role": "user", "content": "x"}]}, 404),
+        ("GET", f"/v1/conversations/{unknown}", None, 404),
+        ("POST", f"/v1/conversations/{unknown}", {"metadata": {}}, 404),
+        ("DELETE", f"/v1/conversations/{unknown}", None, 404),
+        ("GET", f"/v1/conversations/{unknown}/items", None, 404),
+        ("POST", f"/v1/conversations/{unknown}/items", {"items": [{"role": "user", "content": "x"}]}, 404),
         ("POST", "/v1/conversations", {"items": [{"type": "mystery"}]}, 400),
-        ("POST", "/v1/responses", {"model": "chat", "input": "x", "conversation": "conv_nope"}, 404),
+        ("POST", "/v1/responses", {"model": "chat", "input": "x", "conversation": unknown}, 404),
+        # Malformed ids are a 400 before any lookup, as Llama Stack answers them (conversations.py
+        # _validate_conversation_id: conv_ + 48 lowercase hex; this build's older 32-hex ids stay valid).
+        ("GET", "/v1/conversations/conv_nope", None, 400),
+        ("POST", "/v1/conversations/conv_nope", {"metadata": {}}, 400),
+        ("DELETE", "/v1/conversations/conv_nope", None, 400),
+        ("GET", "/v1/conversations/conv_nope/items", None, 400),
+        ("DELETE", "/v1/conversations/conv_nope/items/msg_1", None, 400),
+        ("POST", "/v1/responses", {"model": "chat", "input": "x", "conversation": "conv_nope"}, 400),
     ):
         response = await server.request(method, path, json=body)
         assert response.status == status, (path, await response.text())

@@ -81,9 +81,10 @@ async def test_not_found_messages_are_worded_as_llama_stack_words_them(
     with pytest.raises(openai.NotFoundError) as chat:
         await oai.chat.completions.create(model="nope/nope", messages=[{"role": "user", "content": "hi"}])
     assert _message(chat.value).startswith("Model 'nope/nope' not found. Use 'client.models.list()'")
+    unknown = "conv_" + "0" * 48
     with pytest.raises(openai.NotFoundError) as conversation:  # ConversationNotFoundError: no hint
-        await oai.conversations.retrieve("conv_nope")
-    assert _message(conversation.value) == "Conversation 'conv_nope' not found."
+        await oai.conversations.retrieve(unknown)
+    assert _message(conversation.value) == f"Conversation '{unknown}' not found."
     with pytest.raises(openai.NotFoundError) as file:  # OpenAIFileObjectNotFoundError
         await oai.files.retrieve("file-nope")
     assert _message(file.value) == "File 'file-nope' not found. Use 'client.files.list()' to list available Files."
@@ -192,14 +193,25 @@ async def test_a_response_in_an_unknown_conversation_is_not_found(
 ) -> None:
     # openai_responses.py _process_input_with_previous_response lists the conversation's items:
     # ConversationNotFoundError, a 404. create_openai_response refuses an id not of conv_'s form (400).
+    absent = "conv_" + "0123456789abcdef" * 3
     with pytest.raises(openai.NotFoundError) as unknown:
-        await oai.responses.create(model="chat", input="capital?", conversation="conv_0123456789abcdef")
-    assert _message(unknown.value) == "Conversation 'conv_0123456789abcdef' not found."
+        await oai.responses.create(model="chat", input="capital?", conversation=absent)
+    assert _message(unknown.value) == f"Conversation '{absent}' not found."
     with pytest.raises(llama_stack_client.NotFoundError):
-        await lls.responses.create(model="chat", input="capital?", conversation="conv_nope", stream=True)
-    with pytest.raises(openai.BadRequestError) as malformed:
-        await oai.responses.create(model="chat", input="capital?", conversation="thread_1")
-    assert "'conversation'" in _message(malformed.value) and "start with 'conv_'" in _message(malformed.value)
+        await lls.responses.create(model="chat", input="capital?", conversation=absent, stream=True)
+    for malformed_id in ("thread_1", "conv_nope"):
+        with pytest.raises(openai.BadRequestError) as malformed:
+            await oai.responses.create(model="chat", input="capital?", conversation=malformed_id)
+        assert _message(malformed.value) == (
+            f"Invalid value for 'conversation': {malformed_id}. "
+            "Must match format 'conv_' followed by 48 lowercase hex characters."
+        )
+    # The conversation routes check the id the same way (conversations.py _validate_conversation_id).
+    with pytest.raises(llama_stack_client.BadRequestError) as route:
+        await lls.conversations.retrieve("conv_nope")
+    assert _message(route.value).startswith("Invalid value for 'conversation_id': conv_nope. Must match format")
+    created = await oai.conversations.create()
+    assert len(created.id) == len("conv_") + 48  # Llama Stack's form
 
 
 class FailingModel(ScriptedModel):

@@ -17,7 +17,7 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, cast
 
 from pocketstack._generated import models, protocols
-from pocketstack.apis.conversations import ConversationsApi
+from pocketstack.apis.conversations import ConversationsApi, check_conversation_id
 from pocketstack.apis.inference.api import InferenceApi
 from pocketstack.apis.responses.event_log import EventLog
 from pocketstack.apis.responses.failure import response_error, truncation_refused
@@ -107,12 +107,7 @@ class ResponsesApi(protocols.Responses):
         if previous is not None and conversation is not None:
             raise BadRequestError("Give `previous_response_id` or `conversation`, not both.", param="conversation")
         if conversation is not None:
-            if not conversation.startswith("conv_"):  # Llama Stack: openai_responses.py create_openai_response
-                raise BadRequestError(
-                    f"Invalid value for 'conversation': {conversation}. Conversation ids start with 'conv_'.",
-                    code="invalid_conversation_id",
-                    param="conversation",
-                )
+            check_conversation_id(conversation, "conversation")  # Llama Stack: create_openai_response
             earlier = await self.conversations.items(conversation)  # an unknown one is a 404, as in Llama Stack
             return chat_messages(earlier), earlier, None
         if previous is None:
