@@ -84,9 +84,10 @@ class ToolsApi(protocols.ToolGroups, protocols.ToolRuntime):
         endpoint = (group.mcp_endpoint or {}).get("uri")
         if instance.config.provider_type == MCP_PROVIDER and not endpoint:
             raise BadRequestError("An MCP tool group needs mcp_endpoint {uri}.", param="mcp_endpoint")
-        check = getattr(instance.impl, "check_group", None)  # args a provider cannot use: refused here, not per call
-        if check is not None:
-            check(ToolGroupSpec(group.toolgroup_id, endpoint, group.args or {}))
+        # args the provider could never use are refused here, not at every call
+        cast(ToolRuntimeProvider, instance.impl).check_group(
+            ToolGroupSpec(group.toolgroup_id, endpoint, group.args or {})
+        )
         body: dict[str, Any] = {"mcp_endpoint": endpoint, "args": group.args}
         return Resource(TOOL_GROUP.type, group.toolgroup_id, group.provider_id, group.toolgroup_id, source, 0, body)
 

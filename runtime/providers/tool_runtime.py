@@ -53,6 +53,11 @@ QUERY_ONLY = {
 
 
 class ToolRuntimeProvider(Provider, Protocol):
+    def check_group(self, group: ToolGroupSpec) -> None:
+        """BadRequestError for a group whose args the provider could never use, when it is registered
+        (not a failure at every call)."""
+        ...
+
     async def list_tools(self, group: ToolGroupSpec, authorization: str | None = None) -> list[dict[str, Any]]:
         """The group's tools as ToolDef fields (name, description, input_schema)."""
         ...

@@ -282,6 +282,20 @@ async def test_web_search_without_a_provider_is_a_400(
     assert "web search provider" in (await reply.json())["error"]["message"]
 
 
+async def test_each_provider_checks_its_group_args_at_registration(server: TestClient[Any, Any]) -> None:
+    # The tool runtime contract's check_group: args a provider could never use are a 400 where they are given,
+    # not a failure (or a 500) at every call.
+    for group in (
+        {"toolgroup_id": "rag::bad", "provider_id": "file-search", "args": {"vector_store_ids": [5]}},
+        {"toolgroup_id": "mcp::bad", "provider_id": "mcp", "mcp_endpoint": {"uri": "http://127.0.0.1:1/mcp"},
+         "args": {"headers": "Authorization: x"}},
+    ):  # fmt: skip
+        reply = await server.post("/v1/toolgroups", json=group)
+        error = assert_error_shape(await reply.json())
+        assert (reply.status, error["code"], error["param"]) == (400, "invalid_tool_group_args", "args"), error
+    assert (await server.get("/v1/toolgroups/rag::bad")).status == 404
+
+
 async def test_web_search_max_results_is_checked_where_it_is_given(
     server: TestClient[Any, Any], aiohttp_client: Callable[..., Any], engine: str
 ) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from pocketstack.errors import PocketStackError
+from pocketstack.errors import BadRequestError, PocketStackError
 from pocketstack.providers.base import ProviderContext, Stateless
 from pocketstack.providers.inline.file_search.search import StoreSearch, passages, search_stores
 from pocketstack.providers.tool_runtime import QUERY_ONLY, ToolGroupSpec, ToolResult, tool_def
@@ -24,6 +24,15 @@ class FileSearchRuntime(Stateless):
     def __init__(self, config: FileSearchConfig, context: ProviderContext) -> None:
         self.config = config
         self.context = context
+
+    def check_group(self, group: ToolGroupSpec) -> None:
+        ids = group.args.get("vector_store_ids", group.args.get("vector_db_ids", []))
+        if not isinstance(ids, str) and not (isinstance(ids, list) and all(isinstance(i, str) for i in ids)):
+            raise BadRequestError(
+                f"Tool group '{group.toolgroup_id}': args.vector_store_ids is a store id or a list of them.",
+                code="invalid_tool_group_args",
+                param="args",
+            )
 
     async def list_tools(self, group: ToolGroupSpec, authorization: str | None = None) -> list[dict[str, Any]]:
         return [tool_def(NAME, "Search the knowledge base (the user's files) for passages that answer a question. "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pocketstack.errors import ServiceUnavailableError
+from pocketstack.errors import BadRequestError, ServiceUnavailableError
 from pocketstack.providers.base import Stateless
 from pocketstack.providers.remote.mcp.client import McpEndpoint, McpUnavailable, call_tool, list_tools
 from pocketstack.providers.tool_runtime import ToolGroupSpec, ToolResult
@@ -19,6 +19,15 @@ def server(group: ToolGroupSpec, authorization: str | None) -> McpEndpoint:
 
 
 class McpRuntime(Stateless):
+    def check_group(self, group: ToolGroupSpec) -> None:
+        headers = group.args.get("headers")
+        if headers is not None and not isinstance(headers, dict):
+            raise BadRequestError(
+                f"Tool group '{group.toolgroup_id}': args.headers is a mapping of header names to values.",
+                code="invalid_tool_group_args",
+                param="args",
+            )
+
     async def list_tools(self, group: ToolGroupSpec, authorization: str | None = None) -> list[dict[str, Any]]:
         try:
             tools = await list_tools(server(group, authorization))
