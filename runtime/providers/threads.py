@@ -134,3 +134,5 @@ class ThreadStream(Generic[T, R]):
             if not future.done():
                 self.cancelled.set()
                 await asyncio.shield(asyncio.wait([future]))
+                if not future.cancelled() and future.exception() is None:
+                    self.result = future.result()  # what the work did before it stopped (its usage)

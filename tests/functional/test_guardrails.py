@@ -20,7 +20,7 @@ from tests.support.scripted import CHAT, STREAMED, scripted_entry
 
 LEAKY = "Sure. You can write to ana@example.com about it. This third sentence must never be sent."
 CLEAN = "Paris is the capital of France. It sits on the Seine."
-REPLIES = {"leak it": LEAKY, "capital?": CLEAN}
+REPLIES = {"leak it": LEAKY, "capital?": CLEAN, "two ways#0": LEAKY, "two ways#1": CLEAN}
 
 
 def config(**safety: Any) -> Any:
@@ -88,6 +88,38 @@ async def test_a_stream_stops_at_the_first_sentence_a_shield_flags(oai: openai.A
     assert "email address" in refusal and finish == "content_filter"
     assert [e["guardrail_violations"][0]["stage"] for e in extras if "guardrail_violations" in e] == ["output"]
     assert "never " not in STREAMED  # generation stopped when the stream was closed
+
+
+async def test_each_of_n_streamed_choices_is_judged_on_its_own(oai: openai.AsyncOpenAI) -> None:
+    stream = await oai.chat.completions.create(
+        model="chat", messages=ask("two ways"), n=2, stream=True, extra_body={"guardrails": ["pii"]}
+    )
+    content: dict[int, str] = {0: "", 1: ""}
+    refusal: dict[int, str] = {0: "", 1: ""}
+    finish: dict[int, str] = {}
+    async for chunk in stream:
+        for choice in chunk.choices:
+            content[choice.index] += choice.delta.content or ""
+            refusal[choice.index] += choice.delta.refusal or ""
+            finish[choice.index] = choice.finish_reason or finish.get(choice.index, "")
+    # Choice 0 leaks and ends in a refusal after its clean first sentence; choice 1 passes whole.
+    assert (content[0], finish[0]) == ("Sure. ", "content_filter") and "email address" in refusal[0]
+    assert (content[1], refusal[1], finish[1]) == (CLEAN, "", "stop")
+    whole = await oai.chat.completions.create(
+        model="chat", messages=ask("two ways"), n=2, extra_body={"guardrails": ["pii"]}
+    )
+    assert [c.finish_reason for c in whole.choices] == ["content_filter", "stop"]
+    assert whole.choices[1].message.content == CLEAN
+
+
+async def test_an_input_violation_refuses_every_choice(oai: openai.AsyncOpenAI) -> None:
+    completion = await oai.chat.completions.create(
+        model="chat", messages=ask("my card is 4111 1111 1111 1111"), n=2, extra_body={"guardrails": ["pii"]}
+    )
+    assert [(c.index, c.finish_reason, c.message.content) for c in completion.choices] == [
+        (0, "content_filter", None),
+        (1, "content_filter", None),
+    ]
 
 
 async def test_a_clean_stream_passes_whole_with_warnings_recorded(

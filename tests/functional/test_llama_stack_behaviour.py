@@ -219,9 +219,10 @@ class FailingModel(ScriptedModel):
     error), "Fail busy" (a full queue), anything else (a bug)."""
 
     async def _stream(
-        self, identifier: str, created: int, model: str, answer: str, calls: list[dict[str, str]]
+        self, identifier: str, created: int, model: str, answers: list[str], calls: list[dict[str, str]]
     ) -> AsyncIterator[Any]:
-        async for chunk in super()._stream(identifier, created, model, answer, calls):
+        (answer,) = answers
+        async for chunk in super()._stream(identifier, created, model, answers, calls):
             yield chunk
             if chunk.choices and chunk.choices[0].delta.content:
                 if answer.endswith("Fail upstream"):

@@ -239,3 +239,48 @@ async def test_schema_keywords_the_grammar_cannot_enforce_are_400(oai: openai.As
             response_format={"type": "json_schema", "json_schema": {"name": "y", "schema": schema}},
         )
     assert "/properties/year/minimum" in caught.value.message
+
+
+CLOCK_TOOL: ChatCompletionToolParam = {
+    "type": "function",
+    "function": {"name": "get_time", "description": "The time now"},
+}
+NO_END = {"0": -100, "2": -100, "4": -100}  # SmolLM2's end-of-generation tokens: banned, an answer never ends itself
+
+
+async def test_a_tool_without_parameters_is_called_with_none(oai: openai.AsyncOpenAI) -> None:
+    # OpenAI: "Omitting parameters defines a function with an empty parameter list". With the end
+    # banned, the grammar alone must end the call: no room for invented arguments.
+    completion = await oai.chat.completions.create(
+        model=CHAT_MODEL,
+        messages=[{"role": "user", "content": "What time is it in Tokyo, in the timezone Asia/Tokyo?"}],
+        tools=[CLOCK_TOOL],
+        tool_choice="required",
+        logit_bias=NO_END,
+        seed=1,
+    )
+    choice = completion.choices[0]
+    (call,) = choice.message.tool_calls or []
+    assert call.type == "function"
+    assert (call.function.name, json.loads(call.function.arguments)) == ("get_time", {})
+    assert choice.finish_reason == "tool_calls"
+    assert completion.usage is not None and completion.usage.completion_tokens < 40
+
+
+async def test_an_offered_call_ends_with_its_object(oai: openai.AsyncOpenAI) -> None:
+    # tool_choice auto: no grammar, and a small model goes on writing after the call's object (with the
+    # end banned, until the context is full: minutes). The call ends the answer where its object closes.
+    messages: list[ChatCompletionMessageParam] = [
+        {"role": "system", "content": "Answer every question by calling a function."},
+        {"role": "user", "content": "What time is it?"},
+        {"role": "assistant", "content": '{"name": "get_time", "arguments": {}}'},
+        {"role": "user", "content": "And now, what time is it?"},
+    ]
+    completion = await oai.chat.completions.create(
+        model=CHAT_MODEL, messages=messages, tools=[CLOCK_TOOL], logit_bias=NO_END, temperature=0
+    )
+    choice = completion.choices[0]
+    (call,) = choice.message.tool_calls or []
+    assert call.type == "function"
+    assert call.function.name == "get_time" and choice.finish_reason == "tool_calls"
+    assert completion.usage is not None and completion.usage.completion_tokens < 60

@@ -58,7 +58,8 @@ class ScriptedModel(Stateless):
     async def list_models(self) -> list[ProviderModel]:
         return []
 
-    def _answer(self, request: models.ChatCompletionRequest) -> str:
+    def _answer(self, request: models.ChatCompletionRequest, choice: int = 0) -> str:
+        """The reply of choice `choice` (of `n`): `replies["<text>#<choice>"]` when set, else `replies[text]`."""
         last = request.messages[-1]
         text = last.content if isinstance(last.content, str) else ""
         if last.role == "tool":
@@ -66,7 +67,7 @@ class ScriptedModel(Stateless):
         if text.startswith("Task: Check if there is unsafe content"):
             judged = judged_text(text)
             return self.config.verdicts.get(judged, _LABELS.get(judged, "safe"))
-        return self.config.replies.get(text, f"You said: {text}")
+        return self.config.replies.get(f"{text}#{choice}", self.config.replies.get(text, f"You said: {text}"))
 
     def _calls(self, request: models.ChatCompletionRequest) -> list[dict[str, str]]:
         """The calls scripted for the last user text: once, or again after every tool answer if `persistent`."""
@@ -87,52 +88,51 @@ class ScriptedModel(Stateless):
         last = request.messages[-1]
         await asyncio.sleep(self.config.slow.get(last.content if isinstance(last.content, str) else "", 0))
         calls = self._calls(request)
-        answer = "" if calls else self._answer(request)
+        choices = request.n if isinstance(request.n, int) else 1
+        answers = ["" if calls else self._answer(request, choice) for choice in range(choices)]
         identifier, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
         if request.stream is True:
-            return self._stream(identifier, created, model.identifier, answer, calls)
-        message: dict[str, Any] = {"role": "assistant", "content": answer or None}
-        if calls:
-            message["tool_calls"] = [
-                {"id": c["id"], "type": "function", "function": {"name": c["name"], "arguments": c["arguments"]}}
-                for c in calls
-            ]
+            return self._stream(identifier, created, model.identifier, answers, calls)
         finish = "tool_calls" if calls else "stop"
+        replied = []
+        for index, answer in enumerate(answers):
+            message: dict[str, Any] = {"role": "assistant", "content": answer or None}
+            if calls:
+                message["tool_calls"] = [
+                    {"id": c["id"], "type": "function", "function": {"name": c["name"], "arguments": c["arguments"]}}
+                    for c in calls
+                ]
+            replied.append({"index": index, "finish_reason": finish, "logprobs": None, "message": message})
         usage = {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}
         return models.ChatCompletion.model_validate(
-            {
-                "id": identifier,
-                "created": created,
-                "model": model.identifier,
-                "choices": [{"index": 0, "finish_reason": finish, "logprobs": None, "message": message}],
-                "usage": usage,
-            }
+            {"id": identifier, "created": created, "model": model.identifier, "choices": replied, "usage": usage}
         )
 
     async def _stream(
-        self, identifier: str, created: int, model: str, answer: str, calls: list[dict[str, str]]
+        self, identifier: str, created: int, model: str, answers: list[str], calls: list[dict[str, str]]
     ) -> AsyncIterator[Any]:
-        def chunk(delta: dict[str, Any], finish: str | None = None) -> models.ChatCompletionChunk:
+        def chunk(choice: int, delta: dict[str, Any], finish: str | None = None) -> models.ChatCompletionChunk:
             return models.ChatCompletionChunk.model_validate(
                 {
                     "id": identifier,
                     "created": created,
                     "model": model,
-                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
+                    "choices": [{"index": choice, "delta": delta, "finish_reason": finish, "logprobs": None}],
                 }
             )
 
-        yield chunk({"role": "assistant", "content": ""})
-        for word in re.findall(r"\S+\s*", answer):
-            STREAMED.append(word)
-            yield chunk({"content": word})
-        for index, call in enumerate(calls):  # OpenAI's delta form: id and name first, the arguments in pieces
-            opening = {"index": index, "id": call["id"], "type": "function", "function": {"name": call["name"]}}
-            yield chunk({"tool_calls": [opening]})
-            half = len(call["arguments"]) // 2
-            for piece in (call["arguments"][:half], call["arguments"][half:]):
-                yield chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
-        yield chunk({}, "tool_calls" if calls else "stop")
+        for choice, answer in enumerate(answers):  # choice after choice, as inline::llama-cpp streams `n`
+            yield chunk(choice, {"role": "assistant", "content": ""})
+            for word in re.findall(r"\S+\s*", answer):
+                STREAMED.append(word)
+                yield chunk(choice, {"content": word})
+            for index, call in enumerate(calls):  # OpenAI's delta form: id and name first, the arguments in pieces
+                opening = {"index": index, "id": call["id"], "type": "function", "function": {"name": call["name"]}}
+                yield chunk(choice, {"tool_calls": [opening]})
+                half = len(call["arguments"]) // 2
+                for piece in (call["arguments"][:half], call["arguments"][half:]):
+                    yield chunk(choice, {"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
+            yield chunk(choice, {}, "tool_calls" if calls else "stop")
         usage = {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}
         yield models.ChatCompletionChunk.model_validate(
             {"id": identifier, "created": created, "model": model, "choices": [], "usage": usage}

@@ -186,7 +186,7 @@ class InferenceApi(protocols.Inference):
         result, provider_id = await self._serve(targets, lambda t: t.provider.chat_completion(t.model, sent))
         if isinstance(result, models.ChatCompletion):
             return sent, await rails.guard_answer(result, guard, screened.violations), provider_id
-        return sent, rails.guard_stream(result, guard, screened.violations), provider_id
+        return sent, rails.guard_stream(result, guard, screened.violations, given(request.n, 1)), provider_id
 
     async def _recorded(
         self,

@@ -166,15 +166,21 @@ class Guardrails:
     def refusal(request: models.ChatCompletionRequest, outcome: Outcome) -> models.ChatCompletion:
         """The answer to a request its input guardrails blocked: the model never ran."""
         assert outcome.blocked is not None
-        message = models.ChatResponseMessage(content=None, refusal=_refusal_text(outcome.blocked))
-        choice = models.ChatChoice(
-            index=0, message=message, finish_reason=models.FinishReason.content_filter, logprobs=None
-        )
+        refusal = _refusal_text(outcome.blocked)
+        choices = [
+            models.ChatChoice(
+                index=index,
+                message=models.ChatResponseMessage(content=None, refusal=refusal),
+                finish_reason=models.FinishReason.content_filter,
+                logprobs=None,
+            )
+            for index in range(given(request.n, 1))
+        ]
         return models.ChatCompletion(
             id=f"chatcmpl-{uuid.uuid4().hex}",
             created=int(time.time()),
             model=request.model,
-            choices=[choice],
+            choices=choices,
             usage=models.Usage(prompt_tokens=0, completion_tokens=0, total_tokens=0),
             guardrail_violations=outcome.violations,
         )
@@ -204,65 +210,107 @@ class Guardrails:
         self, request: models.ChatCompletionRequest, outcome: Outcome
     ) -> AsyncIterator[models.ChatCompletionChunk]:
         completion = self.refusal(request, outcome)
-        for chunk in _refusal_chunks(completion.id, completion.created, request.model, outcome, role=True):
-            yield chunk
+        for index in range(len(completion.choices)):
+            reported = outcome if index == 0 else Outcome([], outcome.blocked)
+            for chunk in _refusal_chunks(
+                completion.id, completion.created, request.model, reported, role=True, index=index
+            ):
+                yield chunk
 
     async def guard_stream(
         self,
         stream: AsyncIterator[models.ChatCompletionChunk],
         guard: Guard,
         prior: list[models.GuardrailViolation],
+        choices: int = 1,
     ) -> AsyncIterator[models.ChatCompletionChunk]:
-        held: list[models.ChatCompletionChunk] = []
-        output: list[models.GuardrailViolation] = []  # each judgement covers the whole answer so far
-        text, calls = "", ""
-        judged_upto = 0
-        released_upto, sent = 0, ""  # how much of `text` went out, and as what (redacted or not)
-        role_sent = False
+        """The stream, each of its `choices` held back and judged on its own; a blocked choice ends in
+        a refusal while the others go on, and the generation stops once every choice is blocked."""
+        screens: dict[int, _Screen] = {}
+        trailing: list[models.ChatCompletionChunk] = []  # chunks of no choice (usage) go out last
         async with aclosing(cast(AsyncGenerator[models.ChatCompletionChunk], stream)) as chunks:
             async for chunk in chunks:
-                held.append(chunk)
-                ending = False
-                for choice in chunk.choices:
-                    if choice.index != 0:
-                        continue
-                    text += given(choice.delta.content) or ""
-                    calls += "".join(argument_fragment(call) for call in given(choice.delta.tool_calls, []))
-                    ending = ending or given(choice.finish_reason) is not None
-                complete = _last_sentence_end(text, judged_upto)
-                if not ending and complete is None:
+                if not chunk.choices:
+                    trailing.append(chunk)
                     continue
-                judged_upto = complete or judged_upto
-                answer = "\n".join(part for part in (text, calls) if part)
-                outcome = await self.judge(
-                    guard.output, "output", [ShieldMessage("assistant", answer)] if answer.strip() else []
-                )
-                output = outcome.violations
-                if outcome.blocked is not None:
-                    first = held[0]
-                    blocked = Outcome(prior + output, outcome.blocked)
-                    for refusal in _refusal_chunks(first.id, first.created, first.model, blocked, role=not role_sent):
-                        yield refusal
+                for single in _one_choice_each(chunk):
+                    index = single.choices[0].index
+                    screen = screens.setdefault(index, _Screen(prior if index == 0 else []))
+                    if screen.blocked:
+                        continue  # its refusal is out; what it generates after is dropped
+                    async for released in self._screen(screen, single, guard):
+                        yield released
+                if sum(screen.blocked for screen in screens.values()) >= choices:
                     return  # leaving the `async with` closes the stream: generation stops here
-                pending = text[released_upto:]
-                if outcome.redacted is not None and not calls and outcome.redacted[0].startswith(sent):
-                    # What was sent is the redaction of the text before a sentence end, which a later
-                    # finding cannot reach into: the rest of the redacted answer is the held part's.
-                    replacement = outcome.redacted[0][len(sent) :]
-                    if replacement != pending:
-                        _rewrite_content(held, replacement)
-                    sent += replacement
-                else:
-                    sent += pending
-                released_upto = len(text)
-                if ending and prior + output:
-                    held[-1].guardrail_violations = prior + output
-                for released in held:
-                    role_sent = role_sent or any(given(c.delta.role) for c in released.choices)
-                    yield released
-                held.clear()
-        for released in held:  # chunks after the last check (usage)
+        for released in trailing:
             yield released
+
+    async def _screen(
+        self, screen: _Screen, chunk: models.ChatCompletionChunk, guard: Guard
+    ) -> AsyncIterator[models.ChatCompletionChunk]:
+        """One choice's chunk held; the held ones released once the choice's answer so far is judged."""
+        screen.held.append(chunk)
+        choice = chunk.choices[0]
+        screen.text += given(choice.delta.content) or ""
+        screen.calls += "".join(argument_fragment(call) for call in given(choice.delta.tool_calls, []))
+        ending = given(choice.finish_reason) is not None
+        complete = _last_sentence_end(screen.text, screen.judged_upto)
+        if not ending and complete is None:
+            return
+        screen.judged_upto = complete or screen.judged_upto
+        answer = "\n".join(part for part in (screen.text, screen.calls) if part)
+        outcome = await self.judge(
+            guard.output, "output", [ShieldMessage("assistant", answer)] if answer.strip() else []
+        )
+        output = outcome.violations
+        if outcome.blocked is not None:
+            first = screen.held[0]
+            blocked = Outcome(screen.prior + output, outcome.blocked)
+            screen.blocked = True
+            for refusal in _refusal_chunks(
+                first.id, first.created, first.model, blocked, role=not screen.role_sent, index=choice.index
+            ):
+                yield refusal
+            return
+        pending = screen.text[screen.released_upto :]
+        if outcome.redacted is not None and not screen.calls and outcome.redacted[0].startswith(screen.sent):
+            # What was sent is the redaction of the text before a sentence end, which a later
+            # finding cannot reach into: the rest of the redacted answer is the held part's.
+            replacement = outcome.redacted[0][len(screen.sent) :]
+            if replacement != pending:
+                _rewrite_content(screen.held, replacement)
+            screen.sent += replacement
+        else:
+            screen.sent += pending
+        screen.released_upto = len(screen.text)
+        if ending and screen.prior + output:
+            screen.held[-1].guardrail_violations = screen.prior + output
+        for released in screen.held:
+            screen.role_sent = screen.role_sent or any(given(c.delta.role) for c in released.choices)
+            yield released
+        screen.held.clear()
+
+
+@dataclass
+class _Screen:
+    """What the output shields have seen of one choice of a stream, and what of it went out."""
+
+    prior: list[models.GuardrailViolation]  # the input's violations, reported on the first choice
+    held: list[models.ChatCompletionChunk] = field(default_factory=list)
+    text: str = ""
+    calls: str = ""
+    judged_upto: int = 0
+    released_upto: int = 0  # how much of `text` went out,
+    sent: str = ""  # and as what (redacted or not)
+    role_sent: bool = False
+    blocked: bool = False
+
+
+def _one_choice_each(chunk: models.ChatCompletionChunk) -> list[models.ChatCompletionChunk]:
+    """A chunk split per choice (providers send one choice a chunk; an upstream may send several)."""
+    if len(chunk.choices) == 1:
+        return [chunk]
+    return [chunk.model_copy(update={"choices": [choice]}) for choice in chunk.choices]
 
 
 def _rewrite_content(held: list[models.ChatCompletionChunk], replacement: str) -> None:
@@ -270,7 +318,7 @@ def _rewrite_content(held: list[models.ChatCompletionChunk], replacement: str) -
     placed = False
     for chunk in held:
         for choice in chunk.choices:
-            if choice.index != 0 or not given(choice.delta.content):
+            if not given(choice.delta.content):
                 continue
             choice.delta.content = "" if placed else replacement
             choice.logprobs = None  # they are the original tokens'
@@ -284,14 +332,14 @@ def _last_sentence_end(text: str, after: int) -> int | None:
 
 
 def _refusal_chunks(
-    identifier: str, created: int, model: str, outcome: Outcome, *, role: bool
+    identifier: str, created: int, model: str, outcome: Outcome, *, role: bool, index: int = 0
 ) -> list[models.ChatCompletionChunk]:
     assert outcome.blocked is not None
     delta = models.ChunkDelta(refusal=_refusal_text(outcome.blocked))
     if role:
         delta.role = "assistant"
-    body = models.ChunkChoice(index=0, delta=delta, finish_reason=None)
-    end = models.ChunkChoice(index=0, delta=models.ChunkDelta(), finish_reason=models.FinishReason.content_filter)
+    body = models.ChunkChoice(index=index, delta=delta, finish_reason=None)
+    end = models.ChunkChoice(index=index, delta=models.ChunkDelta(), finish_reason=models.FinishReason.content_filter)
     return [
         models.ChatCompletionChunk(id=identifier, created=created, model=model, choices=[body]),
         models.ChatCompletionChunk(

@@ -19,12 +19,17 @@ from pocketstack._generated import models
 from pocketstack.errors import BadRequestError
 from pocketstack.wire.fields import given
 
+# A function that declares no parameters takes none (OpenAI: "Omitting parameters defines a function
+# with an empty parameter list"): without `additionalProperties: false` a grammar would let a model
+# invent arguments without end.
+NO_PARAMETERS: dict[str, Any] = {"type": "object", "properties": {}, "additionalProperties": False}
 TOOLS_PROMPT = (
     "You can call functions. To call one, reply with only a JSON object of the form "
     '{"name": "<function name>", "arguments": {<arguments>}} and nothing else. '
     "The functions, as JSON Schema:\n"
 )
 _FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
+_OPEN_FENCE = re.compile(r"^```(?:json)?\s*")
 
 
 def _text(content: Any, role: str) -> str:
@@ -68,7 +73,10 @@ def template_messages(request: models.ChatCompletionRequest, tools: list[models.
             role = "system" if message.role == "developer" else message.role
             messages.append({"role": role, "content": _text(message.content, message.role)})
     if tools:
-        described = json.dumps([t.function.model_dump(mode="json", exclude={"strict"}) for t in tools])
+        functions = [t.function.model_dump(mode="json", exclude={"strict"}) for t in tools]
+        for function in functions:  # the model is told a function without parameters takes none
+            function.setdefault("parameters", {"type": "object", "properties": {}})
+        described = json.dumps(functions)
         instruction = TOOLS_PROMPT + described
         if messages and messages[0]["role"] == "system":
             messages[0] = {"role": "system", "content": messages[0]["content"] + "\n\n" + instruction}
@@ -106,7 +114,7 @@ def tool_plan(request: models.ChatCompletionRequest) -> ToolPlan:
 
 
 def _call_schema(tool: models.Tool) -> dict[str, Any]:
-    parameters = given(tool.function.parameters, {"type": "object", "properties": {}})
+    parameters = given(tool.function.parameters, NO_PARAMETERS)
     return {
         "type": "object",
         "properties": {"name": {"const": tool.function.name}, "arguments": parameters},
@@ -129,16 +137,34 @@ def output_schema(request: models.ChatCompletionRequest, plan: ToolPlan) -> dict
     return None
 
 
-def parse_tool_call(text: str, plan: ToolPlan) -> models.ToolCall | None:
-    """The call in the model's answer, or None when the answer is plain text."""
+def _call_json(text: str) -> str:
+    """The JSON of an answer that may be a call: fences taken off (an unclosed one too)."""
     candidate = text.strip()
     fenced = _FENCE.match(candidate)
     if fenced:
-        candidate = fenced.group(1)
+        return fenced.group(1)
+    return _OPEN_FENCE.sub("", candidate, count=1)
+
+
+def call_ended(text: str) -> bool:
+    """Whether a held answer is one whole JSON object already (a call is nothing more)."""
+    candidate = _call_json(text)
+    if not candidate.startswith("{"):
+        return False
+    try:
+        json.JSONDecoder().raw_decode(candidate)
+    except json.JSONDecodeError:
+        return False
+    return True
+
+
+def parse_tool_call(text: str, plan: ToolPlan) -> models.ToolCall | None:
+    """The call in the model's answer, or None when the answer is plain text."""
+    candidate = _call_json(text)
     if not candidate.startswith("{"):
         return None
     try:
-        data = json.loads(candidate)
+        data, _ = json.JSONDecoder().raw_decode(candidate)
     except json.JSONDecodeError:
         return None
     names = {t.function.name for t in plan.tools}

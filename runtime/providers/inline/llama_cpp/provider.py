@@ -13,9 +13,10 @@ import os
 import struct
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -24,7 +25,7 @@ from pocketstack.errors import BadRequestError, ServiceUnavailableError
 from pocketstack.modelstore.gguf_info import GgufError, GgufInfo, read_info
 from pocketstack.modelstore.store import StoredModel, discover
 from pocketstack.providers.base import Health, ModelCheck, ProviderContext, ProviderModel, ServedModel, TokenCounts
-from pocketstack.providers.inline.llama_cpp import chat, collect, vectors
+from pocketstack.providers.inline.llama_cpp import chat, collect, grammars, vectors
 from pocketstack.providers.inline.llama_cpp.config import LlamaCppConfig
 from pocketstack.providers.inline.llama_cpp.generation import Outcome, Piece, Sampling, generate
 from pocketstack.providers.inline.llama_cpp.pool import ModelKey, ModelPool, Resident
@@ -65,106 +66,15 @@ def _metadata(info: GgufInfo, configured_context: int) -> dict[str, Any]:
     return metadata
 
 
-# JSON Schema keywords llama-cpp-python's grammar converter ignores: output could break them.
-UNENFORCEABLE = frozenset(
-    {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf", "uniqueItems", "not", "if",
-     "then", "else", "contains", "minProperties", "maxProperties", "dependentRequired", "dependentSchemas",
-     "patternProperties", "propertyNames"}
-)  # fmt: skip
-
-
-def _unenforceable(schema: Any, path: str = "") -> list[str]:
-    found: list[str] = []
-    if isinstance(schema, dict):
-        for key, value in schema.items():
-            if key in UNENFORCEABLE:
-                found.append(f"{path}/{key}")
-            if key in ("properties", "$defs", "definitions") and isinstance(value, dict):
-                for name, sub in value.items():
-                    found += _unenforceable(sub, f"{path}/{key}/{name}")
-            elif isinstance(value, dict | list):
-                found += _unenforceable(value, f"{path}/{key}")
-    elif isinstance(schema, list):
-        for index, item in enumerate(schema):
-            found += _unenforceable(item, f"{path}/{index}")
-    return found
-
-
-def _gbnf(text: str | None) -> Any:
-    """A caller's GBNF grammar (llama.cpp's `grammar` extension); parsed against the model by `_check_grammar`."""
-    if text is None:
-        return None
-    if not text.strip():
-        raise BadRequestError("grammar is empty; leave it out for free text.", param="grammar")
-    from llama_cpp.llama_grammar import LlamaGrammar
-
-    return LlamaGrammar.from_string(text, verbose=False)
-
-
-def _check_grammar(llm: Any, grammar: Any) -> None:
-    """400 for a grammar llama.cpp cannot parse: llama-cpp-python only parses it when sampling
-    starts, and then crashes the process on the NULL sampler an invalid grammar gives."""
-    if grammar is None:
-        return
-    import llama_cpp
-
-    sampler = llama_cpp.llama_sampler_init_grammar(llm._model.vocab, grammar._grammar.encode("utf-8"), b"root")
-    if not sampler:
-        raise BadRequestError(
-            "The grammar does not parse as GBNF: check that a `root` rule exists, that every rule used is defined, "
-            "and that brackets and quotes are closed.",
-            param="grammar",
-        )
-    llama_cpp.llama_sampler_free(sampler)
-
-
-# llama-cpp-python's schema converter lets JSON strings hold raw control characters (`[^"\\]`), so a
-# model could write a newline inside a string and never close it; llama.cpp's own converter, and
-# JSON itself, exclude them.
-_LAX_CHAR = 'char ::= [^"\\\\] |'
-_STRICT_CHAR = 'char ::= [^"\\\\\\x7F\\x00-\\x1F] |'
-
-
-def _strict_strings(gbnf: str) -> str:
-    return "\n".join(
-        _STRICT_CHAR + line[len(_LAX_CHAR) :] if line.startswith(_LAX_CHAR) else line for line in gbnf.splitlines()
-    )
-
-
-def _grammar(schema: dict[str, Any] | bool | None, gbnf: str | None = None) -> Any:
-    if gbnf is not None:
-        if schema is not None:
-            raise BadRequestError(
-                "Give either `grammar` or a JSON `response_format` / forced tool call, not both.", param="grammar"
-            )
-        return _gbnf(gbnf)
-    if schema is None:
-        return None
-    if isinstance(schema, dict) and (ignored := _unenforceable(schema)):
-        raise BadRequestError(
-            "The schema uses keywords the grammar cannot enforce, so the output could break them: "
-            f"{', '.join(ignored[:5])}. Remove them (and check values after parsing).",
-            code="unsupported_schema",
-            param="response_format",
-        )
-    import json
-
-    from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar, json_schema_to_gbnf
-
-    try:
-        if schema is True:
-            return LlamaGrammar.from_string(JSON_GBNF, verbose=False)
-        return LlamaGrammar.from_string(_strict_strings(json_schema_to_gbnf(json.dumps(schema))), verbose=False)
-    except Exception as exc:  # the converter raises bare exceptions on schemas it cannot express
-        raise BadRequestError(f"The JSON schema cannot be enforced: {exc}", param="response_format") from exc
-
-
-def _usage(outcome: Outcome) -> models.Usage:
+def _usage(outcomes: list[Outcome]) -> models.Usage:
+    """One request's usage: its prompt once (as OpenAI counts `n` choices), the tokens of every choice."""
+    first = outcomes[0]
+    completion_tokens = sum(o.completion_tokens for o in outcomes)
     return models.Usage(
-        prompt_tokens=outcome.prompt_tokens,
-        completion_tokens=outcome.completion_tokens,
-        total_tokens=outcome.prompt_tokens + outcome.completion_tokens,
-        prompt_tokens_details=models.PromptTokensDetails(cached_tokens=outcome.cached_tokens),
+        prompt_tokens=first.prompt_tokens,
+        completion_tokens=completion_tokens,
+        total_tokens=first.prompt_tokens + completion_tokens,
+        prompt_tokens_details=models.PromptTokensDetails(cached_tokens=first.cached_tokens),
     )
 
 
@@ -217,6 +127,54 @@ def _chunk_logprobs(pieces: list[Piece]) -> models.ChoiceLogprobs:
             for lp in piece.logprobs
         ]
     )
+
+
+ChunkOf = Callable[..., models.ChatCompletionChunk]  # (delta, finish=None, pieces=None) -> a chunk of one choice
+
+
+async def _choice_chunks(
+    work: ThreadStream[Piece, Outcome], plan: chat.ToolPlan, chunk: ChunkOf
+) -> AsyncGenerator[models.ChatCompletionChunk]:
+    """One choice's chunks: its role, its text as it comes (or its tool call, held until it parses), its end."""
+    yield chunk(models.ChunkDelta(role="assistant", content=""))
+    held: list[Piece] = []  # text that may turn out to be a tool call
+    holding, call_ended = plan.active, False
+    async with aclosing(aiter(work)) as pieces:  # closing it at once is what stops llama.cpp
+        async for piece in pieces:
+            if holding:
+                held.append(piece)
+                text = "".join(p.text for p in held).lstrip()
+                if "}" in piece.text and chat.call_ended(text):
+                    # A call ends with its object: what a small model writes after it (more JSON, often
+                    # until the context is full) is not generated.
+                    call_ended = True
+                    break
+                if plan.forced or not text or text.startswith(("{", "`")):
+                    continue
+                holding = False
+                piece = Piece("".join(p.text for p in held), [lp for p in held for lp in p.logprobs])
+                held = []
+            if piece.text or piece.logprobs:
+                yield chunk(models.ChunkDelta(content=piece.text), pieces=[piece])
+    outcome = work.result
+    assert outcome is not None
+    finish = FINISH.get(outcome.finish_reason, models.FinishReason.stop)
+    if held:
+        text = "".join(p.text for p in held)
+        call = chat.parse_tool_call(text, plan)
+        if call is not None:
+            named = models.ChunkFunctionCall(name=call.function.name, arguments="")
+            yield chunk(
+                models.ChunkDelta(
+                    tool_calls=[models.ChunkToolCall(index=0, id=call.id, type="function", function=named)]
+                )
+            )
+            arguments = models.ChunkFunctionCall(arguments=call.function.arguments)
+            yield chunk(models.ChunkDelta(tool_calls=[models.ChunkToolCall(index=0, function=arguments)]))
+            finish = models.FinishReason.tool_calls if call_ended or outcome.finish_reason == "stop" else finish
+        else:
+            yield chunk(models.ChunkDelta(content=text), pieces=held)
+    yield chunk(models.ChunkDelta(), finish=finish)
 
 
 class LlamaCppProvider:
@@ -353,12 +311,10 @@ class LlamaCppProvider:
     async def chat_completion(
         self, model: ServedModel, request: models.ChatCompletionRequest
     ) -> models.ChatCompletion | AsyncIterator[models.ChatCompletionChunk]:
-        if given(request.n, 1) != 1:
-            raise BadRequestError("n > 1 is not supported by inline::llama-cpp.", param="n")
         plan = chat.tool_plan(request)
         schema = chat.output_schema(request, plan)
         messages = chat.template_messages(request, plan.tools)
-        grammar = _grammar(schema, given(request.grammar))
+        grammar = grammars.grammar_of(schema, given(request.grammar))
         requested = given(request.max_completion_tokens, given(request.max_tokens))
         logprobs = given(request.top_logprobs, 0) if given(request.logprobs, False) else None
         if given(request.stream, False):
@@ -383,9 +339,9 @@ class LlamaCppProvider:
         created = int(time.time())
 
         def chunk(
-            delta: models.ChunkDelta, finish: Any = None, pieces: list[Piece] | None = None
+            index: int, delta: models.ChunkDelta, finish: Any = None, pieces: list[Piece] | None = None
         ) -> models.ChatCompletionChunk:
-            choice = models.ChunkChoice(index=0, delta=delta, finish_reason=finish)
+            choice = models.ChunkChoice(index=index, delta=delta, finish_reason=finish)
             if pieces is not None and logprobs is not None:
                 choice.logprobs = _chunk_logprobs(pieces)
             return models.ChatCompletionChunk(
@@ -394,58 +350,23 @@ class LlamaCppProvider:
 
         async with self.pool.use(self._key(model, embedding=False)) as resident:
             llm = resident.llm
-            _check_grammar(llm, grammar)
+            grammars.check_grammar(llm, grammar)
             tokens, template_stops = await resident.run(self._chat_tokens, llm, messages)
             prepared = self._prepare(llm, tokens, requested, stops_of(request.stop) + template_stops)
             sampling, reuse = sampling_of(request, llm.n_vocab()), _reuses_prompt(request)
-            work = _generation(resident, prepared, sampling, grammar, logprobs, self._cache(resident), reuse)
-            yield chunk(models.ChunkDelta(role="assistant", content=""))
-            held: list[Piece] = []  # text that may turn out to be a tool call
-            holding = plan.active
-            async with aclosing(aiter(work)) as pieces:  # closing it at once is what stops llama.cpp
-                async for piece in pieces:
-                    if holding:
-                        held.append(piece)
-                        text = "".join(p.text for p in held).lstrip()
-                        if plan.forced or not text or text.startswith(("{", "`")):
-                            continue
-                        holding = False
-                        piece = Piece("".join(p.text for p in held), [lp for p in held for lp in p.logprobs])
-                        held = []
-                    if piece.text or piece.logprobs:
-                        yield chunk(models.ChunkDelta(content=piece.text), pieces=[piece])
-            outcome = work.result
-            assert outcome is not None
-            finish = FINISH[outcome.finish_reason]
-            if held:
-                text = "".join(p.text for p in held)
-                call = chat.parse_tool_call(text, plan)
-                if call is not None:
-                    yield chunk(
-                        models.ChunkDelta(
-                            tool_calls=[
-                                models.ChunkToolCall(
-                                    index=0, id=call.id, type="function",
-                                    function=models.ChunkFunctionCall(name=call.function.name, arguments=""),
-                                )
-                            ]
-                        )
-                    )  # fmt: skip
-                    yield chunk(
-                        models.ChunkDelta(
-                            tool_calls=[
-                                models.ChunkToolCall(
-                                    index=0, function=models.ChunkFunctionCall(arguments=call.function.arguments)
-                                )
-                            ]
-                        )
-                    )
-                    finish = models.FinishReason.tool_calls if outcome.finish_reason == "stop" else finish
-                else:
-                    yield chunk(models.ChunkDelta(content=text), pieces=held)
-            yield chunk(models.ChunkDelta(), finish=finish)
+            outcomes: list[Outcome] = []
+            # `n` choices, one after another (the prompt's state is reused from the cache, so each
+            # costs only its own tokens); the seed moves on per choice, so a given seed reproduces
+            # the whole set without making its members equal.
+            for index in range(given(request.n, 1)):
+                seeded = replace(sampling, seed=None if sampling.seed is None else sampling.seed + index)
+                work = _generation(resident, prepared, seeded, grammar, logprobs, self._cache(resident), reuse)
+                async for item in _choice_chunks(work, plan, partial(chunk, index)):
+                    yield item
+                assert work.result is not None
+                outcomes.append(work.result)
             if include_usage:
-                usage = _usage(outcome)
+                usage = _usage(outcomes)
                 yield models.ChatCompletionChunk(
                     id=completion_id, created=created, model=model.identifier, choices=[], usage=usage
                 )
@@ -462,7 +383,7 @@ class LlamaCppProvider:
             if len(prompt) != 1:
                 raise BadRequestError("Send one prompt per request to inline::llama-cpp.", param="prompt")
             prompt = prompt[0]
-        grammar = _gbnf(given(request.grammar))
+        grammar = grammars.gbnf(given(request.grammar))
         if given(request.stream, False):
             options = given(request.stream_options)
             include_usage = options is not None and bool(given(options.include_usage, False))
@@ -504,7 +425,7 @@ class LlamaCppProvider:
 
         async with self.pool.use(self._key(model, embedding=False)) as resident:
             llm = resident.llm
-            _check_grammar(llm, grammar)
+            grammars.check_grammar(llm, grammar)
             if isinstance(prompt, str):
                 tokens = await resident.run(llm.tokenize, prompt.encode("utf-8"), True, True)
                 text_prompt = prompt
@@ -523,7 +444,7 @@ class LlamaCppProvider:
             assert outcome is not None
             yield chunk("", finish=FINISH[outcome.finish_reason])
             if include_usage:  # OpenAI's form: a last chunk with no choices
-                usage = _usage(outcome)
+                usage = _usage([outcome])
                 yield models.Completion(
                     id=completion_id, created=created, model=model.identifier, choices=[], usage=usage
                 )
