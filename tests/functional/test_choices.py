@@ -117,3 +117,24 @@ async def test_stored_completions_keep_every_choice(oai: openai.AsyncOpenAI) -> 
     async for chunk in streamed:
         chunk_id = chunk.id
     assert [choice.index for choice in (await oai.chat.completions.retrieve(chunk_id)).choices] == [0, 1]
+
+
+async def test_text_completions_answer_n_choices_too(oai: openai.AsyncOpenAI) -> None:
+    whole = await oai.completions.create(
+        model=CHAT_MODEL, prompt="Once upon a time", n=2, logprobs=1, logit_bias=NO_END, **SAMPLED
+    )
+    assert [choice.index for choice in whole.choices] == [0, 1]
+    assert len({choice.text for choice in whole.choices}) == 2
+    for choice in whole.choices:  # offsets count within each choice's own text
+        assert choice.logprobs is not None and (choice.logprobs.text_offset or [None])[0] == 0
+    stream = await oai.completions.create(
+        model=CHAT_MODEL, prompt="Once upon a time", n=2, stream=True, logit_bias=NO_END, **SAMPLED
+    )
+    texts: dict[int, str] = defaultdict(str)
+    async for chunk in stream:
+        for choice in chunk.choices:
+            texts[choice.index] += choice.text
+    assert [texts[0], texts[1]] == [choice.text for choice in whole.choices]
+    with pytest.raises(openai.BadRequestError) as caught:
+        await oai.completions.create(model=CHAT_MODEL, prompt="x", best_of=2)
+    assert caught.value.param == "best_of"  # type: ignore[attr-defined]

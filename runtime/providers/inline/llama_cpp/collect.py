@@ -22,8 +22,20 @@ async def collect_completion(stream: AsyncGenerator[models.Completion]) -> model
     async with aclosing(stream) as chunks:
         collected = [chunk async for chunk in chunks]
     usage = next((c.usage for c in collected if not c.choices and given(c.usage) is not None), None)
-    choices = [c.choices[0] for c in collected if c.choices]
-    entries = [c.logprobs for c in choices if c.logprobs is not None]
+    by_index: dict[int, list[models.CompletionChoice]] = {}
+    for chunk in collected:
+        for piece in chunk.choices:
+            by_index.setdefault(piece.index, []).append(piece)
+    first = collected[0]
+    choices = [_whole_choice(index, by_index[index]) for index in sorted(by_index)]
+    completion = models.Completion(id=first.id, created=first.created, model=first.model, choices=choices)
+    if usage is not None:
+        completion.usage = usage
+    return completion
+
+
+def _whole_choice(index: int, pieces: list[models.CompletionChoice]) -> models.CompletionChoice:
+    entries = [c.logprobs for c in pieces if c.logprobs is not None]
     logprobs = None
     if entries:
         logprobs = models.CompletionLogprobs(
@@ -32,10 +44,5 @@ async def collect_completion(stream: AsyncGenerator[models.Completion]) -> model
             top_logprobs=[t for e in entries for t in e.top_logprobs],
             text_offset=[t for e in entries for t in e.text_offset],
         )
-    text = "".join(c.text for c in choices)
-    choice = models.CompletionChoice(index=0, text=text, finish_reason=choices[-1].finish_reason, logprobs=logprobs)
-    first = collected[0]
-    completion = models.Completion(id=first.id, created=first.created, model=first.model, choices=[choice])
-    if usage is not None:
-        completion.usage = usage
-    return completion
+    text = "".join(c.text for c in pieces)
+    return models.CompletionChoice(index=index, text=text, finish_reason=pieces[-1].finish_reason, logprobs=logprobs)

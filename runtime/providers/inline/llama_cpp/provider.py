@@ -374,8 +374,8 @@ class LlamaCppProvider:
     async def completion(
         self, model: ServedModel, request: models.CompletionRequest
     ) -> models.Completion | AsyncIterator[models.Completion]:
-        if given(request.n, 1) != 1 or given(request.best_of, 1) != 1:
-            raise BadRequestError("n and best_of > 1 are not supported by inline::llama-cpp.", param="n")
+        if given(request.best_of, 1) != 1:
+            raise BadRequestError("best_of > 1 is not supported by inline::llama-cpp.", param="best_of")
         if given(request.suffix) is not None:
             raise BadRequestError("suffix (fill-in-the-middle) is not supported by inline::llama-cpp.", param="suffix")
         prompt = plain(request.prompt)
@@ -402,25 +402,26 @@ class LlamaCppProvider:
         completion_id = f"cmpl-{uuid.uuid4().hex}"
         created = int(time.time())
         logprobs = given(request.logprobs)
-        offset = 0  # characters of text so far, for text_offset
+        offsets: dict[int, int] = {}  # characters of each choice's text so far, for text_offset
 
-        def chunk(text: str, finish: Any = None, pieces: list[Piece] | None = None) -> models.Completion:
-            nonlocal offset
-            choice = models.CompletionChoice(index=0, text=text, finish_reason=finish, logprobs=None)
+        def chunk(index: int, text: str, finish: Any = None, pieces: list[Piece] | None = None) -> models.Completion:
+            offset = offsets.get(index, 0)
+            choice = models.CompletionChoice(index=index, text=text, finish_reason=finish, logprobs=None)
             if logprobs is not None and pieces:
                 entries = [lp for p in pieces for lp in p.logprobs]
-                offsets = []
+                starts = []
                 for entry in entries:
-                    offsets.append(offset)
+                    starts.append(offset)
                     offset += len(entry.token)
                 choice.logprobs = models.CompletionLogprobs(
                     tokens=[e.token for e in entries],
                     token_logprobs=[e.logprob for e in entries],
                     top_logprobs=[{t: v for t, v, _ in e.top} for e in entries],
-                    text_offset=offsets,
+                    text_offset=starts,
                 )
             elif logprobs is None or not pieces:
                 offset += len(text)
+            offsets[index] = offset
             return models.Completion(id=completion_id, created=created, model=model.identifier, choices=[choice])
 
         async with self.pool.use(self._key(model, embedding=False)) as resident:
@@ -434,17 +435,21 @@ class LlamaCppProvider:
                 tokens, text_prompt = list(prompt), llm.detokenize(prompt).decode("utf-8", errors="replace")
             prepared = self._prepare(llm, tokens, given(request.max_tokens, 16), stops_of(request.stop))
             sampling, reuse = sampling_of(request, llm.n_vocab()), _reuses_prompt(request)
-            work = _generation(resident, prepared, sampling, grammar, logprobs, self._cache(resident), reuse)
-            if given(request.echo, False):
-                yield chunk(text_prompt)
-            async with aclosing(aiter(work)) as pieces:
-                async for piece in pieces:
-                    yield chunk(piece.text, pieces=[piece])
-            outcome = work.result
-            assert outcome is not None
-            yield chunk("", finish=FINISH[outcome.finish_reason])
+            outcomes: list[Outcome] = []
+            for index in range(given(request.n, 1)):  # as chat's `n`: one after another, a seed each
+                seeded = replace(sampling, seed=None if sampling.seed is None else sampling.seed + index)
+                work = _generation(resident, prepared, seeded, grammar, logprobs, self._cache(resident), reuse)
+                if given(request.echo, False):
+                    yield chunk(index, text_prompt)
+                async with aclosing(aiter(work)) as pieces:
+                    async for piece in pieces:
+                        yield chunk(index, piece.text, pieces=[piece])
+                outcome = work.result
+                assert outcome is not None
+                outcomes.append(outcome)
+                yield chunk(index, "", finish=FINISH[outcome.finish_reason])
             if include_usage:  # OpenAI's form: a last chunk with no choices
-                usage = _usage([outcome])
+                usage = _usage(outcomes)
                 yield models.Completion(
                     id=completion_id, created=created, model=model.identifier, choices=[], usage=usage
                 )
