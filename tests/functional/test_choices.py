@@ -137,4 +137,4 @@ async def test_text_completions_answer_n_choices_too(oai: openai.AsyncOpenAI) ->
     assert [texts[0], texts[1]] == [choice.text for choice in whole.choices]
     with pytest.raises(openai.BadRequestError) as caught:
         await oai.completions.create(model=CHAT_MODEL, prompt="x", best_of=2)
-    assert caught.value.param == "best_of"  # type: ignore[attr-defined]
+    assert caught.value.param == "best_of"
