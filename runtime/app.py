@@ -24,10 +24,11 @@ from aiohttp.typedefs import Handler, Middleware
 
 from pocketstack import LLAMA_STACK_VERSION
 from pocketstack._generated.operations import API_TAGS, OPERATIONS
-from pocketstack.config import StackConfig, pocketstack_home
+from pocketstack.config import ConfigError, StackConfig, pocketstack_home
 from pocketstack.core.stack import Stack
 from pocketstack.errors import ServiceUnavailableError
 from pocketstack.providers.threads import quiet_blas
+from pocketstack.security.browser import BrowserGuard, is_loopback
 from pocketstack.web.middlewares import (
     add_response_headers,
     client_version_middleware,
@@ -114,11 +115,40 @@ async def _assemble(stack: Stack, served_tags: frozenset[str]) -> dict[str, Hand
     return handlers
 
 
+def _check_exposure(config: StackConfig) -> None:
+    """Beyond loopback, anyone on the network reaches the server: not without authentication, unless
+    the config says so (and then every start says it again)."""
+    server = config.server
+    if server.auth is not None:
+        raise ConfigError(
+            "server.auth is not supported by this build yet; it would serve everyone, so it does not start"
+        )
+    if is_loopback(server.host):
+        return
+    if not server.allow_unauthenticated:
+        raise ConfigError(
+            f"server.host {server.host} is reachable beyond this machine and no authentication is configured "
+            "(server.auth): anyone on the network could use the server. Configure server.auth, listen on "
+            "127.0.0.1, or set server.allow_unauthenticated: true to serve everyone on purpose."
+        )
+    log.warning(
+        "serving on %s with no authentication (server.allow_unauthenticated): anyone who reaches it can use it",
+        server.host,
+    )
+
+
 def create_app(config: StackConfig) -> web.Application:
     """Build (but do not start) the server; ConfigError when the config cannot work."""
     quiet_blas()
+    _check_exposure(config)
     stack = Stack(config)
-    middlewares: list[Middleware] = [request_id_middleware, error_middleware, provider_data_middleware]
+    guard = BrowserGuard.for_server(config.server.host, config.server.allowed_hosts, config.server.cors_config)
+    middlewares: list[Middleware] = [
+        request_id_middleware,
+        error_middleware,
+        guard.middleware(),
+        provider_data_middleware,
+    ]
     if not _version_check_disabled():
         middlewares.append(client_version_middleware(LLAMA_STACK_VERSION, _older_clients_routes()))
     app = web.Application(middlewares=middlewares, client_max_size=config.server.max_request_bytes)
@@ -127,6 +157,7 @@ def create_app(config: StackConfig) -> web.Application:
     # Uploads land beside the default file store, so keeping one is a rename, not a copy.
     app[SPOOL] = UploadSpool(pocketstack_home() / "files" / ".incoming", config.server.max_upload_bytes)
     app.on_response_prepare.append(add_response_headers)
+    app.on_response_prepare.append(guard.add_cors_headers)
 
     served_tags = frozenset(API_TAGS.values())  # this build implements every API of its spec
     for op in OPERATIONS:

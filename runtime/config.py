@@ -15,6 +15,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from pocketstack.security.config import CorsConfig, cors_of
+
 DEFAULT_PORT = 8321
 HOME_ENV = "POCKETSTACK_HOME"
 MERGE_TAG = "tag:yaml.org,2002:merge"
@@ -187,8 +189,16 @@ class ServerConfig(_Strict):
     tls_cafile: str | None = None
     auth: dict[str, Any] | None = None
     quota: dict[str, Any] | None = None
-    cors: bool | dict[str, Any] | None = None
+    cors: bool | CorsConfig | None = None
     workers: int | None = None
+    # PocketStack's own: the Host names it answers to (default: loopback names when it listens on
+    # loopback, any name beyond), and whether it may listen beyond loopback with no authentication.
+    allowed_hosts: list[str] | None = None
+    allow_unauthenticated: bool = False
+
+    @property
+    def cors_config(self) -> CorsConfig | None:
+        return cors_of(self.cors)
 
 
 class StackConfig(_Strict):

@@ -29,6 +29,20 @@ class BadRequestError(PocketStackError):
     type = "invalid_request_error"
 
 
+class AuthenticationError(PocketStackError):
+    status = 401
+    type = "authentication_error"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.headers["WWW-Authenticate"] = "Bearer"
+
+
+class PermissionDeniedError(PocketStackError):
+    status = 403
+    type = "permission_error"
+
+
 class NotFoundError(PocketStackError):
     status = 404
     type = "not_found_error"
@@ -41,6 +55,11 @@ class ConflictError(PocketStackError):
 
 class PayloadTooLargeError(PocketStackError):
     status = 413
+    type = "invalid_request_error"
+
+
+class UnsupportedMediaTypeError(PocketStackError):
+    status = 415
     type = "invalid_request_error"
 
 

@@ -12,12 +12,18 @@ from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any, Literal, TypeVar
 
-from aiohttp import BodyPartReader, ClientConnectionResetError, web
+from aiohttp import BodyPartReader, ClientConnectionResetError, hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 from pydantic import BaseModel, ValidationError
 
-from pocketstack.errors import BadRequestError, PayloadTooLargeError, PocketStackError, error_body
+from pocketstack.errors import (
+    BadRequestError,
+    PayloadTooLargeError,
+    PocketStackError,
+    UnsupportedMediaTypeError,
+    error_body,
+)
 from pocketstack.web.uploads import SPOOL, FileBody, Upload
 
 log = logging.getLogger(__name__)
@@ -79,6 +85,15 @@ async def _read_body(request: web.Request, mode: BodyMode) -> dict[str, Any]:
         if mode == "required":
             raise BadRequestError("The request body is required (a JSON object).", code="missing_body")
         return {}
+    if not says_json(request):
+        # A web page can make a browser POST text/plain, a form or an untyped body to any site without
+        # asking first; only JSON needs its permission (CORS). So a body read as JSON must say it is.
+        raise UnsupportedMediaTypeError(
+            f"The request body must be sent as Content-Type: application/json, not "
+            f"{request.headers.get(hdrs.CONTENT_TYPE) or 'none'} "
+            "(curl: --json, or -H 'Content-Type: application/json').",
+            code="unsupported_media_type",
+        )
     try:
         body = json.loads(raw)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError, bad UTF-8, 4300+ digit integers, deep nesting
@@ -86,6 +101,14 @@ async def _read_body(request: web.Request, mode: BodyMode) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise BadRequestError("The request body must be a JSON object.", code="invalid_json")
     return body
+
+
+def says_json(request: web.Request) -> bool:
+    """application/json, or a JSON-based type (application/merge-patch+json...), parameters aside."""
+    if hdrs.CONTENT_TYPE not in request.headers:
+        return False
+    kind = request.content_type
+    return kind == "application/json" or (kind.startswith("application/") and kind.endswith("+json"))
 
 
 async def parse_request(
