@@ -3171,8 +3171,24 @@ class ResponseObject(BaseModel):
     instructions: str | None | MISSING = MISSING
     previous_response_id: str | None | MISSING = MISSING
     conversation: ResponseObjectConversation | None | MISSING = MISSING
-    temperature: float | None | MISSING = MISSING
-    top_p: float | None | MISSING = MISSING
+    temperature: Annotated[
+        float | None | MISSING,
+        Field(
+            description="The request's, or the model's default (its `sampling_defaults`; 1.0 when it states none)."
+        ),
+    ] = MISSING
+    top_p: Annotated[
+        float | None | MISSING,
+        Field(
+            description="The request's, or the model's default (its `sampling_defaults`; 1.0 when it states none)."
+        ),
+    ] = MISSING
+    frequency_penalty: Annotated[
+        float | None | MISSING, Field(description="0.0: Responses take no penalties.")
+    ] = MISSING
+    presence_penalty: Annotated[
+        float | None | MISSING, Field(description="0.0: Responses take no penalties.")
+    ] = MISSING
     max_output_tokens: int | None | MISSING = MISSING
     max_tool_calls: int | None | MISSING = MISSING
     prompt_cache_key: str | None | MISSING = MISSING
@@ -3198,6 +3214,12 @@ class ResponseObject(BaseModel):
         list[GuardrailViolation] | MISSING,
         Field(
             description="What the guardrails flagged (PocketStack's extension; absent when nothing was)."
+        ),
+    ] = MISSING
+    input: Annotated[
+        list[dict[str, Any]] | MISSING,
+        Field(
+            description="The response's input items: in listings only (Llama Stack's OpenAIResponseObjectWithInput)."
         ),
     ] = MISSING
 

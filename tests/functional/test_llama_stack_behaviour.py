@@ -119,6 +119,54 @@ async def test_a_response_echoes_its_request_settings(
     assert _echoed(events[-1].response) == _echoed(events[0].response)  # type: ignore[union-attr]
 
 
+async def test_a_response_echoes_the_sampling_it_used(
+    oai: openai.AsyncOpenAI, lls: llama_stack_client.AsyncLlamaStackClient
+) -> None:
+    # streaming.py _snapshot_response: temperature and top_p the request's or 1.0, penalties 0.0. We echo the
+    # model's own defaults where it states them (`sampling_defaults`); the scripted model states none.
+    plain = await lls.responses.create(model="chat", input="capital?")
+    assert (plain.temperature, plain.top_p) == (1.0, 1.0)
+    assert (plain.model_extra or {}).get("frequency_penalty", getattr(plain, "frequency_penalty", None)) == 0.0
+    assert (plain.model_extra or {}).get("presence_penalty", getattr(plain, "presence_penalty", None)) == 0.0
+    asked = await oai.responses.create(model="chat", input="capital?", temperature=0.2, top_p=0.5)
+    assert (asked.temperature, asked.top_p) == (0.2, 0.5)
+    assert ((await oai.responses.retrieve(asked.id)).temperature) == 0.2
+
+
+async def test_listed_responses_carry_their_input(lls: llama_stack_client.AsyncLlamaStackClient) -> None:
+    # providers/utils/responses/responses_store.py list_responses: OpenAIResponseObjectWithInput rows.
+    created = await lls.responses.create(model="chat", input="capital?")
+    listed = await lls.responses.list(limit=1)
+    (first,) = listed.data
+    assert first.id == created.id
+    (item,) = first.input
+    assert item.type == "message"  # typed by llama-stack-client as its input message
+    assert isinstance(item.content, list) and item.role == "user"
+    assert [getattr(part, "text", None) for part in item.content] == ["capital?"]
+
+
+async def test_an_unknown_input_item_cursor_is_not_found(lls: llama_stack_client.AsyncLlamaStackClient) -> None:
+    # responses_store.py list_response_input_items: ResponseInputItemNotFoundError (a 404).
+    created = await lls.responses.create(model="chat", input="capital?")
+    with pytest.raises(llama_stack_client.NotFoundError) as missing:
+        await lls.responses.input_items.list(created.id, after="msg_nope")
+    assert _message(missing.value) == (
+        f"Input item 'msg_nope' not found in response '{created.id}'. "
+        f"Use 'client.responses.input_items.list(\"{created.id}\")' to list available input items."
+    )
+
+
+async def test_tool_choice_without_tools_is_refused(oai: openai.AsyncOpenAI) -> None:
+    # core/routers/inference.py openai_chat_completion: "'tool_choice' is only allowed when 'tools' is also provided".
+    with pytest.raises(openai.BadRequestError) as refused:
+        await oai.chat.completions.create(
+            model="chat", messages=[{"role": "user", "content": "hi"}], tool_choice="none"
+        )
+    assert _message(refused.value) == "'tool_choice' is only allowed when 'tools' is also provided"
+    answered = await oai.responses.create(model="chat", input="capital?", tool_choice="none")  # no tools: fine
+    assert answered.status == "completed"
+
+
 async def test_item_and_content_part_events_carry_the_response_id(
     lls: llama_stack_client.AsyncLlamaStackClient,
 ) -> None:

@@ -150,10 +150,14 @@ class InferenceApi(protocols.Inference):
         self, request: models.ChatCompletionRequest
     ) -> models.ChatCompletion | AsyncIterator[models.ChatCompletionChunk]:
         targets = await self._chain(request.model, "llm", "chat")
+        if given(request.tool_choice) is not None and given(request.tools) is None:
+            # Llama Stack's router (core/routers/inference.py) and OpenAI refuse it alike.
+            raise BadRequestError("'tool_choice' is only allowed when 'tools' is also provided", param="tool_choice")
         # the request as redacting shields left it; provider_id is None when input shields refused it
         request, result, provider_id = await self._guarded(targets, request)
         served_by.set(provider_id)  # set last: the shields' own model calls set it while they judged
-        if given(request.store, True) is False:  # stored unless asked not to, as Llama Stack does
+        # OpenAI's `store: false` is honoured (Llama Stack has no such field and stores every completion).
+        if given(request.store, True) is False:
             return result
         inputs = [m.model_dump(mode="json", by_alias=True) for m in request.messages]
         if isinstance(result, models.ChatCompletion):

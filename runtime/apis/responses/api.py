@@ -29,6 +29,7 @@ from pocketstack.apis.responses.tools.web_search import web_search_tool
 from pocketstack.apis.responses.turn import Turn
 from pocketstack.apis.tools import ToolsApi
 from pocketstack.apis.vector_io.api import VectorIOApi
+from pocketstack.core.resources import MODEL
 from pocketstack.core.stack import Stack
 from pocketstack.errors import BadRequestError, ConflictError, PocketStackError, ResourceNotFoundError
 from pocketstack.storage.responses import ResponseStore, StoredResponse
@@ -143,7 +144,20 @@ class ResponsesApi(protocols.Responses):
             raise ResourceNotFoundError("response", response_id)
         return stored
 
-    def _skeleton(self, request: models.CreateResponseRequest) -> dict[str, Any]:
+    async def _sampling(self, request: models.CreateResponseRequest) -> dict[str, Any]:
+        """The sampling a response echoes: the request's, else what the model uses when it is left unset
+        (its `sampling_defaults`), else 1.0, Llama Stack's echo (streaming.py _snapshot_response)."""
+        model = await self.stack.table(MODEL).find(request.model)
+        metadata = model.body.get("metadata", {}) if model is not None else {}
+        defaults = metadata.get("sampling_defaults", {}) if isinstance(metadata, dict) else {}
+        return {
+            "temperature": given(request.temperature, defaults.get("temperature", 1.0)),
+            "top_p": given(request.top_p, defaults.get("top_p", 1.0)),
+            "frequency_penalty": 0.0,
+            "presence_penalty": 0.0,
+        }
+
+    def _skeleton(self, request: models.CreateResponseRequest, sampling: dict[str, Any]) -> dict[str, Any]:
         text = given(request.text)
         return {
             "id": new_id("resp"),
@@ -158,8 +172,7 @@ class ResponsesApi(protocols.Responses):
             "instructions": given(request.instructions),
             "previous_response_id": given(request.previous_response_id),
             "conversation": {"id": conversation} if (conversation := _conversation_id(request)) else None,
-            "temperature": given(request.temperature),
-            "top_p": given(request.top_p),
+            **sampling,
             "max_output_tokens": given(request.max_output_tokens),
             "max_tool_calls": given(request.max_tool_calls),
             # Echoed, with Llama Stack's values when absent (streaming.py _snapshot_response).
@@ -202,7 +215,8 @@ class ResponsesApi(protocols.Responses):
         mcp = McpTools(servers, _approvals(items, earlier, servers))
         mcp.listed = await self._listings(earlier, older, {server.label for server in servers})
         tools.append(mcp)
-        turn = Turn(request, self._skeleton(request), messages, self.inference, tools, mcp=mcp, found=found)
+        skeleton = self._skeleton(request, await self._sampling(request))
+        turn = Turn(request, skeleton, messages, self.inference, tools, mcp=mcp, found=found)
         streaming = given(request.stream, False)
         if given(request.background, False):
             return await self._in_background(turn, items, EventLog() if streaming else None)
@@ -396,7 +410,8 @@ class ResponsesApi(protocols.Responses):
         found, has_more = await self.store.page(
             after=given(request.after), limit=request.limit, model=given(request.model), descending=order == "desc"
         )
-        data = [models.ResponseObject.model_validate(s.response) for s in found]
+        # Each with its input, as Llama Stack lists them (OpenAIResponseObjectWithInput).
+        data = [models.ResponseObject.model_validate({**s.response, "input": s.input_items}) for s in found]
         return models.ListResponsesResponse(
             data=data, first_id=data[0].id if data else "", last_id=data[-1].id if data else "", has_more=has_more
         )
@@ -410,9 +425,9 @@ class ResponsesApi(protocols.Responses):
         ids = [item["id"] for item in items]
         after, before = given(request.after), given(request.before)
         start, end = 0, len(items)
-        for cursor, param in ((after, "after"), (before, "before")):
-            if cursor is not None and cursor not in ids:
-                raise BadRequestError(f"No input item '{cursor}' in this response to page from.", param=param)
+        for cursor in (after, before):
+            if cursor is not None and cursor not in ids:  # Llama Stack: ResponseInputItemNotFoundError, a 404
+                raise ResourceNotFoundError("input item", cursor, parent=("response", request.response_id))
         if after is not None:
             start = ids.index(after) + 1
         if before is not None:

@@ -195,8 +195,10 @@ def chat_request(
     body |= {key: value for key, value in optional.items() if value is not None}
     extra = request.model_extra or {}
     body |= {key: extra[key] for key in LLAMA_CPP_KNOBS if key in extra}
-    if body.get("tool_choice") is not None and not body.get("tools") and body["tool_choice"] != "none":
-        raise BadRequestError("tool_choice needs tools to choose from.", param="tool_choice")
+    if body.get("tool_choice") is not None and not body.get("tools"):
+        if body["tool_choice"] != "none":
+            raise BadRequestError("tool_choice needs tools to choose from.", param="tool_choice")
+        del body["tool_choice"]  # nothing to call: chat completions refuse a tool_choice without tools
     return models.ChatCompletionRequest.model_validate(body)
 
 

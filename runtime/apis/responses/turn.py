@@ -117,7 +117,8 @@ class Turn:
         response["output"] = output
         response["completed_at"] = int(time.time())
         if out_of_iterations:
-            response["status"], response["incomplete_details"] = "incomplete", {"reason": "max_infer_iters"}
+            # Llama Stack's reason (responses/builtin/responses/streaming.py); OpenAI has none for it.
+            response["status"], response["incomplete_details"] = "incomplete", {"reason": "max_iterations_exceeded"}
         elif completion.choices[0].finish_reason == models.FinishReason.length:
             response["status"], response["incomplete_details"] = "incomplete", {"reason": "max_output_tokens"}
         else:

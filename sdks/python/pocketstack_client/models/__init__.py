@@ -199,6 +199,7 @@ from .response_mcp_tool_input_schema import ResponseMcpToolInputSchema
 from .response_object import ResponseObject
 from .response_object_conversation_type_0 import ResponseObjectConversationType0
 from .response_object_incomplete_details_type_0 import ResponseObjectIncompleteDetailsType0
+from .response_object_input_item import ResponseObjectInputItem
 from .response_object_metadata_type_0 import ResponseObjectMetadataType0
 from .response_object_status import ResponseObjectStatus
 from .response_object_text import ResponseObjectText
@@ -487,6 +488,7 @@ __all__ = (
     "ResponseObject",
     "ResponseObjectConversationType0",
     "ResponseObjectIncompleteDetailsType0",
+    "ResponseObjectInputItem",
     "ResponseObjectMetadataType0",
     "ResponseObjectStatus",
     "ResponseObjectText",

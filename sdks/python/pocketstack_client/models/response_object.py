@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from ..models.response_mcp_list_tools import ResponseMcpListTools
     from ..models.response_object_conversation_type_0 import ResponseObjectConversationType0
     from ..models.response_object_incomplete_details_type_0 import ResponseObjectIncompleteDetailsType0
+    from ..models.response_object_input_item import ResponseObjectInputItem
     from ..models.response_object_metadata_type_0 import ResponseObjectMetadataType0
     from ..models.response_object_text import ResponseObjectText
     from ..models.response_object_tools_item import ResponseObjectToolsItem
@@ -52,8 +53,12 @@ class ResponseObject:
         instructions (None | str | Unset):
         previous_response_id (None | str | Unset):
         conversation (None | ResponseObjectConversationType0 | Unset):
-        temperature (float | None | Unset):
-        top_p (float | None | Unset):
+        temperature (float | None | Unset): The request's, or the model's default (its `sampling_defaults`; 1.0 when it
+            states none).
+        top_p (float | None | Unset): The request's, or the model's default (its `sampling_defaults`; 1.0 when it states
+            none).
+        frequency_penalty (float | None | Unset): 0.0: Responses take no penalties.
+        presence_penalty (float | None | Unset): 0.0: Responses take no penalties.
         max_output_tokens (int | None | Unset):
         max_tool_calls (int | None | Unset):
         prompt_cache_key (None | str | Unset):
@@ -67,6 +72,8 @@ class ResponseObject:
         metadata (None | ResponseObjectMetadataType0 | Unset):
         guardrail_violations (list[GuardrailViolation] | Unset): What the guardrails flagged (PocketStack's extension;
             absent when nothing was).
+        input_ (list[ResponseObjectInputItem] | Unset): The response's input items: in listings only (Llama Stack's
+            OpenAIResponseObjectWithInput).
     """
 
     id: str
@@ -95,6 +102,8 @@ class ResponseObject:
     conversation: None | ResponseObjectConversationType0 | Unset = UNSET
     temperature: float | None | Unset = UNSET
     top_p: float | None | Unset = UNSET
+    frequency_penalty: float | None | Unset = UNSET
+    presence_penalty: float | None | Unset = UNSET
     max_output_tokens: int | None | Unset = UNSET
     max_tool_calls: int | None | Unset = UNSET
     prompt_cache_key: None | str | Unset = UNSET
@@ -107,6 +116,7 @@ class ResponseObject:
     background: bool | Unset = UNSET
     metadata: None | ResponseObjectMetadataType0 | Unset = UNSET
     guardrail_violations: list[GuardrailViolation] | Unset = UNSET
+    input_: list[ResponseObjectInputItem] | Unset = UNSET
     additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -223,6 +233,18 @@ class ResponseObject:
         else:
             top_p = self.top_p
 
+        frequency_penalty: float | None | Unset
+        if isinstance(self.frequency_penalty, Unset):
+            frequency_penalty = UNSET
+        else:
+            frequency_penalty = self.frequency_penalty
+
+        presence_penalty: float | None | Unset
+        if isinstance(self.presence_penalty, Unset):
+            presence_penalty = UNSET
+        else:
+            presence_penalty = self.presence_penalty
+
         max_output_tokens: int | None | Unset
         if isinstance(self.max_output_tokens, Unset):
             max_output_tokens = UNSET
@@ -288,6 +310,13 @@ class ResponseObject:
                 guardrail_violations_item = guardrail_violations_item_data.to_dict()
                 guardrail_violations.append(guardrail_violations_item)
 
+        input_: list[dict[str, Any]] | Unset = UNSET
+        if not isinstance(self.input_, Unset):
+            input_ = []
+            for input_item_data in self.input_:
+                input_item = input_item_data.to_dict()
+                input_.append(input_item)
+
         field_dict: dict[str, Any] = {}
         field_dict.update(self.additional_properties)
         field_dict.update(
@@ -321,6 +350,10 @@ class ResponseObject:
             field_dict["temperature"] = temperature
         if top_p is not UNSET:
             field_dict["top_p"] = top_p
+        if frequency_penalty is not UNSET:
+            field_dict["frequency_penalty"] = frequency_penalty
+        if presence_penalty is not UNSET:
+            field_dict["presence_penalty"] = presence_penalty
         if max_output_tokens is not UNSET:
             field_dict["max_output_tokens"] = max_output_tokens
         if max_tool_calls is not UNSET:
@@ -345,6 +378,8 @@ class ResponseObject:
             field_dict["metadata"] = metadata
         if guardrail_violations is not UNSET:
             field_dict["guardrail_violations"] = guardrail_violations
+        if input_ is not UNSET:
+            field_dict["input"] = input_
 
         return field_dict
 
@@ -359,6 +394,7 @@ class ResponseObject:
         from ..models.response_mcp_list_tools import ResponseMcpListTools  # noqa: PLC0415
         from ..models.response_object_conversation_type_0 import ResponseObjectConversationType0  # noqa: PLC0415
         from ..models.response_object_incomplete_details_type_0 import ResponseObjectIncompleteDetailsType0  # noqa: PLC0415
+        from ..models.response_object_input_item import ResponseObjectInputItem  # noqa: PLC0415
         from ..models.response_object_metadata_type_0 import ResponseObjectMetadataType0  # noqa: PLC0415
         from ..models.response_object_text import ResponseObjectText  # noqa: PLC0415
         from ..models.response_object_tools_item import ResponseObjectToolsItem  # noqa: PLC0415
@@ -576,6 +612,24 @@ class ResponseObject:
 
         top_p = _parse_top_p(d.pop("top_p", UNSET))
 
+        def _parse_frequency_penalty(data: object) -> float | None | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            return cast(float | None | Unset, data)
+
+        frequency_penalty = _parse_frequency_penalty(d.pop("frequency_penalty", UNSET))
+
+        def _parse_presence_penalty(data: object) -> float | None | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            return cast(float | None | Unset, data)
+
+        presence_penalty = _parse_presence_penalty(d.pop("presence_penalty", UNSET))
+
         def _parse_max_output_tokens(data: object) -> int | None | Unset:
             if data is None:
                 return data
@@ -676,6 +730,15 @@ class ResponseObject:
 
                 guardrail_violations.append(guardrail_violations_item)
 
+        _input_ = d.pop("input", UNSET)
+        input_: list[ResponseObjectInputItem] | Unset = UNSET
+        if _input_ is not UNSET:
+            input_ = []
+            for input_item_data in _input_:
+                input_item = ResponseObjectInputItem.from_dict(input_item_data)
+
+                input_.append(input_item)
+
         response_object = cls(
             id=id,
             object_=object_,
@@ -695,6 +758,8 @@ class ResponseObject:
             conversation=conversation,
             temperature=temperature,
             top_p=top_p,
+            frequency_penalty=frequency_penalty,
+            presence_penalty=presence_penalty,
             max_output_tokens=max_output_tokens,
             max_tool_calls=max_tool_calls,
             prompt_cache_key=prompt_cache_key,
@@ -707,6 +772,7 @@ class ResponseObject:
             background=background,
             metadata=metadata,
             guardrail_violations=guardrail_violations,
+            input_=input_,
         )
 
         response_object.additional_properties = d

@@ -2985,6 +2985,8 @@ public struct ResponseObject: Codable, Equatable {
     public var conversation: JSONValue?
     public var temperature: Double?
     public var topP: Double?
+    public var frequencyPenalty: Double?
+    public var presencePenalty: Double?
     public var maxOutputTokens: Int?
     public var maxToolCalls: Int?
     public var promptCacheKey: String?
@@ -3000,6 +3002,7 @@ public struct ResponseObject: Codable, Equatable {
     public var background: Bool?
     public var metadata: [String: JSONValue]?
     public var guardrailViolations: [GuardrailViolation]?
+    public var input: [[String: JSONValue]]?
 
     public init(
         id: String,
@@ -3017,6 +3020,8 @@ public struct ResponseObject: Codable, Equatable {
         conversation: JSONValue? = nil,
         temperature: Double? = nil,
         topP: Double? = nil,
+        frequencyPenalty: Double? = nil,
+        presencePenalty: Double? = nil,
         maxOutputTokens: Int? = nil,
         maxToolCalls: Int? = nil,
         promptCacheKey: String? = nil,
@@ -3031,7 +3036,8 @@ public struct ResponseObject: Codable, Equatable {
         store: Bool? = nil,
         background: Bool? = nil,
         metadata: [String: JSONValue]? = nil,
-        guardrailViolations: [GuardrailViolation]? = nil
+        guardrailViolations: [GuardrailViolation]? = nil,
+        input: [[String: JSONValue]]? = nil
     ) {
         self.id = id
         self.object = object
@@ -3048,6 +3054,8 @@ public struct ResponseObject: Codable, Equatable {
         self.conversation = conversation
         self.temperature = temperature
         self.topP = topP
+        self.frequencyPenalty = frequencyPenalty
+        self.presencePenalty = presencePenalty
         self.maxOutputTokens = maxOutputTokens
         self.maxToolCalls = maxToolCalls
         self.promptCacheKey = promptCacheKey
@@ -3063,6 +3071,7 @@ public struct ResponseObject: Codable, Equatable {
         self.background = background
         self.metadata = metadata
         self.guardrailViolations = guardrailViolations
+        self.input = input
     }
 
     enum CodingKeys: String, CodingKey {
@@ -3081,6 +3090,8 @@ public struct ResponseObject: Codable, Equatable {
         case conversation
         case temperature
         case topP = "top_p"
+        case frequencyPenalty = "frequency_penalty"
+        case presencePenalty = "presence_penalty"
         case maxOutputTokens = "max_output_tokens"
         case maxToolCalls = "max_tool_calls"
         case promptCacheKey = "prompt_cache_key"
@@ -3096,6 +3107,7 @@ public struct ResponseObject: Codable, Equatable {
         case background
         case metadata
         case guardrailViolations = "guardrail_violations"
+        case input
     }
 }
 

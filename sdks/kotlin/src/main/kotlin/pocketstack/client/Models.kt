@@ -3319,6 +3319,8 @@ data class ResponseObject(
     val conversation: JsonValue? = null,
     val temperature: Double? = null,
     val topP: Double? = null,
+    val frequencyPenalty: Double? = null,
+    val presencePenalty: Double? = null,
     val maxOutputTokens: Long? = null,
     val maxToolCalls: Long? = null,
     val promptCacheKey: String? = null,
@@ -3334,6 +3336,7 @@ data class ResponseObject(
     val background: Boolean? = null,
     val metadata: Map<String, JsonValue>? = null,
     val guardrailViolations: List<GuardrailViolation>? = null,
+    val input: List<Map<String, JsonValue>>? = null,
     val additional: Map<String, JsonValue> = emptyMap(),
 ) {
     fun toJson(): JsonValue {
@@ -3353,6 +3356,8 @@ data class ResponseObject(
         conversation?.let { fields["conversation"] = it }
         temperature?.let { fields["temperature"] = it.toJson() }
         topP?.let { fields["top_p"] = it.toJson() }
+        frequencyPenalty?.let { fields["frequency_penalty"] = it.toJson() }
+        presencePenalty?.let { fields["presence_penalty"] = it.toJson() }
         maxOutputTokens?.let { fields["max_output_tokens"] = it.toJson() }
         maxToolCalls?.let { fields["max_tool_calls"] = it.toJson() }
         promptCacheKey?.let { fields["prompt_cache_key"] = it.toJson() }
@@ -3368,12 +3373,13 @@ data class ResponseObject(
         background?.let { fields["background"] = it.toJson() }
         metadata?.let { fields["metadata"] = it.toJson() }
         guardrailViolations?.let { fields["guardrail_violations"] = it.toJson { item -> item.toJson() } }
+        input?.let { fields["input"] = it.toJson { item -> item.toJson() } }
         fields.putAll(additional)
         return JsonObject(fields)
     }
 
     companion object {
-        private val KNOWN = setOf<String>("id", "object", "created_at", "completed_at", "status", "model", "output", "error", "incomplete_details", "usage", "instructions", "previous_response_id", "conversation", "temperature", "top_p", "max_output_tokens", "max_tool_calls", "prompt_cache_key", "safety_identifier", "service_tier", "truncation", "top_logprobs", "parallel_tool_calls", "tool_choice", "tools", "text", "store", "background", "metadata", "guardrail_violations")
+        private val KNOWN = setOf<String>("id", "object", "created_at", "completed_at", "status", "model", "output", "error", "incomplete_details", "usage", "instructions", "previous_response_id", "conversation", "temperature", "top_p", "frequency_penalty", "presence_penalty", "max_output_tokens", "max_tool_calls", "prompt_cache_key", "safety_identifier", "service_tier", "truncation", "top_logprobs", "parallel_tool_calls", "tool_choice", "tools", "text", "store", "background", "metadata", "guardrail_violations", "input")
 
         fun fromJson(json: JsonValue): ResponseObject {
             val obj = json.asObject()
@@ -3395,6 +3401,8 @@ data class ResponseObject(
                 conversation = obj.optional("conversation")?.let { it },
                 temperature = obj.optional("temperature")?.let { it.asDouble() },
                 topP = obj.optional("top_p")?.let { it.asDouble() },
+                frequencyPenalty = obj.optional("frequency_penalty")?.let { it.asDouble() },
+                presencePenalty = obj.optional("presence_penalty")?.let { it.asDouble() },
                 maxOutputTokens = obj.optional("max_output_tokens")?.let { it.asLong() },
                 maxToolCalls = obj.optional("max_tool_calls")?.let { it.asLong() },
                 promptCacheKey = obj.optional("prompt_cache_key")?.let { it.asString() },
@@ -3410,6 +3418,7 @@ data class ResponseObject(
                 background = obj.optional("background")?.let { it.asBoolean() },
                 metadata = obj.optional("metadata")?.let { it.asMap() },
                 guardrailViolations = obj.optional("guardrail_violations")?.let { it.asList().map { item -> GuardrailViolation.fromJson(item) } },
+                input = obj.optional("input")?.let { it.asList().map { item -> item.asMap() } },
                 additional = obj.fields.filterKeys { it !in KNOWN },
             )
         }
