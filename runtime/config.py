@@ -113,6 +113,43 @@ class FileIngestionParams(BaseModel):
     default_chunk_overlap_tokens: int | None = Field(default=None, ge=0)
 
 
+DEFAULT_REWRITE_PROMPT = (
+    "Expand this query with relevant synonyms and related terms. Return only the improved query, no explanations:"
+    "\n\n{query}\n\nImproved query:"
+)  # Llama Stack 0.7's RewriteQueryParams.prompt
+
+
+class RewriteQueryParams(BaseModel):
+    """The chat model that rewrites search queries (`rewrite_query: true`); Llama Stack's fields and defaults."""
+
+    model_config = ConfigDict(extra="allow")
+    model: QualifiedModel | None = None
+    prompt: str = DEFAULT_REWRITE_PROMPT
+    max_tokens: int = Field(default=100, ge=1, le=4096)
+    temperature: float = Field(default=0.3, ge=0.0, le=2.0)
+
+    @field_validator("prompt")
+    @classmethod
+    def _has_query(cls, value: str) -> str:
+        if "{query}" not in value:
+            raise ValueError("prompt must contain {query} placeholder")
+        try:
+            value.format(query="")
+        except (KeyError, IndexError, ValueError) as exc:  # other {fields}: write literal braces as {{ }}
+            raise ValueError(f"prompt is a format string with {{query}} as its only field ({exc!r})") from exc
+        return value
+
+
+class ContextualRetrievalParams(BaseModel):
+    """Contextual chunking's defaults (a chunking_strategy's `contextual` settings win); Llama Stack's fields."""
+
+    model_config = ConfigDict(extra="allow")
+    model: QualifiedModel | None = None
+    default_timeout_seconds: int = Field(default=120, ge=10)
+    default_max_concurrency: int = Field(default=3, ge=1)
+    max_document_tokens: int = Field(default=100000, ge=1000)
+
+
 class VectorStoresConfig(BaseModel):
     """Llama Stack's `vector_stores` section; the other keys (search and prompt params) are accepted."""
 
@@ -124,8 +161,10 @@ class VectorStoresConfig(BaseModel):
     # answering with their status then (Llama Stack answers once ingestion is over); what is still in
     # progress goes on in the background. 0 answers at once (`in_progress`).
     attach_wait_s: float = Field(default=5.0, ge=0, le=600)
+    rewrite_query_params: RewriteQueryParams | None = None  # None: searches cannot rewrite_query
+    contextual_retrieval_params: ContextualRetrievalParams = Field(default_factory=ContextualRetrievalParams)
 
-    @field_validator("file_ingestion_params", mode="before")
+    @field_validator("file_ingestion_params", "contextual_retrieval_params", mode="before")
     @classmethod
     def _null_is_default(cls, value: Any) -> Any:
         return {} if value is None else value

@@ -111,6 +111,40 @@ server: {port: 8321, workers: 1}
     assert parse_config(text, "cfg.yaml", environ={}).name == "starter"
 
 
+def test_llama_stack_vector_store_model_settings() -> None:
+    # Llama Stack 0.7.1 core/datatypes.py RewriteQueryParams and ContextualRetrievalParams: fields, defaults, checks.
+    text = """
+vector_stores:
+  rewrite_query_params: {model: {provider_id: llama-cpp, model_id: SmolLM2}}
+  contextual_retrieval_params: {model: {provider_id: llama-cpp, model_id: SmolLM2}, default_max_concurrency: 2}
+"""
+    section = parse_config(text, "cfg.yaml", environ={}).vector_stores
+    rewrite, contextual = section.rewrite_query_params, section.contextual_retrieval_params
+    assert rewrite is not None and rewrite.model is not None and rewrite.model.identifier == "llama-cpp/SmolLM2"
+    assert (rewrite.max_tokens, rewrite.temperature) == (100, 0.3) and rewrite.prompt.endswith("Improved query:")
+    assert contextual.model is not None and contextual.model.identifier == "llama-cpp/SmolLM2"
+    assert (contextual.default_timeout_seconds, contextual.default_max_concurrency) == (120, 2)
+    assert contextual.max_document_tokens == 100000
+    assert parse_config("vector_stores: {}", "cfg.yaml", environ={}).vector_stores.rewrite_query_params is None
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        ("rewrite_query_params: {prompt: Better words}", "prompt must contain {query} placeholder"),
+        ("rewrite_query_params: {prompt: '{query} in {lang}'}", "{query} as its only field"),
+        ("rewrite_query_params: {max_tokens: 0}", "rewrite_query_params.max_tokens"),
+        ("rewrite_query_params: {temperature: 3}", "rewrite_query_params.temperature"),
+        ("contextual_retrieval_params: {default_timeout_seconds: 5}", "default_timeout_seconds"),
+        ("contextual_retrieval_params: {max_document_tokens: 10}", "max_document_tokens"),
+    ],
+)
+def test_bad_vector_store_model_settings_are_named(section: str, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(f"vector_stores:\n  {section}\n", "cfg.yaml", environ={})
+    assert "cfg.yaml line 2: vector_stores." in str(caught.value) and message in str(caught.value)
+
+
 def test_merge_keys_apply_and_explicit_keys_win() -> None:
     text = """
 providers:
