@@ -1590,7 +1590,7 @@ class CreateVectorStoreRequest(BaseModel):
     chunking_strategy: Annotated[
         dict[str, Any] | MISSING,
         Field(
-            description="`{type: auto}` or `{type: static, static: {max_chunk_size_tokens, chunk_overlap_tokens}}`."
+            description="`{type: auto}`, `{type: static, static: {max_chunk_size_tokens, chunk_overlap_tokens}}` or (Llama Stack) `{type: contextual, contextual: {model_id, context_prompt, max_chunk_size_tokens, chunk_overlap_tokens, timeout_seconds, max_concurrency}}`: a chat model writes a context for each chunk, prepended before embedding."
         ),
     ] = MISSING
     metadata: dict[str, Any] | MISSING = MISSING
@@ -1868,7 +1868,7 @@ class AttachFileRequest(BaseModel):
     chunking_strategy: Annotated[
         dict[str, Any] | MISSING,
         Field(
-            description="`{type: auto}` or `{type: static, static: {max_chunk_size_tokens, chunk_overlap_tokens}}`."
+            description="`{type: auto}`, `{type: static, static: {max_chunk_size_tokens, chunk_overlap_tokens}}` or (Llama Stack) `{type: contextual, contextual: {model_id, context_prompt, max_chunk_size_tokens, chunk_overlap_tokens, timeout_seconds, max_concurrency}}`: a chat model writes a context for each chunk, prepended before embedding."
         ),
     ] = MISSING
 
@@ -1956,7 +1956,7 @@ class CreateFileBatchRequest(BaseModel):
     chunking_strategy: Annotated[
         dict[str, Any] | MISSING,
         Field(
-            description="`{type: auto}` or `{type: static, static: {max_chunk_size_tokens, chunk_overlap_tokens}}`."
+            description="`{type: auto}`, `{type: static, static: {max_chunk_size_tokens, chunk_overlap_tokens}}` or (Llama Stack) `{type: contextual, contextual: {model_id, context_prompt, max_chunk_size_tokens, chunk_overlap_tokens, timeout_seconds, max_concurrency}}`: a chat model writes a context for each chunk, prepended before embedding."
         ),
     ] = MISSING
 

@@ -117,6 +117,7 @@ class VectorIOApi(protocols.VectorIO):
         file_ids = given(request.file_ids, [])
         for file_id in file_ids:
             await self.files.files.provider().get(file_id)  # an unknown file fails the create, not later
+        strategy = await self.files.checked_strategy(request.chunking_strategy)  # as do bad chunking settings
         expires = given(request.expires_after)
         store_id = await self._create(
             store_id=f"vs_{uuid.uuid4().hex}",
@@ -129,7 +130,7 @@ class VectorIOApi(protocols.VectorIO):
             source="api",
         )
         for file_id in file_ids:
-            await self.files.attach(store_id, file_id, None, given(request.chunking_strategy), wait=False)
+            await self.files.attach(store_id, file_id, None, strategy, wait=False)
         await self.files.settle(store_id, file_ids)  # all together, at most attach_wait_s
         return await self._object(await self.record(store_id))
 

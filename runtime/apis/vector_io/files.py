@@ -23,7 +23,7 @@ from pydantic import MISSING
 from pocketstack._generated import models
 from pocketstack.apis.files import FilesApi
 from pocketstack.apis.inference.api import InferenceApi
-from pocketstack.apis.vector_io import ingest
+from pocketstack.apis.vector_io import contextual, ingest
 from pocketstack.core.stack import Stack
 from pocketstack.errors import BadRequestError, NotFoundError, PocketStackError
 from pocketstack.providers.vector_search import NewChunk, VectorIOProvider
@@ -41,6 +41,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 CHUNKS_PER_WRITE = 64  # embedded and stored together; cancellation is checked between writes
+CONTEXTUAL_CHUNKS_PER_WRITE = 12  # a chat call each: check for cancellation more often
+JOINT_MARGIN_TOKENS = 2  # a context and its chunk, counted word by word, may tokenize a little longer together
 MAX_ATTRIBUTES = 16
 
 
@@ -152,12 +154,39 @@ class VectorStoreFiles:
             if not missing_fails:
                 raise
             error = {"code": "server_error", "message": exc.message}
-        chunking = plain(given(strategy)) or {"type": "auto"}
+        chunking = await self.checked_strategy(strategy)
+        return NewAttachment(store_id, file_id, _attributes(attributes), chunking, int(time.time()), error)
+
+    async def checked_strategy(self, strategy: Any) -> dict[str, Any]:
+        """The chunking_strategy as stored (a contextual one with its defaults filled), or a 400 saying what is
+        wrong with it: bad sizes, or a contextual one with no chat model (given, or configured) to write contexts."""
+        chunking: dict[str, Any] = plain(given(strategy)) or {"type": "auto"}
         try:
             ingest.chunking_plan(chunking)
         except ValueError as exc:
             raise BadRequestError(f"chunking_strategy: {exc}", param="chunking_strategy") from exc
-        return NewAttachment(store_id, file_id, _attributes(attributes), chunking, int(time.time()), error)
+        if chunking.get("type") != "contextual":
+            return chunking
+        settings = contextual.parse(chunking)
+        model = settings.model(self.stack.config.vector_stores)
+        if model is None:
+            raise BadRequestError(contextual.MISSING_MODEL, param="chunking_strategy")
+        source = (
+            "chunking_strategy.contextual.model_id"
+            if settings.model_id
+            else ("vector_stores.contextual_retrieval_params.model")
+        )
+        try:
+            found = await self.vector_io.inference.models.lookup(model)
+        except NotFoundError as exc:
+            raise BadRequestError(f"{source}: {exc.message}", param="chunking_strategy") from exc
+        if found.body["model_type"] != "llm":
+            raise BadRequestError(
+                f"{source}: '{model}' is a model of type {found.body['model_type']}; contextual chunking needs an "
+                "llm (chat) model.",
+                param="chunking_strategy",
+            )
+        return settings.strategy()
 
     def enqueue(self, store_id: str, file_ids: Iterable[str]) -> None:
         for file_id in file_ids:
@@ -290,19 +319,35 @@ class VectorStoreFiles:
             message = exc.message if isinstance(exc, PocketStackError) else str(exc)
             await self._finish(store_id, file_id, "failed", 0, {"code": "invalid_file", "message": message})
             return
-        plan = ingest.chunking_plan(attached.chunking_strategy, self._auto_plan())
-        pieces, tokenizer = await _chunked(self.vector_io.inference, text, record.embedding_model, plan)
+        strategy = attached.chunking_strategy
+        situator = None
+        try:
+            if strategy.get("type") == "contextual":
+                situator = self._situator(text, contextual.parse(strategy))
+        except contextual.ContextualError as exc:
+            await self._finish(store_id, file_id, "failed", 0, {"code": "server_error", "message": str(exc)})
+            return
+        plan = ingest.chunking_plan(strategy, self._auto_plan())
+        reserve = contextual.CONTEXT_MAX_TOKENS if situator is not None else 0
+        pieces, tokenizer = await _chunked(self.vector_io.inference, text, record.embedding_model, plan, reserve)
         attributes = attached.attributes
         await provider.delete(store_id, file_id)  # a redo after a crash starts clean
-        for start in range(0, len(pieces), CHUNKS_PER_WRITE):
+        step = CONTEXTUAL_CHUNKS_PER_WRITE if situator is not None else CHUNKS_PER_WRITE
+        usage = 0
+        for start in range(0, len(pieces), step):
             if start and not await self._wanted(store_id, file_id):
                 break  # cancelled or detached meanwhile: _finish clears what was stored
-            batch = pieces[start : start + CHUNKS_PER_WRITE]
-            vectors = await self.vector_io.embed(record.embedding_model, [piece.text for piece in batch])
+            batch = pieces[start : start + step]
+            texts = [piece.text for piece in batch]
+            if situator is not None:
+                texts = await _situated(self.vector_io.inference, situator, batch, record.embedding_model)
+                if situator.tally.failed == situator.tally.total:
+                    break  # not one context yet: the verdict below fails the file without trying the rest
+            vectors = await self.vector_io.embed(record.embedding_model, texts)
             chunks = [
                 NewChunk(
                     chunk_id=f"{file_id}-{start + offset}",
-                    content=piece.text,
+                    content=content,
                     metadata=attributes
                     | {"file_id": file_id, "filename": meta.filename, "chunk_index": start + offset},
                     chunk_metadata={
@@ -317,10 +362,25 @@ class VectorStoreFiles:
                     file_id=file_id,
                     filename=meta.filename,
                 )
-                for offset, (piece, vector) in enumerate(zip(batch, vectors, strict=True))
+                for offset, (piece, content, vector) in enumerate(zip(batch, texts, vectors, strict=True))
             ]
             await provider.insert(store_id, record.embedding_dimension, chunks)
-        await self._finish(store_id, file_id, "completed", sum(len(p.text.encode()) for p in pieces), None)
+            usage += sum(len(content.encode()) for content in texts)
+        if situator is not None:
+            try:
+                situator.tally.verdict(situator.model)
+            except contextual.ContextualError as exc:
+                await self._finish(store_id, file_id, "failed", 0, {"code": "server_error", "message": str(exc)})
+                return
+        await self._finish(store_id, file_id, "completed", usage, None)
+
+    def _situator(self, document: str, settings: contextual.ContextualSettings) -> contextual.Situator:
+        config = self.stack.config.vector_stores
+        model = settings.model(config)  # checked at attach; the config may have changed since (a restart)
+        if model is None:
+            raise contextual.ContextualError(contextual.MISSING_MODEL)
+        contextual.check_document(document, config)
+        return contextual.Situator(self.vector_io.inference.openai_chat_completion, model, document, settings, config)
 
     async def _finish(
         self, store_id: str, file_id: str, status: FileStatus, usage: int, error: dict[str, str] | None
@@ -343,17 +403,45 @@ class VectorStoreFiles:
 
 
 async def _chunked(
-    inference: InferenceApi, text: str, model: str, plan: ingest.ChunkingPlan
+    inference: InferenceApi, text: str, model: str, plan: ingest.ChunkingPlan, reserve: int = 0
 ) -> tuple[list[ingest.TextChunk], str]:
-    """The text's chunks, sized in the embedding model's tokens and never over what it can embed;
-    and what counted them (the model, or the estimate)."""
+    """The text's chunks, sized in the embedding model's tokens and never over what it can embed (less
+    `reserve`, kept for a context when it would not fit otherwise); and what counted them (the model, or the
+    estimate)."""
     spans = ingest.words(text)
     vocabulary = sorted({text[a:b] for a, b in spans})
     counts = await inference.count_tokens(model, vocabulary) if vocabulary else None
     if counts is None:
         return ingest.chunk_text(text, plan), f"estimate ({ingest.ESTIMATED_TOKENS_PER_WORD} tokens per word)"
     room = counts.context_length - counts.special_tokens
+    if reserve and plan.max_tokens + reserve > room:
+        room = max(room - reserve, room // 2)
     if plan.max_tokens > room:  # e.g. auto's 800 on a 512-token encoder: windows the model can embed whole
         plan = ingest.ChunkingPlan(room, min(plan.overlap_tokens, room // 2))
     sizes = dict(zip(vocabulary, counts.counts, strict=True))
     return ingest.chunk_text(text, plan, sizes.__getitem__), model
+
+
+async def _situated(
+    inference: InferenceApi, situator: contextual.Situator, pieces: list[ingest.TextChunk], embedding_model: str
+) -> list[str]:
+    """The pieces with their contexts before them, a context cut short where the two would not fit in
+    what the embedding model can embed (contexts are counted in the chat model's tokens, not its)."""
+    contexts = await situator.contexts([piece.text for piece in pieces])
+    spans = [ingest.words(context) for context in contexts]
+    vocabulary = sorted({context[a:b] for context, found in zip(contexts, spans, strict=True) for a, b in found})
+    counts = await inference.count_tokens(embedding_model, vocabulary) if vocabulary else None
+    if counts is None:
+        return [contextual.joined(context, piece.text) for context, piece in zip(contexts, pieces, strict=True)]
+    sizes = dict(zip(vocabulary, counts.counts, strict=True))
+    room = counts.context_length - counts.special_tokens - JOINT_MARGIN_TOKENS
+    texts = []
+    for context, found, piece in zip(contexts, spans, pieces, strict=True):
+        kept, used = 0, piece.tokens
+        for a, b in found:
+            if used + sizes[context[a:b]] > room:
+                break
+            used += sizes[context[a:b]]
+            kept = b
+        texts.append(contextual.joined(context[:kept], piece.text))
+    return texts

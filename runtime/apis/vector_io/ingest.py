@@ -17,6 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
+
+from pocketstack.apis.vector_io import contextual
 
 TEXT_SUFFIXES = frozenset({".txt", ".md", ".markdown", ".rst", ".log", ".py", ".js", ".ts", ".java", ".c", ".h",
                            ".cpp", ".go", ".rs", ".sh", ".yaml", ".yml", ".toml", ".ini", ".xml", ".tex"})  # fmt: skip
@@ -105,13 +108,19 @@ class ChunkingPlan:
 AUTO = ChunkingPlan(DEFAULT_MAX_TOKENS, DEFAULT_OVERLAP_TOKENS)
 
 
-def chunking_plan(strategy: dict[str, object] | None, auto: ChunkingPlan = AUTO) -> ChunkingPlan:
-    """OpenAI's chunking_strategy: `auto` (800/400 unless configured) or `static` with its limits checked."""
+def chunking_plan(strategy: dict[str, Any] | None, auto: ChunkingPlan = AUTO) -> ChunkingPlan:
+    """OpenAI's chunking_strategy: `auto` (800/400 unless configured) or `static` with its limits checked;
+    or Llama Stack's `contextual` (its sizes, checked as Llama Stack checks them: contextual.py)."""
     if not strategy or strategy.get("type") == "auto":
         return auto
+    if strategy.get("type") == "contextual":
+        settings = contextual.parse(strategy)
+        return ChunkingPlan(settings.max_chunk_size_tokens, settings.chunk_overlap_tokens)
     if strategy.get("type") != "static" or not isinstance(strategy.get("static"), dict):
-        raise ValueError("chunking_strategy is {type: auto} or {type: static, static: {...}}")
-    static: dict[str, object] = strategy["static"]  # type: ignore[assignment]
+        raise ValueError(
+            "chunking_strategy is {type: auto}, {type: static, static: {...}} or {type: contextual, contextual: {...}}"
+        )
+    static: dict[str, object] = strategy["static"]
     size, overlap = static.get("max_chunk_size_tokens", 800), static.get("chunk_overlap_tokens", 400)
     if not isinstance(size, int) or not 100 <= size <= 4096:
         raise ValueError("max_chunk_size_tokens must be an integer from 100 to 4096")

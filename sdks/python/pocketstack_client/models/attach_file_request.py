@@ -23,8 +23,10 @@ class AttachFileRequest:
     Attributes:
         file_id (str):
         attributes (AttachFileRequestAttributes | Unset): Up to 16 keys; strings, numbers or booleans.
-        chunking_strategy (AttachFileRequestChunkingStrategy | Unset): `{type: auto}` or `{type: static, static:
-            {max_chunk_size_tokens, chunk_overlap_tokens}}`.
+        chunking_strategy (AttachFileRequestChunkingStrategy | Unset): `{type: auto}`, `{type: static, static:
+            {max_chunk_size_tokens, chunk_overlap_tokens}}` or (Llama Stack) `{type: contextual, contextual: {model_id,
+            context_prompt, max_chunk_size_tokens, chunk_overlap_tokens, timeout_seconds, max_concurrency}}`: a chat model
+            writes a context for each chunk, prepended before embedding.
     """
 
     file_id: str

@@ -25,8 +25,10 @@ class CreateVectorStoreRequest:
         name (str | Unset):
         file_ids (list[str] | Unset):
         expires_after (VectorStoreExpiresAfter | Unset):
-        chunking_strategy (CreateVectorStoreRequestChunkingStrategy | Unset): `{type: auto}` or `{type: static, static:
-            {max_chunk_size_tokens, chunk_overlap_tokens}}`.
+        chunking_strategy (CreateVectorStoreRequestChunkingStrategy | Unset): `{type: auto}`, `{type: static, static:
+            {max_chunk_size_tokens, chunk_overlap_tokens}}` or (Llama Stack) `{type: contextual, contextual: {model_id,
+            context_prompt, max_chunk_size_tokens, chunk_overlap_tokens, timeout_seconds, max_concurrency}}`: a chat model
+            writes a context for each chunk, prepended before embedding.
         metadata (CreateVectorStoreRequestMetadata | Unset):
         embedding_model (str | Unset): Llama Stack extra: the embedding model (default: the config's, else the built-
             in).

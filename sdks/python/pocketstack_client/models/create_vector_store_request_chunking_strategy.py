@@ -12,7 +12,11 @@ T = TypeVar("T", bound="CreateVectorStoreRequestChunkingStrategy")
 
 @_attrs_define
 class CreateVectorStoreRequestChunkingStrategy:
-    """`{type: auto}` or `{type: static, static: {max_chunk_size_tokens, chunk_overlap_tokens}}`."""
+    """`{type: auto}`, `{type: static, static: {max_chunk_size_tokens, chunk_overlap_tokens}}` or (Llama Stack) `{type:
+    contextual, contextual: {model_id, context_prompt, max_chunk_size_tokens, chunk_overlap_tokens, timeout_seconds,
+    max_concurrency}}`: a chat model writes a context for each chunk, prepended before embedding.
+
+    """
 
     additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
 

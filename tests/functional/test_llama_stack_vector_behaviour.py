@@ -1,0 +1,251 @@
+"""Vector stores where Llama Stack 0.7.1 goes beyond OpenAI: contextual chunking, query rewriting, and what its
+search pages say. Each test goes through the official clients and names the Llama Stack source it pins (issue 16).
+The scripted model (tests/support/scripted.py) plays the chat model, so what it writes is known."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import llama_stack_client
+import openai
+import pytest
+from aiohttp.test_utils import TestClient
+
+from pocketstack.apis.vector_io import contextual
+from pocketstack.app import create_app
+from tests.support.config import CHAT_MODEL, edge_providers_with, edge_with
+from tests.support.errors import assert_error_shape
+from tests.support.scripted import scripted_entry
+
+CHAT = {"model_id": "scripted/chat", "provider_id": "scripted", "provider_model_id": "chat", "model_type": "llm"}
+CONTEXTUAL: Any = {"type": "contextual", "contextual": {}}  # the OpenAI client's types know auto and static only
+CONFIGURED = {"provider_id": "scripted", "model_id": "chat"}  # a QualifiedModel naming CHAT
+DOCUMENT = "The lighthouse keeper logs every ship that passes the northern reef at night."
+CONTEXT = "From the harbour chronicle, about maritime safety."
+# Llama Stack 0.7.1 llama_stack_api/vector_io/models.py DEFAULT_CONTEXT_PROMPT, split where the chunk goes
+# (providers/utils/memory/openai_vector_store_mixin.py _execute_contextual_chunk_transformation).
+SYSTEM = f"<document>\n{DOCUMENT}\n</document>\nHere is the chunk we want to situate within the whole document\n<chunk>"
+USER = (
+    f"{DOCUMENT}\n</chunk>\n"
+    "Please give a short succinct description to situate this chunk of text within the overall document "
+    "for the purposes of improving search retrieval of the chunk. "
+    "Answer only with the succinct description and nothing else."
+)
+
+
+async def _server(
+    aiohttp_client: Callable[..., Any], vector_stores: dict[str, Any] | None = None, **scripted: Any
+) -> TestClient[Any, Any]:
+    llama_cpp = edge_providers_with()["inference"]
+    config = edge_with(
+        providers=edge_providers_with(inference=[*llama_cpp, scripted_entry(**scripted)]),
+        registered_resources={"models": [CHAT]},
+        vector_stores=vector_stores or {},
+    )
+    return await aiohttp_client(create_app(config))  # type: ignore[no-any-return]
+
+
+def _oai(server: TestClient[Any, Any]) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=str(server.make_url("/v1")), api_key="unused", max_retries=0)
+
+
+async def _store(oai: openai.AsyncOpenAI, embedding: str) -> str:
+    return (await oai.vector_stores.create(name="harbour", extra_body={"embedding_model": embedding})).id
+
+
+async def _upload(oai: openai.AsyncOpenAI, text: str, name: str = "log.txt") -> str:
+    return (await oai.files.create(file=(name, text.encode()), purpose="assistants")).id
+
+
+def _message(error: openai.APIStatusError | llama_stack_client.APIStatusError) -> str:
+    assert isinstance(error.body, dict)
+    return str(assert_error_shape({"error": error.body.get("error", error.body)})["message"])
+
+
+async def test_contextual_chunking_prepends_the_models_context_to_each_chunk(
+    aiohttp_client: Callable[..., Any], stored_embedding: str, scripted: list[Any]
+) -> None:
+    # openai_vector_store_mixin.py openai_attach_file_to_vector_store + _execute_contextual_chunk_transformation:
+    # the configured model (vector_stores.contextual_retrieval_params.model) gets the document as a system message
+    # and the chunk as a user message (temperature 0, 256 tokens); the chunk becomes f"{context}\n\n{chunk}" before
+    # it is embedded. The file's chunking_strategy is the whole contextual config, its defaults filled.
+    section = {"contextual_retrieval_params": {"model": CONFIGURED}}
+    server = await _server(aiohttp_client, section, replies={USER: f"  {CONTEXT}\n"})
+    async with _oai(server) as oai:
+        store_id = await _store(oai, stored_embedding)
+        file_id = await _upload(oai, DOCUMENT)
+        attached = await oai.vector_stores.files.create_and_poll(
+            file_id=file_id,
+            vector_store_id=store_id,
+            chunking_strategy=CONTEXTUAL,
+            poll_interval_ms=50,
+        )
+        assert attached.status == "completed", attached.last_error
+        assert attached.chunking_strategy is not None
+        assert attached.chunking_strategy.model_dump()["contextual"] == {
+            "model_id": None,
+            "context_prompt": contextual.DEFAULT_CONTEXT_PROMPT,
+            "max_chunk_size_tokens": 700,
+            "chunk_overlap_tokens": 400,
+            "timeout_seconds": None,
+            "max_concurrency": None,
+        }
+        (asked,) = scripted
+        assert asked.model == "scripted/chat" and (asked.temperature, asked.max_tokens) == (0.0, 256)
+        assert [(m.role, m.content) for m in asked.messages] == [("system", SYSTEM), ("user", USER)]
+        content = await oai.vector_stores.files.content(file_id, vector_store_id=store_id)
+        assert [part.text for part in content.data] == [f"{CONTEXT}\n\n{DOCUMENT}"]
+        # the context is searchable: "chronicle" is in it, not in the file
+        found = await oai.vector_stores.search(store_id, query="chronicle", extra_body={"search_mode": "keyword"})
+        assert [hit.file_id for hit in found.data] == [file_id]
+        # internal calls are not stored chat completions
+        assert (await oai.chat.completions.list()).data == []
+
+
+async def test_contextual_chunking_takes_the_model_from_the_request(
+    aiohttp_client: Callable[..., Any], stored_embedding: str, scripted: list[Any]
+) -> None:
+    # VectorStoreChunkingStrategyContextualConfig.model_id wins over the config's default; file batches and
+    # store creation take the strategy too (mixin _process_files_with_concurrency).
+    server = await _server(aiohttp_client, replies={USER: CONTEXT})
+    strategy: Any = {"type": "contextual", "contextual": {"model_id": "scripted/chat", "max_concurrency": 2}}
+    async with _oai(server) as oai:
+        file_id = await _upload(oai, DOCUMENT)
+        store = await oai.vector_stores.create(
+            name="at creation",
+            file_ids=[file_id],
+            chunking_strategy=strategy,
+            extra_body={"embedding_model": stored_embedding},
+        )
+        other = await _store(oai, stored_embedding)
+        batch = await oai.vector_stores.file_batches.create_and_poll(
+            vector_store_id=other,
+            file_ids=[file_id],
+            chunking_strategy=strategy,
+            poll_interval_ms=50,
+        )
+        assert batch.file_counts.completed == 1
+        for store_id in (store.id, other):
+            attached = await oai.vector_stores.files.retrieve(file_id, vector_store_id=store_id)
+            assert attached.status == "completed"
+            content = await oai.vector_stores.files.content(file_id, vector_store_id=store_id)
+            assert [part.text for part in content.data] == [f"{CONTEXT}\n\n{DOCUMENT}"]
+        assert {request.model for request in scripted} == {"scripted/chat"}
+
+
+async def test_contextual_chunking_with_the_built_in_chat_model(
+    aiohttp_client: Callable[..., Any], stored_embedding: str
+) -> None:
+    # The same through llama.cpp: SmolLM2 writes the context, MiniLM embeds context and chunk together.
+    server = await aiohttp_client(create_app(edge_with()))
+    strategy: Any = {"type": "contextual", "contextual": {"model_id": CHAT_MODEL}}
+    async with _oai(server) as oai:
+        store_id = await _store(oai, stored_embedding)
+        file_id = await _upload(oai, DOCUMENT)
+        attached = await oai.vector_stores.files.create_and_poll(
+            file_id=file_id, vector_store_id=store_id, chunking_strategy=strategy, poll_interval_ms=100
+        )
+        assert attached.status == "completed", attached.last_error
+        (chunk,) = (await oai.vector_stores.files.content(file_id, vector_store_id=store_id)).data
+        context, _, text = str(chunk.text).rpartition("\n\n")
+        assert text == DOCUMENT and context.strip()
+
+
+@pytest.mark.parametrize(
+    ("settings", "fragment"),
+    [
+        ({}, "configure a default in contextual_retrieval_params.model"),  # no model given nor configured
+        ({"model_id": ""}, "contextual.model_id"),
+        ({"model_id": "scripted/chat", "max_chunk_size_tokens": 50}, "max_chunk_size_tokens"),
+        ({"model_id": "scripted/chat", "chunk_overlap_tokens": 700}, "less than max_chunk_size_tokens"),
+        ({"model_id": "scripted/chat", "timeout_seconds": 0}, "timeout_seconds"),
+        ({"model_id": "scripted/chat", "max_concurrency": 0}, "max_concurrency"),
+        ({"model_id": "scripted/chat", "context_prompt": "{{CHUNK_CONTENT}}"}, "{{WHOLE_DOCUMENT}} placeholder"),
+        ({"model_id": "scripted/chat", "context_prompt": "{{CHUNK_CONTENT}} {{WHOLE_DOCUMENT}}"}, "before"),
+        ({"model_id": "nope/nope"}, "Model 'nope/nope' not found"),
+    ],
+)
+async def test_contextual_settings_are_checked_up_front(
+    aiohttp_client: Callable[..., Any],
+    stored_embedding: str,
+    scripted: list[Any],
+    settings: dict[str, Any],
+    fragment: str,
+) -> None:
+    # VectorStoreChunkingStrategyContextualConfig's validators, and the mixin's "model_id is required" ValueError
+    # (a 400, llama_stack/core/exceptions/mapping.py): on attach, on file batches and on store creation alike.
+    server = await _server(aiohttp_client)
+    strategy: Any = {"type": "contextual", "contextual": settings}
+    async with _oai(server) as oai:
+        store_id = await _store(oai, stored_embedding)
+        file_id = await _upload(oai, DOCUMENT)
+        calls = [
+            oai.vector_stores.files.create(vector_store_id=store_id, file_id=file_id, chunking_strategy=strategy),
+            oai.vector_stores.file_batches.create(store_id, file_ids=[file_id], chunking_strategy=strategy),
+            oai.vector_stores.create(
+                file_ids=[file_id],
+                chunking_strategy=strategy,
+                extra_body={"embedding_model": stored_embedding},
+            ),
+        ]
+        for call in calls:
+            with pytest.raises(openai.BadRequestError) as refused:
+                await call
+            assert fragment in _message(refused.value)
+        assert [store.id for store in (await oai.vector_stores.list()).data] == [store_id]
+        assert (await oai.vector_stores.files.list(store_id)).data == []
+    assert scripted == []
+
+
+async def test_a_refused_chunking_strategy_leaves_no_store_behind(
+    aiohttp_client: Callable[..., Any], stored_embedding: str
+) -> None:
+    # Bug: creating a store with file_ids and bad static chunking answered 400 after the store was made.
+    server = await aiohttp_client(create_app(edge_with()))
+    async with _oai(server) as oai:
+        file_id = await _upload(oai, DOCUMENT)
+        with pytest.raises(openai.BadRequestError) as refused:
+            await oai.vector_stores.create(
+                file_ids=[file_id],
+                chunking_strategy={
+                    "type": "static",
+                    "static": {"max_chunk_size_tokens": 50, "chunk_overlap_tokens": 0},
+                },
+                extra_body={"embedding_model": stored_embedding},
+            )
+        assert "max_chunk_size_tokens" in _message(refused.value)
+        assert (await oai.vector_stores.list()).data == []
+
+
+async def test_a_file_fails_when_no_chunk_gets_a_context(
+    aiohttp_client: Callable[..., Any], stored_embedding: str, scripted: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # _execute_contextual_chunk_transformation: every chunk failed (here: timed out), every context empty, or the
+    # document over contextual_retrieval_params.max_document_tokens (len // 4) -> the file is failed, server_error.
+    monkeypatch.setattr(contextual, "RETRIES", 0)
+    long_text = "harbour " * 600
+    silent = USER.replace(DOCUMENT, "Nothing to say about this.")
+    slow = USER.replace(DOCUMENT, "A slow tide.")
+    section = {"contextual_retrieval_params": {"model": CONFIGURED, "max_document_tokens": 1000}}
+    server = await _server(aiohttp_client, section, replies={silent: ""}, slow={slow: 30})
+    strategy: Any = {"type": "contextual", "contextual": {"timeout_seconds": 1}}
+    async with _oai(server) as oai:
+        store_id = await _store(oai, stored_embedding)
+        expected = {
+            "A slow tide.": "Failed to contextualize any chunks for model scripted/chat",
+            "Nothing to say about this.": "Failed to generate context using model scripted/chat: empty context for all",
+            long_text: "Failed to process document for contextual retrieval: size (~1200 tokens) exceeds maximum "
+            "allowed (1000 tokens)",
+        }
+        for text, message in expected.items():
+            file_id = await _upload(oai, text)
+            attached = await oai.vector_stores.files.create_and_poll(
+                file_id=file_id,
+                vector_store_id=store_id,
+                chunking_strategy=strategy,
+                poll_interval_ms=50,
+            )
+            assert attached.status == "failed" and attached.last_error is not None
+            assert attached.last_error.code == "server_error" and attached.last_error.message.startswith(message)
+            assert (await oai.vector_stores.files.content(file_id, vector_store_id=store_id)).data == []
