@@ -1701,7 +1701,12 @@ class SearchVectorStoreRequest(BaseModel):
     ] = MISSING
     max_num_results: Annotated[int, Field(ge=1, le=50)] = 10
     ranking_options: SearchRankingOptions | MISSING = MISSING
-    rewrite_query: bool = False
+    rewrite_query: Annotated[
+        bool,
+        Field(
+            description="A chat model (the run config's `vector_stores.rewrite_query_params.model`) rewrites the query first; `search_query` shows the rewritten query."
+        ),
+    ] = False
     search_mode: SearchVectorStoreRequestSearchMode = (
         SearchVectorStoreRequestSearchMode.vector
     )

@@ -32,6 +32,8 @@ USER = (
     "for the purposes of improving search retrieval of the chunk. "
     "Answer only with the succinct description and nothing else."
 )
+# core/datatypes.py RewriteQueryParams.prompt
+REWRITE = "Expand this query with relevant synonyms and related terms. Return only the improved query, no explanations:\n\n{query}\n\nImproved query:"  # noqa: E501
 
 
 async def _server(
@@ -249,3 +251,42 @@ async def test_a_file_fails_when_no_chunk_gets_a_context(
             assert attached.status == "failed" and attached.last_error is not None
             assert attached.last_error.code == "server_error" and attached.last_error.message.startswith(message)
             assert (await oai.vector_stores.files.content(file_id, vector_store_id=store_id)).data == []
+
+
+async def test_rewrite_query_searches_what_the_model_wrote(
+    aiohttp_client: Callable[..., Any], stored_embedding: str, scripted: list[Any]
+) -> None:
+    # core/routers/vector_io.py _rewrite_query_for_search: rewrite_query_params.prompt.format(query=...) as one user
+    # message, its max_tokens (100) and temperature (0.3); the provider is asked the rewritten query, and the page's
+    # search_query is that query (the mixin answers search_query=[request.query]).
+    section = {"rewrite_query_params": {"model": CONFIGURED}}
+    server = await _server(aiohttp_client, section, replies={REWRITE.format(query="boat night"): " reef ship\n"})
+    async with _oai(server) as oai:
+        store_id = await _store(oai, stored_embedding)
+        file_id = await _upload(oai, DOCUMENT)
+        await oai.vector_stores.files.create_and_poll(file_id=file_id, vector_store_id=store_id, poll_interval_ms=50)
+        page = await oai.vector_stores.search(
+            store_id, query=["boat", "night"], rewrite_query=True, extra_body={"search_mode": "keyword"}
+        )
+        assert page.model_extra is not None and page.model_extra["search_query"] == ["reef ship"]
+        assert [hit.file_id for hit in page.data] == [file_id]  # "boat" alone is not in the file
+        (asked,) = scripted
+        assert asked.model == "scripted/chat" and (asked.max_tokens, asked.temperature) == (100, 0.3)
+        assert [(m.role, m.content) for m in asked.messages] == [("user", REWRITE.format(query="boat night"))]
+        plain = await oai.vector_stores.search(store_id, query="boat")
+        assert plain.model_extra is not None and plain.model_extra["search_query"] == ["boat"]
+        assert len(scripted) == 1
+
+
+async def test_rewrite_query_without_a_configured_model_is_refused(
+    aiohttp_client: Callable[..., Any], stored_embedding: str
+) -> None:
+    # _rewrite_query_for_search raises ValueError("Query rewriting is not available") -> 400.
+    server = await aiohttp_client(create_app(edge_with()))
+    async with _oai(server) as oai:
+        store_id = await _store(oai, stored_embedding)
+        with pytest.raises(openai.BadRequestError) as refused:
+            await oai.vector_stores.search(store_id, query="ship", rewrite_query=True)
+        message = _message(refused.value)
+        assert message.startswith("Query rewriting is not available")
+        assert "vector_stores.rewrite_query_params.model" in message

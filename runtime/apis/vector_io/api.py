@@ -261,6 +261,9 @@ class VectorIOApi(protocols.VectorIO):
         raw = plain(request.query)
         queries = [raw] if isinstance(raw, str) else list(raw)
         text = " ".join(queries)
+        if given(request.rewrite_query, False):
+            text = await self._rewritten(text)
+            queries = [text]  # the answer's search_query is what was searched (Llama Stack's router)
         options = given(request.ranking_options)
         hits = await self._search(
             record,
@@ -281,6 +284,44 @@ class VectorIOApi(protocols.VectorIO):
             for hit in hits
         ]
         return models.VectorStoreSearchResponsePage(search_query=queries, data=data, has_more=False, next_page=None)
+
+    async def _rewritten(self, query: str) -> str:
+        """The query as the configured chat model rewrites it (Llama Stack's core/routers/vector_io.py
+        _rewrite_query_for_search: its prompt, one user message, max_tokens and temperature from the config)."""
+        params = self.stack.config.vector_stores.rewrite_query_params
+        if params is None or params.model is None:
+            raise BadRequestError(
+                "Query rewriting is not available: configure vector_stores.rewrite_query_params.model in the run "
+                "config.",
+                param="rewrite_query",
+            )
+        chat = models.ChatCompletionRequest.model_validate(
+            {
+                "model": params.model.identifier,
+                "messages": [{"role": "user", "content": params.prompt.format(query=query)}],
+                "max_tokens": params.max_tokens,
+                "temperature": params.temperature,
+                "stream": False,
+                "store": False,  # internal calls stay out of the stored chat completions
+            }
+        )
+        try:
+            answer = await self.inference.openai_chat_completion(chat)
+        except PocketStackError as exc:  # the request was fine, the server's setting or model was not: a 5xx
+            failed = PocketStackError(
+                f"Query rewrite failed: {params.model.identifier} (vector_stores.rewrite_query_params.model): "
+                f"{exc.message}",
+                code="query_rewrite_failed",
+            )
+            failed.status = max(exc.status, 500)  # a busy or unreachable model keeps its 503 / 504
+            raise failed from exc
+        content = answer.choices[0].message.content if isinstance(answer, models.ChatCompletion) else None
+        rewritten = content.strip() if isinstance(content, str) else ""
+        if not rewritten:
+            raise PocketStackError(
+                f"Query rewrite failed: {params.model.identifier} answered with no text.", code="query_rewrite_failed"
+            )
+        return rewritten
 
     async def _search(
         self, record: StoredVectorStore, text: str, *, mode: str, k: int, where: Any, options: Any

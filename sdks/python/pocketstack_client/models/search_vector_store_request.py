@@ -27,7 +27,8 @@ class SearchVectorStoreRequest:
             value}`) or compound (`{type: and|or, filters}`) filter on attributes.
         max_num_results (int | Unset):  Default: 10.
         ranking_options (SearchRankingOptions | Unset):
-        rewrite_query (bool | Unset):  Default: False.
+        rewrite_query (bool | Unset): A chat model (the run config's `vector_stores.rewrite_query_params.model`)
+            rewrites the query first; `search_query` shows the rewritten query. Default: False.
         search_mode (SearchVectorStoreRequestSearchMode | Unset):  Default: SearchVectorStoreRequestSearchMode.VECTOR.
     """
 
