@@ -290,3 +290,42 @@ async def test_rewrite_query_without_a_configured_model_is_refused(
         message = _message(refused.value)
         assert message.startswith("Query rewriting is not available")
         assert "vector_stores.rewrite_query_params.model" in message
+
+
+async def test_search_answers_one_page(aiohttp_client: Callable[..., Any], stored_embedding: str) -> None:
+    # openai_vector_store_mixin.py openai_search_vector_store: has_more=False, next_page=None, always (OpenAI's
+    # search request has no cursor to ask for a next page with); max_num_results cuts the list.
+    server = await aiohttp_client(create_app(edge_with()))
+    async with _oai(server) as oai:
+        store_id = await _store(oai, stored_embedding)
+        response = await server.post(
+            "/v1/vector-io/insert",
+            json={"vector_store_id": store_id, "chunks": [{"content": f"Ship number {i} passed."} for i in range(3)]},
+        )
+        assert response.status == 204
+        page = await oai.vector_stores.search(store_id, query="ship", max_num_results=1)
+        assert len(page.data) == 1 and not page.has_next_page()
+        assert page.model_extra is not None and (page.model_extra["has_more"], page.model_extra["next_page"]) == (
+            False,
+            None,
+        )
+        assert (
+            len([hit async for hit in await oai.vector_stores.search(store_id, query="ship", max_num_results=1)]) == 1
+        )
+
+
+async def test_inserted_chunks_take_a_ttl_and_are_served(
+    aiohttp_client: Callable[..., Any], stored_embedding: str
+) -> None:
+    # core/routers/vector_io.py insert_chunks logs ttl_seconds and hands the request on; no provider in 0.7.1
+    # (faiss, sqlite-vec, ..., infinispan) reads it: the chunks are kept and served like any other.
+    server = await aiohttp_client(create_app(edge_with()))
+    async with _oai(server) as oai:
+        store_id = await _store(oai, stored_embedding)
+    chunk = {"content": DOCUMENT, "metadata": {"document_id": "log"}}
+    response = await server.post(
+        "/v1/vector-io/insert", json={"vector_store_id": store_id, "chunks": [chunk], "ttl_seconds": 60}
+    )
+    assert response.status == 204
+    answer = await server.post("/v1/vector-io/query", json={"vector_store_id": store_id, "query": "reef"})
+    assert [c["content"] for c in (await answer.json())["chunks"]] == [DOCUMENT]
