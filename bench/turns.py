@@ -82,7 +82,7 @@ def _tagged(text: str, tag: str) -> str:
 def response_turn(client: Any, model: str, conversation: str, text: str, max_tokens: int) -> Turn:
     started = time.perf_counter()
     first = last = completed = None
-    said, final = "", None
+    said, final, kinds = "", None, []
     stream = client.responses.create(
         model=model,
         conversation=conversation,
@@ -93,6 +93,7 @@ def response_turn(client: Any, model: str, conversation: str, text: str, max_tok
     )
     for event in stream:
         now = time.perf_counter() - started
+        kinds.append(event.type)
         if event.type == "response.output_text.delta":
             first = now if first is None else first
             last = now
@@ -103,7 +104,7 @@ def response_turn(client: Any, model: str, conversation: str, text: str, max_tok
             raise RuntimeError(f"the response failed: {event}")
     end = time.perf_counter() - started
     if final is None or first is None or last is None or completed is None:
-        raise RuntimeError("the stream ended without an answer")
+        raise RuntimeError(f"the stream ended without an answer: {kinds} {final}")
     usage = final.usage
     details = usage.input_tokens_details if usage else None
     return Turn(
