@@ -15,7 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from pocketstack.security.config import CorsConfig, cors_of
+from pocketstack.security.config import CorsConfig, OutboundConfig, cors_of
 
 DEFAULT_PORT = 8321
 HOME_ENV = "POCKETSTACK_HOME"
@@ -234,6 +234,8 @@ class ServerConfig(_Strict):
     # loopback, any name beyond), and whether it may listen beyond loopback with no authentication.
     allowed_hosts: list[str] | None = None
     allow_unauthenticated: bool = False
+    # PocketStack's own: where URLs a user supplies (MCP servers...) may lead (security/config.py).
+    outbound: OutboundConfig = Field(default_factory=OutboundConfig)
 
     @property
     def cors_config(self) -> CorsConfig | None:

@@ -26,7 +26,10 @@ MCP_PROVIDER = "remote::model-context-protocol"
 
 
 def _spec(resource: Resource) -> ToolGroupSpec:
-    return ToolGroupSpec(resource.identifier, resource.body.get("mcp_endpoint"), resource.body.get("args") or {})
+    trusted = resource.source == "config"  # the operator's URL and args, as written; the API's are guarded
+    return ToolGroupSpec(
+        resource.identifier, resource.body.get("mcp_endpoint"), resource.body.get("args") or {}, trusted
+    )
 
 
 def _group(resource: Resource) -> models.ToolGroup:
@@ -86,7 +89,7 @@ class ToolsApi(protocols.ToolGroups, protocols.ToolRuntime):
             raise BadRequestError("An MCP tool group needs mcp_endpoint {uri}.", param="mcp_endpoint")
         # args the provider could never use are refused here, not at every call
         cast(ToolRuntimeProvider, instance.impl).check_group(
-            ToolGroupSpec(group.toolgroup_id, endpoint, group.args or {})
+            ToolGroupSpec(group.toolgroup_id, endpoint, group.args or {}, trusted=source == "config")
         )
         body: dict[str, Any] = {"mcp_endpoint": endpoint, "args": group.args}
         return Resource(TOOL_GROUP.type, group.toolgroup_id, group.provider_id, group.toolgroup_id, source, 0, body)
@@ -144,6 +147,8 @@ class ToolsApi(protocols.ToolGroups, protocols.ToolRuntime):
             args=given(request.args),
         )
         resource = self._build(group, "api")
+        if endpoint is not None and self._instance(group.provider_id).config.provider_type == MCP_PROVIDER:
+            await self.stack.outbound.check(endpoint.uri, param="mcp_endpoint")  # a user's URL: refused here
         await self.table.add(resource)
 
     async def get_tool_group(self, request: models.GetToolGroupRequest) -> models.ToolGroup:
@@ -181,7 +186,7 @@ class ToolsApi(protocols.ToolGroups, protocols.ToolRuntime):
                 raise BadRequestError(
                     f"mcp_endpoint needs a {MCP_PROVIDER} provider in this distribution.", param="mcp_endpoint"
                 )
-            provider_id, _ = found
+            provider_id, _ = found  # (a user's URL: the provider has the outbound guard check it)
             ad_hoc = Resource(TOOL_GROUP.type, endpoint, provider_id, endpoint, "api", 0, {"mcp_endpoint": endpoint})
             return models.ListToolDefsResponse(data=await self.tools_of(ad_hoc))
         wanted = given(request.tool_group_id)

@@ -15,6 +15,7 @@ from pocketstack.core.registry import Registry
 from pocketstack.core.resources import ResourceKind, ResourceTable
 from pocketstack.providers import PROVIDERS, ProviderSpec
 from pocketstack.providers.base import Provider, ProviderContext, Routers
+from pocketstack.security.outbound import OutboundGuard
 from pocketstack.storage import Database, open_database
 
 log = logging.getLogger(__name__)
@@ -105,6 +106,7 @@ class Stack:
         self._database: Database | None = None
         self._registry: Registry | None = None
         self.routers = Routers()
+        self.outbound = OutboundGuard(config.server.outbound)  # what a user's URL may reach
 
     @property
     def database(self) -> Database:
@@ -133,7 +135,9 @@ class Stack:
         """Build and initialize every provider; on failure the ones started are shut down again."""
         home = pocketstack_home()
         for provider_id, plan in self.plans.items():
-            context = ProviderContext(provider_id=provider_id, home=home, database=self.database, routers=self.routers)
+            context = ProviderContext(
+                provider_id=provider_id, home=home, database=self.database, routers=self.routers, outbound=self.outbound
+            )
             impl = plan.spec.create(plan.settings, context)
             instance = ProviderInstance(plan.api, plan.config, plan.spec, plan.settings, impl)
             self.providers[provider_id] = instance

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pydantic import BaseModel
 
+from pocketstack.security.outbound import OutboundGuard
+
 if TYPE_CHECKING:  # the generated models load with the APIs, after the server listens
     from pocketstack._generated import models
     from pocketstack._generated.protocols import Inference, Models, VectorIO
@@ -76,6 +78,7 @@ class ProviderContext:
     home: Path
     database: Database | None = None  # the state database (open before providers start)
     routers: Routers = field(default_factory=Routers)
+    outbound: OutboundGuard = field(default_factory=OutboundGuard)  # for URLs a user supplies
 
 
 class Provider(Protocol):

@@ -20,6 +20,9 @@ class ToolGroupSpec:
     toolgroup_id: str
     mcp_endpoint: str | None = None
     args: dict[str, Any] = field(default_factory=dict)
+    # Written by the operator in the run config (its URL trusted as written); False for a group
+    # registered through the API, or a URL a request names (the outbound guard checks those).
+    trusted: bool = False
 
 
 @dataclass(frozen=True)

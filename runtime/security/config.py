@@ -54,3 +54,31 @@ def cors_of(value: bool | CorsConfig | dict[str, Any] | None) -> CorsConfig | No
             allow_headers=["Content-Type", "Authorization", "X-Requested-With"],
         )
     return value if isinstance(value, CorsConfig) else CorsConfig.model_validate(value)
+
+
+class OutboundConfig(BaseModel):
+    """PocketStack's own `server.outbound`: where the URLs a user supplies (MCP servers...) may lead.
+
+    By default the server reaches only public addresses for a user: loopback, link-local (the cloud
+    metadata address too), private, unspecified, multicast and reserved ones are refused. `allow`
+    lists what the operator lets through besides: a host name (`mcp.internal`, `*.corp.example`),
+    an address or network (`10.1.2.3`, `192.168.0.0/16`, `::1`), a URL prefix
+    (`http://127.0.0.1:8000/mcp`: that server, under that path, whatever it resolves to), or `*`.
+    URLs the operator writes in the run config (remote providers, registered tool groups) are
+    trusted as written and need no entry.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    allow: list[str] = Field(default_factory=list)
+    max_response_bytes: int = Field(default=16 * 1024 * 1024, gt=0, description="bytes one outbound exchange may read")
+    timeout_s: float = Field(default=30.0, gt=0, description="deadline of one outbound exchange")
+
+    @field_validator("allow")
+    @classmethod
+    def _entries_parse(cls, value: list[str]) -> list[str]:
+        from pocketstack.security.outbound import parse_allow_entry  # (the parser lives with the guard)
+
+        for entry in value:
+            parse_allow_entry(entry)  # ValueError names the entry
+        return value

@@ -29,7 +29,7 @@ from pocketstack_client.streaming import astream_create_agent_turn
 from pocketstack._generated import models
 from pocketstack.app import create_app
 from pocketstack.config import StackConfig
-from tests.support.config import CHAT_MODEL, edge_providers_with, edge_with
+from tests.support.config import CHAT_MODEL, edge_providers_with, edge_with, server_allowing
 from tests.support.documents import store_of
 from tests.support.errors import assert_error_shape
 from tests.support.scripted import CHAT, scripted_entry
@@ -60,6 +60,7 @@ def _config() -> StackConfig:
             "shields": [{"shield_id": "pii", "provider_id": "pii"}],
             "tool_groups": [{"toolgroup_id": "builtin::rag", "provider_id": "file-search"}],
         },
+        server=server_allowing("127.0.0.1"),  # the MCP server (test_an_mcp_tool_group...) listens there
     )
 
 

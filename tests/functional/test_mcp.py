@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestClient
 
 from pocketstack._generated import models
 from pocketstack.app import create_app
-from tests.support.config import edge_providers_with, edge_with
+from tests.support.config import edge_providers_with, edge_with, server_allowing
 from tests.support.process import free_port
 from tests.support.scripted import CHAT, scripted_entry
 
@@ -27,6 +27,7 @@ async def server(
     config = edge_with(
         providers=edge_providers_with(inference=[scripted_entry(calls=CALLS)]),
         registered_resources={"models": [CHAT], "shields": []},
+        server=server_allowing("127.0.0.1"),  # the MCP server listens there
     )
     return await aiohttp_client(create_app(config))  # type: ignore[no-any-return]
 

@@ -22,7 +22,7 @@ from pocketstack._generated import models
 from pocketstack.apis.tools import ToolsApi
 from pocketstack.app import STACK, create_app
 from pocketstack.web.context import provider_data
-from tests.support.config import edge_providers_with, edge_with
+from tests.support.config import edge_providers_with, edge_with, server_allowing
 from tests.support.documents import store_of
 from tests.support.errors import assert_error_shape
 from tests.support.items import first_text
@@ -99,6 +99,7 @@ async def server(
                 {"toolgroup_id": "web::brave", "provider_id": "brave"},
             ],
         },
+        server=server_allowing("127.0.0.1"),  # the MCP server listens there
     )
     return await aiohttp_client(create_app(config))  # type: ignore[no-any-return]
 

@@ -28,8 +28,9 @@ from typing import Any
 
 CHAT_MODEL = "llama-cpp/SmolLM2-135M-Instruct"
 EMBEDDING_MODEL = "llama-cpp/all-MiniLM-L6-v2"
-# Modules that exist for an optional extra may fail on its package, and only on its package.
-EXTRA_PACKAGES = {"mcp", "asyncpg", "codeshield", "profanity_check"}
+# Modules that exist for an optional extra may fail on its package, and only on its package
+# (httpx and httpcore come with the mcp extra: security/outbound_httpx.py guards its client).
+EXTRA_PACKAGES = {"mcp", "httpx", "httpcore", "asyncpg", "codeshield", "profanity_check"}
 
 
 def import_everything() -> dict[str, str]:

@@ -33,6 +33,12 @@ def edge_providers_with(**entries: list[dict[str, Any]]) -> dict[str, Any]:
     return providers | entries
 
 
+def server_allowing(*allow: str) -> dict[str, Any]:
+    """The edge distribution's `server` section with `outbound.allow` set: a test whose MCP server listens on
+    loopback allows it, as an operator would (the outbound guard refuses loopback URLs by default)."""
+    return {**_edge()["server"], "outbound": {"allow": list(allow)}}
+
+
 def edge_with_vector_provider(entry: dict[str, Any], **overrides: Any) -> StackConfig:
     return edge_with(providers=edge_providers_with(vector_io=[entry]), **overrides)
 

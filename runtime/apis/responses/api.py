@@ -211,7 +211,7 @@ class ResponsesApi(protocols.Responses):
         web = await web_search_tool(request, self.tools)
         if web is not None:
             tools.append(web)
-        servers = mcp_servers(request)
+        servers = await mcp_servers(request, self.stack.outbound)
         mcp = McpTools(servers, _approvals(items, earlier, servers))
         mcp.listed = await self._listings(earlier, older, {server.label for server in servers})
         tools.append(mcp)

@@ -1,8 +1,9 @@
 """The `mcp` tool of Responses: remote MCP servers whose tools the model may call through the server.
 
 Each `mcp` tool names a server (`server_url`, over streamable HTTP, or SSE when the URL ends in
-`/sse`), its `headers` / `authorization`, `allowed_tools`, and `require_approval` (`always`, the
-default as in OpenAI; `never`; or `{"never": {"tool_names": [...]}}`). At the start of a response
+`/sse`; a user's URL, so the outbound guard checks it), its `headers` / `authorization`,
+`allowed_tools`, and `require_approval` (`always`, the default as in OpenAI; `never`; or
+`{"never": {"tool_names": [...]}}`). At the start of a response
 every server's tools are listed (an `mcp_list_tools` item); the model sees them as functions.
 A call that needs approval ends the response with an `mcp_approval_request`; the next request
 answers it with an `mcp_approval_response` item. Every server round trip has a deadline, so an
@@ -21,6 +22,7 @@ from pocketstack.errors import BadRequestError
 from pocketstack.providers.remote.mcp import client
 from pocketstack.providers.remote.mcp.client import McpEndpoint
 from pocketstack.providers.tool_runtime import chat_function
+from pocketstack.security.outbound import OutboundGuard
 from pocketstack.wire.fields import given
 
 
@@ -116,7 +118,8 @@ def _names(value: Any, what: str) -> frozenset[str]:
     return frozenset(names)
 
 
-def mcp_servers(request: models.CreateResponseRequest) -> list[McpServer]:
+async def mcp_servers(request: models.CreateResponseRequest, guard: OutboundGuard) -> list[McpServer]:
+    """The request's mcp tools, each `server_url` checked by the outbound guard (a 400 if refused)."""
     servers = []
     for tool in given(request.tools) or []:
         if not isinstance(tool, models.ResponseOtherTool) or tool.type != "mcp":
@@ -138,7 +141,8 @@ def mcp_servers(request: models.CreateResponseRequest) -> list[McpServer]:
             raise BadRequestError(
                 "mcp require_approval is always, never or {'never': {'tool_names': [...]}}.", param="tools"
             )
-        servers.append(McpServer(label, url, headers, allowed, approval))
+        await guard.check(url, param="tools")  # before anything is sent
+        servers.append(McpServer(label, url, headers, allowed, approval, guard=guard))
     if len({s.label for s in servers}) != len(servers):
         raise BadRequestError("Two mcp tools have the same server_label.", param="tools")
     if servers:

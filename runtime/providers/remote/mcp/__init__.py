@@ -12,7 +12,7 @@ class McpRuntimeConfig(BaseModel):
 def create(config: McpRuntimeConfig, context: ProviderContext) -> Provider:
     from pocketstack.providers.remote.mcp.provider import McpRuntime
 
-    return McpRuntime()
+    return McpRuntime(context.outbound)
 
 
 SPEC = ProviderSpec(

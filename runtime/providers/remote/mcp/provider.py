@@ -1,4 +1,8 @@
-"""Tool groups served by MCP servers: listed and called over the `mcp` package's clients."""
+"""Tool groups served by MCP servers: listed and called over the `mcp` package's clients.
+
+A group registered through the API, or a URL a request names, goes through the outbound guard;
+a group the operator wrote in the run config is trusted as written.
+"""
 
 from __future__ import annotations
 
@@ -9,16 +13,24 @@ from pocketstack.errors import BadRequestError, ServiceUnavailableError
 from pocketstack.providers.base import Stateless
 from pocketstack.providers.remote.mcp.client import McpEndpoint, McpUnavailable, call_tool, list_tools
 from pocketstack.providers.tool_runtime import ToolGroupSpec, ToolResult
-
-
-def server(group: ToolGroupSpec, authorization: str | None) -> McpEndpoint:
-    headers = {str(k): str(v) for k, v in (group.args.get("headers") or {}).items()}
-    if authorization:
-        headers["Authorization"] = f"Bearer {authorization}"
-    return McpEndpoint(group.toolgroup_id, group.mcp_endpoint or "", headers)
+from pocketstack.security.outbound import OutboundGuard, OutboundRefused, shown
 
 
 class McpRuntime(Stateless):
+    def __init__(self, outbound: OutboundGuard) -> None:
+        self.outbound = outbound
+
+    async def server(self, group: ToolGroupSpec, authorization: str | None) -> McpEndpoint:
+        url = group.mcp_endpoint or ""
+        guard = None if group.trusted else self.outbound
+        if guard is not None:
+            await guard.check(url, param="mcp_endpoint")  # refused before anything is sent: a 400
+        headers = {str(k): str(v) for k, v in (group.args.get("headers") or {}).items()}
+        if authorization:
+            headers["Authorization"] = f"Bearer {authorization}"
+        label = shown(url) if group.toolgroup_id == url else group.toolgroup_id  # (no query or password in errors)
+        return McpEndpoint(label, url, headers, guard=guard)
+
     def check_group(self, group: ToolGroupSpec) -> None:
         headers = group.args.get("headers")
         if headers is not None and not isinstance(headers, dict):
@@ -30,7 +42,7 @@ class McpRuntime(Stateless):
 
     async def list_tools(self, group: ToolGroupSpec, authorization: str | None = None) -> list[dict[str, Any]]:
         try:
-            tools = await list_tools(server(group, authorization))
+            tools = await list_tools(await self.server(group, authorization))
         except McpUnavailable as exc:
             raise ServiceUnavailableError(str(exc), code="mcp_unreachable") from exc
         return [{"name": t["name"], "description": t.get("description") or "", "input_schema": t.get("input_schema")}
@@ -39,7 +51,11 @@ class McpRuntime(Stateless):
     async def invoke(
         self, group: ToolGroupSpec, tool_name: str, kwargs: dict[str, Any], authorization: str | None = None
     ) -> ToolResult:
-        output, error = await call_tool(server(group, authorization), tool_name, json.dumps(kwargs))
+        try:
+            server = await self.server(group, authorization)
+        except OutboundRefused as exc:  # (a tool answers its failure: a model reads it)
+            return ToolResult(error_message=exc.message, error_code=400)
+        output, error = await call_tool(server, tool_name, json.dumps(kwargs))
         if error is not None:
             return ToolResult(error_message=error, error_code=502)
         return ToolResult(content=output)
