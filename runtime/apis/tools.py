@@ -32,13 +32,18 @@ def _spec(resource: Resource) -> ToolGroupSpec:
     )
 
 
+def shown_args(args: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A group's args as the API shows them: no `headers` (credentials, even the operator's)."""
+    return {k: v for k, v in args.items() if k != "headers"} if args else args
+
+
 def _group(resource: Resource) -> models.ToolGroup:
     body: dict[str, Any] = {"identifier": resource.identifier, "provider_id": resource.provider_id,
                             "provider_resource_id": resource.provider_resource_id}  # fmt: skip
     if resource.body.get("mcp_endpoint"):
         body["mcp_endpoint"] = {"uri": resource.body["mcp_endpoint"]}
     if resource.body.get("args"):
-        body["args"] = resource.body["args"]
+        body["args"] = shown_args(resource.body["args"])
     return models.ToolGroup.model_validate(body)
 
 

@@ -14,14 +14,21 @@ from typing import Any, Protocol
 
 from pocketstack.providers.base import Provider
 
+# Why a tool group's `args.headers` is refused unless the operator wrote it in the run config.
+HEADERS_REFUSED = (
+    "MCP headers are credentials, and the server never stores them: send them with each request, in "
+    'X-LlamaStack-Provider-Data as mcp_headers ({"<mcp_endpoint uri>": {"Header": "value"}}), or as the '
+    "call's `authorization`. Only a tool group written in the run config may carry args.headers."
+)
+
 
 @dataclass(frozen=True)
 class ToolGroupSpec:
     toolgroup_id: str
     mcp_endpoint: str | None = None
     args: dict[str, Any] = field(default_factory=dict)
-    # Written by the operator in the run config (its URL trusted as written); False for a group
-    # registered through the API, or a URL a request names (the outbound guard checks those).
+    # Written by the operator in the run config (its URLs trusted as written, its args may hold
+    # credentials); False for a group registered through the API, or a URL a request names.
     trusted: bool = False
 
 

@@ -72,6 +72,10 @@ async def vector_store_app(
     return await aiohttp_client(create_app(config))  # type: ignore[no-any-return]
 
 
+# The headers of every HTTP request the MCP server of `mcp_url` received (what a caller sent it).
+MCP_REQUEST_HEADERS: list[dict[str, str]] = []
+
+
 @pytest.fixture(scope="module", params=["streamable-http", "sse"])
 def mcp_url(request: pytest.FixtureRequest) -> Iterator[str]:
     """A real MCP server on loopback, over either transport (a URL ending in /sse selects SSE)."""
@@ -99,7 +103,13 @@ def mcp_url(request: pytest.FixtureRequest) -> Iterator[str]:
 
     sse = request.param == "sse"
     app = tools.sse_app() if sse else tools.streamable_http_app()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+
+    async def recording(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            MCP_REQUEST_HEADERS.append({k.decode().lower(): v.decode() for k, v in scope["headers"]})
+        await app(scope, receive, send)
+
+    server = uvicorn.Server(uvicorn.Config(recording, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20

@@ -35,6 +35,7 @@ from pocketstack.apis.vector_io.api import VectorIOApi
 from pocketstack.core.registry import Resource
 from pocketstack.core.stack import Stack
 from pocketstack.errors import BadRequestError, ResourceNotFoundError
+from pocketstack.providers.tool_runtime import HEADERS_REFUSED
 from pocketstack.storage.agents import AgentStore, StoredSession, StoredTurn
 from pocketstack.wire.fields import given, plain
 
@@ -237,6 +238,9 @@ class AgentsApi(protocols.Agents):
             resource = await self.tools.table.find(group_id)
             if resource is None:  # "builtin::rag/knowledge_search" names one tool of a group
                 raise BadRequestError(f"No tool group '{group_id}' is registered.", param="toolgroups")
+            if "headers" in args:  # credentials: per request (mcp_headers), never kept with an agent or turn
+                raise BadRequestError(f"Tool group '{group_id}': {HEADERS_REFUSED}", code="secret_not_stored",
+                                      param="toolgroups")  # fmt: skip
             if args:
                 body = {**resource.body, "args": {**(resource.body.get("args") or {}), **args}}
                 resource = dataclasses.replace(resource, body=body)

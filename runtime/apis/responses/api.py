@@ -24,7 +24,7 @@ from pocketstack.apis.responses.failure import response_error, truncation_refuse
 from pocketstack.apis.responses.items import chat_messages, input_items, new_id
 from pocketstack.apis.responses.tools.base import ServerTool
 from pocketstack.apis.responses.tools.file_search import FileSearchTool, Found, file_search_tool
-from pocketstack.apis.responses.tools.mcp import Approval, McpServer, McpTools, mcp_servers
+from pocketstack.apis.responses.tools.mcp import Approval, McpServer, McpTools, mcp_servers, shown_tool
 from pocketstack.apis.responses.tools.web_search import web_search_tool
 from pocketstack.apis.responses.turn import Turn
 from pocketstack.apis.tools import ToolsApi
@@ -183,7 +183,9 @@ class ResponsesApi(protocols.Responses):
             "top_logprobs": given(request.top_logprobs) or 0,
             "parallel_tool_calls": given(request.parallel_tool_calls, True),
             "tool_choice": _dumped(given(request.tool_choice)) or "auto",
-            "tools": [tool.model_dump(mode="json", exclude_unset=True) for tool in given(request.tools) or []],
+            "tools": [
+                shown_tool(tool.model_dump(mode="json", exclude_unset=True)) for tool in given(request.tools) or []
+            ],
             "text": text.model_dump(mode="json", exclude_unset=True)
             if text is not None
             else {"format": {"type": "text"}},

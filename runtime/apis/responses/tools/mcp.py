@@ -1,9 +1,9 @@
 """The `mcp` tool of Responses: remote MCP servers whose tools the model may call through the server.
 
 Each `mcp` tool names a server (`server_url`, over streamable HTTP, or SSE when the URL ends in
-`/sse`; a user's URL, so the outbound guard checks it), its `headers` / `authorization`,
-`allowed_tools`, and `require_approval` (`always`, the default as in OpenAI; `never`; or
-`{"never": {"tool_names": [...]}}`). At the start of a response
+`/sse`; a user's URL, so the outbound guard checks it), its `headers` / `authorization` (used for
+the calls, never stored or shown: `shown_tool`), `allowed_tools`, and `require_approval` (`always`,
+the default as in OpenAI; `never`; or `{"never": {"tool_names": [...]}}`). At the start of a response
 every server's tools are listed (an `mcp_list_tools` item); the model sees them as functions.
 A call that needs approval ends the response with an `mcp_approval_request`; the next request
 answers it with an `mcp_approval_response` item. Every server round trip has a deadline, so an
@@ -109,6 +109,14 @@ class McpTools:
 
     def closing_event(self, item: dict[str, Any]) -> str | None:
         return None if item["type"] == "mcp_approval_request" else failed_or_completed(item)
+
+
+def shown_tool(tool: dict[str, Any]) -> dict[str, Any]:
+    """An mcp tool as a response shows (and stores) it: Llama Stack's OpenAIResponseToolMCP, its label and
+    allowed tools; never its `authorization` or `headers` (credentials), nor the URL (it may hold one)."""
+    if tool.get("type") != "mcp":
+        return tool
+    return {"type": "mcp", "server_label": tool.get("server_label"), "allowed_tools": tool.get("allowed_tools")}
 
 
 def _names(value: Any, what: str) -> frozenset[str]:
