@@ -64,14 +64,17 @@ class ModelsApi(protocols.Models):
         instance = self._provider(model.provider_id)
         provider_id = instance.config.provider_id
         provider_model_id = model.provider_model_id or model.model_id
-        check = await cast(ModelProvider, instance.impl).check_model(provider_model_id, model.model_type)
+        trusted = source == "config"  # the operator's paths, as written; a user's are confined (llama_cpp)
+        check = await cast(ModelProvider, instance.impl).check_model(
+            provider_model_id, model.model_type, trusted=trusted
+        )
         model_type = model.model_type or check.model_type
         identifier = identifier_for(model.model_id, provider_id, provider_model_id)
         fallbacks = []
         for target in model.fallbacks:
             fallback = self._provider(target.provider_id)
             await cast(ModelProvider, fallback.impl).check_model(
-                target.provider_model_id, model.model_type or model_type
+                target.provider_model_id, model.model_type or model_type, trusted=trusted
             )
             fallbacks.append(target.model_dump())
         body = {

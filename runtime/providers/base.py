@@ -132,8 +132,9 @@ class ServedModel:
 class ModelProvider(Provider, Protocol):
     """A provider that serves models (inference): it vets registrations and lists its own."""
 
-    async def check_model(self, provider_model_id: str, model_type: str | None) -> ModelCheck:
-        """Raise BadRequestError when the provider cannot serve this model (of that type)."""
+    async def check_model(self, provider_model_id: str, model_type: str | None, *, trusted: bool = False) -> ModelCheck:
+        """Raise BadRequestError when the provider cannot serve this model (of that type). `trusted`: the
+        operator wrote it in the run config (a model file may be anywhere); else a user asks, through the API."""
         ...
 
     async def list_models(self) -> list[ProviderModel]: ...

@@ -15,7 +15,7 @@ from pocketstack_client.models import Error, Model, ModelType, OpenAIListModelsR
 from pocketstack_client.models.register_model_request_metadata import RegisterModelRequestMetadata
 
 from pocketstack.app import create_app
-from tests.support.config import edge_with, write_gguf
+from tests.support.config import edge_providers_with, edge_with, write_gguf
 from tests.support.errors import assert_error_shape
 
 BUILT_IN_CHAT = "llama-cpp/SmolLM2-135M-Instruct"
@@ -30,7 +30,7 @@ async def _register(api: Client, **fields: Any) -> Model | Error | None:
 
 
 async def test_register_get_list_unregister(client: TestClient[Any, Any], gguf: Callable[[str], Path]) -> None:
-    path = gguf("SmolLM2.gguf")
+    gguf("SmolLM2.gguf")
     api = sdk(client)
     metadata = RegisterModelRequestMetadata.from_dict({"family": "smol", "gguf_path": "/etc/passwd"})
     model = await _register(api, model_id="SmolLM2.gguf", metadata=metadata)
@@ -43,7 +43,7 @@ async def test_register_get_list_unregister(client: TestClient[Any, Any], gguf: 
     )
     assert model.metadata.additional_properties == {  # the provider's facts win over the caller's claims
         "family": "smol",
-        "gguf_path": str(path),
+        "gguf_path": "SmolLM2.gguf",  # relative to the model store: no server paths shown
         "architecture": "llama",
         "context_length": 128,
         # What a request that leaves them unset gets: llama.cpp server's defaults, stated (issue 16).
@@ -81,8 +81,15 @@ async def test_register_get_list_unregister(client: TestClient[Any, Any], gguf: 
     assert missing.status_code == 404 and isinstance(missing.parsed, Error)
 
 
-async def test_alias_becomes_the_identifier(client: TestClient[Any, Any], home: Path) -> None:
+def _with_allowed_dirs(home: Path, *folders: Path) -> Any:
+    config = {"models_dir": str(home / "models"), "allowed_model_dirs": [str(f) for f in folders]}
+    llama_cpp = {"provider_id": "llama-cpp", "provider_type": "inline::llama-cpp", "config": config}
+    return edge_with(providers=edge_providers_with(inference=[llama_cpp]))
+
+
+async def test_alias_becomes_the_identifier(aiohttp_client: Callable[..., Any], home: Path) -> None:
     path = write_gguf(home / "elsewhere" / "tiny.gguf", architecture="bert", pooling=1)
+    client = await aiohttp_client(create_app(_with_allowed_dirs(home, home / "elsewhere")))
     model = await _register(sdk(client), model_id="tiny", provider_model_id=str(path), model_type=ModelType.EMBEDDING)
     assert isinstance(model, Model)
     assert (model.identifier, model.provider_resource_id, model.model_type) == ("tiny", str(path), ModelType.EMBEDDING)
@@ -212,3 +219,46 @@ async def test_store_and_built_in_models_are_listed(aiohttp_client: Callable[...
     refused = await unregister_model.asyncio_detailed(client=sdk(client), model_id="llama-cpp/embedder")
     assert refused.status_code == 400 and isinstance(refused.parsed, Error)
     assert refused.parsed.error.code == "model_from_provider"
+
+
+async def test_registration_by_path_is_confined_to_the_model_folders(
+    aiohttp_client: Callable[..., Any], home: Path, gguf: Callable[[str], Path]
+) -> None:
+    """POST /v1/models reaches files in the model store and the folders the config allows, and nothing
+    else: an absolute path, a `..` escape or a symlink out is one and the same 400, whether the file is
+    there or not (no probing the server's disk through registration)."""
+    real = write_gguf(home / "outside" / "real.gguf")
+    allowed = write_gguf(home / "extra" / "ok.gguf")
+    client = await aiohttp_client(create_app(_with_allowed_dirs(home, home / "extra")))
+    gguf("inside.gguf")
+    (home / "models" / "sub").mkdir()
+    (home / "models" / "sub" / "link.gguf").symlink_to(real)  # a symlink in the store leading out
+    messages = set()
+    for provider_model_id in (str(real), str(home / "outside" / "absent.gguf"), "../outside/real.gguf",
+                              "../outside/absent.gguf", str(home / "models" / ".." / "outside" / "real.gguf"),
+                              "sub/link.gguf", "/etc/passwd", "/etc/no-such-file"):  # fmt: skip
+        reply = await client.post("/v1/models", json={"model_id": "m", "provider_model_id": provider_model_id})
+        error = assert_error_shape(await reply.json())
+        assert (reply.status, error["code"], error["param"]) == (400, "model_path_not_allowed", "provider_model_id")
+        messages.add(error["message"])
+    assert len(messages) == 1 and str(home) not in messages.pop()  # the same answer, whatever is on disk
+    for provider_model_id in ("inside.gguf", str(home / "models" / "inside.gguf"), str(allowed)):
+        reply = await client.post("/v1/models", json={"model_id": provider_model_id, "provider_id": "llama-cpp"})
+        assert reply.status == 200, await reply.text()
+    missing = await client.post("/v1/models", json={"model_id": str(home / "extra" / "absent.gguf")})
+    assert assert_error_shape(await missing.json())["code"] == "model_file_not_found"  # inside: it may say
+
+
+async def test_the_model_listing_shows_no_server_paths(aiohttp_client: Callable[..., Any], home: Path) -> None:
+    write_gguf(home / "models" / "stored.gguf")
+    write_gguf(home / "extra" / "far.gguf")
+    client = await aiohttp_client(create_app(_with_allowed_dirs(home, home / "extra")))
+    reply = await client.post(
+        "/v1/models", json={"model_id": "far", "provider_model_id": str(home / "extra" / "far.gguf")}
+    )
+    assert reply.status == 200, await reply.text()
+    listed = (await (await client.get("/v1/models")).json())["data"]
+    shown = {m["id"]: m["custom_metadata"]["gguf_path"] for m in listed}
+    assert shown["llama-cpp/stored"] == "stored.gguf" and shown["far"] == "far.gguf"
+    assert shown[BUILT_IN_CHAT] == "SmolLM2-135M-Instruct.Q4_1.gguf"  # from the wheel's folder: its name only
+    assert not any(Path(path).is_absolute() for path in shown.values())

@@ -52,7 +52,7 @@ class ScriptedModel(Stateless):
     def __init__(self, config: ScriptedConfig, context: ProviderContext) -> None:
         self.config = config
 
-    async def check_model(self, provider_model_id: str, model_type: str | None) -> ModelCheck:
+    async def check_model(self, provider_model_id: str, model_type: str | None, *, trusted: bool = False) -> ModelCheck:
         return ModelCheck(model_type or "llm")
 
     async def list_models(self) -> list[ProviderModel]:

@@ -223,7 +223,7 @@ class OpenAICompatProvider:
             if isinstance(item, dict) and isinstance(item.get("id"), str)
         ]
 
-    async def check_model(self, provider_model_id: str, model_type: str | None) -> ModelCheck:
+    async def check_model(self, provider_model_id: str, model_type: str | None, *, trusted: bool = False) -> ModelCheck:
         # The remote may be offline now; it is checked when used, not at registration.
         return ModelCheck(model_type or ("embedding" if _is_embedding(provider_model_id) else "llm"))
 

@@ -14,6 +14,10 @@ class LlamaCppConfig(BaseModel):
         default_factory=lambda: pocketstack_home() / "models",
         description="the model store: every *.gguf here is served as llama-cpp/<file stem>",
     )
+    allowed_model_dirs: list[Path] = Field(
+        default_factory=list,
+        description="folders besides models_dir whose GGUF files POST /v1/models may register by path",
+    )
     context_length: int = Field(
         default=4096, ge=0, description="context window of chat models (0: the model's own; capped by it)"
     )

@@ -51,8 +51,8 @@ def _served_context(info: GgufInfo, configured: int) -> int:
     return min(configured or trained, trained)
 
 
-def _metadata(info: GgufInfo, configured_context: int) -> dict[str, Any]:
-    metadata: dict[str, Any] = {"gguf_path": str(info.path), "architecture": info.architecture}
+def _metadata(info: GgufInfo, configured_context: int, shown_path: str) -> dict[str, Any]:
+    metadata: dict[str, Any] = {"gguf_path": shown_path, "architecture": info.architecture}
     if info.model_type == "llm":  # what a request that leaves them unset gets (clients can tell before asking)
         metadata["sampling_defaults"] = dict(SAMPLING_DEFAULTS)
     if info.context_length:
@@ -202,7 +202,10 @@ class LlamaCppProvider:
 
     async def list_models(self) -> list[ProviderModel]:
         context = self.config.context_length
-        return [ProviderModel(m.name, m.info.model_type, _metadata(m.info, context)) for m in self._stored.values()]
+        return [
+            ProviderModel(m.name, m.info.model_type, _metadata(m.info, context, self.shown_path(m.info.path)))
+            for m in self._stored.values()
+        ]
 
     def resolve(self, provider_model_id: str) -> Path:
         stored = self._stored.get(provider_model_id)
@@ -211,25 +214,51 @@ class LlamaCppProvider:
         path = Path(provider_model_id).expanduser()
         return path if path.is_absolute() else self.config.models_dir.expanduser() / path
 
-    async def check_model(self, provider_model_id: str, model_type: str | None) -> ModelCheck:
+    def shown_path(self, path: Path) -> str:
+        """A model file as the API shows it: relative to the model store, else its bare name (no server paths)."""
+        try:
+            return path.relative_to(self.config.models_dir.expanduser()).as_posix()
+        except ValueError:
+            return path.name
+
+    def _confined(self, path: Path) -> None:
+        """A user's path must lead (symlinks followed, `..` resolved) into the model store or an allowed
+        folder. The refusal is the same whether the file exists or not: no probing the disk through it."""
+        folders = [self.config.models_dir, *self.config.allowed_model_dirs]
+        try:
+            real = path.resolve()
+            if any(real.is_relative_to(folder.expanduser().resolve()) for folder in folders):
+                return
+        except (OSError, RuntimeError):  # a symlink loop, an unreadable folder: refused alike
+            pass
+        raise BadRequestError(
+            "provider_model_id is a stored model's name, or the path of a GGUF file inside the model store "
+            "(relative to it) or a folder the llama-cpp provider's allowed_model_dirs lists; this one is not.",
+            code="model_path_not_allowed",
+            param="provider_model_id",
+        )
+
+    async def check_model(self, provider_model_id: str, model_type: str | None, *, trusted: bool = False) -> ModelCheck:
         try:
             path = self.resolve(provider_model_id)
+            if not trusted and provider_model_id not in self._stored:
+                await asyncio.to_thread(self._confined, path)
             is_file = await asyncio.to_thread(path.is_file)
         except (OSError, RuntimeError) as exc:  # a name too long for the filesystem, ~unknown-user
             raise BadRequestError(
-                f"provider_model_id is not a usable path: {exc}", code="invalid_model_path", param="provider_model_id"
+                "provider_model_id is not a usable path.", code="invalid_model_path", param="provider_model_id"
             ) from exc
         if not is_file:
             raise BadRequestError(
-                f"No GGUF file at {path} (provider_model_id is a stored model's name or a GGUF path, "
-                f"absolute or relative to {self.config.models_dir}).",
+                f"No GGUF file at {provider_model_id} (provider_model_id is a stored model's name or a GGUF path, "
+                "relative to the model store or absolute).",
                 code="model_file_not_found",
                 param="provider_model_id",
             )
         try:
             info = await asyncio.to_thread(read_info, path)
         except (GgufError, OSError) as exc:
-            raise BadRequestError(f"{path} is not a GGUF file: {exc}", code="invalid_model_file") from exc
+            raise BadRequestError(f"{path.name} is not a GGUF file: {exc}", code="invalid_model_file") from exc
         if model_type is not None and model_type != info.model_type:
             raise BadRequestError(
                 f"{path.name} is a{'n' if info.model_type[0] in 'ae' else ''} {info.model_type} model, "
@@ -237,7 +266,7 @@ class LlamaCppProvider:
                 code="model_type_mismatch",
                 param="model_type",
             )
-        return ModelCheck(info.model_type, _metadata(info, self.config.context_length))
+        return ModelCheck(info.model_type, _metadata(info, self.config.context_length, self.shown_path(info.path)))
 
     def _load(self, key: ModelKey) -> Any:
         from llama_cpp import Llama
