@@ -206,7 +206,7 @@ async def test_embeddings_match_the_reference(oai: openai.AsyncOpenAI, stored_em
         ),
         ({"model": CHAT_MODEL, "messages": HELLO, "max_tokens": 100000}, 400, "maximum context length"),
         ({"model": "llama-cpp/all-MiniLM-L6-v2", "messages": HELLO}, 400, "embedding model"),
-        ({"model": CHAT_MODEL, "messages": HELLO, "tool_choice": "required"}, 400, "no tools"),
+        ({"model": CHAT_MODEL, "messages": HELLO, "tool_choice": "required"}, 400, "only allowed when 'tools'"),
     ],
 )
 async def test_bad_chat_requests(oai: openai.AsyncOpenAI, call: dict[str, Any], status: int, fragment: str) -> None:
