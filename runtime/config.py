@@ -15,7 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from pocketstack.security.config import CorsConfig, OutboundConfig, cors_of
+from pocketstack.security.config import AuthenticationConfig, CorsConfig, OutboundConfig, QuotaConfig, cors_of
 
 DEFAULT_PORT = 8321
 HOME_ENV = "POCKETSTACK_HOME"
@@ -226,8 +226,8 @@ class ServerConfig(_Strict):
     tls_certfile: str | None = None
     tls_keyfile: str | None = None
     tls_cafile: str | None = None
-    auth: dict[str, Any] | None = None
-    quota: dict[str, Any] | None = None
+    auth: AuthenticationConfig | None = None
+    quota: QuotaConfig | None = None
     cors: bool | CorsConfig | None = None
     workers: int | None = None
     # PocketStack's own: the Host names it answers to (default: loopback names when it listens on
