@@ -28,6 +28,7 @@ from pocketstack.config import ConfigError, StackConfig, pocketstack_home
 from pocketstack.core.stack import Stack
 from pocketstack.errors import ServiceUnavailableError
 from pocketstack.providers.threads import quiet_blas
+from pocketstack.security.auth import authentication_middleware, create_provider
 from pocketstack.security.browser import BrowserGuard, is_loopback
 from pocketstack.web.middlewares import (
     add_response_headers,
@@ -116,14 +117,11 @@ async def _assemble(stack: Stack, served_tags: frozenset[str]) -> dict[str, Hand
 
 
 def _check_exposure(config: StackConfig) -> None:
-    """Beyond loopback, anyone on the network reaches the server: not without authentication, unless
-    the config says so (and then every start says it again)."""
+    """Beyond loopback, anyone on the network reaches the server: not without authentication (a token
+    provider, or client certificates), unless the config says so (and then every start says it again)."""
     server = config.server
-    if server.auth is not None:
-        raise ConfigError(
-            "server.auth is not supported by this build yet; it would serve everyone, so it does not start"
-        )
-    if is_loopback(server.host):
+    authenticated = (server.auth is not None and server.auth.provider_config is not None) or bool(server.tls_cafile)
+    if is_loopback(server.host) or authenticated:
         return
     if not server.allow_unauthenticated:
         raise ConfigError(
@@ -147,8 +145,11 @@ def create_app(config: StackConfig) -> web.Application:
         request_id_middleware,
         error_middleware,
         guard.middleware(),
-        provider_data_middleware,
     ]
+    auth_provider = create_provider(config.server.auth, lambda: stack.database) if config.server.auth else None
+    if auth_provider is not None:
+        middlewares.append(authentication_middleware(auth_provider))
+    middlewares.append(provider_data_middleware)
     if not _version_check_disabled():
         middlewares.append(client_version_middleware(LLAMA_STACK_VERSION, _older_clients_routes()))
     app = web.Application(middlewares=middlewares, client_max_size=config.server.max_request_bytes)
@@ -179,6 +180,8 @@ def create_app(config: StackConfig) -> web.Application:
             with contextlib.suppress(BaseException):
                 await readiness.task
             await stack.stop()
+            if auth_provider is not None:
+                await auth_provider.close()
 
     app.cleanup_ctx.append(lifecycle)
     return app

@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -188,6 +189,51 @@ def _models_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _attributes(pairs: list[str]) -> dict[str, list[str]]:
+    """`roles=admin` `teams=ml,nlp` -> {"roles": ["admin"], "teams": ["ml", "nlp"]}."""
+    attributes: dict[str, list[str]] = {}
+    for pair in pairs:
+        name, equals, values = pair.partition("=")
+        if not equals or not name.strip():
+            raise ConfigError(f"--attribute {pair!r}: write NAME=VALUE[,VALUE...], e.g. roles=admin")
+        attributes.setdefault(name.strip(), []).extend(v.strip() for v in values.split(",") if v.strip())
+    return attributes
+
+
+def _keys(args: argparse.Namespace) -> int:
+    """`pocketstack keys create|list|revoke`, in the state database of the config (`edge` by default)."""
+    from pocketstack.storage import open_database
+    from pocketstack.storage.api_keys import ApiKeyStore
+
+    database = open_database(_load(args.target).storage.metadata_db())
+    store = ApiKeyStore(database)
+    try:
+        if args.keys_command == "create":
+            record, key = asyncio.run(store.create(args.principal, _attributes(args.attribute), args.name))
+            print(f"created {record.key_id} for {record.principal}; the key (shown once, store it now):")
+            print(key)
+        elif args.keys_command == "list":
+            rows = [
+                (
+                    k.key_id,
+                    k.principal,
+                    " ".join(f"{n}={','.join(v)}" for n, v in k.attributes.items()),
+                    k.name or "",
+                    time.strftime("%Y-%m-%d %H:%M", time.localtime(k.created_at)),
+                    "revoked" if k.revoked_at else "active",
+                )
+                for k in asyncio.run(store.list())
+            ]
+            _print_table(("ID", "PRINCIPAL", "ATTRIBUTES", "NAME", "CREATED", "STATUS"), rows)
+        elif not asyncio.run(store.revoke(args.key_id)):
+            raise ConfigError(f"no active key {args.key_id} (pocketstack keys list shows them)")
+        else:
+            print(f"revoked {args.key_id}")
+    finally:
+        database.close()
+    return 0
+
+
 def _version(args: argparse.Namespace) -> int:
     print(f"pocketstack {__version__} (Llama Stack API {LLAMA_STACK_VERSION})")
     return 0
@@ -226,6 +272,21 @@ def parser() -> argparse.ArgumentParser:
     importer.set_defaults(handler=_models_import)
     lister = model_commands.add_parser("list", help="list the models the llama-cpp provider finds")
     lister.set_defaults(handler=_models_list)
+
+    keys = commands.add_parser("keys", help="API keys (server.auth provider_config type api_keys)")
+    key_commands = keys.add_subparsers(dest="keys_command", required=True)
+    create = key_commands.add_parser("create", help="make a key for a principal; the key is printed once")
+    create.add_argument("--principal", required=True, help="who the key authenticates as")
+    create.add_argument(
+        "--attribute", action="append", default=[], metavar="NAME=VALUE[,VALUE]", help="e.g. roles=admin (repeatable)"
+    )
+    create.add_argument("--name", help="a label to recognise the key by")
+    key_commands.add_parser("list", help="list the keys (never the keys themselves)")
+    revoke = key_commands.add_parser("revoke", help="revoke a key by its id")
+    revoke.add_argument("key_id")
+    for sub in key_commands.choices.values():
+        sub.add_argument("--config", dest="target", help=target_help)
+    keys.set_defaults(handler=_keys)
 
     version = commands.add_parser("version", help="print the version")
     version.set_defaults(handler=_version)
