@@ -16,7 +16,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from types import ModuleType
 
 from aiohttp import web
@@ -30,6 +30,8 @@ from pocketstack.errors import ServiceUnavailableError
 from pocketstack.providers.threads import quiet_blas
 from pocketstack.security.auth import authentication_middleware, create_provider
 from pocketstack.security.browser import BrowserGuard, is_loopback
+from pocketstack.security.quota import Quota
+from pocketstack.storage import Database, open_database
 from pocketstack.web.middlewares import (
     add_response_headers,
     client_version_middleware,
@@ -135,6 +137,32 @@ def _check_exposure(config: StackConfig) -> None:
     )
 
 
+def _quota_database(config: StackConfig, stack: Stack) -> Callable[[], Database]:
+    """The database the quota counters live in: `server.quota.kvstore.backend`'s (the state database's
+    connection when it is the same file)."""
+    quota = config.server.quota
+    assert quota is not None
+    backend = config.storage.backends.get(quota.kvstore.backend)
+    if backend is None:
+        raise ConfigError(f"server.quota.kvstore names backend '{quota.kvstore.backend}', which storage.backends lacks")
+    path = backend.db_path.expanduser()
+    if path == config.storage.metadata_db():
+        return lambda: stack.database
+    opened: list[Database] = []
+
+    async def close() -> None:
+        while opened:
+            opened.pop().close()
+
+    def database() -> Database:
+        if not opened:
+            opened.append(open_database(path))
+        return opened[0]
+
+    stack.on_stop(close)
+    return database
+
+
 def create_app(config: StackConfig) -> web.Application:
     """Build (but do not start) the server; ConfigError when the config cannot work."""
     quiet_blas()
@@ -149,6 +177,9 @@ def create_app(config: StackConfig) -> web.Application:
     auth_provider = create_provider(config.server.auth, lambda: stack.database) if config.server.auth else None
     if auth_provider is not None:
         middlewares.append(authentication_middleware(auth_provider))
+    quota = Quota(config.server.quota, _quota_database(config, stack)) if config.server.quota else None
+    if quota is not None:
+        middlewares.append(quota.middleware())
     middlewares.append(provider_data_middleware)
     if not _version_check_disabled():
         middlewares.append(client_version_middleware(LLAMA_STACK_VERSION, _older_clients_routes()))
@@ -159,6 +190,8 @@ def create_app(config: StackConfig) -> web.Application:
     app[SPOOL] = UploadSpool(pocketstack_home() / "files" / ".incoming", config.server.max_upload_bytes)
     app.on_response_prepare.append(add_response_headers)
     app.on_response_prepare.append(guard.add_cors_headers)
+    if quota is not None:
+        app.on_response_prepare.append(quota.add_headers)
 
     served_tags = frozenset(API_TAGS.values())  # this build implements every API of its spec
     for op in OPERATIONS:

@@ -29,6 +29,7 @@ from pocketstack.errors import (
     UpstreamTimeoutError,
 )
 from pocketstack.providers.base import InferenceProvider, ServedModel, TokenCounts
+from pocketstack.security.quota import metered, record_usage
 from pocketstack.storage.chat_completions import ChatCompletionStore, StoredCompletion
 from pocketstack.web.context import served_by
 from pocketstack.wire.chat_stream import ChatAssembler
@@ -124,7 +125,9 @@ class InferenceApi(protocols.Inference):
             try:
                 result = await call(target)
                 if isinstance(result, AsyncIterator):
-                    result = cast(T, await _primed(result))
+                    result = cast(T, await _primed(metered(result)))  # model tokens count against quotas
+                else:
+                    record_usage(result)
             except PocketStackError as exc:
                 if not _fallback_worthy(exc) or is_last:
                     raise
