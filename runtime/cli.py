@@ -63,14 +63,17 @@ async def serve(config: StackConfig, stop: asyncio.Event | None = None) -> None:
     from aiohttp import web  # imported here so `pocketstack version` stays instant
 
     from pocketstack.app import READINESS, create_app, import_default_models
+    from pocketstack.security.tls import server_ssl_context
     from pocketstack.web.runner import Runner
 
+    server = config.server
+    ssl_context = server_ssl_context(server.tls_certfile, server.tls_keyfile, server.tls_cafile)
     app = create_app(config)
-    host, port = config.server.host, config.server.port
+    host, port = server.host, server.port
     runner = Runner(app, handle_signals=False, shutdown_timeout=config.server.shutdown_timeout)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, host, port)
+        site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
         try:
             await site.start()
         except OSError as exc:
@@ -92,7 +95,10 @@ async def serve(config: StackConfig, stop: asyncio.Event | None = None) -> None:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, on_signal)
         shown_host = f"[{host}]" if ":" in host else host
-        log.info("PocketStack %s (%s) serving on http://%s:%d", __version__, config.name, shown_host, port)
+        scheme = "http" if ssl_context is None else "https"
+        log.info("PocketStack %s (%s) serving on %s://%s:%d", __version__, config.name, scheme, shown_host, port)
+        if server.tls_cafile:
+            log.info("mutual TLS: clients must present a certificate signed by %s", server.tls_cafile)
         importing = asyncio.create_task(import_default_models(app), name="pocketstack-default-models")
         try:
             await _until_stopped(stop, app[READINESS].task)
