@@ -14,7 +14,7 @@ LLAMA_STACK_CLIENT := llama-stack-client==0.7.5 "numpy<2.4" "pandas<3"
 MYPY_PATH := build/mypy
 DIST ?= dist
 
-.PHONY: run test lint gen gen-check spec-check bench bench-vector bench-safety bench-agents bench-turns bench-startup binary install install-dev clean
+.PHONY: run test lint gen gen-check spec-check bench bench-vector bench-safety bench-agents bench-turns bench-auth bench-startup binary install install-dev clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -80,6 +80,9 @@ bench-agents: install-dev
 
 bench-turns: install-dev
 	$(BIN)/python bench/turns.py
+
+bench-auth: install-dev
+	$(BIN)/python bench/auth.py
 
 # The single binary: dist/pocketstack (one file) and dist/pocketstack-onedir/ (PyInstaller's onedir
 # build it wraps). MODELS=none leaves the default models out; DIST=... writes elsewhere.
