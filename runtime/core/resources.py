@@ -17,6 +17,7 @@ from typing import TypeVar
 from pocketstack.config import ConfigError
 from pocketstack.core.registry import Registry, Resource
 from pocketstack.errors import BadRequestError, PocketStackError, ResourceNotFoundError
+from pocketstack.security.access import Access
 
 log = logging.getLogger(__name__)
 Entry = TypeVar("Entry")
@@ -38,9 +39,10 @@ TOOL_GROUP = ResourceKind("tool_group", "tool group", "tool_groups")
 
 
 class ResourceTable:
-    def __init__(self, registry: Registry, kind: ResourceKind) -> None:
+    def __init__(self, registry: Registry, kind: ResourceKind, access: Access | None = None) -> None:
         self.registry = registry
         self.kind = kind
+        self.access = access or Access()
 
     async def find(self, identifier: str) -> Resource | None:
         return await self.registry.get(self.kind.type, identifier)

@@ -15,7 +15,9 @@ from pocketstack.core.registry import Registry
 from pocketstack.core.resources import ResourceKind, ResourceTable
 from pocketstack.providers import PROVIDERS, ProviderSpec
 from pocketstack.providers.base import Provider, ProviderContext, Routers
+from pocketstack.security.access import Access
 from pocketstack.security.outbound import OutboundGuard
+from pocketstack.security.policy import parse_policies
 from pocketstack.storage import Database, open_database
 
 log = logging.getLogger(__name__)
@@ -107,6 +109,11 @@ class Stack:
         self._registry: Registry | None = None
         self.routers = Routers()
         self.outbound = OutboundGuard(config.server.outbound)  # what a user's URL may reach
+        auth = config.server.auth
+        try:
+            self.access = Access(*parse_policies(auth.access_policy, auth.route_policy)) if auth else Access()
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
 
     @property
     def database(self) -> Database:
@@ -122,7 +129,7 @@ class Stack:
 
     def table(self, kind: ResourceKind) -> ResourceTable:
         """One kind of registered resource (core/resources.py): models, shields, tool groups..."""
-        return ResourceTable(self.registry, kind)
+        return ResourceTable(self.registry, kind, self.access)
 
     def providers_of(self, api: str) -> list[ProviderInstance]:
         return [p for p in self.providers.values() if p.api == api]

@@ -13,7 +13,7 @@ import logging
 import re
 from collections.abc import Mapping, Sequence
 from enum import StrEnum
-from typing import Any, Protocol, Self
+from typing import Any, Protocol, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
@@ -296,22 +296,23 @@ def is_route_allowed(policy: Sequence[RouteAccessRule], route: str, user: Princi
     return False
 
 
-def parse_policies(auth: Mapping[str, Any] | None) -> tuple[list[AccessRule], list[RouteAccessRule]]:
-    """`server.auth`'s access_policy and route_policy (ValueError naming the rule at fault)."""
-    if not auth:
-        return [], []
-    rules: list[AccessRule] = []
-    routes: list[RouteAccessRule] = []
-    for key, model, into in (("access_policy", AccessRule, rules), ("route_policy", RouteAccessRule, routes)):
-        entries = auth.get(key) or []
-        if not isinstance(entries, list):
-            raise ValueError(f"server.auth.{key} must be a list of rules")
-        for index, entry in enumerate(entries):
-            try:
-                into.append(model.model_validate(entry))  # type: ignore[arg-type]
-            except ValueError as exc:
-                raise ValueError(f"server.auth.{key}[{index}]: {_first_error(exc)}") from exc
+_R = TypeVar("_R", bound=BaseModel)
+
+
+def parse_policies(
+    access_policy: Sequence[Any], route_policy: Sequence[Any] = ()
+) -> tuple[list[AccessRule], list[RouteAccessRule]]:
+    """`server.auth`'s access_policy and route_policy as rules (ValueError naming the rule at fault)."""
+    rules = [_parsed(AccessRule, "access_policy", i, entry) for i, entry in enumerate(access_policy)]
+    routes = [_parsed(RouteAccessRule, "route_policy", i, entry) for i, entry in enumerate(route_policy)]
     return rules, routes
+
+
+def _parsed(model: type[_R], key: str, index: int, entry: Any) -> _R:
+    try:
+        return model.model_validate(entry)
+    except ValueError as exc:
+        raise ValueError(f"server.auth.{key}[{index}]: {_first_error(exc)}") from exc
 
 
 def _first_error(exc: ValueError) -> str:
