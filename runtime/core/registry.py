@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pocketstack.errors import ConflictError
 from pocketstack.storage import Database
+from pocketstack.storage.owners import Owner, owner_of, owner_values
 
 Source = Literal["config", "api", "provider"]
 
@@ -27,6 +28,7 @@ class Resource:
     source: Source
     created_at: int
     body: dict[str, Any]
+    owner: Owner | None = None  # who registered it through the API; None: the config, a provider, no auth
 
 
 def _resource(row: Any) -> Resource:
@@ -38,10 +40,14 @@ def _resource(row: Any) -> Resource:
         source=row["source"],
         created_at=row["created_at"],
         body=json.loads(row["body"]),
+        owner=owner_of(row),
     )
 
 
-_COLUMNS = "type, identifier, provider_id, provider_resource_id, source, created_at, body"
+_COLUMNS = (
+    "type, identifier, provider_id, provider_resource_id, source, created_at, body, owner_principal, owner_attributes"
+)
+_MARKS = ", ".join("?" for _ in _COLUMNS.split(","))
 
 
 class Registry:
@@ -75,11 +81,12 @@ class Registry:
         provider_resource_id: str,
         body: dict[str, Any],
         source: Source = "api",
+        owner: Owner | None = None,
     ) -> Resource:
         """Register a new resource; ConflictError when the identifier is taken."""
-        resource = Resource(type, identifier, provider_id, provider_resource_id, source, int(time.time()), body)
+        resource = Resource(type, identifier, provider_id, provider_resource_id, source, int(time.time()), body, owner)
         rows = await self._db.fetch(
-            f"INSERT INTO resources ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) "
+            f"INSERT INTO resources ({_COLUMNS}) VALUES ({_MARKS}) "
             "ON CONFLICT (type, identifier) DO NOTHING RETURNING identifier",
             self._values(resource),
         )
@@ -111,10 +118,11 @@ class Registry:
         ]
         replace = (
             "DO UPDATE SET provider_id = excluded.provider_id, "
-            "provider_resource_id = excluded.provider_resource_id, source = excluded.source, body = excluded.body"
+            "provider_resource_id = excluded.provider_resource_id, source = excluded.source, body = excluded.body, "
+            "owner_principal = excluded.owner_principal, owner_attributes = excluded.owner_attributes"
         )
         on_conflict = "DO NOTHING" if source == "provider" else replace
-        insert = f"INSERT INTO resources ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (type, identifier) "
+        insert = f"INSERT INTO resources ({_COLUMNS}) VALUES ({_MARKS}) ON CONFLICT (type, identifier) "
         statements += [(insert + on_conflict, self._values(resource)) for resource in resources]
         await self._db.transaction(statements)
 
@@ -128,4 +136,5 @@ class Registry:
             resource.source,
             resource.created_at,
             json.dumps(resource.body),
+            *owner_values(resource.owner),
         )

@@ -1,10 +1,13 @@
 """Resource tables: one kind of registered resource over the registry, written once for every kind.
 
 Models, shields and tool groups today; datasets, scoring functions, benchmarks and prompts next.
-Each kind shares the same life: looked up by id (a 404 that names the kind), listed, registered
-through its API, declared in the run config's `registered_resources` (synced at every start; an
-entry its provider refuses stops start-up, naming the entry), and unregistered through the API
-unless the config or a provider declared it (it would come back at the next start).
+Each kind shares the same access control (what the user may not read is not found, listed or
+resolved; what the API registers records its owner; unregistering another's is a 404, or a 403
+where the policy lets the user read but not delete it) and the same life: looked up by id (a 404
+that names the kind), listed, registered through its API, declared in the run config's
+`registered_resources` (synced at every start; an entry its provider refuses stops start-up,
+naming the entry), and unregistered through the API unless the config or a provider declared it
+(it would come back at the next start).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import TypeVar
 from pocketstack.config import ConfigError
 from pocketstack.core.registry import Registry, Resource
 from pocketstack.errors import BadRequestError, PocketStackError, ResourceNotFoundError
-from pocketstack.security.access import Access
+from pocketstack.security.access import Access, Action, Kind
 
 log = logging.getLogger(__name__)
 Entry = TypeVar("Entry")
@@ -43,9 +46,14 @@ class ResourceTable:
         self.registry = registry
         self.kind = kind
         self.access = access or Access()
+        self.owned = Kind(kind.type, kind.noun)  # Llama Stack's resource type: model, shield, tool_group
+
+    def _visible(self, resource: Resource) -> bool:
+        return self.access.visible(self.owned, resource.identifier, resource.owner)
 
     async def find(self, identifier: str) -> Resource | None:
-        return await self.registry.get(self.kind.type, identifier)
+        found = await self.registry.get(self.kind.type, identifier)
+        return found if found is not None and self._visible(found) else None
 
     async def get(self, identifier: str) -> Resource:
         found = await self.find(identifier)
@@ -54,15 +62,22 @@ class ResourceTable:
         return found
 
     async def by_provider_resource_id(self, provider_resource_id: str) -> list[Resource]:
-        return await self.registry.find_by_provider_resource_id(self.kind.type, provider_resource_id)
+        found = await self.registry.find_by_provider_resource_id(self.kind.type, provider_resource_id)
+        return [resource for resource in found if self._visible(resource)]
 
     async def all(self) -> list[Resource]:
-        return await self.registry.all(self.kind.type)
+        return [resource for resource in await self.registry.all(self.kind.type) if self._visible(resource)]
 
     async def add(self, resource: Resource) -> Resource:
-        """Register through the API; ConflictError when the id is taken."""
+        """Register through the API, owned by the request's user; ConflictError when the id is taken."""
+        self.access.check_create(self.owned, resource.identifier)
         return await self.registry.add(
-            self.kind.type, resource.identifier, resource.provider_id, resource.provider_resource_id, resource.body
+            self.kind.type,
+            resource.identifier,
+            resource.provider_id,
+            resource.provider_resource_id,
+            resource.body,
+            owner=self.access.owner(),
         )
 
     async def sync_config(
@@ -98,6 +113,8 @@ class ResourceTable:
 
     async def remove(self, resource: Resource) -> None:
         """Unregister what the API registered; what the config or a provider declared stays."""
+        missing = ResourceNotFoundError(self.kind.noun, resource.identifier)
+        self.access.check(Action.DELETE, self.owned, resource.identifier, resource.owner, missing)
         noun = self.kind.noun.capitalize()
         if resource.source == "provider":
             raise BadRequestError(
