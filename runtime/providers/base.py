@@ -15,6 +15,7 @@ if TYPE_CHECKING:  # the generated models load with the APIs, after the server l
     from pocketstack._generated import models
     from pocketstack._generated.protocols import Inference, Models, VectorIO
     from pocketstack.storage import Database
+    from pocketstack.storage.owners import Owner, Visibility
     from pocketstack.web.uploads import FileBody, Upload
 
 HealthStatus = Literal["OK", "Error", "Not Implemented"]
@@ -183,13 +184,21 @@ class ProviderSpec:
 class FilesProvider(Provider, Protocol):
     """Stores uploaded files: bytes somewhere, metadata answered in OpenAI's shapes."""
 
-    async def upload(self, upload: Upload, purpose: str, expires_after_s: int | None) -> models.OpenAIFileObject: ...
+    async def upload(
+        self, upload: Upload, purpose: str, expires_after_s: int | None, owner: Owner | None = None
+    ) -> models.OpenAIFileObject: ...
 
     async def list_files(
-        self, *, after: str | None, limit: int, order: str, purpose: str | None
-    ) -> models.ListFilesResponse: ...
+        self, *, after: str | None, limit: int, order: str, purpose: str | None, visible: Visibility | None = None
+    ) -> models.ListFilesResponse:
+        """A page of the files `visible` lets the request see (storage/owners.py)."""
+        ...
 
     async def get(self, file_id: str) -> models.OpenAIFileObject: ...
+
+    async def owner(self, file_id: str) -> Owner | None:
+        """Who uploaded the file (None: unowned); a 404 when there is no such file."""
+        ...
 
     async def delete(self, file_id: str) -> models.OpenAIFileDeleteResponse: ...
 

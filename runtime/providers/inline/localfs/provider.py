@@ -13,10 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from pocketstack._generated import models
-from pocketstack.errors import BadRequestError, NotFoundError, ResourceNotFoundError
+from pocketstack.errors import NotFoundError, ResourceNotFoundError
 from pocketstack.providers.base import Health, ProviderContext
 from pocketstack.providers.inline.localfs.config import LocalFsConfig
 from pocketstack.storage import Database
+from pocketstack.storage.owners import OWNER_COLUMNS, Owner, Visibility, owner_of, owner_values
+from pocketstack.storage.pages import page
 from pocketstack.web.uploads import FileBody, Upload
 
 log = logging.getLogger(__name__)
@@ -66,7 +68,9 @@ class LocalFsFiles:
     def path_of(self, file_id: str) -> Path:
         return self.folder / file_id
 
-    async def upload(self, upload: Upload, purpose: str, expires_after_s: int | None) -> models.OpenAIFileObject:
+    async def upload(
+        self, upload: Upload, purpose: str, expires_after_s: int | None, owner: Owner | None = None
+    ) -> models.OpenAIFileObject:
         file_id = f"file-{uuid.uuid4().hex}"
         created = int(time.time())
         expires = created + expires_after_s if expires_after_s is not None else None
@@ -76,7 +80,7 @@ class LocalFsFiles:
             self._next_expiry = expires if self._next_expiry is None else min(self._next_expiry, expires)
         try:
             await self._db.execute(
-                f"INSERT INTO files (provider_id, {COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO files (provider_id, {COLUMNS}, {OWNER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     self.provider_id,
                     file_id,
@@ -86,6 +90,7 @@ class LocalFsFiles:
                     upload.content_type,
                     created,
                     expires,
+                    *owner_values(owner),
                 ),
             )
         except BaseException:
@@ -94,33 +99,41 @@ class LocalFsFiles:
         return (await self._rows("id = ?", (file_id,)))[0]
 
     async def list_files(
-        self, *, after: str | None, limit: int, order: str, purpose: str | None
+        self, *, after: str | None, limit: int, order: str, purpose: str | None, visible: Visibility | None = None
     ) -> models.ListFilesResponse:
         await self._maybe_sweep()
-        clauses, params = ["provider_id = ?", "(expires_at IS NULL OR expires_at > ?)"], [self.provider_id, time.time()]
+        clauses = ["provider_id = ?", "(expires_at IS NULL OR expires_at > ?)"]
+        params: list[Any] = [self.provider_id, time.time()]
         if purpose is not None:
             clauses.append("purpose = ?")
             params.append(purpose)
-        if after is not None:
-            cursor = await self._db.fetch(
-                "SELECT seq FROM files WHERE id = ? AND provider_id = ?", (after, self.provider_id)
-            )
-            if not cursor:
-                raise BadRequestError(f"No file '{after}' to continue after.", param="after")
-            clauses.append("seq < ?" if order == "desc" else "seq > ?")
-            params.append(cursor[0]["seq"])
-        direction = "DESC" if order == "desc" else "ASC"
-        rows = await self._db.fetch(
-            f"SELECT {COLUMNS} FROM files WHERE {' AND '.join(clauses)} ORDER BY seq {direction} LIMIT ?",
-            (*params, limit + 1),
+        found = await page(
+            self._db,
+            table="files",
+            columns=COLUMNS,
+            where=clauses,
+            params=params,
+            after=after,
+            limit=limit,
+            descending=order == "desc",
+            visible=visible,
+            no_cursor="No file '{cursor}' to continue after.",
         )
-        data = [_file_object(row) for row in rows[:limit]]
+        data = [_file_object(row) for row in found.rows]
         return models.ListFilesResponse(
             data=data,
             first_id=data[0].id if data else "",
             last_id=data[-1].id if data else "",
-            has_more=len(rows) > limit,
+            has_more=found.has_more,
         )
+
+    async def owner(self, file_id: str) -> Owner | None:
+        rows = await self._db.fetch(
+            f"SELECT {OWNER_COLUMNS} FROM files WHERE provider_id = ? AND id = ?", (self.provider_id, file_id)
+        )
+        if not rows:
+            raise ResourceNotFoundError("file", file_id)
+        return owner_of(rows[0])
 
     async def get(self, file_id: str) -> models.OpenAIFileObject:
         await self._maybe_sweep()
