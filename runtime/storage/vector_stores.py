@@ -6,12 +6,13 @@ import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from pocketstack.storage.owners import Owner, Visibility, owner_of, owner_values
 from pocketstack.storage.pages import page
 from pocketstack.storage.sqlite import Database, Row
 
 _COLUMNS = (
     "id, provider_id, name, created_at, last_active_at, embedding_model, embedding_dimension, metadata, expires_after,"
-    " source"
+    " source, owner_principal, owner_attributes"
 )
 
 Source = Literal["api", "config"]  # created by a request, or from the run config's registered_resources
@@ -29,6 +30,7 @@ class StoredVectorStore:
     metadata: dict[str, Any]
     expires_after: dict[str, Any] | None  # OpenAI's {anchor, days}; None: never expires
     source: Source
+    owner: Owner | None = None  # who created it (None: unowned, e.g. from the run config)
 
     @property
     def expires_at(self) -> int | None:
@@ -51,6 +53,7 @@ def _stored(row: Row) -> StoredVectorStore:
         metadata=json.loads(row["metadata"]),
         expires_after=json.loads(row["expires_after"]) if row["expires_after"] else None,
         source=row["source"],
+        owner=owner_of(row),
     )
 
 
@@ -68,7 +71,7 @@ class VectorStoreStore:
 
     async def add(self, store: StoredVectorStore) -> None:
         await self._db.execute(
-            f"INSERT INTO vector_stores ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO vector_stores ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 store.id,
                 store.provider_id,
@@ -80,6 +83,7 @@ class VectorStoreStore:
                 json.dumps(store.metadata),
                 _json_or_null(store.expires_after),
                 store.source,
+                *owner_values(store.owner),
             ),
         )
 
@@ -108,9 +112,12 @@ class VectorStoreStore:
         """The record, its attached files and file batches (the tables cascade)."""
         await self._db.execute("DELETE FROM vector_stores WHERE id = ?", (store_id,))
 
-    async def page(self, *, after: str | None, limit: int, descending: bool) -> tuple[list[StoredVectorStore], bool]:
+    async def page(
+        self, *, after: str | None, limit: int, descending: bool, visible: Visibility | None = None
+    ) -> tuple[list[StoredVectorStore], bool]:
         found = await page(
             self._db,
+            visible=visible,
             table="vector_stores",
             columns=_COLUMNS,
             after=after,

@@ -24,6 +24,7 @@ from pocketstack.core.stack import Stack
 from pocketstack.errors import BadRequestError, PocketStackError, ServiceUnavailableError, not_found_message
 from pocketstack.modelstore.store import DEFAULT_EMBEDDING_NAME
 from pocketstack.providers.vector_search import Hit, NewChunk, SearchQuery, VectorIOProvider, parse_filter
+from pocketstack.security.access import VECTOR_STORE, Action
 from pocketstack.storage.vector_stores import Source, StoredVectorStore, VectorStoreStore
 from pocketstack.wire.fields import given, plain
 
@@ -35,6 +36,7 @@ ACTIVITY_RESOLUTION_S = 60  # last_active_at moves at most this often on searche
 class VectorIOApi(protocols.VectorIO):
     def __init__(self, stack: Stack, inference: InferenceApi, files: FilesApi) -> None:
         self.stack = stack
+        self.access = stack.access
         self.inference = inference
         self.files = VectorStoreFiles(stack, self, files)
         self.batches = FileBatches(stack, self)
@@ -64,16 +66,21 @@ class VectorIOApi(protocols.VectorIO):
     def store(self) -> VectorStoreStore:
         return VectorStoreStore(self.stack.database)
 
-    async def record(self, store_id: str) -> StoredVectorStore:
+    async def record(self, store_id: str, action: Action | None = Action.READ) -> StoredVectorStore:
+        """The store's record, if the request may do `action` to it (None: the server's own work, no
+        check). One it may not see is as unknown as a missing one; Llama Stack answers an unknown store
+        on these routes with 400 (OpenAI's BadRequestError)."""
         record = await self.store.get(store_id)
+        missing = BadRequestError(not_found_message("vector store", store_id), code="vector_store_not_found")
         if record is None:
-            # Llama Stack answers an unknown store on these routes with 400 (OpenAI's BadRequestError).
-            raise BadRequestError(not_found_message("vector store", store_id), code="vector_store_not_found")
+            raise missing
+        if action is not None:
+            self.access.check(action, VECTOR_STORE, store_id, record.owner, missing)
         return record
 
-    async def usable(self, store_id: str) -> StoredVectorStore:
+    async def usable(self, store_id: str, action: Action = Action.READ) -> StoredVectorStore:
         """The record of a store that may be searched or written: an expired one is refused."""
-        record = await self.record(store_id)
+        record = await self.record(store_id, action)
         if record.expires_at is not None and record.expires_at <= time.time():
             raise BadRequestError(
                 f"Vector store '{store_id}' expired (unused since {record.last_active_at}); it can only be read "
@@ -115,8 +122,9 @@ class VectorIOApi(protocols.VectorIO):
 
     async def openai_create_vector_store(self, request: models.CreateVectorStoreRequest) -> models.VectorStoreObject:
         file_ids = given(request.file_ids, [])
+        self.access.check_create(VECTOR_STORE, "")
         for file_id in file_ids:
-            await self.files.files.provider().get(file_id)  # an unknown file fails the create, not later
+            await self.files.files.checked(file_id)  # an unknown (or another's) file fails the create, not later
         strategy = await self.files.checked_strategy(request.chunking_strategy)  # as do bad chunking settings
         expires = given(request.expires_after)
         store_id = await self._create(
@@ -169,6 +177,7 @@ class VectorIOApi(protocols.VectorIO):
                 metadata=metadata,
                 expires_after=expires_after,
                 source=source,
+                owner=self.access.owner() if source == "api" else None,
             )
         )
         return store_id
@@ -206,7 +215,10 @@ class VectorIOApi(protocols.VectorIO):
     ) -> models.ListVectorStoresResponse:
         order = given(request.order)
         records, has_more = await self.store.page(
-            after=given(request.after), limit=request.limit, descending=order is None or order.value == "desc"
+            after=given(request.after),
+            limit=request.limit,
+            descending=order is None or order.value == "desc",
+            visible=self.access.visibility(VECTOR_STORE),
         )
         data = [await self._object(record) for record in records]
         return models.ListVectorStoresResponse(
@@ -221,7 +233,7 @@ class VectorIOApi(protocols.VectorIO):
     async def openai_update_vector_store(
         self, request: models.OpenaiUpdateVectorStoreRequest
     ) -> models.VectorStoreObject:
-        record = await self.record(request.vector_store_id)
+        record = await self.record(request.vector_store_id, Action.UPDATE)
         metadata = record.metadata if request.metadata is MISSING else plain(request.metadata or {})
         expires = record.expires_after
         if request.expires_after is not MISSING:
@@ -242,7 +254,7 @@ class VectorIOApi(protocols.VectorIO):
     async def openai_delete_vector_store(
         self, request: models.OpenaiDeleteVectorStoreRequest
     ) -> models.VectorStoreDeleteResponse:
-        record = await self.record(request.vector_store_id)
+        record = await self.record(request.vector_store_id, Action.DELETE)
         if record.source == "config":
             raise BadRequestError(
                 f"Vector store '{record.id}' comes from the run config's registered_resources; remove it there "
@@ -354,7 +366,7 @@ class VectorIOApi(protocols.VectorIO):
         return [hit for hit in hits if threshold is None or hit.score >= threshold]
 
     async def insert_chunks(self, request: models.InsertChunksRequest) -> None:
-        record = await self.usable(request.vector_store_id)
+        record = await self.usable(request.vector_store_id, Action.UPDATE)
         _, provider = self.provider(record.provider_id)
         chunks = list(request.chunks)
         texts = [content_text(chunk.content, f"chunks[{i}].content") for i, chunk in enumerate(chunks)]

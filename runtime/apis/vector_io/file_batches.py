@@ -20,6 +20,7 @@ from pocketstack._generated import models
 from pocketstack.apis.vector_io.files import file_counts
 from pocketstack.core.stack import Stack
 from pocketstack.errors import BadRequestError
+from pocketstack.security.access import Action
 from pocketstack.storage.vector_store_files import StoredFileBatch, VectorStoreFileStore
 from pocketstack.wire.fields import given, plain
 
@@ -39,7 +40,7 @@ class FileBatches:
         return VectorStoreFileStore(self.stack.database)
 
     async def create(self, store_id: str, request: models.CreateFileBatchRequest) -> models.VectorStoreFileBatchObject:
-        await self.vector_io.usable(store_id)
+        await self.vector_io.usable(store_id, Action.UPDATE)
         wanted = self._files(request)
         attachments = [
             await self.vector_io.files.attachment(store_id, file_id, attributes, strategy, missing_fails=True)
@@ -70,8 +71,11 @@ class FileBatches:
             raise BadRequestError(f"a batch holds at most {MAX_BATCH_FILES} files", param="file_ids")
         return [(file_id, plain(attributes), plain(strategy)) for file_id, (attributes, strategy) in unique.items()]
 
-    async def get(self, store_id: str, batch_id: str) -> models.VectorStoreFileBatchObject:
-        await self.vector_io.record(store_id)
+    async def get(
+        self, store_id: str, batch_id: str, action: Action = Action.READ
+    ) -> models.VectorStoreFileBatchObject:
+        """A batch follows its store (the request must be able to do `action` to the store)."""
+        await self.vector_io.record(store_id, action)
         batch = await self.store.batch(store_id, batch_id)
         if batch is None:
             # 400 like every other not-found under /v1/vector_stores (Llama Stack's behaviour)
@@ -94,13 +98,13 @@ class FileBatches:
         )
 
     async def cancel(self, store_id: str, batch_id: str) -> models.VectorStoreFileBatchObject:
-        batch = await self.get(store_id, batch_id)
+        batch = await self.get(store_id, batch_id, Action.UPDATE)
         if batch.status.value != "in_progress":
             raise BadRequestError(
                 f"File batch '{batch_id}' is {batch.status.value}; only a batch in progress can be cancelled."
             )
         cancelled = await self.store.cancel_batch(store_id, batch_id)
-        record = await self.vector_io.record(store_id)
+        record = await self.vector_io.record(store_id, None)
         _, provider = self.vector_io.provider(record.provider_id)
         for file_id in cancelled:  # chunks a file may have from before; the worker clears what it adds after
             await provider.delete(store_id, file_id)

@@ -27,6 +27,7 @@ from pocketstack.apis.vector_io import contextual, ingest
 from pocketstack.core.stack import Stack
 from pocketstack.errors import BadRequestError, NotFoundError, PocketStackError
 from pocketstack.providers.vector_search import NewChunk, VectorIOProvider
+from pocketstack.security.access import Action
 from pocketstack.storage.vector_store_files import (
     FileCounts,
     FileStatus,
@@ -111,7 +112,7 @@ class VectorStoreFiles:
         """Detach deleted files from every store: chunks and vectors first, then the attachment rows."""
         attachments = await self.store.attachments_of(file_ids)
         for store_id, file_id in attachments:
-            record = await self.vector_io.record(store_id)
+            record = await self.vector_io.record(store_id, None)
             _, provider = self.vector_io.provider(record.provider_id)
             await provider.delete(store_id, file_id)
         if attachments:
@@ -134,7 +135,7 @@ class VectorStoreFiles:
         self, store_id: str, file_id: str, attributes: Any, strategy: Any, *, wait: bool = True
     ) -> models.VectorStoreFileObject:
         """Attach and queue the file; with `wait`, answer once it is ingested or `attach_wait_s` ran out."""
-        await self.vector_io.usable(store_id)
+        await self.vector_io.usable(store_id, Action.UPDATE)
         await self.store.attach(await self.attachment(store_id, file_id, attributes, strategy))
         self.enqueue(store_id, [file_id])
         if wait:
@@ -149,7 +150,7 @@ class VectorStoreFiles:
         `openai_attach_file_to_vector_store` records the files API's error as the file's last_error)."""
         error = None
         try:
-            await self.files.provider().get(file_id)
+            await self.files.checked(file_id)  # another's file is as unknown as a missing one
         except NotFoundError as exc:
             if not missing_fails:
                 raise
@@ -220,10 +221,11 @@ class VectorStoreFiles:
             if not future.done():
                 future.set_result(None)
 
-    async def get(self, store_id: str, file_id: str) -> models.VectorStoreFileObject:
+    async def get(self, store_id: str, file_id: str, action: Action = Action.READ) -> models.VectorStoreFileObject:
+        """An attached file: it follows its store (the request must be able to do `action` to the store)."""
+        await self.vector_io.record(store_id, action)
         stored = await self.store.get(store_id, file_id)
         if stored is None:
-            await self.vector_io.record(store_id)
             raise BadRequestError(f"File '{file_id}' is not attached to vector store '{store_id}'.", code="not_found")
         return _file_object(stored)
 
@@ -257,7 +259,7 @@ class VectorStoreFiles:
         self, store_id: str, file_id: str, *, with_embeddings: bool, with_metadata: bool
     ) -> models.VectorStoreFileContentResponse:
         await self.get(store_id, file_id)
-        record = await self.vector_io.record(store_id)
+        record = await self.vector_io.record(store_id, None)
         _, provider = self.vector_io.provider(record.provider_id)
         chunks = await provider.file_chunks(store_id, file_id, with_embeddings=with_embeddings)
         data = [
@@ -272,16 +274,16 @@ class VectorStoreFiles:
         return models.VectorStoreFileContentResponse(data=data, has_more=False, next_page=None)
 
     async def update(self, store_id: str, file_id: str, attributes: Any) -> models.VectorStoreFileObject:
-        current = await self.get(store_id, file_id)
+        current = await self.get(store_id, file_id, Action.UPDATE)
         await self.store.set_attributes(store_id, file_id, _attributes(attributes))
         if current.status.value == "completed":  # the chunks carry the attributes: re-ingest to refresh them
             await self.attach(store_id, file_id, attributes, current.chunking_strategy, wait=False)
         return await self.get(store_id, file_id)
 
     async def detach(self, store_id: str, file_id: str) -> models.VectorStoreFileDeleteResponse:
-        await self.get(store_id, file_id)
+        await self.get(store_id, file_id, Action.DELETE)
         await self.store.detach(store_id, file_id)
-        record = await self.vector_io.record(store_id)
+        record = await self.vector_io.record(store_id, None)
         _, provider = self.vector_io.provider(record.provider_id)
         await provider.delete(store_id, file_id)
         return models.VectorStoreFileDeleteResponse(id=file_id, deleted=True)
@@ -306,7 +308,7 @@ class VectorStoreFiles:
         attached = await self.store.get(store_id, file_id)
         if attached is None or attached.status != "in_progress":
             return  # detached, or done by an earlier queue entry
-        record = await self.vector_io.record(store_id)
+        record = await self.vector_io.record(store_id, None)
         _, provider = self.vector_io.provider(record.provider_id)
         try:
             meta = await self.files.provider().get(file_id)
