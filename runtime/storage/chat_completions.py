@@ -6,7 +6,8 @@ import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pocketstack.errors import BadRequestError
+from pocketstack.storage.owners import OWNER_COLUMNS, Owner, Visibility, owner_of, owner_values
+from pocketstack.storage.pages import page
 from pocketstack.storage.sqlite import Database
 
 
@@ -15,6 +16,7 @@ class StoredCompletion:
     completion: dict[str, Any]
     input_messages: list[dict[str, Any]]
     served_by: str
+    owner: Owner | None = None
 
 
 @dataclass(frozen=True)
@@ -24,7 +26,12 @@ class Page:
 
 
 def _stored(row: Any) -> StoredCompletion:
-    return StoredCompletion(json.loads(row["completion"]), json.loads(row["input_messages"]), row["served_by"])
+    return StoredCompletion(
+        json.loads(row["completion"]), json.loads(row["input_messages"]), row["served_by"], owner_of(row)
+    )
+
+
+_COLUMNS = f"completion, input_messages, served_by, {OWNER_COLUMNS}"
 
 
 # Llama Stack lets a client ask for any number of stored completions at once; reading them all into
@@ -36,10 +43,16 @@ class ChatCompletionStore:
     def __init__(self, database: Database) -> None:
         self._db = database
 
-    async def add(self, completion: dict[str, Any], input_messages: list[dict[str, Any]], served_by: str) -> None:
+    async def add(
+        self,
+        completion: dict[str, Any],
+        input_messages: list[dict[str, Any]],
+        served_by: str,
+        owner: Owner | None = None,
+    ) -> None:
         await self._db.execute(
-            "INSERT INTO chat_completions (id, created, model, served_by, completion, input_messages) "
-            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+            "INSERT INTO chat_completions (id, created, model, served_by, completion, input_messages, "
+            f"{OWNER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
             (
                 completion["id"],
                 completion["created"],
@@ -47,33 +60,34 @@ class ChatCompletionStore:
                 served_by,
                 json.dumps(completion),
                 json.dumps(input_messages),
+                *owner_values(owner),
             ),
         )
 
     async def get(self, completion_id: str) -> StoredCompletion | None:
-        rows = await self._db.fetch(
-            "SELECT completion, input_messages, served_by FROM chat_completions WHERE id = ?", (completion_id,)
-        )
+        rows = await self._db.fetch(f"SELECT {_COLUMNS} FROM chat_completions WHERE id = ?", (completion_id,))
         return _stored(rows[0]) if rows else None
 
-    async def page(self, *, after: str | None, limit: int, model: str | None, order: Literal["asc", "desc"]) -> Page:
+    async def page(
+        self,
+        *,
+        after: str | None,
+        limit: int,
+        model: str | None,
+        order: Literal["asc", "desc"],
+        visible: Visibility | None = None,
+    ) -> Page:
         """One page in insertion order; `limit` has no bound (Llama Stack's has none), a page does."""
-        limit = min(limit, MAX_PAGE)
-        clauses, params = [], []
-        if model is not None:
-            clauses.append("model = ?")
-            params.append(model)
-        if after is not None:
-            cursor = await self._db.fetch("SELECT seq FROM chat_completions WHERE id = ?", (after,))
-            if not cursor:
-                raise BadRequestError(f"No stored chat completion '{after}' to continue after.", param="after")
-            clauses.append("seq < ?" if order == "desc" else "seq > ?")
-            params.append(cursor[0]["seq"])
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        direction = "DESC" if order == "desc" else "ASC"
-        rows = await self._db.fetch(
-            f"SELECT completion, input_messages, served_by FROM chat_completions {where} "
-            f"ORDER BY seq {direction} LIMIT ?",
-            (*params, limit + 1),
+        found = await page(
+            self._db,
+            table="chat_completions",
+            columns=_COLUMNS,
+            where=["model = ?"] if model is not None else [],
+            params=[model] if model is not None else [],
+            after=after,
+            limit=min(limit, MAX_PAGE),
+            descending=order == "desc",
+            visible=visible,
+            no_cursor="No stored chat completion '{cursor}' to continue after.",
         )
-        return Page([_stored(row) for row in rows[:limit]], has_more=len(rows) > limit)
+        return Page([_stored(row) for row in found.rows], has_more=found.has_more)

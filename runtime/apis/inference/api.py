@@ -29,8 +29,10 @@ from pocketstack.errors import (
     UpstreamTimeoutError,
 )
 from pocketstack.providers.base import InferenceProvider, ServedModel, TokenCounts
+from pocketstack.security.access import CHAT_COMPLETION, Action
 from pocketstack.security.quota import metered, record_usage
 from pocketstack.storage.chat_completions import ChatCompletionStore, StoredCompletion
+from pocketstack.storage.owners import Owner
 from pocketstack.web.context import served_by
 from pocketstack.wire.chat_stream import ChatAssembler
 from pocketstack.wire.fields import given
@@ -163,10 +165,11 @@ class InferenceApi(protocols.Inference):
         if given(request.store, True) is False:
             return result
         inputs = [m.model_dump(mode="json", by_alias=True) for m in request.messages]
+        owner = self.stack.access.owner()
         if isinstance(result, models.ChatCompletion):
-            await self.store.add(result.model_dump(mode="json"), inputs, provider_id or "")
+            await self.store.add(result.model_dump(mode="json"), inputs, provider_id or "", owner)
             return result
-        return self._recorded(result, request.model, inputs, provider_id or "")
+        return self._recorded(result, request.model, inputs, provider_id or "", owner)
 
     async def _guarded(
         self, targets: list[Target], request: models.ChatCompletionRequest
@@ -201,6 +204,7 @@ class InferenceApi(protocols.Inference):
         model: str,
         inputs: list[dict[str, Any]],
         provider_id: str,
+        owner: Owner | None,
     ) -> AsyncIterator[models.ChatCompletionChunk]:
         """The stream as it is, stored once it ends (a stream the client abandons is not stored)."""
         assembler = ChatAssembler()
@@ -212,14 +216,18 @@ class InferenceApi(protocols.Inference):
                 yield chunk
         if assembler.first is not None:
             completion = assembler.completion(assembler.first.model or model)
-            await self.store.add(completion.model_dump(mode="json"), inputs, provider_id)
+            await self.store.add(completion.model_dump(mode="json"), inputs, provider_id, owner)
 
     async def list_chat_completions(
         self, request: models.ListChatCompletionsRequest
     ) -> models.ListChatCompletionsResponse:
         order = given(request.order, models.SortOrder.desc).value
         page = await self.store.page(
-            after=given(request.after), limit=request.limit, model=given(request.model), order=order
+            after=given(request.after),
+            limit=request.limit,
+            model=given(request.model),
+            order=order,
+            visible=self.stack.access.visibility(CHAT_COMPLETION),
         )
         data = [_stored_model(item) for item in page.items]
         return models.ListChatCompletionsResponse(
@@ -231,8 +239,10 @@ class InferenceApi(protocols.Inference):
 
     async def get_chat_completion(self, request: models.GetChatCompletionRequest) -> models.StoredChatCompletion:
         stored = await self.store.get(request.completion_id)
+        missing = ResourceNotFoundError("chat completion", request.completion_id)
         if stored is None:
-            raise ResourceNotFoundError("chat completion", request.completion_id)
+            raise missing
+        self.stack.access.check(Action.READ, CHAT_COMPLETION, request.completion_id, stored.owner, missing)
         return _stored_model(stored)
 
     async def openai_completion(
