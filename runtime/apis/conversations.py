@@ -11,6 +11,7 @@ from pocketstack._generated import models, protocols
 from pocketstack.apis.responses.items import chat_messages, stored_items
 from pocketstack.core.stack import Stack
 from pocketstack.errors import BadRequestError, ResourceNotFoundError
+from pocketstack.security.access import CONVERSATION, Action
 from pocketstack.storage.conversations import ConversationStore, StoredConversation
 from pocketstack.wire.fields import given, plain
 
@@ -45,21 +46,27 @@ def check_conversation_id(conversation_id: str, param: str = "conversation_id") 
 class ConversationsApi(protocols.Conversations):
     def __init__(self, stack: Stack) -> None:
         self.stack = stack
+        self.access = stack.access
 
     @property
     def store(self) -> ConversationStore:
         return ConversationStore(self.stack.database)
 
-    async def lookup(self, conversation_id: str) -> StoredConversation:
+    async def lookup(self, conversation_id: str, action: Action = Action.READ) -> StoredConversation:
+        """The conversation, if the request may do `action` to it (its items follow it): one it may not
+        see is as unknown as a missing one."""
         check_conversation_id(conversation_id)
         stored = await self.store.get(conversation_id)
+        missing = ResourceNotFoundError("conversation", conversation_id)
         if stored is None:
-            raise ResourceNotFoundError("conversation", conversation_id)
+            raise missing
+        self.access.check(action, CONVERSATION, conversation_id, stored.owner, missing)
         return stored
 
-    async def items(self, conversation_id: str) -> list[dict[str, Any]]:
-        """All of the conversation's items, in order (what a response reads before its own input)."""
-        await self.lookup(conversation_id)
+    async def items(self, conversation_id: str, action: Action = Action.READ) -> list[dict[str, Any]]:
+        """All of the conversation's items, in order (what a response reads before its own input; it
+        asks for `update`, as it adds its own)."""
+        await self.lookup(conversation_id, action)
         return await self.store.all_items(conversation_id)
 
     async def append(self, conversation_id: str, items: list[dict[str, Any]]) -> None:
@@ -69,7 +76,9 @@ class ConversationsApi(protocols.Conversations):
         raw = plain(given(request.items)) or []
         items = stored_items(list(raw))
         chat_messages(items)  # refuses item kinds and parts this build cannot use, before anything is stored
-        stored = StoredConversation(f"conv_{secrets.token_hex(24)}", int(time.time()), given(request.metadata) or {})
+        stored = StoredConversation(
+            f"conv_{secrets.token_hex(24)}", int(time.time()), given(request.metadata) or {}, self.access.owner()
+        )
         await self.store.create(stored, items)
         return _conversation(stored)
 
@@ -77,7 +86,7 @@ class ConversationsApi(protocols.Conversations):
         return _conversation(await self.lookup(request.conversation_id))
 
     async def update_conversation(self, request: models.UpdateConversationRequest) -> models.Conversation:
-        check_conversation_id(request.conversation_id)
+        await self.lookup(request.conversation_id, Action.UPDATE)
         if not await self.store.update(request.conversation_id, request.metadata):
             raise ResourceNotFoundError("conversation", request.conversation_id)
         return _conversation(await self.lookup(request.conversation_id))
@@ -85,7 +94,7 @@ class ConversationsApi(protocols.Conversations):
     async def delete_conversation(
         self, request: models.DeleteConversationRequest
     ) -> models.ConversationDeletedResource:
-        check_conversation_id(request.conversation_id)
+        await self.lookup(request.conversation_id, Action.DELETE)
         if not await self.store.delete(request.conversation_id):
             raise ResourceNotFoundError("conversation", request.conversation_id)
         return models.ConversationDeletedResource(id=request.conversation_id, deleted=True)
@@ -101,7 +110,7 @@ class ConversationsApi(protocols.Conversations):
         return _item_list(items, has_more)
 
     async def add_conversation_items(self, request: models.AddConversationItemsRequest) -> models.ConversationItemList:
-        await self.lookup(request.conversation_id)
+        await self.lookup(request.conversation_id, Action.UPDATE)
         items = stored_items(list(request.items))
         chat_messages(items)  # refuses what this build cannot use, as create does
         await self.append(request.conversation_id, items)
@@ -121,7 +130,7 @@ class ConversationsApi(protocols.Conversations):
     ) -> models.ConversationItemDeletedResource:
         """Answers Llama Stack's `{id: <item>, object: "conversation.item.deleted", deleted: true}`, not OpenAI's
         conversation (the spec's description says why)."""
-        await self.lookup(request.conversation_id)
+        await self.lookup(request.conversation_id, Action.DELETE)
         if not await self.store.delete_item(request.conversation_id, request.item_id):
             raise ResourceNotFoundError(
                 "conversation item", request.item_id, parent=("conversation", request.conversation_id)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pocketstack.errors import ConflictError
+from pocketstack.storage.owners import OWNER_COLUMNS, Owner, owner_of, owner_values
 from pocketstack.storage.pages import page
 from pocketstack.storage.sqlite import Database
 
@@ -16,6 +17,7 @@ class StoredConversation:
     id: str
     created_at: int
     metadata: dict[str, str]
+    owner: Owner | None = None  # its items follow it
 
 
 class ConversationStore:
@@ -25,8 +27,13 @@ class ConversationStore:
     async def create(self, conversation: StoredConversation, items: list[dict[str, Any]]) -> None:
         statements: list[tuple[str, tuple[Any, ...]]] = [
             (
-                "INSERT INTO conversations (id, created_at, metadata) VALUES (?, ?, ?)",
-                (conversation.id, conversation.created_at, json.dumps(conversation.metadata)),
+                f"INSERT INTO conversations (id, created_at, metadata, {OWNER_COLUMNS}) VALUES (?, ?, ?, ?, ?)",
+                (
+                    conversation.id,
+                    conversation.created_at,
+                    json.dumps(conversation.metadata),
+                    *owner_values(conversation.owner),
+                ),
             )
         ]
         statements += self._inserts(conversation.id, items)
@@ -45,11 +52,12 @@ class ConversationStore:
 
     async def get(self, conversation_id: str) -> StoredConversation | None:
         rows = await self._db.fetch(
-            "SELECT id, created_at, metadata FROM conversations WHERE id = ?", (conversation_id,)
+            f"SELECT id, created_at, metadata, {OWNER_COLUMNS} FROM conversations WHERE id = ?", (conversation_id,)
         )
         if not rows:
             return None
-        return StoredConversation(rows[0]["id"], rows[0]["created_at"], json.loads(rows[0]["metadata"]))
+        row = rows[0]
+        return StoredConversation(row["id"], row["created_at"], json.loads(row["metadata"]), owner_of(row))
 
     async def update(self, conversation_id: str, metadata: dict[str, str]) -> bool:
         rows = await self._db.fetch(

@@ -6,10 +6,11 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from pocketstack.storage.owners import OWNER_COLUMNS, Owner, Visibility, owner_of, owner_values
 from pocketstack.storage.pages import page
 from pocketstack.storage.sqlite import Database
 
-_COLUMNS = "response, input_items, context"
+_COLUMNS = f"response, input_items, context, {OWNER_COLUMNS}"
 
 
 @dataclass(frozen=True)
@@ -17,10 +18,13 @@ class StoredResponse:
     response: dict[str, Any]
     input_items: list[dict[str, Any]]  # the items this request added, with their ids
     context: list[dict[str, Any]]  # the chat messages it ended with, for `previous_response_id`
+    owner: Owner | None = None  # who created it; its input items and events follow it
 
 
 def _stored(row: Any) -> StoredResponse:
-    return StoredResponse(json.loads(row["response"]), json.loads(row["input_items"]), json.loads(row["context"]))
+    return StoredResponse(
+        json.loads(row["response"]), json.loads(row["input_items"]), json.loads(row["context"]), owner_of(row)
+    )
 
 
 class ResponseStore:
@@ -30,7 +34,8 @@ class ResponseStore:
     async def add(self, stored: StoredResponse) -> None:
         response = stored.response
         await self._db.execute(
-            "INSERT INTO responses (id, created_at, model, response, input_items, context) VALUES (?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO responses (id, created_at, model, response, input_items, context, {OWNER_COLUMNS}) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 response["id"],
                 response["created_at"],
@@ -38,6 +43,7 @@ class ResponseStore:
                 json.dumps(response),
                 json.dumps(stored.input_items),
                 json.dumps(stored.context),
+                *owner_values(stored.owner),
             ),
         )
 
@@ -80,10 +86,11 @@ class ResponseStore:
         return bool(rows)
 
     async def page(
-        self, *, after: str | None, limit: int, model: str | None, descending: bool
+        self, *, after: str | None, limit: int, model: str | None, descending: bool, visible: Visibility | None = None
     ) -> tuple[list[StoredResponse], bool]:
         found = await page(
             self._db,
+            visible=visible,
             table="responses",
             columns=_COLUMNS,
             where=["model = ?"] if model is not None else [],

@@ -32,6 +32,7 @@ from pocketstack.apis.vector_io.api import VectorIOApi
 from pocketstack.core.resources import MODEL
 from pocketstack.core.stack import Stack
 from pocketstack.errors import BadRequestError, ConflictError, PocketStackError, ResourceNotFoundError
+from pocketstack.security.access import RESPONSE, Action
 from pocketstack.storage.responses import ResponseStore, StoredResponse
 from pocketstack.wire.fields import given, plain
 
@@ -87,6 +88,7 @@ class ResponsesApi(protocols.Responses):
         tools: ToolsApi,
     ) -> None:
         self.stack = stack
+        self.access = stack.access
         self.tools = tools
         self.inference = inference
         self.conversations = conversations
@@ -109,7 +111,8 @@ class ResponsesApi(protocols.Responses):
             raise BadRequestError("Give `previous_response_id` or `conversation`, not both.", param="conversation")
         if conversation is not None:
             check_conversation_id(conversation, "conversation")  # Llama Stack: create_openai_response
-            earlier = await self.conversations.items(conversation)  # an unknown one is a 404, as in Llama Stack
+            # an unknown (or another's) one is a 404, as in Llama Stack; the response adds to it: an update
+            earlier = await self.conversations.items(conversation, Action.UPDATE)
             return chat_messages(earlier), earlier, None
         if previous is None:
             return [], [], None
@@ -132,16 +135,20 @@ class ResponsesApi(protocols.Responses):
         response_id, hops = older, 0
         while response_id is not None and not labels <= set(found) and hops < MAX_CHAIN_LOOKUPS:
             stored = await self.store.get(response_id)
-            if stored is None:
+            if stored is None or not self.access.visible(RESPONSE, response_id, stored.owner):
                 break
             take(stored.response.get("output", []))
             response_id, hops = stored.response.get("previous_response_id"), hops + 1
         return {label: item for label, item in found.items() if label in labels}
 
-    async def _stored(self, response_id: str) -> StoredResponse:
+    async def _stored(self, response_id: str, action: Action = Action.READ) -> StoredResponse:
+        """The stored response, if the request may do `action` to it (its input items and events follow
+        it): one it may not see is as unknown as a missing one."""
         stored = await self.store.get(response_id)
+        missing = ResourceNotFoundError("response", response_id)
         if stored is None:
-            raise ResourceNotFoundError("response", response_id)
+            raise missing
+        self.access.check(action, RESPONSE, response_id, stored.owner, missing)
         return stored
 
     async def _sampling(self, request: models.CreateResponseRequest) -> dict[str, Any]:
@@ -243,7 +250,7 @@ class ResponsesApi(protocols.Responses):
         """Store the response `queued` and run it in a task that keeps its row current; answer at once with
         the response, or (`log`, when streamed) with its events, which the task writes whether anyone reads."""
         turn.response["status"] = "queued"
-        await self.store.add(StoredResponse(turn.response, items, turn.messages))
+        await self.store.add(StoredResponse(turn.response, items, turn.messages, self.access.owner()))
         response_id = turn.response["id"]
 
         async def run() -> None:
@@ -303,7 +310,7 @@ class ResponsesApi(protocols.Responses):
         """As Llama Stack's (openai_responses.py cancel_openai_response): a cancelled one is answered as it is; one
         not in the background, or finished, is a 409."""
         response_id = request.response_id
-        stored = await self._stored(response_id)
+        stored = await self._stored(response_id, Action.UPDATE)
         status = stored.response.get("status")
         if status == "cancelled":
             return models.ResponseObject.model_validate(stored.response)
@@ -370,12 +377,12 @@ class ResponsesApi(protocols.Responses):
     async def _keep_failed(self, turn: Turn, items: list[dict[str, Any]]) -> None:
         """A failed response is stored (if `store`), not added to its conversation, as in Llama Stack."""
         if turn.response["store"]:
-            await self.store.add(StoredResponse(turn.response, items, turn.messages))
+            await self.store.add(StoredResponse(turn.response, items, turn.messages, self.access.owner()))
 
     async def _keep(self, turn: Turn, items: list[dict[str, Any]]) -> None:
         await self._join_conversation(turn, items)  # stored or not, as in OpenAI
         if turn.response["store"]:
-            await self.store.add(StoredResponse(turn.response, items, turn.messages))
+            await self.store.add(StoredResponse(turn.response, items, turn.messages, self.access.owner()))
 
     async def _join_conversation(self, turn: Turn, items: list[dict[str, Any]]) -> None:
         """Add the turn's input and output to its conversation, if it has one."""
@@ -403,6 +410,7 @@ class ResponsesApi(protocols.Responses):
     async def delete_openai_response(
         self, request: models.DeleteOpenaiResponseRequest
     ) -> models.DeleteResponseResponse:
+        await self._stored(request.response_id, Action.DELETE)
         if not await self.store.delete(request.response_id):
             raise ResourceNotFoundError("response", request.response_id)
         return models.DeleteResponseResponse(id=request.response_id, deleted=True)
@@ -410,7 +418,11 @@ class ResponsesApi(protocols.Responses):
     async def list_openai_responses(self, request: models.ListOpenaiResponsesRequest) -> models.ListResponsesResponse:
         order = given(request.order, models.SortOrder.desc)
         found, has_more = await self.store.page(
-            after=given(request.after), limit=request.limit, model=given(request.model), descending=order == "desc"
+            after=given(request.after),
+            limit=request.limit,
+            model=given(request.model),
+            descending=order == "desc",
+            visible=self.access.visibility(RESPONSE),
         )
         # Each with its input, as Llama Stack lists them (OpenAIResponseObjectWithInput).
         data = [models.ResponseObject.model_validate({**s.response, "input": s.input_items}) for s in found]
