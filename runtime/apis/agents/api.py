@@ -36,7 +36,8 @@ from pocketstack.core.registry import Resource
 from pocketstack.core.stack import Stack
 from pocketstack.errors import BadRequestError, ResourceNotFoundError
 from pocketstack.providers.tool_runtime import HEADERS_REFUSED
-from pocketstack.storage.agents import AgentStore, StoredSession, StoredTurn
+from pocketstack.security.access import AGENT, AGENT_SESSION, Action
+from pocketstack.storage.agents import AgentStore, StoredAgent, StoredSession, StoredTurn
 from pocketstack.wire.fields import given, plain
 
 Chunks = AsyncIterator[models.AgentTurnResponseStreamChunk]
@@ -132,22 +133,30 @@ class AgentsApi(protocols.Agents):
         self.vector_io = vector_io
         self.tools = tools
         self.safety = safety
+        self.access = stack.access
 
     @property
     def store(self) -> AgentStore:
         return AgentStore(self.stack.database)
 
-    async def _agent(self, agent_id: str) -> tuple[str, dict[str, Any]]:
+    async def _agent(self, agent_id: str, action: Action = Action.READ) -> tuple[str, dict[str, Any]]:
+        """The agent's creation time and config, if the request may do `action` to it: one it may not
+        see is as unknown as a missing one."""
         found = await self.store.agent(agent_id)
+        missing = ResourceNotFoundError("agent", agent_id)
         if found is None:
-            raise ResourceNotFoundError("agent", agent_id)
-        return found
+            raise missing
+        self.access.check(action, AGENT, agent_id, found.owner, missing)
+        return found.created_at, found.config
 
-    async def _session(self, agent_id: str, session_id: str) -> StoredSession:
+    async def _session(self, agent_id: str, session_id: str, action: Action = Action.READ) -> StoredSession:
+        """A session of a visible agent that the request may do `action` to (its turns follow it)."""
         await self._agent(agent_id)
         session = await self.store.session(agent_id, session_id)
+        missing = ResourceNotFoundError("session", session_id)
         if session is None:
-            raise ResourceNotFoundError("session", session_id)
+            raise missing
+        self.access.check(action, AGENT_SESSION, session_id, session.owner, missing)
         return session
 
     # -- agents and sessions -----------------------------------------------------------------
@@ -159,7 +168,7 @@ class AgentsApi(protocols.Agents):
         for shield in [*config.get("input_shields", []), *config.get("output_shields", [])]:
             await self.safety.shields.lookup(shield)
         agent_id = str(uuid.uuid4())
-        await self.store.add_agent(agent_id, now(), config)
+        await self.store.add_agent(StoredAgent(agent_id, now(), config, self.access.owner()))
         return models.AgentCreateResponse(agent_id=agent_id)
 
     async def get_agent(self, request: models.GetAgentRequest) -> models.Agent:
@@ -169,11 +178,14 @@ class AgentsApi(protocols.Agents):
         )
 
     async def list_agents(self, request: models.ListAgentsRequest) -> models.AgentList:
-        found = await self.store.agents(request.start_index, request.limit + 1)
-        data = [{"agent_id": i, "agent_config": c, "created_at": t} for i, t, c in found[: request.limit]]
+        found = await self.store.agents(request.start_index, request.limit + 1, self.access.visibility(AGENT))
+        data = [
+            {"agent_id": a.id, "agent_config": a.config, "created_at": a.created_at} for a in found[: request.limit]
+        ]
         return models.AgentList.model_validate({"data": data, "has_more": len(found) > request.limit})
 
     async def delete_agent(self, request: models.DeleteAgentRequest) -> None:
+        await self._agent(request.agent_id, Action.DELETE)
         if not await self.store.delete_agent(request.agent_id):
             raise ResourceNotFoundError("agent", request.agent_id)
 
@@ -181,7 +193,9 @@ class AgentsApi(protocols.Agents):
         self, request: models.CreateAgentSessionRequest
     ) -> models.AgentSessionCreateResponse:
         await self._agent(request.agent_id)
-        session = StoredSession(str(uuid.uuid4()), request.agent_id, request.session_name, now(), [])
+        session = StoredSession(
+            str(uuid.uuid4()), request.agent_id, request.session_name, now(), [], self.access.owner()
+        )
         await self.store.add_session(session)
         return models.AgentSessionCreateResponse(session_id=session.id)
 
@@ -198,12 +212,13 @@ class AgentsApi(protocols.Agents):
 
     async def list_agent_sessions(self, request: models.ListAgentSessionsRequest) -> models.AgentSessionList:
         await self._agent(request.agent_id)
-        found = await self.store.sessions(request.agent_id, request.start_index, request.limit + 1)
+        visible = self.access.visibility(AGENT_SESSION)
+        found = await self.store.sessions(request.agent_id, request.start_index, request.limit + 1, visible)
         data = [await self._session_body(s) for s in found[: request.limit]]
         return models.AgentSessionList.model_validate({"data": data, "has_more": len(found) > request.limit})
 
     async def delete_agents_session(self, request: models.DeleteAgentsSessionRequest) -> None:
-        await self._agent(request.agent_id)
+        await self._session(request.agent_id, request.session_id, Action.DELETE)
         if not await self.store.delete_session(request.agent_id, request.session_id):
             raise ResourceNotFoundError("session", request.session_id)
 
@@ -298,7 +313,7 @@ class AgentsApi(protocols.Agents):
 
     async def create_agent_turn(self, request: models.CreateAgentTurnRequest) -> models.AgentTurn | Chunks:
         _, config = await self._agent(request.agent_id)
-        session = await self._session(request.agent_id, request.session_id)
+        session = await self._session(request.agent_id, request.session_id, Action.UPDATE)
         earlier = await self.store.turns(session.id)
         if earlier and earlier[-1].pending is not None:  # its model asked for tool results: the transcript waits
             raise BadRequestError(
@@ -319,7 +334,7 @@ class AgentsApi(protocols.Agents):
 
     async def resume_agent_turn(self, request: models.ResumeAgentTurnRequest) -> models.AgentTurn | Chunks:
         _, config = await self._agent(request.agent_id)
-        session = await self._session(request.agent_id, request.session_id)
+        session = await self._session(request.agent_id, request.session_id, Action.UPDATE)
         stored = await self._turn(request.agent_id, request.session_id, request.turn_id)
         if stored.pending is None:
             raise BadRequestError("This turn is not awaiting tool results.", code="turn_not_awaiting_input")
