@@ -19,6 +19,7 @@ from tests.support import scripted as scripted_model
 from tests.support.config import edge_providers_with, edge_shields, edge_with, edge_with_vector_provider
 from tests.support.process import free_port
 from tests.support.scripted import CHAT, scripted_entry
+from tests.support.users import with_test_users
 
 
 @pytest.fixture
@@ -119,3 +120,26 @@ def mcp_url(request: pytest.FixtureRequest) -> Iterator[str]:
     yield f"http://127.0.0.1:{port}/{'sse' if sse else 'mcp'}"
     server.should_exit = True
     thread.join(10)
+
+
+def access_config(**auth: Any) -> Any:
+    """The edge distribution, the scripted model "chat", and `server.auth` holding only `auth`'s
+    policies (no provider_config: the test header says who asks, tests/support/users.py)."""
+    llama_cpp = edge_providers_with()["inference"]
+    return edge_with(
+        providers=edge_providers_with(inference=[*llama_cpp, scripted_entry(replies={"capital?": "Paris."})]),
+        registered_resources={
+            "models": [CHAT],
+            "shields": edge_shields(),
+            "tool_groups": [{"toolgroup_id": "builtin::rag", "provider_id": "file-search"}],
+        },
+        server={"auth": auth} if auth else {},
+    )
+
+
+@pytest.fixture
+async def access_app(
+    aiohttp_client: Callable[..., Any], scripted: list[models.ChatCompletionRequest], stored_embedding: str
+) -> TestClient[Any, Any]:
+    """The access tests' app with the default policy: several users, told apart by a test header."""
+    return await aiohttp_client(with_test_users(create_app(access_config())))  # type: ignore[no-any-return]
