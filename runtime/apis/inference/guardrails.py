@@ -10,22 +10,21 @@ A shield that redacts (pii in `redact` mode: a `warn` whose metadata holds `reda
 rewrites what it judged: the user and tool messages before the model sees them, or the answer
 before the client does; the shields after it judge the redacted text.
 
-A stream is held back a sentence at a time: each time the held text completes a sentence, the
-answer so far is judged, and only then are the held chunks sent. A violation ends the stream
-there (closing it stops the generation), so no unchecked sentence reaches the client.
+A stream is held back a sentence at a time and judged before it is sent (screening.py). Text
+completions go through the same shields (completion_guardrails.py), and so do an agent's output
+shields (`guard_output`).
 """
 
 from __future__ import annotations
 
-import re
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator
-from contextlib import aclosing
-from dataclasses import dataclass, field
-from typing import Any, cast
+from collections.abc import AsyncIterator
+from typing import Any
 
 from pocketstack._generated import models
+from pocketstack.apis.inference.screening import Judge, screen_stream
+from pocketstack.apis.inference.verdicts import Guard, Outcome, refusal_text
 from pocketstack.apis.safety import SafetyApi, message_text
 from pocketstack.config import ConfigError, SafetyConfig
 from pocketstack.errors import ResourceNotFoundError
@@ -34,26 +33,8 @@ from pocketstack.web.context import served_by
 from pocketstack.wire.chat_stream import argument_fragment
 from pocketstack.wire.fields import given, plain
 
-_SENTENCE_END = re.compile(r"[.!?](?:[\"')\]]*)\s|\n")
+ChatAnswer = models.ChatCompletion | AsyncIterator[models.ChatCompletionChunk]
 _JUDGED_INPUT_ROLES = ("user", "tool")  # what comes from outside; system prompts are the developer's own
-
-
-@dataclass(frozen=True)
-class Guard:
-    """The shields one request runs, by stage."""
-
-    input: list[str] = field(default_factory=list)
-    output: list[str] = field(default_factory=list)
-
-    def __bool__(self) -> bool:
-        return bool(self.input or self.output)
-
-
-@dataclass
-class Outcome:
-    violations: list[models.GuardrailViolation] = field(default_factory=list)
-    blocked: models.GuardrailViolation | None = None
-    redacted: list[str] | None = None  # the judged texts as a redacting shield rewrote them
 
 
 def _recorded(shield_id: str, stage: str, verdict: Verdict) -> models.GuardrailViolation:
@@ -73,10 +54,6 @@ def shield_ids(guardrails: list[Any] | None) -> list[str]:
         value = plain(guardrail)
         ids.append(value if isinstance(value, str) else str(value.type))
     return ids
-
-
-def _refusal_text(blocked: models.GuardrailViolation) -> str:
-    return given(blocked.user_message) or "I can't help with that."
 
 
 def input_messages(request: models.ChatCompletionRequest) -> list[tuple[int, ShieldMessage]]:
@@ -166,7 +143,7 @@ class Guardrails:
     def refusal(request: models.ChatCompletionRequest, outcome: Outcome) -> models.ChatCompletion:
         """The answer to a request its input guardrails blocked: the model never ran."""
         assert outcome.blocked is not None
-        refusal = _refusal_text(outcome.blocked)
+        refusal = refusal_text(outcome.blocked)
         choices = [
             models.ChatChoice(
                 index=index,
@@ -194,7 +171,7 @@ class Guardrails:
             outcome = await self.judge(guard.output, "output", [ShieldMessage("assistant", text)] if text else [])
             violations += outcome.violations
             if outcome.blocked is not None:
-                choice.message = models.ChatResponseMessage(content=None, refusal=_refusal_text(outcome.blocked))
+                choice.message = models.ChatResponseMessage(content=None, refusal=refusal_text(outcome.blocked))
                 choice.finish_reason = models.FinishReason.content_filter
                 choice.logprobs = None
             elif outcome.redacted is not None and not given(choice.message.tool_calls, []):
@@ -217,125 +194,82 @@ class Guardrails:
             ):
                 yield chunk
 
-    async def guard_stream(
+    def output_judge(self, guard: Guard) -> Judge:
+        """The output shields over an answer so far, as stream screening calls them."""
+
+        async def judge(answer: str) -> Outcome:
+            judged = [ShieldMessage("assistant", answer)] if answer.strip() else []
+            return await self.judge(guard.output, "output", judged)
+
+        return judge
+
+    def guard_stream(
         self,
         stream: AsyncIterator[models.ChatCompletionChunk],
         guard: Guard,
         prior: list[models.GuardrailViolation],
         choices: int = 1,
     ) -> AsyncIterator[models.ChatCompletionChunk]:
-        """The stream, each of its `choices` held back and judged on its own; a blocked choice ends in
-        a refusal while the others go on, and the generation stops once every choice is blocked."""
-        screens: dict[int, _Screen] = {}
-        trailing: list[models.ChatCompletionChunk] = []  # chunks of no choice (usage) go out last
-        async with aclosing(cast(AsyncGenerator[models.ChatCompletionChunk], stream)) as chunks:
-            async for chunk in chunks:
-                if not chunk.choices:
-                    trailing.append(chunk)
+        """The stream, each of its `choices` held back a sentence at a time and judged (screening.py)."""
+        return screen_stream(stream, _ChatShape(), self.output_judge(guard), prior, choices)
+
+    async def guard_output(self, answer: ChatAnswer, shields: list[str]) -> ChatAnswer:
+        """Output shields over an answer as it came: whole, or a stream held back and judged a sentence at a time."""
+        guard = Guard(output=shields)
+        if isinstance(answer, models.ChatCompletion):
+            return await self.guard_answer(answer, guard, [])
+        return self.guard_stream(answer, guard, [])
+
+
+class _ChatShape:
+    """Chat chunks, for stream screening: content is the text, tool-call arguments are judged too."""
+
+    def split(self, chunk: models.ChatCompletionChunk) -> list[models.ChatCompletionChunk]:
+        if len(chunk.choices) <= 1:  # providers send one choice a chunk; an upstream may send several
+            return [chunk] if chunk.choices else []
+        return [chunk.model_copy(update={"choices": [choice]}) for choice in chunk.choices]
+
+    def index(self, chunk: models.ChatCompletionChunk) -> int:
+        return chunk.choices[0].index
+
+    def text(self, chunk: models.ChatCompletionChunk) -> str:
+        return given(chunk.choices[0].delta.content) or ""
+
+    def calls(self, chunk: models.ChatCompletionChunk) -> str:
+        return "".join(argument_fragment(call) for call in given(chunk.choices[0].delta.tool_calls, []))
+
+    def ends(self, chunk: models.ChatCompletionChunk) -> bool:
+        return given(chunk.choices[0].finish_reason) is not None
+
+    def opens(self, chunk: models.ChatCompletionChunk) -> bool:
+        return bool(given(chunk.choices[0].delta.role))
+
+    def rewrite(self, held: list[models.ChatCompletionChunk], replacement: str) -> None:
+        """In the first held chunk that had text, the others emptied."""
+        placed = False
+        for chunk in held:
+            for choice in chunk.choices:
+                if not given(choice.delta.content):
                     continue
-                for single in _one_choice_each(chunk):
-                    index = single.choices[0].index
-                    screen = screens.setdefault(index, _Screen(prior if index == 0 else []))
-                    if screen.blocked:
-                        continue  # its refusal is out; what it generates after is dropped
-                    async for released in self._screen(screen, single, guard):
-                        yield released
-                if sum(screen.blocked for screen in screens.values()) >= choices:
-                    return  # leaving the `async with` closes the stream: generation stops here
-        for released in trailing:
-            yield released
+                choice.delta.content = "" if placed else replacement
+                choice.logprobs = None  # they are the original tokens'
+                placed = True
 
-    async def _screen(
-        self, screen: _Screen, chunk: models.ChatCompletionChunk, guard: Guard
-    ) -> AsyncIterator[models.ChatCompletionChunk]:
-        """One choice's chunk held; the held ones released once the choice's answer so far is judged."""
-        screen.held.append(chunk)
-        choice = chunk.choices[0]
-        screen.text += given(choice.delta.content) or ""
-        screen.calls += "".join(argument_fragment(call) for call in given(choice.delta.tool_calls, []))
-        ending = given(choice.finish_reason) is not None
-        complete = _last_sentence_end(screen.text, screen.judged_upto)
-        if not ending and complete is None:
-            return
-        screen.judged_upto = complete or screen.judged_upto
-        answer = "\n".join(part for part in (screen.text, screen.calls) if part)
-        outcome = await self.judge(
-            guard.output, "output", [ShieldMessage("assistant", answer)] if answer.strip() else []
-        )
-        output = outcome.violations
-        if outcome.blocked is not None:
-            first = screen.held[0]
-            blocked = Outcome(screen.prior + output, outcome.blocked)
-            screen.blocked = True
-            for refusal in _refusal_chunks(
-                first.id, first.created, first.model, blocked, role=not screen.role_sent, index=choice.index
-            ):
-                yield refusal
-            return
-        pending = screen.text[screen.released_upto :]
-        if outcome.redacted is not None and not screen.calls and outcome.redacted[0].startswith(screen.sent):
-            # What was sent is the redaction of the text before a sentence end, which a later
-            # finding cannot reach into: the rest of the redacted answer is the held part's.
-            replacement = outcome.redacted[0][len(screen.sent) :]
-            if replacement != pending:
-                _rewrite_content(screen.held, replacement)
-            screen.sent += replacement
-        else:
-            screen.sent += pending
-        screen.released_upto = len(screen.text)
-        if ending and screen.prior + output:
-            screen.held[-1].guardrail_violations = screen.prior + output
-        for released in screen.held:
-            screen.role_sent = screen.role_sent or any(given(c.delta.role) for c in released.choices)
-            yield released
-        screen.held.clear()
+    def refusal(
+        self, first: models.ChatCompletionChunk, outcome: Outcome, opened: bool
+    ) -> list[models.ChatCompletionChunk]:
+        index = first.choices[0].index
+        return _refusal_chunks(first.id, first.created, first.model, outcome, role=not opened, index=index)
 
-
-@dataclass
-class _Screen:
-    """What the output shields have seen of one choice of a stream, and what of it went out."""
-
-    prior: list[models.GuardrailViolation]  # the input's violations, reported on the first choice
-    held: list[models.ChatCompletionChunk] = field(default_factory=list)
-    text: str = ""
-    calls: str = ""
-    judged_upto: int = 0
-    released_upto: int = 0  # how much of `text` went out,
-    sent: str = ""  # and as what (redacted or not)
-    role_sent: bool = False
-    blocked: bool = False
-
-
-def _one_choice_each(chunk: models.ChatCompletionChunk) -> list[models.ChatCompletionChunk]:
-    """A chunk split per choice (providers send one choice a chunk; an upstream may send several)."""
-    if len(chunk.choices) == 1:
-        return [chunk]
-    return [chunk.model_copy(update={"choices": [choice]}) for choice in chunk.choices]
-
-
-def _rewrite_content(held: list[models.ChatCompletionChunk], replacement: str) -> None:
-    """Put `replacement` in place of the held chunks' text: in the first that had text, the others emptied."""
-    placed = False
-    for chunk in held:
-        for choice in chunk.choices:
-            if not given(choice.delta.content):
-                continue
-            choice.delta.content = "" if placed else replacement
-            choice.logprobs = None  # they are the original tokens'
-            placed = True
-
-
-def _last_sentence_end(text: str, after: int) -> int | None:
-    """Where the last complete sentence of `text` ends, when one ended after `after`."""
-    ends = [m.end() for m in _SENTENCE_END.finditer(text, after)]
-    return ends[-1] if ends else None
+    def record(self, last: models.ChatCompletionChunk, violations: list[models.GuardrailViolation]) -> None:
+        last.guardrail_violations = violations
 
 
 def _refusal_chunks(
     identifier: str, created: int, model: str, outcome: Outcome, *, role: bool, index: int = 0
 ) -> list[models.ChatCompletionChunk]:
     assert outcome.blocked is not None
-    delta = models.ChunkDelta(refusal=_refusal_text(outcome.blocked))
+    delta = models.ChunkDelta(refusal=refusal_text(outcome.blocked))
     if role:
         delta.role = "assistant"
     body = models.ChunkChoice(index=index, delta=delta, finish_reason=None)
