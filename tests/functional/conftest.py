@@ -31,6 +31,9 @@ def scripted(monkeypatch: pytest.MonkeyPatch) -> list[models.ChatCompletionReque
     return scripted_model.RECEIVED
 
 
+# A reply whose second sentence a pii shield flags (the guardrail tests).
+LEAKY = "Sure. You can write to ana@example.com about it. This third sentence must never be sent."
+
 # The scripted model's tool calls in the responses app: last user text -> the calls it answers with.
 RESPONSES_CALLS = {
     "Weather in Paris?": [{"name": "get_weather", "arguments": '{"city": "Paris"}'}],
@@ -52,7 +55,7 @@ async def responses_app(
             inference=[
                 *llama_cpp,
                 scripted_entry(
-                    replies={"capital?": "Paris."},
+                    replies={"capital?": "Paris.", "leak it": LEAKY},
                     calls=RESPONSES_CALLS,
                     persistent=["Search forever"],
                     slow={"Take your time": 30},

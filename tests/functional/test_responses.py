@@ -26,7 +26,7 @@ from tests.support.config import CHAT_MODEL, edge_providers_with, edge_with
 from tests.support.documents import store_of
 from tests.support.errors import assert_error_shape
 from tests.support.items import first_text
-from tests.support.scripted import CHAT, scripted_entry
+from tests.support.scripted import CHAT, STREAMED, scripted_entry
 
 # Sent without `strict`, which openai's type requires: the server defaults it, as OpenAI does.
 WEATHER: FunctionToolParam = {  # type: ignore[typeddict-item]
@@ -156,6 +156,26 @@ async def test_guardrails_refuse_in_the_responses_shape(oai: openai.AsyncOpenAI)
     assert "payment card number" in message.content[0].refusal
     (violation,) = (response.model_extra or {})["guardrail_violations"]
     assert (violation["shield_id"], violation["stage"]) == ("pii", "input")
+
+
+async def test_a_guarded_stream_is_judged_before_it_is_sent(oai: openai.AsyncOpenAI) -> None:
+    stream = await oai.responses.create(model="chat", input="leak it", stream=True, extra_body={"guardrails": ["pii"]})
+    events = [event.model_dump(mode="json") async for event in stream]
+    text = "".join(e["delta"] for e in events if e["type"] == "response.output_text.delta")
+    refusal = "".join(e["delta"] for e in events if e["type"] == "response.refusal.delta")
+    assert text == "Sure. " and "email address" in refusal  # the clean sentence went out, the flagged one never
+    assert "ana@" not in json.dumps(events)
+    assert "never " not in STREAMED  # the generation stopped at the flagged sentence
+    parts = [(e["type"], e["content_index"]) for e in events if e["type"].startswith("response.content_part")]
+    assert parts == [("response.content_part.added", 0), ("response.content_part.done", 0),
+                     ("response.content_part.added", 1), ("response.content_part.done", 1)]  # fmt: skip
+    done = events[-1]
+    assert done["type"] == "response.completed"
+    (message,) = done["response"]["output"]
+    parts = [(p["type"], p.get("text")) for p in message["content"]]
+    assert parts == [("output_text", "Sure. "), ("refusal", None)]  # what was told, then the refusal
+    stored = await oai.responses.retrieve(done["response"]["id"])
+    assert stored.model_dump(mode="json")["output"] == done["response"]["output"]
 
 
 async def test_response_errors(server: TestClient[Any, Any]) -> None:

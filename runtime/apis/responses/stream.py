@@ -3,8 +3,9 @@
 created, in_progress; per output item: output_item.added, then for a message content_part.added,
 output_text.delta (or refusal.delta) ..., output_text.annotation.added (citations), output_text.done,
 content_part.done, and for a function call function_call_arguments.delta ..., .done;
-output_item.done; and last completed (or incomplete). Every event has its sequence_number; item
-events their output_index and item_id.
+output_item.done; and last completed (or incomplete). When a guardrail stops a message whose first
+sentences it let through, their output_text part is closed and a refusal part follows it. Every
+event has its sequence_number; item events their output_index and item_id.
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ class StreamEvents:
     message_id: str | None = None
     message_index: int = 0
     part: str | None = None  # "output_text" or "refusal", once the message's part is open
+    part_index: int = 0  # its content_index: a refusal after text a guardrail let through is a second part
+    text: str = ""  # the output_text told so far
     calls: dict[int, _Call] = field(default_factory=dict)
     hidden: set[str] = field(default_factory=set)  # the server's own tools: their calls are not told as such
     hidden_calls: set[int] = field(default_factory=set)
@@ -65,6 +68,11 @@ class StreamEvents:
             self.items += 1
             item = message_item([], "in_progress", self.message_id)
             events.append(self.event("response.output_item.added", output_index=self.message_index, item=item))
+        if self.part == "output_text" and part == "refusal":  # a guardrail stopped the text it let begin
+            done = {"type": "output_text", "text": self.text, "annotations": []}
+            events.append(self._item_event("response.output_text.done", text=self.text, logprobs=[]))
+            events.append(self._item_event("response.content_part.done", part=done))
+            self.part, self.part_index = None, self.part_index + 1
         if self.part is None:
             self.part = part
             empty = {"type": "output_text", "text": "", "annotations": []} if part == "output_text" else {
@@ -73,7 +81,9 @@ class StreamEvents:
         return events
 
     def _item_event(self, kind: str, **fields: Any) -> models.ResponseStreamEvent:
-        return self.event(kind, item_id=self.message_id, output_index=self.message_index, content_index=0, **fields)
+        return self.event(
+            kind, item_id=self.message_id, output_index=self.message_index, content_index=self.part_index, **fields
+        )
 
     def chunk(self, chunk: models.ChatCompletionChunk) -> list[models.ResponseStreamEvent]:
         events: list[models.ResponseStreamEvent] = []
@@ -85,6 +95,7 @@ class StreamEvents:
             if content:
                 events += self._open_message("output_text")
                 events.append(self._item_event("response.output_text.delta", delta=content, logprobs=[]))
+                self.text += content
             if refusal:
                 events += self._open_message("refusal")
                 events.append(self._item_event("response.refusal.delta", delta=refusal))
@@ -128,6 +139,8 @@ class StreamEvents:
             message = next(item for item in output if item["type"] == "message")
             message["id"] = self.message_id
             part = message["content"][0]
+            if self.part_index:  # the text told before the refusal stays the message's first part
+                message["content"] = [{"type": "output_text", "text": self.text, "annotations": []}, part]
             if self.part == "output_text":
                 for number, annotation in enumerate(part.get("annotations", [])):
                     events.append(
