@@ -32,7 +32,7 @@ from pocketstack.config import StackConfig
 from tests.support.config import CHAT_MODEL, edge_providers_with, edge_with, server_allowing
 from tests.support.documents import store_of
 from tests.support.errors import assert_error_shape
-from tests.support.scripted import CHAT, scripted_entry
+from tests.support.scripted import CHAT, STREAMED, scripted_entry
 
 ADD = "Add 2 and 3."
 WEATHER = "Weather in Paris?"
@@ -42,7 +42,11 @@ CALLS = {
     COMET: [{"name": "knowledge_search", "arguments": '{"query": "comet tail near the sun"}'}],
     WEATHER: [{"name": "get_weather", "arguments": '{"city": "Paris"}'}],
 }
-REPLIES = {"capital?": "Paris.", "Who writes?": "Write to jane.doe@example.com for that."}
+REPLIES = {
+    "capital?": "Paris.",
+    "Who writes?": "Write to jane.doe@example.com for that.",
+    "Who else writes?": "Ask the office first. Then write to jane.doe@example.com for that. Never send this one.",
+}
 WEATHER_TOOL = {
     "name": "get_weather",
     "description": "The weather in a city.",
@@ -233,9 +237,16 @@ async def test_input_and_output_shields_are_shield_call_steps(server: TestClient
     assert [s["step_type"] for s in leaked["steps"]] == ["shield_call", "inference", "shield_call"]
     assert leaked["steps"][2]["violation"] is not None
     assert "jane.doe" not in leaked["output_message"]["content"]
-    events = await _stream(server, path, {"messages": [{"role": "user", "content": "Who writes?"}]})
+    assert "jane.doe" not in json.dumps(leaked)  # nor in the inference step: the shield judged it first
+    events = await _stream(server, path, {"messages": [{"role": "user", "content": "Who else writes?"}]})
     told = [(e["event_type"], e.get("step_type")) for e in events if e["event_type"] != "step_progress"]
     assert told[-3:] == [("step_start", "shield_call"), ("step_complete", "shield_call"), ("turn_complete", None)]
+    said = "".join(e["delta"]["text"] for e in events if e["event_type"] == "step_progress")
+    violation = events[-2]["step_details"]["violation"]  # the output shield's step, told after the answer
+    assert violation["violation_level"] == "error" and "jane.doe" not in json.dumps(events)
+    assert said == "Ask the office first. " + violation["user_message"]  # the clean sentence, then the refusal
+    assert "Never " not in STREAMED  # the generation stopped at the flagged sentence
+    assert events[-1]["turn"]["output_message"]["content"] == violation["user_message"]
 
 
 async def test_sessions_outlive_the_server(

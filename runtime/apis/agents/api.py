@@ -4,8 +4,9 @@ An agent is a stored config: model, instructions, sampling, tool groups, client 
 A session keeps the chat transcript its turns continue. A turn runs input shields (shield_call
 steps), then the Responses turn loop (response_turn.py) with the agent's tools — tool-group tools
 run by the server through the tool runtime, client tools ending the turn `awaiting_input` until
-`resume` brings their results — then output shields. Its steps are read from the transcript
-(agent_steps.py). Everything is in SQLite, so sessions outlive restarts.
+`resume` brings their results — with the output shields judging every model call's answer before
+any of it is told (a stream a sentence at a time, as chat guardrails hold one). Its steps are read
+from the transcript (agent_steps.py). Everything is in SQLite, so sessions outlive restarts.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pocketstack.apis.agents.steps import (
     completion,
     content_text,
     now,
+    output_shield_steps,
     shield_step,
     steps_of,
     tool_step,
@@ -267,7 +269,7 @@ class AgentsApi(protocols.Agents):
     async def _shields(
         self, shields: list[str], messages: list[dict[str, Any]], turn_id: str
     ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
-        """Run shields over the messages: their steps, and the first blocking violation."""
+        """Run the input shields over the messages: their steps, and the first blocking violation."""
         steps, blocked = [], None
         checked = [{"role": m["role"], "content": m["content"]} for m in messages if m["role"] in ("user", "assistant")]
         for shield in shields:
@@ -309,7 +311,9 @@ class AgentsApi(protocols.Agents):
         if max_tokens is not None:
             request.max_output_tokens = max_tokens
         skeleton = {"id": f"turn-{uuid.uuid4().hex}", "status": "in_progress", "output": []}
-        return Turn(request, skeleton, messages, self.inference, [ToolGroupTools(self.tools, runtime)])
+        turn = Turn(request, skeleton, messages, self.inference, [ToolGroupTools(self.tools, runtime)])
+        turn.output_shields = list(config.get("output_shields") or [])  # every answer judged before it is told
+        return turn
 
     async def create_agent_turn(self, request: models.CreateAgentTurnRequest) -> models.AgentTurn | Chunks:
         _, config = await self._agent(request.agent_id)
@@ -436,7 +440,7 @@ class AgentsApi(protocols.Agents):
             pending = {"client_calls": [{"call_id": c["id"], "tool_name": c["function"]["name"]} for c in client],
                        "extras": turn.get("_extras") or {}}  # fmt: skip
         elif config.get("output_shields") and last.get("content") and not refused:
-            shield_steps, blocked = await self._shields(config["output_shields"], [last], turn["turn_id"])
+            shield_steps, blocked = output_shield_steps(config["output_shields"], engine.violations, turn["turn_id"])
             turn["steps"] += shield_steps
             if blocked is not None:
                 last["content"] = blocked.get("user_message") or "I can't help with that."

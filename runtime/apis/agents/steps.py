@@ -82,6 +82,23 @@ def shield_step(turn_id: str, violation: dict[str, Any] | None, started: str) ->
     return _step("shield_call", turn_id, started, violation=violation)
 
 
+def output_shield_steps(
+    shields: list[str], violations: list[models.GuardrailViolation], turn_id: str
+) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """The output shields' steps and the first blocking violation, from what the shields found as they
+    judged the turn's answers before they were told (a shield after a blocking one did not run)."""
+    steps: list[dict[str, Any]] = []
+    found = [v.model_dump(mode="json") for v in violations]
+    for shield in shields:
+        own = [v for v in found if v["shield_id"] == shield and v["stage"] == "output"]
+        worst = next((v for v in own if v["violation_level"] == "error"), own[-1] if own else None)
+        violation = None if worst is None else {k: worst[k] for k in ("violation_level", "user_message", "metadata")}
+        steps.append(shield_step(turn_id, violation, now()))
+        if violation is not None and violation["violation_level"] == "error":
+            return steps, violation
+    return steps, None
+
+
 def steps_of(produced: list[dict[str, Any]], turn_id: str, started: str, out_of_tokens: bool) -> list[dict[str, Any]]:
     """The steps the transcript's `produced` messages (a turn's model and tool rounds) stand for."""
     steps: list[dict[str, Any]] = []
@@ -159,14 +176,18 @@ class StepStream:
         async for event in source:
             kind = event.type
             fields = event.model_extra or {}
-            if kind in ("response.output_text.delta", "response.function_call_arguments.delta"):
+            if kind in (
+                "response.output_text.delta",
+                "response.refusal.delta",
+                "response.function_call_arguments.delta",
+            ):
                 if self.open_kind != "inference":
                     for told in self._close_tools():
                         yield told
                     yield self._start("inference")
                 delta = (
                     {"type": "text", "text": fields.get("delta", "")}
-                    if kind == "response.output_text.delta"
+                    if kind != "response.function_call_arguments.delta"  # a refusal is what the agent says
                     else {"type": "tool_call", "tool_call": fields.get("delta", ""), "parse_status": "in_progress"}
                 )
                 yield chunk({"event_type": "step_progress", "step_type": "inference", "step_id": self.open_id,

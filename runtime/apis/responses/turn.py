@@ -25,6 +25,7 @@ from pocketstack.apis.responses.stream import StreamEvents
 from pocketstack.apis.responses.tools.base import ServerTool
 from pocketstack.apis.responses.tools.file_search import Found, citations
 from pocketstack.apis.responses.tools.mcp import McpTools
+from pocketstack.errors import ServiceUnavailableError
 from pocketstack.wire.chat_stream import ChatAssembler
 from pocketstack.wire.fields import given
 
@@ -54,6 +55,7 @@ class Turn:
     usage: list[models.Usage] = field(default_factory=list)
     violations: list[models.GuardrailViolation] = field(default_factory=list)
     opening: int = -1  # transcript length when the turn began (its own model calls come after)
+    output_shields: list[str] = field(default_factory=list)  # an agent's: judge every model call before it is told
 
     @property
     def iterations(self) -> int:
@@ -78,9 +80,15 @@ class Turn:
     async def call(self, *, stream: bool) -> Answer:
         extra = [function for tool in self.tools for function in tool.functions()]
         first = not any(m["role"] == "assistant" for m in self.messages[self.opening :])
-        return await self.inference.openai_chat_completion(
+        answer = await self.inference.openai_chat_completion(
             chat_request(self.request, self.messages, stream=stream, extra_tools=extra, first=first)
         )
+        if not self.output_shields:
+            return answer
+        rails = self.inference.guardrails
+        if rails is None:
+            raise ServiceUnavailableError("output shields need the safety API.", code="service_not_enabled")
+        return await rails.guard_output(answer, self.output_shields)
 
     def _server_calls(self, message: models.ChatResponseMessage) -> tuple[list[models.ToolCall], bool]:
         calls = given(message.tool_calls, [])
