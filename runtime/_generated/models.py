@@ -638,6 +638,12 @@ class CompletionRequest(BaseModel):
             description="A GBNF grammar the output must follow (llama.cpp's extension). inline::llama-cpp enforces it; remote providers receive it as it is."
         ),
     ] = MISSING
+    guardrails: Annotated[
+        list[GuardrailGuardrail | GuardrailGuardrail1] | None | MISSING,
+        Field(
+            description="Shields run over the prompt (before the model) and the text (a stream is checked a sentence at a time and stopped at a violation), besides those of the run config's `safety.guardrails`. A violation at level `error` ends the choice with empty `text` and finish_reason `content_filter`; the shield's message is in `guardrail_violations`."
+        ),
+    ] = MISSING
 
 
 class CompletionLogprobs(BaseModel):
@@ -3149,6 +3155,12 @@ class Completion(BaseModel):
     choices: list[CompletionChoice]
     usage: Usage | MISSING = MISSING
     system_fingerprint: str | None | MISSING = MISSING
+    guardrail_violations: Annotated[
+        list[GuardrailViolation] | MISSING,
+        Field(
+            description="What the guardrails flagged (PocketStack's extension; absent when nothing was); streamed, on the chunk that ends a choice."
+        ),
+    ] = MISSING
 
 
 class ResponseObject(BaseModel):

@@ -28,6 +28,7 @@ def scripted(monkeypatch: pytest.MonkeyPatch) -> list[models.ChatCompletionReque
     monkeypatch.setitem(PROVIDERS, scripted_model.SPEC.provider_type, scripted_model.SPEC)
     scripted_model.RECEIVED.clear()
     scripted_model.STREAMED.clear()
+    scripted_model.COMPLETED.clear()
     return scripted_model.RECEIVED
 
 

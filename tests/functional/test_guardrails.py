@@ -16,7 +16,7 @@ from pocketstack._generated import models
 from pocketstack.app import create_app
 from tests.support.config import CHAT_MODEL, edge_providers_with, edge_shields, edge_with
 from tests.support.errors import assert_error_shape
-from tests.support.scripted import CHAT, STREAMED, scripted_entry
+from tests.support.scripted import CHAT, COMPLETED, STREAMED, scripted_entry
 
 LEAKY = "Sure. You can write to ana@example.com about it. This third sentence must never be sent."
 CLEAN = "Paris is the capital of France. It sits on the Seine."
@@ -203,6 +203,55 @@ async def test_run_config_guardrails_cover_the_models_they_name(
         await server.post("/v1/chat/completions", json={"model": CHAT_MODEL, "messages": card, "max_tokens": 4})
     ).json()
     assert "guardrail_violations" not in unguarded  # another model: not covered
+
+
+async def test_text_completions_go_through_the_models_guardrails(
+    aiohttp_client: Callable[..., Any], scripted: list[models.ChatCompletionRequest]
+) -> None:
+    server = await aiohttp_client(create_app(config(guardrails=[{"shield_id": "pii", "models": ["chat"]}])))
+    oai = openai.AsyncOpenAI(base_url=str(server.make_url("/v1")), api_key="unused", max_retries=0)
+    card = await oai.completions.create(model="chat", prompt="my card is 4111 1111 1111 1111")
+    assert COMPLETED == []  # refused before the model ran
+    assert [(c.text, c.finish_reason) for c in card.choices] == [("", "content_filter")]
+    (violation,) = (card.model_extra or {})["guardrail_violations"]
+    assert violation["stage"] == "input" and "payment card number" in violation["user_message"]
+    leaked = await oai.completions.create(model="chat", prompt="leak it", n=2)
+    assert [(c.index, c.text, c.finish_reason) for c in leaked.choices] == [
+        (0, "", "content_filter"),
+        (1, "", "content_filter"),
+    ]
+    assert {v["stage"] for v in (leaked.model_extra or {})["guardrail_violations"]} == {"output"}
+    stream = await oai.completions.create(model="chat", prompt="leak it", stream=True)
+    chunks = [chunk.model_dump(mode="json") async for chunk in stream]
+    text = "".join(choice["text"] for chunk in chunks for choice in chunk["choices"])
+    finishes = [choice["finish_reason"] for chunk in chunks for choice in chunk["choices"] if choice["finish_reason"]]
+    assert (text, finishes) == ("Sure. ", ["content_filter"])  # the first sentence passed, nothing of the second
+    (flagged,) = [chunk["guardrail_violations"] for chunk in chunks if chunk.get("guardrail_violations")]
+    assert "email address" in flagged[0]["user_message"]
+    assert "never " not in STREAMED  # generation stopped when the stream was closed
+    clean = await oai.completions.create(model="chat", prompt="capital?", stream=True)
+    assert "".join([c.choices[0].text async for c in clean if c.choices]) == CLEAN
+    tokens = await server.post("/v1/completions", json={"model": "chat", "prompt": [1, 2, 3]})
+    assert tokens.status == 400 and "token ids" in assert_error_shape(await tokens.json())["message"]
+    await oai.close()
+
+
+async def test_a_text_completion_takes_guardrails_of_its_own(
+    oai: openai.AsyncOpenAI, scripted: list[models.ChatCompletionRequest]
+) -> None:
+    warned = await oai.completions.create(model="chat", prompt="leak it", extra_body={"guardrails": ["pii-redact"]})
+    assert (warned.choices[0].text, warned.choices[0].finish_reason) == (REDACTED, "stop")
+    stream = await oai.completions.create(
+        model="chat", prompt="leak it", stream=True, extra_body={"guardrails": ["pii-redact"]}
+    )
+    pieces = [choice.text async for chunk in stream for choice in chunk.choices]
+    assert "".join(pieces) == REDACTED and not any("ana@" in piece for piece in pieces)
+    await oai.completions.create(
+        model="chat", prompt="Forward it to ana@example.com please.", extra_body={"guardrails": ["pii-redact"]}
+    )
+    assert COMPLETED[-1].prompt == "Forward it to [EMAIL] please."  # the model never saw the address
+    unguarded = await oai.completions.create(model="chat", prompt="leak it")
+    assert unguarded.choices[0].text == LEAKY  # the model "chat" has no guardrail of the run config here
 
 
 async def test_guardrail_errors(

@@ -3,7 +3,8 @@
 It plays two parts. Asked the Llama Guard question, it answers as a perfect Llama Guard would
 for the labelled cases (tests/support/safety_cases.py GUARD), or as `verdicts` says for a text. Asked
 anything else, it replies with `replies[last user text]` (default: an echo), streamed a word at
-a time when the request streams. Every request it gets is kept in RECEIVED. The `scripted` fixture
+a time when the request streams. Every request it gets is kept in RECEIVED. A text completion
+continues its prompt with `replies[prompt]` (default: an echo), streamed a word at a time too. The `scripted` fixture
 (tests/functional/conftest.py) puts it in the provider table; CHAT registers it as the model "chat".
 """
 
@@ -21,10 +22,12 @@ from pydantic import MISSING, BaseModel, Field
 from pocketstack._generated import models
 from pocketstack.errors import NotImplementedByProviderError
 from pocketstack.providers.base import ModelCheck, ProviderContext, ProviderModel, ProviderSpec, ServedModel, Stateless
+from pocketstack.wire.fields import plain
 from tests.support.safety_cases import GUARD
 
 CHAT = {"model_id": "chat", "provider_id": "scripted", "provider_model_id": "chat", "model_type": "llm"}
 RECEIVED: list[models.ChatCompletionRequest] = []
+COMPLETED: list[models.CompletionRequest] = []  # the text completion requests it got
 STREAMED: list[str] = []  # every word a stream produced (a stream closed early stops producing)
 _TURN = re.compile(r"<BEGIN CONVERSATION>\n\n(.*)\n\n<END CONVERSATION>", re.S)
 _LABELS = {text: ("unsafe\n" + ",".join(sorted(codes, key=lambda c: int(c[1:])))) if flagged else "safe"
@@ -138,8 +141,36 @@ class ScriptedModel(Stateless):
             {"id": identifier, "created": created, "model": model, "choices": [], "usage": usage}
         )
 
-    async def completion(self, model: ServedModel, request: models.CompletionRequest) -> Any:
-        raise NotImplementedByProviderError("the scripted model only chats")
+    async def completion(
+        self, model: ServedModel, request: models.CompletionRequest
+    ) -> models.Completion | AsyncIterator[models.Completion]:
+        COMPLETED.append(request)
+        prompt = plain(request.prompt)
+        prompts = prompt if isinstance(prompt, list) else [prompt]
+        n = request.n if isinstance(request.n, int) else 1
+        texts = [self.config.replies.get(str(p), f"You said: {p}") for p in prompts for _ in range(n)]
+        identifier, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
+
+        def completion(choices: list[dict[str, Any]], **extra: Any) -> models.Completion:
+            body = {"id": identifier, "created": created, "model": model.identifier, "choices": choices, **extra}
+            return models.Completion.model_validate(body)
+
+        def choice(index: int, text: str, finish: str | None) -> dict[str, Any]:
+            return {"index": index, "text": text, "finish_reason": finish, "logprobs": None}
+
+        usage = {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}
+        if request.stream is not True:
+            return completion([choice(i, text, "stop") for i, text in enumerate(texts)], usage=usage)
+
+        async def stream() -> AsyncIterator[models.Completion]:
+            for index, text in enumerate(texts):
+                for word in re.findall(r"\S+\s*", text):
+                    STREAMED.append(word)
+                    yield completion([choice(index, word, None)])
+                yield completion([choice(index, "", "stop")])
+            yield completion([], usage=usage)
+
+        return stream()
 
     async def embeddings(self, model: ServedModel, request: models.EmbeddingsRequest) -> Any:
         raise NotImplementedByProviderError("the scripted model only chats")

@@ -16,7 +16,10 @@ from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 from pocketstack._generated import models, protocols
+from pocketstack.apis.inference import completion_guardrails as text_rails
+from pocketstack.apis.inference.completion_guardrails import choice_count, prompt_texts
 from pocketstack.apis.inference.guardrails import Guardrails, input_messages, with_redacted_input
+from pocketstack.apis.inference.verdicts import Guard, Outcome
 from pocketstack.apis.models import ModelsApi
 from pocketstack.core.stack import Stack
 from pocketstack.errors import (
@@ -28,7 +31,7 @@ from pocketstack.errors import (
     UpstreamStatusError,
     UpstreamTimeoutError,
 )
-from pocketstack.providers.base import InferenceProvider, ServedModel, TokenCounts
+from pocketstack.providers.base import InferenceProvider, ServedModel, ShieldMessage, TokenCounts
 from pocketstack.security.access import CHAT_COMPLETION, Action
 from pocketstack.security.quota import metered, record_usage
 from pocketstack.storage.chat_completions import ChatCompletionStore, StoredCompletion
@@ -178,13 +181,7 @@ class InferenceApi(protocols.Inference):
     ]:
         """The request the model got, its answer (the request's guardrails run over input and output), and
         the provider that served it (None when the input guardrails refused it before any model ran)."""
-        rails = self.guardrails
-        guard = await rails.for_request(request) if rails is not None else None
-        if given(request.guardrails) and rails is None:
-            raise ServiceUnavailableError(
-                "guardrails need the safety API (add `safety` to `apis` and a safety provider).",
-                code="service_not_enabled",
-            )
+        rails, guard = await self._guard(request)
         if rails is None or not guard:
             return (request, *await self._serve(targets, lambda t: t.provider.chat_completion(t.model, request)))
         judged = input_messages(request)
@@ -197,6 +194,20 @@ class InferenceApi(protocols.Inference):
         if isinstance(result, models.ChatCompletion):
             return sent, await rails.guard_answer(result, guard, screened.violations), provider_id
         return sent, rails.guard_stream(result, guard, screened.violations, given(request.n, 1)), provider_id
+
+    async def _guard(
+        self, request: models.ChatCompletionRequest | models.CompletionRequest
+    ) -> tuple[Guardrails | None, Guard | None]:
+        """The guardrails, and the shields this request runs (None without the safety API)."""
+        rails = self.guardrails
+        if rails is None:
+            if given(request.guardrails):
+                raise ServiceUnavailableError(
+                    "guardrails need the safety API (add `safety` to `apis` and a safety provider).",
+                    code="service_not_enabled",
+                )
+            return None, None
+        return rails, await rails.for_request(request)
 
     async def _recorded(
         self,
@@ -248,8 +259,23 @@ class InferenceApi(protocols.Inference):
     async def openai_completion(
         self, request: models.CompletionRequest
     ) -> models.Completion | AsyncIterator[models.Completion]:
+        """Through chat's guardrails (completion_guardrails.py): the prompt is the input, the text the output."""
         targets = await self._chain(request.model, "llm", "text completion")
-        return await self._answer(targets, lambda t: t.provider.completion(t.model, request))
+        rails, guard = await self._guard(request)
+        if rails is None or not guard:
+            return await self._answer(targets, lambda t: t.provider.completion(t.model, request))
+        screened, texts = Outcome(), prompt_texts(request) if guard.input else []
+        if any(text.strip() for text in texts):
+            screened = await rails.judge(guard.input, "input", [ShieldMessage("user", text) for text in texts])
+        if screened.blocked is not None:
+            refused = text_rails.refusal_stream if given(request.stream, False) else text_rails.refusal
+            return refused(request, screened)
+        sent = text_rails.with_redacted_prompt(request, screened)
+        result, provider_id = await self._serve(targets, lambda t: t.provider.completion(t.model, sent))
+        served_by.set(provider_id)  # the shields' own model calls (llama-guard) keep it as it is
+        if isinstance(result, models.Completion):
+            return await text_rails.guard_text(rails, result, guard, screened.violations)
+        return text_rails.guard_text_stream(rails, result, guard, screened.violations, choice_count(request))
 
     async def rerank(self, request: models.RerankRequest) -> models.RerankResponse:
         targets = await self._chain(request.model, "rerank", "rerank")

@@ -100,7 +100,7 @@ class Guardrails:
             except ResourceNotFoundError as exc:
                 raise ConfigError(f"safety.guardrails[{index}]: {exc.message}") from exc
 
-    async def for_request(self, request: models.ChatCompletionRequest) -> Guard:
+    async def for_request(self, request: models.ChatCompletionRequest | models.CompletionRequest) -> Guard:
         named = shield_ids(given(request.guardrails))
         for shield_id in named:  # a typo is a 404 before the model runs, not after
             await self.safety.shields.lookup(shield_id)

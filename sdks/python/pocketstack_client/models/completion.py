@@ -11,6 +11,7 @@ from ..types import UNSET, Unset
 
 if TYPE_CHECKING:
     from ..models.completion_choice import CompletionChoice
+    from ..models.guardrail_violation import GuardrailViolation
     from ..models.usage import Usage
 
 
@@ -28,6 +29,8 @@ class Completion:
         choices (list[CompletionChoice]):
         usage (Usage | Unset):
         system_fingerprint (None | str | Unset):
+        guardrail_violations (list[GuardrailViolation] | Unset): What the guardrails flagged (PocketStack's extension;
+            absent when nothing was); streamed, on the chunk that ends a choice.
     """
 
     id: str
@@ -37,6 +40,7 @@ class Completion:
     object_: Literal["text_completion"] = "text_completion"
     usage: Usage | Unset = UNSET
     system_fingerprint: None | str | Unset = UNSET
+    guardrail_violations: list[GuardrailViolation] | Unset = UNSET
     additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -63,6 +67,13 @@ class Completion:
         else:
             system_fingerprint = self.system_fingerprint
 
+        guardrail_violations: list[dict[str, Any]] | Unset = UNSET
+        if not isinstance(self.guardrail_violations, Unset):
+            guardrail_violations = []
+            for guardrail_violations_item_data in self.guardrail_violations:
+                guardrail_violations_item = guardrail_violations_item_data.to_dict()
+                guardrail_violations.append(guardrail_violations_item)
+
         field_dict: dict[str, Any] = {}
         field_dict.update(self.additional_properties)
         field_dict.update(
@@ -78,12 +89,15 @@ class Completion:
             field_dict["usage"] = usage
         if system_fingerprint is not UNSET:
             field_dict["system_fingerprint"] = system_fingerprint
+        if guardrail_violations is not UNSET:
+            field_dict["guardrail_violations"] = guardrail_violations
 
         return field_dict
 
     @classmethod
     def from_dict(cls: type[T], src_dict: Mapping[str, Any]) -> T:
         from ..models.completion_choice import CompletionChoice  # noqa: PLC0415
+        from ..models.guardrail_violation import GuardrailViolation  # noqa: PLC0415
         from ..models.usage import Usage  # noqa: PLC0415
 
         d = dict(src_dict)
@@ -120,6 +134,15 @@ class Completion:
 
         system_fingerprint = _parse_system_fingerprint(d.pop("system_fingerprint", UNSET))
 
+        _guardrail_violations = d.pop("guardrail_violations", UNSET)
+        guardrail_violations: list[GuardrailViolation] | Unset = UNSET
+        if _guardrail_violations is not UNSET:
+            guardrail_violations = []
+            for guardrail_violations_item_data in _guardrail_violations:
+                guardrail_violations_item = GuardrailViolation.from_dict(guardrail_violations_item_data)
+
+                guardrail_violations.append(guardrail_violations_item)
+
         completion = cls(
             id=id,
             object_=object_,
@@ -128,6 +151,7 @@ class Completion:
             choices=choices,
             usage=usage,
             system_fingerprint=system_fingerprint,
+            guardrail_violations=guardrail_violations,
         )
 
         completion.additional_properties = d

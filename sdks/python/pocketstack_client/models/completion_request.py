@@ -10,6 +10,7 @@ from attrs import field as _attrs_field
 from ..types import UNSET, Unset
 
 if TYPE_CHECKING:
+    from ..models.guardrail_type_1 import GuardrailType1
     from ..models.logit_bias_type_0 import LogitBiasType0
     from ..models.stream_options import StreamOptions
 
@@ -43,6 +44,10 @@ class CompletionRequest:
         user (None | str | Unset):
         grammar (None | str | Unset): A GBNF grammar the output must follow (llama.cpp's extension). inline::llama-cpp
             enforces it; remote providers receive it as it is.
+        guardrails (list[GuardrailType1 | str] | None | Unset): Shields run over the prompt (before the model) and the
+            text (a stream is checked a sentence at a time and stopped at a violation), besides those of the run config's
+            `safety.guardrails`. A violation at level `error` ends the choice with empty `text` and finish_reason
+            `content_filter`; the shield's message is in `guardrail_violations`.
     """
 
     model: str
@@ -64,9 +69,11 @@ class CompletionRequest:
     suffix: None | str | Unset = UNSET
     user: None | str | Unset = UNSET
     grammar: None | str | Unset = UNSET
+    guardrails: list[GuardrailType1 | str] | None | Unset = UNSET
     additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        from ..models.guardrail_type_1 import GuardrailType1  # noqa: PLC0415
         from ..models.logit_bias_type_0 import LogitBiasType0  # noqa: PLC0415
         from ..models.stream_options import StreamOptions  # noqa: PLC0415
 
@@ -198,6 +205,22 @@ class CompletionRequest:
         else:
             grammar = self.grammar
 
+        guardrails: list[dict[str, Any] | str] | None | Unset
+        if isinstance(self.guardrails, Unset):
+            guardrails = UNSET
+        elif isinstance(self.guardrails, list):
+            guardrails = []
+            for guardrails_type_0_item_data in self.guardrails:
+                guardrails_type_0_item: dict[str, Any] | str
+                if isinstance(guardrails_type_0_item_data, GuardrailType1):
+                    guardrails_type_0_item = guardrails_type_0_item_data.to_dict()
+                else:
+                    guardrails_type_0_item = guardrails_type_0_item_data
+                guardrails.append(guardrails_type_0_item)
+
+        else:
+            guardrails = self.guardrails
+
         field_dict: dict[str, Any] = {}
         field_dict.update(self.additional_properties)
         field_dict.update(
@@ -240,11 +263,14 @@ class CompletionRequest:
             field_dict["user"] = user
         if grammar is not UNSET:
             field_dict["grammar"] = grammar
+        if guardrails is not UNSET:
+            field_dict["guardrails"] = guardrails
 
         return field_dict
 
     @classmethod
     def from_dict(cls: type[T], src_dict: Mapping[str, Any]) -> T:
+        from ..models.guardrail_type_1 import GuardrailType1  # noqa: PLC0415
         from ..models.logit_bias_type_0 import LogitBiasType0  # noqa: PLC0415
         from ..models.stream_options import StreamOptions  # noqa: PLC0415
 
@@ -462,6 +488,40 @@ class CompletionRequest:
 
         grammar = _parse_grammar(d.pop("grammar", UNSET))
 
+        def _parse_guardrails(data: object) -> list[GuardrailType1 | str] | None | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            try:
+                if not isinstance(data, list):
+                    raise TypeError()
+                guardrails_type_0 = []
+                _guardrails_type_0 = data
+                for guardrails_type_0_item_data in _guardrails_type_0:
+
+                    def _parse_guardrails_type_0_item(data: object) -> GuardrailType1 | str:
+                        try:
+                            if not isinstance(data, dict):
+                                raise TypeError()
+                            componentsschemas_guardrail_type_1 = GuardrailType1.from_dict(data)
+
+                            return componentsschemas_guardrail_type_1
+                        except (TypeError, ValueError, AttributeError, KeyError):
+                            pass
+                        return cast(GuardrailType1 | str, data)
+
+                    guardrails_type_0_item = _parse_guardrails_type_0_item(guardrails_type_0_item_data)
+
+                    guardrails_type_0.append(guardrails_type_0_item)
+
+                return guardrails_type_0
+            except (TypeError, ValueError, AttributeError, KeyError):
+                pass
+            return cast(list[GuardrailType1 | str] | None | Unset, data)
+
+        guardrails = _parse_guardrails(d.pop("guardrails", UNSET))
+
         completion_request = cls(
             model=model,
             prompt=prompt,
@@ -482,6 +542,7 @@ class CompletionRequest:
             suffix=suffix,
             user=user,
             grammar=grammar,
+            guardrails=guardrails,
         )
 
         completion_request.additional_properties = d

@@ -1724,6 +1724,7 @@ public struct CompletionRequest: Codable, Equatable {
     public var suffix: String?
     public var user: String?
     public var grammar: String?
+    public var guardrails: [Guardrail]?
 
     public init(
         model: String,
@@ -1744,7 +1745,8 @@ public struct CompletionRequest: Codable, Equatable {
         seed: Int? = nil,
         suffix: String? = nil,
         user: String? = nil,
-        grammar: String? = nil
+        grammar: String? = nil,
+        guardrails: [Guardrail]? = nil
     ) {
         self.model = model
         self.prompt = prompt
@@ -1765,6 +1767,7 @@ public struct CompletionRequest: Codable, Equatable {
         self.suffix = suffix
         self.user = user
         self.grammar = grammar
+        self.guardrails = guardrails
     }
 
     enum CodingKeys: String, CodingKey {
@@ -1787,6 +1790,7 @@ public struct CompletionRequest: Codable, Equatable {
         case suffix
         case user
         case grammar
+        case guardrails
     }
 }
 
@@ -1850,6 +1854,7 @@ public struct Completion: Codable, Equatable {
     public var choices: [CompletionChoice]
     public var usage: Usage?
     public var systemFingerprint: String?
+    public var guardrailViolations: [GuardrailViolation]?
 
     public init(
         id: String,
@@ -1858,7 +1863,8 @@ public struct Completion: Codable, Equatable {
         model: String,
         choices: [CompletionChoice],
         usage: Usage? = nil,
-        systemFingerprint: String? = nil
+        systemFingerprint: String? = nil,
+        guardrailViolations: [GuardrailViolation]? = nil
     ) {
         self.id = id
         self.object = object
@@ -1867,6 +1873,7 @@ public struct Completion: Codable, Equatable {
         self.choices = choices
         self.usage = usage
         self.systemFingerprint = systemFingerprint
+        self.guardrailViolations = guardrailViolations
     }
 
     enum CodingKeys: String, CodingKey {
@@ -1877,6 +1884,7 @@ public struct Completion: Codable, Equatable {
         case choices
         case usage
         case systemFingerprint = "system_fingerprint"
+        case guardrailViolations = "guardrail_violations"
     }
 }
 

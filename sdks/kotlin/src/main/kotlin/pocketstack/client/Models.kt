@@ -1994,6 +1994,7 @@ data class CompletionRequest(
     val suffix: String? = null,
     val user: String? = null,
     val grammar: String? = null,
+    val guardrails: List<Guardrail>? = null,
     val additional: Map<String, JsonValue> = emptyMap(),
 ) {
     fun toJson(): JsonValue {
@@ -2017,12 +2018,13 @@ data class CompletionRequest(
         suffix?.let { fields["suffix"] = it.toJson() }
         user?.let { fields["user"] = it.toJson() }
         grammar?.let { fields["grammar"] = it.toJson() }
+        guardrails?.let { fields["guardrails"] = it.toJson { item -> item.toJson() } }
         fields.putAll(additional)
         return JsonObject(fields)
     }
 
     companion object {
-        private val KNOWN = setOf<String>("model", "prompt", "max_tokens", "temperature", "top_p", "n", "best_of", "stream", "stream_options", "logprobs", "echo", "stop", "presence_penalty", "frequency_penalty", "logit_bias", "seed", "suffix", "user", "grammar")
+        private val KNOWN = setOf<String>("model", "prompt", "max_tokens", "temperature", "top_p", "n", "best_of", "stream", "stream_options", "logprobs", "echo", "stop", "presence_penalty", "frequency_penalty", "logit_bias", "seed", "suffix", "user", "grammar", "guardrails")
 
         fun fromJson(json: JsonValue): CompletionRequest {
             val obj = json.asObject()
@@ -2046,6 +2048,7 @@ data class CompletionRequest(
                 suffix = obj.optional("suffix")?.let { it.asString() },
                 user = obj.optional("user")?.let { it.asString() },
                 grammar = obj.optional("grammar")?.let { it.asString() },
+                guardrails = obj.optional("guardrails")?.let { it.asList().map { item -> Guardrail.fromJson(item) } },
                 additional = obj.fields.filterKeys { it !in KNOWN },
             )
         }
@@ -2126,6 +2129,7 @@ data class Completion(
     val choices: List<CompletionChoice>,
     val usage: Usage? = null,
     val systemFingerprint: String? = null,
+    val guardrailViolations: List<GuardrailViolation>? = null,
     val additional: Map<String, JsonValue> = emptyMap(),
 ) {
     fun toJson(): JsonValue {
@@ -2137,12 +2141,13 @@ data class Completion(
         fields["choices"] = choices.toJson { item -> item.toJson() }
         usage?.let { fields["usage"] = it.toJson() }
         systemFingerprint?.let { fields["system_fingerprint"] = it.toJson() }
+        guardrailViolations?.let { fields["guardrail_violations"] = it.toJson { item -> item.toJson() } }
         fields.putAll(additional)
         return JsonObject(fields)
     }
 
     companion object {
-        private val KNOWN = setOf<String>("id", "object", "created", "model", "choices", "usage", "system_fingerprint")
+        private val KNOWN = setOf<String>("id", "object", "created", "model", "choices", "usage", "system_fingerprint", "guardrail_violations")
 
         fun fromJson(json: JsonValue): Completion {
             val obj = json.asObject()
@@ -2156,6 +2161,7 @@ data class Completion(
                 choices = obj.required("choices").asList().map { item -> CompletionChoice.fromJson(item) },
                 usage = obj.optional("usage")?.let { Usage.fromJson(it) },
                 systemFingerprint = obj.optional("system_fingerprint")?.let { it.asString() },
+                guardrailViolations = obj.optional("guardrail_violations")?.let { it.asList().map { item -> GuardrailViolation.fromJson(item) } },
                 additional = obj.fields.filterKeys { it !in KNOWN },
             )
         }
