@@ -1591,7 +1591,12 @@ class CreateVectorStoreRequest(BaseModel):
         extra="allow",
     )
     name: str | MISSING = MISSING
-    file_ids: list[str] | MISSING = MISSING
+    file_ids: Annotated[
+        list[str] | MISSING,
+        Field(
+            description="Files to attach; one that does not exist is attached `failed` (its last_error says why) and the store is made all the same, as Llama Stack does."
+        ),
+    ] = MISSING
     expires_after: VectorStoreExpiresAfter | MISSING = MISSING
     chunking_strategy: Annotated[
         dict[str, Any] | MISSING,

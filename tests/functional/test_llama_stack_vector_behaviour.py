@@ -1,6 +1,8 @@
-"""Vector stores where Llama Stack 0.7.1 goes beyond OpenAI: contextual chunking, query rewriting, and what its
-search pages say. Each test goes through the official clients and names the Llama Stack source it pins (issue 16).
-The scripted model (tests/support/scripted.py) plays the chat model, so what it writes is known."""
+"""Vector stores where Llama Stack 0.7.1 goes beyond (or differs from) OpenAI: contextual chunking, query rewriting,
+what its search pages say, store creation with unknown files, attribute updates, listing stores `before` an id, and
+chunks inserted with a ttl (PocketStack enforces it). Each test goes through the official clients and names the
+Llama Stack source it pins (issue 16). The scripted model (tests/support/scripted.py) plays the chat model, so what
+it writes is known."""
 
 from __future__ import annotations
 
@@ -329,3 +331,34 @@ async def test_inserted_chunks_take_a_ttl_and_are_served(
     assert response.status == 204
     answer = await server.post("/v1/vector-io/query", json={"vector_store_id": store_id, "query": "reef"})
     assert [c["content"] for c in (await answer.json())["chunks"]] == [DOCUMENT]
+
+
+async def test_a_store_created_with_an_unknown_file_records_it_failed(
+    aiohttp_client: Callable[..., Any], stored_embedding: str
+) -> None:
+    # openai_vector_store_mixin.py openai_create_vector_store attaches each file_id through
+    # openai_attach_file_to_vector_store and logs a failure instead of failing the create; the attach records the
+    # files API's error as the file's `failed` state (server_error). Its
+    # tests/integration/vector_io/test_openai_vector_stores.py test_openai_vector_store_attach_files_on_creation
+    # counts the file failed, lists it under filter="failed", and deletes it. A single attach of an unknown file
+    # stays OpenAI's 404 (test_vector_store_files).
+    server = await aiohttp_client(create_app(edge_with()))
+    async with _oai(server) as oai:
+        good = await _upload(oai, DOCUMENT)
+        store = await oai.vector_stores.create(
+            name="with a bad file",
+            file_ids=[good, "invalid_file_id"],
+            extra_body={"embedding_model": stored_embedding},
+        )
+        counts = store.file_counts
+        assert (counts.completed, counts.failed, counts.in_progress, counts.cancelled, counts.total) == (1, 1, 0, 0, 2)
+        listed = {f.id: f.status async for f in await oai.vector_stores.files.list(store.id)}
+        assert listed == {good: "completed", "invalid_file_id": "failed"}
+        (failed,) = (await oai.vector_stores.files.list(store.id, filter="failed")).data
+        assert failed.id == "invalid_file_id" and failed.last_error is not None
+        assert failed.last_error.code == "server_error" and "invalid_file_id" in failed.last_error.message
+        assert (await oai.vector_stores.files.delete("invalid_file_id", vector_store_id=store.id)).deleted
+        after = (await oai.vector_stores.retrieve(store.id)).file_counts
+        assert (after.completed, after.failed, after.total) == (1, 0, 1)
+        found = await oai.vector_stores.search(store.id, query="reef", extra_body={"search_mode": "keyword"})
+        assert [hit.file_id for hit in found.data] == [good]

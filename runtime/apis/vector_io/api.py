@@ -121,11 +121,9 @@ class VectorIOApi(protocols.VectorIO):
         )
 
     async def openai_create_vector_store(self, request: models.CreateVectorStoreRequest) -> models.VectorStoreObject:
-        file_ids = given(request.file_ids, [])
+        file_ids = list(dict.fromkeys(given(request.file_ids, [])))  # a file named twice is attached once
         self.access.check_create(VECTOR_STORE, "")
-        for file_id in file_ids:
-            await self.files.files.checked(file_id)  # an unknown (or another's) file fails the create, not later
-        strategy = await self.files.checked_strategy(request.chunking_strategy)  # as do bad chunking settings
+        strategy = await self.files.checked_strategy(request.chunking_strategy)  # bad chunking: no store is made
         expires = given(request.expires_after)
         store_id = await self._create(
             store_id=f"vs_{uuid.uuid4().hex}",
@@ -137,9 +135,16 @@ class VectorIOApi(protocols.VectorIO):
             expires_after=expires.model_dump(mode="json") if expires is not None else None,
             source="api",
         )
+        # An unknown file is attached `failed` and the store made all the same (Llama Stack's openai_create_vector_store
+        # attaches each file and logs a failure; the attach records the files API's error as the file's last_error).
+        queued = []
         for file_id in file_ids:
-            await self.files.attach(store_id, file_id, None, strategy, wait=False)
-        await self.files.settle(store_id, file_ids)  # all together, at most attach_wait_s
+            attachment = await self.files.attachment(store_id, file_id, None, strategy, missing_fails=True)
+            await self.files.store.attach(attachment)
+            if attachment.error is None:
+                self.files.enqueue(store_id, [file_id])
+                queued.append(file_id)
+        await self.files.settle(store_id, queued)  # all together, at most attach_wait_s
         return await self._object(await self.record(store_id))
 
     async def _create(

@@ -23,7 +23,8 @@ class CreateVectorStoreRequest:
     """
     Attributes:
         name (str | Unset):
-        file_ids (list[str] | Unset):
+        file_ids (list[str] | Unset): Files to attach; one that does not exist is attached `failed` (its last_error says
+            why) and the store is made all the same, as Llama Stack does.
         expires_after (VectorStoreExpiresAfter | Unset):
         chunking_strategy (CreateVectorStoreRequestChunkingStrategy | Unset): `{type: auto}`, `{type: static, static:
             {max_chunk_size_tokens, chunk_overlap_tokens}}` or (Llama Stack) `{type: contextual, contextual: {model_id,
