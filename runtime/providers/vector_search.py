@@ -17,6 +17,8 @@ from pocketstack.errors import BadRequestError
 from pocketstack.providers.base import Provider
 
 SearchMode = Literal["vector", "keyword", "hybrid"]
+# Metadata keys that ingestion sets on a file's chunks beside the file's attributes (and that win over them)
+FILE_KEYS = ("file_id", "filename", "chunk_index")
 KEY = re.compile(r"^[A-Za-z0-9_.\-]{1,128}$")
 MAX_FILTER_DEPTH = 16
 Scalar = str | int | float | bool
@@ -76,6 +78,11 @@ class VectorIOProvider(Provider, Protocol):
 
     async def delete(self, store_id: str, file_id: str | None = None) -> None:
         """Remove a store's chunks (all, or one file's) with their vectors and index entries."""
+        ...
+
+    async def set_file_attributes(self, store_id: str, file_id: str, attributes: dict[str, Any]) -> None:
+        """Make `attributes` the attributes in each of a file's chunks' metadata, in place (what search results
+        show and filters read): the keys in FILE_KEYS keep their values, every other key is replaced."""
         ...
 
     async def usage_bytes(self, store_id: str) -> int: ...

@@ -6,6 +6,7 @@ it writes is known."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -15,6 +16,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from pocketstack.apis.vector_io import contextual
+from pocketstack.apis.vector_io.api import VectorIOApi
 from pocketstack.app import create_app
 from tests.support.config import CHAT_MODEL, edge_providers_with, edge_with
 from tests.support.errors import assert_error_shape
@@ -362,3 +364,78 @@ async def test_a_store_created_with_an_unknown_file_records_it_failed(
         assert (after.completed, after.failed, after.total) == (1, 0, 1)
         found = await oai.vector_stores.search(store.id, query="reef", extra_body={"search_mode": "keyword"})
         assert [hit.file_id for hit in found.data] == [good]
+
+
+async def test_updating_a_files_attributes_changes_them_in_place(
+    vector_store_app: TestClient[Any, Any], stored_embedding: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # openai_vector_store_mixin.py openai_update_vector_store_file stores the new attributes and nothing else;
+    # test_openai_vector_store_update_file asserts the answer is still `completed`. Here the chunks' attributes
+    # change with them (search results and filters see the new ones), without embedding anything again.
+    async with _oai(vector_store_app) as oai:
+        store_id = await _store(oai, stored_embedding)
+        file_id = await _upload(oai, DOCUMENT)
+        attached = await oai.vector_stores.files.create(
+            vector_store_id=store_id, file_id=file_id, attributes={"foo": "bar", "year": 2023}
+        )
+        assert attached.status == "completed"
+        embedded: list[str] = []
+        embed = VectorIOApi.embed
+
+        async def counted(self: VectorIOApi, model: str, texts: list[str]) -> list[list[float]]:
+            embedded.extend(texts)
+            return await embed(self, model, texts)
+
+        monkeypatch.setattr(VectorIOApi, "embed", counted)
+        updated = await oai.vector_stores.files.update(
+            file_id, vector_store_id=store_id, attributes={"foo": "baz", "rank": 2}
+        )
+        assert updated.status == "completed" and updated.attributes == {"foo": "baz", "rank": 2}
+        retrieved = await oai.vector_stores.files.retrieve(file_id, vector_store_id=store_id)
+        assert retrieved.status == "completed" and retrieved.attributes == {"foo": "baz", "rank": 2}
+        await asyncio.sleep(0.2)  # nothing was queued: a re-ingestion would show up here
+        assert embedded == []
+
+        async def found(where: Any) -> list[Any]:
+            page = await oai.vector_stores.search(
+                store_id, query="reef", filters=where, extra_body={"search_mode": "keyword"}
+            )
+            return page.data
+
+        (hit,) = await found({"type": "eq", "key": "foo", "value": "baz"})
+        assert hit.attributes is not None and (hit.attributes["foo"], hit.attributes["rank"]) == ("baz", 2)
+        assert "year" not in hit.attributes and hit.attributes["file_id"] == file_id
+        assert hit.attributes["filename"] == "log.txt"
+        assert len(await found({"type": "gt", "key": "rank", "value": 1})) == 1
+        assert await found({"type": "eq", "key": "foo", "value": "bar"}) == []
+        assert await found({"type": "eq", "key": "year", "value": 2023}) == []
+        assert embedded == []
+
+
+async def test_attributes_updated_during_ingestion_reach_every_chunk(
+    vector_store_app: TestClient[Any, Any], stored_embedding: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The update lands after the ingestion read the old attributes and before it stored the chunks made with them.
+    async with _oai(vector_store_app) as oai:
+        store_id = await _store(oai, stored_embedding)
+        file_id = await _upload(oai, DOCUMENT)
+        embed = VectorIOApi.embed
+
+        async def update_first(self: VectorIOApi, model: str, texts: list[str]) -> list[list[float]]:
+            if DOCUMENT in texts:
+                monkeypatch.setattr(VectorIOApi, "embed", embed)
+                await self.files.update(store_id, file_id, {"foo": "new"})
+            return await embed(self, model, texts)
+
+        monkeypatch.setattr(VectorIOApi, "embed", update_first)
+        attached = await oai.vector_stores.files.create(
+            vector_store_id=store_id, file_id=file_id, attributes={"foo": "old"}
+        )
+        assert attached.status == "completed" and attached.attributes == {"foo": "new"}
+        page = await oai.vector_stores.search(
+            store_id,
+            query="reef",
+            filters={"type": "eq", "key": "foo", "value": "new"},
+            extra_body={"search_mode": "keyword"},
+        )
+        assert [hit.file_id for hit in page.data] == [file_id]

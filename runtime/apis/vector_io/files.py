@@ -274,10 +274,15 @@ class VectorStoreFiles:
         return models.VectorStoreFileContentResponse(data=data, has_more=False, next_page=None)
 
     async def update(self, store_id: str, file_id: str, attributes: Any) -> models.VectorStoreFileObject:
-        current = await self.get(store_id, file_id, Action.UPDATE)
-        await self.store.set_attributes(store_id, file_id, _attributes(attributes))
-        if current.status.value == "completed":  # the chunks carry the attributes: re-ingest to refresh them
-            await self.attach(store_id, file_id, attributes, current.chunking_strategy, wait=False)
+        """Replace the file's attributes, and those its chunks carry, in place: nothing is embedded again and the
+        status stays (Llama Stack's openai_update_vector_store_file). A file still being ingested gets them on the
+        chunks it stores after, and _ingest brings the ones stored before up to date."""
+        await self.get(store_id, file_id, Action.UPDATE)
+        replaced = _attributes(attributes)
+        await self.store.set_attributes(store_id, file_id, replaced)
+        record = await self.vector_io.record(store_id)
+        _, provider = self.vector_io.provider(record.provider_id)
+        await provider.set_file_attributes(store_id, file_id, replaced)
         return await self.get(store_id, file_id)
 
     async def detach(self, store_id: str, file_id: str) -> models.VectorStoreFileDeleteResponse:
@@ -374,6 +379,9 @@ class VectorStoreFiles:
             except contextual.ContextualError as exc:
                 await self._finish(store_id, file_id, "failed", 0, {"code": "server_error", "message": str(exc)})
                 return
+        latest = await self.store.get(store_id, file_id)
+        if latest is not None and latest.attributes != attributes:  # updated while the chunks were being stored
+            await provider.set_file_attributes(store_id, file_id, latest.attributes)
         await self._finish(store_id, file_id, "completed", usage, None)
 
     def _situator(self, document: str, settings: contextual.ContextualSettings) -> contextual.Situator:

@@ -26,7 +26,15 @@ from pocketstack.errors import BadRequestError, StartupError
 from pocketstack.providers.base import Health, ProviderContext
 from pocketstack.providers.inline.sqlite_vec import filters
 from pocketstack.providers.inline.sqlite_vec.config import SqliteVecConfig
-from pocketstack.providers.vector_search import Hit, NewChunk, SearchQuery, StoredChunk, query_words, ranked
+from pocketstack.providers.vector_search import (
+    FILE_KEYS,
+    Hit,
+    NewChunk,
+    SearchQuery,
+    StoredChunk,
+    query_words,
+    ranked,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -157,6 +165,21 @@ class SqliteVecStore:
 
         await self._run(write)
         self._forget(store_id)
+
+    async def set_file_attributes(self, store_id: str, file_id: str, attributes: dict[str, Any]) -> None:
+        """The file's chunks' metadata becomes `attributes` with their FILE_KEYS kept (vectors are untouched)."""
+
+        def write(db: apsw.Connection) -> None:
+            with db:
+                where = (store_id, file_id)
+                for rowid, metadata in _rows(
+                    db, "SELECT id, metadata FROM chunks WHERE store_id = ? AND file_id = ?", where
+                ):
+                    old = json.loads(metadata)
+                    new = attributes | {key: old[key] for key in FILE_KEYS if key in old}
+                    db.execute("UPDATE chunks SET metadata = ? WHERE id = ?", (json.dumps(new), rowid))
+
+        await self._run(write)
 
     def _forget(self, store_id: str) -> None:
         """After a write: drop the store's matrix, and any load that began before it."""

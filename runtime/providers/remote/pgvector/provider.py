@@ -19,7 +19,15 @@ from pocketstack.errors import BadRequestError, StartupError
 from pocketstack.providers.base import Health, ProviderContext
 from pocketstack.providers.remote.pgvector import filters
 from pocketstack.providers.remote.pgvector.config import PgVectorConfig
-from pocketstack.providers.vector_search import Hit, NewChunk, SearchQuery, StoredChunk, query_words, ranked
+from pocketstack.providers.vector_search import (
+    FILE_KEYS,
+    Hit,
+    NewChunk,
+    SearchQuery,
+    StoredChunk,
+    query_words,
+    ranked,
+)
 
 SCHEMA_LOCK = 0x706F636B  # an advisory lock: replicas starting together create the schema once
 
@@ -122,6 +130,18 @@ class PgVectorStore:
             await self.pool.execute(f"DELETE FROM {self.table} WHERE store_id = $1", store_id)
         else:
             await self.pool.execute(f"DELETE FROM {self.table} WHERE store_id = $1 AND file_id = $2", store_id, file_id)
+
+    async def set_file_attributes(self, store_id: str, file_id: str, attributes: dict[str, Any]) -> None:
+        """The file's chunks' metadata becomes `attributes` with their FILE_KEYS kept (vectors are untouched)."""
+        await self.pool.execute(
+            f"UPDATE {self.table} SET metadata = $3::jsonb || COALESCE((SELECT jsonb_object_agg(key, value)"
+            " FROM jsonb_each(metadata) WHERE key = ANY($4::text[])), '{}'::jsonb)"
+            " WHERE store_id = $1 AND file_id = $2",
+            store_id,
+            file_id,
+            json.dumps(attributes),
+            list(FILE_KEYS),
+        )
 
     async def usage_bytes(self, store_id: str) -> int:
         value = await self.pool.fetchval(
