@@ -2523,6 +2523,10 @@ class OpenaiListVectorStoresRequest(BaseModel):
     after: Annotated[str | MISSING, Field(description="The id to continue after.")] = (
         MISSING
     )
+    before: Annotated[
+        str | MISSING,
+        Field(description="The id to stop before (the page just before it)."),
+    ] = MISSING
     limit: Annotated[
         int, Field(description="How many to return, 1 to 100.", ge=1, le=100)
     ] = 20

@@ -363,6 +363,7 @@ class VectorIORoutes:
             path=(),
             query=(
                 "after",
+                "before",
                 "limit",
                 "order",
             ),

@@ -113,7 +113,13 @@ class VectorStoreStore:
         await self._db.execute("DELETE FROM vector_stores WHERE id = ?", (store_id,))
 
     async def page(
-        self, *, after: str | None, limit: int, descending: bool, visible: Visibility | None = None
+        self,
+        *,
+        after: str | None,
+        before: str | None = None,
+        limit: int,
+        descending: bool,
+        visible: Visibility | None = None,
     ) -> tuple[list[StoredVectorStore], bool]:
         found = await page(
             self._db,
@@ -121,6 +127,7 @@ class VectorStoreStore:
             table="vector_stores",
             columns=_COLUMNS,
             after=after,
+            before=before,
             limit=limit,
             descending=descending,
             what="vector store",

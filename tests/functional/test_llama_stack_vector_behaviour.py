@@ -439,3 +439,25 @@ async def test_attributes_updated_during_ingestion_reach_every_chunk(
             extra_body={"search_mode": "keyword"},
         )
         assert [hit.file_id for hit in page.data] == [file_id]
+
+
+async def test_stores_list_before_an_id(aiohttp_client: Callable[..., Any], stored_embedding: str) -> None:
+    # Llama Stack's vector_io fastapi_routes.py list route takes `before`, and openai_vector_store_mixin.py
+    # openai_list_vector_stores keeps the stores ahead of it in the listing order.
+    server = await aiohttp_client(create_app(edge_with()))
+    async with _oai(server) as oai:
+        ids = [await _store(oai, stored_embedding) for _ in range(4)]  # oldest first
+        newer = await oai.vector_stores.list(before=ids[1])  # newest first: those listed ahead of ids[1]
+        assert [s.id for s in newer.data] == [ids[3], ids[2]] and not newer.has_more
+        older = await oai.vector_stores.list(before=ids[2], order="asc")
+        assert [s.id for s in older.data] == [ids[0], ids[1]] and not older.has_more
+        # with a limit, the page just before the cursor (OpenAI's previous page), and has_more when more lie beyond
+        back = await oai.vector_stores.list(before=ids[0], limit=2)
+        assert [s.id for s in back.data] == [ids[2], ids[1]] and back.has_more
+        extra = back.model_extra or {}
+        assert (extra.get("first_id"), extra.get("last_id")) == (ids[2], ids[1])
+    async with llama_stack_client.AsyncLlamaStackClient(
+        base_url=str(server.make_url("")).rstrip("/"), max_retries=0
+    ) as lls:
+        listed = await lls.vector_stores.list(before=ids[1])
+        assert [s.id for s in listed.data] == [ids[3], ids[2]]

@@ -221,6 +221,7 @@ class VectorIOApi(protocols.VectorIO):
         order = given(request.order)
         records, has_more = await self.store.page(
             after=given(request.after),
+            before=given(request.before),
             limit=request.limit,
             descending=order is None or order.value == "desc",
             visible=self.access.visibility(VECTOR_STORE),

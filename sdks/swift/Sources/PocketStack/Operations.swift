@@ -142,8 +142,8 @@ extension PocketStackClient {
     }
 
     /// List vector stores, newest first by default (cursor pagination).
-    public func openaiListVectorStores(after: String? = nil, limit: Int? = nil, order: SortOrder? = nil) async throws -> ListVectorStoresResponse {
-        let request = try makeRequest("GET", "/v1/vector_stores", query: [("after", queryValue(after)), ("limit", queryValue(limit)), ("order", queryValue(order))], body: nil)
+    public func openaiListVectorStores(after: String? = nil, before: String? = nil, limit: Int? = nil, order: SortOrder? = nil) async throws -> ListVectorStoresResponse {
+        let request = try makeRequest("GET", "/v1/vector_stores", query: [("after", queryValue(after)), ("before", queryValue(before)), ("limit", queryValue(limit)), ("order", queryValue(order))], body: nil)
         return try decode(ListVectorStoresResponse.self, try await send(request))
     }
 

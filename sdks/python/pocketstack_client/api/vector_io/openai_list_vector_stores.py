@@ -15,6 +15,7 @@ from ...types import UNSET, Response, Unset
 def _get_kwargs(
     *,
     after: str | Unset = UNSET,
+    before: str | Unset = UNSET,
     limit: int | Unset = 20,
     order: SortOrder | Unset = UNSET,
 ) -> dict[str, Any]:
@@ -22,6 +23,8 @@ def _get_kwargs(
     params: dict[str, Any] = {}
 
     params["after"] = after
+
+    params["before"] = before
 
     params["limit"] = limit
 
@@ -86,6 +89,7 @@ def sync_detailed(
     *,
     client: AuthenticatedClient | Client,
     after: str | Unset = UNSET,
+    before: str | Unset = UNSET,
     limit: int | Unset = 20,
     order: SortOrder | Unset = UNSET,
 ) -> Response[Error | ListVectorStoresResponse]:
@@ -93,6 +97,7 @@ def sync_detailed(
 
     Args:
         after (str | Unset):
+        before (str | Unset):
         limit (int | Unset):  Default: 20.
         order (SortOrder | Unset):
 
@@ -106,6 +111,7 @@ def sync_detailed(
 
     kwargs = _get_kwargs(
         after=after,
+        before=before,
         limit=limit,
         order=order,
     )
@@ -121,6 +127,7 @@ def sync(
     *,
     client: AuthenticatedClient | Client,
     after: str | Unset = UNSET,
+    before: str | Unset = UNSET,
     limit: int | Unset = 20,
     order: SortOrder | Unset = UNSET,
 ) -> Error | ListVectorStoresResponse | None:
@@ -128,6 +135,7 @@ def sync(
 
     Args:
         after (str | Unset):
+        before (str | Unset):
         limit (int | Unset):  Default: 20.
         order (SortOrder | Unset):
 
@@ -142,6 +150,7 @@ def sync(
     return sync_detailed(
         client=client,
         after=after,
+        before=before,
         limit=limit,
         order=order,
     ).parsed
@@ -151,6 +160,7 @@ async def asyncio_detailed(
     *,
     client: AuthenticatedClient | Client,
     after: str | Unset = UNSET,
+    before: str | Unset = UNSET,
     limit: int | Unset = 20,
     order: SortOrder | Unset = UNSET,
 ) -> Response[Error | ListVectorStoresResponse]:
@@ -158,6 +168,7 @@ async def asyncio_detailed(
 
     Args:
         after (str | Unset):
+        before (str | Unset):
         limit (int | Unset):  Default: 20.
         order (SortOrder | Unset):
 
@@ -171,6 +182,7 @@ async def asyncio_detailed(
 
     kwargs = _get_kwargs(
         after=after,
+        before=before,
         limit=limit,
         order=order,
     )
@@ -184,6 +196,7 @@ async def asyncio(
     *,
     client: AuthenticatedClient | Client,
     after: str | Unset = UNSET,
+    before: str | Unset = UNSET,
     limit: int | Unset = 20,
     order: SortOrder | Unset = UNSET,
 ) -> Error | ListVectorStoresResponse | None:
@@ -191,6 +204,7 @@ async def asyncio(
 
     Args:
         after (str | Unset):
+        before (str | Unset):
         limit (int | Unset):  Default: 20.
         order (SortOrder | Unset):
 
@@ -206,6 +220,7 @@ async def asyncio(
         await asyncio_detailed(
             client=client,
             after=after,
+            before=before,
             limit=limit,
             order=order,
         )

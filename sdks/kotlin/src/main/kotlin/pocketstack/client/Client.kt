@@ -92,8 +92,8 @@ class PocketStackClient(baseUrl: String, apiKey: String? = null, timeoutMillis: 
     fun openaiRetrieveFileContent(fileId: String): ByteArray = bytes("GET", "/v1/files/${segment(fileId)}/content", listOf(), null)
 
     /** List vector stores, newest first by default (cursor pagination). */
-    fun openaiListVectorStores(after: String? = null, limit: Long? = null, order: SortOrder? = null): ListVectorStoresResponse =
-        ListVectorStoresResponse.fromJson(json("GET", "/v1/vector_stores", listOf("after" to after, "limit" to limit, "order" to order), null) ?: JsonNull)
+    fun openaiListVectorStores(after: String? = null, before: String? = null, limit: Long? = null, order: SortOrder? = null): ListVectorStoresResponse =
+        ListVectorStoresResponse.fromJson(json("GET", "/v1/vector_stores", listOf("after" to after, "before" to before, "limit" to limit, "order" to order), null) ?: JsonNull)
 
     /** Create a vector store (Llama Stack extras: embedding_model, embedding_dimension, provider_id). */
     fun openaiCreateVectorStore(body: CreateVectorStoreRequest): VectorStoreObject =
