@@ -1805,7 +1805,13 @@ class InsertChunksRequest(BaseModel):
     )
     vector_store_id: str
     chunks: Annotated[list[Chunk], Field(min_length=1)]
-    ttl_seconds: Annotated[int | MISSING, Field(ge=1)] = MISSING
+    ttl_seconds: Annotated[
+        int | MISSING,
+        Field(
+            description="PocketStack's addition (Llama Stack accepts and ignores it): the chunks expire this many seconds later; expired chunks are never found by a query or search, and are deleted.",
+            ge=1,
+        ),
+    ] = MISSING
 
 
 class QueryChunksRequest(BaseModel):

@@ -44,6 +44,7 @@ class NewChunk:
     embedding: Sequence[float]
     file_id: str | None = None
     filename: str | None = None
+    expires_at: float | None = None  # epoch seconds (ttl_seconds on insert): never found after, then deleted
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,8 @@ class SearchQuery:
 
 
 class VectorIOProvider(Provider, Protocol):
-    """Stores chunks and their vectors per store; exact, filtered search in three modes."""
+    """Stores chunks and their vectors per store; exact, filtered search in three modes. A chunk whose
+    `expires_at` has passed is never a hit, and is deleted by a later search, insert or usage count."""
 
     async def insert(self, store_id: str, dimension: int, chunks: Sequence[NewChunk]) -> None:
         """Add or replace (same chunk_id) chunks, atomically."""

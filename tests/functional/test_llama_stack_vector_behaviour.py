@@ -7,6 +7,7 @@ it writes is known."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -17,7 +18,7 @@ from aiohttp.test_utils import TestClient
 
 from pocketstack.apis.vector_io import contextual
 from pocketstack.apis.vector_io.api import VectorIOApi
-from pocketstack.app import create_app
+from pocketstack.app import STACK, create_app
 from tests.support.config import CHAT_MODEL, edge_providers_with, edge_with
 from tests.support.errors import assert_error_shape
 from tests.support.scripted import scripted_entry
@@ -322,7 +323,8 @@ async def test_inserted_chunks_take_a_ttl_and_are_served(
     aiohttp_client: Callable[..., Any], stored_embedding: str
 ) -> None:
     # core/routers/vector_io.py insert_chunks logs ttl_seconds and hands the request on; no provider in 0.7.1
-    # (faiss, sqlite-vec, ..., infinispan) reads it: the chunks are kept and served like any other.
+    # (faiss, sqlite-vec, ..., infinispan) reads it: the chunks are kept and served like any other (PocketStack's
+    # chunks expire once the ttl ran out: test_inserted_chunks_expire_after_their_ttl).
     server = await aiohttp_client(create_app(edge_with()))
     async with _oai(server) as oai:
         store_id = await _store(oai, stored_embedding)
@@ -461,3 +463,45 @@ async def test_stores_list_before_an_id(aiohttp_client: Callable[..., Any], stor
     ) as lls:
         listed = await lls.vector_stores.list(before=ids[1])
         assert [s.id for s in listed.data] == [ids[3], ids[2]]
+
+
+async def test_inserted_chunks_expire_after_their_ttl(
+    vector_store_app: TestClient[Any, Any], stored_embedding: str, vector_provider: dict[str, Any]
+) -> None:
+    # PocketStack's addition: Llama Stack 0.7.1's core/routers/vector_io.py insert_chunks accepts ttl_seconds and
+    # no provider reads it. Here a chunk inserted with one is never found once that many seconds passed, and the
+    # next search deletes it. The provider's clock is moved a minute on instead of waiting.
+    server = vector_store_app
+    kept = "The harbour master keeps the tide tables for the reef."
+    async with (
+        _oai(server) as oai,
+        llama_stack_client.AsyncLlamaStackClient(base_url=str(server.make_url("")).rstrip("/"), max_retries=0) as lls,
+    ):
+        store_id = await _store(oai, stored_embedding)
+        provider = server.app[STACK].providers[vector_provider["provider_id"]].impl
+        for chunk_id, text, ttl in (("log", DOCUMENT, 60), ("tides", kept, None)):
+            embedding = (await oai.embeddings.create(model=stored_embedding, input=text)).data[0].embedding
+            chunk: Any = {"chunk_id": chunk_id, "content": text, "metadata": {"document_id": chunk_id},
+                          "chunk_metadata": {"document_id": chunk_id}, "embedding": embedding,
+                          "embedding_model": stored_embedding, "embedding_dimension": len(embedding)}  # fmt: skip
+            await lls.vector_io.insert(
+                vector_store_id=store_id,
+                chunks=[chunk],
+                ttl_seconds=ttl if ttl is not None else llama_stack_client.omit,
+            )
+
+        async def contents(mode: str) -> list[str]:
+            answer = await lls.vector_io.query(vector_store_id=store_id, query="reef", params={"mode": mode})
+            return sorted(str(chunk.content) for chunk in answer.chunks)
+
+        both = sorted([DOCUMENT, kept])
+        for mode in ("vector", "keyword", "hybrid"):
+            assert await contents(mode) == both, mode
+        assert await provider.usage_bytes(store_id) == len(DOCUMENT.encode()) + len(kept.encode())
+        provider.clock = lambda: time.time() + 61
+        for mode in ("vector", "keyword", "hybrid"):
+            assert await contents(mode) == [kept], mode
+            page = await oai.vector_stores.search(store_id, query="reef", extra_body={"search_mode": mode})
+            assert [hit.content[0].text for hit in page.data] == [kept], mode
+        assert await provider.usage_bytes(store_id) == len(kept.encode())  # the expired chunk is gone
+        assert (await oai.vector_stores.retrieve(store_id)).usage_bytes == len(kept.encode())

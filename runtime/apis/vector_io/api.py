@@ -379,6 +379,8 @@ class VectorIOApi(protocols.VectorIO):
         missing = [i for i, chunk in enumerate(chunks) if given(chunk.embedding) is None]
         embedded = await self.embed(record.embedding_model, [texts[i] for i in missing])
         vectors: dict[int, list[float]] = dict(zip(missing, embedded, strict=True))
+        ttl = given(request.ttl_seconds)  # PocketStack's addition: Llama Stack 0.7.1's providers ignore it
+        expires_at = time.time() + ttl if ttl is not None else None
         new = []
         for index, chunk in enumerate(chunks):
             metadata = plain(given(chunk.metadata, {}))
@@ -392,6 +394,7 @@ class VectorIOApi(protocols.VectorIO):
                     chunk_metadata=plain(given(chunk.chunk_metadata, {})),
                     embedding=vectors.get(index) or list(given(chunk.embedding)),
                     file_id=metadata.get("file_id") if isinstance(metadata.get("file_id"), str) else None,
+                    expires_at=expires_at,
                 )
             )
         await provider.insert(record.id, record.embedding_dimension, new)

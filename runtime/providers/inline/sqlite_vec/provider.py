@@ -5,7 +5,9 @@ index for BM25 keyword search. Vector search is an exact scan over a float32 mat
 store's normalized vectors, loaded from vec0 on first use and dropped on every write: at 100k
 vectors that scan runs near memory bandwidth and never misses a neighbour, where vec0's own scan
 is several times slower and approximate indexes lose recall on unstructured data (issue 5).
-Filters are compiled to SQL and select the candidate rows before the scan.
+Filters are compiled to SQL and select the candidate rows before the scan. Chunks inserted with a ttl
+carry `expires_at`: the rows a search returns are read with it checked, and the expired ones are
+deleted lazily (the nearest expiry is known, so a search checks a float until then).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import asyncio
 import importlib.util
 import json
 import threading
+import time
 from array import array
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -56,6 +59,12 @@ CREATE TABLE IF NOT EXISTS chunks (
 CREATE INDEX IF NOT EXISTS chunks_by_file ON chunks (store_id, file_id);
 CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(content, content='chunks', content_rowid='id');
 """
+# Numbered changes to SCHEMA's tables, applied once each (PRAGMA user_version counts them).
+MIGRATIONS = (
+    """ALTER TABLE chunks ADD COLUMN expires_at REAL;
+    CREATE INDEX chunks_by_expiry ON chunks (expires_at) WHERE expires_at IS NOT NULL;""",
+)
+LIVE = "(chunks.expires_at IS NULL OR chunks.expires_at > ?)"  # bound to the time now
 
 
 @dataclass
@@ -81,6 +90,8 @@ class SqliteVecStore:
         # Writes per store: a matrix loaded before a write ended is stale, and must not be cached after
         # that write dropped the cache (it would hide the new chunks from vector search until the next write).
         self._generations: dict[str, int] = {}
+        self._next_expiry: float | None = None  # the nearest expires_at of a stored chunk
+        self.clock: Callable[[], float] = time.time  # what chunks' expires_at is compared with
 
     async def initialize(self) -> None:
         await asyncio.to_thread(self._open)
@@ -96,6 +107,8 @@ class SqliteVecStore:
             connection.execute("PRAGMA busy_timeout = 5000")
             with connection:
                 connection.execute(SCHEMA)
+            _migrate(connection)
+            self._next_expiry = _nearest_expiry(connection)
         except (apsw.Error, OSError) as exc:
             raise StartupError(f"cannot open the vector database {self.path}: {exc}") from exc
         self._connection = connection
@@ -126,6 +139,7 @@ class SqliteVecStore:
                     f"the store's dimension is {dimension}",
                     param="chunks",
                 )
+        await self._maybe_sweep()
         table = _vector_table(dimension)
 
         def write(db: apsw.Connection) -> None:
@@ -138,10 +152,10 @@ class SqliteVecStore:
                     _delete_rows(db, "store_id = ? AND chunk_id = ?", (store_id, chunk.chunk_id))
                     db.execute(
                         "INSERT INTO chunks (store_id, chunk_id, file_id, filename, content, metadata, chunk_metadata,"
-                        " dimension)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        " dimension, expires_at)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         (store_id, chunk.chunk_id, chunk.file_id, chunk.filename, chunk.content,
-                         json.dumps(chunk.metadata), json.dumps(chunk.chunk_metadata), dimension),
+                         json.dumps(chunk.metadata), json.dumps(chunk.chunk_metadata), dimension, chunk.expires_at),
                     )  # fmt: skip
                     rowid = db.last_insert_rowid()
                     db.execute("INSERT INTO chunks_fts (rowid, content) VALUES (?, ?)", (rowid, chunk.content))
@@ -152,6 +166,28 @@ class SqliteVecStore:
 
         await self._run(write)
         self._forget(store_id)
+        expiries = [chunk.expires_at for chunk in chunks if chunk.expires_at is not None]
+        if expiries:
+            self._next_expiry = min(expiries + ([self._next_expiry] if self._next_expiry is not None else []))
+
+    async def _maybe_sweep(self) -> None:
+        if self._next_expiry is not None and self.clock() >= self._next_expiry:
+            await self._sweep()
+
+    async def _sweep(self) -> None:
+        """Delete the expired chunks (with their vectors and index entries) of every store."""
+        now = self.clock()
+
+        def write(db: apsw.Connection) -> tuple[list[str], float | None]:
+            where = "expires_at IS NOT NULL AND expires_at <= ?"
+            with db:
+                stores = [row[0] for row in _rows(db, f"SELECT DISTINCT store_id FROM chunks WHERE {where}", (now,))]
+                _delete_rows(db, where, (now,))
+            return stores, _nearest_expiry(db)
+
+        stores, self._next_expiry = await self._run(write)
+        for store_id in stores:
+            self._forget(store_id)
 
     async def delete(self, store_id: str, file_id: str | None = None) -> None:
         """Remove a store's chunks (all, or one file's) with their vectors and index entries."""
@@ -187,6 +223,7 @@ class SqliteVecStore:
         self._matrices.pop(store_id, None)
 
     async def usage_bytes(self, store_id: str) -> int:
+        await self._maybe_sweep()
         rows = await self._run(
             lambda db: _rows(
                 db, "SELECT COALESCE(SUM(LENGTH(CAST(content AS BLOB))), 0) FROM chunks WHERE store_id = ?", (store_id,)
@@ -195,6 +232,8 @@ class SqliteVecStore:
         return int(rows[0][0])
 
     async def search(self, store_id: str, query: SearchQuery) -> list[Hit]:
+        await self._maybe_sweep()  # before the matrix is used: a sweep drops it
+        now = self.clock()
         condition, params = ("1", []) if query.where is None else filters.to_sql(query.where, "metadata")
         vector_hits: list[tuple[int, float]] = []
         keyword_hits: list[tuple[int, float]] = []
@@ -203,9 +242,9 @@ class SqliteVecStore:
                 raise RuntimeError("vector search without a query vector")
             vector_hits = await self._vector_search(store_id, query.vector, query.depth, condition, params)
         if query.mode in ("keyword", "hybrid"):
-            keyword_hits = await self._keyword_search(store_id, query.text, query.depth, condition, params)
+            keyword_hits = await self._keyword_search(store_id, query.text, query.depth, condition, params, now)
         order = ranked(vector_hits, keyword_hits, query)
-        chunks = await self._chunks([rowid for rowid, _ in order])
+        chunks = await self._chunks([rowid for rowid, _ in order], now)  # one expiring since the sweep is left out
         return [Hit(chunks[rowid], score) for rowid, score in order if rowid in chunks]
 
     async def file_chunks(self, store_id: str, file_id: str, *, with_embeddings: bool) -> list[StoredChunk]:
@@ -233,7 +272,7 @@ class SqliteVecStore:
         return await self._run(read)
 
     async def _keyword_search(
-        self, store_id: str, text: str, k: int, condition: str, params: list[Any]
+        self, store_id: str, text: str, k: int, condition: str, params: list[Any], now: float
     ) -> list[tuple[int, float]]:
         query = _fts_query(text)
         if not query:
@@ -243,8 +282,9 @@ class SqliteVecStore:
                 db,
                 "SELECT chunks.id, -bm25(chunks_fts) AS score FROM chunks_fts"
                 " JOIN chunks ON chunks.id = chunks_fts.rowid"
-                f" WHERE chunks_fts MATCH ? AND chunks.store_id = ? AND ({condition}) ORDER BY score DESC LIMIT ?",
-                (query, store_id, *params, k),
+                f" WHERE chunks_fts MATCH ? AND chunks.store_id = ? AND {LIVE} AND ({condition})"
+                " ORDER BY score DESC LIMIT ?",
+                (query, store_id, now, *params, k),
             )
         )
         return [(int(rowid), float(score)) for rowid, score in rows]
@@ -285,7 +325,7 @@ class SqliteVecStore:
         top = top[np.argsort(-scores[top])]
         return [(int(matrix.ids[i]), float(scores[i])) for i in top if np.isfinite(scores[i])]
 
-    async def _chunks(self, rowids: list[int]) -> dict[int, StoredChunk]:
+    async def _chunks(self, rowids: list[int], now: float) -> dict[int, StoredChunk]:
         if not rowids:
             return {}
         marks = ", ".join("?" for _ in rowids)
@@ -293,8 +333,8 @@ class SqliteVecStore:
             lambda db: _rows(
                 db,
                 "SELECT id, chunk_id, content, metadata, chunk_metadata, file_id, filename FROM chunks"
-                f" WHERE id IN ({marks})",
-                rowids,
+                f" WHERE id IN ({marks}) AND {LIVE}",
+                (*rowids, now),
             )
         )
         return {int(r[0]): StoredChunk(r[1], r[2], json.loads(r[3]), json.loads(r[4]), r[5], r[6]) for r in rows}
@@ -326,6 +366,20 @@ def _delete_rows(db: apsw.Connection, where: str, params: Sequence[Any]) -> None
         db.execute("INSERT INTO chunks_fts (chunks_fts, rowid, content) VALUES ('delete', ?, ?)", (rowid, content))
         db.execute(f"DELETE FROM {_vector_table(dimension)} WHERE id = ?", (rowid,))
         db.execute("DELETE FROM chunks WHERE id = ?", (rowid,))
+
+
+def _migrate(db: apsw.Connection) -> None:
+    ((current,),) = _rows(db, "PRAGMA user_version")
+    for number, script in enumerate(MIGRATIONS, start=1):
+        if number > current:
+            with db:
+                db.execute(script)
+                db.execute(f"PRAGMA user_version = {number}")
+
+
+def _nearest_expiry(db: apsw.Connection) -> float | None:
+    ((nearest,),) = _rows(db, "SELECT MIN(expires_at) FROM chunks")
+    return float(nearest) if nearest is not None else None
 
 
 def _load_matrix(db: apsw.Connection, store_id: str) -> _Matrix:

@@ -4,13 +4,15 @@ One table holds every store's chunks (an unconstrained `vector` column, so store
 dimensions live side by side), a generated tsvector column with a GIN index serves keyword search,
 and vector search is pgvector's exact scan (`<=>`, cosine) over the store's rows, so no neighbour
 is ever missed. Several PocketStack servers may share the database: every write is one transaction
-and re-inserting a chunk id replaces it.
+and re-inserting a chunk id replaces it. Chunks inserted with a ttl carry `expires_at`: every search
+reads past the expired ones, and each server deletes them lazily (after the nearest expiry it knows of).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import asyncpg
@@ -30,6 +32,7 @@ from pocketstack.providers.vector_search import (
 )
 
 SCHEMA_LOCK = 0x706F636B  # an advisory lock: replicas starting together create the schema once
+LIVE = "(expires_at IS NULL OR expires_at > $2)"  # $2: the time now (epoch seconds)
 
 
 class PgVectorStore:
@@ -37,6 +40,8 @@ class PgVectorStore:
         self.config = config
         self.table = f"{config.table_prefix}_chunks"
         self._pool: asyncpg.Pool | None = None
+        self._next_expiry: float | None = None  # the nearest expires_at this server knows of
+        self.clock: Callable[[], float] = time.time  # what chunks' expires_at is compared with
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -60,6 +65,9 @@ class PgVectorStore:
             async with self.pool.acquire() as connection, connection.transaction():
                 await connection.execute("SELECT pg_advisory_xact_lock($1)", SCHEMA_LOCK)
                 await connection.execute(self._schema())
+                for migration in self._migrations():
+                    await connection.execute(migration)
+                self._next_expiry = await connection.fetchval(f"SELECT MIN(expires_at) FROM {self.table}")
         except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
             if self._pool is not None:
                 await self._pool.close()
@@ -88,6 +96,14 @@ class PgVectorStore:
         CREATE INDEX IF NOT EXISTS {t}_tsv ON {t} USING gin (tsv);
         """
 
+    def _migrations(self) -> list[str]:
+        """Changes to _schema's table, in order; each can run again (a replica may have applied it)."""
+        t = self.table
+        return [
+            f"""ALTER TABLE {t} ADD COLUMN IF NOT EXISTS expires_at DOUBLE PRECISION;
+            CREATE INDEX IF NOT EXISTS {t}_by_expiry ON {t} (expires_at) WHERE expires_at IS NOT NULL;""",
+        ]
+
     async def shutdown(self) -> None:
         if self._pool is not None:
             pool, self._pool = self._pool, None
@@ -110,20 +126,32 @@ class PgVectorStore:
                     f"the store's dimension is {dimension}",
                     param="chunks",
                 )
+        await self._maybe_sweep()
         rows = [
             (store_id, c.chunk_id, c.file_id, c.filename, c.content, json.dumps(c.metadata),
-             json.dumps(c.chunk_metadata), _vector(c.embedding))
+             json.dumps(c.chunk_metadata), _vector(c.embedding), c.expires_at)
             for c in chunks
         ]  # fmt: skip
         async with self.pool.acquire() as connection, connection.transaction():
             await connection.executemany(
                 f"INSERT INTO {self.table} (store_id, chunk_id, file_id, filename, content, metadata, chunk_metadata,"
-                " embedding) VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb, $8::vector)"
+                " embedding, expires_at) VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb, $8::vector, $9)"
                 " ON CONFLICT (store_id, chunk_id) DO UPDATE SET file_id = excluded.file_id,"
                 " filename = excluded.filename, content = excluded.content, metadata = excluded.metadata,"
-                " chunk_metadata = excluded.chunk_metadata, embedding = excluded.embedding",
+                " chunk_metadata = excluded.chunk_metadata, embedding = excluded.embedding,"
+                " expires_at = excluded.expires_at",
                 rows,
             )
+        expiries = [c.expires_at for c in chunks if c.expires_at is not None]
+        if expiries:
+            self._next_expiry = min(expiries + ([self._next_expiry] if self._next_expiry is not None else []))
+
+    async def _maybe_sweep(self) -> None:
+        if self._next_expiry is not None and self.clock() >= self._next_expiry:
+            now = self.clock()
+            async with self.pool.acquire() as connection, connection.transaction():
+                await connection.execute(f"DELETE FROM {self.table} WHERE expires_at <= $1", now)
+                self._next_expiry = await connection.fetchval(f"SELECT MIN(expires_at) FROM {self.table}")
 
     async def delete(self, store_id: str, file_id: str | None = None) -> None:
         if file_id is None:
@@ -144,18 +172,21 @@ class PgVectorStore:
         )
 
     async def usage_bytes(self, store_id: str) -> int:
+        await self._maybe_sweep()
         value = await self.pool.fetchval(
             f"SELECT COALESCE(SUM(octet_length(content)), 0) FROM {self.table} WHERE store_id = $1", store_id
         )
         return int(value)
 
     async def search(self, store_id: str, query: SearchQuery) -> list[Hit]:
-        params: list[Any] = [store_id]
-        condition = "TRUE"
+        await self._maybe_sweep()
+        now = self.clock()
+        params: list[Any] = [store_id, now]
+        condition = LIVE
         if query.where is not None:
             path, variables = filters.to_jsonpath(query.where)
             params += [path, json.dumps(variables)]
-            condition = "jsonb_path_match(metadata, $2::jsonpath, $3::jsonb, TRUE)"
+            condition += " AND jsonb_path_match(metadata, $3::jsonpath, $4::jsonb, TRUE)"
         vector_hits: list[tuple[int, float]] = []
         keyword_hits: list[tuple[int, float]] = []
         if query.mode in ("vector", "hybrid"):
@@ -185,8 +216,9 @@ class PgVectorStore:
             return []
         rows = await self.pool.fetch(
             f"SELECT id, chunk_id, content, metadata, chunk_metadata, file_id, filename FROM {self.table}"
-            " WHERE id = ANY($1::bigint[])",
+            f" WHERE id = ANY($1::bigint[]) AND {LIVE}",
             [rowid for rowid, _ in order],
+            now,
         )
         chunks = {r["id"]: _chunk(r) for r in rows}
         return [Hit(chunks[rowid], score) for rowid, score in order if rowid in chunks]

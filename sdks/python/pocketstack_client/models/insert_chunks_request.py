@@ -22,7 +22,8 @@ class InsertChunksRequest:
     Attributes:
         vector_store_id (str):
         chunks (list[Chunk]):
-        ttl_seconds (int | Unset):
+        ttl_seconds (int | Unset): PocketStack's addition (Llama Stack accepts and ignores it): the chunks expire this
+            many seconds later; expired chunks are never found by a query or search, and are deleted.
     """
 
     vector_store_id: str
