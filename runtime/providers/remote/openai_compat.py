@@ -15,7 +15,7 @@ import json
 import logging
 import struct
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any, TypeVar
 
 import aiohttp
@@ -52,6 +52,7 @@ class OpenAICompatProvider:
         self._session: aiohttp.ClientSession | None = None
         self._probe: asyncio.Task[None] | None = None
         self._reachable: bool | None = None  # None until the first probe answers
+        self._in_flight = 0  # requests to the remote now: while any runs, its outcome is the health signal
 
     # -- lifecycle and health ----------------------------------------------------------------
 
@@ -83,7 +84,11 @@ class OpenAICompatProvider:
     async def _probe_forever(self) -> None:
         while True:
             try:
-                await self.probe()
+                # Not while a request runs: it tells the breaker as much, and servers that serve one request
+                # at a time drop the running one for a newcomer (llama-cpp-python's server does by default,
+                # `interrupt_requests`): a probe would cut a user's stream short.
+                if self._in_flight == 0 or self._reachable is None:
+                    await self.probe()
             except Exception:  # the probe must outlive any surprise, or health goes stale
                 log.exception("health probe of %s failed", self.context.provider_id)
                 self._reachable = False
@@ -158,13 +163,22 @@ class OpenAICompatProvider:
         body["model"] = model.provider_model_id
         return body
 
+    @contextlib.contextmanager
+    def _requesting(self) -> Iterator[None]:
+        self._in_flight += 1
+        try:
+            yield
+        finally:
+            self._in_flight -= 1
+
     async def _post(
         self, path: str, body: dict[str, Any], result: type[ModelT], model: ServedModel, our_id: str | None = None
     ) -> ModelT:
         try:
-            async with self.session.post(self.base_url + path, json=body, headers=self._headers()) as response:
-                await self._raise_for_status(response)
-                data = await response.json(content_type=None)
+            with self._requesting():
+                async with self.session.post(self.base_url + path, json=body, headers=self._headers()) as response:
+                    await self._raise_for_status(response)
+                    data = await response.json(content_type=None)
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise self._unreachable(exc) from exc
         except ValueError as exc:  # a 200 that is not JSON
@@ -192,22 +206,23 @@ class OpenAICompatProvider:
         self, path: str, body: dict[str, Any], chunk: type[ModelT], model: ServedModel, our_id: str | None = None
     ) -> AsyncIterator[ModelT]:
         try:
-            async with self.session.post(self.base_url + path, json=body, headers=self._headers()) as response:
-                await self._raise_for_status(response)
-                self.breaker.record_success()
-                async for raw in response.content:
-                    line = raw.strip()
-                    if not line.startswith(b"data:"):
-                        continue
-                    payload = line[5:].strip()
-                    if payload == b"[DONE]":
-                        return
-                    data = json.loads(payload)
-                    if isinstance(data, dict) and "error" in data:
-                        error = data["error"]
-                        message = error.get("message", str(error)) if isinstance(error, dict) else str(error)
-                        raise UpstreamError(f"{self.context.provider_id}: {message}")
-                    yield self._validate(chunk, data, model, our_id)
+            with self._requesting():
+                async with self.session.post(self.base_url + path, json=body, headers=self._headers()) as response:
+                    await self._raise_for_status(response)
+                    self.breaker.record_success()
+                    async for raw in response.content:
+                        line = raw.strip()
+                        if not line.startswith(b"data:"):
+                            continue
+                        payload = line[5:].strip()
+                        if payload == b"[DONE]":
+                            return
+                        data = json.loads(payload)
+                        if isinstance(data, dict) and "error" in data:
+                            error = data["error"]
+                            message = error.get("message", str(error)) if isinstance(error, dict) else str(error)
+                            raise UpstreamError(f"{self.context.provider_id}: {message}")
+                        yield self._validate(chunk, data, model, our_id)
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise self._unreachable(exc) from exc
         except ValueError as exc:  # a 200 that is not JSON
