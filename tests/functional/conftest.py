@@ -19,7 +19,7 @@ from tests.support import scripted as scripted_model
 from tests.support.config import edge_providers_with, edge_shields, edge_with, edge_with_vector_provider
 from tests.support.process import free_port
 from tests.support.scripted import CHAT, scripted_entry
-from tests.support.users import with_test_users
+from tests.support.users import As, with_test_users
 
 
 @pytest.fixture
@@ -147,3 +147,15 @@ async def access_app(
 ) -> TestClient[Any, Any]:
     """The access tests' app with the default policy: several users, told apart by a test header."""
     return await aiohttp_client(with_test_users(create_app(access_config())))  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def alice(access_app: TestClient[Any, Any]) -> As:
+    """The access tests' first user (tests/support/users.py)."""
+    return As(access_app, "alice")
+
+
+@pytest.fixture
+def bob(access_app: TestClient[Any, Any]) -> As:
+    """The access tests' second user, who shares no attribute with alice."""
+    return As(access_app, "bob")

@@ -30,16 +30,6 @@ def server(access_app: TestClient[Any, Any]) -> TestClient[Any, Any]:
     return access_app
 
 
-@pytest.fixture
-def alice(server: TestClient[Any, Any]) -> As:
-    return As(server, "alice")
-
-
-@pytest.fixture
-def bob(server: TestClient[Any, Any]) -> As:
-    return As(server, "bob")
-
-
 async def _upload(user: As, name: str = "lighthouse.md") -> str:
     async with user.openai() as client:
         uploaded = await client.files.create(file=(name, FILES[name]), purpose="assistants")

@@ -22,16 +22,6 @@ def server(access_app: TestClient[Any, Any]) -> TestClient[Any, Any]:
     return access_app
 
 
-@pytest.fixture
-def alice(server: TestClient[Any, Any]) -> As:
-    return As(server, "alice")
-
-
-@pytest.fixture
-def bob(server: TestClient[Any, Any]) -> As:
-    return As(server, "bob")
-
-
 async def test_responses_and_their_chains(server: TestClient[Any, Any], alice: As, bob: As) -> None:
     async with alice.openai() as client:
         mine = await client.responses.create(model="chat", input="capital?")
