@@ -7,6 +7,7 @@ from aiohttp.typedefs import Handler
 from pocketstack._generated.routes import Apis, handlers
 from pocketstack.apis.agents.api import AgentsApi
 from pocketstack.apis.conversations import ConversationsApi
+from pocketstack.apis.datasets import DatasetsApi
 from pocketstack.apis.files import FilesApi
 from pocketstack.apis.inference.api import InferenceApi
 from pocketstack.apis.inference.guardrails import Guardrails
@@ -37,6 +38,8 @@ async def assemble(stack: Stack, served_tags: frozenset[str]) -> dict[str, Handl
     await vector_io.sync_from_config()
     await vector_io.files.start()
     stack.on_stop(vector_io.files.stop)
+    datasets = DatasetsApi(stack, files)
+    await datasets.sync_from_config()
     shields = ShieldsApi(stack)
     await shields.sync_from_config()
     safety = SafetyApi(stack, shields)
@@ -63,5 +66,7 @@ async def assemble(stack: Stack, served_tags: frozenset[str]) -> dict[str, Handl
         agents=AgentsApi(stack, inference, vector_io, tools, safety),
         tool_groups=tools,
         tool_runtime=tools,
+        datasets=datasets,
+        dataset_io=datasets,
     )
     return handlers(apis)

@@ -177,12 +177,22 @@ class ToolGroupInput(_Strict):
     args: dict[str, Any] | None = None
 
 
+class DatasetInput(_Strict):
+    """Llama Stack's registered dataset: its rows are loaded once, at the first start that lists it."""
+
+    dataset_id: str = Field(min_length=1)
+    purpose: Literal["eval/question-answer", "eval/messages-answer", "post-training/messages"]
+    source: dict[str, Any]  # {type: uri, uri} or {type: rows, rows}, checked as the API checks it
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    provider_id: str | None = None  # default: the first datasetio provider
+
+
 class RegisteredResources(_Strict):
     models: list[ModelInput] = Field(default_factory=list)
     vector_stores: list[VectorStoreInput] = Field(default_factory=list)
     shields: list[ShieldInput] = Field(default_factory=list)
+    datasets: list[DatasetInput] = Field(default_factory=list)
     # Accepted now so Llama Stack configs load; each is served by the issue that adds its API.
-    datasets: list[dict[str, Any]] = Field(default_factory=list)
     scoring_fns: list[dict[str, Any]] = Field(default_factory=list)
     benchmarks: list[dict[str, Any]] = Field(default_factory=list)
     tool_groups: list[ToolGroupInput] = Field(default_factory=list)

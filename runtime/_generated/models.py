@@ -2296,6 +2296,82 @@ class ToolInvocationResult(BaseModel):
     metadata: dict[str, Any] | MISSING = MISSING
 
 
+class DatasetPurpose(StrEnum):
+    eval_question_answer = "eval/question-answer"
+    eval_messages_answer = "eval/messages-answer"
+    post_training_messages = "post-training/messages"
+
+
+class URIDataSource(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    type: Literal["uri"] = "uri"
+    uri: Annotated[
+        str,
+        Field(
+            description="`data:` URI (CSV, JSONL, JSON), a Files API id (`file-...`) or its URI; `huggingface://` needs the remote::huggingface provider.",
+            min_length=1,
+        ),
+    ]
+
+
+class RowsDataSource(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    type: Literal["rows"] = "rows"
+    rows: list[dict[str, Any]]
+
+
+class Dataset(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    identifier: str
+    provider_id: str
+    provider_resource_id: str
+    type: Literal["dataset"] = "dataset"
+    purpose: DatasetPurpose
+    source: Annotated[URIDataSource | RowsDataSource, Field(discriminator="type")]
+    metadata: dict[str, Any]
+
+
+class ListDatasetsResponse(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    data: list[Dataset]
+
+
+class RegisterDatasetRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    purpose: DatasetPurpose
+    source: Annotated[URIDataSource | RowsDataSource, Field(discriminator="type")]
+    metadata: dict[str, Any] | MISSING = MISSING
+    dataset_id: Annotated[
+        str | MISSING, Field(description="Default: `dataset-<uuid>`.", min_length=1)
+    ] = MISSING
+
+
+class PaginatedRowsResponse(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    data: list[dict[str, Any]]
+    has_more: bool
+    url: str | None | MISSING = MISSING
+
+
+class AppendRowsBody(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    rows: list[dict[str, Any]]
+
+
 class ListShieldsResponse(BaseModel):
     model_config = ConfigDict(
         extra="allow",
@@ -2717,6 +2793,52 @@ class UnregisterShieldRequest(BaseModel):
     )
     identifier: Annotated[
         str, Field(description="The shield's identifier; slashes are part of it.")
+    ]
+
+
+class GetDatasetRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    dataset_id: Annotated[
+        str, Field(description="The dataset's identifier; slashes are part of it.")
+    ]
+
+
+class UnregisterDatasetRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    dataset_id: Annotated[
+        str, Field(description="The dataset's identifier; slashes are part of it.")
+    ]
+
+
+class IterrowsRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    dataset_id: Annotated[
+        str, Field(description="The dataset's identifier; slashes are part of it.")
+    ]
+    start_index: Annotated[
+        int | MISSING, Field(description="The index of the first row (0-based).", ge=0)
+    ] = MISSING
+    limit: Annotated[
+        int | MISSING,
+        Field(
+            description="How many rows (-1 or absent: every row from start_index).",
+            ge=-1,
+        ),
+    ] = MISSING
+
+
+class AppendRowsRequest(AppendRowsBody):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    dataset_id: Annotated[
+        str, Field(description="The dataset's identifier; slashes are part of it.")
     ]
 
 

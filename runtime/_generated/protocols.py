@@ -466,3 +466,35 @@ class Conversations(Protocol):
     ) -> models.ConversationItemDeletedResource:
         """Remove one item from a conversation; answers with the deleted item's id, as Llama Stack does."""
         ...
+
+
+class Datasets(Protocol):
+    """Datasets registered for evaluation and post-training: rows given, a `data:` URI or an uploaded file, stored once by the datasetio provider."""
+
+    async def list_datasets(self) -> models.ListDatasetsResponse:
+        """List the registered datasets."""
+        ...
+
+    async def register_dataset(self, request: models.RegisterDatasetRequest) -> models.Dataset:
+        """Register a dataset: rows given, a `data:` URI (CSV, JSONL, JSON) or an uploaded file (`file-...`); its rows are stored once."""
+        ...
+
+    async def get_dataset(self, request: models.GetDatasetRequest) -> models.Dataset:
+        """Get a dataset. The id may contain slashes."""
+        ...
+
+    async def unregister_dataset(self, request: models.UnregisterDatasetRequest) -> None:
+        """Unregister a dataset and drop its rows. The id may contain slashes."""
+        ...
+
+
+class DatasetIO(Protocol):
+    """Reading a dataset's rows page by page, and appending rows to it."""
+
+    async def iterrows(self, request: models.IterrowsRequest) -> models.PaginatedRowsResponse:
+        """A page of a dataset's rows, by offset (`start_index`, `limit`; no limit or -1: every row)."""
+        ...
+
+    async def append_rows(self, request: models.AppendRowsRequest) -> None:
+        """Append rows to a dataset."""
+        ...

@@ -11,6 +11,8 @@ from pocketstack._generated import models
 from pocketstack._generated.protocols import (
     Agents,
     Conversations,
+    DatasetIO,
+    Datasets,
     Files,
     Inference,
     Inspect,
@@ -45,6 +47,8 @@ class Apis:
     tool_runtime: ToolRuntime
     responses: Responses
     conversations: Conversations
+    datasets: Datasets
+    dataset_io: DatasetIO
 
 
 class InspectRoutes:
@@ -1245,6 +1249,97 @@ class ConversationsRoutes:
         return await codec.respond(request, result, status=200)
 
 
+class DatasetsRoutes:
+    def __init__(self, impl: Datasets) -> None:
+        self.impl = impl
+
+    def handlers(self) -> dict[str, Handler]:
+        return {
+            "list_datasets": self.list_datasets,
+            "register_dataset": self.register_dataset,
+            "get_dataset": self.get_dataset,
+            "unregister_dataset": self.unregister_dataset,
+        }
+
+    async def list_datasets(self, request: web.Request) -> web.StreamResponse:
+        result = await self.impl.list_datasets()
+        return await codec.respond(request, result, status=200)
+
+    async def register_dataset(self, request: web.Request) -> web.StreamResponse:
+        parsed = await codec.parse_request(
+            request,
+            models.RegisterDatasetRequest,
+            path=(),
+            query=(),
+            array_query=(),
+            body="required",
+        )
+        result = await self.impl.register_dataset(parsed)
+        return await codec.respond(request, result, status=200)
+
+    async def get_dataset(self, request: web.Request) -> web.StreamResponse:
+        parsed = await codec.parse_request(
+            request,
+            models.GetDatasetRequest,
+            path=("dataset_id",),
+            query=(),
+            array_query=(),
+            body="none",
+        )
+        result = await self.impl.get_dataset(parsed)
+        return await codec.respond(request, result, status=200)
+
+    async def unregister_dataset(self, request: web.Request) -> web.StreamResponse:
+        parsed = await codec.parse_request(
+            request,
+            models.UnregisterDatasetRequest,
+            path=("dataset_id",),
+            query=(),
+            array_query=(),
+            body="none",
+        )
+        await self.impl.unregister_dataset(parsed)
+        return await codec.respond(request, None, status=204)
+
+
+class DatasetIORoutes:
+    def __init__(self, impl: DatasetIO) -> None:
+        self.impl = impl
+
+    def handlers(self) -> dict[str, Handler]:
+        return {
+            "iterrows": self.iterrows,
+            "append_rows": self.append_rows,
+        }
+
+    async def iterrows(self, request: web.Request) -> web.StreamResponse:
+        parsed = await codec.parse_request(
+            request,
+            models.IterrowsRequest,
+            path=("dataset_id",),
+            query=(
+                "start_index",
+                "limit",
+            ),
+            array_query=(),
+            body="none",
+        )
+        result = await self.impl.iterrows(parsed)
+        return await codec.respond(request, result, status=200)
+
+    async def append_rows(self, request: web.Request) -> web.StreamResponse:
+        parsed = await codec.parse_request(
+            request,
+            models.AppendRowsRequest,
+            path=("dataset_id",),
+            query=(),
+            array_query=(),
+            body="required",
+        )
+        await self.impl.append_rows(parsed)
+        return await codec.respond(request, None, status=204)
+
+
 def handlers(apis: Apis) -> dict[str, Handler]:
     """The handler of every operation of the spec, by operation id."""
     found: dict[str, Handler] = {}
@@ -1261,4 +1356,6 @@ def handlers(apis: Apis) -> dict[str, Handler]:
     found.update(ToolRuntimeRoutes(apis.tool_runtime).handlers())
     found.update(ResponsesRoutes(apis.responses).handlers())
     found.update(ConversationsRoutes(apis.conversations).handlers())
+    found.update(DatasetsRoutes(apis.datasets).handlers())
+    found.update(DatasetIORoutes(apis.dataset_io).handlers())
     return found

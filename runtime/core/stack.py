@@ -13,7 +13,7 @@ from pydantic import BaseModel, ValidationError
 from pocketstack.config import ConfigError, ProviderConfig, StackConfig, pocketstack_home
 from pocketstack.core.registry import Registry
 from pocketstack.core.resources import ResourceKind, ResourceTable
-from pocketstack.providers import PROVIDERS, ProviderSpec
+from pocketstack.providers import PROVIDERS, SHARED_TYPES, ProviderSpec
 from pocketstack.providers.base import Provider, ProviderContext, Routers
 from pocketstack.security.access import Access
 from pocketstack.security.outbound import OutboundGuard
@@ -23,7 +23,7 @@ from pocketstack.storage import Database, open_database
 log = logging.getLogger(__name__)
 
 # The APIs this build serves, besides inspect/providers/models which are always on.
-KNOWN_APIS = frozenset({"inference", "files", "vector_io", "safety", "responses", "tool_runtime"})
+KNOWN_APIS = frozenset({"inference", "files", "vector_io", "safety", "responses", "tool_runtime", "datasetio"})
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ def plan_providers(config: StackConfig, skipped: dict[str, str] | None = None) -
             raise ConfigError(f"providers.{api}: the API is not listed under apis")
         for index, entry in enumerate(entries):
             where = f"providers.{api}[{index}] ({entry.provider_id})"
-            spec = PROVIDERS.get(entry.provider_type)
+            spec = SHARED_TYPES.get((api, entry.provider_type)) or PROVIDERS.get(entry.provider_type)
             if spec is None:
                 known = ", ".join(sorted(PROVIDERS))
                 raise ConfigError(f"{where}: unknown provider_type '{entry.provider_type}'; known: {known}")

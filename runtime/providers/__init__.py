@@ -5,6 +5,7 @@ from __future__ import annotations
 from pocketstack.providers.base import ProviderSpec
 from pocketstack.providers.inline import (
     code_scanner,
+    datasetio_localfs,
     file_search,
     llama_cpp,
     llama_guard,
@@ -35,4 +36,10 @@ PROVIDERS: dict[str, ProviderSpec] = {
     )
 }
 
-__all__ = ["PROVIDERS", "ProviderSpec"]
+# Provider types Llama Stack uses for two APIs (inline::localfs serves files and datasetio):
+# looked up by (api, provider_type) before PROVIDERS.
+SHARED_TYPES: dict[tuple[str, str], ProviderSpec] = {
+    (spec.api, spec.provider_type): spec for spec in (datasetio_localfs.SPEC,)
+}
+
+__all__ = ["PROVIDERS", "SHARED_TYPES", "ProviderSpec"]

@@ -38,6 +38,8 @@ from .agent_turn_response_stream_chunk_event_payload import AgentTurnResponseStr
 from .agent_turn_response_stream_chunk_event_payload_event_type import AgentTurnResponseStreamChunkEventPayloadEventType
 from .agent_turn_resumption import AgentTurnResumption
 from .api_filter import ApiFilter
+from .append_rows_body import AppendRowsBody
+from .append_rows_body_rows_item import AppendRowsBodyRowsItem
 from .assistant_message import AssistantMessage
 from .attach_file_request import AttachFileRequest
 from .attach_file_request_attributes import AttachFileRequestAttributes
@@ -86,6 +88,9 @@ from .create_response_request_truncation_type_0 import CreateResponseRequestTrun
 from .create_vector_store_request import CreateVectorStoreRequest
 from .create_vector_store_request_chunking_strategy import CreateVectorStoreRequestChunkingStrategy
 from .create_vector_store_request_metadata import CreateVectorStoreRequestMetadata
+from .dataset import Dataset
+from .dataset_metadata import DatasetMetadata
+from .dataset_purpose import DatasetPurpose
 from .delete_model_response import DeleteModelResponse
 from .delete_response_response import DeleteResponseResponse
 from .developer_message import DeveloperMessage
@@ -123,6 +128,7 @@ from .invoke_tool_request_kwargs import InvokeToolRequestKwargs
 from .json_schema_format import JsonSchemaFormat
 from .json_schema_format_schema import JsonSchemaFormatSchema
 from .list_chat_completions_response import ListChatCompletionsResponse
+from .list_datasets_response import ListDatasetsResponse
 from .list_files_response import ListFilesResponse
 from .list_providers_response import ListProvidersResponse
 from .list_responses_response import ListResponsesResponse
@@ -153,6 +159,8 @@ from .open_ai_file_object_status import OpenAIFileObjectStatus
 from .open_ai_list_models_response import OpenAIListModelsResponse
 from .open_ai_model import OpenAIModel
 from .open_ai_model_custom_metadata import OpenAIModelCustomMetadata
+from .paginated_rows_response import PaginatedRowsResponse
+from .paginated_rows_response_data_item import PaginatedRowsResponseDataItem
 from .prompt_tokens_details import PromptTokensDetails
 from .provider_info import ProviderInfo
 from .provider_info_config import ProviderInfoConfig
@@ -161,6 +169,8 @@ from .query_chunks_request import QueryChunksRequest
 from .query_chunks_request_params import QueryChunksRequestParams
 from .query_chunks_response import QueryChunksResponse
 from .refusal_part import RefusalPart
+from .register_dataset_request import RegisterDatasetRequest
+from .register_dataset_request_metadata import RegisterDatasetRequestMetadata
 from .register_model_request import RegisterModelRequest
 from .register_model_request_metadata import RegisterModelRequestMetadata
 from .register_shield_request import RegisterShieldRequest
@@ -224,6 +234,8 @@ from .response_web_search_call import ResponseWebSearchCall
 from .response_web_search_call_action import ResponseWebSearchCallAction
 from .response_web_search_call_status import ResponseWebSearchCallStatus
 from .route_info import RouteInfo
+from .rows_data_source import RowsDataSource
+from .rows_data_source_rows_item import RowsDataSourceRowsItem
 from .run_shield_request import RunShieldRequest
 from .run_shield_request_params import RunShieldRequestParams
 from .run_shield_response import RunShieldResponse
@@ -264,6 +276,7 @@ from .update_vector_store_request import UpdateVectorStoreRequest
 from .update_vector_store_request_expires_after_type_0 import UpdateVectorStoreRequestExpiresAfterType0
 from .update_vector_store_request_metadata_type_0 import UpdateVectorStoreRequestMetadataType0
 from .upload_file_form import UploadFileForm
+from .uri_data_source import URIDataSource
 from .usage import Usage
 from .user_message import UserMessage
 from .vector_store_content import VectorStoreContent
@@ -327,6 +340,8 @@ __all__ = (
     "AgentTurnResponseStreamChunkEventPayloadEventType",
     "AgentTurnResumption",
     "ApiFilter",
+    "AppendRowsBody",
+    "AppendRowsBodyRowsItem",
     "AssistantMessage",
     "AttachFileRequest",
     "AttachFileRequestAttributes",
@@ -375,6 +390,9 @@ __all__ = (
     "CreateVectorStoreRequest",
     "CreateVectorStoreRequestChunkingStrategy",
     "CreateVectorStoreRequestMetadata",
+    "Dataset",
+    "DatasetMetadata",
+    "DatasetPurpose",
     "DeleteModelResponse",
     "DeleteResponseResponse",
     "DeveloperMessage",
@@ -412,6 +430,7 @@ __all__ = (
     "JsonSchemaFormat",
     "JsonSchemaFormatSchema",
     "ListChatCompletionsResponse",
+    "ListDatasetsResponse",
     "ListFilesResponse",
     "ListProvidersResponse",
     "ListResponsesResponse",
@@ -442,6 +461,8 @@ __all__ = (
     "OpenAIListModelsResponse",
     "OpenAIModel",
     "OpenAIModelCustomMetadata",
+    "PaginatedRowsResponse",
+    "PaginatedRowsResponseDataItem",
     "PromptTokensDetails",
     "ProviderInfo",
     "ProviderInfoConfig",
@@ -450,6 +471,8 @@ __all__ = (
     "QueryChunksRequestParams",
     "QueryChunksResponse",
     "RefusalPart",
+    "RegisterDatasetRequest",
+    "RegisterDatasetRequestMetadata",
     "RegisterModelRequest",
     "RegisterModelRequestMetadata",
     "RegisterShieldRequest",
@@ -513,6 +536,8 @@ __all__ = (
     "ResponseWebSearchCallAction",
     "ResponseWebSearchCallStatus",
     "RouteInfo",
+    "RowsDataSource",
+    "RowsDataSourceRowsItem",
     "RunShieldRequest",
     "RunShieldRequestParams",
     "RunShieldResponse",
@@ -553,6 +578,7 @@ __all__ = (
     "UpdateVectorStoreRequestExpiresAfterType0",
     "UpdateVectorStoreRequestMetadataType0",
     "UploadFileForm",
+    "URIDataSource",
     "Usage",
     "UserMessage",
     "VectorStoreContent",

@@ -5385,6 +5385,207 @@ public struct ToolInvocationResult: Codable, Equatable {
     }
 }
 
+public struct DatasetPurpose: RawRepresentable, Codable, Hashable {
+    public let rawValue: String
+
+    public init(rawValue: String) {
+        self.rawValue = rawValue
+    }
+
+    public init(from decoder: Decoder) throws {
+        rawValue = try decoder.singleValueContainer().decode(String.self)
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(rawValue)
+    }
+
+    public static let evalQuestionAnswer = DatasetPurpose(rawValue: "eval/question-answer")
+    public static let evalMessagesAnswer = DatasetPurpose(rawValue: "eval/messages-answer")
+    public static let postTrainingMessages = DatasetPurpose(rawValue: "post-training/messages")
+}
+
+public struct URIDataSource: Codable, Equatable {
+    public var type: String?
+    public var uri: String
+
+    public init(
+        type: String? = "uri",
+        uri: String
+    ) {
+        self.type = type
+        self.uri = uri
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case type
+        case uri
+    }
+}
+
+public struct RowsDataSource: Codable, Equatable {
+    public var type: String?
+    public var rows: [[String: JSONValue]]
+
+    public init(
+        type: String? = "rows",
+        rows: [[String: JSONValue]]
+    ) {
+        self.type = type
+        self.rows = rows
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case type
+        case rows
+    }
+}
+
+public indirect enum DataSource: Codable, Equatable {
+    case uRIDataSource(URIDataSource)
+    case rowsDataSource(RowsDataSource)
+
+    public init(from decoder: Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        if let value = try? container.decode(URIDataSource.self) {
+            self = .uRIDataSource(value)
+            return
+        }
+        if let value = try? container.decode(RowsDataSource.self) {
+            self = .rowsDataSource(value)
+            return
+        }
+        throw DecodingError.dataCorruptedError(
+            in: container, debugDescription: "no variant of DataSource fits"
+        )
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var container = encoder.singleValueContainer()
+        switch self {
+        case .uRIDataSource(let value):
+            try container.encode(value)
+        case .rowsDataSource(let value):
+            try container.encode(value)
+        }
+    }
+}
+
+public struct Dataset: Codable, Equatable {
+    public var identifier: String
+    public var providerId: String
+    public var providerResourceId: String
+    public var type: String?
+    public var purpose: DatasetPurpose
+    public var source: DataSource
+    public var metadata: [String: JSONValue]
+
+    public init(
+        identifier: String,
+        providerId: String,
+        providerResourceId: String,
+        type: String? = "dataset",
+        purpose: DatasetPurpose,
+        source: DataSource,
+        metadata: [String: JSONValue]
+    ) {
+        self.identifier = identifier
+        self.providerId = providerId
+        self.providerResourceId = providerResourceId
+        self.type = type
+        self.purpose = purpose
+        self.source = source
+        self.metadata = metadata
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case identifier
+        case providerId = "provider_id"
+        case providerResourceId = "provider_resource_id"
+        case type
+        case purpose
+        case source
+        case metadata
+    }
+}
+
+public struct ListDatasetsResponse: Codable, Equatable {
+    public var data: [Dataset]
+
+    public init(
+        data: [Dataset]
+    ) {
+        self.data = data
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case data
+    }
+}
+
+public struct RegisterDatasetRequest: Codable, Equatable {
+    public var purpose: DatasetPurpose
+    public var source: DataSource
+    public var metadata: [String: JSONValue]?
+    public var datasetId: String?
+
+    public init(
+        purpose: DatasetPurpose,
+        source: DataSource,
+        metadata: [String: JSONValue]? = nil,
+        datasetId: String? = nil
+    ) {
+        self.purpose = purpose
+        self.source = source
+        self.metadata = metadata
+        self.datasetId = datasetId
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case purpose
+        case source
+        case metadata
+        case datasetId = "dataset_id"
+    }
+}
+
+public struct PaginatedRowsResponse: Codable, Equatable {
+    public var data: [[String: JSONValue]]
+    public var hasMore: Bool
+    public var url: String?
+
+    public init(
+        data: [[String: JSONValue]],
+        hasMore: Bool,
+        url: String? = nil
+    ) {
+        self.data = data
+        self.hasMore = hasMore
+        self.url = url
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case data
+        case hasMore = "has_more"
+        case url
+    }
+}
+
+public struct AppendRowsBody: Codable, Equatable {
+    public var rows: [[String: JSONValue]]
+
+    public init(
+        rows: [[String: JSONValue]]
+    ) {
+        self.rows = rows
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case rows
+    }
+}
+
 public struct ListShieldsResponse: Codable, Equatable {
     public var data: [Shield]
 

@@ -275,6 +275,42 @@ extension PocketStackClient {
         _ = try await send(request)
     }
 
+    /// List the registered datasets.
+    public func listDatasets() async throws -> ListDatasetsResponse {
+        let request = try makeRequest("GET", "/v1beta/datasets", query: [], body: nil)
+        return try decode(ListDatasetsResponse.self, try await send(request))
+    }
+
+    /// Register a dataset: rows given, a `data:` URI (CSV, JSONL, JSON) or an uploaded file (`file-...`); its rows are stored once.
+    public func registerDataset(_ body: RegisterDatasetRequest) async throws -> Dataset {
+        let request = try makeRequest("POST", "/v1beta/datasets", query: [], body: try encode(body))
+        return try decode(Dataset.self, try await send(request))
+    }
+
+    /// Get a dataset. The id may contain slashes.
+    public func getDataset(datasetId: String) async throws -> Dataset {
+        let request = try makeRequest("GET", "/v1beta/datasets/\(segment(datasetId))", query: [], body: nil)
+        return try decode(Dataset.self, try await send(request))
+    }
+
+    /// Unregister a dataset and drop its rows. The id may contain slashes.
+    public func unregisterDataset(datasetId: String) async throws {
+        let request = try makeRequest("DELETE", "/v1beta/datasets/\(segment(datasetId))", query: [], body: nil)
+        _ = try await send(request)
+    }
+
+    /// A page of a dataset's rows, by offset (`start_index`, `limit`; no limit or -1: every row).
+    public func iterrows(datasetId: String, startIndex: Int? = nil, limit: Int? = nil) async throws -> PaginatedRowsResponse {
+        let request = try makeRequest("GET", "/v1beta/datasetio/iterrows/\(segment(datasetId))", query: [("start_index", queryValue(startIndex)), ("limit", queryValue(limit))], body: nil)
+        return try decode(PaginatedRowsResponse.self, try await send(request))
+    }
+
+    /// Append rows to a dataset.
+    public func appendRows(datasetId: String, _ body: AppendRowsBody) async throws {
+        let request = try makeRequest("POST", "/v1beta/datasetio/append-rows/\(segment(datasetId))", query: [], body: try encode(body))
+        _ = try await send(request)
+    }
+
     /// Run a shield over messages: a violation, or none.
     public func runShield(_ body: RunShieldRequest) async throws -> RunShieldResponse {
         let request = try makeRequest("POST", "/v1/safety/run-shield", query: [], body: try encode(body))

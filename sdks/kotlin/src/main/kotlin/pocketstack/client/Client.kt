@@ -183,6 +183,32 @@ class PocketStackClient(baseUrl: String, apiKey: String? = null, timeoutMillis: 
         json("DELETE", "/v1/shields/${segment(identifier, greedy = true)}", listOf(), null)
     }
 
+    /** List the registered datasets. */
+    fun listDatasets(): ListDatasetsResponse =
+        ListDatasetsResponse.fromJson(json("GET", "/v1beta/datasets", listOf(), null) ?: JsonNull)
+
+    /** Register a dataset: rows given, a `data:` URI (CSV, JSONL, JSON) or an uploaded file (`file-...`); its rows are stored once. */
+    fun registerDataset(body: RegisterDatasetRequest): Dataset =
+        Dataset.fromJson(json("POST", "/v1beta/datasets", listOf(), body.toJson()) ?: JsonNull)
+
+    /** Get a dataset. The id may contain slashes. */
+    fun getDataset(datasetId: String): Dataset =
+        Dataset.fromJson(json("GET", "/v1beta/datasets/${segment(datasetId, greedy = true)}", listOf(), null) ?: JsonNull)
+
+    /** Unregister a dataset and drop its rows. The id may contain slashes. */
+    fun unregisterDataset(datasetId: String) {
+        json("DELETE", "/v1beta/datasets/${segment(datasetId, greedy = true)}", listOf(), null)
+    }
+
+    /** A page of a dataset's rows, by offset (`start_index`, `limit`; no limit or -1: every row). */
+    fun iterrows(datasetId: String, startIndex: Long? = null, limit: Long? = null): PaginatedRowsResponse =
+        PaginatedRowsResponse.fromJson(json("GET", "/v1beta/datasetio/iterrows/${segment(datasetId, greedy = true)}", listOf("start_index" to startIndex, "limit" to limit), null) ?: JsonNull)
+
+    /** Append rows to a dataset. */
+    fun appendRows(datasetId: String, body: AppendRowsBody) {
+        json("POST", "/v1beta/datasetio/append-rows/${segment(datasetId, greedy = true)}", listOf(), body.toJson())
+    }
+
     /** Run a shield over messages: a violation, or none. */
     fun runShield(body: RunShieldRequest): RunShieldResponse =
         RunShieldResponse.fromJson(json("POST", "/v1/safety/run-shield", listOf(), body.toJson()) ?: JsonNull)

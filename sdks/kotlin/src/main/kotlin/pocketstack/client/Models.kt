@@ -6270,6 +6270,248 @@ data class ToolInvocationResult(
     }
 }
 
+@JvmInline
+value class DatasetPurpose(val value: String) {
+    fun toJson(): JsonValue = JsonString(value)
+
+    override fun toString(): String = value
+
+    companion object {
+        val EVAL_QUESTION_ANSWER = DatasetPurpose("eval/question-answer")
+        val EVAL_MESSAGES_ANSWER = DatasetPurpose("eval/messages-answer")
+        val POST_TRAINING_MESSAGES = DatasetPurpose("post-training/messages")
+        val KNOWN = listOf(EVAL_QUESTION_ANSWER, EVAL_MESSAGES_ANSWER, POST_TRAINING_MESSAGES)
+
+        fun fromJson(json: JsonValue): DatasetPurpose = DatasetPurpose(json.asString())
+    }
+}
+
+data class URIDataSource(
+    val type: String = "uri",
+    val uri: String,
+    val additional: Map<String, JsonValue> = emptyMap(),
+) : DataSource {
+    override fun toJson(): JsonValue {
+        val fields = LinkedHashMap<String, JsonValue>()
+        fields["type"] = type.toJson()
+        fields["uri"] = uri.toJson()
+        fields.putAll(additional)
+        return JsonObject(fields)
+    }
+
+    companion object {
+        private val KNOWN = setOf<String>("type", "uri")
+
+        fun fromJson(json: JsonValue): URIDataSource {
+            val obj = json.asObject()
+            if (obj.optional("type")?.asString().let { it != null && it != "uri" }) {
+                throw JsonException("URIDataSource: type is not uri")
+            }
+            return URIDataSource(
+                uri = obj.required("uri").asString(),
+                additional = obj.fields.filterKeys { it !in KNOWN },
+            )
+        }
+    }
+}
+
+data class RowsDataSource(
+    val type: String = "rows",
+    val rows: List<Map<String, JsonValue>>,
+    val additional: Map<String, JsonValue> = emptyMap(),
+) : DataSource {
+    override fun toJson(): JsonValue {
+        val fields = LinkedHashMap<String, JsonValue>()
+        fields["type"] = type.toJson()
+        fields["rows"] = rows.toJson { item -> item.toJson() }
+        fields.putAll(additional)
+        return JsonObject(fields)
+    }
+
+    companion object {
+        private val KNOWN = setOf<String>("type", "rows")
+
+        fun fromJson(json: JsonValue): RowsDataSource {
+            val obj = json.asObject()
+            if (obj.optional("type")?.asString().let { it != null && it != "rows" }) {
+                throw JsonException("RowsDataSource: type is not rows")
+            }
+            return RowsDataSource(
+                rows = obj.required("rows").asList().map { item -> item.asMap() },
+                additional = obj.fields.filterKeys { it !in KNOWN },
+            )
+        }
+    }
+}
+
+sealed interface DataSource {
+    fun toJson(): JsonValue
+
+    companion object {
+        fun fromJson(json: JsonValue): DataSource {
+            val failures = mutableListOf<String>()
+            try { return URIDataSource.fromJson(json) } catch (e: RuntimeException) { failures.add(e.message ?: "") }
+            try { return RowsDataSource.fromJson(json) } catch (e: RuntimeException) { failures.add(e.message ?: "") }
+            throw JsonException("no variant of DataSource fits: " + failures.joinToString("; "))
+        }
+    }
+}
+
+data class Dataset(
+    val identifier: String,
+    val providerId: String,
+    val providerResourceId: String,
+    val type: String = "dataset",
+    val purpose: DatasetPurpose,
+    val source: DataSource,
+    val metadata: Map<String, JsonValue>,
+    val additional: Map<String, JsonValue> = emptyMap(),
+) {
+    fun toJson(): JsonValue {
+        val fields = LinkedHashMap<String, JsonValue>()
+        fields["identifier"] = identifier.toJson()
+        fields["provider_id"] = providerId.toJson()
+        fields["provider_resource_id"] = providerResourceId.toJson()
+        fields["type"] = type.toJson()
+        fields["purpose"] = purpose.toJson()
+        fields["source"] = source.toJson()
+        fields["metadata"] = metadata.toJson()
+        fields.putAll(additional)
+        return JsonObject(fields)
+    }
+
+    companion object {
+        private val KNOWN = setOf<String>("identifier", "provider_id", "provider_resource_id", "type", "purpose", "source", "metadata")
+
+        fun fromJson(json: JsonValue): Dataset {
+            val obj = json.asObject()
+            if (obj.optional("type")?.asString().let { it != null && it != "dataset" }) {
+                throw JsonException("Dataset: type is not dataset")
+            }
+            return Dataset(
+                identifier = obj.required("identifier").asString(),
+                providerId = obj.required("provider_id").asString(),
+                providerResourceId = obj.required("provider_resource_id").asString(),
+                purpose = DatasetPurpose.fromJson(obj.required("purpose")),
+                source = DataSource.fromJson(obj.required("source")),
+                metadata = obj.required("metadata").asMap(),
+                additional = obj.fields.filterKeys { it !in KNOWN },
+            )
+        }
+    }
+}
+
+data class ListDatasetsResponse(
+    val data: List<Dataset>,
+    val additional: Map<String, JsonValue> = emptyMap(),
+) {
+    fun toJson(): JsonValue {
+        val fields = LinkedHashMap<String, JsonValue>()
+        fields["data"] = data.toJson { item -> item.toJson() }
+        fields.putAll(additional)
+        return JsonObject(fields)
+    }
+
+    companion object {
+        private val KNOWN = setOf<String>("data")
+
+        fun fromJson(json: JsonValue): ListDatasetsResponse {
+            val obj = json.asObject()
+            return ListDatasetsResponse(
+                data = obj.required("data").asList().map { item -> Dataset.fromJson(item) },
+                additional = obj.fields.filterKeys { it !in KNOWN },
+            )
+        }
+    }
+}
+
+data class RegisterDatasetRequest(
+    val purpose: DatasetPurpose,
+    val source: DataSource,
+    val metadata: Map<String, JsonValue>? = null,
+    val datasetId: String? = null,
+    val additional: Map<String, JsonValue> = emptyMap(),
+) {
+    fun toJson(): JsonValue {
+        val fields = LinkedHashMap<String, JsonValue>()
+        fields["purpose"] = purpose.toJson()
+        fields["source"] = source.toJson()
+        metadata?.let { fields["metadata"] = it.toJson() }
+        datasetId?.let { fields["dataset_id"] = it.toJson() }
+        fields.putAll(additional)
+        return JsonObject(fields)
+    }
+
+    companion object {
+        private val KNOWN = setOf<String>("purpose", "source", "metadata", "dataset_id")
+
+        fun fromJson(json: JsonValue): RegisterDatasetRequest {
+            val obj = json.asObject()
+            return RegisterDatasetRequest(
+                purpose = DatasetPurpose.fromJson(obj.required("purpose")),
+                source = DataSource.fromJson(obj.required("source")),
+                metadata = obj.optional("metadata")?.let { it.asMap() },
+                datasetId = obj.optional("dataset_id")?.let { it.asString() },
+                additional = obj.fields.filterKeys { it !in KNOWN },
+            )
+        }
+    }
+}
+
+data class PaginatedRowsResponse(
+    val data: List<Map<String, JsonValue>>,
+    val hasMore: Boolean,
+    val url: String? = null,
+    val additional: Map<String, JsonValue> = emptyMap(),
+) {
+    fun toJson(): JsonValue {
+        val fields = LinkedHashMap<String, JsonValue>()
+        fields["data"] = data.toJson { item -> item.toJson() }
+        fields["has_more"] = hasMore.toJson()
+        url?.let { fields["url"] = it.toJson() }
+        fields.putAll(additional)
+        return JsonObject(fields)
+    }
+
+    companion object {
+        private val KNOWN = setOf<String>("data", "has_more", "url")
+
+        fun fromJson(json: JsonValue): PaginatedRowsResponse {
+            val obj = json.asObject()
+            return PaginatedRowsResponse(
+                data = obj.required("data").asList().map { item -> item.asMap() },
+                hasMore = obj.required("has_more").asBoolean(),
+                url = obj.optional("url")?.let { it.asString() },
+                additional = obj.fields.filterKeys { it !in KNOWN },
+            )
+        }
+    }
+}
+
+data class AppendRowsBody(
+    val rows: List<Map<String, JsonValue>>,
+    val additional: Map<String, JsonValue> = emptyMap(),
+) {
+    fun toJson(): JsonValue {
+        val fields = LinkedHashMap<String, JsonValue>()
+        fields["rows"] = rows.toJson { item -> item.toJson() }
+        fields.putAll(additional)
+        return JsonObject(fields)
+    }
+
+    companion object {
+        private val KNOWN = setOf<String>("rows")
+
+        fun fromJson(json: JsonValue): AppendRowsBody {
+            val obj = json.asObject()
+            return AppendRowsBody(
+                rows = obj.required("rows").asList().map { item -> item.asMap() },
+                additional = obj.fields.filterKeys { it !in KNOWN },
+            )
+        }
+    }
+}
+
 data class ListShieldsResponse(
     val data: List<Shield>,
     val additional: Map<String, JsonValue> = emptyMap(),
