@@ -49,15 +49,20 @@ def checked_rows(rows: list[Any]) -> Iterator[Row]:
 def _csv_rows(stream: BinaryIO) -> Iterator[Row]:
     text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
     reader = csv.reader(text)
-    header = next(reader, None)
-    if header is None:
-        return
-    for index, fields in enumerate(reader):
-        if not fields:
-            continue
-        if len(fields) != len(header):
-            raise _malformed(index, f"line {reader.line_num} has {len(fields)} fields, the header {len(header)}")
-        yield dict(zip(header, fields, strict=True))
+    index = 0
+    try:
+        header = next(reader, None)
+        if header is None:
+            return
+        for fields in reader:
+            if not fields:
+                continue
+            if len(fields) != len(header):
+                raise _malformed(index, f"line {reader.line_num} has {len(fields)} fields, the header {len(header)}")
+            yield dict(zip(header, fields, strict=True))
+            index += 1
+    except (csv.Error, UnicodeDecodeError) as exc:
+        raise _malformed(index, f"not readable as UTF-8 CSV near line {reader.line_num} ({exc})") from None
 
 
 def _jsonl_rows(stream: BinaryIO) -> Iterator[Row]:

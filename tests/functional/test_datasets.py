@@ -109,6 +109,12 @@ async def test_bad_input(lls: llama_stack_client.AsyncLlamaStackClient) -> None:
             purpose="eval/question-answer", source={"type": "uri", "uri": "data:text/csv;base64," + ragged}
         )
     assert "Row 1" in str(short.value)
+    latin1 = base64.b64encode("a\ncaf\u00e9\n".encode("latin-1")).decode()
+    with pytest.raises(llama_stack_client.BadRequestError) as undecodable:
+        await lls.beta.datasets.register(
+            purpose="eval/question-answer", source={"type": "uri", "uri": "data:text/csv;base64," + latin1}
+        )
+    assert "UTF-8" in str(undecodable.value)
     assert await lls.beta.datasets.list() == []  # nothing half-registered
     await lls.beta.datasets.register(
         purpose="eval/question-answer", source={"type": "rows", "rows": QA}, dataset_id="d"
