@@ -44,7 +44,11 @@ def test_llama_stack_client(server: Server) -> None:
     assert client.inspect.version().version == LLAMA_STACK_VERSION
 
     by_api = {p.api: p for p in client.providers.list()}
-    assert sorted(by_api) == ["files", "inference", "safety", "tool_runtime", "vector_io"]
+    assert sorted(by_api) == ["datasetio", "files", "inference", "safety", "tool_runtime", "vector_io"]
+    assert (by_api["datasetio"].provider_id, by_api["datasetio"].provider_type) == (
+        "localfs-datasets",
+        "inline::localfs",
+    )
     inference, files = by_api["inference"], by_api["files"]
     assert (inference.api, inference.provider_id, inference.provider_type) == (
         "inference",
