@@ -177,7 +177,8 @@ def create_app(config: StackConfig) -> web.Application:
     auth_provider = create_provider(config.server.auth, lambda: stack.database) if config.server.auth else None
     if auth_provider is not None:
         middlewares.append(authentication_middleware(auth_provider))
-    middlewares.append(stack.access.route_middleware())  # server.auth.route_policy, once the user is known
+    if stack.access.routes:  # server.auth.route_policy, once the user is known; no layer per request without one
+        middlewares.append(stack.access.route_middleware())
     quota = Quota(config.server.quota, _quota_database(config, stack)) if config.server.quota else None
     if quota is not None:
         middlewares.append(quota.middleware())
