@@ -187,14 +187,36 @@ class DatasetInput(_Strict):
     provider_id: str | None = None  # default: the first datasetio provider
 
 
+class ScoringFnInput(_Strict):
+    """Llama Stack's registered scoring function: a provider's function under its own id and params."""
+
+    scoring_fn_id: str = Field(min_length=1)
+    description: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    return_type: dict[str, Any] = Field(default_factory=lambda: {"type": "number"})
+    params: dict[str, Any] | None = None  # basic / regex_parser / llm_as_judge params, checked as the API does
+    provider_id: str | None = None  # default: the provider whose function provider_scoring_fn_id names
+    provider_scoring_fn_id: str | None = None  # default: the scoring_fn_id
+
+
+class BenchmarkInput(_Strict):
+    """Llama Stack's registered benchmark: a dataset and the scoring functions that judge answers to it."""
+
+    benchmark_id: str = Field(min_length=1)
+    dataset_id: str = Field(min_length=1)
+    scoring_functions: list[str] = Field(min_length=1)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    provider_id: str | None = None  # default: the only eval provider
+    provider_benchmark_id: str | None = None  # default: the benchmark_id
+
+
 class RegisteredResources(_Strict):
     models: list[ModelInput] = Field(default_factory=list)
     vector_stores: list[VectorStoreInput] = Field(default_factory=list)
     shields: list[ShieldInput] = Field(default_factory=list)
     datasets: list[DatasetInput] = Field(default_factory=list)
-    # Accepted now so Llama Stack configs load; each is served by the issue that adds its API.
-    scoring_fns: list[dict[str, Any]] = Field(default_factory=list)
-    benchmarks: list[dict[str, Any]] = Field(default_factory=list)
+    scoring_fns: list[ScoringFnInput] = Field(default_factory=list)
+    benchmarks: list[BenchmarkInput] = Field(default_factory=list)
     tool_groups: list[ToolGroupInput] = Field(default_factory=list)
 
 

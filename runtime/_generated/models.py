@@ -2372,6 +2372,350 @@ class AppendRowsBody(BaseModel):
     rows: list[dict[str, Any]]
 
 
+class ParamTypeType(StrEnum):
+    string = "string"
+    number = "number"
+    boolean = "boolean"
+    array = "array"
+    object = "object"
+    json = "json"
+    union = "union"
+    chat_completion_input = "chat_completion_input"
+    completion_input = "completion_input"
+
+
+class ParamType(BaseModel):
+    """
+    A value's type, as Llama Stack names them (its nine `*Type` schemas, each only this `type`).
+    """
+
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    type: ParamTypeType
+
+
+class AggregationFunctionType(StrEnum):
+    average = "average"
+    weighted_average = "weighted_average"
+    median = "median"
+    categorical_count = "categorical_count"
+    accuracy = "accuracy"
+
+
+class LLMAsJudgeScoringFnParams(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    type: Literal["llm_as_judge"] = "llm_as_judge"
+    judge_model: Annotated[
+        str,
+        Field(
+            description="Any registered llm model; the call goes through the inference router.",
+            min_length=1,
+        ),
+    ]
+    prompt_template: Annotated[
+        str | None | MISSING,
+        Field(
+            description="Filled with the row's `{input_query}`, `{generated_answer}`, `{expected_answer}`."
+        ),
+    ] = MISSING
+    judge_score_regexes: Annotated[
+        list[str] | MISSING,
+        Field(
+            description="The first group of the first matching regex is the row's score."
+        ),
+    ] = MISSING
+    aggregation_functions: list[AggregationFunctionType] | MISSING = MISSING
+
+
+class RegexParserScoringFnParams(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    type: Literal["regex_parser"] = "regex_parser"
+    parsing_regexes: Annotated[
+        list[str] | MISSING,
+        Field(
+            description="The first group of the first matching regex is the parsed answer."
+        ),
+    ] = MISSING
+    aggregation_functions: list[AggregationFunctionType] | MISSING = MISSING
+
+
+class BasicScoringFnParams(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    type: Literal["basic"] = "basic"
+    aggregation_functions: list[AggregationFunctionType] | MISSING = MISSING
+
+
+class ScoringFn(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    identifier: str
+    provider_id: str
+    provider_resource_id: str
+    type: Literal["scoring_function"] = "scoring_function"
+    description: str | None | MISSING = MISSING
+    metadata: dict[str, Any]
+    return_type: ParamType
+    params: (
+        LLMAsJudgeScoringFnParams
+        | RegexParserScoringFnParams
+        | BasicScoringFnParams
+        | None
+        | MISSING
+    ) = MISSING
+
+
+class ListScoringFunctionsResponse(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    data: list[ScoringFn]
+
+
+class RegisterScoringFunctionRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    scoring_fn_id: Annotated[str, Field(min_length=1)]
+    description: str
+    return_type: ParamType
+    provider_scoring_fn_id: Annotated[
+        str | None | MISSING,
+        Field(
+            description="The provider's function this one runs (default: the scoring_fn_id)."
+        ),
+    ] = MISSING
+    provider_id: Annotated[
+        str | None | MISSING,
+        Field(
+            description="Default: the provider whose function it names, else the only scoring provider."
+        ),
+    ] = MISSING
+    params: (
+        LLMAsJudgeScoringFnParams
+        | RegexParserScoringFnParams
+        | BasicScoringFnParams
+        | None
+        | MISSING
+    ) = MISSING
+
+
+class ScoringFunctionsParams(
+    RootModel[
+        dict[
+            str,
+            LLMAsJudgeScoringFnParams
+            | RegexParserScoringFnParams
+            | BasicScoringFnParams
+            | None,
+        ]
+    ]
+):
+    """
+    Scoring function id → its params for this call (null or absent keeps the registered ones).
+    """
+
+    root: Annotated[
+        dict[
+            str,
+            LLMAsJudgeScoringFnParams
+            | RegexParserScoringFnParams
+            | BasicScoringFnParams
+            | None,
+        ],
+        Field(min_length=1),
+    ]
+
+
+class ScoreRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    input_rows: list[dict[str, Any]]
+    scoring_functions: ScoringFunctionsParams
+
+
+class ScoringResult(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    score_rows: Annotated[
+        list[dict[str, Any]],
+        Field(
+            description="Per row: `score`, and what the function saw (e.g. a judge's `judge_feedback`, a parse failure's `error`)."
+        ),
+    ]
+    aggregated_results: dict[str, Any]
+
+
+class ScoreResponse(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    results: dict[str, ScoringResult]
+
+
+class ScoreBatchRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    dataset_id: Annotated[str, Field(min_length=1)]
+    scoring_functions: ScoringFunctionsParams
+    save_results_dataset: Annotated[
+        bool,
+        Field(
+            description="Write each row with its scores to a new dataset (its id in the answer's `dataset_id`)."
+        ),
+    ] = False
+
+
+class ScoreBatchResponse(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    dataset_id: Annotated[
+        str | None | MISSING,
+        Field(description="The dataset the scored rows were saved to."),
+    ] = MISSING
+    results: dict[str, ScoringResult]
+
+
+class Benchmark(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    identifier: str
+    provider_id: str
+    provider_resource_id: str
+    type: Literal["benchmark"] = "benchmark"
+    dataset_id: str
+    scoring_functions: list[str]
+    metadata: dict[str, Any]
+
+
+class ListBenchmarksResponse(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    data: list[Benchmark]
+
+
+class RegisterBenchmarkRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    benchmark_id: Annotated[str, Field(min_length=1)]
+    dataset_id: Annotated[str, Field(min_length=1)]
+    scoring_functions: Annotated[list[str], Field(min_length=1)]
+    provider_benchmark_id: str | None | MISSING = MISSING
+    provider_id: str | None | MISSING = MISSING
+    metadata: dict[str, Any] | None | MISSING = MISSING
+
+
+class GreedySamplingStrategy(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    type: Literal["greedy"] = "greedy"
+
+
+class TopPSamplingStrategy(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    type: Literal["top_p"] = "top_p"
+    temperature: Annotated[float, Field(ge=0.0, le=2.0)]
+    top_p: Annotated[float, Field(ge=0.0, le=1.0)] = 0.95
+
+
+class TopKSamplingStrategy(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    type: Literal["top_k"] = "top_k"
+    top_k: Annotated[int, Field(ge=1)]
+
+
+class SamplingParamsStop(RootModel[list[str]]):
+    root: Annotated[list[str], Field(max_length=4)]
+
+
+class SamplingParams(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    strategy: Annotated[
+        GreedySamplingStrategy | TopPSamplingStrategy | TopKSamplingStrategy | MISSING,
+        Field(discriminator="type"),
+    ] = MISSING
+    max_tokens: Annotated[
+        int | None | MISSING, Field(description="Default 512.", ge=1)
+    ] = MISSING
+    repetition_penalty: Annotated[float | None, Field(ge=-2.0, le=2.0)] = 1.0
+    stop: SamplingParamsStop | None | MISSING = MISSING
+
+
+class ModelCandidate(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    type: Literal["model"] = "model"
+    model: Annotated[str, Field(min_length=1)]
+    sampling_params: SamplingParams
+    system_message: SystemMessage | None | MISSING = MISSING
+
+
+class JobStatus(StrEnum):
+    completed = "completed"
+    in_progress = "in_progress"
+    failed = "failed"
+    scheduled = "scheduled"
+    cancelled = "cancelled"
+
+
+class Job(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    job_id: str
+    status: JobStatus
+    rows_done: Annotated[
+        int | MISSING,
+        Field(
+            description="PocketStack's addition: the rows generated and scored so far."
+        ),
+    ] = MISSING
+    rows_total: Annotated[
+        int | MISSING,
+        Field(description="PocketStack's addition: the rows the job runs."),
+    ] = MISSING
+    results_dataset_id: Annotated[
+        str | MISSING,
+        Field(
+            description="PocketStack's addition: the dataset holding each row with its generation and scores."
+        ),
+    ] = MISSING
+    error: Annotated[
+        str | None | MISSING,
+        Field(description="PocketStack's addition: why a failed job failed."),
+    ] = MISSING
+
+
+class EvaluateResponse(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    generations: list[dict[str, Any]]
+    scores: dict[str, ScoringResult]
+
+
 class ListShieldsResponse(BaseModel):
     model_config = ConfigDict(
         extra="allow",
@@ -2839,6 +3183,83 @@ class AppendRowsRequest(AppendRowsBody):
     )
     dataset_id: Annotated[
         str, Field(description="The dataset's identifier; slashes are part of it.")
+    ]
+
+
+class GetScoringFunctionRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    scoring_fn_id: Annotated[
+        str,
+        Field(
+            description="The scoring function's identifier, e.g. `basic::equality`; slashes are part of it."
+        ),
+    ]
+
+
+class UnregisterScoringFunctionRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    scoring_fn_id: Annotated[
+        str,
+        Field(
+            description="The scoring function's identifier, e.g. `basic::equality`; slashes are part of it."
+        ),
+    ]
+
+
+class GetBenchmarkRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    benchmark_id: Annotated[str, Field(description="The benchmark's identifier.")]
+
+
+class UnregisterBenchmarkRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    benchmark_id: Annotated[str, Field(description="The benchmark's identifier.")]
+
+
+class JobStatusRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    benchmark_id: Annotated[str, Field(description="The benchmark's identifier.")]
+    job_id: Annotated[
+        str,
+        Field(
+            description='The eval job\'s id (`"0"`, `"1"`… as Llama Stack numbers them).'
+        ),
+    ]
+
+
+class JobCancelRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    benchmark_id: Annotated[str, Field(description="The benchmark's identifier.")]
+    job_id: Annotated[
+        str,
+        Field(
+            description='The eval job\'s id (`"0"`, `"1"`… as Llama Stack numbers them).'
+        ),
+    ]
+
+
+class JobResultRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    benchmark_id: Annotated[str, Field(description="The benchmark's identifier.")]
+    job_id: Annotated[
+        str,
+        Field(
+            description='The eval job\'s id (`"0"`, `"1"`… as Llama Stack numbers them).'
+        ),
     ]
 
 
@@ -3559,6 +3980,76 @@ class AgentStepResponse(BaseModel):
         extra="allow",
     )
     step: AgentStep
+
+
+class AgentCandidate(BaseModel):
+    """
+    PocketStack's addition (Llama Stack 0.6 had it): an agent, run through the Responses engine with its tools, answers each row.
+    """
+
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    type: Literal["agent"] = "agent"
+    config: AgentConfig
+
+
+class BenchmarkConfig(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    eval_candidate: Annotated[
+        ModelCandidate | AgentCandidate, Field(discriminator="type")
+    ]
+    scoring_params: (
+        dict[
+            str,
+            LLMAsJudgeScoringFnParams
+            | RegexParserScoringFnParams
+            | BasicScoringFnParams,
+        ]
+        | MISSING
+    ) = MISSING
+    num_examples: Annotated[
+        int | None | MISSING,
+        Field(description="Only the dataset's first rows (default: all).", ge=1),
+    ] = MISSING
+
+
+class RunEvalBody(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    benchmark_config: BenchmarkConfig
+    background: Annotated[
+        bool,
+        Field(
+            description="PocketStack's addition: answer at once (status scheduled) and run in the background, resumed after a restart."
+        ),
+    ] = False
+
+
+class EvaluateRowsBody(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    input_rows: Annotated[list[dict[str, Any]], Field(min_length=1)]
+    scoring_functions: Annotated[list[str], Field(min_length=1)]
+    benchmark_config: BenchmarkConfig
+
+
+class EvaluateRowsRequest(EvaluateRowsBody):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    benchmark_id: Annotated[str, Field(description="The benchmark's identifier.")]
+
+
+class RunEvalRequest(RunEvalBody):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    benchmark_id: Annotated[str, Field(description="The benchmark's identifier.")]
 
 
 class CreateAgentTurnRequest(AgentTurnCreation):

@@ -498,3 +498,85 @@ class DatasetIO(Protocol):
     async def append_rows(self, request: models.AppendRowsRequest) -> None:
         """Append rows to a dataset."""
         ...
+
+
+class ScoringFunctions(Protocol):
+    """Scoring functions: the scoring providers' built-in ones (basic::, llm-as-judge::) and those registered with their own params."""
+
+    async def list_scoring_functions(self) -> models.ListScoringFunctionsResponse:
+        """List the scoring functions (the providers' built-in ones and those registered)."""
+        ...
+
+    async def register_scoring_function(
+        self, request: models.RegisterScoringFunctionRequest
+    ) -> None:
+        """Register a scoring function: a provider's function (e.g. llm-as-judge::base) under a new id with its own params."""
+        ...
+
+    async def get_scoring_function(
+        self, request: models.GetScoringFunctionRequest
+    ) -> models.ScoringFn:
+        """Get a scoring function."""
+        ...
+
+    async def unregister_scoring_function(
+        self, request: models.UnregisterScoringFunctionRequest
+    ) -> None:
+        """Unregister a scoring function registered through the API or the run config."""
+        ...
+
+
+class Scoring(Protocol):
+    """Scoring rows, or a whole dataset, with scoring functions."""
+
+    async def score(self, request: models.ScoreRequest) -> models.ScoreResponse:
+        """Score rows with scoring functions: a score per row and the aggregates, per function."""
+        ...
+
+    async def score_batch(self, request: models.ScoreBatchRequest) -> models.ScoreBatchResponse:
+        """Score every row of a dataset; `save_results_dataset` writes the scored rows to a new dataset."""
+        ...
+
+
+class Benchmarks(Protocol):
+    """Benchmarks, a dataset and the scoring functions that judge answers to it."""
+
+    async def list_benchmarks(self) -> models.ListBenchmarksResponse:
+        """List the registered benchmarks."""
+        ...
+
+    async def register_benchmark(self, request: models.RegisterBenchmarkRequest) -> None:
+        """Register a benchmark: a dataset and the scoring functions that judge a candidate's answers to it."""
+        ...
+
+    async def get_benchmark(self, request: models.GetBenchmarkRequest) -> models.Benchmark:
+        """Get a benchmark."""
+        ...
+
+    async def unregister_benchmark(self, request: models.UnregisterBenchmarkRequest) -> None:
+        """Unregister a benchmark (its jobs' results datasets stay)."""
+        ...
+
+
+class Eval(Protocol):
+    """Running a benchmark on a candidate (a model, or an agent with its tools): jobs, their status and results."""
+
+    async def evaluate_rows(self, request: models.EvaluateRowsRequest) -> models.EvaluateResponse:
+        """Generate the candidate's answers to the rows given and score them, synchronously."""
+        ...
+
+    async def run_eval(self, request: models.RunEvalRequest) -> models.Job:
+        """Run the benchmark on a candidate. As Llama Stack, the job has run when this answers (status completed or failed); with `background: true` it answers at once and runs in the background."""
+        ...
+
+    async def job_status(self, request: models.JobStatusRequest) -> models.Job:
+        """A job's status and progress."""
+        ...
+
+    async def job_cancel(self, request: models.JobCancelRequest) -> None:
+        """Cancel a job; a running one stops after the rows in flight (what it finished stays in its dataset)."""
+        ...
+
+    async def job_result(self, request: models.JobResultRequest) -> models.EvaluateResponse:
+        """A completed job's generations and scores (a 400 while it has not completed)."""
+        ...

@@ -10,9 +10,11 @@ from aiohttp import web
 from pocketstack._generated import models
 from pocketstack._generated.protocols import (
     Agents,
+    Benchmarks,
     Conversations,
     DatasetIO,
     Datasets,
+    Eval,
     Files,
     Inference,
     Inspect,
@@ -20,6 +22,8 @@ from pocketstack._generated.protocols import (
     Providers,
     Responses,
     Safety,
+    Scoring,
+    ScoringFunctions,
     Shields,
     ToolGroups,
     ToolRuntime,
@@ -49,6 +53,10 @@ class Apis:
     conversations: Conversations
     datasets: Datasets
     dataset_io: DatasetIO
+    scoring_functions: ScoringFunctions
+    scoring: Scoring
+    benchmarks: Benchmarks
+    eval: Eval
 
 
 class InspectRoutes:
@@ -1340,6 +1348,230 @@ class DatasetIORoutes:
         return await codec.respond(request, None, status=204)
 
 
+class ScoringFunctionsRoutes:
+    def __init__(self, impl: ScoringFunctions) -> None:
+        self.impl = impl
+
+    def handlers(self) -> dict[str, Handler]:
+        return {
+            "list_scoring_functions": self.list_scoring_functions,
+            "register_scoring_function": self.register_scoring_function,
+            "get_scoring_function": self.get_scoring_function,
+            "unregister_scoring_function": self.unregister_scoring_function,
+        }
+
+    async def list_scoring_functions(self, request: web.Request) -> web.StreamResponse:
+        result = await self.impl.list_scoring_functions()
+        return await codec.respond(request, result, status=200)
+
+    async def register_scoring_function(self, request: web.Request) -> web.StreamResponse:
+        parsed = await codec.parse_request(
+            request,
+            models.RegisterScoringFunctionRequest,
+            path=(),
+            query=(),
+            array_query=(),
+            body="required",
+        )
+        await self.impl.register_scoring_function(parsed)
+        return await codec.respond(request, None, status=204)
+
+    async def get_scoring_function(self, request: web.Request) -> web.StreamResponse:
+        parsed = await codec.parse_request(
+            request,
+            models.GetScoringFunctionRequest,
+            path=("scoring_fn_id",),
+            query=(),
+            array_query=(),
+            body="none",
+        )
+        result = await self.impl.get_scoring_function(parsed)
+        return await codec.respond(request, result, status=200)
+
+    async def unregister_scoring_function(self, request: web.Request) -> web.StreamResponse:
+        parsed = await codec.parse_request(
+            request,
+            models.UnregisterScoringFunctionRequest,
+            path=("scoring_fn_id",),
+            query=(),
+            array_query=(),
+            body="none",
+        )
+        await self.impl.unregister_scoring_function(parsed)
+        return await codec.respond(request, None, status=204)
+
+
+class ScoringRoutes:
+    def __init__(self, impl: Scoring) -> None:
+        self.impl = impl
+
+    def handlers(self) -> dict[str, Handler]:
+        return {
+            "score": self.score,
+            "score_batch": self.score_batch,
+        }
+
+    async def score(self, request: web.Request) -> web.StreamResponse:
+        parsed = await codec.parse_request(
+            request,
+            models.ScoreRequest,
+            path=(),
+            query=(),
+            array_query=(),
+            body="required",
+        )
+        result = await self.impl.score(parsed)
+        return await codec.respond(request, result, status=200)
+
+    async def score_batch(self, request: web.Request) -> web.StreamResponse:
+        parsed = await codec.parse_request(
+            request,
+            models.ScoreBatchRequest,
+            path=(),
+            query=(),
+            array_query=(),
+            body="required",
+        )
+        result = await self.impl.score_batch(parsed)
+        return await codec.respond(request, result, status=200)
+
+
+class BenchmarksRoutes:
+    def __init__(self, impl: Benchmarks) -> None:
+        self.impl = impl
+
+    def handlers(self) -> dict[str, Handler]:
+        return {
+            "list_benchmarks": self.list_benchmarks,
+            "register_benchmark": self.register_benchmark,
+            "get_benchmark": self.get_benchmark,
+            "unregister_benchmark": self.unregister_benchmark,
+        }
+
+    async def list_benchmarks(self, request: web.Request) -> web.StreamResponse:
+        result = await self.impl.list_benchmarks()
+        return await codec.respond(request, result, status=200)
+
+    async def register_benchmark(self, request: web.Request) -> web.StreamResponse:
+        parsed = await codec.parse_request(
+            request,
+            models.RegisterBenchmarkRequest,
+            path=(),
+            query=(),
+            array_query=(),
+            body="required",
+        )
+        await self.impl.register_benchmark(parsed)
+        return await codec.respond(request, None, status=204)
+
+    async def get_benchmark(self, request: web.Request) -> web.StreamResponse:
+        parsed = await codec.parse_request(
+            request,
+            models.GetBenchmarkRequest,
+            path=("benchmark_id",),
+            query=(),
+            array_query=(),
+            body="none",
+        )
+        result = await self.impl.get_benchmark(parsed)
+        return await codec.respond(request, result, status=200)
+
+    async def unregister_benchmark(self, request: web.Request) -> web.StreamResponse:
+        parsed = await codec.parse_request(
+            request,
+            models.UnregisterBenchmarkRequest,
+            path=("benchmark_id",),
+            query=(),
+            array_query=(),
+            body="none",
+        )
+        await self.impl.unregister_benchmark(parsed)
+        return await codec.respond(request, None, status=204)
+
+
+class EvalRoutes:
+    def __init__(self, impl: Eval) -> None:
+        self.impl = impl
+
+    def handlers(self) -> dict[str, Handler]:
+        return {
+            "evaluate_rows": self.evaluate_rows,
+            "run_eval": self.run_eval,
+            "job_status": self.job_status,
+            "job_cancel": self.job_cancel,
+            "job_result": self.job_result,
+        }
+
+    async def evaluate_rows(self, request: web.Request) -> web.StreamResponse:
+        parsed = await codec.parse_request(
+            request,
+            models.EvaluateRowsRequest,
+            path=("benchmark_id",),
+            query=(),
+            array_query=(),
+            body="required",
+        )
+        result = await self.impl.evaluate_rows(parsed)
+        return await codec.respond(request, result, status=200)
+
+    async def run_eval(self, request: web.Request) -> web.StreamResponse:
+        parsed = await codec.parse_request(
+            request,
+            models.RunEvalRequest,
+            path=("benchmark_id",),
+            query=(),
+            array_query=(),
+            body="required",
+        )
+        result = await self.impl.run_eval(parsed)
+        return await codec.respond(request, result, status=200)
+
+    async def job_status(self, request: web.Request) -> web.StreamResponse:
+        parsed = await codec.parse_request(
+            request,
+            models.JobStatusRequest,
+            path=(
+                "benchmark_id",
+                "job_id",
+            ),
+            query=(),
+            array_query=(),
+            body="none",
+        )
+        result = await self.impl.job_status(parsed)
+        return await codec.respond(request, result, status=200)
+
+    async def job_cancel(self, request: web.Request) -> web.StreamResponse:
+        parsed = await codec.parse_request(
+            request,
+            models.JobCancelRequest,
+            path=(
+                "benchmark_id",
+                "job_id",
+            ),
+            query=(),
+            array_query=(),
+            body="none",
+        )
+        await self.impl.job_cancel(parsed)
+        return await codec.respond(request, None, status=204)
+
+    async def job_result(self, request: web.Request) -> web.StreamResponse:
+        parsed = await codec.parse_request(
+            request,
+            models.JobResultRequest,
+            path=(
+                "benchmark_id",
+                "job_id",
+            ),
+            query=(),
+            array_query=(),
+            body="none",
+        )
+        result = await self.impl.job_result(parsed)
+        return await codec.respond(request, result, status=200)
+
+
 def handlers(apis: Apis) -> dict[str, Handler]:
     """The handler of every operation of the spec, by operation id."""
     found: dict[str, Handler] = {}
@@ -1358,4 +1590,8 @@ def handlers(apis: Apis) -> dict[str, Handler]:
     found.update(ConversationsRoutes(apis.conversations).handlers())
     found.update(DatasetsRoutes(apis.datasets).handlers())
     found.update(DatasetIORoutes(apis.dataset_io).handlers())
+    found.update(ScoringFunctionsRoutes(apis.scoring_functions).handlers())
+    found.update(ScoringRoutes(apis.scoring).handlers())
+    found.update(BenchmarksRoutes(apis.benchmarks).handlers())
+    found.update(EvalRoutes(apis.eval).handlers())
     return found

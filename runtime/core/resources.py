@@ -1,6 +1,6 @@
 """Resource tables: one kind of registered resource over the registry, written once for every kind.
 
-Models, shields, tool groups and datasets today; scoring functions, benchmarks and prompts next.
+Models, shields, tool groups, datasets, scoring functions and benchmarks; prompts next.
 Each kind shares the same access control (what the user may not read is not found, listed or
 resolved; what the API registers records its owner; unregistering another's is a 404, or a 403
 where the policy lets the user read but not delete it) and the same life: looked up by id (a 404
@@ -40,6 +40,10 @@ MODEL = ResourceKind(
 SHIELD = ResourceKind("shield", "shield", "shields")
 TOOL_GROUP = ResourceKind("tool_group", "tool group", "tool_groups")
 DATASET = ResourceKind("dataset", "dataset", "datasets")
+SCORING_FN = ResourceKind(
+    "scoring_function", "scoring function", "scoring_fns", provider_note=" (one of its built-in functions)"
+)
+BENCHMARK = ResourceKind("benchmark", "benchmark", "benchmarks")
 
 
 class ResourceTable:

@@ -23,7 +23,9 @@ from pocketstack.storage import Database, open_database
 log = logging.getLogger(__name__)
 
 # The APIs this build serves, besides inspect/providers/models which are always on.
-KNOWN_APIS = frozenset({"inference", "files", "vector_io", "safety", "responses", "tool_runtime", "datasetio"})
+KNOWN_APIS = frozenset(
+    {"inference", "files", "vector_io", "safety", "responses", "tool_runtime", "datasetio", "scoring", "eval"}
+)
 
 
 @dataclass(frozen=True)

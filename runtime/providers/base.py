@@ -13,7 +13,16 @@ from pocketstack.security.outbound import OutboundGuard
 
 if TYPE_CHECKING:  # the generated models load with the APIs, after the server listens
     from pocketstack._generated import models
-    from pocketstack._generated.protocols import Inference, Models, VectorIO
+    from pocketstack._generated.protocols import (
+        Agents,
+        DatasetIO,
+        Datasets,
+        Inference,
+        Models,
+        Scoring,
+        ScoringFunctions,
+        VectorIO,
+    )
     from pocketstack.storage import Database
     from pocketstack.storage.owners import Owner, Visibility
     from pocketstack.web.uploads import FileBody, Upload
@@ -31,7 +40,8 @@ class Health:
 
 
 class Routers:
-    """The APIs a provider may call in turn (llama-guard runs a chat model through inference).
+    """The APIs a provider may call in turn (llama-guard runs a chat model through inference, eval runs
+    a candidate and scores its answers).
 
     Typed by the generated Protocols, so a provider depends on the wire contract, never on an API
     module. Filled in as the stack assembles the APIs, after every provider has started: a
@@ -69,6 +79,46 @@ class Routers:
     @vector_io.setter
     def vector_io(self, api: VectorIO) -> None:
         self._apis["vector_io"] = api
+
+    @property
+    def datasets(self) -> Datasets:
+        return self._get("datasets")  # type: ignore[no-any-return]
+
+    @datasets.setter
+    def datasets(self, api: Datasets) -> None:
+        self._apis["datasets"] = api
+
+    @property
+    def dataset_io(self) -> DatasetIO:
+        return self._get("dataset_io")  # type: ignore[no-any-return]
+
+    @dataset_io.setter
+    def dataset_io(self, api: DatasetIO) -> None:
+        self._apis["dataset_io"] = api
+
+    @property
+    def scoring_functions(self) -> ScoringFunctions:
+        return self._get("scoring_functions")  # type: ignore[no-any-return]
+
+    @scoring_functions.setter
+    def scoring_functions(self, api: ScoringFunctions) -> None:
+        self._apis["scoring_functions"] = api
+
+    @property
+    def scoring(self) -> Scoring:
+        return self._get("scoring")  # type: ignore[no-any-return]
+
+    @scoring.setter
+    def scoring(self, api: Scoring) -> None:
+        self._apis["scoring"] = api
+
+    @property
+    def agents(self) -> Agents:
+        return self._get("agents")  # type: ignore[no-any-return]
+
+    @agents.setter
+    def agents(self, api: Agents) -> None:
+        self._apis["agents"] = api
 
 
 @dataclass(frozen=True)

@@ -60,6 +60,7 @@ CONVERSATION = Kind("sql_record::openai_conversations", "conversation")
 CHAT_COMPLETION = Kind("sql_record::chat_completions", "chat completion")
 AGENT = Kind("sql_record::agents", "agent")
 AGENT_SESSION = Kind("sql_record::agent_sessions", "session")
+EVAL_JOB = Kind("sql_record::eval_jobs", "eval job")
 
 
 @dataclass(frozen=True)

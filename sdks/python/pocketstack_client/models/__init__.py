@@ -2,6 +2,7 @@
 """Contains all the data models used in inputs/outputs"""
 
 from .agent import Agent
+from .agent_candidate import AgentCandidate
 from .agent_client_tool import AgentClientTool
 from .agent_client_tool_input_schema import AgentClientToolInputSchema
 from .agent_client_tool_parameters_item import AgentClientToolParametersItem
@@ -37,6 +38,7 @@ from .agent_turn_response_stream_chunk_event import AgentTurnResponseStreamChunk
 from .agent_turn_response_stream_chunk_event_payload import AgentTurnResponseStreamChunkEventPayload
 from .agent_turn_response_stream_chunk_event_payload_event_type import AgentTurnResponseStreamChunkEventPayloadEventType
 from .agent_turn_resumption import AgentTurnResumption
+from .aggregation_function_type import AggregationFunctionType
 from .api_filter import ApiFilter
 from .append_rows_body import AppendRowsBody
 from .append_rows_body_rows_item import AppendRowsBodyRowsItem
@@ -44,6 +46,11 @@ from .assistant_message import AssistantMessage
 from .attach_file_request import AttachFileRequest
 from .attach_file_request_attributes import AttachFileRequestAttributes
 from .attach_file_request_chunking_strategy import AttachFileRequestChunkingStrategy
+from .basic_scoring_fn_params import BasicScoringFnParams
+from .benchmark import Benchmark
+from .benchmark_config import BenchmarkConfig
+from .benchmark_config_scoring_params import BenchmarkConfigScoringParams
+from .benchmark_metadata import BenchmarkMetadata
 from .chat_choice import ChatChoice
 from .chat_completion import ChatCompletion
 from .chat_completion_chunk import ChatCompletionChunk
@@ -101,6 +108,11 @@ from .embeddings_usage import EmbeddingsUsage
 from .encoding_format import EncodingFormat
 from .error import Error
 from .error_detail import ErrorDetail
+from .evaluate_response import EvaluateResponse
+from .evaluate_response_generations_item import EvaluateResponseGenerationsItem
+from .evaluate_response_scores import EvaluateResponseScores
+from .evaluate_rows_body import EvaluateRowsBody
+from .evaluate_rows_body_input_rows_item import EvaluateRowsBodyInputRowsItem
 from .file_batch_file import FileBatchFile
 from .file_batch_file_attributes import FileBatchFileAttributes
 from .file_batch_file_chunking_strategy import FileBatchFileChunkingStrategy
@@ -111,6 +123,7 @@ from .finish_reason import FinishReason
 from .function_call import FunctionCall
 from .function_definition import FunctionDefinition
 from .function_definition_parameters import FunctionDefinitionParameters
+from .greedy_sampling_strategy import GreedySamplingStrategy
 from .guardrail_type_1 import GuardrailType1
 from .guardrail_violation import GuardrailViolation
 from .guardrail_violation_metadata import GuardrailViolationMetadata
@@ -125,22 +138,28 @@ from .input_audio_part import InputAudioPart
 from .insert_chunks_request import InsertChunksRequest
 from .invoke_tool_request import InvokeToolRequest
 from .invoke_tool_request_kwargs import InvokeToolRequestKwargs
+from .job import Job
+from .job_status import JobStatus
 from .json_schema_format import JsonSchemaFormat
 from .json_schema_format_schema import JsonSchemaFormatSchema
+from .list_benchmarks_response import ListBenchmarksResponse
 from .list_chat_completions_response import ListChatCompletionsResponse
 from .list_datasets_response import ListDatasetsResponse
 from .list_files_response import ListFilesResponse
 from .list_providers_response import ListProvidersResponse
 from .list_responses_response import ListResponsesResponse
 from .list_routes_response import ListRoutesResponse
+from .list_scoring_functions_response import ListScoringFunctionsResponse
 from .list_shields_response import ListShieldsResponse
 from .list_tool_defs_response import ListToolDefsResponse
 from .list_tool_groups_response import ListToolGroupsResponse
 from .list_vector_store_files_response import ListVectorStoreFilesResponse
 from .list_vector_stores_response import ListVectorStoresResponse
+from .llm_as_judge_scoring_fn_params import LLMAsJudgeScoringFnParams
 from .logit_bias_type_0 import LogitBiasType0
 from .mcp_endpoint import McpEndpoint
 from .model import Model
+from .model_candidate import ModelCandidate
 from .model_metadata import ModelMetadata
 from .model_target import ModelTarget
 from .model_type import ModelType
@@ -161,6 +180,8 @@ from .open_ai_model import OpenAIModel
 from .open_ai_model_custom_metadata import OpenAIModelCustomMetadata
 from .paginated_rows_response import PaginatedRowsResponse
 from .paginated_rows_response_data_item import PaginatedRowsResponseDataItem
+from .param_type import ParamType
+from .param_type_type import ParamTypeType
 from .prompt_tokens_details import PromptTokensDetails
 from .provider_info import ProviderInfo
 from .provider_info_config import ProviderInfoConfig
@@ -169,10 +190,14 @@ from .query_chunks_request import QueryChunksRequest
 from .query_chunks_request_params import QueryChunksRequestParams
 from .query_chunks_response import QueryChunksResponse
 from .refusal_part import RefusalPart
+from .regex_parser_scoring_fn_params import RegexParserScoringFnParams
+from .register_benchmark_request import RegisterBenchmarkRequest
+from .register_benchmark_request_metadata_type_0 import RegisterBenchmarkRequestMetadataType0
 from .register_dataset_request import RegisterDatasetRequest
 from .register_dataset_request_metadata import RegisterDatasetRequestMetadata
 from .register_model_request import RegisterModelRequest
 from .register_model_request_metadata import RegisterModelRequestMetadata
+from .register_scoring_function_request import RegisterScoringFunctionRequest
 from .register_shield_request import RegisterShieldRequest
 from .register_shield_request_params import RegisterShieldRequestParams
 from .register_tool_group_request import RegisterToolGroupRequest
@@ -236,11 +261,26 @@ from .response_web_search_call_status import ResponseWebSearchCallStatus
 from .route_info import RouteInfo
 from .rows_data_source import RowsDataSource
 from .rows_data_source_rows_item import RowsDataSourceRowsItem
+from .run_eval_body import RunEvalBody
 from .run_shield_request import RunShieldRequest
 from .run_shield_request_params import RunShieldRequestParams
 from .run_shield_response import RunShieldResponse
 from .safety_violation import SafetyViolation
 from .safety_violation_metadata import SafetyViolationMetadata
+from .sampling_params import SamplingParams
+from .score_batch_request import ScoreBatchRequest
+from .score_batch_response import ScoreBatchResponse
+from .score_batch_response_results import ScoreBatchResponseResults
+from .score_request import ScoreRequest
+from .score_request_input_rows_item import ScoreRequestInputRowsItem
+from .score_response import ScoreResponse
+from .score_response_results import ScoreResponseResults
+from .scoring_fn import ScoringFn
+from .scoring_fn_metadata import ScoringFnMetadata
+from .scoring_functions_params import ScoringFunctionsParams
+from .scoring_result import ScoringResult
+from .scoring_result_aggregated_results import ScoringResultAggregatedResults
+from .scoring_result_score_rows_item import ScoringResultScoreRowsItem
 from .search_ranking_options import SearchRankingOptions
 from .search_result import SearchResult
 from .search_result_attributes import SearchResultAttributes
@@ -269,7 +309,9 @@ from .tool_group_args import ToolGroupArgs
 from .tool_invocation_result import ToolInvocationResult
 from .tool_invocation_result_metadata import ToolInvocationResultMetadata
 from .tool_message import ToolMessage
+from .top_k_sampling_strategy import TopKSamplingStrategy
 from .top_logprob import TopLogprob
+from .top_p_sampling_strategy import TopPSamplingStrategy
 from .update_vector_store_file_request import UpdateVectorStoreFileRequest
 from .update_vector_store_file_request_attributes import UpdateVectorStoreFileRequestAttributes
 from .update_vector_store_request import UpdateVectorStoreRequest
@@ -304,6 +346,7 @@ from .violation_level import ViolationLevel
 
 __all__ = (
     "Agent",
+    "AgentCandidate",
     "AgentClientTool",
     "AgentClientToolInputSchema",
     "AgentClientToolParametersItem",
@@ -339,6 +382,7 @@ __all__ = (
     "AgentTurnResponseStreamChunkEventPayload",
     "AgentTurnResponseStreamChunkEventPayloadEventType",
     "AgentTurnResumption",
+    "AggregationFunctionType",
     "ApiFilter",
     "AppendRowsBody",
     "AppendRowsBodyRowsItem",
@@ -346,6 +390,11 @@ __all__ = (
     "AttachFileRequest",
     "AttachFileRequestAttributes",
     "AttachFileRequestChunkingStrategy",
+    "BasicScoringFnParams",
+    "Benchmark",
+    "BenchmarkConfig",
+    "BenchmarkConfigScoringParams",
+    "BenchmarkMetadata",
     "ChatChoice",
     "ChatCompletion",
     "ChatCompletionChunk",
@@ -403,6 +452,11 @@ __all__ = (
     "EncodingFormat",
     "Error",
     "ErrorDetail",
+    "EvaluateResponse",
+    "EvaluateResponseGenerationsItem",
+    "EvaluateResponseScores",
+    "EvaluateRowsBody",
+    "EvaluateRowsBodyInputRowsItem",
     "FileBatchFile",
     "FileBatchFileAttributes",
     "FileBatchFileChunkingStrategy",
@@ -413,6 +467,7 @@ __all__ = (
     "FunctionCall",
     "FunctionDefinition",
     "FunctionDefinitionParameters",
+    "GreedySamplingStrategy",
     "GuardrailType1",
     "GuardrailViolation",
     "GuardrailViolationMetadata",
@@ -427,22 +482,28 @@ __all__ = (
     "InsertChunksRequest",
     "InvokeToolRequest",
     "InvokeToolRequestKwargs",
+    "Job",
+    "JobStatus",
     "JsonSchemaFormat",
     "JsonSchemaFormatSchema",
+    "ListBenchmarksResponse",
     "ListChatCompletionsResponse",
     "ListDatasetsResponse",
     "ListFilesResponse",
     "ListProvidersResponse",
     "ListResponsesResponse",
     "ListRoutesResponse",
+    "ListScoringFunctionsResponse",
     "ListShieldsResponse",
     "ListToolDefsResponse",
     "ListToolGroupsResponse",
     "ListVectorStoreFilesResponse",
     "ListVectorStoresResponse",
+    "LLMAsJudgeScoringFnParams",
     "LogitBiasType0",
     "McpEndpoint",
     "Model",
+    "ModelCandidate",
     "ModelMetadata",
     "ModelTarget",
     "ModelType",
@@ -463,6 +524,8 @@ __all__ = (
     "OpenAIModelCustomMetadata",
     "PaginatedRowsResponse",
     "PaginatedRowsResponseDataItem",
+    "ParamType",
+    "ParamTypeType",
     "PromptTokensDetails",
     "ProviderInfo",
     "ProviderInfoConfig",
@@ -471,10 +534,14 @@ __all__ = (
     "QueryChunksRequestParams",
     "QueryChunksResponse",
     "RefusalPart",
+    "RegexParserScoringFnParams",
+    "RegisterBenchmarkRequest",
+    "RegisterBenchmarkRequestMetadataType0",
     "RegisterDatasetRequest",
     "RegisterDatasetRequestMetadata",
     "RegisterModelRequest",
     "RegisterModelRequestMetadata",
+    "RegisterScoringFunctionRequest",
     "RegisterShieldRequest",
     "RegisterShieldRequestParams",
     "RegisterToolGroupRequest",
@@ -538,11 +605,26 @@ __all__ = (
     "RouteInfo",
     "RowsDataSource",
     "RowsDataSourceRowsItem",
+    "RunEvalBody",
     "RunShieldRequest",
     "RunShieldRequestParams",
     "RunShieldResponse",
     "SafetyViolation",
     "SafetyViolationMetadata",
+    "SamplingParams",
+    "ScoreBatchRequest",
+    "ScoreBatchResponse",
+    "ScoreBatchResponseResults",
+    "ScoreRequest",
+    "ScoreRequestInputRowsItem",
+    "ScoreResponse",
+    "ScoreResponseResults",
+    "ScoringFn",
+    "ScoringFnMetadata",
+    "ScoringFunctionsParams",
+    "ScoringResult",
+    "ScoringResultAggregatedResults",
+    "ScoringResultScoreRowsItem",
     "SearchRankingOptions",
     "SearchResult",
     "SearchResultAttributes",
@@ -571,7 +653,9 @@ __all__ = (
     "ToolInvocationResult",
     "ToolInvocationResultMetadata",
     "ToolMessage",
+    "TopKSamplingStrategy",
     "TopLogprob",
+    "TopPSamplingStrategy",
     "UpdateVectorStoreFileRequest",
     "UpdateVectorStoreFileRequestAttributes",
     "UpdateVectorStoreRequest",

@@ -5586,6 +5586,753 @@ public struct AppendRowsBody: Codable, Equatable {
     }
 }
 
+/// A value's type, as Llama Stack names them (its nine `*Type` schemas, each only this `type`).
+public struct ParamType: Codable, Equatable {
+    public var type: String
+
+    public init(
+        type: String
+    ) {
+        self.type = type
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case type
+    }
+}
+
+public struct AggregationFunctionType: RawRepresentable, Codable, Hashable {
+    public let rawValue: String
+
+    public init(rawValue: String) {
+        self.rawValue = rawValue
+    }
+
+    public init(from decoder: Decoder) throws {
+        rawValue = try decoder.singleValueContainer().decode(String.self)
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(rawValue)
+    }
+
+    public static let average = AggregationFunctionType(rawValue: "average")
+    public static let weightedAverage = AggregationFunctionType(rawValue: "weighted_average")
+    public static let median = AggregationFunctionType(rawValue: "median")
+    public static let categoricalCount = AggregationFunctionType(rawValue: "categorical_count")
+    public static let accuracy = AggregationFunctionType(rawValue: "accuracy")
+}
+
+public struct LLMAsJudgeScoringFnParams: Codable, Equatable {
+    public var type: String?
+    public var judgeModel: String
+    public var promptTemplate: String?
+    public var judgeScoreRegexes: [String]?
+    public var aggregationFunctions: [AggregationFunctionType]?
+
+    public init(
+        type: String? = "llm_as_judge",
+        judgeModel: String,
+        promptTemplate: String? = nil,
+        judgeScoreRegexes: [String]? = nil,
+        aggregationFunctions: [AggregationFunctionType]? = nil
+    ) {
+        self.type = type
+        self.judgeModel = judgeModel
+        self.promptTemplate = promptTemplate
+        self.judgeScoreRegexes = judgeScoreRegexes
+        self.aggregationFunctions = aggregationFunctions
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case type
+        case judgeModel = "judge_model"
+        case promptTemplate = "prompt_template"
+        case judgeScoreRegexes = "judge_score_regexes"
+        case aggregationFunctions = "aggregation_functions"
+    }
+}
+
+public struct RegexParserScoringFnParams: Codable, Equatable {
+    public var type: String?
+    public var parsingRegexes: [String]?
+    public var aggregationFunctions: [AggregationFunctionType]?
+
+    public init(
+        type: String? = "regex_parser",
+        parsingRegexes: [String]? = nil,
+        aggregationFunctions: [AggregationFunctionType]? = nil
+    ) {
+        self.type = type
+        self.parsingRegexes = parsingRegexes
+        self.aggregationFunctions = aggregationFunctions
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case type
+        case parsingRegexes = "parsing_regexes"
+        case aggregationFunctions = "aggregation_functions"
+    }
+}
+
+public struct BasicScoringFnParams: Codable, Equatable {
+    public var type: String?
+    public var aggregationFunctions: [AggregationFunctionType]?
+
+    public init(
+        type: String? = "basic",
+        aggregationFunctions: [AggregationFunctionType]? = nil
+    ) {
+        self.type = type
+        self.aggregationFunctions = aggregationFunctions
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case type
+        case aggregationFunctions = "aggregation_functions"
+    }
+}
+
+public indirect enum ScoringFnParams: Codable, Equatable {
+    case lLMAsJudgeScoringFnParams(LLMAsJudgeScoringFnParams)
+    case regexParserScoringFnParams(RegexParserScoringFnParams)
+    case basicScoringFnParams(BasicScoringFnParams)
+
+    public init(from decoder: Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        if let value = try? container.decode(LLMAsJudgeScoringFnParams.self) {
+            self = .lLMAsJudgeScoringFnParams(value)
+            return
+        }
+        if let value = try? container.decode(RegexParserScoringFnParams.self) {
+            self = .regexParserScoringFnParams(value)
+            return
+        }
+        if let value = try? container.decode(BasicScoringFnParams.self) {
+            self = .basicScoringFnParams(value)
+            return
+        }
+        throw DecodingError.dataCorruptedError(
+            in: container, debugDescription: "no variant of ScoringFnParams fits"
+        )
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var container = encoder.singleValueContainer()
+        switch self {
+        case .lLMAsJudgeScoringFnParams(let value):
+            try container.encode(value)
+        case .regexParserScoringFnParams(let value):
+            try container.encode(value)
+        case .basicScoringFnParams(let value):
+            try container.encode(value)
+        }
+    }
+}
+
+public struct ScoringFn: Codable, Equatable {
+    public var identifier: String
+    public var providerId: String
+    public var providerResourceId: String
+    public var type: String?
+    public var description: String?
+    public var metadata: [String: JSONValue]
+    public var returnType: ParamType
+    public var params: ScoringFnParams?
+
+    public init(
+        identifier: String,
+        providerId: String,
+        providerResourceId: String,
+        type: String? = "scoring_function",
+        description: String? = nil,
+        metadata: [String: JSONValue],
+        returnType: ParamType,
+        params: ScoringFnParams? = nil
+    ) {
+        self.identifier = identifier
+        self.providerId = providerId
+        self.providerResourceId = providerResourceId
+        self.type = type
+        self.description = description
+        self.metadata = metadata
+        self.returnType = returnType
+        self.params = params
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case identifier
+        case providerId = "provider_id"
+        case providerResourceId = "provider_resource_id"
+        case type
+        case description
+        case metadata
+        case returnType = "return_type"
+        case params
+    }
+}
+
+public struct ListScoringFunctionsResponse: Codable, Equatable {
+    public var data: [ScoringFn]
+
+    public init(
+        data: [ScoringFn]
+    ) {
+        self.data = data
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case data
+    }
+}
+
+public struct RegisterScoringFunctionRequest: Codable, Equatable {
+    public var scoringFnId: String
+    public var description: String
+    public var returnType: ParamType
+    public var providerScoringFnId: String?
+    public var providerId: String?
+    public var params: ScoringFnParams?
+
+    public init(
+        scoringFnId: String,
+        description: String,
+        returnType: ParamType,
+        providerScoringFnId: String? = nil,
+        providerId: String? = nil,
+        params: ScoringFnParams? = nil
+    ) {
+        self.scoringFnId = scoringFnId
+        self.description = description
+        self.returnType = returnType
+        self.providerScoringFnId = providerScoringFnId
+        self.providerId = providerId
+        self.params = params
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case scoringFnId = "scoring_fn_id"
+        case description
+        case returnType = "return_type"
+        case providerScoringFnId = "provider_scoring_fn_id"
+        case providerId = "provider_id"
+        case params
+    }
+}
+
+/// Scoring function id → its params for this call (null or absent keeps the registered ones).
+public struct ScoringFunctionsParams: Codable, Equatable {
+
+    public init() {
+    }
+}
+
+public struct ScoreRequest: Codable, Equatable {
+    public var inputRows: [[String: JSONValue]]
+    public var scoringFunctions: ScoringFunctionsParams
+
+    public init(
+        inputRows: [[String: JSONValue]],
+        scoringFunctions: ScoringFunctionsParams
+    ) {
+        self.inputRows = inputRows
+        self.scoringFunctions = scoringFunctions
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case inputRows = "input_rows"
+        case scoringFunctions = "scoring_functions"
+    }
+}
+
+public struct ScoringResult: Codable, Equatable {
+    public var scoreRows: [[String: JSONValue]]
+    public var aggregatedResults: [String: JSONValue]
+
+    public init(
+        scoreRows: [[String: JSONValue]],
+        aggregatedResults: [String: JSONValue]
+    ) {
+        self.scoreRows = scoreRows
+        self.aggregatedResults = aggregatedResults
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case scoreRows = "score_rows"
+        case aggregatedResults = "aggregated_results"
+    }
+}
+
+public struct ScoreResponse: Codable, Equatable {
+    public var results: [String: JSONValue]
+
+    public init(
+        results: [String: JSONValue]
+    ) {
+        self.results = results
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case results
+    }
+}
+
+public struct ScoreBatchRequest: Codable, Equatable {
+    public var datasetId: String
+    public var scoringFunctions: ScoringFunctionsParams
+    public var saveResultsDataset: Bool?
+
+    public init(
+        datasetId: String,
+        scoringFunctions: ScoringFunctionsParams,
+        saveResultsDataset: Bool? = nil
+    ) {
+        self.datasetId = datasetId
+        self.scoringFunctions = scoringFunctions
+        self.saveResultsDataset = saveResultsDataset
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case datasetId = "dataset_id"
+        case scoringFunctions = "scoring_functions"
+        case saveResultsDataset = "save_results_dataset"
+    }
+}
+
+public struct ScoreBatchResponse: Codable, Equatable {
+    public var datasetId: String?
+    public var results: [String: JSONValue]
+
+    public init(
+        datasetId: String? = nil,
+        results: [String: JSONValue]
+    ) {
+        self.datasetId = datasetId
+        self.results = results
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case datasetId = "dataset_id"
+        case results
+    }
+}
+
+public struct Benchmark: Codable, Equatable {
+    public var identifier: String
+    public var providerId: String
+    public var providerResourceId: String
+    public var type: String?
+    public var datasetId: String
+    public var scoringFunctions: [String]
+    public var metadata: [String: JSONValue]
+
+    public init(
+        identifier: String,
+        providerId: String,
+        providerResourceId: String,
+        type: String? = "benchmark",
+        datasetId: String,
+        scoringFunctions: [String],
+        metadata: [String: JSONValue]
+    ) {
+        self.identifier = identifier
+        self.providerId = providerId
+        self.providerResourceId = providerResourceId
+        self.type = type
+        self.datasetId = datasetId
+        self.scoringFunctions = scoringFunctions
+        self.metadata = metadata
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case identifier
+        case providerId = "provider_id"
+        case providerResourceId = "provider_resource_id"
+        case type
+        case datasetId = "dataset_id"
+        case scoringFunctions = "scoring_functions"
+        case metadata
+    }
+}
+
+public struct ListBenchmarksResponse: Codable, Equatable {
+    public var data: [Benchmark]
+
+    public init(
+        data: [Benchmark]
+    ) {
+        self.data = data
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case data
+    }
+}
+
+public struct RegisterBenchmarkRequest: Codable, Equatable {
+    public var benchmarkId: String
+    public var datasetId: String
+    public var scoringFunctions: [String]
+    public var providerBenchmarkId: String?
+    public var providerId: String?
+    public var metadata: [String: JSONValue]?
+
+    public init(
+        benchmarkId: String,
+        datasetId: String,
+        scoringFunctions: [String],
+        providerBenchmarkId: String? = nil,
+        providerId: String? = nil,
+        metadata: [String: JSONValue]? = nil
+    ) {
+        self.benchmarkId = benchmarkId
+        self.datasetId = datasetId
+        self.scoringFunctions = scoringFunctions
+        self.providerBenchmarkId = providerBenchmarkId
+        self.providerId = providerId
+        self.metadata = metadata
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case benchmarkId = "benchmark_id"
+        case datasetId = "dataset_id"
+        case scoringFunctions = "scoring_functions"
+        case providerBenchmarkId = "provider_benchmark_id"
+        case providerId = "provider_id"
+        case metadata
+    }
+}
+
+public struct GreedySamplingStrategy: Codable, Equatable {
+    public var type: String?
+
+    public init(
+        type: String? = "greedy"
+    ) {
+        self.type = type
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case type
+    }
+}
+
+public struct TopPSamplingStrategy: Codable, Equatable {
+    public var type: String?
+    public var temperature: Double
+    public var topP: Double?
+
+    public init(
+        type: String? = "top_p",
+        temperature: Double,
+        topP: Double? = nil
+    ) {
+        self.type = type
+        self.temperature = temperature
+        self.topP = topP
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case type
+        case temperature
+        case topP = "top_p"
+    }
+}
+
+public struct TopKSamplingStrategy: Codable, Equatable {
+    public var type: String?
+    public var topK: Int
+
+    public init(
+        type: String? = "top_k",
+        topK: Int
+    ) {
+        self.type = type
+        self.topK = topK
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case type
+        case topK = "top_k"
+    }
+}
+
+public indirect enum SamplingStrategy: Codable, Equatable {
+    case greedySamplingStrategy(GreedySamplingStrategy)
+    case topPSamplingStrategy(TopPSamplingStrategy)
+    case topKSamplingStrategy(TopKSamplingStrategy)
+
+    public init(from decoder: Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        if let value = try? container.decode(GreedySamplingStrategy.self) {
+            self = .greedySamplingStrategy(value)
+            return
+        }
+        if let value = try? container.decode(TopPSamplingStrategy.self) {
+            self = .topPSamplingStrategy(value)
+            return
+        }
+        if let value = try? container.decode(TopKSamplingStrategy.self) {
+            self = .topKSamplingStrategy(value)
+            return
+        }
+        throw DecodingError.dataCorruptedError(
+            in: container, debugDescription: "no variant of SamplingStrategy fits"
+        )
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var container = encoder.singleValueContainer()
+        switch self {
+        case .greedySamplingStrategy(let value):
+            try container.encode(value)
+        case .topPSamplingStrategy(let value):
+            try container.encode(value)
+        case .topKSamplingStrategy(let value):
+            try container.encode(value)
+        }
+    }
+}
+
+public struct SamplingParams: Codable, Equatable {
+    public var strategy: SamplingStrategy?
+    public var maxTokens: Int?
+    public var repetitionPenalty: Double?
+    public var stop: [String]?
+
+    public init(
+        strategy: SamplingStrategy? = nil,
+        maxTokens: Int? = nil,
+        repetitionPenalty: Double? = nil,
+        stop: [String]? = nil
+    ) {
+        self.strategy = strategy
+        self.maxTokens = maxTokens
+        self.repetitionPenalty = repetitionPenalty
+        self.stop = stop
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case strategy
+        case maxTokens = "max_tokens"
+        case repetitionPenalty = "repetition_penalty"
+        case stop
+    }
+}
+
+public struct ModelCandidate: Codable, Equatable {
+    public var type: String?
+    public var model: String
+    public var samplingParams: SamplingParams
+    public var systemMessage: SystemMessage?
+
+    public init(
+        type: String? = "model",
+        model: String,
+        samplingParams: SamplingParams,
+        systemMessage: SystemMessage? = nil
+    ) {
+        self.type = type
+        self.model = model
+        self.samplingParams = samplingParams
+        self.systemMessage = systemMessage
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case type
+        case model
+        case samplingParams = "sampling_params"
+        case systemMessage = "system_message"
+    }
+}
+
+/// PocketStack's addition (Llama Stack 0.6 had it): an agent, run through the Responses engine with its tools, answers each row.
+public struct AgentCandidate: Codable, Equatable {
+    public var type: String?
+    public var config: AgentConfig
+
+    public init(
+        type: String? = "agent",
+        config: AgentConfig
+    ) {
+        self.type = type
+        self.config = config
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case type
+        case config
+    }
+}
+
+public indirect enum EvalCandidate: Codable, Equatable {
+    case modelCandidate(ModelCandidate)
+    case agentCandidate(AgentCandidate)
+
+    public init(from decoder: Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        if let value = try? container.decode(ModelCandidate.self) {
+            self = .modelCandidate(value)
+            return
+        }
+        if let value = try? container.decode(AgentCandidate.self) {
+            self = .agentCandidate(value)
+            return
+        }
+        throw DecodingError.dataCorruptedError(
+            in: container, debugDescription: "no variant of EvalCandidate fits"
+        )
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var container = encoder.singleValueContainer()
+        switch self {
+        case .modelCandidate(let value):
+            try container.encode(value)
+        case .agentCandidate(let value):
+            try container.encode(value)
+        }
+    }
+}
+
+public struct BenchmarkConfig: Codable, Equatable {
+    public var evalCandidate: EvalCandidate
+    public var scoringParams: [String: JSONValue]?
+    public var numExamples: Int?
+
+    public init(
+        evalCandidate: EvalCandidate,
+        scoringParams: [String: JSONValue]? = nil,
+        numExamples: Int? = nil
+    ) {
+        self.evalCandidate = evalCandidate
+        self.scoringParams = scoringParams
+        self.numExamples = numExamples
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case evalCandidate = "eval_candidate"
+        case scoringParams = "scoring_params"
+        case numExamples = "num_examples"
+    }
+}
+
+public struct RunEvalBody: Codable, Equatable {
+    public var benchmarkConfig: BenchmarkConfig
+    public var background: Bool?
+
+    public init(
+        benchmarkConfig: BenchmarkConfig,
+        background: Bool? = nil
+    ) {
+        self.benchmarkConfig = benchmarkConfig
+        self.background = background
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case benchmarkConfig = "benchmark_config"
+        case background
+    }
+}
+
+public struct EvaluateRowsBody: Codable, Equatable {
+    public var inputRows: [[String: JSONValue]]
+    public var scoringFunctions: [String]
+    public var benchmarkConfig: BenchmarkConfig
+
+    public init(
+        inputRows: [[String: JSONValue]],
+        scoringFunctions: [String],
+        benchmarkConfig: BenchmarkConfig
+    ) {
+        self.inputRows = inputRows
+        self.scoringFunctions = scoringFunctions
+        self.benchmarkConfig = benchmarkConfig
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case inputRows = "input_rows"
+        case scoringFunctions = "scoring_functions"
+        case benchmarkConfig = "benchmark_config"
+    }
+}
+
+public struct JobStatus: RawRepresentable, Codable, Hashable {
+    public let rawValue: String
+
+    public init(rawValue: String) {
+        self.rawValue = rawValue
+    }
+
+    public init(from decoder: Decoder) throws {
+        rawValue = try decoder.singleValueContainer().decode(String.self)
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(rawValue)
+    }
+
+    public static let completed = JobStatus(rawValue: "completed")
+    public static let inProgress = JobStatus(rawValue: "in_progress")
+    public static let failed = JobStatus(rawValue: "failed")
+    public static let scheduled = JobStatus(rawValue: "scheduled")
+    public static let cancelled = JobStatus(rawValue: "cancelled")
+}
+
+public struct Job: Codable, Equatable {
+    public var jobId: String
+    public var status: JobStatus
+    public var rowsDone: Int?
+    public var rowsTotal: Int?
+    public var resultsDatasetId: String?
+    public var error: String?
+
+    public init(
+        jobId: String,
+        status: JobStatus,
+        rowsDone: Int? = nil,
+        rowsTotal: Int? = nil,
+        resultsDatasetId: String? = nil,
+        error: String? = nil
+    ) {
+        self.jobId = jobId
+        self.status = status
+        self.rowsDone = rowsDone
+        self.rowsTotal = rowsTotal
+        self.resultsDatasetId = resultsDatasetId
+        self.error = error
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case jobId = "job_id"
+        case status
+        case rowsDone = "rows_done"
+        case rowsTotal = "rows_total"
+        case resultsDatasetId = "results_dataset_id"
+        case error
+    }
+}
+
+public struct EvaluateResponse: Codable, Equatable {
+    public var generations: [[String: JSONValue]]
+    public var scores: [String: JSONValue]
+
+    public init(
+        generations: [[String: JSONValue]],
+        scores: [String: JSONValue]
+    ) {
+        self.generations = generations
+        self.scores = scores
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case generations
+        case scores
+    }
+}
+
 public struct ListShieldsResponse: Codable, Equatable {
     public var data: [Shield]
 

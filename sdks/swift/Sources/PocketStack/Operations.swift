@@ -311,6 +311,100 @@ extension PocketStackClient {
         _ = try await send(request)
     }
 
+    /// List the scoring functions (the providers' built-in ones and those registered).
+    public func listScoringFunctions() async throws -> ListScoringFunctionsResponse {
+        let request = try makeRequest("GET", "/v1/scoring-functions", query: [], body: nil)
+        return try decode(ListScoringFunctionsResponse.self, try await send(request))
+    }
+
+    /// Register a scoring function: a provider's function (e.g. llm-as-judge::base) under a new id with its own params.
+    @available(*, deprecated, message: "POST /v1/scoring-functions is deprecated")
+    public func registerScoringFunction(_ body: RegisterScoringFunctionRequest) async throws {
+        let request = try makeRequest("POST", "/v1/scoring-functions", query: [], body: try encode(body))
+        _ = try await send(request)
+    }
+
+    /// Get a scoring function.
+    public func getScoringFunction(scoringFnId: String) async throws -> ScoringFn {
+        let request = try makeRequest("GET", "/v1/scoring-functions/\(segment(scoringFnId))", query: [], body: nil)
+        return try decode(ScoringFn.self, try await send(request))
+    }
+
+    /// Unregister a scoring function registered through the API or the run config.
+    @available(*, deprecated, message: "DELETE /v1/scoring-functions/{scoring_fn_id} is deprecated")
+    public func unregisterScoringFunction(scoringFnId: String) async throws {
+        let request = try makeRequest("DELETE", "/v1/scoring-functions/\(segment(scoringFnId))", query: [], body: nil)
+        _ = try await send(request)
+    }
+
+    /// Score rows with scoring functions: a score per row and the aggregates, per function.
+    public func score(_ body: ScoreRequest) async throws -> ScoreResponse {
+        let request = try makeRequest("POST", "/v1/scoring/score", query: [], body: try encode(body))
+        return try decode(ScoreResponse.self, try await send(request))
+    }
+
+    /// Score every row of a dataset; `save_results_dataset` writes the scored rows to a new dataset.
+    public func scoreBatch(_ body: ScoreBatchRequest) async throws -> ScoreBatchResponse {
+        let request = try makeRequest("POST", "/v1/scoring/score-batch", query: [], body: try encode(body))
+        return try decode(ScoreBatchResponse.self, try await send(request))
+    }
+
+    /// List the registered benchmarks.
+    public func listBenchmarks() async throws -> ListBenchmarksResponse {
+        let request = try makeRequest("GET", "/v1alpha/eval/benchmarks", query: [], body: nil)
+        return try decode(ListBenchmarksResponse.self, try await send(request))
+    }
+
+    /// Register a benchmark: a dataset and the scoring functions that judge a candidate's answers to it.
+    @available(*, deprecated, message: "POST /v1alpha/eval/benchmarks is deprecated")
+    public func registerBenchmark(_ body: RegisterBenchmarkRequest) async throws {
+        let request = try makeRequest("POST", "/v1alpha/eval/benchmarks", query: [], body: try encode(body))
+        _ = try await send(request)
+    }
+
+    /// Get a benchmark.
+    public func getBenchmark(benchmarkId: String) async throws -> Benchmark {
+        let request = try makeRequest("GET", "/v1alpha/eval/benchmarks/\(segment(benchmarkId))", query: [], body: nil)
+        return try decode(Benchmark.self, try await send(request))
+    }
+
+    /// Unregister a benchmark (its jobs' results datasets stay).
+    @available(*, deprecated, message: "DELETE /v1alpha/eval/benchmarks/{benchmark_id} is deprecated")
+    public func unregisterBenchmark(benchmarkId: String) async throws {
+        let request = try makeRequest("DELETE", "/v1alpha/eval/benchmarks/\(segment(benchmarkId))", query: [], body: nil)
+        _ = try await send(request)
+    }
+
+    /// Generate the candidate's answers to the rows given and score them, synchronously.
+    public func evaluateRows(benchmarkId: String, _ body: EvaluateRowsBody) async throws -> EvaluateResponse {
+        let request = try makeRequest("POST", "/v1alpha/eval/benchmarks/\(segment(benchmarkId))/evaluations", query: [], body: try encode(body))
+        return try decode(EvaluateResponse.self, try await send(request))
+    }
+
+    /// Run the benchmark on a candidate. As Llama Stack, the job has run when this answers (status completed or failed); with `background: true` it answers at once and runs in the background.
+    public func runEval(benchmarkId: String, _ body: RunEvalBody) async throws -> Job {
+        let request = try makeRequest("POST", "/v1alpha/eval/benchmarks/\(segment(benchmarkId))/jobs", query: [], body: try encode(body))
+        return try decode(Job.self, try await send(request))
+    }
+
+    /// A job's status and progress.
+    public func jobStatus(benchmarkId: String, jobId: String) async throws -> Job {
+        let request = try makeRequest("GET", "/v1alpha/eval/benchmarks/\(segment(benchmarkId))/jobs/\(segment(jobId))", query: [], body: nil)
+        return try decode(Job.self, try await send(request))
+    }
+
+    /// Cancel a job; a running one stops after the rows in flight (what it finished stays in its dataset).
+    public func jobCancel(benchmarkId: String, jobId: String) async throws {
+        let request = try makeRequest("DELETE", "/v1alpha/eval/benchmarks/\(segment(benchmarkId))/jobs/\(segment(jobId))", query: [], body: nil)
+        _ = try await send(request)
+    }
+
+    /// A completed job's generations and scores (a 400 while it has not completed).
+    public func jobResult(benchmarkId: String, jobId: String) async throws -> EvaluateResponse {
+        let request = try makeRequest("GET", "/v1alpha/eval/benchmarks/\(segment(benchmarkId))/jobs/\(segment(jobId))/result", query: [], body: nil)
+        return try decode(EvaluateResponse.self, try await send(request))
+    }
+
     /// Run a shield over messages: a violation, or none.
     public func runShield(_ body: RunShieldRequest) async throws -> RunShieldResponse {
         let request = try makeRequest("POST", "/v1/safety/run-shield", query: [], body: try encode(body))

@@ -209,6 +209,75 @@ class PocketStackClient(baseUrl: String, apiKey: String? = null, timeoutMillis: 
         json("POST", "/v1beta/datasetio/append-rows/${segment(datasetId, greedy = true)}", listOf(), body.toJson())
     }
 
+    /** List the scoring functions (the providers' built-in ones and those registered). */
+    fun listScoringFunctions(): ListScoringFunctionsResponse =
+        ListScoringFunctionsResponse.fromJson(json("GET", "/v1/scoring-functions", listOf(), null) ?: JsonNull)
+
+    /** Register a scoring function: a provider's function (e.g. llm-as-judge::base) under a new id with its own params. */
+    @Deprecated("POST /v1/scoring-functions is deprecated")
+    fun registerScoringFunction(body: RegisterScoringFunctionRequest) {
+        json("POST", "/v1/scoring-functions", listOf(), body.toJson())
+    }
+
+    /** Get a scoring function. */
+    fun getScoringFunction(scoringFnId: String): ScoringFn =
+        ScoringFn.fromJson(json("GET", "/v1/scoring-functions/${segment(scoringFnId, greedy = true)}", listOf(), null) ?: JsonNull)
+
+    /** Unregister a scoring function registered through the API or the run config. */
+    @Deprecated("DELETE /v1/scoring-functions/{scoring_fn_id} is deprecated")
+    fun unregisterScoringFunction(scoringFnId: String) {
+        json("DELETE", "/v1/scoring-functions/${segment(scoringFnId, greedy = true)}", listOf(), null)
+    }
+
+    /** Score rows with scoring functions: a score per row and the aggregates, per function. */
+    fun score(body: ScoreRequest): ScoreResponse =
+        ScoreResponse.fromJson(json("POST", "/v1/scoring/score", listOf(), body.toJson()) ?: JsonNull)
+
+    /** Score every row of a dataset; `save_results_dataset` writes the scored rows to a new dataset. */
+    fun scoreBatch(body: ScoreBatchRequest): ScoreBatchResponse =
+        ScoreBatchResponse.fromJson(json("POST", "/v1/scoring/score-batch", listOf(), body.toJson()) ?: JsonNull)
+
+    /** List the registered benchmarks. */
+    fun listBenchmarks(): ListBenchmarksResponse =
+        ListBenchmarksResponse.fromJson(json("GET", "/v1alpha/eval/benchmarks", listOf(), null) ?: JsonNull)
+
+    /** Register a benchmark: a dataset and the scoring functions that judge a candidate's answers to it. */
+    @Deprecated("POST /v1alpha/eval/benchmarks is deprecated")
+    fun registerBenchmark(body: RegisterBenchmarkRequest) {
+        json("POST", "/v1alpha/eval/benchmarks", listOf(), body.toJson())
+    }
+
+    /** Get a benchmark. */
+    fun getBenchmark(benchmarkId: String): Benchmark =
+        Benchmark.fromJson(json("GET", "/v1alpha/eval/benchmarks/${segment(benchmarkId)}", listOf(), null) ?: JsonNull)
+
+    /** Unregister a benchmark (its jobs' results datasets stay). */
+    @Deprecated("DELETE /v1alpha/eval/benchmarks/{benchmark_id} is deprecated")
+    fun unregisterBenchmark(benchmarkId: String) {
+        json("DELETE", "/v1alpha/eval/benchmarks/${segment(benchmarkId)}", listOf(), null)
+    }
+
+    /** Generate the candidate's answers to the rows given and score them, synchronously. */
+    fun evaluateRows(benchmarkId: String, body: EvaluateRowsBody): EvaluateResponse =
+        EvaluateResponse.fromJson(json("POST", "/v1alpha/eval/benchmarks/${segment(benchmarkId)}/evaluations", listOf(), body.toJson()) ?: JsonNull)
+
+    /** Run the benchmark on a candidate. As Llama Stack, the job has run when this answers (status completed or failed); with `background: true` it answers at once and runs in the background. */
+    fun runEval(benchmarkId: String, body: RunEvalBody): Job =
+        Job.fromJson(json("POST", "/v1alpha/eval/benchmarks/${segment(benchmarkId)}/jobs", listOf(), body.toJson()) ?: JsonNull)
+
+    /** A job's status and progress. */
+    fun jobStatus(benchmarkId: String, jobId: String): Job =
+        Job.fromJson(json("GET", "/v1alpha/eval/benchmarks/${segment(benchmarkId)}/jobs/${segment(jobId)}", listOf(), null) ?: JsonNull)
+
+    /** Cancel a job; a running one stops after the rows in flight (what it finished stays in its dataset). */
+    fun jobCancel(benchmarkId: String, jobId: String) {
+        json("DELETE", "/v1alpha/eval/benchmarks/${segment(benchmarkId)}/jobs/${segment(jobId)}", listOf(), null)
+    }
+
+    /** A completed job's generations and scores (a 400 while it has not completed). */
+    fun jobResult(benchmarkId: String, jobId: String): EvaluateResponse =
+        EvaluateResponse.fromJson(json("GET", "/v1alpha/eval/benchmarks/${segment(benchmarkId)}/jobs/${segment(jobId)}/result", listOf(), null) ?: JsonNull)
+
     /** Run a shield over messages: a violation, or none. */
     fun runShield(body: RunShieldRequest): RunShieldResponse =
         RunShieldResponse.fromJson(json("POST", "/v1/safety/run-shield", listOf(), body.toJson()) ?: JsonNull)

@@ -6512,6 +6512,919 @@ data class AppendRowsBody(
     }
 }
 
+/** A value's type, as Llama Stack names them (its nine `*Type` schemas, each only this `type`). */
+data class ParamType(
+    val type: String,
+    val additional: Map<String, JsonValue> = emptyMap(),
+) {
+    fun toJson(): JsonValue {
+        val fields = LinkedHashMap<String, JsonValue>()
+        fields["type"] = type.toJson()
+        fields.putAll(additional)
+        return JsonObject(fields)
+    }
+
+    companion object {
+        private val KNOWN = setOf<String>("type")
+
+        fun fromJson(json: JsonValue): ParamType {
+            val obj = json.asObject()
+            return ParamType(
+                type = obj.required("type").asString(),
+                additional = obj.fields.filterKeys { it !in KNOWN },
+            )
+        }
+    }
+}
+
+@JvmInline
+value class AggregationFunctionType(val value: String) {
+    fun toJson(): JsonValue = JsonString(value)
+
+    override fun toString(): String = value
+
+    companion object {
+        val AVERAGE = AggregationFunctionType("average")
+        val WEIGHTED_AVERAGE = AggregationFunctionType("weighted_average")
+        val MEDIAN = AggregationFunctionType("median")
+        val CATEGORICAL_COUNT = AggregationFunctionType("categorical_count")
+        val ACCURACY = AggregationFunctionType("accuracy")
+        val KNOWN = listOf(AVERAGE, WEIGHTED_AVERAGE, MEDIAN, CATEGORICAL_COUNT, ACCURACY)
+
+        fun fromJson(json: JsonValue): AggregationFunctionType = AggregationFunctionType(json.asString())
+    }
+}
+
+data class LLMAsJudgeScoringFnParams(
+    val type: String = "llm_as_judge",
+    val judgeModel: String,
+    val promptTemplate: String? = null,
+    val judgeScoreRegexes: List<String>? = null,
+    val aggregationFunctions: List<AggregationFunctionType>? = null,
+    val additional: Map<String, JsonValue> = emptyMap(),
+) : ScoringFnParams {
+    override fun toJson(): JsonValue {
+        val fields = LinkedHashMap<String, JsonValue>()
+        fields["type"] = type.toJson()
+        fields["judge_model"] = judgeModel.toJson()
+        promptTemplate?.let { fields["prompt_template"] = it.toJson() }
+        judgeScoreRegexes?.let { fields["judge_score_regexes"] = it.toJson { item -> item.toJson() } }
+        aggregationFunctions?.let { fields["aggregation_functions"] = it.toJson { item -> item.toJson() } }
+        fields.putAll(additional)
+        return JsonObject(fields)
+    }
+
+    companion object {
+        private val KNOWN = setOf<String>("type", "judge_model", "prompt_template", "judge_score_regexes", "aggregation_functions")
+
+        fun fromJson(json: JsonValue): LLMAsJudgeScoringFnParams {
+            val obj = json.asObject()
+            if (obj.optional("type")?.asString().let { it != null && it != "llm_as_judge" }) {
+                throw JsonException("LLMAsJudgeScoringFnParams: type is not llm_as_judge")
+            }
+            return LLMAsJudgeScoringFnParams(
+                judgeModel = obj.required("judge_model").asString(),
+                promptTemplate = obj.optional("prompt_template")?.let { it.asString() },
+                judgeScoreRegexes = obj.optional("judge_score_regexes")?.let { it.asList().map { item -> item.asString() } },
+                aggregationFunctions = obj.optional("aggregation_functions")?.let { it.asList().map { item -> AggregationFunctionType.fromJson(item) } },
+                additional = obj.fields.filterKeys { it !in KNOWN },
+            )
+        }
+    }
+}
+
+data class RegexParserScoringFnParams(
+    val type: String = "regex_parser",
+    val parsingRegexes: List<String>? = null,
+    val aggregationFunctions: List<AggregationFunctionType>? = null,
+    val additional: Map<String, JsonValue> = emptyMap(),
+) : ScoringFnParams {
+    override fun toJson(): JsonValue {
+        val fields = LinkedHashMap<String, JsonValue>()
+        fields["type"] = type.toJson()
+        parsingRegexes?.let { fields["parsing_regexes"] = it.toJson { item -> item.toJson() } }
+        aggregationFunctions?.let { fields["aggregation_functions"] = it.toJson { item -> item.toJson() } }
+        fields.putAll(additional)
+        return JsonObject(fields)
+    }
+
+    companion object {
+        private val KNOWN = setOf<String>("type", "parsing_regexes", "aggregation_functions")
+
+        fun fromJson(json: JsonValue): RegexParserScoringFnParams {
+            val obj = json.asObject()
+            if (obj.optional("type")?.asString().let { it != null && it != "regex_parser" }) {
+                throw JsonException("RegexParserScoringFnParams: type is not regex_parser")
+            }
+            return RegexParserScoringFnParams(
+                parsingRegexes = obj.optional("parsing_regexes")?.let { it.asList().map { item -> item.asString() } },
+                aggregationFunctions = obj.optional("aggregation_functions")?.let { it.asList().map { item -> AggregationFunctionType.fromJson(item) } },
+                additional = obj.fields.filterKeys { it !in KNOWN },
+            )
+        }
+    }
+}
+
+data class BasicScoringFnParams(
+    val type: String = "basic",
+    val aggregationFunctions: List<AggregationFunctionType>? = null,
+    val additional: Map<String, JsonValue> = emptyMap(),
+) : ScoringFnParams {
+    override fun toJson(): JsonValue {
+        val fields = LinkedHashMap<String, JsonValue>()
+        fields["type"] = type.toJson()
+        aggregationFunctions?.let { fields["aggregation_functions"] = it.toJson { item -> item.toJson() } }
+        fields.putAll(additional)
+        return JsonObject(fields)
+    }
+
+    companion object {
+        private val KNOWN = setOf<String>("type", "aggregation_functions")
+
+        fun fromJson(json: JsonValue): BasicScoringFnParams {
+            val obj = json.asObject()
+            if (obj.optional("type")?.asString().let { it != null && it != "basic" }) {
+                throw JsonException("BasicScoringFnParams: type is not basic")
+            }
+            return BasicScoringFnParams(
+                aggregationFunctions = obj.optional("aggregation_functions")?.let { it.asList().map { item -> AggregationFunctionType.fromJson(item) } },
+                additional = obj.fields.filterKeys { it !in KNOWN },
+            )
+        }
+    }
+}
+
+sealed interface ScoringFnParams {
+    fun toJson(): JsonValue
+
+    companion object {
+        fun fromJson(json: JsonValue): ScoringFnParams {
+            val failures = mutableListOf<String>()
+            try { return LLMAsJudgeScoringFnParams.fromJson(json) } catch (e: RuntimeException) { failures.add(e.message ?: "") }
+            try { return RegexParserScoringFnParams.fromJson(json) } catch (e: RuntimeException) { failures.add(e.message ?: "") }
+            try { return BasicScoringFnParams.fromJson(json) } catch (e: RuntimeException) { failures.add(e.message ?: "") }
+            throw JsonException("no variant of ScoringFnParams fits: " + failures.joinToString("; "))
+        }
+    }
+}
+
+data class ScoringFn(
+    val identifier: String,
+    val providerId: String,
+    val providerResourceId: String,
+    val type: String = "scoring_function",
+    val description: String? = null,
+    val metadata: Map<String, JsonValue>,
+    val returnType: ParamType,
+    val params: ScoringFnParams? = null,
+    val additional: Map<String, JsonValue> = emptyMap(),
+) {
+    fun toJson(): JsonValue {
+        val fields = LinkedHashMap<String, JsonValue>()
+        fields["identifier"] = identifier.toJson()
+        fields["provider_id"] = providerId.toJson()
+        fields["provider_resource_id"] = providerResourceId.toJson()
+        fields["type"] = type.toJson()
+        description?.let { fields["description"] = it.toJson() }
+        fields["metadata"] = metadata.toJson()
+        fields["return_type"] = returnType.toJson()
+        params?.let { fields["params"] = it.toJson() }
+        fields.putAll(additional)
+        return JsonObject(fields)
+    }
+
+    companion object {
+        private val KNOWN = setOf<String>("identifier", "provider_id", "provider_resource_id", "type", "description", "metadata", "return_type", "params")
+
+        fun fromJson(json: JsonValue): ScoringFn {
+            val obj = json.asObject()
+            if (obj.optional("type")?.asString().let { it != null && it != "scoring_function" }) {
+                throw JsonException("ScoringFn: type is not scoring_function")
+            }
+            return ScoringFn(
+                identifier = obj.required("identifier").asString(),
+                providerId = obj.required("provider_id").asString(),
+                providerResourceId = obj.required("provider_resource_id").asString(),
+                description = obj.optional("description")?.let { it.asString() },
+                metadata = obj.required("metadata").asMap(),
+                returnType = ParamType.fromJson(obj.required("return_type")),
+                params = obj.optional("params")?.let { ScoringFnParams.fromJson(it) },
+                additional = obj.fields.filterKeys { it !in KNOWN },
+            )
+        }
+    }
+}
+
+data class ListScoringFunctionsResponse(
+    val data: List<ScoringFn>,
+    val additional: Map<String, JsonValue> = emptyMap(),
+) {
+    fun toJson(): JsonValue {
+        val fields = LinkedHashMap<String, JsonValue>()
+        fields["data"] = data.toJson { item -> item.toJson() }
+        fields.putAll(additional)
+        return JsonObject(fields)
+    }
+
+    companion object {
+        private val KNOWN = setOf<String>("data")
+
+        fun fromJson(json: JsonValue): ListScoringFunctionsResponse {
+            val obj = json.asObject()
+            return ListScoringFunctionsResponse(
+                data = obj.required("data").asList().map { item -> ScoringFn.fromJson(item) },
+                additional = obj.fields.filterKeys { it !in KNOWN },
+            )
+        }
+    }
+}
+
+data class RegisterScoringFunctionRequest(
+    val scoringFnId: String,
+    val description: String,
+    val returnType: ParamType,
+    val providerScoringFnId: String? = null,
+    val providerId: String? = null,
+    val params: ScoringFnParams? = null,
+    val additional: Map<String, JsonValue> = emptyMap(),
+) {
+    fun toJson(): JsonValue {
+        val fields = LinkedHashMap<String, JsonValue>()
+        fields["scoring_fn_id"] = scoringFnId.toJson()
+        fields["description"] = description.toJson()
+        fields["return_type"] = returnType.toJson()
+        providerScoringFnId?.let { fields["provider_scoring_fn_id"] = it.toJson() }
+        providerId?.let { fields["provider_id"] = it.toJson() }
+        params?.let { fields["params"] = it.toJson() }
+        fields.putAll(additional)
+        return JsonObject(fields)
+    }
+
+    companion object {
+        private val KNOWN = setOf<String>("scoring_fn_id", "description", "return_type", "provider_scoring_fn_id", "provider_id", "params")
+
+        fun fromJson(json: JsonValue): RegisterScoringFunctionRequest {
+            val obj = json.asObject()
+            return RegisterScoringFunctionRequest(
+                scoringFnId = obj.required("scoring_fn_id").asString(),
+                description = obj.required("description").asString(),
+                returnType = ParamType.fromJson(obj.required("return_type")),
+                providerScoringFnId = obj.optional("provider_scoring_fn_id")?.let { it.asString() },
+                providerId = obj.optional("provider_id")?.let { it.asString() },
+                params = obj.optional("params")?.let { ScoringFnParams.fromJson(it) },
+                additional = obj.fields.filterKeys { it !in KNOWN },
+            )
+        }
+    }
+}
+
+/** Scoring function id → its params for this call (null or absent keeps the registered ones). */
+data class ScoringFunctionsParams(
+    val additional: Map<String, JsonValue> = emptyMap(),
+) {
+    fun toJson(): JsonValue {
+        val fields = LinkedHashMap<String, JsonValue>()
+        fields.putAll(additional)
+        return JsonObject(fields)
+    }
+
+    companion object {
+        private val KNOWN = setOf<String>()
+
+        fun fromJson(json: JsonValue): ScoringFunctionsParams {
+            val obj = json.asObject()
+            return ScoringFunctionsParams(
+                additional = obj.fields.filterKeys { it !in KNOWN },
+            )
+        }
+    }
+}
+
+data class ScoreRequest(
+    val inputRows: List<Map<String, JsonValue>>,
+    val scoringFunctions: ScoringFunctionsParams,
+    val additional: Map<String, JsonValue> = emptyMap(),
+) {
+    fun toJson(): JsonValue {
+        val fields = LinkedHashMap<String, JsonValue>()
+        fields["input_rows"] = inputRows.toJson { item -> item.toJson() }
+        fields["scoring_functions"] = scoringFunctions.toJson()
+        fields.putAll(additional)
+        return JsonObject(fields)
+    }
+
+    companion object {
+        private val KNOWN = setOf<String>("input_rows", "scoring_functions")
+
+        fun fromJson(json: JsonValue): ScoreRequest {
+            val obj = json.asObject()
+            return ScoreRequest(
+                inputRows = obj.required("input_rows").asList().map { item -> item.asMap() },
+                scoringFunctions = ScoringFunctionsParams.fromJson(obj.required("scoring_functions")),
+                additional = obj.fields.filterKeys { it !in KNOWN },
+            )
+        }
+    }
+}
+
+data class ScoringResult(
+    val scoreRows: List<Map<String, JsonValue>>,
+    val aggregatedResults: Map<String, JsonValue>,
+    val additional: Map<String, JsonValue> = emptyMap(),
+) {
+    fun toJson(): JsonValue {
+        val fields = LinkedHashMap<String, JsonValue>()
+        fields["score_rows"] = scoreRows.toJson { item -> item.toJson() }
+        fields["aggregated_results"] = aggregatedResults.toJson()
+        fields.putAll(additional)
+        return JsonObject(fields)
+    }
+
+    companion object {
+        private val KNOWN = setOf<String>("score_rows", "aggregated_results")
+
+        fun fromJson(json: JsonValue): ScoringResult {
+            val obj = json.asObject()
+            return ScoringResult(
+                scoreRows = obj.required("score_rows").asList().map { item -> item.asMap() },
+                aggregatedResults = obj.required("aggregated_results").asMap(),
+                additional = obj.fields.filterKeys { it !in KNOWN },
+            )
+        }
+    }
+}
+
+data class ScoreResponse(
+    val results: Map<String, JsonValue>,
+    val additional: Map<String, JsonValue> = emptyMap(),
+) {
+    fun toJson(): JsonValue {
+        val fields = LinkedHashMap<String, JsonValue>()
+        fields["results"] = results.toJson()
+        fields.putAll(additional)
+        return JsonObject(fields)
+    }
+
+    companion object {
+        private val KNOWN = setOf<String>("results")
+
+        fun fromJson(json: JsonValue): ScoreResponse {
+            val obj = json.asObject()
+            return ScoreResponse(
+                results = obj.required("results").asMap(),
+                additional = obj.fields.filterKeys { it !in KNOWN },
+            )
+        }
+    }
+}
+
+data class ScoreBatchRequest(
+    val datasetId: String,
+    val scoringFunctions: ScoringFunctionsParams,
+    val saveResultsDataset: Boolean? = null,
+    val additional: Map<String, JsonValue> = emptyMap(),
+) {
+    fun toJson(): JsonValue {
+        val fields = LinkedHashMap<String, JsonValue>()
+        fields["dataset_id"] = datasetId.toJson()
+        fields["scoring_functions"] = scoringFunctions.toJson()
+        saveResultsDataset?.let { fields["save_results_dataset"] = it.toJson() }
+        fields.putAll(additional)
+        return JsonObject(fields)
+    }
+
+    companion object {
+        private val KNOWN = setOf<String>("dataset_id", "scoring_functions", "save_results_dataset")
+
+        fun fromJson(json: JsonValue): ScoreBatchRequest {
+            val obj = json.asObject()
+            return ScoreBatchRequest(
+                datasetId = obj.required("dataset_id").asString(),
+                scoringFunctions = ScoringFunctionsParams.fromJson(obj.required("scoring_functions")),
+                saveResultsDataset = obj.optional("save_results_dataset")?.let { it.asBoolean() },
+                additional = obj.fields.filterKeys { it !in KNOWN },
+            )
+        }
+    }
+}
+
+data class ScoreBatchResponse(
+    val datasetId: String? = null,
+    val results: Map<String, JsonValue>,
+    val additional: Map<String, JsonValue> = emptyMap(),
+) {
+    fun toJson(): JsonValue {
+        val fields = LinkedHashMap<String, JsonValue>()
+        datasetId?.let { fields["dataset_id"] = it.toJson() }
+        fields["results"] = results.toJson()
+        fields.putAll(additional)
+        return JsonObject(fields)
+    }
+
+    companion object {
+        private val KNOWN = setOf<String>("dataset_id", "results")
+
+        fun fromJson(json: JsonValue): ScoreBatchResponse {
+            val obj = json.asObject()
+            return ScoreBatchResponse(
+                datasetId = obj.optional("dataset_id")?.let { it.asString() },
+                results = obj.required("results").asMap(),
+                additional = obj.fields.filterKeys { it !in KNOWN },
+            )
+        }
+    }
+}
+
+data class Benchmark(
+    val identifier: String,
+    val providerId: String,
+    val providerResourceId: String,
+    val type: String = "benchmark",
+    val datasetId: String,
+    val scoringFunctions: List<String>,
+    val metadata: Map<String, JsonValue>,
+    val additional: Map<String, JsonValue> = emptyMap(),
+) {
+    fun toJson(): JsonValue {
+        val fields = LinkedHashMap<String, JsonValue>()
+        fields["identifier"] = identifier.toJson()
+        fields["provider_id"] = providerId.toJson()
+        fields["provider_resource_id"] = providerResourceId.toJson()
+        fields["type"] = type.toJson()
+        fields["dataset_id"] = datasetId.toJson()
+        fields["scoring_functions"] = scoringFunctions.toJson { item -> item.toJson() }
+        fields["metadata"] = metadata.toJson()
+        fields.putAll(additional)
+        return JsonObject(fields)
+    }
+
+    companion object {
+        private val KNOWN = setOf<String>("identifier", "provider_id", "provider_resource_id", "type", "dataset_id", "scoring_functions", "metadata")
+
+        fun fromJson(json: JsonValue): Benchmark {
+            val obj = json.asObject()
+            if (obj.optional("type")?.asString().let { it != null && it != "benchmark" }) {
+                throw JsonException("Benchmark: type is not benchmark")
+            }
+            return Benchmark(
+                identifier = obj.required("identifier").asString(),
+                providerId = obj.required("provider_id").asString(),
+                providerResourceId = obj.required("provider_resource_id").asString(),
+                datasetId = obj.required("dataset_id").asString(),
+                scoringFunctions = obj.required("scoring_functions").asList().map { item -> item.asString() },
+                metadata = obj.required("metadata").asMap(),
+                additional = obj.fields.filterKeys { it !in KNOWN },
+            )
+        }
+    }
+}
+
+data class ListBenchmarksResponse(
+    val data: List<Benchmark>,
+    val additional: Map<String, JsonValue> = emptyMap(),
+) {
+    fun toJson(): JsonValue {
+        val fields = LinkedHashMap<String, JsonValue>()
+        fields["data"] = data.toJson { item -> item.toJson() }
+        fields.putAll(additional)
+        return JsonObject(fields)
+    }
+
+    companion object {
+        private val KNOWN = setOf<String>("data")
+
+        fun fromJson(json: JsonValue): ListBenchmarksResponse {
+            val obj = json.asObject()
+            return ListBenchmarksResponse(
+                data = obj.required("data").asList().map { item -> Benchmark.fromJson(item) },
+                additional = obj.fields.filterKeys { it !in KNOWN },
+            )
+        }
+    }
+}
+
+data class RegisterBenchmarkRequest(
+    val benchmarkId: String,
+    val datasetId: String,
+    val scoringFunctions: List<String>,
+    val providerBenchmarkId: String? = null,
+    val providerId: String? = null,
+    val metadata: Map<String, JsonValue>? = null,
+    val additional: Map<String, JsonValue> = emptyMap(),
+) {
+    fun toJson(): JsonValue {
+        val fields = LinkedHashMap<String, JsonValue>()
+        fields["benchmark_id"] = benchmarkId.toJson()
+        fields["dataset_id"] = datasetId.toJson()
+        fields["scoring_functions"] = scoringFunctions.toJson { item -> item.toJson() }
+        providerBenchmarkId?.let { fields["provider_benchmark_id"] = it.toJson() }
+        providerId?.let { fields["provider_id"] = it.toJson() }
+        metadata?.let { fields["metadata"] = it.toJson() }
+        fields.putAll(additional)
+        return JsonObject(fields)
+    }
+
+    companion object {
+        private val KNOWN = setOf<String>("benchmark_id", "dataset_id", "scoring_functions", "provider_benchmark_id", "provider_id", "metadata")
+
+        fun fromJson(json: JsonValue): RegisterBenchmarkRequest {
+            val obj = json.asObject()
+            return RegisterBenchmarkRequest(
+                benchmarkId = obj.required("benchmark_id").asString(),
+                datasetId = obj.required("dataset_id").asString(),
+                scoringFunctions = obj.required("scoring_functions").asList().map { item -> item.asString() },
+                providerBenchmarkId = obj.optional("provider_benchmark_id")?.let { it.asString() },
+                providerId = obj.optional("provider_id")?.let { it.asString() },
+                metadata = obj.optional("metadata")?.let { it.asMap() },
+                additional = obj.fields.filterKeys { it !in KNOWN },
+            )
+        }
+    }
+}
+
+data class GreedySamplingStrategy(
+    val type: String = "greedy",
+    val additional: Map<String, JsonValue> = emptyMap(),
+) : SamplingStrategy {
+    override fun toJson(): JsonValue {
+        val fields = LinkedHashMap<String, JsonValue>()
+        fields["type"] = type.toJson()
+        fields.putAll(additional)
+        return JsonObject(fields)
+    }
+
+    companion object {
+        private val KNOWN = setOf<String>("type")
+
+        fun fromJson(json: JsonValue): GreedySamplingStrategy {
+            val obj = json.asObject()
+            if (obj.optional("type")?.asString().let { it != null && it != "greedy" }) {
+                throw JsonException("GreedySamplingStrategy: type is not greedy")
+            }
+            return GreedySamplingStrategy(
+                additional = obj.fields.filterKeys { it !in KNOWN },
+            )
+        }
+    }
+}
+
+data class TopPSamplingStrategy(
+    val type: String = "top_p",
+    val temperature: Double,
+    val topP: Double? = null,
+    val additional: Map<String, JsonValue> = emptyMap(),
+) : SamplingStrategy {
+    override fun toJson(): JsonValue {
+        val fields = LinkedHashMap<String, JsonValue>()
+        fields["type"] = type.toJson()
+        fields["temperature"] = temperature.toJson()
+        topP?.let { fields["top_p"] = it.toJson() }
+        fields.putAll(additional)
+        return JsonObject(fields)
+    }
+
+    companion object {
+        private val KNOWN = setOf<String>("type", "temperature", "top_p")
+
+        fun fromJson(json: JsonValue): TopPSamplingStrategy {
+            val obj = json.asObject()
+            if (obj.optional("type")?.asString().let { it != null && it != "top_p" }) {
+                throw JsonException("TopPSamplingStrategy: type is not top_p")
+            }
+            return TopPSamplingStrategy(
+                temperature = obj.required("temperature").asDouble(),
+                topP = obj.optional("top_p")?.let { it.asDouble() },
+                additional = obj.fields.filterKeys { it !in KNOWN },
+            )
+        }
+    }
+}
+
+data class TopKSamplingStrategy(
+    val type: String = "top_k",
+    val topK: Long,
+    val additional: Map<String, JsonValue> = emptyMap(),
+) : SamplingStrategy {
+    override fun toJson(): JsonValue {
+        val fields = LinkedHashMap<String, JsonValue>()
+        fields["type"] = type.toJson()
+        fields["top_k"] = topK.toJson()
+        fields.putAll(additional)
+        return JsonObject(fields)
+    }
+
+    companion object {
+        private val KNOWN = setOf<String>("type", "top_k")
+
+        fun fromJson(json: JsonValue): TopKSamplingStrategy {
+            val obj = json.asObject()
+            if (obj.optional("type")?.asString().let { it != null && it != "top_k" }) {
+                throw JsonException("TopKSamplingStrategy: type is not top_k")
+            }
+            return TopKSamplingStrategy(
+                topK = obj.required("top_k").asLong(),
+                additional = obj.fields.filterKeys { it !in KNOWN },
+            )
+        }
+    }
+}
+
+sealed interface SamplingStrategy {
+    fun toJson(): JsonValue
+
+    companion object {
+        fun fromJson(json: JsonValue): SamplingStrategy {
+            val failures = mutableListOf<String>()
+            try { return GreedySamplingStrategy.fromJson(json) } catch (e: RuntimeException) { failures.add(e.message ?: "") }
+            try { return TopPSamplingStrategy.fromJson(json) } catch (e: RuntimeException) { failures.add(e.message ?: "") }
+            try { return TopKSamplingStrategy.fromJson(json) } catch (e: RuntimeException) { failures.add(e.message ?: "") }
+            throw JsonException("no variant of SamplingStrategy fits: " + failures.joinToString("; "))
+        }
+    }
+}
+
+data class SamplingParams(
+    val strategy: SamplingStrategy? = null,
+    val maxTokens: Long? = null,
+    val repetitionPenalty: Double? = null,
+    val stop: List<String>? = null,
+    val additional: Map<String, JsonValue> = emptyMap(),
+) {
+    fun toJson(): JsonValue {
+        val fields = LinkedHashMap<String, JsonValue>()
+        strategy?.let { fields["strategy"] = it.toJson() }
+        maxTokens?.let { fields["max_tokens"] = it.toJson() }
+        repetitionPenalty?.let { fields["repetition_penalty"] = it.toJson() }
+        stop?.let { fields["stop"] = it.toJson { item -> item.toJson() } }
+        fields.putAll(additional)
+        return JsonObject(fields)
+    }
+
+    companion object {
+        private val KNOWN = setOf<String>("strategy", "max_tokens", "repetition_penalty", "stop")
+
+        fun fromJson(json: JsonValue): SamplingParams {
+            val obj = json.asObject()
+            return SamplingParams(
+                strategy = obj.optional("strategy")?.let { SamplingStrategy.fromJson(it) },
+                maxTokens = obj.optional("max_tokens")?.let { it.asLong() },
+                repetitionPenalty = obj.optional("repetition_penalty")?.let { it.asDouble() },
+                stop = obj.optional("stop")?.let { it.asList().map { item -> item.asString() } },
+                additional = obj.fields.filterKeys { it !in KNOWN },
+            )
+        }
+    }
+}
+
+data class ModelCandidate(
+    val type: String = "model",
+    val model: String,
+    val samplingParams: SamplingParams,
+    val systemMessage: SystemMessage? = null,
+    val additional: Map<String, JsonValue> = emptyMap(),
+) : EvalCandidate {
+    override fun toJson(): JsonValue {
+        val fields = LinkedHashMap<String, JsonValue>()
+        fields["type"] = type.toJson()
+        fields["model"] = model.toJson()
+        fields["sampling_params"] = samplingParams.toJson()
+        systemMessage?.let { fields["system_message"] = it.toJson() }
+        fields.putAll(additional)
+        return JsonObject(fields)
+    }
+
+    companion object {
+        private val KNOWN = setOf<String>("type", "model", "sampling_params", "system_message")
+
+        fun fromJson(json: JsonValue): ModelCandidate {
+            val obj = json.asObject()
+            if (obj.optional("type")?.asString().let { it != null && it != "model" }) {
+                throw JsonException("ModelCandidate: type is not model")
+            }
+            return ModelCandidate(
+                model = obj.required("model").asString(),
+                samplingParams = SamplingParams.fromJson(obj.required("sampling_params")),
+                systemMessage = obj.optional("system_message")?.let { SystemMessage.fromJson(it) },
+                additional = obj.fields.filterKeys { it !in KNOWN },
+            )
+        }
+    }
+}
+
+/** PocketStack's addition (Llama Stack 0.6 had it): an agent, run through the Responses engine with its tools, answers each row. */
+data class AgentCandidate(
+    val type: String = "agent",
+    val config: AgentConfig,
+    val additional: Map<String, JsonValue> = emptyMap(),
+) : EvalCandidate {
+    override fun toJson(): JsonValue {
+        val fields = LinkedHashMap<String, JsonValue>()
+        fields["type"] = type.toJson()
+        fields["config"] = config.toJson()
+        fields.putAll(additional)
+        return JsonObject(fields)
+    }
+
+    companion object {
+        private val KNOWN = setOf<String>("type", "config")
+
+        fun fromJson(json: JsonValue): AgentCandidate {
+            val obj = json.asObject()
+            if (obj.optional("type")?.asString().let { it != null && it != "agent" }) {
+                throw JsonException("AgentCandidate: type is not agent")
+            }
+            return AgentCandidate(
+                config = AgentConfig.fromJson(obj.required("config")),
+                additional = obj.fields.filterKeys { it !in KNOWN },
+            )
+        }
+    }
+}
+
+sealed interface EvalCandidate {
+    fun toJson(): JsonValue
+
+    companion object {
+        fun fromJson(json: JsonValue): EvalCandidate {
+            val failures = mutableListOf<String>()
+            try { return ModelCandidate.fromJson(json) } catch (e: RuntimeException) { failures.add(e.message ?: "") }
+            try { return AgentCandidate.fromJson(json) } catch (e: RuntimeException) { failures.add(e.message ?: "") }
+            throw JsonException("no variant of EvalCandidate fits: " + failures.joinToString("; "))
+        }
+    }
+}
+
+data class BenchmarkConfig(
+    val evalCandidate: EvalCandidate,
+    val scoringParams: Map<String, JsonValue>? = null,
+    val numExamples: Long? = null,
+    val additional: Map<String, JsonValue> = emptyMap(),
+) {
+    fun toJson(): JsonValue {
+        val fields = LinkedHashMap<String, JsonValue>()
+        fields["eval_candidate"] = evalCandidate.toJson()
+        scoringParams?.let { fields["scoring_params"] = it.toJson() }
+        numExamples?.let { fields["num_examples"] = it.toJson() }
+        fields.putAll(additional)
+        return JsonObject(fields)
+    }
+
+    companion object {
+        private val KNOWN = setOf<String>("eval_candidate", "scoring_params", "num_examples")
+
+        fun fromJson(json: JsonValue): BenchmarkConfig {
+            val obj = json.asObject()
+            return BenchmarkConfig(
+                evalCandidate = EvalCandidate.fromJson(obj.required("eval_candidate")),
+                scoringParams = obj.optional("scoring_params")?.let { it.asMap() },
+                numExamples = obj.optional("num_examples")?.let { it.asLong() },
+                additional = obj.fields.filterKeys { it !in KNOWN },
+            )
+        }
+    }
+}
+
+data class RunEvalBody(
+    val benchmarkConfig: BenchmarkConfig,
+    val background: Boolean? = null,
+    val additional: Map<String, JsonValue> = emptyMap(),
+) {
+    fun toJson(): JsonValue {
+        val fields = LinkedHashMap<String, JsonValue>()
+        fields["benchmark_config"] = benchmarkConfig.toJson()
+        background?.let { fields["background"] = it.toJson() }
+        fields.putAll(additional)
+        return JsonObject(fields)
+    }
+
+    companion object {
+        private val KNOWN = setOf<String>("benchmark_config", "background")
+
+        fun fromJson(json: JsonValue): RunEvalBody {
+            val obj = json.asObject()
+            return RunEvalBody(
+                benchmarkConfig = BenchmarkConfig.fromJson(obj.required("benchmark_config")),
+                background = obj.optional("background")?.let { it.asBoolean() },
+                additional = obj.fields.filterKeys { it !in KNOWN },
+            )
+        }
+    }
+}
+
+data class EvaluateRowsBody(
+    val inputRows: List<Map<String, JsonValue>>,
+    val scoringFunctions: List<String>,
+    val benchmarkConfig: BenchmarkConfig,
+    val additional: Map<String, JsonValue> = emptyMap(),
+) {
+    fun toJson(): JsonValue {
+        val fields = LinkedHashMap<String, JsonValue>()
+        fields["input_rows"] = inputRows.toJson { item -> item.toJson() }
+        fields["scoring_functions"] = scoringFunctions.toJson { item -> item.toJson() }
+        fields["benchmark_config"] = benchmarkConfig.toJson()
+        fields.putAll(additional)
+        return JsonObject(fields)
+    }
+
+    companion object {
+        private val KNOWN = setOf<String>("input_rows", "scoring_functions", "benchmark_config")
+
+        fun fromJson(json: JsonValue): EvaluateRowsBody {
+            val obj = json.asObject()
+            return EvaluateRowsBody(
+                inputRows = obj.required("input_rows").asList().map { item -> item.asMap() },
+                scoringFunctions = obj.required("scoring_functions").asList().map { item -> item.asString() },
+                benchmarkConfig = BenchmarkConfig.fromJson(obj.required("benchmark_config")),
+                additional = obj.fields.filterKeys { it !in KNOWN },
+            )
+        }
+    }
+}
+
+@JvmInline
+value class JobStatus(val value: String) {
+    fun toJson(): JsonValue = JsonString(value)
+
+    override fun toString(): String = value
+
+    companion object {
+        val COMPLETED = JobStatus("completed")
+        val IN_PROGRESS = JobStatus("in_progress")
+        val FAILED = JobStatus("failed")
+        val SCHEDULED = JobStatus("scheduled")
+        val CANCELLED = JobStatus("cancelled")
+        val KNOWN = listOf(COMPLETED, IN_PROGRESS, FAILED, SCHEDULED, CANCELLED)
+
+        fun fromJson(json: JsonValue): JobStatus = JobStatus(json.asString())
+    }
+}
+
+data class Job(
+    val jobId: String,
+    val status: JobStatus,
+    val rowsDone: Long? = null,
+    val rowsTotal: Long? = null,
+    val resultsDatasetId: String? = null,
+    val error: String? = null,
+    val additional: Map<String, JsonValue> = emptyMap(),
+) {
+    fun toJson(): JsonValue {
+        val fields = LinkedHashMap<String, JsonValue>()
+        fields["job_id"] = jobId.toJson()
+        fields["status"] = status.toJson()
+        rowsDone?.let { fields["rows_done"] = it.toJson() }
+        rowsTotal?.let { fields["rows_total"] = it.toJson() }
+        resultsDatasetId?.let { fields["results_dataset_id"] = it.toJson() }
+        error?.let { fields["error"] = it.toJson() }
+        fields.putAll(additional)
+        return JsonObject(fields)
+    }
+
+    companion object {
+        private val KNOWN = setOf<String>("job_id", "status", "rows_done", "rows_total", "results_dataset_id", "error")
+
+        fun fromJson(json: JsonValue): Job {
+            val obj = json.asObject()
+            return Job(
+                jobId = obj.required("job_id").asString(),
+                status = JobStatus.fromJson(obj.required("status")),
+                rowsDone = obj.optional("rows_done")?.let { it.asLong() },
+                rowsTotal = obj.optional("rows_total")?.let { it.asLong() },
+                resultsDatasetId = obj.optional("results_dataset_id")?.let { it.asString() },
+                error = obj.optional("error")?.let { it.asString() },
+                additional = obj.fields.filterKeys { it !in KNOWN },
+            )
+        }
+    }
+}
+
+data class EvaluateResponse(
+    val generations: List<Map<String, JsonValue>>,
+    val scores: Map<String, JsonValue>,
+    val additional: Map<String, JsonValue> = emptyMap(),
+) {
+    fun toJson(): JsonValue {
+        val fields = LinkedHashMap<String, JsonValue>()
+        fields["generations"] = generations.toJson { item -> item.toJson() }
+        fields["scores"] = scores.toJson()
+        fields.putAll(additional)
+        return JsonObject(fields)
+    }
+
+    companion object {
+        private val KNOWN = setOf<String>("generations", "scores")
+
+        fun fromJson(json: JsonValue): EvaluateResponse {
+            val obj = json.asObject()
+            return EvaluateResponse(
+                generations = obj.required("generations").asList().map { item -> item.asMap() },
+                scores = obj.required("scores").asMap(),
+                additional = obj.fields.filterKeys { it !in KNOWN },
+            )
+        }
+    }
+}
+
 data class ListShieldsResponse(
     val data: List<Shield>,
     val additional: Map<String, JsonValue> = emptyMap(),
