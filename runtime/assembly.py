@@ -8,6 +8,9 @@ from pocketstack._generated.routes import Apis, handlers
 from pocketstack.apis.agents.api import AgentsApi
 from pocketstack.apis.conversations import ConversationsApi
 from pocketstack.apis.datasets import DatasetsApi
+from pocketstack.apis.eval.api import EvalApi
+from pocketstack.apis.eval.benchmarks import BenchmarksApi
+from pocketstack.apis.eval.builtin import sync_builtin
 from pocketstack.apis.files import FilesApi
 from pocketstack.apis.inference.api import InferenceApi
 from pocketstack.apis.inference.guardrails import Guardrails
@@ -52,6 +55,15 @@ async def assemble(stack: Stack, served_tags: frozenset[str]) -> dict[str, Handl
     responses = ResponsesApi(stack, inference, conversations, vector_io, tools)
     await responses.start()
     stack.on_stop(responses.stop)
+    agents = AgentsApi(stack, inference, vector_io, tools, safety)
+    stack.routers.datasets = stack.routers.dataset_io = datasets
+    stack.routers.agents = agents
+    benchmarks = BenchmarksApi(stack, datasets, scoring_functions)
+    await sync_builtin(stack, datasets, benchmarks)
+    await benchmarks.sync_from_config()
+    evaluation = EvalApi(benchmarks)
+    await evaluation.start()
+    stack.on_stop(evaluation.stop)
     apis = Apis(
         inspect=InspectApi(stack, served_tags),
         providers=ProvidersApi(stack),
@@ -63,10 +75,12 @@ async def assemble(stack: Stack, served_tags: frozenset[str]) -> dict[str, Handl
         safety=safety,
         responses=responses,
         conversations=conversations,
-        agents=AgentsApi(stack, inference, vector_io, tools, safety),
+        agents=agents,
         tool_groups=tools,
         tool_runtime=tools,
         datasets=datasets,
         dataset_io=datasets,
+        benchmarks=benchmarks,
+        eval=evaluation,
     )
     return handlers(apis)

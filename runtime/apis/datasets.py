@@ -88,7 +88,7 @@ class DatasetsApi(protocols.Datasets, protocols.DatasetIO):
         known = ", ".join(i.config.provider_id for i in instances)
         raise BadRequestError(f"No datasetio provider '{provider_id}' (known: {known}).", param="provider_id")
 
-    async def _open(self, source: dict[str, Any], stack: ExitStack) -> Iterator[Row]:
+    async def _open(self, source: dict[str, Any], stack: ExitStack, provider: DatasetIOProvider) -> Iterator[Row]:
         """The source's rows, read lazily; the files it opens are closed with `stack`."""
         if source.get("type") == "rows":
             rows = source.get("rows")
@@ -110,10 +110,15 @@ class DatasetsApi(protocols.Datasets, protocols.DatasetIO):
             data, row_format = _data_uri(uri)
             stream: BinaryIO = io.BytesIO(data)
             return read_rows(stream, row_format)
+        if uri.startswith(("file://", "/")):
+            path = provider.local_file(uri)
+            handle = stack.enter_context(open(path, "rb"))  # noqa: SIM115 - closed by the ExitStack
+            return read_rows(handle, format_of(path.name) or _sniff(handle.peek(256)))
         match = FILE_ID.search(uri)
         if match is None:
             raise BadRequestError(
-                f"Unsupported dataset URI '{uri}': give a data: URI (CSV, JSONL, JSON) or a Files API id (file-...).",
+                f"Unsupported dataset URI '{uri}': give a data: URI (CSV, JSONL, JSON), a Files API id (file-...) "
+                "or a local path inside the datasetio provider's allowed_dirs.",
                 param="source.uri",
             )
         file_id = match.group(1)
@@ -134,7 +139,7 @@ class DatasetsApi(protocols.Datasets, protocols.DatasetIO):
     async def _load(self, resource: Resource, source: dict[str, Any]) -> None:
         _, provider = self.provider(resource.provider_id)
         with ExitStack() as stack:
-            rows = await self._open(source, stack)
+            rows = await self._open(source, stack, provider)
             await provider.append(resource.provider_resource_id, rows)
 
     async def _build_config(self, entry: DatasetInput) -> Resource:
@@ -146,6 +151,18 @@ class DatasetsApi(protocols.Datasets, protocols.DatasetIO):
         if await provider.count(resource.provider_resource_id) == 0:
             await self._load(resource, entry.source)
         return resource
+
+    async def sync_builtin(self, entries: list[DatasetInput]) -> None:
+        """Datasets PocketStack ships (the built-in benchmarks'): the datasetio provider's own, loaded once."""
+        provider_id, provider = self.provider()
+        resources = []
+        for entry in entries:
+            resource = await self._register(entry.dataset_id, entry.purpose, entry.source, entry.metadata, provider_id)
+            resource = replace(resource, source="provider")
+            if await provider.count(resource.provider_resource_id) == 0:
+                await self._load(resource, entry.source)
+            resources.append(resource)
+        await self.table.sync_provider(provider_id, resources)
 
     async def sync_from_config(self) -> None:
         """Register `registered_resources.datasets`, loading each one's rows at the first start that lists it."""
@@ -169,7 +186,7 @@ class DatasetsApi(protocols.Datasets, protocols.DatasetIO):
         )
         if source["type"] == "uri":
             with ExitStack() as stack:  # a source that cannot be read fails before anything is registered
-                await self._open(source, stack)
+                await self._open(source, stack, self.provider(resource.provider_id)[1])
         added = await self.table.add(resource)
         try:
             await self._load(added, source)

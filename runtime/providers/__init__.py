@@ -6,6 +6,7 @@ from pocketstack.providers.base import ProviderSpec
 from pocketstack.providers.inline import (
     code_scanner,
     datasetio_localfs,
+    eval_builtin,
     file_search,
     llama_cpp,
     llama_guard,
@@ -32,6 +33,7 @@ PROVIDERS: dict[str, ProviderSpec] = {
         web_search.TAVILY,
         web_search.BRAVE,
         mcp.SPEC,
+        eval_builtin.SPEC,
         *REMOTES,
     )
 }

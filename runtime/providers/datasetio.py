@@ -11,6 +11,7 @@ import csv
 import io
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, BinaryIO, Literal, Protocol
 
 from pocketstack.errors import BadRequestError
@@ -30,6 +31,10 @@ class DatasetIOProvider(Provider, Protocol):
         ...
 
     async def count(self, dataset_id: str) -> int: ...
+
+    def local_file(self, uri: str) -> Path:
+        """The file an absolute path or file:// URI names, when it lies in a folder the provider allows."""
+        ...
 
     async def drop(self, dataset_id: str) -> None: ...
 

@@ -11,8 +11,11 @@ import asyncio
 import itertools
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlparse
 
+from pocketstack.errors import BadRequestError
 from pocketstack.providers.base import Health, ProviderContext
 from pocketstack.providers.datasetio import Row
 from pocketstack.providers.inline.datasetio_localfs.config import LocalFsDatasetIOConfig
@@ -26,6 +29,7 @@ class LocalFsDatasetIO:
         self._db: Database = context.database
         self._batch = config.batch_rows
         self._writing: dict[str, asyncio.Lock] = {}
+        self._allowed = [folder.expanduser().resolve() for folder in config.allowed_dirs]
 
     async def initialize(self) -> None:
         return None
@@ -35,6 +39,25 @@ class LocalFsDatasetIO:
 
     async def health(self) -> Health:
         return Health("OK")
+
+    def local_file(self, uri: str) -> Path:
+        raw = unquote(urlparse(uri).path) if uri.startswith("file://") else uri
+        path = Path(raw).expanduser()
+        if not path.is_absolute():
+            raise BadRequestError(
+                f"A local dataset path is absolute (or a file:// URI); '{raw}' is not.", param="source.uri"
+            )
+        resolved = path.resolve()  # symlinks followed: a link inside cannot point outside
+        if not any(resolved.is_relative_to(folder) for folder in self._allowed):
+            raise BadRequestError(
+                f"'{raw}' is not inside a folder this datasetio provider's allowed_dirs lists "
+                f"({', '.join(map(str, self._allowed)) or 'none configured'}).",
+                param="source.uri",
+                code="path_not_allowed",
+            )
+        if not resolved.is_file():
+            raise BadRequestError(f"No file at '{raw}'.", param="source.uri", code="file_not_found")
+        return resolved
 
     async def count(self, dataset_id: str) -> int:
         rows = await self._db.fetch("SELECT COUNT(*) AS n FROM dataset_rows WHERE dataset_id = ?", (dataset_id,))

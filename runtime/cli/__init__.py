@@ -1,4 +1,4 @@
-"""`pocketstack run | version | providers`: the command line, around the same create_app."""
+"""`pocketstack run | providers | models | keys | eval | version`: the command line, around the same create_app."""
 
 from __future__ import annotations
 
@@ -58,8 +58,10 @@ def _load(target: str | None) -> StackConfig:
     return load_config(resolve_target(target))
 
 
-async def serve(config: StackConfig, stop: asyncio.Event | None = None) -> None:
-    """Serve until SIGTERM or SIGINT (or `stop` is set), let in-flight requests finish, close the stores."""
+async def serve(config: StackConfig, stop: asyncio.Event | None = None, *, handle_signals: bool = True) -> None:
+    """Serve until SIGTERM or SIGINT (or `stop` is set), let in-flight requests finish, close the stores.
+
+    Without `handle_signals` only `stop` ends it (a command that serves for itself handles Ctrl-C)."""
     from aiohttp import web  # imported here so `pocketstack version` stays instant
 
     from pocketstack.app import READINESS, create_app, import_default_models
@@ -92,7 +94,7 @@ async def serve(config: StackConfig, stop: asyncio.Event | None = None) -> None:
                 os._exit(130)
             stop.set()
 
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        for signum in (signal.SIGTERM, signal.SIGINT) if handle_signals else ():
             loop.add_signal_handler(signum, on_signal)
         shown_host = f"[{host}]" if ":" in host else host
         scheme = "http" if ssl_context is None else "https"
@@ -240,6 +242,12 @@ def _keys(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval_run(args: argparse.Namespace) -> int:
+    from pocketstack.cli.eval_run import eval_run
+
+    return asyncio.run(eval_run(args, lambda: _load(args.target), serve))
+
+
 def _version(args: argparse.Namespace) -> int:
     print(f"pocketstack {__version__} (Llama Stack API {LLAMA_STACK_VERSION})")
     return 0
@@ -293,6 +301,21 @@ def parser() -> argparse.ArgumentParser:
     for sub in key_commands.choices.values():
         sub.add_argument("--config", dest="target", help=target_help)
     keys.set_defaults(handler=_keys)
+
+    evaluation = commands.add_parser("eval", help="run a benchmark on a model (offline: the server runs in-process)")
+    eval_commands = evaluation.add_subparsers(dest="eval_command", required=True)
+    runner = eval_commands.add_parser("run", help="run a benchmark and print its scores")
+    runner.add_argument(
+        "benchmark", help="a benchmark id, e.g. pocketstack::arithmetic or pocketstack::multiple-choice"
+    )
+    runner.add_argument("--model", required=True, help="the model to evaluate, e.g. llama-cpp/SmolLM2-135M-Instruct")
+    runner.add_argument("--limit", type=int, help="only the first N rows")
+    runner.add_argument("--max-tokens", type=int, help="per answer (default: the benchmark's, else 512)")
+    runner.add_argument("--system", help="the system message (default: the benchmark's)")
+    runner.add_argument("--url", help="a running server (default: one started in-process, or the local one)")
+    runner.add_argument("--api-key", default=os.environ.get("POCKETSTACK_API_KEY"), help="for a server with auth")
+    runner.add_argument("--config", dest="target", help=target_help)
+    runner.set_defaults(handler=_eval_run)
 
     version = commands.add_parser("version", help="print the version")
     version.set_defaults(handler=_version)
