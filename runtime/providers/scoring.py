@@ -9,8 +9,10 @@ the aggregates its params ask for (`aggregate`, shared by every provider).
 
 Rows are plain dicts with Llama Stack's columns: `input_query`, `generated_answer`,
 `expected_answer` (and `chat_completion_input`, `completion_input` for eval). A row the function
-cannot read is a BadRequestError naming the row; a row it can read but cannot score (a judge
-answer no regex matches) gets a score row saying so, never an error for the whole call.
+cannot read is a BadRequestError naming the row (`check_rows`, which the API runs for every
+function of a call before any of them scores, so a bad row never costs a judge model's time); a
+row it can read but cannot score (a judge answer no regex matches) gets a score row saying so,
+never an error for the whole call.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from pocketstack.errors import BadRequestError
 from pocketstack.providers.base import Provider
 
 Row = dict[str, Any]
@@ -31,7 +34,8 @@ ScoreRow = dict[str, Any]
 class ScoringFnDef:
     """A provider's built-in function, as the Scoring Functions API lists it."""
 
-    identifier: str  # e.g. "basic::equality": also its provider_resource_id
+    identifier: str  # e.g. "basic::equality": the id the Scoring Functions API lists it under
+    provider_resource_id: str  # the provider's own name for it, as Llama Stack's: "equality", "subset-of"
     description: str
     return_type: dict[str, Any] = field(default_factory=lambda: {"type": "number"})
     params: dict[str, Any] | None = None  # the default params (a ScoringFnParams as JSON), or None
@@ -52,13 +56,37 @@ class ScoringProvider(Provider, Protocol):
         """Raise a BadRequestError when `provider_fn_id` is not this provider's or `params` do not suit it."""
         ...
 
+    def check_rows(self, provider_fn_id: str, params: dict[str, Any] | None, rows: list[Row]) -> None:
+        """Raise a BadRequestError naming the first row the function cannot read (a column it needs missing)."""
+        ...
+
     async def score(self, provider_fn_id: str, params: dict[str, Any] | None, rows: list[Row]) -> Scored:
-        """Score `rows` (one score row each, in order) and aggregate as `params` ask."""
+        """Score `rows` (one score row each, in order) and aggregate as `params` ask; checks them first."""
         ...
 
 
+def require_columns(rows: list[Row], columns: tuple[str, ...]) -> None:
+    """BadRequestError naming the first row without one of `columns` ("Row 3 has no generated_answer")."""
+    for index, row in enumerate(rows):
+        for column in columns:
+            if column not in row:
+                raise BadRequestError(
+                    f"Row {index} has no {column}.", param=f"input_rows.{index}", code="missing_column"
+                )
+
+
+def _number(score: Any) -> float | None:
+    """A score as a number: judges answer with text ("7"), which counts when it reads as one."""
+    if isinstance(score, bool) or not isinstance(score, int | float | str):
+        return None
+    try:
+        return float(score)
+    except ValueError:
+        return None
+
+
 def _scores(rows: list[ScoreRow]) -> list[float]:
-    return [float(row["score"]) for row in rows if isinstance(row.get("score"), int | float)]
+    return [number for row in rows if (number := _number(row.get("score"))) is not None]
 
 
 def _accuracy(rows: list[ScoreRow]) -> dict[str, Any]:
@@ -74,9 +102,9 @@ def _average(rows: list[ScoreRow]) -> dict[str, Any]:
 
 def _weighted_average(rows: list[ScoreRow]) -> dict[str, Any]:
     pairs = [
-        (float(row["score"]), float(row.get("weight", 1.0)))
+        (score, float(row.get("weight", 1.0)))
         for row in rows
-        if isinstance(row.get("score"), int | float) and isinstance(row.get("weight", 1.0), int | float)
+        if (score := _number(row.get("score"))) is not None and isinstance(row.get("weight", 1.0), int | float)
     ]
     total = sum(weight for _, weight in pairs)
     return {"weighted_average": sum(score * weight for score, weight in pairs) / total if total else None}
@@ -101,13 +129,23 @@ AGGREGATIONS: dict[str, Callable[[list[ScoreRow]], dict[str, Any]]] = {
 }
 
 
-def aggregation_functions(params: dict[str, Any] | None) -> list[str]:
-    """The aggregation functions `params` (a ScoringFnParams as JSON) ask for."""
-    return list((params or {}).get("aggregation_functions") or [])
+def aggregation_functions(params: dict[str, Any] | None, default: list[str] | None = None) -> list[str]:
+    """The aggregation functions `params` (a ScoringFnParams as JSON) ask for; `default` when they do not
+    say (an empty list says none). BadRequestError for a name that is not one of AGGREGATIONS."""
+    asked = (params or {}).get("aggregation_functions")
+    names = list(default or []) if asked is None else list(asked)
+    unknown = [name for name in names if name not in AGGREGATIONS]
+    if unknown:
+        raise BadRequestError(
+            f"Unknown aggregation function {unknown[0]!r} (known: {', '.join(AGGREGATIONS)}).",
+            param="params.aggregation_functions",
+        )
+    return names
 
 
 def aggregate(rows: list[ScoreRow], functions: list[str]) -> dict[str, Any]:
     """Llama Stack's aggregated_results: each function's name -> its metrics (accuracy: accuracy,
     num_correct, num_total; average; weighted_average (a row's `weight`, default 1); median;
-    categorical_count). Rows without a numeric score are left out of the means, and wrong for accuracy."""
+    categorical_count). Rows without a numeric score (a number, or text that reads as one) are left out
+    of the means, and wrong for accuracy."""
     return {name: AGGREGATIONS[name](rows) for name in functions}
