@@ -12,6 +12,8 @@ from pocketstack.providers.inline import (
     llama_guard,
     localfs,
     pii,
+    scoring_basic,
+    scoring_llm_as_judge,
     sqlite_vec,
     toxicity,
 )
@@ -30,6 +32,8 @@ PROVIDERS: dict[str, ProviderSpec] = {
         toxicity.SPEC,
         pgvector.SPEC,
         file_search.SPEC,
+        scoring_basic.SPEC,
+        scoring_llm_as_judge.SPEC,
         web_search.TAVILY,
         web_search.BRAVE,
         mcp.SPEC,
