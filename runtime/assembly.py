@@ -19,6 +19,8 @@ from pocketstack.apis.models import ModelsApi
 from pocketstack.apis.providers import ProvidersApi
 from pocketstack.apis.responses.api import ResponsesApi
 from pocketstack.apis.safety import SafetyApi
+from pocketstack.apis.scoring.api import ScoringApi
+from pocketstack.apis.scoring.functions import ScoringFunctionsApi
 from pocketstack.apis.shields import ShieldsApi
 from pocketstack.apis.tools import ToolsApi
 from pocketstack.apis.vector_io.api import VectorIOApi
@@ -43,6 +45,14 @@ async def assemble(stack: Stack, served_tags: frozenset[str]) -> dict[str, Handl
     stack.on_stop(vector_io.files.stop)
     datasets = DatasetsApi(stack, files)
     await datasets.sync_from_config()
+    stack.routers.datasets = datasets
+    stack.routers.dataset_io = datasets
+    scoring_functions = ScoringFunctionsApi(stack)
+    await scoring_functions.sync_from_providers()
+    await scoring_functions.sync_from_config()
+    scoring = ScoringApi(scoring_functions, datasets, datasets)
+    stack.routers.scoring_functions = scoring_functions
+    stack.routers.scoring = scoring
     shields = ShieldsApi(stack)
     await shields.sync_from_config()
     safety = SafetyApi(stack, shields)
@@ -56,7 +66,6 @@ async def assemble(stack: Stack, served_tags: frozenset[str]) -> dict[str, Handl
     await responses.start()
     stack.on_stop(responses.stop)
     agents = AgentsApi(stack, inference, vector_io, tools, safety)
-    stack.routers.datasets = stack.routers.dataset_io = datasets
     stack.routers.agents = agents
     benchmarks = BenchmarksApi(stack, datasets, scoring_functions)
     await sync_builtin(stack, datasets, benchmarks)
@@ -80,6 +89,8 @@ async def assemble(stack: Stack, served_tags: frozenset[str]) -> dict[str, Handl
         tool_runtime=tools,
         datasets=datasets,
         dataset_io=datasets,
+        scoring_functions=scoring_functions,
+        scoring=scoring,
         benchmarks=benchmarks,
         eval=evaluation,
     )
