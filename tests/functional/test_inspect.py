@@ -106,6 +106,8 @@ async def test_providers_list_and_get(client: TestClient[Any, Any], home: Path) 
         ("tool_runtime", "brave-search"),
         ("tool_runtime", "model-context-protocol"),  # optional: here because `make test` installs [mcp]
         ("datasetio", "localfs-datasets"),
+        ("scoring", "basic"),
+        ("scoring", "llm-as-judge"),
     ]
     assert (inference.api, inference.provider_id, inference.provider_type) == (
         "inference",

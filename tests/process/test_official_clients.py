@@ -44,7 +44,7 @@ def test_llama_stack_client(server: Server) -> None:
     assert client.inspect.version().version == LLAMA_STACK_VERSION
 
     by_api = {p.api: p for p in client.providers.list()}
-    assert sorted(by_api) == ["datasetio", "files", "inference", "safety", "tool_runtime", "vector_io"]
+    assert sorted(by_api) == ["datasetio", "files", "inference", "safety", "scoring", "tool_runtime", "vector_io"]
     assert (by_api["datasetio"].provider_id, by_api["datasetio"].provider_type) == (
         "localfs-datasets",
         "inline::localfs",
