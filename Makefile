@@ -14,7 +14,7 @@ LLAMA_STACK_CLIENT := llama-stack-client==0.7.5 "numpy<2.4" "pandas<3"
 MYPY_PATH := build/mypy
 DIST ?= dist
 
-.PHONY: run test lint gen gen-check spec-check bench bench-vector bench-safety bench-agents bench-turns bench-auth bench-startup binary install install-dev clean
+.PHONY: run test lint gen gen-check spec-check bench bench-vector bench-safety bench-agents bench-turns bench-auth bench-eval bench-startup binary install install-dev clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -83,6 +83,9 @@ bench-turns: install-dev
 
 bench-auth: install-dev
 	$(BIN)/python bench/auth.py
+
+bench-eval: install-dev
+	$(BIN)/python bench/eval.py
 
 # The single binary: dist/pocketstack (one file) and dist/pocketstack-onedir/ (PyInstaller's onedir
 # build it wraps). MODELS=none leaves the default models out; DIST=... writes elsewhere.
