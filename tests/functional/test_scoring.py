@@ -321,6 +321,11 @@ async def test_bad_input(lls: llama_stack_client.AsyncLlamaStackClient, server: 
         "/v1/scoring-functions", {**register, "scoring_fn_id": "mine", "provider_scoring_fn_id": "llm-as-judge::base"}
     )
     assert "llm-as-judge::base needs params with judge_model" in message
+    message = await fails(
+        "/v1/scoring-functions",
+        {**register, "scoring_fn_id": "mine", "provider_scoring_fn_id": "equality", "provider_id": "llm-as-judge"},
+    )
+    assert "'equality' is a function of scoring provider 'basic', not of 'llm-as-judge'" in message
     code, answer = await as_anyone.call("DELETE", "/v1/scoring-functions/basic::equality")
     assert code == 400 and "served by its provider" in assert_error_shape(answer)["message"]
     code, answer = await as_anyone.call("GET", "/v1/scoring-functions/nope")
@@ -388,6 +393,11 @@ async def test_config_scoring_functions(aiohttp_client: Callable[..., Any]) -> N
     assert scored["results"]["strict-math"]["score_rows"] == [{"score": 1.0}]
     status, answer = await as_anyone.call("DELETE", "/v1/scoring-functions/strict-math")
     assert status == 400 and "registered_resources" in answer["error"]["message"]
+
+    # Restarted on the same state without the basic provider: its functions are no longer listed.
+    without_basic = await aiohttp_client(create_app(edge_with(providers=edge_providers_with(scoring=SCORING[1:]))))
+    listed = (await As(without_basic, None).ok("GET", "/v1/scoring-functions"))["data"]
+    assert {fn["identifier"] for fn in listed} == set(JUDGES)
 
     bad = {**entry, "params": {"type": "regex_parser", "parsing_regexes": ["("]}}
     broken = await aiohttp_client(create_app(scoring_config(registered_resources={"scoring_fns": [bad]})))

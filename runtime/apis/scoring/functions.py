@@ -98,10 +98,21 @@ class ScoringFunctionsApi(protocols.ScoringFunctions):
         providers = self.running()
         if provider_id is not None:
             self.provider(provider_id)  # a 400 naming the known ones
-        for candidate in [provider_id] if provider_id is not None else list(providers):
-            for function in providers[candidate].functions():
-                if provider_scoring_fn_id in (function.identifier, function.provider_resource_id):
-                    return candidate, function.provider_resource_id
+        owners = [
+            (candidate, function.provider_resource_id)
+            for candidate, provider in providers.items()
+            for function in provider.functions()
+            if provider_scoring_fn_id in (function.identifier, function.provider_resource_id)
+        ]
+        for owner, provider_fn_id in owners:
+            if provider_id in (None, owner):
+                return owner, provider_fn_id
+        if owners:
+            raise BadRequestError(
+                f"'{provider_scoring_fn_id}' is a function of scoring provider '{owners[0][0]}', not of "
+                f"'{provider_id}'.",
+                param="provider_id",
+            )
         if provider_id is not None:  # the provider decides (llm-as-judge takes any id, defined by its params)
             return provider_id, provider_scoring_fn_id
         if len(providers) == 1:
@@ -130,9 +141,14 @@ class ScoringFunctionsApi(protocols.ScoringFunctions):
         return resource
 
     async def sync_from_providers(self) -> None:
-        """List each scoring provider's built-in functions as its own."""
-        for provider_id, provider in self.providers().items():
+        """List each scoring provider's built-in functions as its own; a provider no longer running
+        (the run config changed, its extra is not installed) takes its functions with it."""
+        providers = self.providers()
+        for provider_id, provider in providers.items():
             await self.table.sync_provider(provider_id, [_provided(provider_id, f) for f in provider.functions()])
+        listed = await self.stack.registry.all(SCORING_FN.type)
+        for gone in sorted({r.provider_id for r in listed if r.source == "provider"} - set(providers)):
+            await self.table.sync_provider(gone, [])
 
     async def sync_from_config(self) -> None:
         """Register `registered_resources.scoring_fns`; an entry its provider refuses stops start-up."""
