@@ -262,6 +262,16 @@ async def test_bad_input(lls: llama_stack_client.AsyncLlamaStackClient, server: 
     rows = [*answers(("a", "a")), {"expected_answer": "b"}]
     message = await fails("/v1/scoring/score", {"input_rows": rows, "scoring_functions": {"basic::equality": None}})
     assert message == "Row 1 has no generated_answer."
+    message = await fails(
+        "/v1/scoring/score",
+        {"input_rows": answers(("a", '["a"]'), ("b", "b")), "scoring_functions": {"basic::docvqa": None}},
+    )
+    assert message.startswith("Row 1's expected_answer is not a JSON list of accepted answers")
+    ifeval_row = {"generated_answer": "x", "instruction_id_list": ["length_constraints:number_words"], "kwargs": [{}]}
+    message = await fails(
+        "/v1/scoring/score", {"input_rows": [ifeval_row], "scoring_functions": {"basic::ifeval": None}}
+    )
+    assert message.startswith("Row 0: instruction length_constraints:number_words needs `num_words` (int)")
     judge = {"type": "llm_as_judge", "judge_model": CHAT_MODEL, "prompt_template": "{generated_answer}"}
     message = await fails(
         "/v1/scoring/score",

@@ -154,10 +154,9 @@ class BasicFunction:
     columns: tuple[str, ...]  # what a row must have
     scorer: Callable[[list[str] | None], Scorer]  # given the parsing regexes in force (regex functions only)
     parses: bool = False  # takes regex_parser params
-
-    @property
-    def default_regexes(self) -> list[str]:
-        return list((self.definition.params or {}).get("parsing_regexes") or [])
+    # Its columns hold structure (a JSON list of answers, instruction arguments): checking a row means
+    # reading it, so check_rows scores it once (these functions are cheap).
+    reads_structure: bool = False
 
     @property
     def default_aggregations(self) -> list[str]:
@@ -225,6 +224,7 @@ FUNCTIONS = [
         ),
         ("generated_answer", "instruction_id_list", "kwargs"),
         _fixed(_ifeval),
+        reads_structure=True,
     ),
     BasicFunction(
         ScoringFnDef(
@@ -235,6 +235,7 @@ FUNCTIONS = [
         ),
         ANSWERS,
         _fixed(_docvqa),
+        reads_structure=True,
     ),
 ]
 
@@ -282,8 +283,8 @@ class BasicScoring(Stateless):
     def check_rows(self, provider_fn_id: str, params: dict[str, Any] | None, rows: list[Row]) -> None:
         function, scorer, _ = self._prepared(provider_fn_id, params)
         require_columns(rows, function.columns)
-        if function.definition.provider_resource_id in ("docvqa", "ifeval"):
-            scorer(rows)  # their columns hold structure (a JSON list, instruction arguments): read them all
+        if function.reads_structure:
+            scorer(rows)
 
     async def score(self, provider_fn_id: str, params: dict[str, Any] | None, rows: list[Row]) -> Scored:
         function, scorer, aggregations = self._prepared(provider_fn_id, params)
