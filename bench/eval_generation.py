@@ -46,7 +46,9 @@ def rows(base_url: str, dataset_id: str, count: int) -> list[dict[str, Any]]:
     return list(page["data"])
 
 
-def one_by_one(base_url: str, model: str, system: str, questions: list[str], max_tokens: int) -> tuple[float, list[str]]:
+def one_by_one(
+    base_url: str, model: str, system: str, questions: list[str], max_tokens: int
+) -> tuple[float, list[str]]:
     answers, total = [], 0.0
     for question in questions:
         body = {

@@ -36,7 +36,7 @@ ROWS: list[dict[str, Any]] = [
     }
     for n, q in enumerate(QUESTIONS)
 ]
-CANDIDATE: dict[str, Any] = {
+CANDIDATE: Any = {  # the client types the candidate as a TypedDict union
     "type": "model",
     "model": "chat",
     "sampling_params": {"strategy": {"type": "greedy"}, "max_tokens": 16},
@@ -125,14 +125,15 @@ async def test_run_eval_as_llama_stack_job_ids_and_a_results_dataset(
     assert (await lls.alpha.eval.jobs.status("0", benchmark_id="sums")).status == "completed"
     result = await lls.alpha.eval.jobs.retrieve("0", benchmark_id="sums")
     assert len(result.generations) == 8 and _accuracy(result.scores) == 5 / 8
-    assert result.scores["basic::equality"].aggregated_results["accuracy"]["num_correct"] == 5
+    accuracy: Any = result.scores["basic::equality"].aggregated_results["accuracy"]
+    assert accuracy["num_correct"] == 5
 
     limited = await lls.alpha.eval.run_eval("sums", benchmark_config={"eval_candidate": CANDIDATE, "num_examples": 3})
     assert limited.job_id == "1"
     assert len((await lls.alpha.eval.jobs.retrieve("1", benchmark_id="sums")).generations) == 3
     # Every job keeps its rows, generations and scores as a dataset.
     raw = await lls.alpha.eval.jobs.status("0", benchmark_id="sums")
-    saved = await lls.beta.datasets.iterrows(raw.to_dict()["results_dataset_id"])
+    saved = await lls.beta.datasets.iterrows(str(raw.to_dict()["results_dataset_id"]))
     assert [r["generated_answer"] for r in saved.data] == [REPLIES[q] for q in QUESTIONS]
     assert saved.data[0]["basic::equality"] == {"score": 1.0} and saved.data[0]["input_query"] == QUESTIONS[0]
     # A job asked for under another benchmark is not found.
@@ -191,12 +192,12 @@ async def test_a_restart_mid_job_resumes_without_doing_a_row_twice(
     path = f"/v1alpha/eval/benchmarks/sums/jobs/{job['job_id']}"
     await _until(first, path, lambda j: j["rows_done"] == 4)
     await first.close()  # the second batch was in flight: dropped, to be done again
-    asked_before = [r.messages[-1].content for r in scripted]
+    asked_before = [str(r.messages[-1].content) for r in scripted]
 
     second = await aiohttp_client(create_app(config()))
     done = await _until(second, path, lambda j: j["status"] == "completed")
     assert done["rows_done"] == 8
-    asked_after = [r.messages[-1].content for r in scripted][len(asked_before) :]
+    asked_after = [str(r.messages[-1].content) for r in scripted][len(asked_before) :]
     assert sorted(asked_after) == sorted(QUESTIONS[4:])  # the first four rows were never asked again
     result = await (await second.get(f"{path}/result")).json()
     assert [g["generated_answer"] for g in result["generations"]] == [REPLIES[q] for q in QUESTIONS]
