@@ -602,14 +602,27 @@ class CompletionRequest(BaseModel):
             description="A text, a list of texts, a list of token ids, or a list of token-id lists."
         ),
     ]
-    max_tokens: Annotated[int | None | MISSING, Field(ge=1)] = MISSING
+    max_tokens: Annotated[
+        int | None | MISSING,
+        Field(
+            description="How many tokens to generate at most (16 when unset). 0 only with `echo`: the prompt comes back alone, with its tokens' logprobs when `logprobs` is set (how evaluation harnesses score a text).",
+            ge=0,
+        ),
+    ] = MISSING
     temperature: Annotated[float | None | MISSING, Field(ge=0.0, le=2.0)] = MISSING
     top_p: Annotated[float | None | MISSING, Field(ge=0.0, le=1.0)] = MISSING
     n: Annotated[int | None | MISSING, Field(ge=1, le=128)] = MISSING
     best_of: Annotated[int | None | MISSING, Field(ge=1)] = MISSING
     stream: bool | None | MISSING = MISSING
     stream_options: StreamOptions | None | MISSING = MISSING
-    logprobs: Annotated[int | None | MISSING, Field(ge=0, le=5)] = MISSING
+    logprobs: Annotated[
+        int | None | MISSING,
+        Field(
+            description="Each generated token's logprob and the `logprobs` likeliest tokens in its place (OpenAI's legacy format). With `echo` (the choice's text starts with the prompt), the prompt's tokens too: the first one's logprob and top_logprobs are null.",
+            ge=0,
+            le=5,
+        ),
+    ] = MISSING
     echo: bool | None | MISSING = MISSING
     stop: Annotated[
         str | StopStop | None | MISSING,

@@ -81,8 +81,11 @@ def generate(
     cancelled: threading.Event,
     cache: PromptCache | None = None,
     reuse: bool = True,
+    end_logprob: bool = False,
 ) -> Outcome:
     """Generate up to `max_tokens` after `prompt_tokens`; `top_logprobs` None means no logprobs.
+    `end_logprob`: the end-of-generation token that stops the answer has its logprob too (its text, as
+    <|im_end|>, is not part of the answer's), as text completions report every sampled token (vLLM).
 
     With `cache` and `reuse`, the prompt reuses the state the context (or the cache) holds; else the
     whole prompt is evaluated again (the request asked for `cache_prompt: false`)."""
@@ -134,6 +137,9 @@ def generate(
             break
         if llama_cpp.llama_vocab_is_eog(vocab, token):
             finish = "stop"
+            if end_logprob and top_logprobs is not None and captured:
+                end = llm.detokenize([token], special=True)
+                pending_logprobs.append(_logprob(llm, captured[-1], token, end, top_logprobs))
             break
         piece = llm.detokenize([token])
         generated.append(token)

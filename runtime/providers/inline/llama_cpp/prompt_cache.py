@@ -87,6 +87,11 @@ class PromptCache:
         self.live = tuple(prompt)
         self.unsaved = True
 
+    def adopt(self, tokens: list[int]) -> None:
+        """The context was evaluated afresh with `tokens` in batches (prompt_logprobs.py): they are the live state."""
+        self.live = tuple(tokens)
+        self.unsaved = True
+
     def release(self, llm: Any) -> None:
         """Before the context is used without the cache: keep the live state among the saved ones."""
         self._save(llm)

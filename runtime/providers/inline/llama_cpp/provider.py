@@ -25,7 +25,7 @@ from pocketstack.errors import BadRequestError, ServiceUnavailableError
 from pocketstack.modelstore.gguf_info import GgufError, GgufInfo, read_info
 from pocketstack.modelstore.store import StoredModel, discover
 from pocketstack.providers.base import Health, ModelCheck, ProviderContext, ProviderModel, ServedModel, TokenCounts
-from pocketstack.providers.inline.llama_cpp import chat, collect, grammars, vectors
+from pocketstack.providers.inline.llama_cpp import chat, collect, completions, grammars, prompt_logprobs, vectors
 from pocketstack.providers.inline.llama_cpp.config import LlamaCppConfig
 from pocketstack.providers.inline.llama_cpp.generation import Outcome, Piece, Sampling, generate
 from pocketstack.providers.inline.llama_cpp.pool import ModelKey, ModelPool, Resident
@@ -94,6 +94,7 @@ def _generation(
     logprobs: int | None,
     cache: PromptCache,
     reuse: bool,
+    end_logprob: bool = False,
 ) -> ThreadStream[Piece, Outcome]:
     """The token loop on the model's own thread, its pieces streamed back to the event loop."""
     return ThreadStream[Piece, Outcome](
@@ -109,6 +110,7 @@ def _generation(
             cancelled=cancelled,
             cache=cache,
             reuse=reuse,
+            end_logprob=end_logprob,
         ),
         resident.executor,
     )
@@ -403,85 +405,73 @@ class LlamaCppProvider:
     async def completion(
         self, model: ServedModel, request: models.CompletionRequest
     ) -> models.Completion | AsyncIterator[models.Completion]:
-        if given(request.best_of, 1) != 1:
-            raise BadRequestError("best_of > 1 is not supported by inline::llama-cpp.", param="best_of")
-        if given(request.suffix) is not None:
-            raise BadRequestError("suffix (fill-in-the-middle) is not supported by inline::llama-cpp.", param="suffix")
-        prompt = plain(request.prompt)
-        if isinstance(prompt, list) and prompt and not isinstance(prompt[0], int):
-            if len(prompt) != 1:
-                raise BadRequestError("Send one prompt per request to inline::llama-cpp.", param="prompt")
-            prompt = prompt[0]
+        prompts = completions.prompts_of(request)
         grammar = grammars.gbnf(given(request.grammar))
         if given(request.stream, False):
             options = given(request.stream_options)
             include_usage = options is not None and bool(given(options.include_usage, False))
-            return self._completion_stream(model, request, prompt, grammar, include_usage)
-        stream = self._completion_stream(model, request, prompt, grammar, include_usage=True)
+            return self._completion_stream(model, request, prompts, grammar, include_usage)
+        stream = self._completion_stream(model, request, prompts, grammar, include_usage=True)
         return await collect.collect_completion(stream)
 
     async def _completion_stream(
         self,
         model: ServedModel,
         request: models.CompletionRequest,
-        prompt: str | list[int],
+        prompts: list[str | list[int]],
         grammar: Any,
         include_usage: bool,
     ) -> AsyncGenerator[models.Completion]:
+        """completions.py: `n` choices per prompt, echo, and the prompt's logprobs (prompt_logprobs.py) when asked."""
         completion_id = f"cmpl-{uuid.uuid4().hex}"
         created = int(time.time())
-        logprobs = given(request.logprobs)
-        offsets: dict[int, int] = {}  # characters of each choice's text so far, for text_offset
+        logprobs, echo, n = given(request.logprobs), given(request.echo, False), given(request.n, 1)
+        requested = given(request.max_tokens, 16)
 
-        def chunk(index: int, text: str, finish: Any = None, pieces: list[Piece] | None = None) -> models.Completion:
-            offset = offsets.get(index, 0)
-            choice = models.CompletionChoice(index=index, text=text, finish_reason=finish, logprobs=None)
-            if logprobs is not None and pieces:
-                entries = [lp for p in pieces for lp in p.logprobs]
-                starts = []
-                for entry in entries:
-                    starts.append(offset)
-                    offset += len(entry.token)
-                choice.logprobs = models.CompletionLogprobs(
-                    tokens=[e.token for e in entries],
-                    token_logprobs=[e.logprob for e in entries],
-                    top_logprobs=[{t: v for t, v, _ in e.top} for e in entries],
-                    text_offset=starts,
-                )
-            elif logprobs is None or not pieces:
-                offset += len(text)
-            offsets[index] = offset
-            return models.Completion(id=completion_id, created=created, model=model.identifier, choices=[choice])
+        def make(choices: list[models.CompletionChoice]) -> models.Completion:
+            return models.Completion(id=completion_id, created=created, model=model.identifier, choices=choices)
 
+        chunks = completions.Chunks(make, logprobs)
         async with self.pool.use(self._key(model, embedding=False)) as resident:
             llm = resident.llm
             grammars.check_grammar(llm, grammar)
-            if isinstance(prompt, str):
-                tokens = await resident.run(llm.tokenize, prompt.encode("utf-8"), True, True)
-                text_prompt = prompt
-            else:
-                vectors.check_token_ids(prompt, llm.n_vocab(), "prompt")
-                tokens, text_prompt = list(prompt), llm.detokenize(prompt).decode("utf-8", errors="replace")
-            prepared = self._prepare(llm, tokens, given(request.max_tokens, 16), stops_of(request.stop))
             sampling, reuse = sampling_of(request, llm.n_vocab()), _reuses_prompt(request)
-            outcomes: list[Outcome] = []
-            for index in range(given(request.n, 1)):  # as chat's `n`: one after another, a seed each
-                seeded = replace(sampling, seed=None if sampling.seed is None else sampling.seed + index)
-                work = _generation(resident, prepared, seeded, grammar, logprobs, self._cache(resident), reuse)
-                if given(request.echo, False):
-                    yield chunk(index, text_prompt)
-                async with aclosing(aiter(work)) as pieces:
-                    async for piece in pieces:
-                        yield chunk(index, piece.text, pieces=[piece])
-                outcome = work.result
-                assert outcome is not None
-                outcomes.append(outcome)
-                yield chunk(index, "", finish=FINISH[outcome.finish_reason])
+            counted: list[list[Outcome]] = []
+            for number, raw in enumerate(prompts):
+                source = await resident.run(completions.tokenize, llm, raw)
+                prepared = self._prepare(llm, source.tokens, requested, stops_of(request.stop))
+                scored = None
+                if echo and logprobs is not None:
+                    cache = self._cache(resident)
+                    scored = await resident.run(
+                        prompt_logprobs.evaluate, llm, source.tokens, logprobs, cache, source.added_bos
+                    )
+                outcomes: list[Outcome] = []
+                for choice in range(n):  # as chat's `n`: one after another, a seed each
+                    index = number * n + choice
+                    if echo:
+                        yield chunks.echo(index, source, scored)
+                    if requested == 0:
+                        outcomes.append(Outcome("length", len(source.tokens), 0))
+                        yield chunks.text(index, "", finish=models.FinishReason.length)
+                        continue
+                    seeded = replace(sampling, seed=None if sampling.seed is None else sampling.seed + choice)
+                    cache = self._cache(resident)
+                    work = _generation(resident, prepared, seeded, grammar, logprobs, cache, reuse, end_logprob=True)
+                    async with aclosing(aiter(work)) as pieces:
+                        async for piece in pieces:
+                            yield chunks.text(index, piece.text, pieces=[piece])
+                    outcome = work.result
+                    assert outcome is not None
+                    if scored is not None:
+                        outcome.cached_tokens = 0  # the prompt was evaluated whole, for its logprobs
+                    outcomes.append(outcome)
+                    yield chunks.text(index, "", finish=FINISH[outcome.finish_reason])
+                counted.append(outcomes)
             if include_usage:  # OpenAI's form: a last chunk with no choices
-                usage = _usage(outcomes)
-                yield models.Completion(
-                    id=completion_id, created=created, model=model.identifier, choices=[], usage=usage
-                )
+                completion = make([])
+                completion.usage = completions.usage(counted)
+                yield completion
 
     # -- embeddings --------------------------------------------------------------------------
 

@@ -25,14 +25,18 @@ class CompletionRequest:
         model (str):
         prompt (list[int] | list[list[int]] | list[str] | str): A text, a list of texts, a list of token ids, or a list
             of token-id lists.
-        max_tokens (int | None | Unset):
+        max_tokens (int | None | Unset): How many tokens to generate at most (16 when unset). 0 only with `echo`: the
+            prompt comes back alone, with its tokens' logprobs when `logprobs` is set (how evaluation harnesses score a
+            text).
         temperature (float | None | Unset):
         top_p (float | None | Unset):
         n (int | None | Unset):
         best_of (int | None | Unset):
         stream (bool | None | Unset):
         stream_options (None | StreamOptions | Unset):
-        logprobs (int | None | Unset):
+        logprobs (int | None | Unset): Each generated token's logprob and the `logprobs` likeliest tokens in its place
+            (OpenAI's legacy format). With `echo` (the choice's text starts with the prompt), the prompt's tokens too: the
+            first one's logprob and top_logprobs are null.
         echo (bool | None | Unset):
         stop (list[str] | None | str | Unset): Up to 4 sequences where generation stops; they are not part of the
             output.
