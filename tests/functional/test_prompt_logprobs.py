@@ -130,6 +130,11 @@ async def test_the_stream_carries_the_same_logprobs(oai: openai.AsyncOpenAI) -> 
                 offsets += choice.logprobs.text_offset or []
     expected = _logprobs(whole.choices[0])
     assert text == whole.choices[0].text and text.startswith(STORY)
+    # Scoring the prompt first changes nothing of what is generated after it.
+    plain = await oai.completions.create(
+        model=CHAT_MODEL, prompt=STORY, max_tokens=4, temperature=0, extra_body={"cache_prompt": False}
+    )
+    assert text == STORY + plain.choices[0].text
     assert (tokens, values, offsets) == (expected.tokens, expected.token_logprobs, expected.text_offset)
 
 

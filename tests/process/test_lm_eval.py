@@ -104,8 +104,9 @@ def server(home: Path, stored_embedding: str) -> Iterator[Server]:
     assert running.stop() == 0, running.output()
 
 
-def _completions_model(server: Server) -> Any:
-    """lm_eval's local-completions on /v1/completions, four prompts a request (a list of token-id lists)."""
+def _completions_model(server: Server, tokenized: bool) -> Any:
+    """lm_eval's local-completions on /v1/completions, four prompts a request: token-id lists (its default),
+    or texts (`tokenized_requests=False`: the server tokenizes them again)."""
     from lm_eval.models.openai_completions import LocalCompletionsAPI
 
     path = store.package_file(store.DEFAULT_CHAT_PACKAGE, store.DEFAULT_CHAT_FILE)
@@ -113,18 +114,18 @@ def _completions_model(server: Server) -> Any:
     model = LocalCompletionsAPI(
         model=CHAT_MODEL, base_url=f"{server.base_url}/v1/completions", tokenizer_backend=None, batch_size=4
     )
-    model.tokenizer, model.tokenizer_backend, model.tokenized_requests = GgufTokenizer(path), "remote", True
+    model.tokenizer, model.tokenizer_backend, model.tokenized_requests = GgufTokenizer(path), "remote", tokenized
     return model
 
 
-def test_multiple_choice_and_generation_tasks(server: Server, tmp_path: Path) -> None:
+@pytest.mark.parametrize("tokenized", [True, False], ids=["token-ids", "texts"])
+def test_a_multiple_choice_task_through_local_completions(server: Server, tmp_path: Path, tokenized: bool) -> None:
     import lm_eval
     from lm_eval.tasks import TaskManager
 
     tasks = TaskManager(include_path=str(_tasks(tmp_path)), include_defaults=False)
-    scored = lm_eval.simple_evaluate(
-        model=_completions_model(server), tasks=["pocket_choice"], task_manager=tasks, log_samples=True
-    )
+    model = _completions_model(server, tokenized)
+    scored = lm_eval.simple_evaluate(model=model, tasks=["pocket_choice"], task_manager=tasks, log_samples=True)
     assert scored is not None
     choice = scored["results"]["pocket_choice"]
     assert choice["acc,none"] == 1.0, choice  # acc_norm divides by the answer's length: long absurd ones can win
@@ -146,11 +147,16 @@ def test_multiple_choice_and_generation_tasks(server: Server, tmp_path: Path) ->
     asked = sum((echoed[1].token_logprobs or [])[len(echoed[0].tokens or []) :])
     assert harness == pytest.approx(asked, abs=1e-4) and harness < 0
 
+
+def test_a_generation_task_through_local_chat_completions(server: Server, tmp_path: Path) -> None:
+    import lm_eval
+    from lm_eval.tasks import TaskManager
+
     generated = lm_eval.simple_evaluate(
         model="local-chat-completions",
         model_args={"model": CHAT_MODEL, "base_url": f"{server.base_url}/v1/chat/completions"},
         tasks=["pocket_generate"],
-        task_manager=tasks,
+        task_manager=TaskManager(include_path=str(_tasks(tmp_path)), include_defaults=False),
         apply_chat_template=True,
         log_samples=True,
     )
