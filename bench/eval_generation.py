@@ -85,7 +85,11 @@ def main() -> int:
                 "sampling_params": {"strategy": {"type": "greedy"}, "max_tokens": args.max_tokens},
                 "system_message": {"role": "system", "content": system},
             }
-            config = {"eval_candidate": candidate, "num_examples": len(questions)}
+            config = {
+                "eval_candidate": candidate,
+                "num_examples": len(questions),
+                "scoring_params": benchmark["metadata"]["scoring_params"],
+            }
             started = time.perf_counter()
             job = call(base_url, "POST", f"/v1alpha/eval/benchmarks/{BENCHMARK}/jobs", {"benchmark_config": config})
             eval_s = time.perf_counter() - started

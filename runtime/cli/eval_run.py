@@ -5,7 +5,7 @@ server when one answers on the config's port (two servers on one state database 
 resume its unfinished jobs), else of one it starts in-process on a free loopback port, offline.
 The job runs in the background on the server (`background: true`), with a progress line from
 its status; Ctrl-C cancels it. The benchmark's metadata supplies the candidate settings its
-scoring expects (system message, max_tokens) unless the command line gives them.
+scoring expects (system message, max_tokens, scoring params) unless the command line gives them.
 """
 
 from __future__ import annotations
@@ -114,7 +114,8 @@ def _table(scores: dict[str, Any], rows: int, seconds: float) -> None:
     for fn, result in scores.items():
         for aggregation, metrics in result.get("aggregated_results", {}).items():
             for name, value in metrics.items() if isinstance(metrics, dict) else [(aggregation, metrics)]:
-                shown = f"{value:.4f}" if isinstance(value, float) else str(value)
+                counted = name.startswith("num_") and isinstance(value, float) and value.is_integer()
+                shown = str(int(value)) if counted else f"{value:.4f}" if isinstance(value, float) else str(value)
                 lines.append((fn, name, shown))
     widths = [max(len(line[i]) for line in lines) for i in range(3)]
     for line in lines:
@@ -125,7 +126,10 @@ def _table(scores: dict[str, Any], rows: int, seconds: float) -> None:
 async def _run_job(session: aiohttp.ClientSession, base: str, args: argparse.Namespace) -> int:
     benchmark_url = f"{base}/v1alpha/eval/benchmarks/{quote(args.benchmark, safe='')}"
     benchmark = await _call(session, "GET", benchmark_url)
-    config: dict[str, Any] = {"eval_candidate": _candidate(args, benchmark.get("metadata") or {})}
+    metadata = benchmark.get("metadata") or {}
+    config: dict[str, Any] = {"eval_candidate": _candidate(args, metadata)}
+    if isinstance(metadata.get("scoring_params"), dict):
+        config["scoring_params"] = metadata["scoring_params"]
     if args.limit is not None:
         config["num_examples"] = args.limit
     started = time.monotonic()

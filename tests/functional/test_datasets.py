@@ -22,6 +22,8 @@ from tests.support.users import As
 
 pytestmark = pytest.mark.filterwarnings("ignore:deprecated:DeprecationWarning")  # Llama Stack marks register/unregister
 
+# The built-in benchmarks' datasets, listed as the datasetio provider's own wherever eval is served.
+BUILTIN = ["pocketstack/arithmetic", "pocketstack/multiple-choice"]
 QA: list[dict[str, object]] = [{"question": f"What is {n} + {n}?", "answer": str(2 * n)} for n in range(7)]
 
 
@@ -36,7 +38,7 @@ async def test_rows_register_page_append_unregister(lls: llama_stack_client.Asyn
     )
     assert dataset.identifier == "sums" and dataset.provider_id == "localfs-datasets" and dataset.type == "dataset"
     assert dataset.purpose == "eval/question-answer" and dataset.metadata == {"k": "v"}
-    assert [d.identifier for d in await lls.beta.datasets.list()] == ["sums"]
+    assert [d.identifier for d in await lls.beta.datasets.list()] == [*BUILTIN, "sums"]
     assert (await lls.beta.datasets.retrieve("sums")).identifier == "sums"
 
     first = await lls.beta.datasets.iterrows("sums", start_index=0, limit=3)
@@ -51,7 +53,7 @@ async def test_rows_register_page_append_unregister(lls: llama_stack_client.Asyn
         {"question": "1 + 1?", "answer": "2"}
     ]
     await lls.beta.datasets.unregister("sums")
-    assert await lls.beta.datasets.list() == []
+    assert [d.identifier for d in await lls.beta.datasets.list()] == BUILTIN
     with pytest.raises(llama_stack_client.NotFoundError):
         await lls.beta.datasets.iterrows("sums")
 
@@ -115,7 +117,7 @@ async def test_bad_input(lls: llama_stack_client.AsyncLlamaStackClient) -> None:
             purpose="eval/question-answer", source={"type": "uri", "uri": "data:text/csv;base64," + latin1}
         )
     assert "UTF-8" in str(undecodable.value)
-    assert await lls.beta.datasets.list() == []  # nothing half-registered
+    assert [d.identifier for d in await lls.beta.datasets.list()] == BUILTIN  # nothing half-registered
     await lls.beta.datasets.register(
         purpose="eval/question-answer", source={"type": "rows", "rows": QA}, dataset_id="d"
     )
@@ -152,8 +154,8 @@ def test_config_dataset_entry_is_checked() -> None:
 async def test_another_users_dataset_is_hidden(alice: As, bob: As) -> None:
     body = {"purpose": "eval/question-answer", "source": {"type": "rows", "rows": QA}, "dataset_id": "alices"}
     await alice.ok("POST", "/v1beta/datasets", body)
-    assert [d["identifier"] for d in (await alice.ok("GET", "/v1beta/datasets"))["data"]] == ["alices"]
-    assert (await bob.ok("GET", "/v1beta/datasets"))["data"] == []
+    assert [d["identifier"] for d in (await alice.ok("GET", "/v1beta/datasets"))["data"]] == [*BUILTIN, "alices"]
+    assert [d["identifier"] for d in (await bob.ok("GET", "/v1beta/datasets"))["data"]] == BUILTIN
     await bob.hidden("GET", "/v1beta/datasets/alices", "alices", "missing")
     await bob.hidden("GET", "/v1beta/datasetio/iterrows/alices", "alices", "missing")
     await bob.hidden("POST", "/v1beta/datasetio/append-rows/alices", "alices", "missing", {"rows": [{"a": 1}]})

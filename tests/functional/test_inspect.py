@@ -108,6 +108,7 @@ async def test_providers_list_and_get(client: TestClient[Any, Any], home: Path) 
         ("datasetio", "localfs-datasets"),
         ("scoring", "basic"),
         ("scoring", "llm-as-judge"),
+        ("eval", "builtin"),
     ]
     assert (inference.api, inference.provider_id, inference.provider_type) == (
         "inference",

@@ -44,7 +44,16 @@ def test_llama_stack_client(server: Server) -> None:
     assert client.inspect.version().version == LLAMA_STACK_VERSION
 
     by_api = {p.api: p for p in client.providers.list()}
-    assert sorted(by_api) == ["datasetio", "files", "inference", "safety", "scoring", "tool_runtime", "vector_io"]
+    assert sorted(by_api) == [
+        "datasetio",
+        "eval",
+        "files",
+        "inference",
+        "safety",
+        "scoring",
+        "tool_runtime",
+        "vector_io",
+    ]
     assert (by_api["datasetio"].provider_id, by_api["datasetio"].provider_type) == (
         "localfs-datasets",
         "inline::localfs",
@@ -68,7 +77,8 @@ def test_llama_stack_client(server: Server) -> None:
     assert ("GET", "/v1/models/{model_id}") in {(r.method, r.route) for r in routes}
     alpha = [(r.method, r.route) for r in client.routes.list(api_filter="v1alpha")]
     assert alpha[0] == ("POST", "/v1alpha/inference/rerank")
-    assert ("POST", "/v1alpha/agents/{agent_id}/session/{session_id}/turn") in alpha and len(alpha) == 13
+    assert ("POST", "/v1alpha/agents/{agent_id}/session/{session_id}/turn") in alpha and len(alpha) == 20
+    assert ("POST", "/v1alpha/eval/benchmarks/{benchmark_id}/jobs") in alpha
     assert all(route.startswith("/v1alpha/") for _, route in alpha)
 
     models = {m.identifier: m for m in client.models.list()}

@@ -4,7 +4,9 @@
 Each is a dataset (listed as the datasetio provider's own, its rows loaded at the first start)
 and a benchmark (the eval provider's own). The benchmark's metadata carries the candidate
 settings its scoring expects: the system message that asks for the parsed answer format, and
-max_tokens; a client (the CLI) uses them unless told otherwise.
+max_tokens, and scoring params whose parsing regexes read the answers small models give ("C. Earth",
+"33 + 25 = 58") besides the strict formats Llama Stack's defaults expect ("Answer: C", "The final
+answer is $\\boxed{58}$"); a client (the CLI) passes them unless told otherwise.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ class BuiltinBenchmark:
     system_message: str
     max_tokens: int
     description: str
+    parsing_regexes: tuple[str, ...]
 
     @property
     def dataset_id(self) -> str:
@@ -40,6 +43,13 @@ class BuiltinBenchmark:
             "description": self.description,
             "system_message": self.system_message,
             "max_tokens": self.max_tokens,
+            "scoring_params": {
+                self.scoring_function: {
+                    "type": "regex_parser",
+                    "parsing_regexes": list(self.parsing_regexes),
+                    "aggregation_functions": ["accuracy"],
+                }
+            },
             "builtin": True,
         }
 
@@ -53,7 +63,9 @@ BUILTIN_BENCHMARKS = (
         "where N is the number.",
         max_tokens=96,
         description="50 additions, subtractions and multiplications of small integers; "
-        "the answer parsed from 'The final answer is $\\boxed{N}$'.",
+        "the answer parsed from 'The final answer is $\\boxed{N}$', else the first '= N'.",
+        # One regex (the function takes one): the boxed final answer, else the first "= N".
+        parsing_regexes=(r"(?:final answer is:?\s*\$?\\boxed\{|=\s*)(-?\d+)",),
     ),
     BuiltinBenchmark(
         benchmark_id="pocketstack::multiple-choice",
@@ -61,7 +73,9 @@ BUILTIN_BENCHMARKS = (
         scoring_function="basic::regex_parser_multiple_choice_answer",
         system_message="Answer the multiple-choice question with the letter of the correct option, as: Answer: X",
         max_tokens=32,
-        description="50 general-knowledge questions with four options (A-D); the letter parsed from 'Answer: X'.",
+        description="50 general-knowledge questions with four options (A-D); the letter parsed from "
+        "'Answer: X', else from an answer that starts with it ('C. Earth').",
+        parsing_regexes=(r"(?i)answer\s*(?:is)?\s*:?\s*\(?([A-D])\b", r"^\s*\(?([A-D])[.):]"),
     ),
 )
 
