@@ -95,6 +95,7 @@ bench-auth: install-dev
 
 bench-eval: install-dev
 	$(BIN)/python bench/eval.py
+	$(BIN)/python bench/eval_generation.py
 
 # The single binary: dist/pocketstack (one file) and dist/pocketstack-onedir/ (PyInstaller's onedir
 # build it wraps). MODELS=none leaves the default models out; DIST=... writes elsewhere.
