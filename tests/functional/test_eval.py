@@ -144,8 +144,9 @@ async def test_run_eval_as_llama_stack_job_ids_and_a_results_dataset(
 
 async def _until(server: TestClient[Any, Any], path: str, done: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
     for _ in range(400):
-        job: dict[str, Any] = await (await server.get(path)).json()
-        if done(job):
+        answer = await server.get(path)
+        job: dict[str, Any] = await answer.json()
+        if answer.status == 200 and done(job):  # a job run_eval creates may not exist yet
             return job
         await asyncio.sleep(0.05)
     raise AssertionError(f"{path} never got there: {job}")
@@ -251,3 +252,17 @@ async def test_an_agent_candidate_answers_through_the_responses_engine(
     result = await lls.alpha.eval.jobs.retrieve(job.job_id, benchmark_id="sums")
     assert [g["generated_answer"] for g in result.generations] == ["0", "2"]
     assert scripted[0].messages[0].role == "system" and scripted[0].messages[0].content == "You add numbers."
+
+
+async def test_a_job_cancelled_while_its_run_eval_waits_answers_cancelled(
+    aiohttp_client: Callable[..., Any], scripted: list[models.ChatCompletionRequest]
+) -> None:
+    server = await aiohttp_client(create_app(config(slow={q: 30.0 for q in QUESTIONS[4:]})))
+    lls = llama_stack_client.AsyncLlamaStackClient(base_url=str(server.make_url("")).rstrip("/"), max_retries=0)
+    await _sums(lls)
+    running = asyncio.ensure_future(lls.alpha.eval.run_eval("sums", benchmark_config={"eval_candidate": CANDIDATE}))
+    await _until(server, "/v1alpha/eval/benchmarks/sums/jobs/0", lambda j: j["rows_done"] == 4)
+    await lls.alpha.eval.jobs.cancel("0", benchmark_id="sums")
+    job = await asyncio.wait_for(running, 10)  # answered at once, not after the slow rows
+    assert (job.job_id, job.status) == ("0", "cancelled")
+    await lls.close()

@@ -16,8 +16,9 @@ short by a stop or a cancel is dropped whole. The aggregates are computed once, 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from pocketstack._generated import models
@@ -77,16 +78,22 @@ class BuiltinEval:
         model = candidate.config.model if isinstance(candidate, models.AgentCandidate) else candidate.model
         await self._routers.models.get_model(models.GetModelRequest(model_id=model))
 
-    async def _answerer(self, config: models.BenchmarkConfig) -> Answer:
+    @contextlib.asynccontextmanager
+    async def _answerer(self, config: models.BenchmarkConfig) -> AsyncIterator[Answer]:
+        """What answers a row; an agent candidate is created for the run and deleted after it."""
         candidate = config.eval_candidate
-        if isinstance(candidate, models.AgentCandidate):
-            created = await self._routers.agents.create_agent(
-                models.AgentCreation.model_validate({"agent_config": candidate.config.model_dump(mode="json")})
+        if isinstance(candidate, models.ModelCandidate):
+            yield lambda row, index: candidates.model_answer(self._routers, candidate, row, index)
+            return
+        created = await self._routers.agents.create_agent(
+            models.AgentCreation.model_validate({"agent_config": candidate.config.model_dump(mode="json")})
+        )
+        try:
+            yield lambda row, index: candidates.agent_answer(self._routers, created.agent_id, row, index)
+        finally:
+            await asyncio.shield(
+                self._routers.agents.delete_agent(models.DeleteAgentRequest(agent_id=created.agent_id))
             )
-            agent_id = created.agent_id
-            return lambda row, index: candidates.agent_answer(self._routers, agent_id, row, index)
-        assert isinstance(candidate, models.ModelCandidate)
-        return lambda row, index: candidates.model_answer(self._routers, candidate, row, index)
 
     @staticmethod
     async def _patiently(answer: Answer, row: Row, index: int) -> Row:
@@ -105,7 +112,12 @@ class BuiltinEval:
             async with limit:
                 return await self._patiently(answer, row, first_index + offset)
 
-        return list(await asyncio.gather(*(one(offset, row) for offset, row in enumerate(rows))))
+        tasks = [asyncio.ensure_future(one(offset, row)) for offset, row in enumerate(rows)]
+        try:
+            return list(await asyncio.gather(*tasks))
+        finally:  # a row that failed fails the batch: the others stop rather than run on unseen
+            for task in tasks:
+                task.cancel()
 
     async def _score(
         self, rows: list[Row], generations: list[Row], functions: list[str], config: models.BenchmarkConfig
@@ -123,7 +135,8 @@ class BuiltinEval:
         self, rows: list[Row], scoring_functions: list[str], config: models.BenchmarkConfig
     ) -> models.EvaluateResponse:
         await self._check_candidate(config)
-        generations = await self._generate(await self._answerer(config), rows, 0)
+        async with self._answerer(config) as answer:
+            generations = await self._generate(answer, rows, 0)
         scores = await self._score(rows, generations, scoring_functions, config)
         return models.EvaluateResponse(generations=generations, scores=scores)
 
@@ -172,7 +185,13 @@ class BuiltinEval:
         if not background:
             # As Llama Stack: the call answers when the job has run, and a bad request (an unknown
             # model, a malformed row) is its error. A client that leaves leaves the job running.
-            failure = await asyncio.shield(task)
+            try:
+                failure = await asyncio.shield(task)
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if not task.cancelled() or (current is not None and current.cancelling()):
+                    raise  # this request was cancelled, not the job
+                failure = None  # the job was cancelled meanwhile (a DELETE, or a stop): its status says so
             if failure is not None:
                 raise failure
         found = await self._jobs.get(job.job_id)
@@ -216,10 +235,14 @@ class BuiltinEval:
 
     async def _work(self, job: StoredJob) -> dict[str, Any]:
         config = models.BenchmarkConfig.model_validate(job.request["benchmark_config"])
-        functions: list[str] = job.request["scoring_functions"]
-        answer = await self._answerer(config)
         done = len(await self._results(job))
         await self._jobs.progress(job.job_id, done)
+        async with self._answerer(config) as answer:
+            await self._run_batches(job, config, answer, done)
+        return await self._aggregates(await self._results(job), job.request["scoring_functions"], config)
+
+    async def _run_batches(self, job: StoredJob, config: models.BenchmarkConfig, answer: Answer, done: int) -> None:
+        functions: list[str] = job.request["scoring_functions"]
         batch = max(self._concurrency, 1)
         while done < job.rows_total:
             page = await self._routers.dataset_io.iterrows(
@@ -240,7 +263,6 @@ class BuiltinEval:
             )
             done += len(rows)
             await self._jobs.progress(job.job_id, done)
-        return await self._aggregates(await self._results(job), functions, config)
 
     async def _aggregates(
         self, results: list[Row], functions: list[str], config: models.BenchmarkConfig
