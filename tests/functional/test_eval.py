@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import llama_stack_client
+import openai
 import pytest
 from aiohttp.test_utils import TestClient
 
@@ -19,6 +20,7 @@ from pocketstack._generated import models
 from pocketstack.app import create_app
 from pocketstack.config import StackConfig
 from tests.support.config import edge_providers_with, edge_with
+from tests.support.documents import store_of
 from tests.support.errors import assert_error_shape
 from tests.support.scripted import CHAT, scripted_entry
 from tests.support.users import As, with_test_users
@@ -43,10 +45,18 @@ CANDIDATE: Any = {  # the client types the candidate as a TypedDict union
 }
 
 
+COMET = "What does a comet grow near the sun?"
+SEARCH = {COMET: [{"name": "knowledge_search", "arguments": '{"query": "comet tail near the sun"}'}]}
+
+
 def config(**scripted: Any) -> StackConfig:
     llama_cpp = edge_providers_with()["inference"]
-    inference = [*llama_cpp, scripted_entry(replies=REPLIES, **scripted)]
-    return edge_with(providers=edge_providers_with(inference=inference), registered_resources={"models": [CHAT]})
+    inference = [*llama_cpp, scripted_entry(replies=REPLIES, calls=SEARCH, **scripted)]
+    rag = {"toolgroup_id": "builtin::rag", "provider_id": "file-search"}
+    return edge_with(
+        providers=edge_providers_with(inference=inference),
+        registered_resources={"models": [CHAT], "tool_groups": [rag]},
+    )
 
 
 @pytest.fixture
@@ -266,3 +276,21 @@ async def test_a_job_cancelled_while_its_run_eval_waits_answers_cancelled(
     job = await asyncio.wait_for(running, 10)  # answered at once, not after the slow rows
     assert (job.job_id, job.status) == ("0", "cancelled")
     await lls.close()
+
+
+async def test_a_rag_agent_is_evaluated_with_its_knowledge_search(
+    lls: llama_stack_client.AsyncLlamaStackClient, oai: openai.AsyncOpenAI, stored_embedding: str
+) -> None:
+    store = await store_of(oai, stored_embedding)
+    rows = [{"input_query": COMET, "expected_answer": "glowing tail of ice and dust"}]
+    await lls.beta.datasets.register(
+        purpose="eval/question-answer", source={"type": "rows", "rows": rows}, dataset_id="rag"
+    )
+    await lls.alpha.benchmarks.register(benchmark_id="rag", dataset_id="rag", scoring_functions=["basic::subset_of"])
+    rag = [{"name": "builtin::rag/knowledge_search", "args": {"vector_db_ids": [store]}}]
+    agent: Any = {"type": "agent", "config": {"model": "chat", "instructions": "Search first.", "toolgroups": rag}}
+    job = await lls.alpha.eval.run_eval("rag", benchmark_config={"eval_candidate": agent})
+    result = await lls.alpha.eval.jobs.retrieve(job.job_id, benchmark_id="rag")
+    assert "glowing tail of ice and dust" in result.generations[0]["generated_answer"]  # what the search found
+    assert result.scores["basic::subset_of"].score_rows == [{"score": 1.0}]
+    assert (await lls.get("/v1alpha/agents", cast_to=object)) == {"data": [], "has_more": False}  # none left behind
