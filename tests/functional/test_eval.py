@@ -282,7 +282,7 @@ async def test_a_rag_agent_is_evaluated_with_its_knowledge_search(
     lls: llama_stack_client.AsyncLlamaStackClient, oai: openai.AsyncOpenAI, stored_embedding: str
 ) -> None:
     store = await store_of(oai, stored_embedding)
-    rows = [{"input_query": COMET, "expected_answer": "glowing tail of ice and dust"}]
+    rows: list[dict[str, object]] = [{"input_query": COMET, "expected_answer": "glowing tail of ice and dust"}]
     await lls.beta.datasets.register(
         purpose="eval/question-answer", source={"type": "rows", "rows": rows}, dataset_id="rag"
     )
@@ -291,6 +291,6 @@ async def test_a_rag_agent_is_evaluated_with_its_knowledge_search(
     agent: Any = {"type": "agent", "config": {"model": "chat", "instructions": "Search first.", "toolgroups": rag}}
     job = await lls.alpha.eval.run_eval("rag", benchmark_config={"eval_candidate": agent})
     result = await lls.alpha.eval.jobs.retrieve(job.job_id, benchmark_id="rag")
-    assert "glowing tail of ice and dust" in result.generations[0]["generated_answer"]  # what the search found
+    assert "glowing tail of ice and dust" in str(result.generations[0]["generated_answer"])  # what the search found
     assert result.scores["basic::subset_of"].score_rows == [{"score": 1.0}]
     assert (await lls.get("/v1alpha/agents", cast_to=object)) == {"data": [], "has_more": False}  # none left behind
