@@ -8,6 +8,7 @@ import base64
 import io
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import llama_stack_client
@@ -17,7 +18,7 @@ from aiohttp.test_utils import TestClient
 
 from pocketstack.app import create_app
 from pocketstack.config import ConfigError
-from tests.support.config import edge_with
+from tests.support.config import edge_providers_with, edge_with
 from tests.support.users import As
 
 pytestmark = pytest.mark.filterwarnings("ignore:deprecated:DeprecationWarning")  # Llama Stack marks register/unregister
@@ -163,3 +164,37 @@ async def test_another_users_dataset_is_hidden(alice: As, bob: As) -> None:
     assert len((await alice.ok("GET", "/v1beta/datasetio/iterrows/alices"))["data"]) == len(QA)
     status, _ = await alice.call("DELETE", "/v1beta/datasets/alices")
     assert status == 204
+
+
+async def test_local_paths_only_inside_allowed_dirs(aiohttp_client: Callable[..., Any], tmp_path: Path) -> None:
+    allowed, elsewhere = tmp_path / "data", tmp_path / "private"
+    allowed.mkdir()
+    elsewhere.mkdir()
+    (allowed / "qa.jsonl").write_text("".join(json.dumps(row) + "\n" for row in QA))
+    (elsewhere / "secret.csv").write_text("a,b\n1,2\n")
+    (allowed / "link.csv").symlink_to(elsewhere / "secret.csv")
+    datasetio = [
+        {
+            "provider_id": "localfs-datasets",
+            "provider_type": "inline::localfs",
+            "config": {"allowed_dirs": [str(allowed)]},
+        }
+    ]
+    server = await aiohttp_client(create_app(edge_with(providers=edge_providers_with(datasetio=datasetio))))
+    anyone = As(server, None)
+
+    def body(uri: str) -> dict[str, Any]:
+        return {"purpose": "eval/question-answer", "source": {"type": "uri", "uri": uri}, "dataset_id": "local"}
+
+    await anyone.ok("POST", "/v1beta/datasets", body(str(allowed / "qa.jsonl")))
+    assert (await anyone.ok("GET", "/v1beta/datasetio/iterrows/local"))["data"] == QA
+    await anyone.call("DELETE", "/v1beta/datasets/local")
+    await anyone.ok("POST", "/v1beta/datasets", body((allowed / "qa.jsonl").as_uri()))
+    for refused in (elsewhere / "secret.csv", allowed / "link.csv", allowed / ".." / "private" / "secret.csv"):
+        status, answer = await anyone.call("POST", "/v1beta/datasets", body(str(refused)) | {"dataset_id": "x"})
+        assert status == 400 and answer["error"]["code"] == "path_not_allowed", answer
+    status, answer = await anyone.call("POST", "/v1beta/datasets", body("relative/qa.jsonl") | {"dataset_id": "x"})
+    assert status == 400
+    default = await aiohttp_client(create_app(edge_with()))
+    status, answer = await As(default, None).call("POST", "/v1beta/datasets", body(str(allowed / "qa.jsonl")))
+    assert status == 400 and "none configured" in answer["error"]["message"]

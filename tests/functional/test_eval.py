@@ -49,13 +49,13 @@ COMET = "What does a comet grow near the sun?"
 SEARCH = {COMET: [{"name": "knowledge_search", "arguments": '{"query": "comet tail near the sun"}'}]}
 
 
-def config(**scripted: Any) -> StackConfig:
+def config(resources: dict[str, Any] | None = None, **scripted: Any) -> StackConfig:
     llama_cpp = edge_providers_with()["inference"]
     inference = [*llama_cpp, scripted_entry(replies=REPLIES, calls=SEARCH, **scripted)]
     rag = {"toolgroup_id": "builtin::rag", "provider_id": "file-search"}
     return edge_with(
         providers=edge_providers_with(inference=inference),
-        registered_resources={"models": [CHAT], "tool_groups": [rag]},
+        registered_resources={"models": [CHAT], "tool_groups": [rag], **(resources or {})},
     )
 
 
@@ -294,3 +294,23 @@ async def test_a_rag_agent_is_evaluated_with_its_knowledge_search(
     assert "glowing tail of ice and dust" in str(result.generations[0]["generated_answer"])  # what the search found
     assert result.scores["basic::subset_of"].score_rows == [{"score": 1.0}]
     assert (await lls.get("/v1alpha/agents", cast_to=object)) == {"data": [], "has_more": False}  # none left behind
+
+
+async def test_benchmarks_from_the_run_config(
+    aiohttp_client: Callable[..., Any], scripted: list[models.ChatCompletionRequest]
+) -> None:
+    dataset = {"dataset_id": "qa", "purpose": "eval/question-answer", "source": {"type": "rows", "rows": ROWS}}
+    benchmark = {"benchmark_id": "sums", "dataset_id": "qa", "scoring_functions": ["basic::equality"]}
+    server = await aiohttp_client(create_app(config({"datasets": [dataset], "benchmarks": [benchmark]})))
+    lls = llama_stack_client.AsyncLlamaStackClient(base_url=str(server.make_url("")).rstrip("/"), max_retries=0)
+    job = await lls.alpha.eval.run_eval("sums", benchmark_config={"eval_candidate": CANDIDATE})
+    assert _accuracy((await lls.alpha.eval.jobs.retrieve(job.job_id, benchmark_id="sums")).scores) == 5 / 8
+    with pytest.raises(llama_stack_client.BadRequestError, match="registered_resources"):
+        await lls.alpha.benchmarks.unregister("sums")
+    await lls.close()
+
+    wrong = benchmark | {"dataset_id": "absent"}
+    broken = await aiohttp_client(create_app(config({"benchmarks": [wrong]})))
+    answer = await broken.get("/v1/models")
+    message = assert_error_shape(await answer.json())["message"]
+    assert answer.status == 503 and "registered_resources.benchmarks[0] (sums)" in message and "absent" in message
