@@ -24,7 +24,7 @@ from pocketstack.config import DatasetInput
 from pocketstack.core.registry import Resource
 from pocketstack.core.resources import DATASET, skipped_provider
 from pocketstack.core.stack import Stack
-from pocketstack.errors import BadRequestError, ResourceNotFoundError, ServiceUnavailableError
+from pocketstack.errors import BadRequestError, ResourceNotFoundError
 from pocketstack.providers.datasetio import DatasetIOProvider, Row, RowFormat, checked_rows, format_of, read_rows
 from pocketstack.security.access import Action
 from pocketstack.wire.fields import given
@@ -75,18 +75,8 @@ class DatasetsApi(protocols.Datasets, protocols.DatasetIO):
         self.table = stack.table(DATASET)
 
     def provider(self, provider_id: str | None = None) -> tuple[str, DatasetIOProvider]:
-        instances = self.stack.providers_of("datasetio")
-        if not instances:
-            raise ServiceUnavailableError(
-                "The datasetio API is not enabled in this distribution (add `datasetio` to `apis` and a "
-                "datasetio provider, e.g. inline::localfs).",
-                code="service_not_enabled",
-            )
-        for instance in instances:
-            if provider_id is None or instance.config.provider_id == provider_id:
-                return instance.config.provider_id, cast(DatasetIOProvider, instance.impl)
-        known = ", ".join(i.config.provider_id for i in instances)
-        raise BadRequestError(f"No datasetio provider '{provider_id}' (known: {known}).", param="provider_id")
+        instance = self.stack.provider_for("datasetio", provider_id, example="inline::localfs")
+        return instance.config.provider_id, cast(DatasetIOProvider, instance.impl)
 
     async def _open(self, source: dict[str, Any], stack: ExitStack, provider: DatasetIOProvider) -> Iterator[Row]:
         """The source's rows, read lazily; the files it opens are closed with `stack`."""

@@ -6,7 +6,7 @@ from typing import cast
 
 from pocketstack._generated import models, protocols
 from pocketstack.core.stack import Stack
-from pocketstack.errors import ResourceNotFoundError, ServiceUnavailableError
+from pocketstack.errors import ResourceNotFoundError
 from pocketstack.providers.base import FilesProvider
 from pocketstack.security.access import FILE, Action
 from pocketstack.web.uploads import FileBody, Upload
@@ -20,13 +20,7 @@ class FilesApi(protocols.Files):
 
     def provider(self) -> FilesProvider:
         """The distribution's files provider (the first, when it lists several)."""
-        instances = self.stack.providers_of("files")
-        if not instances:
-            raise ServiceUnavailableError(
-                "The files API is not enabled in this distribution (add `files` to `apis` and a files provider).",
-                code="service_not_enabled",
-            )
-        return cast(FilesProvider, instances[0].impl)
+        return cast(FilesProvider, self.stack.provider_for("files", None).impl)
 
     async def openai_upload_file(self, request: models.UploadFileForm, file: Upload) -> models.OpenAIFileObject:
         expires = given(request.expires_after_seconds_)

@@ -15,7 +15,6 @@ from pocketstack.config import ShieldInput
 from pocketstack.core.registry import Resource, Source
 from pocketstack.core.resources import SHIELD, skipped_provider
 from pocketstack.core.stack import Stack
-from pocketstack.errors import BadRequestError, ServiceUnavailableError
 from pocketstack.providers.base import SafetyProvider
 from pocketstack.wire.fields import given
 
@@ -37,22 +36,8 @@ class ShieldsApi(protocols.Shields):
         self.table = stack.table(SHIELD)
 
     def provider(self, provider_id: str | None) -> tuple[str, SafetyProvider]:
-        instances = self.stack.providers_of("safety")
-        if not instances:
-            raise ServiceUnavailableError(
-                "The safety API is not enabled in this distribution (add `safety` to `apis` and a safety provider).",
-                code="service_not_enabled",
-            )
-        if provider_id is None:
-            if len(instances) > 1:
-                known = ", ".join(i.config.provider_id for i in instances)
-                raise BadRequestError(f"Name the shield's provider_id (one of {known}).", param="provider_id")
-            return instances[0].config.provider_id, cast(SafetyProvider, instances[0].impl)
-        for instance in instances:
-            if instance.config.provider_id == provider_id:
-                return provider_id, cast(SafetyProvider, instance.impl)
-        known = ", ".join(i.config.provider_id for i in instances)
-        raise BadRequestError(f"No safety provider '{provider_id}' (known: {known}).", param="provider_id")
+        instance = self.stack.provider_for("safety", provider_id, must_name="shield")
+        return instance.config.provider_id, cast(SafetyProvider, instance.impl)
 
     async def _build(self, shield: ShieldInput, source: Source) -> Resource:
         provider_id, provider = self.provider(shield.provider_id)

@@ -17,7 +17,7 @@ from pocketstack.config import ToolGroupInput
 from pocketstack.core.registry import Resource, Source
 from pocketstack.core.resources import TOOL_GROUP, skipped_provider
 from pocketstack.core.stack import ProviderInstance, Stack
-from pocketstack.errors import BadRequestError, PocketStackError, ResourceNotFoundError, ServiceUnavailableError
+from pocketstack.errors import BadRequestError, PocketStackError, ResourceNotFoundError
 from pocketstack.providers.tool_runtime import ToolGroupSpec, ToolResult, ToolRuntimeProvider
 from pocketstack.wire.fields import given
 
@@ -68,18 +68,7 @@ class ToolsApi(protocols.ToolGroups, protocols.ToolRuntime):
         return cast(ToolRuntimeProvider, self._instance(provider_id).impl)
 
     def _instance(self, provider_id: str) -> ProviderInstance:
-        instances = self.stack.providers_of("tool_runtime")
-        for instance in instances:
-            if instance.config.provider_id == provider_id:
-                return instance
-        if not instances:
-            raise ServiceUnavailableError(
-                "The tool_runtime API is not enabled in this distribution (add `tool_runtime` to `apis` and a "
-                "tool runtime provider).",
-                code="service_not_enabled",
-            )
-        known = ", ".join(i.config.provider_id for i in instances)
-        raise BadRequestError(f"No tool runtime provider '{provider_id}' (known: {known}).", param="provider_id")
+        return self.stack.provider_for("tool_runtime", provider_id)
 
     def provider_of_type(self, provider_type: str) -> tuple[str, ToolRuntimeProvider] | None:
         for instance in self.stack.providers_of("tool_runtime"):

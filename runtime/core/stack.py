@@ -13,6 +13,7 @@ from pydantic import BaseModel, ValidationError
 from pocketstack.config import ConfigError, ProviderConfig, StackConfig, pocketstack_home
 from pocketstack.core.registry import Registry
 from pocketstack.core.resources import ResourceKind, ResourceTable
+from pocketstack.errors import BadRequestError, ServiceUnavailableError
 from pocketstack.providers import PROVIDERS, SHARED_TYPES, ProviderSpec
 from pocketstack.providers.base import Provider, ProviderContext, Routers
 from pocketstack.security.access import Access
@@ -135,6 +136,29 @@ class Stack:
 
     def providers_of(self, api: str) -> list[ProviderInstance]:
         return [p for p in self.providers.values() if p.api == api]
+
+    def provider_for(
+        self, api: str, provider_id: str | None, *, must_name: str | None = None, example: str | None = None
+    ) -> ProviderInstance:
+        """The `api` provider `provider_id`, or, none named, the first one; with `must_name` (what
+        names it, e.g. "shield") a 400 asking for it when there are several. A 503 saying how to
+        enable the API when it has no provider, a 400 listing the known ones for an unknown id."""
+        instances = self.providers_of(api)
+        if not instances:
+            raise ServiceUnavailableError(
+                f"The {api} API is not enabled in this distribution (add `{api}` to `apis` and a {api} provider"
+                + (f", e.g. {example})." if example else ")."),
+                code="service_not_enabled",
+            )
+        known = ", ".join(i.config.provider_id for i in instances)
+        if provider_id is None:
+            if must_name is not None and len(instances) > 1:
+                raise BadRequestError(f"Name the {must_name}'s provider_id (one of {known}).", param="provider_id")
+            return instances[0]
+        for instance in instances:
+            if instance.config.provider_id == provider_id:
+                return instance
+        raise BadRequestError(f"No {api} provider '{provider_id}' (known: {known}).", param="provider_id")
 
     def open_storage(self) -> None:
         self._database = open_database(self.config.storage.metadata_db())

@@ -15,7 +15,6 @@ from pocketstack.config import BenchmarkInput
 from pocketstack.core.registry import Resource, Source
 from pocketstack.core.resources import BENCHMARK, skipped_provider
 from pocketstack.core.stack import Stack
-from pocketstack.errors import BadRequestError, ServiceUnavailableError
 from pocketstack.providers.eval import BenchmarkRef, EvalProvider
 from pocketstack.wire.fields import given
 
@@ -48,23 +47,8 @@ class BenchmarksApi(protocols.Benchmarks):
         self.table = stack.table(BENCHMARK)
 
     def provider(self, provider_id: str | None = None) -> tuple[str, EvalProvider]:
-        instances = self.stack.providers_of("eval")
-        if not instances:
-            raise ServiceUnavailableError(
-                "The eval API is not enabled in this distribution (add `eval` to `apis` and an eval provider, "
-                "e.g. inline::builtin).",
-                code="service_not_enabled",
-            )
-        if provider_id is None:
-            if len(instances) > 1:
-                known = ", ".join(i.config.provider_id for i in instances)
-                raise BadRequestError(f"Name the benchmark's provider_id (one of {known}).", param="provider_id")
-            return instances[0].config.provider_id, cast(EvalProvider, instances[0].impl)
-        for instance in instances:
-            if instance.config.provider_id == provider_id:
-                return provider_id, cast(EvalProvider, instance.impl)
-        known = ", ".join(i.config.provider_id for i in instances)
-        raise BadRequestError(f"No eval provider '{provider_id}' (known: {known}).", param="provider_id")
+        instance = self.stack.provider_for("eval", provider_id, must_name="benchmark", example="inline::builtin")
+        return instance.config.provider_id, cast(EvalProvider, instance.impl)
 
     async def build(self, entry: BenchmarkInput, source: Source) -> Resource:
         provider_id, _ = self.provider(entry.provider_id)

@@ -21,7 +21,7 @@ from pocketstack.apis.vector_io.file_batches import FileBatches
 from pocketstack.apis.vector_io.files import VectorStoreFiles
 from pocketstack.config import ConfigError
 from pocketstack.core.stack import Stack
-from pocketstack.errors import BadRequestError, PocketStackError, ServiceUnavailableError, not_found_message
+from pocketstack.errors import BadRequestError, PocketStackError, not_found_message
 from pocketstack.modelstore.store import DEFAULT_EMBEDDING_NAME
 from pocketstack.providers.vector_search import Hit, NewChunk, SearchQuery, VectorIOProvider, parse_filter
 from pocketstack.security.access import VECTOR_STORE, Action
@@ -42,17 +42,9 @@ class VectorIOApi(protocols.VectorIO):
         self.batches = FileBatches(stack, self)
 
     def provider(self, provider_id: str | None = None) -> tuple[str, VectorIOProvider]:
-        instances = self.stack.providers_of("vector_io")
-        if not instances:
-            raise ServiceUnavailableError(
-                "The vector_io API is not enabled in this distribution.", code="service_not_enabled"
-            )
-        provider_id = provider_id or self.stack.config.vector_stores.default_provider_id
-        for instance in instances:
-            if provider_id in (None, instance.config.provider_id):
-                return instance.config.provider_id, cast(VectorIOProvider, instance.impl)
-        known = ", ".join(i.config.provider_id for i in instances)
-        raise BadRequestError(f"No vector_io provider '{provider_id}' (known: {known}).", param="provider_id")
+        default = self.stack.config.vector_stores.default_provider_id
+        instance = self.stack.provider_for("vector_io", provider_id or default)
+        return instance.config.provider_id, cast(VectorIOProvider, instance.impl)
 
     async def embed(self, model: str, texts: list[str]) -> list[list[float]]:
         vectors: list[list[float]] = []
