@@ -17,6 +17,7 @@ never an error for the whole call.
 
 from __future__ import annotations
 
+import re
 import statistics
 from collections import Counter
 from collections.abc import Callable
@@ -149,3 +150,27 @@ def aggregate(rows: list[ScoreRow], functions: list[str]) -> dict[str, Any]:
     categorical_count). Rows without a numeric score (a number, or text that reads as one) are left out
     of the means, and wrong for accuracy."""
     return {name: AGGREGATIONS[name](rows) for name in functions}
+
+
+def compile_regexes(regexes: list[str], param: str) -> list[re.Pattern[str]]:
+    """The params' regexes compiled; one that does not compile is a 400 naming it (`param`: its field)."""
+    patterns = []
+    for index, regex in enumerate(regexes):
+        try:
+            patterns.append(re.compile(regex))
+        except re.error as exc:
+            raise BadRequestError(
+                f"{param}[{index}] {regex!r} is not a valid regex: {exc}.",
+                param=f"params.{param}",
+                code="invalid_regex",
+            ) from None
+    return patterns
+
+
+def first_match(patterns: list[re.Pattern[str]], text: str) -> str | None:
+    """The first group (the whole match if it has none) of the first pattern that matches."""
+    for pattern in patterns:
+        match = pattern.search(text)
+        if match:
+            return match.group(1) if pattern.groups else match.group(0)
+    return None

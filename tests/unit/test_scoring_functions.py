@@ -19,8 +19,8 @@ from pocketstack.providers.inline.scoring_basic.math_answers import (
     normalize_final_answer,
 )
 from pocketstack.providers.inline.scoring_basic.multiple_choice import MULTIPLE_CHOICE_REGEXES
-from pocketstack.providers.inline.scoring_llm_as_judge.provider import template_columns, verdict_score
-from pocketstack.providers.scoring import aggregate, aggregation_functions, require_columns
+from pocketstack.providers.inline.scoring_llm_as_judge.provider import template_columns
+from pocketstack.providers.scoring import aggregate, aggregation_functions, first_match, require_columns
 
 MATH = MATH_ANSWER_REGEXES[0]
 
@@ -187,9 +187,9 @@ def test_judge_templates_and_verdicts() -> None:
     with pytest.raises(BadRequestError, match="format string"):
         template_columns("a lone { brace")
     patterns = [re.compile(r"Score: (\d+)"), re.compile(r"[ABC]")]
-    assert verdict_score(patterns, "Score: 7 out of 9") == "7"
-    assert verdict_score(patterns, "I say B") == "B"  # no group: the whole match
-    assert verdict_score(patterns, "nothing") is None
+    assert first_match(patterns, "Score: 7 out of 9") == "7"
+    assert first_match(patterns, "I say B") == "B"  # no group: the whole match
+    assert first_match(patterns, "nothing") is None
 
 
 ROWS: list[dict[str, Any]] = [

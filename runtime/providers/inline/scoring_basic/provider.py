@@ -13,7 +13,6 @@ per row, so a large call costs little more than reading its rows.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +30,8 @@ from pocketstack.providers.scoring import (
     ScoringFnDef,
     aggregate,
     aggregation_functions,
+    compile_regexes,
+    first_match,
     require_columns,
 )
 
@@ -96,34 +97,13 @@ def _ifeval(rows: list[Row]) -> list[ScoreRow]:
     return scored
 
 
-def _compiled(regexes: list[str]) -> list[re.Pattern[str]]:
-    compiled = []
-    for index, regex in enumerate(regexes):
-        try:
-            compiled.append(re.compile(regex))
-        except re.error as exc:
-            raise BadRequestError(
-                f"parsing_regexes[{index}] {regex!r} is not a valid regex: {exc}.", param="params.parsing_regexes"
-            ) from None
-    return compiled
-
-
-def _parsed(patterns: list[re.Pattern[str]], response: str) -> str | None:
-    """The first group (the whole match if it has none) of the first pattern that matches."""
-    for pattern in patterns:
-        match = pattern.search(response)
-        if match:
-            return match.group(1) if pattern.groups else match.group(0)
-    return None
-
-
 def _multiple_choice(regexes: list[str]) -> Scorer:
-    patterns = _compiled(regexes)
+    patterns = compile_regexes(regexes, "parsing_regexes")
 
     def score(rows: list[Row]) -> list[ScoreRow]:
         scored = []
         for row in rows:
-            parsed = _parsed(patterns, _text(row["generated_answer"]))
+            parsed = first_match(patterns, _text(row["generated_answer"]))
             scored.append({"score": 1.0 if parsed and parsed == row["expected_answer"] else 0.0})
         return scored
 
@@ -136,7 +116,7 @@ def _math(regexes: list[str]) -> Scorer:
             "basic::regex_parser_math_response parses with exactly one regex (its group is the answer).",
             param="params.parsing_regexes",
         )
-    _compiled(regexes)
+    compile_regexes(regexes, "parsing_regexes")
     regex = regexes[0]
 
     def score(rows: list[Row]) -> list[ScoreRow]:

@@ -38,6 +38,8 @@ from pocketstack.providers.scoring import (
     ScoringFnDef,
     aggregate,
     aggregation_functions,
+    compile_regexes,
+    first_match,
     require_columns,
 )
 
@@ -97,29 +99,6 @@ def template_columns(template: str) -> tuple[str, ...]:
     return tuple(names)
 
 
-def compiled_regexes(regexes: list[str]) -> list[re.Pattern[str]]:
-    patterns = []
-    for index, regex in enumerate(regexes):
-        try:
-            patterns.append(re.compile(regex))
-        except re.error as exc:
-            raise BadRequestError(
-                f"judge_score_regexes[{index}] {regex!r} is not a valid regex: {exc}.",
-                param="params.judge_score_regexes",
-                code="invalid_regex",
-            ) from None
-    return patterns
-
-
-def verdict_score(patterns: list[re.Pattern[str]], verdict: str) -> str | None:
-    """The first group (the whole match if it has none) of the first pattern that matches."""
-    for pattern in patterns:
-        match = pattern.search(verdict)
-        if match:
-            return match.group(1) if pattern.groups else match.group(0)
-    return None
-
-
 def _verdict_text(completion: models.ChatCompletion) -> str:
     content = completion.choices[0].message.content if completion.choices else None
     return content if isinstance(content, str) else ""  # no text: a refusal, or tool calls only
@@ -164,7 +143,7 @@ class LlmAsJudgeScoring(Stateless):
             name=name,
             model=str(effective["judge_model"]),
             template=str(effective["prompt_template"]),
-            patterns=compiled_regexes(list(effective["judge_score_regexes"])),
+            patterns=compile_regexes(list(effective["judge_score_regexes"]), "judge_score_regexes"),
             columns=template_columns(str(effective["prompt_template"])),
             aggregations=aggregation_functions(params, defaults.get("aggregation_functions")),
         )
@@ -217,7 +196,7 @@ class LlmAsJudgeScoring(Stateless):
         if self.config.max_tokens is not None:
             body["max_tokens"] = self.config.max_tokens
         verdict = _verdict_text(await self._complete(models.ChatCompletionRequest.model_validate(body)))
-        score = verdict_score(judge.patterns, verdict)
+        score = first_match(judge.patterns, verdict)
         if score is None:
             return {
                 "score": None,
