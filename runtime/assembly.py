@@ -16,6 +16,7 @@ from pocketstack.apis.inference.api import InferenceApi
 from pocketstack.apis.inference.guardrails import Guardrails
 from pocketstack.apis.inspect import InspectApi
 from pocketstack.apis.models import ModelsApi
+from pocketstack.apis.prompts import PromptsApi
 from pocketstack.apis.providers import ProvidersApi
 from pocketstack.apis.responses.api import ResponsesApi
 from pocketstack.apis.safety import SafetyApi
@@ -62,6 +63,7 @@ async def assemble(stack: Stack, served_tags: frozenset[str]) -> dict[str, Handl
     tools = ToolsApi(stack)
     await tools.sync_from_config()
     conversations = ConversationsApi(stack)
+    prompts = PromptsApi(stack)  # no provider: always served, as Llama Stack's built-in router is
     responses = ResponsesApi(stack, inference, conversations, vector_io, tools)
     await responses.start()
     stack.on_stop(responses.stop)
@@ -84,6 +86,7 @@ async def assemble(stack: Stack, served_tags: frozenset[str]) -> dict[str, Handl
         safety=safety,
         responses=responses,
         conversations=conversations,
+        prompts=prompts,
         agents=agents,
         tool_groups=tools,
         tool_runtime=tools,

@@ -557,7 +557,7 @@ class ChunkChoice(BaseModel):
     logprobs: ChoiceLogprobs | None | MISSING = MISSING
 
 
-class PromptPrompt(RootModel[list[str]]):
+class CompletionPromptCompletionPrompt(RootModel[list[str]]):
     root: Annotated[
         list[str],
         Field(
@@ -567,7 +567,7 @@ class PromptPrompt(RootModel[list[str]]):
     ]
 
 
-class PromptPrompt1(RootModel[list[int]]):
+class CompletionPromptCompletionPrompt1(RootModel[list[int]]):
     root: Annotated[
         list[int],
         Field(
@@ -577,13 +577,19 @@ class PromptPrompt1(RootModel[list[int]]):
     ]
 
 
-class PromptPrompt2PromptPrompt2Item(RootModel[list[int]]):
+class CompletionPromptCompletionPrompt2CompletionPromptCompletionPrompt2Item(
+    RootModel[list[int]]
+):
     root: Annotated[list[int], Field(min_length=1)]
 
 
-class PromptPrompt2(RootModel[list[PromptPrompt2PromptPrompt2Item]]):
+class CompletionPromptCompletionPrompt2(
+    RootModel[
+        list[CompletionPromptCompletionPrompt2CompletionPromptCompletionPrompt2Item]
+    ]
+):
     root: Annotated[
-        list[PromptPrompt2PromptPrompt2Item],
+        list[CompletionPromptCompletionPrompt2CompletionPromptCompletionPrompt2Item],
         Field(
             description="A text, a list of texts, a list of token ids, or a list of token-id lists.",
             min_length=1,
@@ -597,7 +603,10 @@ class CompletionRequest(BaseModel):
     )
     model: Annotated[str, Field(min_length=1)]
     prompt: Annotated[
-        str | PromptPrompt | PromptPrompt1 | PromptPrompt2,
+        str
+        | CompletionPromptCompletionPrompt
+        | CompletionPromptCompletionPrompt1
+        | CompletionPromptCompletionPrompt2,
         Field(
             description="A text, a list of texts, a list of token ids, or a list of token-id lists."
         ),
@@ -768,6 +777,92 @@ class EmbeddingsResponse(BaseModel):
     data: list[Embedding]
     model: str
     usage: EmbeddingsUsage
+
+
+class Prompt(BaseModel):
+    """
+    One version of a stored prompt template.
+    """
+
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    prompt_id: Annotated[str, Field(description="`pmpt_` and 48 lowercase hex digits.")]
+    version: Annotated[
+        int, Field(description="1 for the first, one more for each update.", ge=1)
+    ]
+    prompt: Annotated[
+        str,
+        Field(
+            description="The template: `{{name}}` (spaces allowed inside the braces) for each variable."
+        ),
+    ]
+    variables: Annotated[
+        list[str], Field(description="The variable names the template may use.")
+    ]
+    is_default: Annotated[
+        bool, Field(description="Whether this version is the prompt's default.")
+    ]
+
+
+class ListPromptsResponse(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    data: list[Prompt]
+
+
+class CreatePromptRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    prompt: Annotated[
+        str,
+        Field(
+            description="The template; every `{{name}}` in it must be one of `variables` (else a 400 naming them)."
+        ),
+    ]
+    variables: Annotated[
+        list[str] | None | MISSING,
+        Field(
+            description="The variable names the template may use (none when absent)."
+        ),
+    ] = MISSING
+
+
+class UpdatePromptBodyRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    prompt: Annotated[
+        str,
+        Field(
+            description="The new version's template (its placeholders declared as at create)."
+        ),
+    ]
+    version: Annotated[
+        int,
+        Field(
+            description="The version this one is based on, which must be the latest (else a 409).",
+            ge=1,
+        ),
+    ]
+    variables: Annotated[
+        list[str] | None | MISSING,
+        Field(
+            description="The new version's variable names (none when absent, as in Llama Stack; they are not inherited)."
+        ),
+    ] = MISSING
+    set_as_default: Annotated[
+        bool, Field(description="Make the new version the default.")
+    ] = True
+
+
+class SetDefaultVersionBodyRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    version: Annotated[int, Field(description="The version to make the default.")]
 
 
 class ResponseInputContent(BaseModel):
@@ -3408,6 +3503,57 @@ class ListRuntimeToolsRequest(BaseModel):
             description="An MCP server's URL (streamable HTTP, or SSE when it ends in /sse)."
         ),
     ] = MISSING
+
+
+class GetPromptRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    prompt_id: Annotated[
+        str, Field(description="The prompt's identifier: `pmpt_` and 48 hex digits.")
+    ]
+    version: Annotated[
+        int | MISSING,
+        Field(
+            description="The version to get; absent (or 0, as Llama Stack reads it) the default one."
+        ),
+    ] = MISSING
+
+
+class UpdatePromptRequest(UpdatePromptBodyRequest):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    prompt_id: Annotated[
+        str, Field(description="The prompt's identifier: `pmpt_` and 48 hex digits.")
+    ]
+
+
+class DeletePromptRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    prompt_id: Annotated[
+        str, Field(description="The prompt's identifier: `pmpt_` and 48 hex digits.")
+    ]
+
+
+class SetDefaultVersionRequest(SetDefaultVersionBodyRequest):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    prompt_id: Annotated[
+        str, Field(description="The prompt's identifier: `pmpt_` and 48 hex digits.")
+    ]
+
+
+class ListPromptVersionsRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    prompt_id: Annotated[
+        str, Field(description="The prompt's identifier: `pmpt_` and 48 hex digits.")
+    ]
 
 
 class ListOpenaiResponsesRequest(BaseModel):

@@ -418,6 +418,40 @@ class Responses(Protocol):
         ...
 
 
+class Prompts(Protocol):
+    """Stored prompt templates with `{{variable}}` placeholders, versioned (1, 2...): one version is the default; a response names one in its `prompt` and fills its variables."""
+
+    async def list_prompts(self) -> models.ListPromptsResponse:
+        """List the prompts, each at its default version."""
+        ...
+
+    async def create_prompt(self, request: models.CreatePromptRequest) -> models.Prompt:
+        """Create a prompt (its version 1, the default)."""
+        ...
+
+    async def get_prompt(self, request: models.GetPromptRequest) -> models.Prompt:
+        """Get a prompt at a version (its default version when none is given)."""
+        ...
+
+    async def update_prompt(self, request: models.UpdatePromptRequest) -> models.Prompt:
+        """Save a new version of a prompt, based on its latest version (compare-and-set)."""
+        ...
+
+    async def delete_prompt(self, request: models.DeletePromptRequest) -> None:
+        """Delete a prompt, every version of it."""
+        ...
+
+    async def set_default_version(self, request: models.SetDefaultVersionRequest) -> models.Prompt:
+        """Make one version of a prompt its default (what lists, gets and responses use when none is named)."""
+        ...
+
+    async def list_prompt_versions(
+        self, request: models.ListPromptVersionsRequest
+    ) -> models.ListPromptsResponse:
+        """Every version of a prompt, oldest first, the default one marked `is_default`."""
+        ...
+
+
 class Conversations(Protocol):
     """OpenAI's conversations, the items a response reads before it answers and adds to after."""
 

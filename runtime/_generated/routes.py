@@ -19,6 +19,7 @@ from pocketstack._generated.protocols import (
     Inference,
     Inspect,
     Models,
+    Prompts,
     Providers,
     Responses,
     Safety,
@@ -50,6 +51,7 @@ class Apis:
     tool_groups: ToolGroups
     tool_runtime: ToolRuntime
     responses: Responses
+    prompts: Prompts
     conversations: Conversations
     datasets: Datasets
     dataset_io: DatasetIO
@@ -1134,6 +1136,98 @@ class ResponsesRoutes:
         return await codec.respond(request, result, status=200)
 
 
+class PromptsRoutes:
+    def __init__(self, impl: Prompts) -> None:
+        self.impl = impl
+
+    def handlers(self) -> dict[str, Handler]:
+        return {
+            "list_prompts": self.list_prompts,
+            "create_prompt": self.create_prompt,
+            "get_prompt": self.get_prompt,
+            "update_prompt": self.update_prompt,
+            "delete_prompt": self.delete_prompt,
+            "set_default_version": self.set_default_version,
+            "list_prompt_versions": self.list_prompt_versions,
+        }
+
+    async def list_prompts(self, request: web.Request) -> web.StreamResponse:
+        result = await self.impl.list_prompts()
+        return await codec.respond(request, result, status=200)
+
+    async def create_prompt(self, request: web.Request) -> web.StreamResponse:
+        parsed = await codec.parse_request(
+            request,
+            models.CreatePromptRequest,
+            path=(),
+            query=(),
+            array_query=(),
+            body="required",
+        )
+        result = await self.impl.create_prompt(parsed)
+        return await codec.respond(request, result, status=200)
+
+    async def get_prompt(self, request: web.Request) -> web.StreamResponse:
+        parsed = await codec.parse_request(
+            request,
+            models.GetPromptRequest,
+            path=("prompt_id",),
+            query=("version",),
+            array_query=(),
+            body="none",
+        )
+        result = await self.impl.get_prompt(parsed)
+        return await codec.respond(request, result, status=200)
+
+    async def update_prompt(self, request: web.Request) -> web.StreamResponse:
+        parsed = await codec.parse_request(
+            request,
+            models.UpdatePromptRequest,
+            path=("prompt_id",),
+            query=(),
+            array_query=(),
+            body="required",
+        )
+        result = await self.impl.update_prompt(parsed)
+        return await codec.respond(request, result, status=200)
+
+    async def delete_prompt(self, request: web.Request) -> web.StreamResponse:
+        parsed = await codec.parse_request(
+            request,
+            models.DeletePromptRequest,
+            path=("prompt_id",),
+            query=(),
+            array_query=(),
+            body="none",
+        )
+        await self.impl.delete_prompt(parsed)
+        return await codec.respond(request, None, status=204)
+
+    async def set_default_version(self, request: web.Request) -> web.StreamResponse:
+        parsed = await codec.parse_request(
+            request,
+            models.SetDefaultVersionRequest,
+            path=("prompt_id",),
+            query=(),
+            array_query=(),
+            body="required",
+        )
+        result = await self.impl.set_default_version(parsed)
+        return await codec.respond(request, result, status=200)
+
+    async def list_prompt_versions(self, request: web.Request) -> web.StreamResponse:
+        parsed = await codec.parse_request(
+            request,
+            models.ListPromptVersionsRequest,
+            path=("prompt_id",),
+            query=(),
+            array_query=(),
+            body="none",
+        )
+        result = await self.impl.list_prompt_versions(parsed)
+        return await codec.respond(request, result, status=200)
+
+
 class ConversationsRoutes:
     def __init__(self, impl: Conversations) -> None:
         self.impl = impl
@@ -1587,6 +1681,7 @@ def handlers(apis: Apis) -> dict[str, Handler]:
     found.update(ToolGroupsRoutes(apis.tool_groups).handlers())
     found.update(ToolRuntimeRoutes(apis.tool_runtime).handlers())
     found.update(ResponsesRoutes(apis.responses).handlers())
+    found.update(PromptsRoutes(apis.prompts).handlers())
     found.update(ConversationsRoutes(apis.conversations).handlers())
     found.update(DatasetsRoutes(apis.datasets).handlers())
     found.update(DatasetIORoutes(apis.dataset_io).handlers())

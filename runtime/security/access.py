@@ -61,6 +61,9 @@ CHAT_COMPLETION = Kind("sql_record::chat_completions", "chat completion")
 AGENT = Kind("sql_record::agents", "agent")
 AGENT_SESSION = Kind("sql_record::agent_sessions", "session")
 EVAL_JOB = Kind("sql_record::eval_jobs", "eval job")
+# Llama Stack keeps prompts in a KVStore with no owner (every user sees every prompt); PocketStack gives
+# them one like its other records, named as AuthorizedSqlStore would name the table.
+PROMPT = Kind("sql_record::prompts", "prompt")
 
 
 @dataclass(frozen=True)

@@ -41,10 +41,12 @@ class Database:
         with self._lock, self._connection:
             return self._connection.execute(sql, params).fetchall()
 
-    def _run_many(self, statements: Iterable[tuple[str, Sequence[Any]]]) -> None:
+    def _run_many(self, statements: Iterable[tuple[str, Sequence[Any]]]) -> list[Row]:
+        rows: list[Row] = []
         with self._lock, self._connection:
             for sql, params in statements:
-                self._connection.execute(sql, params)
+                rows = self._connection.execute(sql, params).fetchall()
+        return rows
 
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         return await asyncio.to_thread(self._run, sql, params)
@@ -52,9 +54,10 @@ class Database:
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
         await asyncio.to_thread(self._run, sql, params)
 
-    async def transaction(self, statements: Iterable[tuple[str, Sequence[Any]]]) -> None:
-        """Run the statements atomically: all of them land, or none."""
-        await asyncio.to_thread(self._run_many, list(statements))
+    async def transaction(self, statements: Iterable[tuple[str, Sequence[Any]]]) -> list[Row]:
+        """Run the statements atomically: all of them land, or none. Answers the last one's rows (its
+        RETURNING clause: whether a conditional write happened)."""
+        return await asyncio.to_thread(self._run_many, list(statements))
 
     def close(self) -> None:
         with self._lock:

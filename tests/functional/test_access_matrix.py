@@ -1,6 +1,6 @@
 """Per-owner access, two users by every stored kind by every action (issue 17, point 2): files,
-vector stores (their files, file batches, search, raw chunks), stored chat completions, and the
-registered models, shields and tool groups. Responses, conversations and agents:
+vector stores (their files, file batches, search, raw chunks), stored chat completions, prompts, and
+the registered models, shields and tool groups. Responses, conversations and agents:
 test_access_threads.py; configured policies: test_access_policy.py.
 
 alice creates, bob (who shares nothing with her) must find nothing: whatever he asks about her
@@ -23,6 +23,7 @@ from tests.support.users import As
 
 MISSING_FILE = "file-00000000000000000000000000000000"
 MISSING_STORE = "vs_00000000000000000000000000000000"
+MISSING_PROMPT = "pmpt_" + "0" * 48
 
 
 @pytest.fixture
@@ -139,6 +140,31 @@ async def test_stored_chat_completions(server: TestClient[Any, Any], alice: As, 
     assert (await alice.ok("GET", f"/v1/chat/completions/{mine.id}"))["id"] == mine.id
     everyone = await As(server, None).ok("GET", "/v1/chat/completions")
     assert {c["id"] for c in everyone["data"]} == {mine.id, theirs.id}
+
+
+async def test_prompts(server: TestClient[Any, Any], alice: As, bob: As) -> None:
+    mine = (await alice.ok("POST", "/v1/prompts", {"prompt": "Speak of {{ topic }}.", "variables": ["topic"]}))[
+        "prompt_id"
+    ]
+    theirs = (await bob.ok("POST", "/v1/prompts", {"prompt": "Bob's."}))["prompt_id"]
+    assert [p["prompt_id"] for p in (await alice.ok("GET", "/v1/prompts"))["data"]] == [mine]
+    assert [p["prompt_id"] for p in (await bob.ok("GET", "/v1/prompts"))["data"]] == [theirs]
+    path = f"/v1/prompts/{mine}"
+    for method, where, body in (
+        ("GET", path, None),
+        ("GET", f"{path}?version=1", None),
+        ("PUT", path, {"prompt": "Taken.", "version": 1}),
+        ("PUT", f"{path}/set-default-version", {"version": 1}),
+        ("GET", f"{path}/versions", None),
+        ("DELETE", path, None),
+    ):
+        await bob.hidden(method, where, mine, MISSING_PROMPT, body)
+    assert [v["version"] for v in (await alice.ok("GET", f"{path}/versions"))["data"]] == [1]  # bob changed nothing
+    assert (await As(server, "carol").ok("GET", path))["prompt_id"] == mine  # shares alice's team
+    everyone = await As(server, None).ok("GET", "/v1/prompts")
+    assert {p["prompt_id"] for p in everyone["data"]} == {mine, theirs}
+    status, _ = await alice.call("DELETE", path)
+    assert status == 204
 
 
 @pytest.mark.parametrize(

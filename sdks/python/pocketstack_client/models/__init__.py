@@ -87,6 +87,7 @@ from .create_conversation_request_metadata_type_0 import CreateConversationReque
 from .create_file_batch_request import CreateFileBatchRequest
 from .create_file_batch_request_attributes import CreateFileBatchRequestAttributes
 from .create_file_batch_request_chunking_strategy import CreateFileBatchRequestChunkingStrategy
+from .create_prompt_request import CreatePromptRequest
 from .create_response_request import CreateResponseRequest
 from .create_response_request_conversation_type_1 import CreateResponseRequestConversationType1
 from .create_response_request_metadata_type_0 import CreateResponseRequestMetadataType0
@@ -146,6 +147,7 @@ from .list_benchmarks_response import ListBenchmarksResponse
 from .list_chat_completions_response import ListChatCompletionsResponse
 from .list_datasets_response import ListDatasetsResponse
 from .list_files_response import ListFilesResponse
+from .list_prompts_response import ListPromptsResponse
 from .list_providers_response import ListProvidersResponse
 from .list_responses_response import ListResponsesResponse
 from .list_routes_response import ListRoutesResponse
@@ -182,6 +184,7 @@ from .paginated_rows_response import PaginatedRowsResponse
 from .paginated_rows_response_data_item import PaginatedRowsResponseDataItem
 from .param_type import ParamType
 from .param_type_type import ParamTypeType
+from .prompt import Prompt
 from .prompt_tokens_details import PromptTokensDetails
 from .provider_info import ProviderInfo
 from .provider_info_config import ProviderInfoConfig
@@ -288,6 +291,7 @@ from .search_result_text import SearchResultText
 from .search_vector_store_request import SearchVectorStoreRequest
 from .search_vector_store_request_filters import SearchVectorStoreRequestFilters
 from .search_vector_store_request_search_mode import SearchVectorStoreRequestSearchMode
+from .set_default_version_body_request import SetDefaultVersionBodyRequest
 from .shield import Shield
 from .shield_params import ShieldParams
 from .sort_order import SortOrder
@@ -312,6 +316,7 @@ from .tool_message import ToolMessage
 from .top_k_sampling_strategy import TopKSamplingStrategy
 from .top_logprob import TopLogprob
 from .top_p_sampling_strategy import TopPSamplingStrategy
+from .update_prompt_body_request import UpdatePromptBodyRequest
 from .update_vector_store_file_request import UpdateVectorStoreFileRequest
 from .update_vector_store_file_request_attributes import UpdateVectorStoreFileRequestAttributes
 from .update_vector_store_request import UpdateVectorStoreRequest
@@ -431,6 +436,7 @@ __all__ = (
     "CreateFileBatchRequest",
     "CreateFileBatchRequestAttributes",
     "CreateFileBatchRequestChunkingStrategy",
+    "CreatePromptRequest",
     "CreateResponseRequest",
     "CreateResponseRequestConversationType1",
     "CreateResponseRequestMetadataType0",
@@ -490,6 +496,7 @@ __all__ = (
     "ListChatCompletionsResponse",
     "ListDatasetsResponse",
     "ListFilesResponse",
+    "ListPromptsResponse",
     "ListProvidersResponse",
     "ListResponsesResponse",
     "ListRoutesResponse",
@@ -526,6 +533,7 @@ __all__ = (
     "PaginatedRowsResponseDataItem",
     "ParamType",
     "ParamTypeType",
+    "Prompt",
     "PromptTokensDetails",
     "ProviderInfo",
     "ProviderInfoConfig",
@@ -632,6 +640,7 @@ __all__ = (
     "SearchVectorStoreRequest",
     "SearchVectorStoreRequestFilters",
     "SearchVectorStoreRequestSearchMode",
+    "SetDefaultVersionBodyRequest",
     "Shield",
     "ShieldParams",
     "SortOrder",
@@ -656,6 +665,7 @@ __all__ = (
     "TopKSamplingStrategy",
     "TopLogprob",
     "TopPSamplingStrategy",
+    "UpdatePromptBodyRequest",
     "UpdateVectorStoreFileRequest",
     "UpdateVectorStoreFileRequestAttributes",
     "UpdateVectorStoreRequest",

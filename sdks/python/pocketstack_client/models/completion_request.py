@@ -92,10 +92,10 @@ class CompletionRequest:
 
         elif isinstance(self.prompt, list):
             prompt = []
-            for componentsschemas_prompt_type_3_item_data in self.prompt:
-                componentsschemas_prompt_type_3_item = componentsschemas_prompt_type_3_item_data
+            for componentsschemas_completion_prompt_type_3_item_data in self.prompt:
+                componentsschemas_completion_prompt_type_3_item = componentsschemas_completion_prompt_type_3_item_data
 
-                prompt.append(componentsschemas_prompt_type_3_item)
+                prompt.append(componentsschemas_completion_prompt_type_3_item)
 
         else:
             prompt = self.prompt
@@ -285,30 +285,32 @@ class CompletionRequest:
             try:
                 if not isinstance(data, list):
                     raise TypeError()
-                componentsschemas_prompt_type_1 = cast(list[str], data)
+                componentsschemas_completion_prompt_type_1 = cast(list[str], data)
 
-                return componentsschemas_prompt_type_1
+                return componentsschemas_completion_prompt_type_1
             except (TypeError, ValueError, AttributeError, KeyError):
                 pass
             try:
                 if not isinstance(data, list):
                     raise TypeError()
-                componentsschemas_prompt_type_2 = cast(list[int], data)
+                componentsschemas_completion_prompt_type_2 = cast(list[int], data)
 
-                return componentsschemas_prompt_type_2
+                return componentsschemas_completion_prompt_type_2
             except (TypeError, ValueError, AttributeError, KeyError):
                 pass
             try:
                 if not isinstance(data, list):
                     raise TypeError()
-                componentsschemas_prompt_type_3 = []
-                _componentsschemas_prompt_type_3 = data
-                for componentsschemas_prompt_type_3_item_data in _componentsschemas_prompt_type_3:
-                    componentsschemas_prompt_type_3_item = cast(list[int], componentsschemas_prompt_type_3_item_data)
+                componentsschemas_completion_prompt_type_3 = []
+                _componentsschemas_completion_prompt_type_3 = data
+                for componentsschemas_completion_prompt_type_3_item_data in _componentsschemas_completion_prompt_type_3:
+                    componentsschemas_completion_prompt_type_3_item = cast(
+                        list[int], componentsschemas_completion_prompt_type_3_item_data
+                    )
 
-                    componentsschemas_prompt_type_3.append(componentsschemas_prompt_type_3_item)
+                    componentsschemas_completion_prompt_type_3.append(componentsschemas_completion_prompt_type_3_item)
 
-                return componentsschemas_prompt_type_3
+                return componentsschemas_completion_prompt_type_3
             except (TypeError, ValueError, AttributeError, KeyError):
                 pass
             return cast(list[int] | list[list[int]] | list[str] | str, data)

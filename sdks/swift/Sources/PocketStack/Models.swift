@@ -1660,7 +1660,7 @@ public struct ChatCompletionChunk: Codable, Equatable {
     }
 }
 
-public indirect enum Prompt: Codable, Equatable {
+public indirect enum CompletionPrompt: Codable, Equatable {
     case string(String)
     case stringList([String])
     case intList([Int])
@@ -1685,7 +1685,7 @@ public indirect enum Prompt: Codable, Equatable {
             return
         }
         throw DecodingError.dataCorruptedError(
-            in: container, debugDescription: "no variant of Prompt fits"
+            in: container, debugDescription: "no variant of CompletionPrompt fits"
         )
     }
 
@@ -1706,7 +1706,7 @@ public indirect enum Prompt: Codable, Equatable {
 
 public struct CompletionRequest: Codable, Equatable {
     public var model: String
-    public var prompt: Prompt
+    public var prompt: CompletionPrompt
     public var maxTokens: Int?
     public var temperature: Double?
     public var topP: Double?
@@ -1728,7 +1728,7 @@ public struct CompletionRequest: Codable, Equatable {
 
     public init(
         model: String,
-        prompt: Prompt,
+        prompt: CompletionPrompt,
         maxTokens: Int? = nil,
         temperature: Double? = nil,
         topP: Double? = nil,
@@ -2045,6 +2045,109 @@ public struct EmbeddingsResponse: Codable, Equatable {
         case data
         case model
         case usage
+    }
+}
+
+/// One version of a stored prompt template.
+public struct Prompt: Codable, Equatable {
+    public var promptId: String
+    public var version: Int
+    public var prompt: String
+    public var variables: [String]
+    public var isDefault: Bool
+
+    public init(
+        promptId: String,
+        version: Int,
+        prompt: String,
+        variables: [String],
+        isDefault: Bool
+    ) {
+        self.promptId = promptId
+        self.version = version
+        self.prompt = prompt
+        self.variables = variables
+        self.isDefault = isDefault
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case promptId = "prompt_id"
+        case version
+        case prompt
+        case variables
+        case isDefault = "is_default"
+    }
+}
+
+public struct ListPromptsResponse: Codable, Equatable {
+    public var data: [Prompt]
+
+    public init(
+        data: [Prompt]
+    ) {
+        self.data = data
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case data
+    }
+}
+
+public struct CreatePromptRequest: Codable, Equatable {
+    public var prompt: String
+    public var variables: [String]?
+
+    public init(
+        prompt: String,
+        variables: [String]? = nil
+    ) {
+        self.prompt = prompt
+        self.variables = variables
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case prompt
+        case variables
+    }
+}
+
+public struct UpdatePromptBodyRequest: Codable, Equatable {
+    public var prompt: String
+    public var version: Int
+    public var variables: [String]?
+    public var setAsDefault: Bool?
+
+    public init(
+        prompt: String,
+        version: Int,
+        variables: [String]? = nil,
+        setAsDefault: Bool? = nil
+    ) {
+        self.prompt = prompt
+        self.version = version
+        self.variables = variables
+        self.setAsDefault = setAsDefault
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case prompt
+        case version
+        case variables
+        case setAsDefault = "set_as_default"
+    }
+}
+
+public struct SetDefaultVersionBodyRequest: Codable, Equatable {
+    public var version: Int
+
+    public init(
+        version: Int
+    ) {
+        self.version = version
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case version
     }
 }
 

@@ -553,6 +553,48 @@ extension PocketStackClient {
         return try decode(ListToolDefsResponse.self, try await send(request))
     }
 
+    /// List the prompts, each at its default version.
+    public func listPrompts() async throws -> ListPromptsResponse {
+        let request = try makeRequest("GET", "/v1/prompts", query: [], body: nil)
+        return try decode(ListPromptsResponse.self, try await send(request))
+    }
+
+    /// Create a prompt (its version 1, the default).
+    public func createPrompt(_ body: CreatePromptRequest) async throws -> Prompt {
+        let request = try makeRequest("POST", "/v1/prompts", query: [], body: try encode(body))
+        return try decode(Prompt.self, try await send(request))
+    }
+
+    /// Get a prompt at a version (its default version when none is given).
+    public func getPrompt(promptId: String, version: Int? = nil) async throws -> Prompt {
+        let request = try makeRequest("GET", "/v1/prompts/\(segment(promptId))", query: [("version", queryValue(version))], body: nil)
+        return try decode(Prompt.self, try await send(request))
+    }
+
+    /// Save a new version of a prompt, based on its latest version (compare-and-set).
+    public func updatePrompt(promptId: String, _ body: UpdatePromptBodyRequest) async throws -> Prompt {
+        let request = try makeRequest("PUT", "/v1/prompts/\(segment(promptId))", query: [], body: try encode(body))
+        return try decode(Prompt.self, try await send(request))
+    }
+
+    /// Delete a prompt, every version of it.
+    public func deletePrompt(promptId: String) async throws {
+        let request = try makeRequest("DELETE", "/v1/prompts/\(segment(promptId))", query: [], body: nil)
+        _ = try await send(request)
+    }
+
+    /// Make one version of a prompt its default (what lists, gets and responses use when none is named).
+    public func setDefaultVersion(promptId: String, _ body: SetDefaultVersionBodyRequest) async throws -> Prompt {
+        let request = try makeRequest("PUT", "/v1/prompts/\(segment(promptId))/set-default-version", query: [], body: try encode(body))
+        return try decode(Prompt.self, try await send(request))
+    }
+
+    /// Every version of a prompt, oldest first, the default one marked `is_default`.
+    public func listPromptVersions(promptId: String) async throws -> ListPromptsResponse {
+        let request = try makeRequest("GET", "/v1/prompts/\(segment(promptId))/versions", query: [], body: nil)
+        return try decode(ListPromptsResponse.self, try await send(request))
+    }
+
     /// List stored responses, newest first by default (cursor pagination).
     public func listOpenaiResponses(after: String? = nil, limit: Int? = nil, model: String? = nil, order: SortOrder? = nil) async throws -> ListResponsesResponse {
         let request = try makeRequest("GET", "/v1/responses", query: [("after", queryValue(after)), ("limit", queryValue(limit)), ("model", queryValue(model)), ("order", queryValue(order))], body: nil)

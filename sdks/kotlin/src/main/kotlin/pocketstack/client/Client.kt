@@ -380,6 +380,35 @@ class PocketStackClient(baseUrl: String, apiKey: String? = null, timeoutMillis: 
     fun listRuntimeTools(toolGroupId: String? = null, mcpEndpoint: String? = null): ListToolDefsResponse =
         ListToolDefsResponse.fromJson(json("GET", "/v1/tool-runtime/list-tools", listOf("tool_group_id" to toolGroupId, "mcp_endpoint" to mcpEndpoint), null) ?: JsonNull)
 
+    /** List the prompts, each at its default version. */
+    fun listPrompts(): ListPromptsResponse =
+        ListPromptsResponse.fromJson(json("GET", "/v1/prompts", listOf(), null) ?: JsonNull)
+
+    /** Create a prompt (its version 1, the default). */
+    fun createPrompt(body: CreatePromptRequest): Prompt =
+        Prompt.fromJson(json("POST", "/v1/prompts", listOf(), body.toJson()) ?: JsonNull)
+
+    /** Get a prompt at a version (its default version when none is given). */
+    fun getPrompt(promptId: String, version: Long? = null): Prompt =
+        Prompt.fromJson(json("GET", "/v1/prompts/${segment(promptId)}", listOf("version" to version), null) ?: JsonNull)
+
+    /** Save a new version of a prompt, based on its latest version (compare-and-set). */
+    fun updatePrompt(promptId: String, body: UpdatePromptBodyRequest): Prompt =
+        Prompt.fromJson(json("PUT", "/v1/prompts/${segment(promptId)}", listOf(), body.toJson()) ?: JsonNull)
+
+    /** Delete a prompt, every version of it. */
+    fun deletePrompt(promptId: String) {
+        json("DELETE", "/v1/prompts/${segment(promptId)}", listOf(), null)
+    }
+
+    /** Make one version of a prompt its default (what lists, gets and responses use when none is named). */
+    fun setDefaultVersion(promptId: String, body: SetDefaultVersionBodyRequest): Prompt =
+        Prompt.fromJson(json("PUT", "/v1/prompts/${segment(promptId)}/set-default-version", listOf(), body.toJson()) ?: JsonNull)
+
+    /** Every version of a prompt, oldest first, the default one marked `is_default`. */
+    fun listPromptVersions(promptId: String): ListPromptsResponse =
+        ListPromptsResponse.fromJson(json("GET", "/v1/prompts/${segment(promptId)}/versions", listOf(), null) ?: JsonNull)
+
     /** List stored responses, newest first by default (cursor pagination). */
     fun listOpenaiResponses(after: String? = null, limit: Long? = null, model: String? = null, order: SortOrder? = null): ListResponsesResponse =
         ListResponsesResponse.fromJson(json("GET", "/v1/responses", listOf("after" to after, "limit" to limit, "model" to model, "order" to order), null) ?: JsonNull)

@@ -1943,40 +1943,40 @@ data class ChatCompletionChunk(
     }
 }
 
-sealed interface Prompt {
+sealed interface CompletionPrompt {
     fun toJson(): JsonValue
 
-    data class OfString(val value: String) : Prompt {
+    data class OfString(val value: String) : CompletionPrompt {
         override fun toJson(): JsonValue = value.toJson()
     }
 
-    data class OfStringList(val value: List<String>) : Prompt {
+    data class OfStringList(val value: List<String>) : CompletionPrompt {
         override fun toJson(): JsonValue = value.toJson { item -> item.toJson() }
     }
 
-    data class OfLongList(val value: List<Long>) : Prompt {
+    data class OfLongList(val value: List<Long>) : CompletionPrompt {
         override fun toJson(): JsonValue = value.toJson { item -> item.toJson() }
     }
 
-    data class OfLongListList(val value: List<List<Long>>) : Prompt {
+    data class OfLongListList(val value: List<List<Long>>) : CompletionPrompt {
         override fun toJson(): JsonValue = value.toJson { item -> item.toJson { item -> item.toJson() } }
     }
 
     companion object {
-        fun fromJson(json: JsonValue): Prompt {
+        fun fromJson(json: JsonValue): CompletionPrompt {
             val failures = mutableListOf<String>()
             try { return OfString(json.asString()) } catch (e: RuntimeException) { failures.add(e.message ?: "") }
             try { return OfStringList(json.asList().map { item -> item.asString() }) } catch (e: RuntimeException) { failures.add(e.message ?: "") }
             try { return OfLongList(json.asList().map { item -> item.asLong() }) } catch (e: RuntimeException) { failures.add(e.message ?: "") }
             try { return OfLongListList(json.asList().map { item -> item.asList().map { item -> item.asLong() } }) } catch (e: RuntimeException) { failures.add(e.message ?: "") }
-            throw JsonException("no variant of Prompt fits: " + failures.joinToString("; "))
+            throw JsonException("no variant of CompletionPrompt fits: " + failures.joinToString("; "))
         }
     }
 }
 
 data class CompletionRequest(
     val model: String,
-    val prompt: Prompt,
+    val prompt: CompletionPrompt,
     val maxTokens: Long? = null,
     val temperature: Double? = null,
     val topP: Double? = null,
@@ -2030,7 +2030,7 @@ data class CompletionRequest(
             val obj = json.asObject()
             return CompletionRequest(
                 model = obj.required("model").asString(),
-                prompt = Prompt.fromJson(obj.required("prompt")),
+                prompt = CompletionPrompt.fromJson(obj.required("prompt")),
                 maxTokens = obj.optional("max_tokens")?.let { it.asLong() },
                 temperature = obj.optional("temperature")?.let { it.asDouble() },
                 topP = obj.optional("top_p")?.let { it.asDouble() },
@@ -2338,6 +2338,151 @@ data class EmbeddingsResponse(
                 data = obj.required("data").asList().map { item -> Embedding.fromJson(item) },
                 model = obj.required("model").asString(),
                 usage = EmbeddingsUsage.fromJson(obj.required("usage")),
+                additional = obj.fields.filterKeys { it !in KNOWN },
+            )
+        }
+    }
+}
+
+/** One version of a stored prompt template. */
+data class Prompt(
+    val promptId: String,
+    val version: Long,
+    val prompt: String,
+    val variables: List<String>,
+    val isDefault: Boolean,
+    val additional: Map<String, JsonValue> = emptyMap(),
+) {
+    fun toJson(): JsonValue {
+        val fields = LinkedHashMap<String, JsonValue>()
+        fields["prompt_id"] = promptId.toJson()
+        fields["version"] = version.toJson()
+        fields["prompt"] = prompt.toJson()
+        fields["variables"] = variables.toJson { item -> item.toJson() }
+        fields["is_default"] = isDefault.toJson()
+        fields.putAll(additional)
+        return JsonObject(fields)
+    }
+
+    companion object {
+        private val KNOWN = setOf<String>("prompt_id", "version", "prompt", "variables", "is_default")
+
+        fun fromJson(json: JsonValue): Prompt {
+            val obj = json.asObject()
+            return Prompt(
+                promptId = obj.required("prompt_id").asString(),
+                version = obj.required("version").asLong(),
+                prompt = obj.required("prompt").asString(),
+                variables = obj.required("variables").asList().map { item -> item.asString() },
+                isDefault = obj.required("is_default").asBoolean(),
+                additional = obj.fields.filterKeys { it !in KNOWN },
+            )
+        }
+    }
+}
+
+data class ListPromptsResponse(
+    val data: List<Prompt>,
+    val additional: Map<String, JsonValue> = emptyMap(),
+) {
+    fun toJson(): JsonValue {
+        val fields = LinkedHashMap<String, JsonValue>()
+        fields["data"] = data.toJson { item -> item.toJson() }
+        fields.putAll(additional)
+        return JsonObject(fields)
+    }
+
+    companion object {
+        private val KNOWN = setOf<String>("data")
+
+        fun fromJson(json: JsonValue): ListPromptsResponse {
+            val obj = json.asObject()
+            return ListPromptsResponse(
+                data = obj.required("data").asList().map { item -> Prompt.fromJson(item) },
+                additional = obj.fields.filterKeys { it !in KNOWN },
+            )
+        }
+    }
+}
+
+data class CreatePromptRequest(
+    val prompt: String,
+    val variables: List<String>? = null,
+    val additional: Map<String, JsonValue> = emptyMap(),
+) {
+    fun toJson(): JsonValue {
+        val fields = LinkedHashMap<String, JsonValue>()
+        fields["prompt"] = prompt.toJson()
+        variables?.let { fields["variables"] = it.toJson { item -> item.toJson() } }
+        fields.putAll(additional)
+        return JsonObject(fields)
+    }
+
+    companion object {
+        private val KNOWN = setOf<String>("prompt", "variables")
+
+        fun fromJson(json: JsonValue): CreatePromptRequest {
+            val obj = json.asObject()
+            return CreatePromptRequest(
+                prompt = obj.required("prompt").asString(),
+                variables = obj.optional("variables")?.let { it.asList().map { item -> item.asString() } },
+                additional = obj.fields.filterKeys { it !in KNOWN },
+            )
+        }
+    }
+}
+
+data class UpdatePromptBodyRequest(
+    val prompt: String,
+    val version: Long,
+    val variables: List<String>? = null,
+    val setAsDefault: Boolean? = null,
+    val additional: Map<String, JsonValue> = emptyMap(),
+) {
+    fun toJson(): JsonValue {
+        val fields = LinkedHashMap<String, JsonValue>()
+        fields["prompt"] = prompt.toJson()
+        fields["version"] = version.toJson()
+        variables?.let { fields["variables"] = it.toJson { item -> item.toJson() } }
+        setAsDefault?.let { fields["set_as_default"] = it.toJson() }
+        fields.putAll(additional)
+        return JsonObject(fields)
+    }
+
+    companion object {
+        private val KNOWN = setOf<String>("prompt", "version", "variables", "set_as_default")
+
+        fun fromJson(json: JsonValue): UpdatePromptBodyRequest {
+            val obj = json.asObject()
+            return UpdatePromptBodyRequest(
+                prompt = obj.required("prompt").asString(),
+                version = obj.required("version").asLong(),
+                variables = obj.optional("variables")?.let { it.asList().map { item -> item.asString() } },
+                setAsDefault = obj.optional("set_as_default")?.let { it.asBoolean() },
+                additional = obj.fields.filterKeys { it !in KNOWN },
+            )
+        }
+    }
+}
+
+data class SetDefaultVersionBodyRequest(
+    val version: Long,
+    val additional: Map<String, JsonValue> = emptyMap(),
+) {
+    fun toJson(): JsonValue {
+        val fields = LinkedHashMap<String, JsonValue>()
+        fields["version"] = version.toJson()
+        fields.putAll(additional)
+        return JsonObject(fields)
+    }
+
+    companion object {
+        private val KNOWN = setOf<String>("version")
+
+        fun fromJson(json: JsonValue): SetDefaultVersionBodyRequest {
+            val obj = json.asObject()
+            return SetDefaultVersionBodyRequest(
+                version = obj.required("version").asLong(),
                 additional = obj.fields.filterKeys { it !in KNOWN },
             )
         }
