@@ -64,7 +64,7 @@ async def assemble(stack: Stack, served_tags: frozenset[str]) -> dict[str, Handl
     await tools.sync_from_config()
     conversations = ConversationsApi(stack)
     prompts = PromptsApi(stack)  # no provider: always served, as Llama Stack's built-in router is
-    responses = ResponsesApi(stack, inference, conversations, vector_io, tools)
+    responses = ResponsesApi(stack, inference, conversations, vector_io, tools, prompts)
     await responses.start()
     stack.on_stop(responses.stop)
     agents = AgentsApi(stack, inference, vector_io, tools, safety)

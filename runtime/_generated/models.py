@@ -1072,98 +1072,6 @@ class CreateResponseRequestTruncation(StrEnum):
     disabled = "disabled"
 
 
-class CreateResponseRequest(BaseModel):
-    """
-    OpenAI's response request; unknown fields (the SDKs' `extra_body`) are accepted.
-    """
-
-    model_config = ConfigDict(
-        extra="allow",
-    )
-    model: Annotated[str, Field(min_length=1)]
-    input: Annotated[
-        ResponseInputResponseInput | ResponseInputResponseInput1,
-        Field(description="A user message's text, or a list of input items."),
-    ]
-    instructions: str | None | MISSING = MISSING
-    previous_response_id: str | None | MISSING = MISSING
-    conversation: Annotated[
-        CreateResponseRequestConversation
-        | CreateResponseRequestConversation1
-        | None
-        | MISSING,
-        Field(
-            description='A conversation id (or `{"id": ...}`): its items come before the input, and the input and the output are added to it. Not with `previous_response_id`.'
-        ),
-    ] = MISSING
-    store: bool | None | MISSING = MISSING
-    stream: bool | None | MISSING = MISSING
-    background: Annotated[
-        bool | None | MISSING,
-        Field(
-            description="Answer at once with a `queued` response and run it in the server; poll GET /v1/responses/{id}, cancel with POST …/cancel. Needs `store`; not with `stream`."
-        ),
-    ] = MISSING
-    temperature: Annotated[float | None | MISSING, Field(ge=0.0, le=2.0)] = MISSING
-    top_p: Annotated[float | None | MISSING, Field(ge=0.0, le=1.0)] = MISSING
-    max_output_tokens: Annotated[
-        int | None | MISSING,
-        Field(
-            description="At least 16, as in Llama Stack (its CreateResponseRequest; a smaller one is a 400).",
-            ge=16,
-        ),
-    ] = MISSING
-    max_tool_calls: Annotated[int | None | MISSING, Field(ge=1)] = MISSING
-    prompt_cache_key: Annotated[
-        str | None | MISSING,
-        Field(
-            description="Echoed in the response (llama.cpp keeps its own prompt cache per model).",
-            max_length=64,
-        ),
-    ] = MISSING
-    safety_identifier: Annotated[
-        str | None | MISSING,
-        Field(description="Echoed in the response.", max_length=64),
-    ] = MISSING
-    service_tier: Annotated[
-        CreateResponseRequestServiceTier | None | MISSING,
-        Field(
-            description='Echoed in the response ("default" when absent, as Llama Stack answers).'
-        ),
-    ] = MISSING
-    truncation: Annotated[
-        CreateResponseRequestTruncation | None | MISSING,
-        Field(
-            description="Only `disabled` (the default): as in Llama Stack, `auto` fails the response (\"Truncation mode 'auto' is not supported...\": a 500 unstreamed, a `response.failed` event streamed)."
-        ),
-    ] = MISSING
-    top_logprobs: Annotated[
-        int | None | MISSING,
-        Field(description="Echoed in the response (0 when absent).", ge=0, le=20),
-    ] = MISSING
-    max_infer_iters: Annotated[
-        int | None | MISSING,
-        Field(description="Llama Stack: model calls per response (10).", ge=1),
-    ] = MISSING
-    parallel_tool_calls: bool | None | MISSING = MISSING
-    text: ResponseText | None | MISSING = MISSING
-    tools: list[ResponseFunctionTool | ResponseOtherTool] | None | MISSING = MISSING
-    tool_choice: (
-        ResponseToolChoiceResponseToolChoice
-        | ResponseToolChoiceFunction
-        | None
-        | MISSING
-    ) = MISSING
-    include: list[str] | None | MISSING = MISSING
-    metadata: dict[str, str] | None | MISSING = MISSING
-    guardrails: Annotated[
-        list[GuardrailGuardrail | GuardrailGuardrail1] | None | MISSING,
-        Field(
-            description="Shields over the input and the answer (Llama Stack); a violation answers with a refusal."
-        ),
-    ] = MISSING
-
-
 class ResponseOutputText(BaseModel):
     model_config = ConfigDict(
         extra="allow",
@@ -3880,6 +3788,127 @@ class Completion(BaseModel):
     ] = MISSING
 
 
+class ResponsePrompt(BaseModel):
+    """
+    A stored prompt (the Prompts API) that opens the response: its template, variables filled, becomes the first system message (before `instructions`). Echoed in the response.
+    """
+
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    id: Annotated[str, Field(min_length=1)]
+    version: Annotated[
+        str | None | MISSING,
+        Field(
+            description='The prompt version ("1", "2"...); absent, the prompt\'s default version.'
+        ),
+    ] = MISSING
+    variables: Annotated[
+        dict[str, str | ResponseInputContent] | None | MISSING,
+        Field(
+            description="A value for each placeholder the template uses (a missing one is a 400 naming it); a name the prompt does not declare is a 400 too."
+        ),
+    ] = MISSING
+
+
+class CreateResponseRequest(BaseModel):
+    """
+    OpenAI's response request; unknown fields (the SDKs' `extra_body`) are accepted.
+    """
+
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    model: Annotated[str, Field(min_length=1)]
+    input: Annotated[
+        ResponseInputResponseInput | ResponseInputResponseInput1,
+        Field(description="A user message's text, or a list of input items."),
+    ]
+    instructions: str | None | MISSING = MISSING
+    previous_response_id: str | None | MISSING = MISSING
+    conversation: Annotated[
+        CreateResponseRequestConversation
+        | CreateResponseRequestConversation1
+        | None
+        | MISSING,
+        Field(
+            description='A conversation id (or `{"id": ...}`): its items come before the input, and the input and the output are added to it. Not with `previous_response_id`.'
+        ),
+    ] = MISSING
+    store: bool | None | MISSING = MISSING
+    stream: bool | None | MISSING = MISSING
+    background: Annotated[
+        bool | None | MISSING,
+        Field(
+            description="Answer at once with a `queued` response and run it in the server; poll GET /v1/responses/{id}, cancel with POST …/cancel. Needs `store`; not with `stream`."
+        ),
+    ] = MISSING
+    temperature: Annotated[float | None | MISSING, Field(ge=0.0, le=2.0)] = MISSING
+    top_p: Annotated[float | None | MISSING, Field(ge=0.0, le=1.0)] = MISSING
+    max_output_tokens: Annotated[
+        int | None | MISSING,
+        Field(
+            description="At least 16, as in Llama Stack (its CreateResponseRequest; a smaller one is a 400).",
+            ge=16,
+        ),
+    ] = MISSING
+    max_tool_calls: Annotated[int | None | MISSING, Field(ge=1)] = MISSING
+    prompt: Annotated[
+        ResponsePrompt | None | MISSING,
+        Field(
+            description="A stored prompt, with its variables, that opens the conversation (the Prompts API)."
+        ),
+    ] = MISSING
+    prompt_cache_key: Annotated[
+        str | None | MISSING,
+        Field(
+            description="Echoed in the response (llama.cpp keeps its own prompt cache per model).",
+            max_length=64,
+        ),
+    ] = MISSING
+    safety_identifier: Annotated[
+        str | None | MISSING,
+        Field(description="Echoed in the response.", max_length=64),
+    ] = MISSING
+    service_tier: Annotated[
+        CreateResponseRequestServiceTier | None | MISSING,
+        Field(
+            description='Echoed in the response ("default" when absent, as Llama Stack answers).'
+        ),
+    ] = MISSING
+    truncation: Annotated[
+        CreateResponseRequestTruncation | None | MISSING,
+        Field(
+            description="Only `disabled` (the default): as in Llama Stack, `auto` fails the response (\"Truncation mode 'auto' is not supported...\": a 500 unstreamed, a `response.failed` event streamed)."
+        ),
+    ] = MISSING
+    top_logprobs: Annotated[
+        int | None | MISSING,
+        Field(description="Echoed in the response (0 when absent).", ge=0, le=20),
+    ] = MISSING
+    max_infer_iters: Annotated[
+        int | None | MISSING,
+        Field(description="Llama Stack: model calls per response (10).", ge=1),
+    ] = MISSING
+    parallel_tool_calls: bool | None | MISSING = MISSING
+    text: ResponseText | None | MISSING = MISSING
+    tools: list[ResponseFunctionTool | ResponseOtherTool] | None | MISSING = MISSING
+    tool_choice: (
+        ResponseToolChoiceResponseToolChoice
+        | ResponseToolChoiceFunction
+        | None
+        | MISSING
+    ) = MISSING
+    include: list[str] | None | MISSING = MISSING
+    metadata: dict[str, str] | None | MISSING = MISSING
+    guardrails: Annotated[
+        list[GuardrailGuardrail | GuardrailGuardrail1] | None | MISSING,
+        Field(
+            description="Shields over the input and the answer (Llama Stack); a violation answers with a refusal."
+        ),
+    ] = MISSING
+
+
 class ResponseObject(BaseModel):
     model_config = ConfigDict(
         extra="allow",
@@ -3925,6 +3954,10 @@ class ResponseObject(BaseModel):
     ] = MISSING
     max_output_tokens: int | None | MISSING = MISSING
     max_tool_calls: int | None | MISSING = MISSING
+    prompt: Annotated[
+        ResponsePrompt | None | MISSING,
+        Field(description="The request's `prompt`, as it was given."),
+    ] = MISSING
     prompt_cache_key: str | None | MISSING = MISSING
     safety_identifier: str | None | MISSING = MISSING
     service_tier: Annotated[

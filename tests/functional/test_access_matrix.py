@@ -1,6 +1,6 @@
 """Per-owner access, two users by every stored kind by every action (issue 17, point 2): files,
-vector stores (their files, file batches, search, raw chunks), stored chat completions, prompts, and
-the registered models, shields and tool groups. Responses, conversations and agents:
+vector stores (their files, file batches, search, raw chunks), stored chat completions, prompts (and
+a response naming one), and the registered models, shields and tool groups. Responses, conversations and agents:
 test_access_threads.py; configured policies: test_access_policy.py.
 
 alice creates, bob (who shares nothing with her) must find nothing: whatever he asks about her
@@ -159,6 +159,10 @@ async def test_prompts(server: TestClient[Any, Any], alice: As, bob: As) -> None
         ("DELETE", path, None),
     ):
         await bob.hidden(method, where, mine, MISSING_PROMPT, body)
+    # nor can his responses use it
+    asked = {"model": "chat", "input": "capital?", "prompt": {"id": mine, "variables": {"topic": "x"}}}
+    await bob.hidden("POST", "/v1/responses", mine, MISSING_PROMPT, asked)
+    assert (await alice.ok("POST", "/v1/responses", asked))["prompt"]["id"] == mine
     assert [v["version"] for v in (await alice.ok("GET", f"{path}/versions"))["data"]] == [1]  # bob changed nothing
     assert (await As(server, "carol").ok("GET", path))["prompt_id"] == mine  # shares alice's team
     everyone = await As(server, None).ok("GET", "/v1/prompts")

@@ -1,6 +1,7 @@
 """Prompts through the official `llama_stack_client` (0.7.5): create, versions, the default version,
-compare-and-set updates (20 at once from one version: exactly one lands), delete. Bad input: unknown
-prompts and versions, undeclared variables, stale versions. Another user's prompts:
+compare-and-set updates (20 at once from one version: exactly one lands), delete; and a response's
+`prompt` through the `openai` client, checked by what the scripted model received. Bad input: unknown
+prompts and versions, undeclared and missing variables, stale versions. Another user's prompts:
 test_access_matrix.py."""
 
 from __future__ import annotations
@@ -8,12 +9,15 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import llama_stack_client
+import openai
 import pytest
 from aiohttp.test_utils import TestClient
+from openai.types.responses import ResponsePromptParam
 
+from pocketstack._generated import models
 from pocketstack.app import create_app
 from tests.support.config import edge_providers_with, edge_with
 
@@ -24,6 +28,10 @@ MISSING_PROMPT = "pmpt_" + "0" * 48
 def server(responses_app: TestClient[Any, Any]) -> TestClient[Any, Any]:
     """The scripted model's app (conftest): prompts are served whatever the run config lists."""
     return responses_app
+
+
+def _messages(request: models.ChatCompletionRequest) -> list[tuple[str, Any]]:
+    return [(str(message.role), message.content) for message in request.messages]
 
 
 async def test_versions_the_default_and_delete(lls: llama_stack_client.AsyncLlamaStackClient) -> None:
@@ -122,3 +130,80 @@ async def test_twenty_updates_from_one_version_exactly_one_lands(
     assert all(isinstance(result, llama_stack_client.ConflictError) for result in tried if result not in landed)
     versions = await lls.prompts.versions.list(prompt.prompt_id)
     assert [(v.version, v.prompt) for v in versions] == [(1, "Version one."), (2, landed[0].prompt)]
+
+
+async def test_a_response_opens_with_the_prompt_filled_in(
+    lls: llama_stack_client.AsyncLlamaStackClient,
+    oai: openai.AsyncOpenAI,
+    scripted: list[models.ChatCompletionRequest],
+) -> None:
+    prompt = await lls.prompts.create(
+        prompt="You are a {{ role }} guide to {{topic}}.", variables=["role", "topic", "unused"]
+    )
+    variables: dict[str, Any] = {"role": "patient", "topic": {"type": "input_text", "text": "geography"}}
+    response = await oai.responses.create(
+        model="chat",
+        input="capital?",
+        instructions="Be brief.",
+        prompt={"id": prompt.prompt_id, "variables": variables},
+    )
+    assert response.output_text == "Paris."
+    assert _messages(scripted[-1]) == [  # the prompt first, then the instructions, as Llama Stack orders them
+        ("system", "You are a patient guide to geography."),
+        ("system", "Be brief."),
+        ("user", "capital?"),
+    ]
+    assert response.prompt is not None and response.prompt.id == prompt.prompt_id
+    assert response.prompt.model_dump(exclude_none=True)["variables"] == variables  # echoed as given
+    assert (await oai.responses.retrieve(response.id)).prompt == response.prompt
+
+    # Like instructions, the prompt is this response's only: the next one in the thread does not read it.
+    await oai.responses.create(model="chat", input="again", previous_response_id=response.id)
+    assert [role for role, _ in _messages(scripted[-1])] == ["user", "assistant", "user"]
+
+    await lls.prompts.update(prompt.prompt_id, version=1, prompt="Version two.")
+    await oai.responses.create(model="chat", input="capital?", prompt={"id": prompt.prompt_id})
+    assert _messages(scripted[-1])[0] == ("system", "Version two.")  # the default version
+    await oai.responses.create(
+        model="chat", input="capital?", prompt={"id": prompt.prompt_id, "version": "1", "variables": variables}
+    )
+    assert _messages(scripted[-1])[0] == ("system", "You are a patient guide to geography.")
+
+    stream = await oai.responses.create(model="chat", input="capital?", prompt={"id": prompt.prompt_id}, stream=True)
+    events = [event async for event in stream]
+    assert events[0].type == "response.created" and events[0].response.prompt is not None
+    last = events[-1]
+    assert last.type == "response.completed" and last.response.prompt is not None
+    assert last.response.prompt.id == prompt.prompt_id
+
+
+@pytest.mark.parametrize(
+    ("prompt", "error", "words"),
+    [
+        ({"id": MISSING_PROMPT}, openai.NotFoundError, f"Prompt '{MISSING_PROMPT}' not found."),
+        ({"version": "9"}, openai.NotFoundError, "version 9 not found"),
+        ({"version": "two"}, openai.BadRequestError, "'prompt.version': two"),
+        ({"variables": {"city": "Paris", "weather": "x"}}, openai.BadRequestError, "weather. Variable not defined"),
+        ({"variables": {}}, openai.BadRequestError, "Missing value for prompt variables: city"),
+        (
+            {"variables": {"city": {"type": "input_image", "image_url": "https://example.com/a.png"}}},
+            openai.BadRequestError,
+            "Prompt variable 'city' is 'input_image'",
+        ),
+    ],
+)
+async def test_a_response_with_a_bad_prompt_is_refused_before_the_model_runs(
+    lls: llama_stack_client.AsyncLlamaStackClient,
+    oai: openai.AsyncOpenAI,
+    scripted: list[models.ChatCompletionRequest],
+    prompt: dict[str, Any],
+    error: type[openai.APIStatusError],
+    words: str,
+) -> None:
+    stored = await lls.prompts.create(prompt="Talk about {{ city }}.", variables=["city", "mood"])
+    with pytest.raises(error) as refused:
+        await oai.responses.create(
+            model="chat", input="capital?", prompt=cast(ResponsePromptParam, {"id": stored.prompt_id, **prompt})
+        )
+    assert words in str(refused.value)
+    assert scripted == [] and (await oai.get("/responses", cast_to=dict[str, Any]))["data"] == []

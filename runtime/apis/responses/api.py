@@ -19,9 +19,11 @@ from typing import Any, cast
 from pocketstack._generated import models, protocols
 from pocketstack.apis.conversations import ConversationsApi, check_conversation_id
 from pocketstack.apis.inference.api import InferenceApi
+from pocketstack.apis.prompts import PromptsApi
 from pocketstack.apis.responses.event_log import EventLog
 from pocketstack.apis.responses.failure import response_error, truncation_refused
 from pocketstack.apis.responses.items import chat_messages, input_items, new_id
+from pocketstack.apis.responses.prompt import prompt_messages
 from pocketstack.apis.responses.tools.base import ServerTool
 from pocketstack.apis.responses.tools.file_search import FileSearchTool, Found, file_search_tool
 from pocketstack.apis.responses.tools.mcp import Approval, McpServer, McpTools, mcp_servers, shown_tool
@@ -86,6 +88,7 @@ class ResponsesApi(protocols.Responses):
         conversations: ConversationsApi,
         vector_io: VectorIOApi,
         tools: ToolsApi,
+        prompts: PromptsApi,
     ) -> None:
         self.stack = stack
         self.access = stack.access
@@ -93,6 +96,7 @@ class ResponsesApi(protocols.Responses):
         self.inference = inference
         self.conversations = conversations
         self.vector_io = vector_io
+        self.prompts = prompts
         self._running: dict[str, asyncio.Task[None]] = {}  # background responses by id
         self._logs: dict[str, EventLog] = {}  # the events of those that stream, while they run
 
@@ -182,6 +186,7 @@ class ResponsesApi(protocols.Responses):
             **sampling,
             "max_output_tokens": given(request.max_output_tokens),
             "max_tool_calls": given(request.max_tool_calls),
+            "prompt": prompt.model_dump(mode="json", exclude_unset=True) if (prompt := given(request.prompt)) else None,
             # Echoed, with Llama Stack's values when absent (streaming.py _snapshot_response).
             "prompt_cache_key": given(request.prompt_cache_key),
             "safety_identifier": given(request.safety_identifier),
@@ -207,6 +212,7 @@ class ResponsesApi(protocols.Responses):
         if given(request.background, False) and given(request.store, True) is False:
             raise BadRequestError("A background response is stored: not with `store` false.", param="background")
         items = input_items(request)
+        preamble = await prompt_messages(request, self.prompts)  # an unknown prompt or variable: before anything
         context, earlier, older = await self._context(request)
         messages = context + chat_messages(items)
         found = Found()
@@ -225,7 +231,7 @@ class ResponsesApi(protocols.Responses):
         mcp.listed = await self._listings(earlier, older, {server.label for server in servers})
         tools.append(mcp)
         skeleton = self._skeleton(request, await self._sampling(request))
-        turn = Turn(request, skeleton, messages, self.inference, tools, mcp=mcp, found=found)
+        turn = Turn(request, skeleton, messages, self.inference, tools, mcp=mcp, found=found, preamble=preamble)
         streaming = given(request.stream, False)
         if given(request.background, False):
             return await self._in_background(turn, items, EventLog() if streaming else None)

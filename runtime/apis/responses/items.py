@@ -168,15 +168,21 @@ def chat_request(
     stream: bool,
     extra_tools: list[dict[str, Any]] | None = None,
     first: bool = True,
+    preamble: list[dict[str, Any]] | None = None,
 ) -> models.ChatCompletionRequest:
     """The chat request that answers this response request, over the whole conversation `messages`.
 
-    A forced tool choice (`required`, or a named function) binds the turn's `first` model call only:
-    once the model has called a tool, forcing it again would only loop until max_infer_iters."""
+    `preamble` (the request's stored prompt, filled in) comes first, then `instructions`, as Llama Stack
+    orders them. A forced tool choice (`required`, or a named function) binds the turn's `first` model call
+    only: once the model has called a tool, forcing it again would only loop until max_infer_iters."""
     instructions = given(request.instructions)
     body: dict[str, Any] = {
         "model": request.model,
-        "messages": ([{"role": "system", "content": instructions}] if instructions else []) + messages,
+        "messages": [
+            *(preamble or []),
+            *([{"role": "system", "content": instructions}] if instructions else []),
+            *messages,
+        ],
         "store": False,  # the response is what is stored
         "stream": stream,
     }

@@ -56,6 +56,7 @@ class Turn:
     violations: list[models.GuardrailViolation] = field(default_factory=list)
     opening: int = -1  # transcript length when the turn began (its own model calls come after)
     output_shields: list[str] = field(default_factory=list)  # an agent's: judge every model call before it is told
+    preamble: list[dict[str, Any]] = field(default_factory=list)  # before instructions, for this turn only
 
     @property
     def iterations(self) -> int:
@@ -81,7 +82,9 @@ class Turn:
         extra = [function for tool in self.tools for function in tool.functions()]
         first = not any(m["role"] == "assistant" for m in self.messages[self.opening :])
         answer = await self.inference.openai_chat_completion(
-            chat_request(self.request, self.messages, stream=stream, extra_tools=extra, first=first)
+            chat_request(
+                self.request, self.messages, stream=stream, extra_tools=extra, first=first, preamble=self.preamble
+            )
         )
         if not self.output_shields:
             return answer

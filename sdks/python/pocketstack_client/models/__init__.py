@@ -248,6 +248,8 @@ from .response_output_message_status import ResponseOutputMessageStatus
 from .response_output_refusal import ResponseOutputRefusal
 from .response_output_text import ResponseOutputText
 from .response_output_text_annotations_item import ResponseOutputTextAnnotationsItem
+from .response_prompt import ResponsePrompt
+from .response_prompt_variables_type_0 import ResponsePromptVariablesType0
 from .response_stream_event import ResponseStreamEvent
 from .response_text import ResponseText
 from .response_text_format import ResponseTextFormat
@@ -597,6 +599,8 @@ __all__ = (
     "ResponseOutputRefusal",
     "ResponseOutputText",
     "ResponseOutputTextAnnotationsItem",
+    "ResponsePrompt",
+    "ResponsePromptVariablesType0",
     "ResponseStreamEvent",
     "ResponseText",
     "ResponseTextFormat",

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from ..models.response_input_message import ResponseInputMessage
     from ..models.response_mcp_approval_response import ResponseMcpApprovalResponse
     from ..models.response_other_tool import ResponseOtherTool
+    from ..models.response_prompt import ResponsePrompt
     from ..models.response_text import ResponseText
     from ..models.response_tool_choice_function import ResponseToolChoiceFunction
 
@@ -51,6 +52,8 @@ class CreateResponseRequest:
         max_output_tokens (int | None | Unset): At least 16, as in Llama Stack (its CreateResponseRequest; a smaller one
             is a 400).
         max_tool_calls (int | None | Unset):
+        prompt (None | ResponsePrompt | Unset): A stored prompt, with its variables, that opens the conversation (the
+            Prompts API).
         prompt_cache_key (None | str | Unset): Echoed in the response (llama.cpp keeps its own prompt cache per model).
         safety_identifier (None | str | Unset): Echoed in the response.
         service_tier (CreateResponseRequestServiceTierType0 | None | Unset): Echoed in the response ("default" when
@@ -85,6 +88,7 @@ class CreateResponseRequest:
     top_p: float | None | Unset = UNSET
     max_output_tokens: int | None | Unset = UNSET
     max_tool_calls: int | None | Unset = UNSET
+    prompt: None | ResponsePrompt | Unset = UNSET
     prompt_cache_key: None | str | Unset = UNSET
     safety_identifier: None | str | Unset = UNSET
     service_tier: CreateResponseRequestServiceTierType0 | None | Unset = UNSET
@@ -108,6 +112,7 @@ class CreateResponseRequest:
         from ..models.response_function_call_output import ResponseFunctionCallOutput  # noqa: PLC0415
         from ..models.response_function_tool import ResponseFunctionTool  # noqa: PLC0415
         from ..models.response_mcp_approval_response import ResponseMcpApprovalResponse  # noqa: PLC0415
+        from ..models.response_prompt import ResponsePrompt  # noqa: PLC0415
         from ..models.response_text import ResponseText  # noqa: PLC0415
         from ..models.response_tool_choice_function import ResponseToolChoiceFunction  # noqa: PLC0415
 
@@ -201,6 +206,14 @@ class CreateResponseRequest:
             max_tool_calls = UNSET
         else:
             max_tool_calls = self.max_tool_calls
+
+        prompt: dict[str, Any] | None | Unset
+        if isinstance(self.prompt, Unset):
+            prompt = UNSET
+        elif isinstance(self.prompt, ResponsePrompt):
+            prompt = self.prompt.to_dict()
+        else:
+            prompt = self.prompt
 
         prompt_cache_key: None | str | Unset
         if isinstance(self.prompt_cache_key, Unset):
@@ -344,6 +357,8 @@ class CreateResponseRequest:
             field_dict["max_output_tokens"] = max_output_tokens
         if max_tool_calls is not UNSET:
             field_dict["max_tool_calls"] = max_tool_calls
+        if prompt is not UNSET:
+            field_dict["prompt"] = prompt
         if prompt_cache_key is not UNSET:
             field_dict["prompt_cache_key"] = prompt_cache_key
         if safety_identifier is not UNSET:
@@ -384,6 +399,7 @@ class CreateResponseRequest:
         from ..models.response_input_message import ResponseInputMessage  # noqa: PLC0415
         from ..models.response_mcp_approval_response import ResponseMcpApprovalResponse  # noqa: PLC0415
         from ..models.response_other_tool import ResponseOtherTool  # noqa: PLC0415
+        from ..models.response_prompt import ResponsePrompt  # noqa: PLC0415
         from ..models.response_text import ResponseText  # noqa: PLC0415
         from ..models.response_tool_choice_function import ResponseToolChoiceFunction  # noqa: PLC0415
 
@@ -560,6 +576,23 @@ class CreateResponseRequest:
             return cast(int | None | Unset, data)
 
         max_tool_calls = _parse_max_tool_calls(d.pop("max_tool_calls", UNSET))
+
+        def _parse_prompt(data: object) -> None | ResponsePrompt | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            try:
+                if not isinstance(data, dict):
+                    raise TypeError()
+                prompt_type_0 = ResponsePrompt.from_dict(data)
+
+                return prompt_type_0
+            except (TypeError, ValueError, AttributeError, KeyError):
+                pass
+            return cast(None | ResponsePrompt | Unset, data)
+
+        prompt = _parse_prompt(d.pop("prompt", UNSET))
 
         def _parse_prompt_cache_key(data: object) -> None | str | Unset:
             if data is None:
@@ -801,6 +834,7 @@ class CreateResponseRequest:
             top_p=top_p,
             max_output_tokens=max_output_tokens,
             max_tool_calls=max_tool_calls,
+            prompt=prompt,
             prompt_cache_key=prompt_cache_key,
             safety_identifier=safety_identifier,
             service_tier=service_tier,

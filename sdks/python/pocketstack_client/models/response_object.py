@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from ..models.response_object_text import ResponseObjectText
     from ..models.response_object_tools_item import ResponseObjectToolsItem
     from ..models.response_output_message import ResponseOutputMessage
+    from ..models.response_prompt import ResponsePrompt
     from ..models.response_usage import ResponseUsage
     from ..models.response_web_search_call import ResponseWebSearchCall
 
@@ -61,6 +62,7 @@ class ResponseObject:
         presence_penalty (float | None | Unset): 0.0: Responses take no penalties.
         max_output_tokens (int | None | Unset):
         max_tool_calls (int | None | Unset):
+        prompt (None | ResponsePrompt | Unset): The request's `prompt`, as it was given.
         prompt_cache_key (None | str | Unset):
         safety_identifier (None | str | Unset):
         service_tier (None | str | Unset): The request's, or "default" (Llama Stack's answer).
@@ -106,6 +108,7 @@ class ResponseObject:
     presence_penalty: float | None | Unset = UNSET
     max_output_tokens: int | None | Unset = UNSET
     max_tool_calls: int | None | Unset = UNSET
+    prompt: None | ResponsePrompt | Unset = UNSET
     prompt_cache_key: None | str | Unset = UNSET
     safety_identifier: None | str | Unset = UNSET
     service_tier: None | str | Unset = UNSET
@@ -129,6 +132,7 @@ class ResponseObject:
         from ..models.response_object_incomplete_details_type_0 import ResponseObjectIncompleteDetailsType0  # noqa: PLC0415
         from ..models.response_object_metadata_type_0 import ResponseObjectMetadataType0  # noqa: PLC0415
         from ..models.response_output_message import ResponseOutputMessage  # noqa: PLC0415
+        from ..models.response_prompt import ResponsePrompt  # noqa: PLC0415
         from ..models.response_usage import ResponseUsage  # noqa: PLC0415
         from ..models.response_web_search_call import ResponseWebSearchCall  # noqa: PLC0415
 
@@ -257,6 +261,14 @@ class ResponseObject:
         else:
             max_tool_calls = self.max_tool_calls
 
+        prompt: dict[str, Any] | None | Unset
+        if isinstance(self.prompt, Unset):
+            prompt = UNSET
+        elif isinstance(self.prompt, ResponsePrompt):
+            prompt = self.prompt.to_dict()
+        else:
+            prompt = self.prompt
+
         prompt_cache_key: None | str | Unset
         if isinstance(self.prompt_cache_key, Unset):
             prompt_cache_key = UNSET
@@ -358,6 +370,8 @@ class ResponseObject:
             field_dict["max_output_tokens"] = max_output_tokens
         if max_tool_calls is not UNSET:
             field_dict["max_tool_calls"] = max_tool_calls
+        if prompt is not UNSET:
+            field_dict["prompt"] = prompt
         if prompt_cache_key is not UNSET:
             field_dict["prompt_cache_key"] = prompt_cache_key
         if safety_identifier is not UNSET:
@@ -399,6 +413,7 @@ class ResponseObject:
         from ..models.response_object_text import ResponseObjectText  # noqa: PLC0415
         from ..models.response_object_tools_item import ResponseObjectToolsItem  # noqa: PLC0415
         from ..models.response_output_message import ResponseOutputMessage  # noqa: PLC0415
+        from ..models.response_prompt import ResponsePrompt  # noqa: PLC0415
         from ..models.response_usage import ResponseUsage  # noqa: PLC0415
         from ..models.response_web_search_call import ResponseWebSearchCall  # noqa: PLC0415
 
@@ -648,6 +663,23 @@ class ResponseObject:
 
         max_tool_calls = _parse_max_tool_calls(d.pop("max_tool_calls", UNSET))
 
+        def _parse_prompt(data: object) -> None | ResponsePrompt | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            try:
+                if not isinstance(data, dict):
+                    raise TypeError()
+                prompt_type_0 = ResponsePrompt.from_dict(data)
+
+                return prompt_type_0
+            except (TypeError, ValueError, AttributeError, KeyError):
+                pass
+            return cast(None | ResponsePrompt | Unset, data)
+
+        prompt = _parse_prompt(d.pop("prompt", UNSET))
+
         def _parse_prompt_cache_key(data: object) -> None | str | Unset:
             if data is None:
                 return data
@@ -762,6 +794,7 @@ class ResponseObject:
             presence_penalty=presence_penalty,
             max_output_tokens=max_output_tokens,
             max_tool_calls=max_tool_calls,
+            prompt=prompt,
             prompt_cache_key=prompt_cache_key,
             safety_identifier=safety_identifier,
             service_tier=service_tier,

@@ -2151,6 +2151,59 @@ public struct SetDefaultVersionBodyRequest: Codable, Equatable {
     }
 }
 
+public indirect enum ResponsePromptVariable: Codable, Equatable {
+    case string(String)
+    case responseInputContent(ResponseInputContent)
+
+    public init(from decoder: Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        if let value = try? container.decode(String.self) {
+            self = .string(value)
+            return
+        }
+        if let value = try? container.decode(ResponseInputContent.self) {
+            self = .responseInputContent(value)
+            return
+        }
+        throw DecodingError.dataCorruptedError(
+            in: container, debugDescription: "no variant of ResponsePromptVariable fits"
+        )
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var container = encoder.singleValueContainer()
+        switch self {
+        case .string(let value):
+            try container.encode(value)
+        case .responseInputContent(let value):
+            try container.encode(value)
+        }
+    }
+}
+
+/// A stored prompt (the Prompts API) that opens the response: its template, variables filled, becomes the first system message (before `instructions`). Echoed in the response.
+public struct ResponsePrompt: Codable, Equatable {
+    public var id: String
+    public var version: String?
+    public var variables: [String: JSONValue]?
+
+    public init(
+        id: String,
+        version: String? = nil,
+        variables: [String: JSONValue]? = nil
+    ) {
+        self.id = id
+        self.version = version
+        self.variables = variables
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case id
+        case version
+        case variables
+    }
+}
+
 /// A content part of an input message; this build reads `input_text` and `output_text`.
 public struct ResponseInputContent: Codable, Equatable {
     public var type: String
@@ -2550,6 +2603,7 @@ public struct CreateResponseRequest: Codable, Equatable {
     public var topP: Double?
     public var maxOutputTokens: Int?
     public var maxToolCalls: Int?
+    public var prompt: ResponsePrompt?
     public var promptCacheKey: String?
     public var safetyIdentifier: String?
     public var serviceTier: String?
@@ -2577,6 +2631,7 @@ public struct CreateResponseRequest: Codable, Equatable {
         topP: Double? = nil,
         maxOutputTokens: Int? = nil,
         maxToolCalls: Int? = nil,
+        prompt: ResponsePrompt? = nil,
         promptCacheKey: String? = nil,
         safetyIdentifier: String? = nil,
         serviceTier: String? = nil,
@@ -2603,6 +2658,7 @@ public struct CreateResponseRequest: Codable, Equatable {
         self.topP = topP
         self.maxOutputTokens = maxOutputTokens
         self.maxToolCalls = maxToolCalls
+        self.prompt = prompt
         self.promptCacheKey = promptCacheKey
         self.safetyIdentifier = safetyIdentifier
         self.serviceTier = serviceTier
@@ -2631,6 +2687,7 @@ public struct CreateResponseRequest: Codable, Equatable {
         case topP = "top_p"
         case maxOutputTokens = "max_output_tokens"
         case maxToolCalls = "max_tool_calls"
+        case prompt
         case promptCacheKey = "prompt_cache_key"
         case safetyIdentifier = "safety_identifier"
         case serviceTier = "service_tier"
@@ -3100,6 +3157,7 @@ public struct ResponseObject: Codable, Equatable {
     public var presencePenalty: Double?
     public var maxOutputTokens: Int?
     public var maxToolCalls: Int?
+    public var prompt: ResponsePrompt?
     public var promptCacheKey: String?
     public var safetyIdentifier: String?
     public var serviceTier: String?
@@ -3135,6 +3193,7 @@ public struct ResponseObject: Codable, Equatable {
         presencePenalty: Double? = nil,
         maxOutputTokens: Int? = nil,
         maxToolCalls: Int? = nil,
+        prompt: ResponsePrompt? = nil,
         promptCacheKey: String? = nil,
         safetyIdentifier: String? = nil,
         serviceTier: String? = nil,
@@ -3169,6 +3228,7 @@ public struct ResponseObject: Codable, Equatable {
         self.presencePenalty = presencePenalty
         self.maxOutputTokens = maxOutputTokens
         self.maxToolCalls = maxToolCalls
+        self.prompt = prompt
         self.promptCacheKey = promptCacheKey
         self.safetyIdentifier = safetyIdentifier
         self.serviceTier = serviceTier
@@ -3205,6 +3265,7 @@ public struct ResponseObject: Codable, Equatable {
         case presencePenalty = "presence_penalty"
         case maxOutputTokens = "max_output_tokens"
         case maxToolCalls = "max_tool_calls"
+        case prompt
         case promptCacheKey = "prompt_cache_key"
         case safetyIdentifier = "safety_identifier"
         case serviceTier = "service_tier"

@@ -2489,13 +2489,61 @@ data class SetDefaultVersionBodyRequest(
     }
 }
 
+sealed interface ResponsePromptVariable {
+    fun toJson(): JsonValue
+
+    data class OfString(val value: String) : ResponsePromptVariable {
+        override fun toJson(): JsonValue = value.toJson()
+    }
+
+    companion object {
+        fun fromJson(json: JsonValue): ResponsePromptVariable {
+            val failures = mutableListOf<String>()
+            try { return OfString(json.asString()) } catch (e: RuntimeException) { failures.add(e.message ?: "") }
+            try { return ResponseInputContent.fromJson(json) } catch (e: RuntimeException) { failures.add(e.message ?: "") }
+            throw JsonException("no variant of ResponsePromptVariable fits: " + failures.joinToString("; "))
+        }
+    }
+}
+
+/** A stored prompt (the Prompts API) that opens the response: its template, variables filled, becomes the first system message (before `instructions`). Echoed in the response. */
+data class ResponsePrompt(
+    val id: String,
+    val version: String? = null,
+    val variables: Map<String, JsonValue>? = null,
+    val additional: Map<String, JsonValue> = emptyMap(),
+) {
+    fun toJson(): JsonValue {
+        val fields = LinkedHashMap<String, JsonValue>()
+        fields["id"] = id.toJson()
+        version?.let { fields["version"] = it.toJson() }
+        variables?.let { fields["variables"] = it.toJson() }
+        fields.putAll(additional)
+        return JsonObject(fields)
+    }
+
+    companion object {
+        private val KNOWN = setOf<String>("id", "version", "variables")
+
+        fun fromJson(json: JsonValue): ResponsePrompt {
+            val obj = json.asObject()
+            return ResponsePrompt(
+                id = obj.required("id").asString(),
+                version = obj.optional("version")?.let { it.asString() },
+                variables = obj.optional("variables")?.let { it.asMap() },
+                additional = obj.fields.filterKeys { it !in KNOWN },
+            )
+        }
+    }
+}
+
 /** A content part of an input message; this build reads `input_text` and `output_text`. */
 data class ResponseInputContent(
     val type: String,
     val text: String? = null,
     val additional: Map<String, JsonValue> = emptyMap(),
-) {
-    fun toJson(): JsonValue {
+) : ResponsePromptVariable {
+    override fun toJson(): JsonValue {
         val fields = LinkedHashMap<String, JsonValue>()
         fields["type"] = type.toJson()
         text?.let { fields["text"] = it.toJson() }
@@ -2905,6 +2953,7 @@ data class CreateResponseRequest(
     val topP: Double? = null,
     val maxOutputTokens: Long? = null,
     val maxToolCalls: Long? = null,
+    val prompt: ResponsePrompt? = null,
     val promptCacheKey: String? = null,
     val safetyIdentifier: String? = null,
     val serviceTier: String? = null,
@@ -2934,6 +2983,7 @@ data class CreateResponseRequest(
         topP?.let { fields["top_p"] = it.toJson() }
         maxOutputTokens?.let { fields["max_output_tokens"] = it.toJson() }
         maxToolCalls?.let { fields["max_tool_calls"] = it.toJson() }
+        prompt?.let { fields["prompt"] = it.toJson() }
         promptCacheKey?.let { fields["prompt_cache_key"] = it.toJson() }
         safetyIdentifier?.let { fields["safety_identifier"] = it.toJson() }
         serviceTier?.let { fields["service_tier"] = it.toJson() }
@@ -2952,7 +3002,7 @@ data class CreateResponseRequest(
     }
 
     companion object {
-        private val KNOWN = setOf<String>("model", "input", "instructions", "previous_response_id", "conversation", "store", "stream", "background", "temperature", "top_p", "max_output_tokens", "max_tool_calls", "prompt_cache_key", "safety_identifier", "service_tier", "truncation", "top_logprobs", "max_infer_iters", "parallel_tool_calls", "text", "tools", "tool_choice", "include", "metadata", "guardrails")
+        private val KNOWN = setOf<String>("model", "input", "instructions", "previous_response_id", "conversation", "store", "stream", "background", "temperature", "top_p", "max_output_tokens", "max_tool_calls", "prompt", "prompt_cache_key", "safety_identifier", "service_tier", "truncation", "top_logprobs", "max_infer_iters", "parallel_tool_calls", "text", "tools", "tool_choice", "include", "metadata", "guardrails")
 
         fun fromJson(json: JsonValue): CreateResponseRequest {
             val obj = json.asObject()
@@ -2969,6 +3019,7 @@ data class CreateResponseRequest(
                 topP = obj.optional("top_p")?.let { it.asDouble() },
                 maxOutputTokens = obj.optional("max_output_tokens")?.let { it.asLong() },
                 maxToolCalls = obj.optional("max_tool_calls")?.let { it.asLong() },
+                prompt = obj.optional("prompt")?.let { ResponsePrompt.fromJson(it) },
                 promptCacheKey = obj.optional("prompt_cache_key")?.let { it.asString() },
                 safetyIdentifier = obj.optional("safety_identifier")?.let { it.asString() },
                 serviceTier = obj.optional("service_tier")?.let { it.asString() },
@@ -3474,6 +3525,7 @@ data class ResponseObject(
     val presencePenalty: Double? = null,
     val maxOutputTokens: Long? = null,
     val maxToolCalls: Long? = null,
+    val prompt: ResponsePrompt? = null,
     val promptCacheKey: String? = null,
     val safetyIdentifier: String? = null,
     val serviceTier: String? = null,
@@ -3511,6 +3563,7 @@ data class ResponseObject(
         presencePenalty?.let { fields["presence_penalty"] = it.toJson() }
         maxOutputTokens?.let { fields["max_output_tokens"] = it.toJson() }
         maxToolCalls?.let { fields["max_tool_calls"] = it.toJson() }
+        prompt?.let { fields["prompt"] = it.toJson() }
         promptCacheKey?.let { fields["prompt_cache_key"] = it.toJson() }
         safetyIdentifier?.let { fields["safety_identifier"] = it.toJson() }
         serviceTier?.let { fields["service_tier"] = it.toJson() }
@@ -3530,7 +3583,7 @@ data class ResponseObject(
     }
 
     companion object {
-        private val KNOWN = setOf<String>("id", "object", "created_at", "completed_at", "status", "model", "output", "error", "incomplete_details", "usage", "instructions", "previous_response_id", "conversation", "temperature", "top_p", "frequency_penalty", "presence_penalty", "max_output_tokens", "max_tool_calls", "prompt_cache_key", "safety_identifier", "service_tier", "truncation", "top_logprobs", "parallel_tool_calls", "tool_choice", "tools", "text", "store", "background", "metadata", "guardrail_violations", "input")
+        private val KNOWN = setOf<String>("id", "object", "created_at", "completed_at", "status", "model", "output", "error", "incomplete_details", "usage", "instructions", "previous_response_id", "conversation", "temperature", "top_p", "frequency_penalty", "presence_penalty", "max_output_tokens", "max_tool_calls", "prompt", "prompt_cache_key", "safety_identifier", "service_tier", "truncation", "top_logprobs", "parallel_tool_calls", "tool_choice", "tools", "text", "store", "background", "metadata", "guardrail_violations", "input")
 
         fun fromJson(json: JsonValue): ResponseObject {
             val obj = json.asObject()
@@ -3556,6 +3609,7 @@ data class ResponseObject(
                 presencePenalty = obj.optional("presence_penalty")?.let { it.asDouble() },
                 maxOutputTokens = obj.optional("max_output_tokens")?.let { it.asLong() },
                 maxToolCalls = obj.optional("max_tool_calls")?.let { it.asLong() },
+                prompt = obj.optional("prompt")?.let { ResponsePrompt.fromJson(it) },
                 promptCacheKey = obj.optional("prompt_cache_key")?.let { it.asString() },
                 safetyIdentifier = obj.optional("safety_identifier")?.let { it.asString() },
                 serviceTier = obj.optional("service_tier")?.let { it.asString() },
