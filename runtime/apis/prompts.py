@@ -78,7 +78,7 @@ class PromptsApi(protocols.Prompts):
         await self.lookup(prompt_id)
         found = await self.store.version(prompt_id, version or None)
         if found is None:
-            raise version_not_found(prompt_id, version or 0) if version else ResourceNotFoundError("prompt", prompt_id)
+            raise version_not_found(prompt_id, version) if version else ResourceNotFoundError("prompt", prompt_id)
         return found
 
     async def list_prompts(self) -> models.ListPromptsResponse:

@@ -21,14 +21,16 @@ _TEXT_PARTS = ("input_text", "text")
 
 
 def _version(prompt: models.ResponsePrompt) -> int | None:
+    """OpenAI sends the version as a string; Llama Stack reads it with int() (an empty one: the default)."""
     version = given(prompt.version)
-    if version is None or version == "":
+    if not version:
         return None
-    if not version.strip().isdigit():
+    try:
+        return int(version)
+    except ValueError:
         raise BadRequestError(
             f"Invalid value for 'prompt.version': {version}. Must be a version number.", param="prompt.version"
-        )
-    return int(version)
+        ) from None
 
 
 def _text(name: str, value: str | models.ResponseInputContent) -> str:
