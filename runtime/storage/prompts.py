@@ -1,4 +1,4 @@
-"""Prompts and their versions, in SQLite (migration 0019).
+"""Prompts and their versions, in SQLite (migration 0018).
 
 A prompt row holds what every version shares (owner, latest and default version); each version
 holds its template and variable names. Updates are compare-and-set on `latest_version`, in one

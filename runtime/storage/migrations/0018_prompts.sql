@@ -1,5 +1,5 @@
--- Prompts (issue 19): a stored template and its versions. 0019, not 0018: Batches take 0018 in
--- parallel. `latest_version` is what an update must name (compare-and-set: the update that finds
+-- Prompts (issue 19): a stored template and its versions.
+-- `latest_version` is what an update must name (compare-and-set: the update that finds
 -- it unchanged wins, the others get a 409); `default_version` is what a get without a version,
 -- the list and a response without one use. Versions follow their prompt (deleted with it).
 CREATE TABLE prompts (
