@@ -37,7 +37,9 @@ def _return_type(op: Operation) -> str:
 
 def _signature(op: Operation) -> str:
     args = "self" if op.request_model is None else f"self, request: models.{op.request_model}"
-    args += "".join(f", {name}: Upload" for name in op.upload_fields)
+    args += "".join(
+        f", {name}: Upload" + (" | None" if name in op.optional_uploads else "") for name in op.upload_fields
+    )
     return f"async def {op.operation_id}({args}) -> {_return_type(op)}:"
 
 
@@ -76,7 +78,10 @@ def _tuple(names: list[str]) -> str:
 def _handler(op: Operation) -> str:
     lines = [f"    async def {op.operation_id}(self, request: web.Request) -> web.StreamResponse:\n"]
     indent = "        "
-    uploads = "".join(f", uploads[{name!r}]" for name in op.upload_fields)
+    uploads = "".join(
+        f", uploads.get({name!r})" if name in op.optional_uploads else f", uploads[{name!r}]"
+        for name in op.upload_fields
+    )
     if op.request_model is None:
         lines.append(f"{indent}result = await self.impl.{op.operation_id}()\n")
     else:
@@ -93,7 +98,11 @@ def _handler(op: Operation) -> str:
         if op.body_kind == "multipart":
             # The uploads are spooled to disk; whatever the implementation does not keep is removed.
             lines += [f"{indent}async with codec.parse_form(\n", *where]
-            lines += [f"{indent}    uploads={_tuple(list(op.upload_fields))},\n", f"{indent}) as (parsed, uploads):\n"]
+            required = [name for name in op.upload_fields if name not in op.optional_uploads]
+            lines.append(f"{indent}    uploads={_tuple(required)},\n")
+            if op.optional_uploads:
+                lines.append(f"{indent}    optional_uploads={_tuple(list(op.optional_uploads))},\n")
+            lines.append(f"{indent}) as (parsed, uploads):\n")
             indent += "    "
         else:
             body = "none" if op.body_model is None else ("required" if op.body_required else "optional")

@@ -61,6 +61,8 @@ class Operation:
     # pocketstack.web.codec), not as model fields; the other form fields fill the request model.
     body_kind: Literal["json", "multipart"] = "json"
     upload_fields: tuple[str, ...] = ()
+    # those of upload_fields the form does not require: the implementation gets None when one is left out.
+    optional_uploads: tuple[str, ...] = ()
     # "file": the 2xx answer is raw bytes (application/octet-stream), served from a file.
     response_kind: Literal["json", "file", "none"] = "json"
     # `x-legacy-path`: where an older Llama Stack served the same operation (Agents sat under /v1 until
@@ -180,6 +182,8 @@ def _operation(document: JsonObject, path: str, method: str, raw: JsonObject) ->
     upload_fields = _upload_fields(document, body_model) if body_kind == "multipart" and body_model else ()
     if body_kind == "multipart" and not upload_fields:
         raise SpecError(f"{where}: a multipart body needs at least one `format: binary` field")
+    form_required = set(document["components"]["schemas"][body_model].get("required", [])) if upload_fields else set()
+    optional_uploads = tuple(name for name in upload_fields if name not in form_required)
     status, response_model, response_kind = _success(raw, where)
     stream = _stream(raw, where)
     if params:
@@ -202,6 +206,7 @@ def _operation(document: JsonObject, path: str, method: str, raw: JsonObject) ->
         stream=stream,
         body_kind=body_kind,
         upload_fields=upload_fields,
+        optional_uploads=optional_uploads,
         response_kind=response_kind,
         legacy_path=_legacy_path(raw, path, where),
     )

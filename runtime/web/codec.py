@@ -136,13 +136,16 @@ async def parse_form(
     query: Iterable[str],
     array_query: Iterable[str],
     uploads: Iterable[str],
+    optional_uploads: Iterable[str] = (),
 ) -> AsyncIterator[tuple[ModelT, dict[str, Upload]]]:
-    """A multipart/form-data request: file fields spooled to disk, the others into the model."""
+    """A multipart/form-data request: file fields spooled to disk, the others into the model. The `uploads`
+    must be there (a 400 names the first missing); the `optional_uploads` may be left out."""
     if request.content_type not in ("multipart/form-data", "application/x-www-form-urlencoded"):
         raise BadRequestError(
             f"The request must be multipart/form-data, not {request.content_type or 'empty'}.", code="invalid_body"
         )
-    wanted = tuple(uploads)
+    required = tuple(uploads)
+    wanted = required + tuple(optional_uploads)
     fields: dict[str, Any] = {}
     files: dict[str, Upload] = {}
     try:
@@ -153,7 +156,7 @@ async def parse_form(
                 fields.update((await request.post()).items())
         except (RequestPayloadError, HttpProcessingError, ValueError, AssertionError) as exc:
             raise BadRequestError(f"The multipart body could not be read: {exc}", code="invalid_body") from exc
-        missing = [name for name in wanted if name not in files]
+        missing = [name for name in required if name not in files]
         parsed = _validate(request, model, fields, path, query, array_query)
         if missing:
             raise BadRequestError(
