@@ -11,6 +11,7 @@ from pocketstack.apis.datasets import DatasetsApi
 from pocketstack.apis.eval.api import EvalApi
 from pocketstack.apis.eval.benchmarks import BenchmarksApi
 from pocketstack.apis.eval.builtin import sync_builtin
+from pocketstack.apis.file_processors import FileProcessorsApi
 from pocketstack.apis.files import FilesApi
 from pocketstack.apis.inference.api import InferenceApi
 from pocketstack.apis.inference.guardrails import Guardrails
@@ -81,6 +82,7 @@ async def assemble(stack: Stack, served_tags: frozenset[str]) -> dict[str, Handl
         models=models_api,
         inference=inference,
         files=files,
+        file_processors=FileProcessorsApi(stack, files, vector_io),
         vector_io=vector_io,
         shields=shields,
         safety=safety,

@@ -1555,6 +1555,32 @@ class OpenAIFileDeleteResponse(BaseModel):
     deleted: bool
 
 
+class ProcessFileForm(BaseModel):
+    """
+    Exactly one of `file` and `file_id`.
+    """
+
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    file_id: Annotated[
+        str | MISSING,
+        Field(description="An uploaded file (Files API) to process instead."),
+    ] = MISSING
+    options: Annotated[
+        str | MISSING,
+        Field(
+            description="Llama Stack's provider-specific options, a JSON object; checked, and unused (inline::pypdf has none)."
+        ),
+    ] = MISSING
+    chunking_strategy: Annotated[
+        str | MISSING,
+        Field(
+            description='A JSON object: `{"type": "auto"}` (vector_stores.file_ingestion_params, else 800 / 400 tokens) or `{"type": "static", "static": {"max_chunk_size_tokens", "chunk_overlap_tokens"}}`, counted in the default embedding model\'s tokens as ingestion counts them. Left out, the whole text is one chunk.'
+        ),
+    ] = MISSING
+
+
 class VectorStoreFileCounts(BaseModel):
     model_config = ConfigDict(
         extra="allow",
@@ -4045,6 +4071,22 @@ class ListChatCompletionsResponse(BaseModel):
         str, Field(description='The last id of this page ("" when empty).')
     ]
     has_more: bool
+
+
+class ProcessFileResponse(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    chunks: Annotated[
+        list[Chunk],
+        Field(description="The chunks in order (none when the file holds no text)."),
+    ]
+    metadata: Annotated[
+        dict[str, Any],
+        Field(
+            description="`processor`, `extraction_method`, `processing_time_ms`, `file_size_bytes`, `chunk_tokenizer`, and `page_count` for a PDF."
+        ),
+    ]
 
 
 class AgentConfig(BaseModel):

@@ -132,6 +132,16 @@ class Files(Protocol):
         ...
 
 
+class FileProcessors(Protocol):
+    """Files turned into text chunks, as vector-store ingestion cuts them, without storing them."""
+
+    async def process_file(
+        self, request: models.ProcessFileForm, file: Upload | None
+    ) -> models.ProcessFileResponse:
+        """Turn a file (uploaded in the form, or an uploaded file's `file_id`) into text chunks, extracted and cut exactly as vector-store ingestion does; nothing is stored."""
+        ...
+
+
 class VectorIO(Protocol):
     """Vector stores (OpenAI-compatible) and Llama Stack's raw chunk insert and query."""
 

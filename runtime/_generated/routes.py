@@ -15,6 +15,7 @@ from pocketstack._generated.protocols import (
     DatasetIO,
     Datasets,
     Eval,
+    FileProcessors,
     Files,
     Inference,
     Inspect,
@@ -44,6 +45,7 @@ class Apis:
     models: Models
     inference: Inference
     files: Files
+    file_processors: FileProcessors
     vector_io: VectorIO
     shields: Shields
     safety: Safety
@@ -342,6 +344,29 @@ class FilesRoutes:
         )
         result = await self.impl.openai_retrieve_file_content(parsed)
         return await codec.respond_file(request, result)
+
+
+class FileProcessorsRoutes:
+    def __init__(self, impl: FileProcessors) -> None:
+        self.impl = impl
+
+    def handlers(self) -> dict[str, Handler]:
+        return {
+            "process_file": self.process_file,
+        }
+
+    async def process_file(self, request: web.Request) -> web.StreamResponse:
+        async with codec.parse_form(
+            request,
+            models.ProcessFileForm,
+            path=(),
+            query=(),
+            array_query=(),
+            uploads=(),
+            optional_uploads=("file",),
+        ) as (parsed, uploads):
+            result = await self.impl.process_file(parsed, uploads.get("file"))
+        return await codec.respond(request, result, status=200)
 
 
 class VectorIORoutes:
@@ -1674,6 +1699,7 @@ def handlers(apis: Apis) -> dict[str, Handler]:
     found.update(ModelsRoutes(apis.models).handlers())
     found.update(InferenceRoutes(apis.inference).handlers())
     found.update(FilesRoutes(apis.files).handlers())
+    found.update(FileProcessorsRoutes(apis.file_processors).handlers())
     found.update(VectorIORoutes(apis.vector_io).handlers())
     found.update(ShieldsRoutes(apis.shields).handlers())
     found.update(SafetyRoutes(apis.safety).handlers())

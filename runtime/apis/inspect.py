@@ -10,7 +10,7 @@ from pocketstack._generated.operations import OPERATIONS, OperationInfo
 from pocketstack.core.stack import Stack
 
 # The provider API behind each tag whose routes a provider serves; the others are the server's own.
-TAG_PROVIDER_API = {"Models": "inference", "Inference": "inference"}
+TAG_PROVIDER_API = {"Models": "inference", "Inference": "inference", "FileProcessors": "file_processors"}
 
 
 class InspectApi(protocols.Inspect):

@@ -25,7 +25,18 @@ log = logging.getLogger(__name__)
 
 # The APIs this build serves, besides inspect/providers/models which are always on.
 KNOWN_APIS = frozenset(
-    {"inference", "files", "vector_io", "safety", "responses", "tool_runtime", "datasetio", "scoring", "eval"}
+    {
+        "inference",
+        "files",
+        "file_processors",
+        "vector_io",
+        "safety",
+        "responses",
+        "tool_runtime",
+        "datasetio",
+        "scoring",
+        "eval",
+    }
 )
 
 

@@ -12,6 +12,7 @@ from pocketstack.providers.inline import (
     llama_guard,
     localfs,
     pii,
+    pypdf,
     scoring_basic,
     scoring_llm_as_judge,
     sqlite_vec,
@@ -38,6 +39,7 @@ PROVIDERS: dict[str, ProviderSpec] = {
         web_search.BRAVE,
         mcp.SPEC,
         eval_builtin.SPEC,
+        pypdf.SPEC,
         *REMOTES,
     )
 }

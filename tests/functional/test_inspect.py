@@ -109,6 +109,7 @@ async def test_providers_list_and_get(client: TestClient[Any, Any], home: Path) 
         ("scoring", "basic"),
         ("scoring", "llm-as-judge"),
         ("eval", "builtin"),
+        ("file_processors", "pypdf"),
     ]
     assert (inference.api, inference.provider_id, inference.provider_type) == (
         "inference",

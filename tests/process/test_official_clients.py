@@ -47,6 +47,7 @@ def test_llama_stack_client(server: Server) -> None:
     assert sorted(by_api) == [
         "datasetio",
         "eval",
+        "file_processors",
         "files",
         "inference",
         "safety",
@@ -77,7 +78,8 @@ def test_llama_stack_client(server: Server) -> None:
     assert ("GET", "/v1/models/{model_id}") in {(r.method, r.route) for r in routes}
     alpha = [(r.method, r.route) for r in client.routes.list(api_filter="v1alpha")]
     assert alpha[0] == ("POST", "/v1alpha/inference/rerank")
-    assert ("POST", "/v1alpha/agents/{agent_id}/session/{session_id}/turn") in alpha and len(alpha) == 20
+    assert ("POST", "/v1alpha/agents/{agent_id}/session/{session_id}/turn") in alpha and len(alpha) == 21
+    assert ("POST", "/v1alpha/file-processors/process") in alpha
     assert ("POST", "/v1alpha/eval/benchmarks/{benchmark_id}/jobs") in alpha
     assert all(route.startswith("/v1alpha/") for _, route in alpha)
 

@@ -46,6 +46,12 @@ class VectorIOApi(protocols.VectorIO):
         instance = self.stack.provider_for("vector_io", provider_id or default)
         return instance.config.provider_id, cast(VectorIOProvider, instance.impl)
 
+    def default_embedding_model(self) -> str:
+        """A new store's embedding model when none is named: vector_stores.default_embedding_model, else the
+        bundled all-MiniLM-L6-v2."""
+        default = self.stack.config.vector_stores.default_embedding_model
+        return default.identifier if default is not None else DEFAULT_EMBEDDING_MODEL
+
     async def embed(self, model: str, texts: list[str]) -> list[list[float]]:
         vectors: list[list[float]] = []
         for start in range(0, len(texts), EMBED_BATCH):
@@ -152,8 +158,7 @@ class VectorIOApi(protocols.VectorIO):
         source: Source,
     ) -> str:
         provider_id, _ = self.provider(provider_id)
-        default = self.stack.config.vector_stores.default_embedding_model
-        model = model or (default.identifier if default is not None else DEFAULT_EMBEDDING_MODEL)
+        model = model or self.default_embedding_model()
         (probe,) = await self.embed(model, ["dimension probe"])
         if dimension is not None and dimension != len(probe):
             raise BadRequestError(

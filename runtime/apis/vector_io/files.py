@@ -334,9 +334,11 @@ class VectorStoreFiles:
         except contextual.ContextualError as exc:
             await self._finish(store_id, file_id, "failed", 0, {"code": "server_error", "message": str(exc)})
             return
-        plan = ingest.chunking_plan(strategy, self._auto_plan())
+        plan = ingest.chunking_plan(strategy, ingest.auto_plan(self.stack.config.vector_stores.file_ingestion_params))
         reserve = contextual.CONTEXT_MAX_TOKENS if situator is not None else 0
-        pieces, tokenizer = await _chunked(self.vector_io.inference, text, record.embedding_model, plan, reserve)
+        pieces, tokenizer = await ingest.chunk_document(
+            self.vector_io.inference, text, record.embedding_model, plan, reserve
+        )
         attributes = attached.attributes
         await provider.delete(store_id, file_id)  # a redo after a crash starts clean
         step = CONTEXTUAL_CHUNKS_PER_WRITE if situator is not None else CHUNKS_PER_WRITE
@@ -351,26 +353,21 @@ class VectorStoreFiles:
                 if situator.tally.failed == situator.tally.total:
                     break  # not one context yet: the verdict below fails the file without trying the rest
             vectors = await self.vector_io.embed(record.embedding_model, texts)
-            chunks = [
-                NewChunk(
-                    chunk_id=f"{file_id}-{start + offset}",
-                    content=content,
-                    metadata=attributes
-                    | {"file_id": file_id, "filename": meta.filename, "chunk_index": start + offset},
-                    chunk_metadata={
-                        "document_id": file_id,
-                        "chunk_id": f"{file_id}-{start + offset}",
-                        "chunk_index": start + offset,
-                        "chunk_tokenizer": tokenizer,
-                        "content_token_count": round(piece.tokens),
-                        "source": meta.filename,
-                    },
-                    embedding=vector,
-                    file_id=file_id,
-                    filename=meta.filename,
+            chunks = []
+            for offset, (piece, content, vector) in enumerate(zip(batch, texts, vectors, strict=True)):
+                chunk_id, chunk_metadata = ingest.chunk_fields(file_id, meta.filename, start + offset, piece, tokenizer)
+                chunks.append(
+                    NewChunk(
+                        chunk_id=chunk_id,
+                        content=content,
+                        metadata=attributes
+                        | {"file_id": file_id, "filename": meta.filename, "chunk_index": start + offset},
+                        chunk_metadata=chunk_metadata,
+                        embedding=vector,
+                        file_id=file_id,
+                        filename=meta.filename,
+                    )
                 )
-                for offset, (piece, content, vector) in enumerate(zip(batch, texts, vectors, strict=True))
-            ]
             await provider.insert(store_id, record.embedding_dimension, chunks)
             usage += sum(len(content.encode()) for content in texts)
         if situator is not None:
@@ -401,35 +398,8 @@ class VectorStoreFiles:
             for instance in self.stack.providers_of("vector_io"):
                 await cast(VectorIOProvider, instance.impl).delete(store_id, file_id)
 
-    def _auto_plan(self) -> ingest.ChunkingPlan:
-        params = self.stack.config.vector_stores.file_ingestion_params
-        size = params.default_chunk_size_tokens or ingest.DEFAULT_MAX_TOKENS
-        overlap = params.default_chunk_overlap_tokens
-        overlap = ingest.DEFAULT_OVERLAP_TOKENS if overlap is None else overlap
-        return ingest.ChunkingPlan(size, min(overlap, size // 2))
-
     async def _wanted(self, store_id: str, file_id: str, status: FileStatus = "in_progress") -> bool:
         return await self.store.has_status(store_id, file_id, status)
-
-
-async def _chunked(
-    inference: InferenceApi, text: str, model: str, plan: ingest.ChunkingPlan, reserve: int = 0
-) -> tuple[list[ingest.TextChunk], str]:
-    """The text's chunks, sized in the embedding model's tokens and never over what it can embed (less
-    `reserve`, kept for a context when it would not fit otherwise); and what counted them (the model, or the
-    estimate)."""
-    spans = ingest.words(text)
-    vocabulary = sorted({text[a:b] for a, b in spans})
-    counts = await inference.count_tokens(model, vocabulary) if vocabulary else None
-    if counts is None:
-        return ingest.chunk_text(text, plan), f"estimate ({ingest.ESTIMATED_TOKENS_PER_WORD} tokens per word)"
-    room = counts.context_length - counts.special_tokens
-    if reserve and plan.max_tokens + reserve > room:
-        room = max(room - reserve, room // 2)
-    if plan.max_tokens > room:  # e.g. auto's 800 on a 512-token encoder: windows the model can embed whole
-        plan = ingest.ChunkingPlan(room, min(plan.overlap_tokens, room // 2))
-    sizes = dict(zip(vocabulary, counts.counts, strict=True))
-    return ingest.chunk_text(text, plan, sizes.__getitem__), model
 
 
 async def _situated(

@@ -1,4 +1,5 @@
-"""Text out of uploaded files, and text cut into overlapping chunks for a vector store.
+"""Text out of uploaded files, and text cut into overlapping chunks: what vector-store ingestion stores and
+POST /v1alpha/file-processors/process answers, through these same functions.
 
 Chunks are windows of whole words cut from the original text (its line breaks kept). Their sizes
 are counted in the embedding model's tokens: each distinct word is tokenized once by the model's
@@ -9,94 +10,28 @@ embedding model) a word counts as 1.3 tokens, English text's average.
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pocketstack.apis.vector_io import contextual
+from pocketstack.config import FileIngestionParams
+from pocketstack.providers.file_processing import InvalidFileError, UnsupportedFileError, extract
 
-TEXT_SUFFIXES = frozenset({".txt", ".md", ".markdown", ".rst", ".log", ".py", ".js", ".ts", ".java", ".c", ".h",
-                           ".cpp", ".go", ".rs", ".sh", ".yaml", ".yml", ".toml", ".ini", ".xml", ".tex"})  # fmt: skip
+if TYPE_CHECKING:
+    from pocketstack.apis.inference.api import InferenceApi
+
 ESTIMATED_TOKENS_PER_WORD = 1.3
 DEFAULT_MAX_TOKENS, DEFAULT_OVERLAP_TOKENS = 800, 400  # OpenAI's `auto`
 
-
-class UnsupportedFileError(ValueError):
-    """The file's type cannot be turned into text (its status becomes failed: unsupported_file)."""
-
-
-class InvalidFileError(ValueError):
-    """The file claims a type its bytes do not have (failed: invalid_file)."""
-
-
-class _TextOfHtml(HTMLParser):
-    SKIPPED = frozenset({"script", "style", "noscript", "template"})
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.parts: list[str] = []
-        self._skipping = 0
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in self.SKIPPED:
-            self._skipping += 1
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in self.SKIPPED and self._skipping:
-            self._skipping -= 1
-        elif tag in ("p", "div", "br", "li", "h1", "h2", "h3", "h4", "tr", "section", "article"):
-            self.parts.append("\n")
-
-    def handle_data(self, data: str) -> None:
-        if not self._skipping:
-            self.parts.append(data)
-
-
-def _decode(data: bytes, kind: str) -> str:
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise InvalidFileError(f"the {kind} file is not UTF-8 text: {exc}") from exc
+__all__ = ["InvalidFileError", "UnsupportedFileError"]
 
 
 def extract_text(path: Path, filename: str, content_type: str) -> str:
-    suffix = Path(filename).suffix.lower()
-    media = content_type.split(";")[0].strip().lower()
-    if suffix == ".pdf" or media == "application/pdf":
-        from pypdf import PdfReader  # loads with the first PDF
-        from pypdf.errors import PdfReadError
-
-        try:
-            reader = PdfReader(path)
-            return "\n\n".join(page.extract_text() or "" for page in reader.pages)
-        except (PdfReadError, ValueError, KeyError) as exc:
-            raise InvalidFileError(f"the PDF cannot be read: {exc}") from exc
-    data = path.read_bytes()
-    if suffix in (".html", ".htm") or media in ("text/html", "application/xhtml+xml"):
-        parser = _TextOfHtml()
-        parser.feed(_decode(data, "HTML"))
-        return re.sub(r"\n\s*\n+", "\n\n", "".join(parser.parts)).strip()
-    if suffix in (".json", ".jsonl") or media in ("application/json", "application/jsonl"):
-        text = _decode(data, "JSON")
-        try:
-            for line in text.splitlines() if suffix == ".jsonl" or media == "application/jsonl" else [text]:
-                if line.strip():
-                    json.loads(line)
-        except ValueError as exc:
-            raise InvalidFileError(f"the JSON file does not parse: {exc}") from exc
-        return text
-    if suffix == ".csv" or media == "text/csv":
-        rows = csv.reader(io.StringIO(_decode(data, "CSV")))
-        return "\n".join(", ".join(cell.strip() for cell in row) for row in rows)
-    if suffix in TEXT_SUFFIXES or media.startswith("text/"):
-        return _decode(data, "text")
-    raise UnsupportedFileError(f"unsupported file type '{suffix or media}' (text, markdown, html, json, csv, pdf)")
+    """The file's text (providers/file_processing.py reads it; blocking: run it in a thread)."""
+    return extract(path, filename, content_type).text
 
 
 @dataclass(frozen=True)
@@ -106,6 +41,15 @@ class ChunkingPlan:
 
 
 AUTO = ChunkingPlan(DEFAULT_MAX_TOKENS, DEFAULT_OVERLAP_TOKENS)
+WHOLE = ChunkingPlan(1 << 62, 0)  # one window over the whole text
+
+
+def auto_plan(params: FileIngestionParams) -> ChunkingPlan:
+    """What `auto` means in this server: vector_stores.file_ingestion_params, else OpenAI's 800 / 400 tokens."""
+    size = params.default_chunk_size_tokens or DEFAULT_MAX_TOKENS
+    overlap = params.default_chunk_overlap_tokens
+    overlap = DEFAULT_OVERLAP_TOKENS if overlap is None else overlap
+    return ChunkingPlan(size, min(overlap, size // 2))
 
 
 def chunking_plan(strategy: dict[str, Any] | None, auto: ChunkingPlan = AUTO) -> ChunkingPlan:
@@ -161,3 +105,38 @@ def chunk_text(text: str, plan: ChunkingPlan, word_tokens: Callable[[str], int] 
             back -= 1
             overlap += costs[back]
         start = back
+
+
+async def chunk_document(
+    inference: InferenceApi, text: str, model: str | None, plan: ChunkingPlan, reserve: int = 0
+) -> tuple[list[TextChunk], str]:
+    """The text's chunks, sized in the embedding model's tokens and never over what it can embed (less
+    `reserve`, kept for a context when it would not fit otherwise; the WHOLE plan is never cut down); and what
+    counted them (the model, or the estimate: no model, or one whose provider cannot count)."""
+    spans = words(text)
+    vocabulary = sorted({text[a:b] for a, b in spans})
+    counts = await inference.count_tokens(model, vocabulary) if vocabulary and model is not None else None
+    if model is None or counts is None:
+        return chunk_text(text, plan), f"estimate ({ESTIMATED_TOKENS_PER_WORD} tokens per word)"
+    room = counts.context_length - counts.special_tokens
+    if reserve and plan.max_tokens + reserve > room:
+        room = max(room - reserve, room // 2)
+    if plan.max_tokens > room and plan != WHOLE:  # e.g. auto's 800 on a 512-token encoder: windows it embeds whole
+        plan = ChunkingPlan(room, min(plan.overlap_tokens, room // 2))
+    sizes = dict(zip(vocabulary, counts.counts, strict=True))
+    return chunk_text(text, plan, sizes.__getitem__), model
+
+
+def chunk_fields(
+    document_id: str, source: str, index: int, piece: TextChunk, tokenizer: str
+) -> tuple[str, dict[str, Any]]:
+    """A chunk's id and its chunk_metadata (Llama Stack's ChunkMetadata fields), as ingestion stores them."""
+    chunk_id = f"{document_id}-{index}"
+    return chunk_id, {
+        "document_id": document_id,
+        "chunk_id": chunk_id,
+        "chunk_index": index,
+        "chunk_tokenizer": tokenizer,
+        "content_token_count": round(piece.tokens),
+        "source": source,
+    }

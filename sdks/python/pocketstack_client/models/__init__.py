@@ -184,6 +184,9 @@ from .paginated_rows_response import PaginatedRowsResponse
 from .paginated_rows_response_data_item import PaginatedRowsResponseDataItem
 from .param_type import ParamType
 from .param_type_type import ParamTypeType
+from .process_file_form import ProcessFileForm
+from .process_file_response import ProcessFileResponse
+from .process_file_response_metadata import ProcessFileResponseMetadata
 from .prompt import Prompt
 from .prompt_tokens_details import PromptTokensDetails
 from .provider_info import ProviderInfo
@@ -535,6 +538,9 @@ __all__ = (
     "PaginatedRowsResponseDataItem",
     "ParamType",
     "ParamTypeType",
+    "ProcessFileForm",
+    "ProcessFileResponse",
+    "ProcessFileResponseMetadata",
     "Prompt",
     "PromptTokensDetails",
     "ProviderInfo",

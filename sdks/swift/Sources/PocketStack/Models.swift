@@ -3878,6 +3878,51 @@ public struct OpenAIFileDeleteResponse: Codable, Equatable {
     }
 }
 
+/// Exactly one of `file` and `file_id`.
+public struct ProcessFileForm: Codable, Equatable {
+    public var file: String?
+    public var fileId: String?
+    public var options: String?
+    public var chunkingStrategy: String?
+
+    public init(
+        file: String? = nil,
+        fileId: String? = nil,
+        options: String? = nil,
+        chunkingStrategy: String? = nil
+    ) {
+        self.file = file
+        self.fileId = fileId
+        self.options = options
+        self.chunkingStrategy = chunkingStrategy
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case file
+        case fileId = "file_id"
+        case options
+        case chunkingStrategy = "chunking_strategy"
+    }
+}
+
+public struct ProcessFileResponse: Codable, Equatable {
+    public var chunks: [Chunk]
+    public var metadata: [String: JSONValue]
+
+    public init(
+        chunks: [Chunk],
+        metadata: [String: JSONValue]
+    ) {
+        self.chunks = chunks
+        self.metadata = metadata
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case chunks
+        case metadata
+    }
+}
+
 public struct VectorStoreFileCounts: Codable, Equatable {
     public var completed: Int
     public var cancelled: Int

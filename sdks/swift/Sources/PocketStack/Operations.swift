@@ -141,6 +141,12 @@ extension PocketStackClient {
         return try await send(request)
     }
 
+    /// Turn a file (uploaded in the form, or an uploaded file's `file_id`) into text chunks, extracted and cut exactly as vector-store ingestion does; nothing is stored.
+    public func processFile(file: Upload? = nil, fileId: String? = nil, options: String? = nil, chunkingStrategy: String? = nil) async throws -> ProcessFileResponse {
+        let request = try multipart("/v1alpha/file-processors/process", fields: [("file_id", fileId), ("options", options), ("chunking_strategy", chunkingStrategy)], files: [("file", file)])
+        return try decode(ProcessFileResponse.self, try await send(request))
+    }
+
     /// List vector stores, newest first by default (cursor pagination).
     public func openaiListVectorStores(after: String? = nil, before: String? = nil, limit: Int? = nil, order: SortOrder? = nil) async throws -> ListVectorStoresResponse {
         let request = try makeRequest("GET", "/v1/vector_stores", query: [("after", queryValue(after)), ("before", queryValue(before)), ("limit", queryValue(limit)), ("order", queryValue(order))], body: nil)

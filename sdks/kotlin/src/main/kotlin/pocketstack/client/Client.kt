@@ -91,6 +91,9 @@ class PocketStackClient(baseUrl: String, apiKey: String? = null, timeoutMillis: 
     /** Get a file's bytes, as uploaded. */
     fun openaiRetrieveFileContent(fileId: String): ByteArray = bytes("GET", "/v1/files/${segment(fileId)}/content", listOf(), null)
 
+    /** Turn a file (uploaded in the form, or an uploaded file's `file_id`) into text chunks, extracted and cut exactly as vector-store ingestion does; nothing is stored. */
+    fun processFile(file: Upload? = null, fileId: String? = null, options: String? = null, chunkingStrategy: String? = null): ProcessFileResponse = ProcessFileResponse.fromJson(multipart("/v1alpha/file-processors/process", listOf("file_id" to fileId, "options" to options, "chunking_strategy" to chunkingStrategy), listOfNotNull(file?.let { "file" to it })))
+
     /** List vector stores, newest first by default (cursor pagination). */
     fun openaiListVectorStores(after: String? = null, before: String? = null, limit: Long? = null, order: SortOrder? = null): ListVectorStoresResponse =
         ListVectorStoresResponse.fromJson(json("GET", "/v1/vector_stores", listOf("after" to after, "before" to before, "limit" to limit, "order" to order), null) ?: JsonNull)

@@ -4382,6 +4382,67 @@ data class OpenAIFileDeleteResponse(
     }
 }
 
+/** Exactly one of `file` and `file_id`. */
+data class ProcessFileForm(
+    val file: String? = null,
+    val fileId: String? = null,
+    val options: String? = null,
+    val chunkingStrategy: String? = null,
+    val additional: Map<String, JsonValue> = emptyMap(),
+) {
+    fun toJson(): JsonValue {
+        val fields = LinkedHashMap<String, JsonValue>()
+        file?.let { fields["file"] = it.toJson() }
+        fileId?.let { fields["file_id"] = it.toJson() }
+        options?.let { fields["options"] = it.toJson() }
+        chunkingStrategy?.let { fields["chunking_strategy"] = it.toJson() }
+        fields.putAll(additional)
+        return JsonObject(fields)
+    }
+
+    companion object {
+        private val KNOWN = setOf<String>("file", "file_id", "options", "chunking_strategy")
+
+        fun fromJson(json: JsonValue): ProcessFileForm {
+            val obj = json.asObject()
+            return ProcessFileForm(
+                file = obj.optional("file")?.let { it.asString() },
+                fileId = obj.optional("file_id")?.let { it.asString() },
+                options = obj.optional("options")?.let { it.asString() },
+                chunkingStrategy = obj.optional("chunking_strategy")?.let { it.asString() },
+                additional = obj.fields.filterKeys { it !in KNOWN },
+            )
+        }
+    }
+}
+
+data class ProcessFileResponse(
+    val chunks: List<Chunk>,
+    val metadata: Map<String, JsonValue>,
+    val additional: Map<String, JsonValue> = emptyMap(),
+) {
+    fun toJson(): JsonValue {
+        val fields = LinkedHashMap<String, JsonValue>()
+        fields["chunks"] = chunks.toJson { item -> item.toJson() }
+        fields["metadata"] = metadata.toJson()
+        fields.putAll(additional)
+        return JsonObject(fields)
+    }
+
+    companion object {
+        private val KNOWN = setOf<String>("chunks", "metadata")
+
+        fun fromJson(json: JsonValue): ProcessFileResponse {
+            val obj = json.asObject()
+            return ProcessFileResponse(
+                chunks = obj.required("chunks").asList().map { item -> Chunk.fromJson(item) },
+                metadata = obj.required("metadata").asMap(),
+                additional = obj.fields.filterKeys { it !in KNOWN },
+            )
+        }
+    }
+}
+
 data class VectorStoreFileCounts(
     val completed: Long,
     val cancelled: Long,
