@@ -6,6 +6,7 @@ from aiohttp.typedefs import Handler
 
 from pocketstack._generated.routes import Apis, handlers
 from pocketstack.apis.agents.api import AgentsApi
+from pocketstack.apis.connectors import ConnectorsApi
 from pocketstack.apis.conversations import ConversationsApi
 from pocketstack.apis.datasets import DatasetsApi
 from pocketstack.apis.eval.api import EvalApi
@@ -65,7 +66,8 @@ async def assemble(stack: Stack, served_tags: frozenset[str]) -> dict[str, Handl
     await tools.sync_from_config()
     conversations = ConversationsApi(stack)
     prompts = PromptsApi(stack)  # no provider: always served, as Llama Stack's built-in router is
-    responses = ResponsesApi(stack, inference, conversations, vector_io, tools, prompts)
+    connectors = ConnectorsApi(stack)
+    responses = ResponsesApi(stack, inference, conversations, vector_io, tools, prompts, connectors)
     await responses.start()
     stack.on_stop(responses.stop)
     agents = AgentsApi(stack, inference, vector_io, tools, safety)
@@ -92,6 +94,7 @@ async def assemble(stack: Stack, served_tags: frozenset[str]) -> dict[str, Handl
         agents=agents,
         tool_groups=tools,
         tool_runtime=tools,
+        connectors=connectors,
         datasets=datasets,
         dataset_io=datasets,
         scoring_functions=scoring_functions,

@@ -177,6 +177,16 @@ class ToolGroupInput(_Strict):
     args: dict[str, Any] | None = None
 
 
+class ConnectorInput(_Strict):
+    """Llama Stack's connector (`connectors` in the run config): an MCP server the Connectors API lists and an
+    `mcp` tool of Responses may name by `connector_id`. The operator's URL: not checked by the outbound guard."""
+
+    connector_type: Literal["mcp"] = "mcp"
+    connector_id: str = Field(min_length=1)
+    url: str = Field(pattern=r"^https?://", description="streamable HTTP, or SSE when it ends in /sse")
+    server_label: str | None = None
+
+
 class DatasetInput(_Strict):
     """Llama Stack's registered dataset: its rows are loaded once, at the first start that lists it."""
 
@@ -292,7 +302,22 @@ class StackConfig(_Strict):
         return {} if value is None else value  # a section left empty in YAML
 
     safety: SafetyConfig = Field(default_factory=SafetyConfig)
-    connectors: list[dict[str, Any]] | None = None
+    connectors: list[ConnectorInput] = Field(default_factory=list)
+
+    @field_validator("connectors", mode="before")
+    @classmethod
+    def _no_connectors(cls, value: Any) -> Any:
+        return [] if value is None else value
+
+    @field_validator("connectors")
+    @classmethod
+    def _unique_connectors(cls, value: list[ConnectorInput]) -> list[ConnectorInput]:
+        ids = [connector.connector_id for connector in value]
+        twice = sorted({i for i in ids if ids.count(i) > 1})
+        if twice:
+            raise ValueError(f"connector_id {', '.join(twice)} is used twice")
+        return value
+
     logging: dict[str, Any] | None = None
     external_providers_dir: str | None = None
     external_apis_dir: str | None = None

@@ -2279,6 +2279,43 @@ class ListToolDefsResponse(BaseModel):
     data: list[ToolDef]
 
 
+class Connector(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    connector_type: Annotated[
+        Literal["mcp"],
+        Field(description="The only kind of connector (Llama Stack's ConnectorType)."),
+    ] = "mcp"
+    connector_id: str
+    url: Annotated[
+        str,
+        Field(
+            description="The MCP server's URL (streamable HTTP, or SSE when it ends in /sse)."
+        ),
+    ]
+    server_label: str | MISSING = MISSING
+    server_name: Annotated[
+        str | MISSING,
+        Field(description="What the server calls itself (GET of one connector only)."),
+    ] = MISSING
+    server_description: Annotated[
+        str | MISSING,
+        Field(description="The server's instructions (GET of one connector only)."),
+    ] = MISSING
+    server_version: Annotated[
+        str | MISSING,
+        Field(description="The server's version (GET of one connector only)."),
+    ] = MISSING
+
+
+class ListConnectorsResponse(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    data: list[Connector]
+
+
 class McpEndpoint(BaseModel):
     model_config = ConfigDict(
         extra="allow",
@@ -3488,6 +3525,54 @@ class ListPromptVersionsRequest(BaseModel):
     prompt_id: Annotated[
         str, Field(description="The prompt's identifier: `pmpt_` and 48 hex digits.")
     ]
+
+
+class GetConnectorRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    connector_id: Annotated[
+        str, Field(description="The connector's id in the run config.")
+    ]
+    authorization: Annotated[
+        str | MISSING,
+        Field(
+            description="An OAuth access token for the MCP server (sent as `Authorization: Bearer <token>`, never stored)."
+        ),
+    ] = MISSING
+
+
+class ListConnectorToolsRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    connector_id: Annotated[
+        str, Field(description="The connector's id in the run config.")
+    ]
+    authorization: Annotated[
+        str | MISSING,
+        Field(
+            description="An OAuth access token for the MCP server (sent as `Authorization: Bearer <token>`, never stored)."
+        ),
+    ] = MISSING
+
+
+class GetConnectorToolRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    connector_id: Annotated[
+        str, Field(description="The connector's id in the run config.")
+    ]
+    tool_name: Annotated[
+        str, Field(description="The tool's name, as the server lists it.")
+    ]
+    authorization: Annotated[
+        str | MISSING,
+        Field(
+            description="An OAuth access token for the MCP server (sent as `Authorization: Bearer <token>`, never stored)."
+        ),
+    ] = MISSING
 
 
 class ListOpenaiResponsesRequest(BaseModel):

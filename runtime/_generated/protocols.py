@@ -388,6 +388,28 @@ class ToolRuntime(Protocol):
         ...
 
 
+class Connectors(Protocol):
+    """MCP servers the run config names (`connectors`), and the tools they list."""
+
+    async def list_connectors(self) -> models.ListConnectorsResponse:
+        """The MCP connectors of the run config (`connectors`), as written there; no server is asked."""
+        ...
+
+    async def get_connector(self, request: models.GetConnectorRequest) -> models.Connector:
+        """One connector, with the name, version and description its MCP server gives now."""
+        ...
+
+    async def list_connector_tools(
+        self, request: models.ListConnectorToolsRequest
+    ) -> models.ListToolDefsResponse:
+        """The tools a connector's MCP server lists now."""
+        ...
+
+    async def get_connector_tool(self, request: models.GetConnectorToolRequest) -> models.ToolDef:
+        """One tool of a connector's MCP server, by name."""
+        ...
+
+
 class Responses(Protocol):
     """OpenAI's Responses API, stored and threaded by `previous_response_id` or a conversation."""
 

@@ -11,6 +11,7 @@ from pocketstack._generated import models
 from pocketstack._generated.protocols import (
     Agents,
     Benchmarks,
+    Connectors,
     Conversations,
     DatasetIO,
     Datasets,
@@ -52,6 +53,7 @@ class Apis:
     agents: Agents
     tool_groups: ToolGroups
     tool_runtime: ToolRuntime
+    connectors: Connectors
     responses: Responses
     prompts: Prompts
     conversations: Conversations
@@ -1061,6 +1063,62 @@ class ToolRuntimeRoutes:
         return await codec.respond(request, result, status=200)
 
 
+class ConnectorsRoutes:
+    def __init__(self, impl: Connectors) -> None:
+        self.impl = impl
+
+    def handlers(self) -> dict[str, Handler]:
+        return {
+            "list_connectors": self.list_connectors,
+            "get_connector": self.get_connector,
+            "list_connector_tools": self.list_connector_tools,
+            "get_connector_tool": self.get_connector_tool,
+        }
+
+    async def list_connectors(self, request: web.Request) -> web.StreamResponse:
+        result = await self.impl.list_connectors()
+        return await codec.respond(request, result, status=200)
+
+    async def get_connector(self, request: web.Request) -> web.StreamResponse:
+        parsed = await codec.parse_request(
+            request,
+            models.GetConnectorRequest,
+            path=("connector_id",),
+            query=("authorization",),
+            array_query=(),
+            body="none",
+        )
+        result = await self.impl.get_connector(parsed)
+        return await codec.respond(request, result, status=200)
+
+    async def list_connector_tools(self, request: web.Request) -> web.StreamResponse:
+        parsed = await codec.parse_request(
+            request,
+            models.ListConnectorToolsRequest,
+            path=("connector_id",),
+            query=("authorization",),
+            array_query=(),
+            body="none",
+        )
+        result = await self.impl.list_connector_tools(parsed)
+        return await codec.respond(request, result, status=200)
+
+    async def get_connector_tool(self, request: web.Request) -> web.StreamResponse:
+        parsed = await codec.parse_request(
+            request,
+            models.GetConnectorToolRequest,
+            path=(
+                "connector_id",
+                "tool_name",
+            ),
+            query=("authorization",),
+            array_query=(),
+            body="none",
+        )
+        result = await self.impl.get_connector_tool(parsed)
+        return await codec.respond(request, result, status=200)
+
+
 class ResponsesRoutes:
     def __init__(self, impl: Responses) -> None:
         self.impl = impl
@@ -1706,6 +1764,7 @@ def handlers(apis: Apis) -> dict[str, Handler]:
     found.update(AgentsRoutes(apis.agents).handlers())
     found.update(ToolGroupsRoutes(apis.tool_groups).handlers())
     found.update(ToolRuntimeRoutes(apis.tool_runtime).handlers())
+    found.update(ConnectorsRoutes(apis.connectors).handlers())
     found.update(ResponsesRoutes(apis.responses).handlers())
     found.update(PromptsRoutes(apis.prompts).handlers())
     found.update(ConversationsRoutes(apis.conversations).handlers())

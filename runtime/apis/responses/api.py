@@ -17,6 +17,7 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, cast
 
 from pocketstack._generated import models, protocols
+from pocketstack.apis.connectors import ConnectorsApi
 from pocketstack.apis.conversations import ConversationsApi, check_conversation_id
 from pocketstack.apis.inference.api import InferenceApi
 from pocketstack.apis.prompts import PromptsApi
@@ -89,8 +90,10 @@ class ResponsesApi(protocols.Responses):
         vector_io: VectorIOApi,
         tools: ToolsApi,
         prompts: PromptsApi,
+        connectors: ConnectorsApi,
     ) -> None:
         self.stack = stack
+        self.connectors = connectors
         self.access = stack.access
         self.tools = tools
         self.inference = inference
@@ -226,7 +229,7 @@ class ResponsesApi(protocols.Responses):
         web = await web_search_tool(request, self.tools)
         if web is not None:
             tools.append(web)
-        servers = await mcp_servers(request, self.stack.outbound)
+        servers = await mcp_servers(request, self.stack.outbound, self.connectors.url_of)
         mcp = McpTools(servers, _approvals(items, earlier, servers))
         mcp.listed = await self._listings(earlier, older, {server.label for server in servers})
         tools.append(mcp)

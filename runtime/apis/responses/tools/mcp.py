@@ -1,7 +1,8 @@
 """The `mcp` tool of Responses: remote MCP servers whose tools the model may call through the server.
 
 Each `mcp` tool names a server (`server_url`, over streamable HTTP, or SSE when the URL ends in
-`/sse`; a user's URL, so the outbound guard checks it), its `headers` / `authorization` (used for
+`/sse`; a user's URL, so the outbound guard checks it; or Llama Stack's `connector_id`, a connector of
+the run config, whose URL is the operator's and is not checked), its `headers` / `authorization` (used for
 the calls, never stored or shown: `shown_tool`), `allowed_tools`, and `require_approval` (`always`,
 the default as in OpenAI; `never`; or `{"never": {"tool_names": [...]}}`). At the start of a response
 every server's tools are listed (an `mcp_list_tools` item); the model sees them as functions.
@@ -12,6 +13,7 @@ unreachable server is an error item, never a hang.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -126,18 +128,26 @@ def _names(value: Any, what: str) -> frozenset[str]:
     return frozenset(names)
 
 
-async def mcp_servers(request: models.CreateResponseRequest, guard: OutboundGuard) -> list[McpServer]:
-    """The request's mcp tools, each `server_url` checked by the outbound guard (a 400 if refused)."""
+async def mcp_servers(
+    request: models.CreateResponseRequest, guard: OutboundGuard, connector_url: Callable[[str], str]
+) -> list[McpServer]:
+    """The request's mcp tools, each `server_url` checked by the outbound guard (a 400 if refused); a
+    `connector_id` without one is the connector's URL (`connector_url`: an unknown connector is a 404)."""
     servers = []
     for tool in given(request.tools) or []:
         if not isinstance(tool, models.ResponseOtherTool) or tool.type != "mcp":
             continue
         spec = tool.model_extra or {}
-        label, url = spec.get("server_label"), spec.get("server_url")
+        label, url, connector = spec.get("server_label"), spec.get("server_url"), spec.get("connector_id")
         if not isinstance(label, str) or not label:
             raise BadRequestError("An mcp tool needs a `server_label`.", param="tools")
+        trusted = url is None and isinstance(connector, str) and bool(connector)
+        if trusted:
+            url = connector_url(str(connector))  # the operator's URL, from the run config
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-            raise BadRequestError(f"mcp '{label}' needs a `server_url` (http or https).", param="tools")
+            raise BadRequestError(
+                f"mcp '{label}' needs a `server_url` (http or https) or a `connector_id`.", param="tools"
+            )
         headers = dict(spec.get("headers") or {})
         if spec.get("authorization"):
             headers["Authorization"] = f"Bearer {spec['authorization']}"
@@ -149,8 +159,9 @@ async def mcp_servers(request: models.CreateResponseRequest, guard: OutboundGuar
             raise BadRequestError(
                 "mcp require_approval is always, never or {'never': {'tool_names': [...]}}.", param="tools"
             )
-        await guard.check(url, param="tools")  # before anything is sent
-        servers.append(McpServer(label, url, headers, allowed, approval, guard=guard))
+        if not trusted:
+            await guard.check(url, param="tools")  # before anything is sent
+        servers.append(McpServer(label, url, headers, allowed, approval, guard=None if trusted else guard))
     if len({s.label for s in servers}) != len(servers):
         raise BadRequestError("Two mcp tools have the same server_label.", param="tools")
     if servers:

@@ -54,7 +54,8 @@ def _client_factory(server: McpEndpoint) -> Any:
 
 
 @asynccontextmanager
-async def _session(server: McpEndpoint) -> AsyncIterator[Any]:
+async def _session(server: McpEndpoint) -> AsyncIterator[tuple[Any, Any]]:
+    """An initialized mcp ClientSession, and what the server said when it was initialized."""
     from mcp import ClientSession
 
     factory = _client_factory(server)
@@ -63,8 +64,8 @@ async def _session(server: McpEndpoint) -> AsyncIterator[Any]:
 
         opened = sse_client(server.url, headers=server.headers, timeout=server.deadline, httpx_client_factory=factory)
         async with opened as (reader, writer), ClientSession(reader, writer) as session:
-            await session.initialize()
-            yield session
+            initialized = await session.initialize()
+            yield session, initialized
         return
     import httpx
     from mcp.client import streamable_http
@@ -79,8 +80,8 @@ async def _session(server: McpEndpoint) -> AsyncIterator[Any]:
                 server.url, headers=server.headers, timeout=server.deadline, httpx_client_factory=factory
             )
         async with transport as streams, ClientSession(streams[0], streams[1]) as session:
-            await session.initialize()
-            yield session
+            initialized = await session.initialize()
+            yield session, initialized
 
 
 def _failure(exc: BaseException, deadline: float) -> str:
@@ -95,7 +96,7 @@ def _failure(exc: BaseException, deadline: float) -> str:
 async def list_tools(server: McpEndpoint) -> list[dict[str, Any]]:
     """The server's tools (name, description, input_schema, annotations); McpUnavailable if it cannot say."""
     try:
-        async with asyncio.timeout(server.deadline), _session(server) as session:
+        async with asyncio.timeout(server.deadline), _session(server) as (session, _):
             listed = await session.list_tools()
     except Exception as exc:  # an unreachable or broken server is the caller's error item, not a 500
         raise McpUnavailable(f"Listing the tools of '{server.label}' failed: {_failure(exc, server.deadline)}") from exc
@@ -106,6 +107,23 @@ async def list_tools(server: McpEndpoint) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
+@dataclass(frozen=True)
+class ServerInfo:
+    name: str
+    version: str
+    instructions: str | None
+
+
+async def server_info(server: McpEndpoint) -> ServerInfo:
+    """What the server says of itself when a session starts; McpUnavailable if it cannot be reached."""
+    try:
+        async with asyncio.timeout(server.deadline), _session(server) as (_, initialized):
+            about = initialized.serverInfo
+    except Exception as exc:
+        raise McpUnavailable(f"Reaching '{server.label}' failed: {_failure(exc, server.deadline)}") from exc
+    return ServerInfo(about.name, about.version, initialized.instructions)
+
+
 async def call_tool(server: McpEndpoint, name: str, arguments: str) -> tuple[str | None, str | None]:
     """(output, error) of one tool call; the output is the text content the tool returned."""
     try:
@@ -113,7 +131,7 @@ async def call_tool(server: McpEndpoint, name: str, arguments: str) -> tuple[str
     except json.JSONDecodeError:
         return None, f"The arguments are not JSON: {arguments[:200]}"
     try:
-        async with asyncio.timeout(server.deadline), _session(server) as session:
+        async with asyncio.timeout(server.deadline), _session(server) as (session, _):
             result = await session.call_tool(name, parsed if isinstance(parsed, dict) else {})
     except Exception as exc:
         return None, f"Calling '{name}' on '{server.label}' failed: {_failure(exc, server.deadline)}"

@@ -73,6 +73,7 @@ from .completion_choice import CompletionChoice
 from .completion_logprobs import CompletionLogprobs
 from .completion_logprobs_top_logprobs_item_type_0 import CompletionLogprobsTopLogprobsItemType0
 from .completion_request import CompletionRequest
+from .connector import Connector
 from .conversation import Conversation
 from .conversation_deleted_resource import ConversationDeletedResource
 from .conversation_item import ConversationItem
@@ -145,6 +146,7 @@ from .json_schema_format import JsonSchemaFormat
 from .json_schema_format_schema import JsonSchemaFormatSchema
 from .list_benchmarks_response import ListBenchmarksResponse
 from .list_chat_completions_response import ListChatCompletionsResponse
+from .list_connectors_response import ListConnectorsResponse
 from .list_datasets_response import ListDatasetsResponse
 from .list_files_response import ListFilesResponse
 from .list_prompts_response import ListPromptsResponse
@@ -427,6 +429,7 @@ __all__ = (
     "CompletionLogprobs",
     "CompletionLogprobsTopLogprobsItemType0",
     "CompletionRequest",
+    "Connector",
     "Conversation",
     "ConversationDeletedResource",
     "ConversationItem",
@@ -499,6 +502,7 @@ __all__ = (
     "JsonSchemaFormatSchema",
     "ListBenchmarksResponse",
     "ListChatCompletionsResponse",
+    "ListConnectorsResponse",
     "ListDatasetsResponse",
     "ListFilesResponse",
     "ListPromptsResponse",

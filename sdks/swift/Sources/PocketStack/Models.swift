@@ -5458,6 +5458,58 @@ public struct ListToolDefsResponse: Codable, Equatable {
     }
 }
 
+public struct Connector: Codable, Equatable {
+    public var connectorType: String?
+    public var connectorId: String
+    public var url: String
+    public var serverLabel: String?
+    public var serverName: String?
+    public var serverDescription: String?
+    public var serverVersion: String?
+
+    public init(
+        connectorType: String? = "mcp",
+        connectorId: String,
+        url: String,
+        serverLabel: String? = nil,
+        serverName: String? = nil,
+        serverDescription: String? = nil,
+        serverVersion: String? = nil
+    ) {
+        self.connectorType = connectorType
+        self.connectorId = connectorId
+        self.url = url
+        self.serverLabel = serverLabel
+        self.serverName = serverName
+        self.serverDescription = serverDescription
+        self.serverVersion = serverVersion
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case connectorType = "connector_type"
+        case connectorId = "connector_id"
+        case url
+        case serverLabel = "server_label"
+        case serverName = "server_name"
+        case serverDescription = "server_description"
+        case serverVersion = "server_version"
+    }
+}
+
+public struct ListConnectorsResponse: Codable, Equatable {
+    public var data: [Connector]
+
+    public init(
+        data: [Connector]
+    ) {
+        self.data = data
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case data
+    }
+}
+
 public struct McpEndpoint: Codable, Equatable {
     public var uri: String
 

@@ -601,6 +601,30 @@ extension PocketStackClient {
         return try decode(ListPromptsResponse.self, try await send(request))
     }
 
+    /// The MCP connectors of the run config (`connectors`), as written there; no server is asked.
+    public func listConnectors() async throws -> ListConnectorsResponse {
+        let request = try makeRequest("GET", "/v1beta/connectors", query: [], body: nil)
+        return try decode(ListConnectorsResponse.self, try await send(request))
+    }
+
+    /// One connector, with the name, version and description its MCP server gives now.
+    public func getConnector(connectorId: String, authorization: String? = nil) async throws -> Connector {
+        let request = try makeRequest("GET", "/v1beta/connectors/\(segment(connectorId))", query: [("authorization", queryValue(authorization))], body: nil)
+        return try decode(Connector.self, try await send(request))
+    }
+
+    /// The tools a connector's MCP server lists now.
+    public func listConnectorTools(connectorId: String, authorization: String? = nil) async throws -> ListToolDefsResponse {
+        let request = try makeRequest("GET", "/v1beta/connectors/\(segment(connectorId))/tools", query: [("authorization", queryValue(authorization))], body: nil)
+        return try decode(ListToolDefsResponse.self, try await send(request))
+    }
+
+    /// One tool of a connector's MCP server, by name.
+    public func getConnectorTool(connectorId: String, toolName: String, authorization: String? = nil) async throws -> ToolDef {
+        let request = try makeRequest("GET", "/v1beta/connectors/\(segment(connectorId))/tools/\(segment(toolName))", query: [("authorization", queryValue(authorization))], body: nil)
+        return try decode(ToolDef.self, try await send(request))
+    }
+
     /// List stored responses, newest first by default (cursor pagination).
     public func listOpenaiResponses(after: String? = nil, limit: Int? = nil, model: String? = nil, order: SortOrder? = nil) async throws -> ListResponsesResponse {
         let request = try makeRequest("GET", "/v1/responses", query: [("after", queryValue(after)), ("limit", queryValue(limit)), ("model", queryValue(model)), ("order", queryValue(order))], body: nil)

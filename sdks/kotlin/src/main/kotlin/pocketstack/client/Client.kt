@@ -412,6 +412,22 @@ class PocketStackClient(baseUrl: String, apiKey: String? = null, timeoutMillis: 
     fun listPromptVersions(promptId: String): ListPromptsResponse =
         ListPromptsResponse.fromJson(json("GET", "/v1/prompts/${segment(promptId)}/versions", listOf(), null) ?: JsonNull)
 
+    /** The MCP connectors of the run config (`connectors`), as written there; no server is asked. */
+    fun listConnectors(): ListConnectorsResponse =
+        ListConnectorsResponse.fromJson(json("GET", "/v1beta/connectors", listOf(), null) ?: JsonNull)
+
+    /** One connector, with the name, version and description its MCP server gives now. */
+    fun getConnector(connectorId: String, authorization: String? = null): Connector =
+        Connector.fromJson(json("GET", "/v1beta/connectors/${segment(connectorId)}", listOf("authorization" to authorization), null) ?: JsonNull)
+
+    /** The tools a connector's MCP server lists now. */
+    fun listConnectorTools(connectorId: String, authorization: String? = null): ListToolDefsResponse =
+        ListToolDefsResponse.fromJson(json("GET", "/v1beta/connectors/${segment(connectorId)}/tools", listOf("authorization" to authorization), null) ?: JsonNull)
+
+    /** One tool of a connector's MCP server, by name. */
+    fun getConnectorTool(connectorId: String, toolName: String, authorization: String? = null): ToolDef =
+        ToolDef.fromJson(json("GET", "/v1beta/connectors/${segment(connectorId)}/tools/${segment(toolName)}", listOf("authorization" to authorization), null) ?: JsonNull)
+
     /** List stored responses, newest first by default (cursor pagination). */
     fun listOpenaiResponses(after: String? = null, limit: Long? = null, model: String? = null, order: SortOrder? = null): ListResponsesResponse =
         ListResponsesResponse.fromJson(json("GET", "/v1/responses", listOf("after" to after, "limit" to limit, "model" to model, "order" to order), null) ?: JsonNull)

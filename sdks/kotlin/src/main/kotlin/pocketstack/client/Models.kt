@@ -6345,6 +6345,74 @@ data class ListToolDefsResponse(
     }
 }
 
+data class Connector(
+    val connectorType: String = "mcp",
+    val connectorId: String,
+    val url: String,
+    val serverLabel: String? = null,
+    val serverName: String? = null,
+    val serverDescription: String? = null,
+    val serverVersion: String? = null,
+    val additional: Map<String, JsonValue> = emptyMap(),
+) {
+    fun toJson(): JsonValue {
+        val fields = LinkedHashMap<String, JsonValue>()
+        fields["connector_type"] = connectorType.toJson()
+        fields["connector_id"] = connectorId.toJson()
+        fields["url"] = url.toJson()
+        serverLabel?.let { fields["server_label"] = it.toJson() }
+        serverName?.let { fields["server_name"] = it.toJson() }
+        serverDescription?.let { fields["server_description"] = it.toJson() }
+        serverVersion?.let { fields["server_version"] = it.toJson() }
+        fields.putAll(additional)
+        return JsonObject(fields)
+    }
+
+    companion object {
+        private val KNOWN = setOf<String>("connector_type", "connector_id", "url", "server_label", "server_name", "server_description", "server_version")
+
+        fun fromJson(json: JsonValue): Connector {
+            val obj = json.asObject()
+            if (obj.optional("connector_type")?.asString().let { it != null && it != "mcp" }) {
+                throw JsonException("Connector: connector_type is not mcp")
+            }
+            return Connector(
+                connectorId = obj.required("connector_id").asString(),
+                url = obj.required("url").asString(),
+                serverLabel = obj.optional("server_label")?.let { it.asString() },
+                serverName = obj.optional("server_name")?.let { it.asString() },
+                serverDescription = obj.optional("server_description")?.let { it.asString() },
+                serverVersion = obj.optional("server_version")?.let { it.asString() },
+                additional = obj.fields.filterKeys { it !in KNOWN },
+            )
+        }
+    }
+}
+
+data class ListConnectorsResponse(
+    val data: List<Connector>,
+    val additional: Map<String, JsonValue> = emptyMap(),
+) {
+    fun toJson(): JsonValue {
+        val fields = LinkedHashMap<String, JsonValue>()
+        fields["data"] = data.toJson { item -> item.toJson() }
+        fields.putAll(additional)
+        return JsonObject(fields)
+    }
+
+    companion object {
+        private val KNOWN = setOf<String>("data")
+
+        fun fromJson(json: JsonValue): ListConnectorsResponse {
+            val obj = json.asObject()
+            return ListConnectorsResponse(
+                data = obj.required("data").asList().map { item -> Connector.fromJson(item) },
+                additional = obj.fields.filterKeys { it !in KNOWN },
+            )
+        }
+    }
+}
+
 data class McpEndpoint(
     val uri: String,
     val additional: Map<String, JsonValue> = emptyMap(),
