@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp.typedefs import Handler
 
 from pocketstack._generated.routes import Apis, handlers
+from pocketstack.apis.admin import AdminApi
 from pocketstack.apis.agents.api import AgentsApi
 from pocketstack.apis.connectors import ConnectorsApi
 from pocketstack.apis.conversations import ConversationsApi
@@ -78,9 +79,12 @@ async def assemble(stack: Stack, served_tags: frozenset[str]) -> dict[str, Handl
     evaluation = EvalApi(benchmarks)
     await evaluation.start()
     stack.on_stop(evaluation.stop)
+    inspect = InspectApi(stack, served_tags)
+    providers = ProvidersApi(stack)
     apis = Apis(
-        inspect=InspectApi(stack, served_tags),
-        providers=ProvidersApi(stack),
+        inspect=inspect,
+        providers=providers,
+        admin=AdminApi(inspect, providers),
         models=models_api,
         inference=inference,
         files=files,

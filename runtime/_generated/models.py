@@ -2935,6 +2935,22 @@ class InspectProviderRequest(BaseModel):
     ]
 
 
+class AdminInspectProviderRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    provider_id: Annotated[
+        str, Field(description="The provider's id in the run configuration.")
+    ]
+
+
+class AdminListRoutesRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    api_filter: ApiFilter | MISSING = MISSING
+
+
 class GetModelRequest(BaseModel):
     model_config = ConfigDict(
         extra="allow",

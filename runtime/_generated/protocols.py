@@ -38,6 +38,34 @@ class Providers(Protocol):
         ...
 
 
+class Admin(Protocol):
+    """Llama Stack's Admin API: alpha copies of the providers, routes, health and version operations."""
+
+    async def admin_list_providers(self) -> models.ListProvidersResponse:
+        """List the providers of the running distribution (Llama Stack's Admin API: the same answer as GET /v1/providers)."""
+        ...
+
+    async def admin_inspect_provider(
+        self, request: models.AdminInspectProviderRequest
+    ) -> models.ProviderInfo:
+        """Get one provider, with its (redacted) configuration and health (as GET /v1/providers/{provider_id})."""
+        ...
+
+    async def admin_list_routes(
+        self, request: models.AdminListRoutesRequest
+    ) -> models.ListRoutesResponse:
+        """List the routes the server serves (as GET /v1/inspect/routes)."""
+        ...
+
+    async def admin_health(self) -> models.HealthInfo:
+        """Get the health of the server (as GET /v1/health)."""
+        ...
+
+    async def admin_version(self) -> models.VersionInfo:
+        """Get the Llama Stack API version the server is compatible with (as GET /v1/version)."""
+        ...
+
+
 class Models(Protocol):
     """Models registered against inference providers."""
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from aiohttp import web
 from pocketstack._generated import models
 from pocketstack._generated.protocols import (
+    Admin,
     Agents,
     Benchmarks,
     Connectors,
@@ -43,6 +44,7 @@ class Apis:
 
     inspect: Inspect
     providers: Providers
+    admin: Admin
     models: Models
     inference: Inference
     files: Files
@@ -121,6 +123,56 @@ class ProvidersRoutes:
             body="none",
         )
         result = await self.impl.inspect_provider(parsed)
+        return await codec.respond(request, result, status=200)
+
+
+class AdminRoutes:
+    def __init__(self, impl: Admin) -> None:
+        self.impl = impl
+
+    def handlers(self) -> dict[str, Handler]:
+        return {
+            "admin_list_providers": self.admin_list_providers,
+            "admin_inspect_provider": self.admin_inspect_provider,
+            "admin_list_routes": self.admin_list_routes,
+            "admin_health": self.admin_health,
+            "admin_version": self.admin_version,
+        }
+
+    async def admin_list_providers(self, request: web.Request) -> web.StreamResponse:
+        result = await self.impl.admin_list_providers()
+        return await codec.respond(request, result, status=200)
+
+    async def admin_inspect_provider(self, request: web.Request) -> web.StreamResponse:
+        parsed = await codec.parse_request(
+            request,
+            models.AdminInspectProviderRequest,
+            path=("provider_id",),
+            query=(),
+            array_query=(),
+            body="none",
+        )
+        result = await self.impl.admin_inspect_provider(parsed)
+        return await codec.respond(request, result, status=200)
+
+    async def admin_list_routes(self, request: web.Request) -> web.StreamResponse:
+        parsed = await codec.parse_request(
+            request,
+            models.AdminListRoutesRequest,
+            path=(),
+            query=("api_filter",),
+            array_query=(),
+            body="none",
+        )
+        result = await self.impl.admin_list_routes(parsed)
+        return await codec.respond(request, result, status=200)
+
+    async def admin_health(self, request: web.Request) -> web.StreamResponse:
+        result = await self.impl.admin_health()
+        return await codec.respond(request, result, status=200)
+
+    async def admin_version(self, request: web.Request) -> web.StreamResponse:
+        result = await self.impl.admin_version()
         return await codec.respond(request, result, status=200)
 
 
@@ -1754,6 +1806,7 @@ def handlers(apis: Apis) -> dict[str, Handler]:
     found: dict[str, Handler] = {}
     found.update(InspectRoutes(apis.inspect).handlers())
     found.update(ProvidersRoutes(apis.providers).handlers())
+    found.update(AdminRoutes(apis.admin).handlers())
     found.update(ModelsRoutes(apis.models).handlers())
     found.update(InferenceRoutes(apis.inference).handlers())
     found.update(FilesRoutes(apis.files).handlers())

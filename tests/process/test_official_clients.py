@@ -77,8 +77,8 @@ def test_llama_stack_client(server: Server) -> None:
     routes = client.routes.list()
     assert ("GET", "/v1/models/{model_id}") in {(r.method, r.route) for r in routes}
     alpha = [(r.method, r.route) for r in client.routes.list(api_filter="v1alpha")]
-    assert alpha[0] == ("POST", "/v1alpha/inference/rerank")
-    assert ("POST", "/v1alpha/agents/{agent_id}/session/{session_id}/turn") in alpha and len(alpha) == 21
+    assert alpha[0] == ("GET", "/v1alpha/admin/providers") and ("POST", "/v1alpha/inference/rerank") in alpha
+    assert ("POST", "/v1alpha/agents/{agent_id}/session/{session_id}/turn") in alpha and len(alpha) == 26
     assert ("POST", "/v1alpha/file-processors/process") in alpha
     assert ("POST", "/v1alpha/eval/benchmarks/{benchmark_id}/jobs") in alpha
     assert all(route.startswith("/v1alpha/") for _, route in alpha)

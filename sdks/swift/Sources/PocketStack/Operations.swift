@@ -37,6 +37,36 @@ extension PocketStackClient {
         return try decode(ProviderInfo.self, try await send(request))
     }
 
+    /// List the providers of the running distribution (Llama Stack's Admin API: the same answer as GET /v1/providers).
+    public func adminListProviders() async throws -> ListProvidersResponse {
+        let request = try makeRequest("GET", "/v1alpha/admin/providers", query: [], body: nil)
+        return try decode(ListProvidersResponse.self, try await send(request))
+    }
+
+    /// Get one provider, with its (redacted) configuration and health (as GET /v1/providers/{provider_id}).
+    public func adminInspectProvider(providerId: String) async throws -> ProviderInfo {
+        let request = try makeRequest("GET", "/v1alpha/admin/providers/\(segment(providerId))", query: [], body: nil)
+        return try decode(ProviderInfo.self, try await send(request))
+    }
+
+    /// List the routes the server serves (as GET /v1/inspect/routes).
+    public func adminListRoutes(apiFilter: ApiFilter? = nil) async throws -> ListRoutesResponse {
+        let request = try makeRequest("GET", "/v1alpha/admin/inspect/routes", query: [("api_filter", queryValue(apiFilter))], body: nil)
+        return try decode(ListRoutesResponse.self, try await send(request))
+    }
+
+    /// Get the health of the server (as GET /v1/health).
+    public func adminHealth() async throws -> HealthInfo {
+        let request = try makeRequest("GET", "/v1alpha/admin/health", query: [], body: nil)
+        return try decode(HealthInfo.self, try await send(request))
+    }
+
+    /// Get the Llama Stack API version the server is compatible with (as GET /v1/version).
+    public func adminVersion() async throws -> VersionInfo {
+        let request = try makeRequest("GET", "/v1alpha/admin/version", query: [], body: nil)
+        return try decode(VersionInfo.self, try await send(request))
+    }
+
     /// List models in OpenAI's shape, with Llama Stack's details in `custom_metadata`.
     public func openaiListModels() async throws -> OpenAIListModelsResponse {
         let request = try makeRequest("GET", "/v1/models", query: [], body: nil)

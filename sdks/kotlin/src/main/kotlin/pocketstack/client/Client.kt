@@ -25,6 +25,26 @@ class PocketStackClient(baseUrl: String, apiKey: String? = null, timeoutMillis: 
     fun inspectProvider(providerId: String): ProviderInfo =
         ProviderInfo.fromJson(json("GET", "/v1/providers/${segment(providerId)}", listOf(), null) ?: JsonNull)
 
+    /** List the providers of the running distribution (Llama Stack's Admin API: the same answer as GET /v1/providers). */
+    fun adminListProviders(): ListProvidersResponse =
+        ListProvidersResponse.fromJson(json("GET", "/v1alpha/admin/providers", listOf(), null) ?: JsonNull)
+
+    /** Get one provider, with its (redacted) configuration and health (as GET /v1/providers/{provider_id}). */
+    fun adminInspectProvider(providerId: String): ProviderInfo =
+        ProviderInfo.fromJson(json("GET", "/v1alpha/admin/providers/${segment(providerId)}", listOf(), null) ?: JsonNull)
+
+    /** List the routes the server serves (as GET /v1/inspect/routes). */
+    fun adminListRoutes(apiFilter: ApiFilter? = null): ListRoutesResponse =
+        ListRoutesResponse.fromJson(json("GET", "/v1alpha/admin/inspect/routes", listOf("api_filter" to apiFilter), null) ?: JsonNull)
+
+    /** Get the health of the server (as GET /v1/health). */
+    fun adminHealth(): HealthInfo =
+        HealthInfo.fromJson(json("GET", "/v1alpha/admin/health", listOf(), null) ?: JsonNull)
+
+    /** Get the Llama Stack API version the server is compatible with (as GET /v1/version). */
+    fun adminVersion(): VersionInfo =
+        VersionInfo.fromJson(json("GET", "/v1alpha/admin/version", listOf(), null) ?: JsonNull)
+
     /** List models in OpenAI's shape, with Llama Stack's details in `custom_metadata`. */
     fun openaiListModels(): OpenAIListModelsResponse =
         OpenAIListModelsResponse.fromJson(json("GET", "/v1/models", listOf(), null) ?: JsonNull)
