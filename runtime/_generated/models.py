@@ -1470,6 +1470,7 @@ class FilePurpose(StrEnum):
 
     assistants = "assistants"
     batch = "batch"
+    batch_output = "batch_output"
     fine_tune = "fine-tune"
     vision = "vision"
     user_data = "user_data"
@@ -2919,6 +2920,162 @@ class ModerationObject(BaseModel):
     results: list[ModerationResult]
 
 
+class CreateBatchRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    input_file_id: Annotated[
+        str,
+        Field(
+            description="A JSONL file uploaded with purpose `batch`: one request a line."
+        ),
+    ]
+    endpoint: Annotated[
+        str,
+        Field(
+            description="Every line's `url`: /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/responses or /v1/moderations."
+        ),
+    ]
+    completion_window: Annotated[str, Field(description="Only `24h`.")]
+    metadata: Annotated[
+        dict[str, str] | None | MISSING,
+        Field(description="Up to 16 keys (64 characters) and values (512 characters)."),
+    ] = MISSING
+    idempotency_key: Annotated[
+        str | MISSING,
+        Field(
+            description="A retried create with the same key and parameters answers the same batch."
+        ),
+    ] = MISSING
+
+
+class BatchStatus(StrEnum):
+    validating = "validating"
+    failed = "failed"
+    in_progress = "in_progress"
+    finalizing = "finalizing"
+    completed = "completed"
+    expired = "expired"
+    cancelling = "cancelling"
+    cancelled = "cancelled"
+
+
+class BatchError(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    code: Annotated[
+        str,
+        Field(
+            description="e.g. invalid_json_line, missing_required_parameter, invalid_url, model_not_found."
+        ),
+    ]
+    message: str
+    param: Annotated[
+        str | None | MISSING,
+        Field(description="The field at fault, e.g. `body.model`."),
+    ] = MISSING
+    line: Annotated[
+        int | None | MISSING, Field(description="The input file's line (from 1).")
+    ] = MISSING
+
+
+class BatchErrors(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    object: Literal["list"] = "list"
+    data: list[BatchError]
+
+
+class BatchRequestCounts(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    total: int
+    completed: int
+    failed: int
+
+
+class BatchInputTokensDetails(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    cached_tokens: int
+
+
+class BatchOutputTokensDetails(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    reasoning_tokens: int
+
+
+class BatchUsage(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    input_tokens: int
+    input_tokens_details: BatchInputTokensDetails
+    output_tokens: int
+    output_tokens_details: BatchOutputTokensDetails
+    total_tokens: int
+
+
+class Batch(BaseModel):
+    """
+    OpenAI's Batch object; a timestamp is null until its status is reached.
+    """
+
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    id: Annotated[str, Field(description="`batch_...`")]
+    object: Literal["batch"] = "batch"
+    endpoint: str
+    model: Annotated[
+        str | None | MISSING,
+        Field(description="The model of the file's requests (one per file)."),
+    ] = MISSING
+    errors: BatchErrors | None | MISSING = MISSING
+    input_file_id: str
+    completion_window: str
+    status: BatchStatus
+    output_file_id: Annotated[
+        str | None | MISSING,
+        Field(description="The successes' JSONL file (purpose `batch_output`)."),
+    ] = MISSING
+    error_file_id: Annotated[
+        str | None | MISSING,
+        Field(description="The failed requests' JSONL file (purpose `batch_output`)."),
+    ] = MISSING
+    created_at: int
+    in_progress_at: int | None | MISSING = MISSING
+    expires_at: Annotated[
+        int | None | MISSING, Field(description="created_at + 24 h.")
+    ] = MISSING
+    finalizing_at: int | None | MISSING = MISSING
+    completed_at: int | None | MISSING = MISSING
+    failed_at: int | None | MISSING = MISSING
+    expired_at: int | None | MISSING = MISSING
+    cancelling_at: int | None | MISSING = MISSING
+    cancelled_at: int | None | MISSING = MISSING
+    request_counts: BatchRequestCounts | None | MISSING = MISSING
+    usage: BatchUsage | None | MISSING = MISSING
+    metadata: dict[str, str] | None | MISSING = MISSING
+
+
+class ListBatchesResponse(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    object: Literal["list"] = "list"
+    data: list[Batch]
+    first_id: str | None
+    last_id: str | None
+    has_more: bool
+
+
 class ListRoutesRequest(BaseModel):
     model_config = ConfigDict(
         extra="allow",
@@ -3710,6 +3867,32 @@ class DeleteConversationItemRequest(BaseModel):
     )
     conversation_id: str
     item_id: str
+
+
+class ListBatchesRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    after: Annotated[
+        str | MISSING, Field(description="The batch id to continue after.")
+    ] = MISSING
+    limit: Annotated[
+        int, Field(description="How many to return, 1 to 100.", ge=1, le=100)
+    ] = 20
+
+
+class RetrieveBatchRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    batch_id: Annotated[str, Field(description="The batch's id, `batch_...`.")]
+
+
+class CancelBatchRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    batch_id: Annotated[str, Field(description="The batch's id, `batch_...`.")]
 
 
 class Error(BaseModel):

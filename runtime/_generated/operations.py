@@ -1101,6 +1101,32 @@ OPERATIONS: tuple[OperationInfo, ...] = (
         False,
         False,
     ),
+    OperationInfo(
+        "create_batch", "Batches", "POST", "/v1/batches", "/v1/batches", "v1", False, False
+    ),
+    OperationInfo(
+        "list_batches", "Batches", "GET", "/v1/batches", "/v1/batches", "v1", False, False
+    ),
+    OperationInfo(
+        "retrieve_batch",
+        "Batches",
+        "GET",
+        "/v1/batches/{batch_id}",
+        "/v1/batches/{batch_id}",
+        "v1",
+        False,
+        False,
+    ),
+    OperationInfo(
+        "cancel_batch",
+        "Batches",
+        "POST",
+        "/v1/batches/{batch_id}/cancel",
+        "/v1/batches/{batch_id}/cancel",
+        "v1",
+        False,
+        False,
+    ),
 )
 
 API_TAGS: dict[str, str] = {
@@ -1127,4 +1153,5 @@ API_TAGS: dict[str, str] = {
     "scoring": "Scoring",
     "benchmarks": "Benchmarks",
     "eval": "Eval",
+    "batches": "Batches",
 }

@@ -674,3 +674,23 @@ class Eval(Protocol):
     async def job_result(self, request: models.JobResultRequest) -> models.EvaluateResponse:
         """A completed job's generations and scores (a 400 while it has not completed)."""
         ...
+
+
+class Batches(Protocol):
+    """OpenAI's Batch API: a JSONL file of requests run in the background, results kept as files."""
+
+    async def create_batch(self, request: models.CreateBatchRequest) -> models.Batch:
+        """Create a batch from an uploaded JSONL file (purpose `batch`); it runs in the background."""
+        ...
+
+    async def list_batches(self, request: models.ListBatchesRequest) -> models.ListBatchesResponse:
+        """The caller's batches, newest first (cursor pagination)."""
+        ...
+
+    async def retrieve_batch(self, request: models.RetrieveBatchRequest) -> models.Batch:
+        """A batch, with its progress and, once it has ended, its output and error files."""
+        ...
+
+    async def cancel_batch(self, request: models.CancelBatchRequest) -> models.Batch:
+        """Cancel a batch: `cancelling` at once, `cancelled` when its requests in flight have stopped."""
+        ...

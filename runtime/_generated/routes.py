@@ -11,6 +11,7 @@ from pocketstack._generated import models
 from pocketstack._generated.protocols import (
     Admin,
     Agents,
+    Batches,
     Benchmarks,
     Connectors,
     Conversations,
@@ -65,6 +66,7 @@ class Apis:
     scoring: Scoring
     benchmarks: Benchmarks
     eval: Eval
+    batches: Batches
 
 
 class InspectRoutes:
@@ -1801,6 +1803,70 @@ class EvalRoutes:
         return await codec.respond(request, result, status=200)
 
 
+class BatchesRoutes:
+    def __init__(self, impl: Batches) -> None:
+        self.impl = impl
+
+    def handlers(self) -> dict[str, Handler]:
+        return {
+            "create_batch": self.create_batch,
+            "list_batches": self.list_batches,
+            "retrieve_batch": self.retrieve_batch,
+            "cancel_batch": self.cancel_batch,
+        }
+
+    async def create_batch(self, request: web.Request) -> web.StreamResponse:
+        parsed = await codec.parse_request(
+            request,
+            models.CreateBatchRequest,
+            path=(),
+            query=(),
+            array_query=(),
+            body="required",
+        )
+        result = await self.impl.create_batch(parsed)
+        return await codec.respond(request, result, status=200)
+
+    async def list_batches(self, request: web.Request) -> web.StreamResponse:
+        parsed = await codec.parse_request(
+            request,
+            models.ListBatchesRequest,
+            path=(),
+            query=(
+                "after",
+                "limit",
+            ),
+            array_query=(),
+            body="none",
+        )
+        result = await self.impl.list_batches(parsed)
+        return await codec.respond(request, result, status=200)
+
+    async def retrieve_batch(self, request: web.Request) -> web.StreamResponse:
+        parsed = await codec.parse_request(
+            request,
+            models.RetrieveBatchRequest,
+            path=("batch_id",),
+            query=(),
+            array_query=(),
+            body="none",
+        )
+        result = await self.impl.retrieve_batch(parsed)
+        return await codec.respond(request, result, status=200)
+
+    async def cancel_batch(self, request: web.Request) -> web.StreamResponse:
+        parsed = await codec.parse_request(
+            request,
+            models.CancelBatchRequest,
+            path=("batch_id",),
+            query=(),
+            array_query=(),
+            body="none",
+        )
+        result = await self.impl.cancel_batch(parsed)
+        return await codec.respond(request, result, status=200)
+
+
 def handlers(apis: Apis) -> dict[str, Handler]:
     """The handler of every operation of the spec, by operation id."""
     found: dict[str, Handler] = {}
@@ -1827,4 +1893,5 @@ def handlers(apis: Apis) -> dict[str, Handler]:
     found.update(ScoringRoutes(apis.scoring).handlers())
     found.update(BenchmarksRoutes(apis.benchmarks).handlers())
     found.update(EvalRoutes(apis.eval).handlers())
+    found.update(BatchesRoutes(apis.batches).handlers())
     return found

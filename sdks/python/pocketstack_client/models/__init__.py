@@ -47,6 +47,15 @@ from .attach_file_request import AttachFileRequest
 from .attach_file_request_attributes import AttachFileRequestAttributes
 from .attach_file_request_chunking_strategy import AttachFileRequestChunkingStrategy
 from .basic_scoring_fn_params import BasicScoringFnParams
+from .batch import Batch
+from .batch_error import BatchError
+from .batch_errors import BatchErrors
+from .batch_input_tokens_details import BatchInputTokensDetails
+from .batch_metadata_type_0 import BatchMetadataType0
+from .batch_output_tokens_details import BatchOutputTokensDetails
+from .batch_request_counts import BatchRequestCounts
+from .batch_status import BatchStatus
+from .batch_usage import BatchUsage
 from .benchmark import Benchmark
 from .benchmark_config import BenchmarkConfig
 from .benchmark_config_scoring_params import BenchmarkConfigScoringParams
@@ -83,6 +92,8 @@ from .conversation_items_addition import ConversationItemsAddition
 from .conversation_metadata import ConversationMetadata
 from .conversation_metadata_update import ConversationMetadataUpdate
 from .conversation_metadata_update_metadata import ConversationMetadataUpdateMetadata
+from .create_batch_request import CreateBatchRequest
+from .create_batch_request_metadata_type_0 import CreateBatchRequestMetadataType0
 from .create_conversation_request import CreateConversationRequest
 from .create_conversation_request_metadata_type_0 import CreateConversationRequestMetadataType0
 from .create_file_batch_request import CreateFileBatchRequest
@@ -144,6 +155,7 @@ from .job import Job
 from .job_status import JobStatus
 from .json_schema_format import JsonSchemaFormat
 from .json_schema_format_schema import JsonSchemaFormatSchema
+from .list_batches_response import ListBatchesResponse
 from .list_benchmarks_response import ListBenchmarksResponse
 from .list_chat_completions_response import ListChatCompletionsResponse
 from .list_connectors_response import ListConnectorsResponse
@@ -403,6 +415,15 @@ __all__ = (
     "AttachFileRequestAttributes",
     "AttachFileRequestChunkingStrategy",
     "BasicScoringFnParams",
+    "Batch",
+    "BatchError",
+    "BatchErrors",
+    "BatchInputTokensDetails",
+    "BatchMetadataType0",
+    "BatchOutputTokensDetails",
+    "BatchRequestCounts",
+    "BatchStatus",
+    "BatchUsage",
     "Benchmark",
     "BenchmarkConfig",
     "BenchmarkConfigScoringParams",
@@ -439,6 +460,8 @@ __all__ = (
     "ConversationMetadata",
     "ConversationMetadataUpdate",
     "ConversationMetadataUpdateMetadata",
+    "CreateBatchRequest",
+    "CreateBatchRequestMetadataType0",
     "CreateConversationRequest",
     "CreateConversationRequestMetadataType0",
     "CreateFileBatchRequest",
@@ -500,6 +523,7 @@ __all__ = (
     "JobStatus",
     "JsonSchemaFormat",
     "JsonSchemaFormatSchema",
+    "ListBatchesResponse",
     "ListBenchmarksResponse",
     "ListChatCompletionsResponse",
     "ListConnectorsResponse",

@@ -5,6 +5,7 @@ from enum import StrEnum
 class FilePurpose(StrEnum):
     ASSISTANTS = "assistants"
     BATCH = "batch"
+    BATCH_OUTPUT = "batch_output"
     EVALS = "evals"
     FINE_TUNE = "fine-tune"
     USER_DATA = "user_data"

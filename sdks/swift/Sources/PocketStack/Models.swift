@@ -3752,6 +3752,7 @@ public struct FilePurpose: RawRepresentable, Codable, Hashable {
 
     public static let assistants = FilePurpose(rawValue: "assistants")
     public static let batch = FilePurpose(rawValue: "batch")
+    public static let batchOutput = FilePurpose(rawValue: "batch_output")
     public static let fineTune = FilePurpose(rawValue: "fine-tune")
     public static let vision = FilePurpose(rawValue: "vision")
     public static let userData = FilePurpose(rawValue: "user_data")
@@ -6814,6 +6815,315 @@ public struct ModerationObject: Codable, Equatable {
         case id
         case model
         case results
+    }
+}
+
+public struct CreateBatchRequest: Codable, Equatable {
+    public var inputFileId: String
+    public var endpoint: String
+    public var completionWindow: String
+    public var metadata: [String: JSONValue]?
+    public var idempotencyKey: String?
+
+    public init(
+        inputFileId: String,
+        endpoint: String,
+        completionWindow: String,
+        metadata: [String: JSONValue]? = nil,
+        idempotencyKey: String? = nil
+    ) {
+        self.inputFileId = inputFileId
+        self.endpoint = endpoint
+        self.completionWindow = completionWindow
+        self.metadata = metadata
+        self.idempotencyKey = idempotencyKey
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case inputFileId = "input_file_id"
+        case endpoint
+        case completionWindow = "completion_window"
+        case metadata
+        case idempotencyKey = "idempotency_key"
+    }
+}
+
+public struct BatchStatus: RawRepresentable, Codable, Hashable {
+    public let rawValue: String
+
+    public init(rawValue: String) {
+        self.rawValue = rawValue
+    }
+
+    public init(from decoder: Decoder) throws {
+        rawValue = try decoder.singleValueContainer().decode(String.self)
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(rawValue)
+    }
+
+    public static let validating = BatchStatus(rawValue: "validating")
+    public static let failed = BatchStatus(rawValue: "failed")
+    public static let inProgress = BatchStatus(rawValue: "in_progress")
+    public static let finalizing = BatchStatus(rawValue: "finalizing")
+    public static let completed = BatchStatus(rawValue: "completed")
+    public static let expired = BatchStatus(rawValue: "expired")
+    public static let cancelling = BatchStatus(rawValue: "cancelling")
+    public static let cancelled = BatchStatus(rawValue: "cancelled")
+}
+
+public struct BatchError: Codable, Equatable {
+    public var code: String
+    public var message: String
+    public var param: String?
+    public var line: Int?
+
+    public init(
+        code: String,
+        message: String,
+        param: String? = nil,
+        line: Int? = nil
+    ) {
+        self.code = code
+        self.message = message
+        self.param = param
+        self.line = line
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case code
+        case message
+        case param
+        case line
+    }
+}
+
+public struct BatchErrors: Codable, Equatable {
+    public var object: String?
+    public var data: [BatchError]
+
+    public init(
+        object: String? = "list",
+        data: [BatchError]
+    ) {
+        self.object = object
+        self.data = data
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case object
+        case data
+    }
+}
+
+public struct BatchRequestCounts: Codable, Equatable {
+    public var total: Int
+    public var completed: Int
+    public var failed: Int
+
+    public init(
+        total: Int,
+        completed: Int,
+        failed: Int
+    ) {
+        self.total = total
+        self.completed = completed
+        self.failed = failed
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case total
+        case completed
+        case failed
+    }
+}
+
+public struct BatchInputTokensDetails: Codable, Equatable {
+    public var cachedTokens: Int
+
+    public init(
+        cachedTokens: Int
+    ) {
+        self.cachedTokens = cachedTokens
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case cachedTokens = "cached_tokens"
+    }
+}
+
+public struct BatchOutputTokensDetails: Codable, Equatable {
+    public var reasoningTokens: Int
+
+    public init(
+        reasoningTokens: Int
+    ) {
+        self.reasoningTokens = reasoningTokens
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case reasoningTokens = "reasoning_tokens"
+    }
+}
+
+public struct BatchUsage: Codable, Equatable {
+    public var inputTokens: Int
+    public var inputTokensDetails: BatchInputTokensDetails
+    public var outputTokens: Int
+    public var outputTokensDetails: BatchOutputTokensDetails
+    public var totalTokens: Int
+
+    public init(
+        inputTokens: Int,
+        inputTokensDetails: BatchInputTokensDetails,
+        outputTokens: Int,
+        outputTokensDetails: BatchOutputTokensDetails,
+        totalTokens: Int
+    ) {
+        self.inputTokens = inputTokens
+        self.inputTokensDetails = inputTokensDetails
+        self.outputTokens = outputTokens
+        self.outputTokensDetails = outputTokensDetails
+        self.totalTokens = totalTokens
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case inputTokens = "input_tokens"
+        case inputTokensDetails = "input_tokens_details"
+        case outputTokens = "output_tokens"
+        case outputTokensDetails = "output_tokens_details"
+        case totalTokens = "total_tokens"
+    }
+}
+
+/// OpenAI's Batch object; a timestamp is null until its status is reached.
+public struct Batch: Codable, Equatable {
+    public var id: String
+    public var object: String?
+    public var endpoint: String
+    public var model: String?
+    public var errors: BatchErrors?
+    public var inputFileId: String
+    public var completionWindow: String
+    public var status: BatchStatus
+    public var outputFileId: String?
+    public var errorFileId: String?
+    public var createdAt: Int
+    public var inProgressAt: Int?
+    public var expiresAt: Int?
+    public var finalizingAt: Int?
+    public var completedAt: Int?
+    public var failedAt: Int?
+    public var expiredAt: Int?
+    public var cancellingAt: Int?
+    public var cancelledAt: Int?
+    public var requestCounts: BatchRequestCounts?
+    public var usage: BatchUsage?
+    public var metadata: [String: JSONValue]?
+
+    public init(
+        id: String,
+        object: String? = "batch",
+        endpoint: String,
+        model: String? = nil,
+        errors: BatchErrors? = nil,
+        inputFileId: String,
+        completionWindow: String,
+        status: BatchStatus,
+        outputFileId: String? = nil,
+        errorFileId: String? = nil,
+        createdAt: Int,
+        inProgressAt: Int? = nil,
+        expiresAt: Int? = nil,
+        finalizingAt: Int? = nil,
+        completedAt: Int? = nil,
+        failedAt: Int? = nil,
+        expiredAt: Int? = nil,
+        cancellingAt: Int? = nil,
+        cancelledAt: Int? = nil,
+        requestCounts: BatchRequestCounts? = nil,
+        usage: BatchUsage? = nil,
+        metadata: [String: JSONValue]? = nil
+    ) {
+        self.id = id
+        self.object = object
+        self.endpoint = endpoint
+        self.model = model
+        self.errors = errors
+        self.inputFileId = inputFileId
+        self.completionWindow = completionWindow
+        self.status = status
+        self.outputFileId = outputFileId
+        self.errorFileId = errorFileId
+        self.createdAt = createdAt
+        self.inProgressAt = inProgressAt
+        self.expiresAt = expiresAt
+        self.finalizingAt = finalizingAt
+        self.completedAt = completedAt
+        self.failedAt = failedAt
+        self.expiredAt = expiredAt
+        self.cancellingAt = cancellingAt
+        self.cancelledAt = cancelledAt
+        self.requestCounts = requestCounts
+        self.usage = usage
+        self.metadata = metadata
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case id
+        case object
+        case endpoint
+        case model
+        case errors
+        case inputFileId = "input_file_id"
+        case completionWindow = "completion_window"
+        case status
+        case outputFileId = "output_file_id"
+        case errorFileId = "error_file_id"
+        case createdAt = "created_at"
+        case inProgressAt = "in_progress_at"
+        case expiresAt = "expires_at"
+        case finalizingAt = "finalizing_at"
+        case completedAt = "completed_at"
+        case failedAt = "failed_at"
+        case expiredAt = "expired_at"
+        case cancellingAt = "cancelling_at"
+        case cancelledAt = "cancelled_at"
+        case requestCounts = "request_counts"
+        case usage
+        case metadata
+    }
+}
+
+public struct ListBatchesResponse: Codable, Equatable {
+    public var object: String?
+    public var data: [Batch]
+    public var firstId: String?
+    public var lastId: String?
+    public var hasMore: Bool
+
+    public init(
+        object: String? = "list",
+        data: [Batch],
+        firstId: String? = nil,
+        lastId: String? = nil,
+        hasMore: Bool
+    ) {
+        self.object = object
+        self.data = data
+        self.firstId = firstId
+        self.lastId = lastId
+        self.hasMore = hasMore
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case object
+        case data
+        case firstId = "first_id"
+        case lastId = "last_id"
+        case hasMore = "has_more"
     }
 }
 

@@ -746,4 +746,28 @@ extension PocketStackClient {
         return try decode(ConversationItemDeletedResource.self, try await send(request))
     }
 
+    /// Create a batch from an uploaded JSONL file (purpose `batch`); it runs in the background.
+    public func createBatch(_ body: CreateBatchRequest) async throws -> Batch {
+        let request = try makeRequest("POST", "/v1/batches", query: [], body: try encode(body))
+        return try decode(Batch.self, try await send(request))
+    }
+
+    /// The caller's batches, newest first (cursor pagination).
+    public func listBatches(after: String? = nil, limit: Int? = nil) async throws -> ListBatchesResponse {
+        let request = try makeRequest("GET", "/v1/batches", query: [("after", queryValue(after)), ("limit", queryValue(limit))], body: nil)
+        return try decode(ListBatchesResponse.self, try await send(request))
+    }
+
+    /// A batch, with its progress and, once it has ended, its output and error files.
+    public func retrieveBatch(batchId: String) async throws -> Batch {
+        let request = try makeRequest("GET", "/v1/batches/\(segment(batchId))", query: [], body: nil)
+        return try decode(Batch.self, try await send(request))
+    }
+
+    /// Cancel a batch: `cancelling` at once, `cancelled` when its requests in flight have stopped.
+    public func cancelBatch(batchId: String) async throws -> Batch {
+        let request = try makeRequest("POST", "/v1/batches/\(segment(batchId))/cancel", query: [], body: nil)
+        return try decode(Batch.self, try await send(request))
+    }
+
 }

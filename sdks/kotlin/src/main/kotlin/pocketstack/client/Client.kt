@@ -508,4 +508,20 @@ class PocketStackClient(baseUrl: String, apiKey: String? = null, timeoutMillis: 
     fun deleteConversationItem(conversationId: String, itemId: String): ConversationItemDeletedResource =
         ConversationItemDeletedResource.fromJson(json("DELETE", "/v1/conversations/${segment(conversationId)}/items/${segment(itemId)}", listOf(), null) ?: JsonNull)
 
+    /** Create a batch from an uploaded JSONL file (purpose `batch`); it runs in the background. */
+    fun createBatch(body: CreateBatchRequest): Batch =
+        Batch.fromJson(json("POST", "/v1/batches", listOf(), body.toJson()) ?: JsonNull)
+
+    /** The caller's batches, newest first (cursor pagination). */
+    fun listBatches(after: String? = null, limit: Long? = null): ListBatchesResponse =
+        ListBatchesResponse.fromJson(json("GET", "/v1/batches", listOf("after" to after, "limit" to limit), null) ?: JsonNull)
+
+    /** A batch, with its progress and, once it has ended, its output and error files. */
+    fun retrieveBatch(batchId: String): Batch =
+        Batch.fromJson(json("GET", "/v1/batches/${segment(batchId)}", listOf(), null) ?: JsonNull)
+
+    /** Cancel a batch: `cancelling` at once, `cancelled` when its requests in flight have stopped. */
+    fun cancelBatch(batchId: String): Batch =
+        Batch.fromJson(json("POST", "/v1/batches/${segment(batchId)}/cancel", listOf(), null) ?: JsonNull)
+
 }

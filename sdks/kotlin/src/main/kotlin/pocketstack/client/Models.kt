@@ -4220,11 +4220,12 @@ value class FilePurpose(val value: String) {
     companion object {
         val ASSISTANTS = FilePurpose("assistants")
         val BATCH = FilePurpose("batch")
+        val BATCH_OUTPUT = FilePurpose("batch_output")
         val FINE_TUNE = FilePurpose("fine-tune")
         val VISION = FilePurpose("vision")
         val USER_DATA = FilePurpose("user_data")
         val EVALS = FilePurpose("evals")
-        val KNOWN = listOf(ASSISTANTS, BATCH, FINE_TUNE, VISION, USER_DATA, EVALS)
+        val KNOWN = listOf(ASSISTANTS, BATCH, BATCH_OUTPUT, FINE_TUNE, VISION, USER_DATA, EVALS)
 
         fun fromJson(json: JsonValue): FilePurpose = FilePurpose(json.asString())
     }
@@ -8021,6 +8022,367 @@ data class ModerationObject(
                 id = obj.required("id").asString(),
                 model = obj.required("model").asString(),
                 results = obj.required("results").asList().map { item -> ModerationResult.fromJson(item) },
+                additional = obj.fields.filterKeys { it !in KNOWN },
+            )
+        }
+    }
+}
+
+data class CreateBatchRequest(
+    val inputFileId: String,
+    val endpoint: String,
+    val completionWindow: String,
+    val metadata: Map<String, JsonValue>? = null,
+    val idempotencyKey: String? = null,
+    val additional: Map<String, JsonValue> = emptyMap(),
+) {
+    fun toJson(): JsonValue {
+        val fields = LinkedHashMap<String, JsonValue>()
+        fields["input_file_id"] = inputFileId.toJson()
+        fields["endpoint"] = endpoint.toJson()
+        fields["completion_window"] = completionWindow.toJson()
+        metadata?.let { fields["metadata"] = it.toJson() }
+        idempotencyKey?.let { fields["idempotency_key"] = it.toJson() }
+        fields.putAll(additional)
+        return JsonObject(fields)
+    }
+
+    companion object {
+        private val KNOWN = setOf<String>("input_file_id", "endpoint", "completion_window", "metadata", "idempotency_key")
+
+        fun fromJson(json: JsonValue): CreateBatchRequest {
+            val obj = json.asObject()
+            return CreateBatchRequest(
+                inputFileId = obj.required("input_file_id").asString(),
+                endpoint = obj.required("endpoint").asString(),
+                completionWindow = obj.required("completion_window").asString(),
+                metadata = obj.optional("metadata")?.let { it.asMap() },
+                idempotencyKey = obj.optional("idempotency_key")?.let { it.asString() },
+                additional = obj.fields.filterKeys { it !in KNOWN },
+            )
+        }
+    }
+}
+
+@JvmInline
+value class BatchStatus(val value: String) {
+    fun toJson(): JsonValue = JsonString(value)
+
+    override fun toString(): String = value
+
+    companion object {
+        val VALIDATING = BatchStatus("validating")
+        val FAILED = BatchStatus("failed")
+        val IN_PROGRESS = BatchStatus("in_progress")
+        val FINALIZING = BatchStatus("finalizing")
+        val COMPLETED = BatchStatus("completed")
+        val EXPIRED = BatchStatus("expired")
+        val CANCELLING = BatchStatus("cancelling")
+        val CANCELLED = BatchStatus("cancelled")
+        val KNOWN = listOf(VALIDATING, FAILED, IN_PROGRESS, FINALIZING, COMPLETED, EXPIRED, CANCELLING, CANCELLED)
+
+        fun fromJson(json: JsonValue): BatchStatus = BatchStatus(json.asString())
+    }
+}
+
+data class BatchError(
+    val code: String,
+    val message: String,
+    val param: String? = null,
+    val line: Long? = null,
+    val additional: Map<String, JsonValue> = emptyMap(),
+) {
+    fun toJson(): JsonValue {
+        val fields = LinkedHashMap<String, JsonValue>()
+        fields["code"] = code.toJson()
+        fields["message"] = message.toJson()
+        param?.let { fields["param"] = it.toJson() }
+        line?.let { fields["line"] = it.toJson() }
+        fields.putAll(additional)
+        return JsonObject(fields)
+    }
+
+    companion object {
+        private val KNOWN = setOf<String>("code", "message", "param", "line")
+
+        fun fromJson(json: JsonValue): BatchError {
+            val obj = json.asObject()
+            return BatchError(
+                code = obj.required("code").asString(),
+                message = obj.required("message").asString(),
+                param = obj.optional("param")?.let { it.asString() },
+                line = obj.optional("line")?.let { it.asLong() },
+                additional = obj.fields.filterKeys { it !in KNOWN },
+            )
+        }
+    }
+}
+
+data class BatchErrors(
+    val `object`: String = "list",
+    val data: List<BatchError>,
+    val additional: Map<String, JsonValue> = emptyMap(),
+) {
+    fun toJson(): JsonValue {
+        val fields = LinkedHashMap<String, JsonValue>()
+        fields["object"] = `object`.toJson()
+        fields["data"] = data.toJson { item -> item.toJson() }
+        fields.putAll(additional)
+        return JsonObject(fields)
+    }
+
+    companion object {
+        private val KNOWN = setOf<String>("object", "data")
+
+        fun fromJson(json: JsonValue): BatchErrors {
+            val obj = json.asObject()
+            if (obj.optional("object")?.asString().let { it != null && it != "list" }) {
+                throw JsonException("BatchErrors: object is not list")
+            }
+            return BatchErrors(
+                data = obj.required("data").asList().map { item -> BatchError.fromJson(item) },
+                additional = obj.fields.filterKeys { it !in KNOWN },
+            )
+        }
+    }
+}
+
+data class BatchRequestCounts(
+    val total: Long,
+    val completed: Long,
+    val failed: Long,
+    val additional: Map<String, JsonValue> = emptyMap(),
+) {
+    fun toJson(): JsonValue {
+        val fields = LinkedHashMap<String, JsonValue>()
+        fields["total"] = total.toJson()
+        fields["completed"] = completed.toJson()
+        fields["failed"] = failed.toJson()
+        fields.putAll(additional)
+        return JsonObject(fields)
+    }
+
+    companion object {
+        private val KNOWN = setOf<String>("total", "completed", "failed")
+
+        fun fromJson(json: JsonValue): BatchRequestCounts {
+            val obj = json.asObject()
+            return BatchRequestCounts(
+                total = obj.required("total").asLong(),
+                completed = obj.required("completed").asLong(),
+                failed = obj.required("failed").asLong(),
+                additional = obj.fields.filterKeys { it !in KNOWN },
+            )
+        }
+    }
+}
+
+data class BatchInputTokensDetails(
+    val cachedTokens: Long,
+    val additional: Map<String, JsonValue> = emptyMap(),
+) {
+    fun toJson(): JsonValue {
+        val fields = LinkedHashMap<String, JsonValue>()
+        fields["cached_tokens"] = cachedTokens.toJson()
+        fields.putAll(additional)
+        return JsonObject(fields)
+    }
+
+    companion object {
+        private val KNOWN = setOf<String>("cached_tokens")
+
+        fun fromJson(json: JsonValue): BatchInputTokensDetails {
+            val obj = json.asObject()
+            return BatchInputTokensDetails(
+                cachedTokens = obj.required("cached_tokens").asLong(),
+                additional = obj.fields.filterKeys { it !in KNOWN },
+            )
+        }
+    }
+}
+
+data class BatchOutputTokensDetails(
+    val reasoningTokens: Long,
+    val additional: Map<String, JsonValue> = emptyMap(),
+) {
+    fun toJson(): JsonValue {
+        val fields = LinkedHashMap<String, JsonValue>()
+        fields["reasoning_tokens"] = reasoningTokens.toJson()
+        fields.putAll(additional)
+        return JsonObject(fields)
+    }
+
+    companion object {
+        private val KNOWN = setOf<String>("reasoning_tokens")
+
+        fun fromJson(json: JsonValue): BatchOutputTokensDetails {
+            val obj = json.asObject()
+            return BatchOutputTokensDetails(
+                reasoningTokens = obj.required("reasoning_tokens").asLong(),
+                additional = obj.fields.filterKeys { it !in KNOWN },
+            )
+        }
+    }
+}
+
+data class BatchUsage(
+    val inputTokens: Long,
+    val inputTokensDetails: BatchInputTokensDetails,
+    val outputTokens: Long,
+    val outputTokensDetails: BatchOutputTokensDetails,
+    val totalTokens: Long,
+    val additional: Map<String, JsonValue> = emptyMap(),
+) {
+    fun toJson(): JsonValue {
+        val fields = LinkedHashMap<String, JsonValue>()
+        fields["input_tokens"] = inputTokens.toJson()
+        fields["input_tokens_details"] = inputTokensDetails.toJson()
+        fields["output_tokens"] = outputTokens.toJson()
+        fields["output_tokens_details"] = outputTokensDetails.toJson()
+        fields["total_tokens"] = totalTokens.toJson()
+        fields.putAll(additional)
+        return JsonObject(fields)
+    }
+
+    companion object {
+        private val KNOWN = setOf<String>("input_tokens", "input_tokens_details", "output_tokens", "output_tokens_details", "total_tokens")
+
+        fun fromJson(json: JsonValue): BatchUsage {
+            val obj = json.asObject()
+            return BatchUsage(
+                inputTokens = obj.required("input_tokens").asLong(),
+                inputTokensDetails = BatchInputTokensDetails.fromJson(obj.required("input_tokens_details")),
+                outputTokens = obj.required("output_tokens").asLong(),
+                outputTokensDetails = BatchOutputTokensDetails.fromJson(obj.required("output_tokens_details")),
+                totalTokens = obj.required("total_tokens").asLong(),
+                additional = obj.fields.filterKeys { it !in KNOWN },
+            )
+        }
+    }
+}
+
+/** OpenAI's Batch object; a timestamp is null until its status is reached. */
+data class Batch(
+    val id: String,
+    val `object`: String = "batch",
+    val endpoint: String,
+    val model: String? = null,
+    val errors: BatchErrors? = null,
+    val inputFileId: String,
+    val completionWindow: String,
+    val status: BatchStatus,
+    val outputFileId: String? = null,
+    val errorFileId: String? = null,
+    val createdAt: Long,
+    val inProgressAt: Long? = null,
+    val expiresAt: Long? = null,
+    val finalizingAt: Long? = null,
+    val completedAt: Long? = null,
+    val failedAt: Long? = null,
+    val expiredAt: Long? = null,
+    val cancellingAt: Long? = null,
+    val cancelledAt: Long? = null,
+    val requestCounts: BatchRequestCounts? = null,
+    val usage: BatchUsage? = null,
+    val metadata: Map<String, JsonValue>? = null,
+    val additional: Map<String, JsonValue> = emptyMap(),
+) {
+    fun toJson(): JsonValue {
+        val fields = LinkedHashMap<String, JsonValue>()
+        fields["id"] = id.toJson()
+        fields["object"] = `object`.toJson()
+        fields["endpoint"] = endpoint.toJson()
+        model?.let { fields["model"] = it.toJson() }
+        errors?.let { fields["errors"] = it.toJson() }
+        fields["input_file_id"] = inputFileId.toJson()
+        fields["completion_window"] = completionWindow.toJson()
+        fields["status"] = status.toJson()
+        outputFileId?.let { fields["output_file_id"] = it.toJson() }
+        errorFileId?.let { fields["error_file_id"] = it.toJson() }
+        fields["created_at"] = createdAt.toJson()
+        inProgressAt?.let { fields["in_progress_at"] = it.toJson() }
+        expiresAt?.let { fields["expires_at"] = it.toJson() }
+        finalizingAt?.let { fields["finalizing_at"] = it.toJson() }
+        completedAt?.let { fields["completed_at"] = it.toJson() }
+        failedAt?.let { fields["failed_at"] = it.toJson() }
+        expiredAt?.let { fields["expired_at"] = it.toJson() }
+        cancellingAt?.let { fields["cancelling_at"] = it.toJson() }
+        cancelledAt?.let { fields["cancelled_at"] = it.toJson() }
+        requestCounts?.let { fields["request_counts"] = it.toJson() }
+        usage?.let { fields["usage"] = it.toJson() }
+        metadata?.let { fields["metadata"] = it.toJson() }
+        fields.putAll(additional)
+        return JsonObject(fields)
+    }
+
+    companion object {
+        private val KNOWN = setOf<String>("id", "object", "endpoint", "model", "errors", "input_file_id", "completion_window", "status", "output_file_id", "error_file_id", "created_at", "in_progress_at", "expires_at", "finalizing_at", "completed_at", "failed_at", "expired_at", "cancelling_at", "cancelled_at", "request_counts", "usage", "metadata")
+
+        fun fromJson(json: JsonValue): Batch {
+            val obj = json.asObject()
+            if (obj.optional("object")?.asString().let { it != null && it != "batch" }) {
+                throw JsonException("Batch: object is not batch")
+            }
+            return Batch(
+                id = obj.required("id").asString(),
+                endpoint = obj.required("endpoint").asString(),
+                model = obj.optional("model")?.let { it.asString() },
+                errors = obj.optional("errors")?.let { BatchErrors.fromJson(it) },
+                inputFileId = obj.required("input_file_id").asString(),
+                completionWindow = obj.required("completion_window").asString(),
+                status = BatchStatus.fromJson(obj.required("status")),
+                outputFileId = obj.optional("output_file_id")?.let { it.asString() },
+                errorFileId = obj.optional("error_file_id")?.let { it.asString() },
+                createdAt = obj.required("created_at").asLong(),
+                inProgressAt = obj.optional("in_progress_at")?.let { it.asLong() },
+                expiresAt = obj.optional("expires_at")?.let { it.asLong() },
+                finalizingAt = obj.optional("finalizing_at")?.let { it.asLong() },
+                completedAt = obj.optional("completed_at")?.let { it.asLong() },
+                failedAt = obj.optional("failed_at")?.let { it.asLong() },
+                expiredAt = obj.optional("expired_at")?.let { it.asLong() },
+                cancellingAt = obj.optional("cancelling_at")?.let { it.asLong() },
+                cancelledAt = obj.optional("cancelled_at")?.let { it.asLong() },
+                requestCounts = obj.optional("request_counts")?.let { BatchRequestCounts.fromJson(it) },
+                usage = obj.optional("usage")?.let { BatchUsage.fromJson(it) },
+                metadata = obj.optional("metadata")?.let { it.asMap() },
+                additional = obj.fields.filterKeys { it !in KNOWN },
+            )
+        }
+    }
+}
+
+data class ListBatchesResponse(
+    val `object`: String = "list",
+    val data: List<Batch>,
+    val firstId: String? = null,
+    val lastId: String? = null,
+    val hasMore: Boolean,
+    val additional: Map<String, JsonValue> = emptyMap(),
+) {
+    fun toJson(): JsonValue {
+        val fields = LinkedHashMap<String, JsonValue>()
+        fields["object"] = `object`.toJson()
+        fields["data"] = data.toJson { item -> item.toJson() }
+        firstId?.let { fields["first_id"] = it.toJson() }
+        lastId?.let { fields["last_id"] = it.toJson() }
+        fields["has_more"] = hasMore.toJson()
+        fields.putAll(additional)
+        return JsonObject(fields)
+    }
+
+    companion object {
+        private val KNOWN = setOf<String>("object", "data", "first_id", "last_id", "has_more")
+
+        fun fromJson(json: JsonValue): ListBatchesResponse {
+            val obj = json.asObject()
+            if (obj.optional("object")?.asString().let { it != null && it != "list" }) {
+                throw JsonException("ListBatchesResponse: object is not list")
+            }
+            return ListBatchesResponse(
+                data = obj.required("data").asList().map { item -> Batch.fromJson(item) },
+                firstId = obj.optional("first_id")?.let { it.asString() },
+                lastId = obj.optional("last_id")?.let { it.asString() },
+                hasMore = obj.required("has_more").asBoolean(),
                 additional = obj.fields.filterKeys { it !in KNOWN },
             )
         }
