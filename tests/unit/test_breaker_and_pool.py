@@ -10,6 +10,7 @@ import pytest
 
 from pocketstack.errors import TooManyRequestsError
 from pocketstack.providers.inline.llama_cpp.pool import ModelKey, ModelPool
+from pocketstack.providers.priority import background_work
 from pocketstack.providers.remote.breaker import CircuitBreaker
 
 
@@ -102,3 +103,56 @@ async def test_pool_bounds_the_wait_queue(tmp_path: Path) -> None:
             pass
     release.set()
     await asyncio.gather(first, second)
+
+
+async def test_pool_serves_interactive_waiters_before_background_ones(tmp_path: Path) -> None:
+    # A batch's requests (background_work) queue behind chat requests that arrive later, and do not
+    # count against the interactive queue limit.
+    pool = ModelPool(FakeModel, budget_bytes=10**9, max_waiting=1)
+    key = _key(tmp_path, "m", 10)
+    served: list[str] = []
+    held = asyncio.Event()
+    release = asyncio.Event()
+
+    async def holder() -> None:
+        async with pool.use(key):
+            held.set()
+            await release.wait()
+
+    async def request(name: str, *, background: bool) -> None:
+        if background:
+            with background_work():
+                async with pool.use(key):
+                    served.append(name)
+        else:
+            async with pool.use(key):
+                served.append(name)
+
+    first = asyncio.create_task(holder())
+    await held.wait()
+    batch = [asyncio.create_task(request(f"batch{n}", background=True)) for n in range(2)]
+    await asyncio.sleep(0)
+    chat = asyncio.create_task(request("chat", background=False))
+    await asyncio.sleep(0)
+    with pytest.raises(TooManyRequestsError):  # the interactive limit still holds
+        async with pool.use(key):
+            pass
+    release.set()
+    await asyncio.gather(first, chat, *batch)
+    assert served == ["chat", "batch0", "batch1"]
+
+
+async def test_a_waiter_cancelled_while_handed_the_lock_passes_it_on(tmp_path: Path) -> None:
+    pool = ModelPool(FakeModel, budget_bytes=10**9, max_waiting=4)
+    key = _key(tmp_path, "m", 10)
+    resident = await pool._get(key)
+    await resident.lock.acquire()
+    cancelled = asyncio.create_task(resident.lock.acquire())
+    after = asyncio.create_task(resident.lock.acquire())
+    await asyncio.sleep(0)
+    resident.lock.release()  # hands it to `cancelled`...
+    cancelled.cancel()  # ...which is cancelled before it runs: `after` gets it
+    await asyncio.wait_for(after, 1)
+    assert cancelled.cancelled() and resident.lock.locked()
+    resident.lock.release()
+    assert not resident.lock.locked()

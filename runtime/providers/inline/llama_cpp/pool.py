@@ -1,10 +1,15 @@
-"""Loaded models: lazy loading, one lock per model, a bounded wait queue, LRU under a memory budget."""
+"""Loaded models: lazy loading, one lock per model, a bounded wait queue, LRU under a memory budget.
+
+The lock serves interactive waiters before background ones (batches, providers/priority.py), so a
+running batch costs a chat request at most the one batch request already holding the model.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -13,6 +18,7 @@ from typing import Any, TypeVar
 
 from pocketstack.errors import TooManyRequestsError
 from pocketstack.providers.inline.llama_cpp.prompt_cache import PromptCache
+from pocketstack.providers.priority import is_background
 from pocketstack.providers.threads import CallThreads
 
 log = logging.getLogger(__name__)
@@ -23,6 +29,52 @@ T = TypeVar("T")
 class ModelKey:
     path: Path
     embedding: bool
+
+
+class PriorityLock:
+    """One holder at a time; on release the oldest interactive waiter goes first, then the oldest
+    background one. The lock is handed over, never free in between, so nobody jumps the queue."""
+
+    def __init__(self) -> None:
+        self._held = False
+        self._interactive: deque[asyncio.Future[None]] = deque()
+        self._background: deque[asyncio.Future[None]] = deque()
+
+    def locked(self) -> bool:
+        return self._held
+
+    @property
+    def interactive_waiting(self) -> int:
+        return len(self._interactive)
+
+    @property
+    def waiting(self) -> int:
+        return len(self._interactive) + len(self._background)
+
+    async def acquire(self, *, background: bool = False) -> None:
+        if not self._held and not self.waiting:
+            self._held = True
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        queue = self._background if background else self._interactive
+        queue.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.release()  # handed the lock just as we were cancelled: pass it on
+            elif waiter in queue:
+                queue.remove(waiter)
+            raise
+
+    def release(self) -> None:
+        for queue in (self._interactive, self._background):
+            while queue:
+                waiter = queue.popleft()
+                if not waiter.done():
+                    waiter.set_result(None)
+                    return
+        self._held = False
 
 
 @dataclass
@@ -39,14 +91,13 @@ class Resident:
     llm: Any
     size_bytes: int
     executor: CallThreads
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    waiting: int = 0
+    lock: PriorityLock = field(default_factory=PriorityLock)
     last_used: float = field(default_factory=time.monotonic)
     prompt_cache: PromptCache | None = None  # chat models: reusable prompt state (prompt_cache.py)
 
     @property
     def busy(self) -> bool:
-        return self.lock.locked() or self.waiting > 0
+        return self.lock.locked() or self.lock.waiting > 0
 
     async def run(self, function: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.executor, function, *args)
@@ -110,19 +161,20 @@ class ModelPool:
 
     @asynccontextmanager
     async def use(self, key: ModelKey) -> AsyncIterator[Resident]:
-        """Hold the model exclusively; 429 when too many requests already wait for it."""
+        """Hold the model exclusively; 429 when too many interactive requests already wait for it.
+
+        Background work (a batch) waits behind every interactive request; its own waiting is bounded
+        by the batch runner (one request per model at a time), not by the queue limit."""
         resident = await self._get(key)
-        if resident.waiting >= self._max_waiting:
+        background = is_background()
+        waiting = resident.lock.interactive_waiting
+        if not background and waiting >= self._max_waiting:
             raise TooManyRequestsError(
-                f"{resident.waiting} requests are already waiting for {key.path.name}; retry shortly.",
+                f"{waiting} requests are already waiting for {key.path.name}; retry shortly.",
                 code="model_busy",
                 retry_after=1,
             )
-        resident.waiting += 1
-        try:
-            await resident.lock.acquire()
-        finally:
-            resident.waiting -= 1
+        await resident.lock.acquire(background=background)
         try:
             yield resident
         finally:
