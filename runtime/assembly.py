@@ -7,6 +7,7 @@ from aiohttp.typedefs import Handler
 from pocketstack._generated.routes import Apis, handlers
 from pocketstack.apis.admin import AdminApi
 from pocketstack.apis.agents.api import AgentsApi
+from pocketstack.apis.batches.api import BatchesApi
 from pocketstack.apis.connectors import ConnectorsApi
 from pocketstack.apis.conversations import ConversationsApi
 from pocketstack.apis.datasets import DatasetsApi
@@ -81,6 +82,9 @@ async def assemble(stack: Stack, served_tags: frozenset[str]) -> dict[str, Handl
     stack.on_stop(evaluation.stop)
     inspect = InspectApi(stack, served_tags)
     providers = ProvidersApi(stack)
+    batches = BatchesApi(stack, models_api, inference, files, responses, safety)
+    await batches.start()
+    stack.on_stop(batches.stop)  # registered last, so run first: batches pause before the APIs they call stop
     apis = Apis(
         inspect=inspect,
         providers=providers,
@@ -105,5 +109,6 @@ async def assemble(stack: Stack, served_tags: frozenset[str]) -> dict[str, Handl
         scoring=scoring,
         benchmarks=benchmarks,
         eval=evaluation,
+        batches=batches,
     )
     return handlers(apis)

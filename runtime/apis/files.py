@@ -6,7 +6,7 @@ from typing import cast
 
 from pocketstack._generated import models, protocols
 from pocketstack.core.stack import Stack
-from pocketstack.errors import ResourceNotFoundError
+from pocketstack.errors import BadRequestError, ResourceNotFoundError
 from pocketstack.providers.base import FilesProvider
 from pocketstack.security.access import FILE, Action
 from pocketstack.web.uploads import FileBody, Upload
@@ -23,6 +23,8 @@ class FilesApi(protocols.Files):
         return cast(FilesProvider, self.stack.provider_for("files", None).impl)
 
     async def openai_upload_file(self, request: models.UploadFileForm, file: Upload) -> models.OpenAIFileObject:
+        if request.purpose is models.FilePurpose.batch_output:  # OpenAI: only a batch writes these
+            raise BadRequestError("purpose 'batch_output' is for files a batch writes.", param="purpose")
         expires = given(request.expires_after_seconds_)
         return await self.provider().upload(file, request.purpose.value, expires, self.access.owner())
 

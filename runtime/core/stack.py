@@ -36,6 +36,7 @@ KNOWN_APIS = frozenset(
         "datasetio",
         "scoring",
         "eval",
+        "batches",
     }
 )
 

@@ -64,6 +64,7 @@ EVAL_JOB = Kind("sql_record::eval_jobs", "eval job")
 # Llama Stack keeps prompts in a KVStore with no owner (every user sees every prompt); PocketStack gives
 # them one like its other records, named as AuthorizedSqlStore would name the table.
 PROMPT = Kind("sql_record::prompts", "prompt")
+BATCH = Kind("sql_record::batches", "batch")
 
 
 @dataclass(frozen=True)

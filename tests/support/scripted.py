@@ -15,6 +15,7 @@ import re
 import time
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from pydantic import MISSING, BaseModel, Field
@@ -22,6 +23,7 @@ from pydantic import MISSING, BaseModel, Field
 from pocketstack._generated import models
 from pocketstack.errors import NotImplementedByProviderError
 from pocketstack.providers.base import ModelCheck, ProviderContext, ProviderModel, ProviderSpec, ServedModel, Stateless
+from pocketstack.providers.inline.llama_cpp.pool import ModelKey, ModelPool
 from pocketstack.wire.fields import plain
 from tests.support.safety_cases import GUARD
 
@@ -41,6 +43,12 @@ class ScriptedConfig(BaseModel):
     calls: dict[str, list[dict[str, str]]] = Field(default_factory=dict)
     persistent: list[str] = Field(default_factory=list)  # user texts whose calls repeat after tool answers
     slow: dict[str, float] = Field(default_factory=dict)  # last user text -> seconds to think before answering
+    serialize: bool = False  # chat one request at a time through llama.cpp's ModelPool lock (the priority tests)
+
+
+class _NoModel:
+    def close(self) -> None:
+        return None
 
 
 def judged_text(prompt: str) -> str:
@@ -54,6 +62,8 @@ def judged_text(prompt: str) -> str:
 class ScriptedModel(Stateless):
     def __init__(self, config: ScriptedConfig, context: ProviderContext) -> None:
         self.config = config
+        self.pool = ModelPool(lambda key: _NoModel(), budget_bytes=10**12, max_waiting=4)
+        self.pool_key = ModelKey(Path(__file__), embedding=False)
 
     async def check_model(self, provider_model_id: str, model_type: str | None, *, trusted: bool = False) -> ModelCheck:
         return ModelCheck(model_type or "llm")
@@ -85,6 +95,14 @@ class ScriptedModel(Stateless):
         return [{"id": f"call_{uuid.uuid4().hex[:12]}", **call} for call in self.config.calls.get(asked, [])]
 
     async def chat_completion(
+        self, model: ServedModel, request: models.ChatCompletionRequest
+    ) -> models.ChatCompletion | AsyncIterator[models.ChatCompletionChunk]:
+        if not self.config.serialize:
+            return await self._chat(model, request)
+        async with self.pool.use(self.pool_key):  # as inline::llama-cpp holds its model
+            return await self._chat(model, request)
+
+    async def _chat(
         self, model: ServedModel, request: models.ChatCompletionRequest
     ) -> models.ChatCompletion | AsyncIterator[models.ChatCompletionChunk]:
         RECEIVED.append(request)
