@@ -21,7 +21,7 @@ LM_EVAL_DEPS := "datasets>=2.16" "sacrebleu>=1.5" tenacity
 MYPY_PATH := build/mypy
 DIST ?= dist
 
-.PHONY: run test lint gen gen-check spec-check bench bench-vector bench-safety bench-agents bench-turns bench-auth bench-eval bench-startup binary install install-dev clean
+.PHONY: run test lint gen gen-check spec-check bench bench-vector bench-safety bench-agents bench-turns bench-auth bench-eval bench-batches bench-startup binary install install-dev clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -96,6 +96,9 @@ bench-auth: install-dev
 bench-eval: install-dev
 	$(BIN)/python bench/eval.py
 	$(BIN)/python bench/eval_generation.py
+
+bench-batches: install-dev
+	$(BIN)/python bench/batches.py
 
 # The single binary: dist/pocketstack (one file) and dist/pocketstack-onedir/ (PyInstaller's onedir
 # build it wraps). MODELS=none leaves the default models out; DIST=... writes elsewhere.
