@@ -1,4 +1,4 @@
-"""Batches and their finished request lines, in SQLite (migration 0018): a batch outlives a restart."""
+"""Batches and their finished request lines, in SQLite (migration 0019): a batch outlives a restart."""
 
 from __future__ import annotations
 
