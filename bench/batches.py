@@ -88,12 +88,13 @@ def main() -> int:
             embedder = embedding_model(client)
             client.embeddings.create(model=embedder, input="warm up")
             client.chat.completions.create(model=CHAT_MODEL, messages=[{"role": "user", "content": "Hi"}], max_tokens=2)
-            print(f"server {server.base_url}; embeddings {embedder}, chat {CHAT_MODEL}")
+            print(f"server {server.base_url}; embeddings {embedder}, chat {CHAT_MODEL}", flush=True)
 
             embeds = [{"model": embedder, "input": sentence(n)} for n in range(args.embeddings)]
             batch_s, count = as_batch(client, "/v1/embeddings", embeds)
             if count != len(embeds):
                 raise RuntimeError(f"{count} output lines for {len(embeds)} requests")
+            print(f"embeddings batch: {batch_s:.2f} s", flush=True)
             single_s = one_by_one(client.embeddings.create, embeds)
             print(f"\nembeddings, {len(embeds)} lines: batch {batch_s:.2f} s ({len(embeds) / batch_s:.0f}/s), "
                   f"one by one over HTTP {single_s:.2f} s ({len(embeds) / single_s:.0f}/s)")  # fmt: skip
@@ -107,6 +108,7 @@ def main() -> int:
             batch_s, count = as_batch(client, "/v1/chat/completions", chats)
             if count != len(chats):
                 raise RuntimeError(f"{count} output lines for {len(chats)} requests")
+            print(f"chat batch: {batch_s:.2f} s", flush=True)
             single_s = one_by_one(client.chat.completions.create, chats)
             print(f"\nchat, {len(chats)} short lines: batch {batch_s:.2f} s, one by one over HTTP {single_s:.2f} s")
             print(f"  batch / one by one {batch_s / single_s:.2f} (reported; each line is one model call either way)")
