@@ -27,6 +27,7 @@ from pocketstack.providers.base import Health, ProviderContext
 from pocketstack.providers.eval import BenchmarkRef
 from pocketstack.providers.inline.eval_builtin import candidates
 from pocketstack.providers.inline.eval_builtin.config import BuiltinEvalConfig
+from pocketstack.providers.priority import background_work
 from pocketstack.providers.scoring import aggregate, aggregation_functions
 from pocketstack.security.principal import User, reset_current_user, set_current_user
 from pocketstack.storage.eval_jobs import EvalJobStore, StoredJob
@@ -212,7 +213,8 @@ class BuiltinEval:
         token = set_current_user(user)
         try:
             await self._jobs.set_status(job.job_id, "in_progress")
-            aggregates = await self._work(job)
+            with background_work():  # a job's rows wait behind interactive requests for the same model
+                aggregates = await self._work(job)
             await self._jobs.finish(job.job_id, "completed", aggregates=aggregates)
             return None
         except asyncio.CancelledError:
