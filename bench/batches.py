@@ -163,9 +163,7 @@ def main() -> int:
             print(f"  batch / one by one {batch_s / single_s:.2f} (reported; each line is one model call either way)")
 
             idle, busy = ttft_beside_a_batch(client, args.probes)
-            print(
-                f"\nchat p95 time to first token: idle {idle * 1000:.0f} ms, beside a running batch {busy * 1000:.0f} ms"
-            )
+            print(f"\nchat p95 time to first token: idle {idle * 1000:.0f} ms, beside a batch {busy * 1000:.0f} ms")
             print(f"  ratio {busy / idle:.2f} (target <= 2)")
             return 0
         finally:
