@@ -85,36 +85,23 @@ class BatchStore:
 
     async def add_result(self, batch_id: str, result: LineResult, usage: Usage) -> None:
         """Keep one finished line; a line already kept stays as it was (a resumed batch never redoes one)."""
-        await self._db.execute(
-            "INSERT OR IGNORE INTO batch_results (batch_id, line, succeeded, output, input_tokens, cached_tokens, "
-            "output_tokens, reasoning_tokens) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                batch_id,
-                result.line,
-                int(result.succeeded),
-                json.dumps(result.output),
-                usage.input_tokens,
-                usage.cached_tokens,
-                usage.output_tokens,
-                usage.reasoning_tokens,
-            ),
-        )
+        await self.add_results(batch_id, [(result, usage)])
 
     async def add_results(self, batch_id: str, results: list[tuple[LineResult, Usage]]) -> None:
-        """Several lines at once (an embeddings group), in one transaction."""
+        """Lines at once (an embeddings group) in one transaction; a line already kept stays as it was."""
         await self._db.transaction(
             (
-                "INSERT OR IGNORE INTO batch_results (batch_id, line, succeeded, output, input_tokens, "
-                "cached_tokens, output_tokens, reasoning_tokens) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR IGNORE INTO batch_results (batch_id, line, succeeded, input_tokens, cached_tokens, "
+                "output_tokens, reasoning_tokens, output) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     batch_id,
                     r.line,
                     int(r.succeeded),
-                    json.dumps(r.output),
                     u.input_tokens,
                     u.cached_tokens,
                     u.output_tokens,
                     u.reasoning_tokens,
+                    json.dumps(r.output),
                 ),
             )
             for r, u in results

@@ -23,8 +23,8 @@ from pocketstack._generated import models
 from pocketstack.apis.batches.calls import LineCaller, group_key, groupable, not_run
 from pocketstack.apis.batches.validation import BatchLine, parse_lines
 from pocketstack.apis.files import FilesApi
-from pocketstack.errors import PocketStackError, TooManyRequestsError
-from pocketstack.providers.priority import background_work
+from pocketstack.errors import PocketStackError
+from pocketstack.providers.priority import background_work, patiently
 from pocketstack.security.principal import User, reset_current_user, set_current_user
 from pocketstack.storage.batches import BatchStore, LineResult, StoredBatch, Usage
 from pocketstack.storage.owners import Owner
@@ -208,17 +208,14 @@ class BatchRunner:
         await self._save(record, request_counts=counts)
 
     async def _patiently(self, model: str, call: Callable[[], Awaitable[Any]]) -> Any:
-        """`call` in the model's one batch slot; a full queue (429) waited out with backoff."""
+        """`call` in the model's one batch slot (released while a full queue, 429, is waited out)."""
         slot = self._model_slots.setdefault(model, asyncio.Semaphore(1))
-        for attempt in range(RETRIES + 1):
+
+        async def in_slot() -> Any:
             async with slot:
-                try:
-                    return await call()
-                except TooManyRequestsError:
-                    if attempt == RETRIES:
-                        raise
-            await asyncio.sleep(min(0.25 * 2**attempt, 8.0))
-        raise AssertionError("unreachable")
+                return await call()
+
+        return await patiently(in_slot, retries=RETRIES)
 
     async def _finalize(self, record: Record, owner: Owner | None, lines: list[BatchLine], *, ending: str) -> None:
         """Write the output and error files from the kept lines, then the batch's final status."""

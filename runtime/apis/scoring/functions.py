@@ -22,7 +22,7 @@ from pocketstack.config import ScoringFnInput
 from pocketstack.core.registry import Resource, Source
 from pocketstack.core.resources import SCORING_FN, skipped_provider
 from pocketstack.core.stack import Stack
-from pocketstack.errors import BadRequestError, ServiceUnavailableError
+from pocketstack.errors import BadRequestError
 from pocketstack.providers.scoring import ScoringFnDef, ScoringProvider
 from pocketstack.wire.fields import given
 
@@ -71,22 +71,11 @@ class ScoringFunctionsApi(protocols.ScoringFunctions):
 
     def running(self) -> dict[str, ScoringProvider]:
         """The scoring providers, by id; a 503 saying how to enable scoring when there is none."""
-        providers = self.providers()
-        if not providers:
-            raise ServiceUnavailableError(
-                "The scoring API is not enabled in this distribution (add `scoring` to `apis` and a scoring "
-                "provider, e.g. inline::basic).",
-                code="service_not_enabled",
-            )
-        return providers
+        self.stack.provider_for("scoring", None, example="inline::basic")
+        return self.providers()
 
     def provider(self, provider_id: str) -> ScoringProvider:
-        providers = self.running()
-        if provider_id not in providers:
-            raise BadRequestError(
-                f"No scoring provider '{provider_id}' (known: {', '.join(providers)}).", param="provider_id"
-            )
-        return providers[provider_id]
+        return cast(ScoringProvider, self.stack.provider_for("scoring", provider_id, example="inline::basic").impl)
 
     async def resolve(self, scoring_fn_id: str) -> tuple[Resource, ScoringProvider]:
         """The function (a 404 when the user may not read it) and the provider that runs it."""

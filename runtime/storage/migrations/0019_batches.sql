@@ -15,10 +15,12 @@ CREATE TABLE batch_results (
     batch_id TEXT NOT NULL,
     line INTEGER NOT NULL,
     succeeded INTEGER NOT NULL,
-    output TEXT NOT NULL,
     input_tokens INTEGER NOT NULL DEFAULT 0,
     cached_tokens INTEGER NOT NULL DEFAULT 0,
     output_tokens INTEGER NOT NULL DEFAULT 0,
     reasoning_tokens INTEGER NOT NULL DEFAULT 0,
+    -- Last: a line's answer (an embedding is kilobytes) spills into overflow pages, which the running
+    -- tally, summing the columns before it after every line, then never reads.
+    output TEXT NOT NULL,
     PRIMARY KEY (batch_id, line)
 );

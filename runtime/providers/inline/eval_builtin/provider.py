@@ -22,12 +22,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from pocketstack._generated import models
-from pocketstack.errors import BadRequestError, PocketStackError, TooManyRequestsError
+from pocketstack.errors import BadRequestError, PocketStackError
 from pocketstack.providers.base import Health, ProviderContext
 from pocketstack.providers.eval import BenchmarkRef
 from pocketstack.providers.inline.eval_builtin import candidates
 from pocketstack.providers.inline.eval_builtin.config import BuiltinEvalConfig
-from pocketstack.providers.priority import background_work
+from pocketstack.providers.priority import background_work, patiently
 from pocketstack.providers.scoring import aggregate, aggregation_functions
 from pocketstack.security.principal import User, reset_current_user, set_current_user
 from pocketstack.storage.eval_jobs import EvalJobStore, StoredJob
@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 Row = dict[str, Any]
 Answer = Callable[[Row, int], Awaitable[Row]]
 PAGE = 1000  # rows read per iterrows call
-RETRIES = 8  # a full inference queue (429) is waited out this many times per row
+RETRIES = 8  # a full inference queue (429) is waited out this many times per row (other clients first)
 
 
 class BuiltinEval:
@@ -96,22 +96,12 @@ class BuiltinEval:
                 self._routers.agents.delete_agent(models.DeleteAgentRequest(agent_id=created.agent_id))
             )
 
-    @staticmethod
-    async def _patiently(answer: Answer, row: Row, index: int) -> Row:
-        """The row's answer, waiting out a full inference queue (other clients come first)."""
-        for attempt in range(RETRIES):
-            try:
-                return await answer(row, index)
-            except TooManyRequestsError:
-                await asyncio.sleep(min(0.25 * 2**attempt, 8.0))
-        return await answer(row, index)
-
     async def _generate(self, answer: Answer, rows: list[Row], first_index: int) -> list[Row]:
         limit = asyncio.Semaphore(self._concurrency)
 
         async def one(offset: int, row: Row) -> Row:
             async with limit:
-                return await self._patiently(answer, row, first_index + offset)
+                return await patiently(lambda: answer(row, first_index + offset), retries=RETRIES)
 
         tasks = [asyncio.ensure_future(one(offset, row)) for offset, row in enumerate(rows)]
         try:
@@ -229,15 +219,16 @@ class BuiltinEval:
         finally:
             reset_current_user(token)
 
-    async def _results(self, job: StoredJob) -> list[Row]:
+    async def _results(self, job: StoredJob, start_index: int = 0) -> list[Row]:
         page = await self._routers.dataset_io.iterrows(
-            models.IterrowsRequest(dataset_id=job.results_dataset_id, start_index=0, limit=-1)
+            models.IterrowsRequest(dataset_id=job.results_dataset_id, start_index=start_index, limit=-1)
         )
         return list(page.data)
 
     async def _work(self, job: StoredJob) -> dict[str, Any]:
         config = models.BenchmarkConfig.model_validate(job.request["benchmark_config"])
-        done = len(await self._results(job))
+        # rows_done is written after each append, so it can only lag the dataset: count from there.
+        done = job.rows_done + len(await self._results(job, job.rows_done))
         await self._jobs.progress(job.job_id, done)
         async with self._answerer(config) as answer:
             await self._run_batches(job, config, answer, done)

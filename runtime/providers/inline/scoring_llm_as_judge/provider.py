@@ -20,17 +20,17 @@ judge defined by its params alone, as Llama Stack registers any id on this provi
 from __future__ import annotations
 
 import asyncio
-import itertools
 import re
 import string
 from dataclasses import dataclass
 from typing import Any
 
 from pocketstack._generated import models
-from pocketstack.errors import BadRequestError, PocketStackError, ResourceNotFoundError
+from pocketstack.errors import BadRequestError, ResourceNotFoundError
 from pocketstack.providers.base import ProviderContext, Stateless
 from pocketstack.providers.inline.scoring_llm_as_judge.config import LlmAsJudgeScoringConfig
 from pocketstack.providers.inline.scoring_llm_as_judge.simpleqa import SIMPLEQA_GRADER_TEMPLATE, SIMPLEQA_JUDGE_REGEXES
+from pocketstack.providers.priority import patiently
 from pocketstack.providers.scoring import (
     Row,
     Scored,
@@ -104,13 +104,6 @@ def _verdict_text(completion: models.ChatCompletion) -> str:
     return content if isinstance(content, str) else ""  # no text: a refusal, or tool calls only
 
 
-def _retry_after(exc: PocketStackError) -> float | None:
-    try:
-        return float(exc.headers["Retry-After"])
-    except (KeyError, ValueError):
-        return None
-
-
 class LlmAsJudgeScoring(Stateless):
     def __init__(self, config: LlmAsJudgeScoringConfig, context: ProviderContext) -> None:
         self.config = config
@@ -171,19 +164,13 @@ class LlmAsJudgeScoring(Stateless):
             )
 
     async def _complete(self, request: models.ChatCompletionRequest) -> models.ChatCompletion:
-        delay = FIRST_RETRY_S
-        for attempt in itertools.count():
-            try:
-                answer = await self.routers.inference.openai_chat_completion(request)
-            except PocketStackError as exc:
-                if exc.status != 429 or attempt >= self.config.max_retries:
-                    raise
-                await asyncio.sleep(min(_retry_after(exc) or delay, LONGEST_RETRY_S))
-                delay = min(delay * 2, LONGEST_RETRY_S)
-                continue
-            assert isinstance(answer, models.ChatCompletion)  # not streamed
-            return answer
-        raise AssertionError("unreachable")
+        answer = await patiently(
+            lambda: self.routers.inference.openai_chat_completion(request),
+            retries=self.config.max_retries,
+            longest_s=LONGEST_RETRY_S,
+        )
+        assert isinstance(answer, models.ChatCompletion)  # not streamed
+        return answer
 
     async def _judge_row(self, judge: Judge, row: Row) -> ScoreRow:
         prompt = judge.template.format(**{column: row[column] for column in judge.columns})
