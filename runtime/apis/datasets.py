@@ -21,7 +21,7 @@ from urllib.parse import unquote_to_bytes
 from pocketstack._generated import models, protocols
 from pocketstack.apis.files import FilesApi
 from pocketstack.config import DatasetInput
-from pocketstack.core.registry import Resource
+from pocketstack.core.registry import Resource, Source
 from pocketstack.core.resources import DATASET, skipped_provider
 from pocketstack.core.stack import Stack
 from pocketstack.errors import BadRequestError, ResourceNotFoundError
@@ -132,11 +132,12 @@ class DatasetsApi(protocols.Datasets, protocols.DatasetIO):
             rows = await self._open(source, stack, provider)
             await provider.append(resource.provider_resource_id, rows)
 
-    async def _build_config(self, entry: DatasetInput) -> Resource:
+    async def _declared(self, entry: DatasetInput, source: Source) -> Resource:
+        """A dataset the config or PocketStack declares: registered as `source`, its rows loaded once."""
         resource = await self._register(
             entry.dataset_id, entry.purpose, entry.source, entry.metadata, entry.provider_id
         )
-        resource = replace(resource, source="config")
+        resource = replace(resource, source=source)
         _, provider = self.provider(resource.provider_id)
         if await provider.count(resource.provider_resource_id) == 0:
             await self._load(resource, entry.source)
@@ -144,21 +145,15 @@ class DatasetsApi(protocols.Datasets, protocols.DatasetIO):
 
     async def sync_builtin(self, entries: list[DatasetInput]) -> None:
         """Datasets PocketStack ships (the built-in benchmarks'): the datasetio provider's own, loaded once."""
-        provider_id, provider = self.provider()
-        resources = []
-        for entry in entries:
-            resource = await self._register(entry.dataset_id, entry.purpose, entry.source, entry.metadata, provider_id)
-            resource = replace(resource, source="provider")
-            if await provider.count(resource.provider_resource_id) == 0:
-                await self._load(resource, entry.source)
-            resources.append(resource)
-        await self.table.sync_provider(provider_id, resources)
+        provider_id, _ = self.provider()
+        entries = [entry.model_copy(update={"provider_id": provider_id}) for entry in entries]
+        await self.table.sync_provider(provider_id, [await self._declared(entry, "provider") for entry in entries])
 
     async def sync_from_config(self) -> None:
         """Register `registered_resources.datasets`, loading each one's rows at the first start that lists it."""
         await self.table.sync_config(
             self.stack.config.registered_resources.datasets,
-            self._build_config,
+            lambda entry: self._declared(entry, "config"),
             name=lambda entry: entry.dataset_id,
             left_out=lambda entry: skipped_provider(self.stack.skipped, entry.provider_id),
         )
