@@ -284,6 +284,26 @@ class ServerConfig(_Strict):
         return cors_of(self.cors)
 
 
+class TelemetryConfig(_Strict):
+    """Traces and metrics (runtime/telemetry/): kept in the local store, exported where a collector is named.
+
+    Llama Stack's key is `enabled`; the rest is PocketStack's own. Unset, the OTLP endpoint is the
+    standard `OTEL_EXPORTER_OTLP_ENDPOINT` (none: nothing leaves the machine).
+    """
+
+    enabled: bool = True
+    service_name: str = "pocketstack"
+    otlp_endpoint: str | None = Field(default=None, pattern=r"^https?://")
+    # Prompt and completion text on spans: off unless asked for (they may hold anything users typed).
+    capture_content: bool = False
+    # The local store keeps spans this long, and at most this many (the oldest traces go first).
+    retention_days: float = Field(default=7.0, gt=0)
+    max_spans: int = Field(default=200_000, ge=100)
+    # Under `sample_ratio` < 1 only that share of new traces is recorded (a `traceparent` that says
+    # "sampled" is always followed).
+    sample_ratio: float = Field(default=1.0, ge=0.0, le=1.0)
+
+
 class StackConfig(_Strict):
     version: int = 2
     distro_name: str | None = None
@@ -296,12 +316,13 @@ class StackConfig(_Strict):
     # Llama Stack keys whose features later issues serve; accepted so its configs load.
     vector_stores: VectorStoresConfig = Field(default_factory=VectorStoresConfig)
 
-    @field_validator("vector_stores", "safety", mode="before")
+    @field_validator("vector_stores", "safety", "telemetry", mode="before")
     @classmethod
     def _empty_section(cls, value: Any) -> Any:
         return {} if value is None else value  # a section left empty in YAML
 
     safety: SafetyConfig = Field(default_factory=SafetyConfig)
+    telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
     connectors: list[ConnectorInput] = Field(default_factory=list)
 
     @field_validator("connectors", mode="before")

@@ -59,6 +59,10 @@ class Database:
         RETURNING clause: whether a conditional write happened)."""
         return await asyncio.to_thread(self._run_many, list(statements))
 
+    def transaction_blocking(self, statements: Iterable[tuple[str, Sequence[Any]]]) -> list[Row]:
+        """`transaction`, for a thread of its own (telemetry's span writer), never the event loop."""
+        return self._run_many(list(statements))
+
     def close(self) -> None:
         with self._lock:
             self._connection.close()
