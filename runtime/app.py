@@ -32,6 +32,9 @@ from pocketstack.security.auth import authentication_middleware, create_provider
 from pocketstack.security.browser import BrowserGuard, is_loopback
 from pocketstack.security.quota import Quota
 from pocketstack.storage import Database, open_database
+from pocketstack.telemetry.instruments import tracer
+from pocketstack.telemetry.middleware import telemetry_middleware
+from pocketstack.telemetry.pipeline import prometheus_text
 from pocketstack.web.middlewares import (
     add_response_headers,
     client_version_middleware,
@@ -66,15 +69,20 @@ class Readiness:
         except Exception as exc:
             raise ServiceUnavailableError(f"the server failed to start: {exc}") from exc
 
-    def dispatcher(self, operation_id: str) -> Handler:
+    def dispatcher(self, operation_id: str, tag: str) -> Handler:
+        span_name = f"{tag}.{operation_id}"
+        attributes = {"pocketstack.api": tag, "pocketstack.operation": operation_id}
+
         async def dispatch(request: web.Request) -> web.StreamResponse:
-            return await (await self.handlers())[operation_id](request)
+            handler = (await self.handlers())[operation_id]
+            with tracer.start_as_current_span(span_name, attributes=attributes):  # the API span
+                return await handler(request)
 
         return dispatch
 
     def health(self, operation_id: str) -> Handler:
         """Health answers while the APIs load (the process is up and queues requests)."""
-        dispatch = self.dispatcher(operation_id)
+        dispatch = self.dispatcher(operation_id, "Inspect")
 
         async def health(request: web.Request) -> web.StreamResponse:
             if self.task is not None and self.task.done():
@@ -88,6 +96,14 @@ class Readiness:
 
 
 STACK = web.AppKey("stack", Stack)
+METRICS_PATH = "/metrics"  # Prometheus' default scrape path; behind authentication like every route
+
+
+async def prometheus_metrics(request: web.Request) -> web.Response:
+    body = await asyncio.to_thread(prometheus_text)
+    return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+
+
 # APIs Llama Stack 0.7 no longer serves: whoever calls them uses an older client, by definition.
 PRE_0_7_TAGS = frozenset({"Agents", "ToolGroups", "ToolRuntime"})
 
@@ -169,7 +185,8 @@ def create_app(config: StackConfig) -> web.Application:
     _check_exposure(config)
     stack = Stack(config)
     guard = BrowserGuard.for_server(config.server.host, config.server.allowed_hosts, config.server.cors_config)
-    middlewares: list[Middleware] = [
+    middlewares: list[Middleware] = [telemetry_middleware] if config.telemetry.enabled else []
+    middlewares += [
         request_id_middleware,
         error_middleware,
         guard.middleware(),
@@ -199,9 +216,11 @@ def create_app(config: StackConfig) -> web.Application:
     for op in OPERATIONS:
         if op.tag in served_tags:
             handler = readiness.health(op.operation_id) if op.operation_id == "health" else None
-            app.router.add_route(op.method, op.aiohttp_path, handler or readiness.dispatcher(op.operation_id))
+            dispatch = readiness.dispatcher(op.operation_id, op.tag)
+            app.router.add_route(op.method, op.aiohttp_path, handler or dispatch)
             if op.aiohttp_legacy_path is not None:
-                app.router.add_route(op.method, op.aiohttp_legacy_path, readiness.dispatcher(op.operation_id))
+                app.router.add_route(op.method, op.aiohttp_legacy_path, dispatch)
+    app.router.add_get(METRICS_PATH, prometheus_metrics)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         stack.open_storage()

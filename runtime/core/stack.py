@@ -20,6 +20,7 @@ from pocketstack.security.access import Access
 from pocketstack.security.outbound import OutboundGuard
 from pocketstack.security.policy import parse_policies
 from pocketstack.storage import Database, open_database
+from pocketstack.telemetry.pipeline import Telemetry
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +124,7 @@ class Stack:
         self._database: Database | None = None
         self._registry: Registry | None = None
         self.routers = Routers()
+        self.telemetry = Telemetry(config.telemetry, lambda: self.database)
         self.outbound = OutboundGuard(config.server.outbound)  # what a user's URL may reach
         auth = config.server.auth
         try:
@@ -175,6 +177,7 @@ class Stack:
     def open_storage(self) -> None:
         self._database = open_database(self.config.storage.metadata_db())
         self._registry = Registry(self._database)
+        self.telemetry.start()
 
     async def start_providers(self) -> None:
         """Build and initialize every provider; on failure the ones started are shut down again."""
@@ -224,6 +227,7 @@ class Stack:
         self.providers.clear()
 
     def _close_storage(self) -> None:
+        self.telemetry.stop()  # its last spans are written before the database closes
         if self._database is not None:
             self._database.close()
             self._database = None
