@@ -1,0 +1,64 @@
+"""Telemetry core: every request's trace lands in the local store, `traceparent` is honoured, /metrics moves."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp.test_utils import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.support.spans import children_of, stored_spans
+
+CLIENT_TRACE = "0af7651916cd43dd8448eb211c80319c"
+CLIENT_SPAN = "b7ad6b7169203331"
+
+
+async def test_a_request_is_a_server_span_with_its_api_span_below(client: TestClient[Any, Any]) -> None:
+    response = await client.get("/v1/models")
+    assert response.status == 200
+    spans = await stored_spans(client.app)
+    (server,) = [s for s in spans if s.kind == "server" and s.name == "GET /v1/models"]
+    assert server.parent_span_id is None
+    assert server.attributes["http.route"] == "/v1/models"
+    assert server.attributes["http.response.status_code"] == 200
+    (api,) = children_of(spans, server)
+    assert api.name == "Models.openai_list_models"
+    assert api.attributes["pocketstack.api"] == "Models"
+
+
+async def test_a_client_traceparent_is_continued(client: TestClient[Any, Any]) -> None:
+    traceparent = f"00-{CLIENT_TRACE}-{CLIENT_SPAN}-01"
+    assert (await client.get("/v1/models", headers={"traceparent": traceparent})).status == 200
+    spans = await stored_spans(client.app)
+    (server,) = [s for s in spans if s.kind == "server"]
+    assert (server.trace_id, server.parent_span_id) == (CLIENT_TRACE, CLIENT_SPAN)
+
+
+async def test_an_error_answer_marks_the_server_span(client: TestClient[Any, Any]) -> None:
+    assert (await client.get("/v1/models/no-such-model")).status == 404
+    spans = await stored_spans(client.app)
+    (server,) = [s for s in spans if s.kind == "server"]
+    assert server.attributes["http.route"] == "/v1/models/{model_id}"  # the template, not the id
+    assert server.attributes["http.response.status_code"] == 404
+
+
+def _request_count(text: str, route: str, status: str) -> float:
+    for family in text_string_to_metric_families(text):
+        if family.name != "http_server_request_duration_seconds":
+            continue
+        for sample in family.samples:
+            labels = sample.labels
+            if sample.name.endswith("_count") and labels.get("http_route") == route:
+                if labels.get("http_response_status_code") == status:
+                    return sample.value
+    return 0.0
+
+
+async def test_metrics_parse_and_count_requests(client: TestClient[Any, Any]) -> None:
+    before = _request_count(await (await client.get("/metrics")).text(), "/v1/models", "200")
+    for _ in range(3):
+        assert (await client.get("/v1/models")).status == 200
+    response = await client.get("/metrics")
+    assert response.status == 200
+    assert response.headers["Content-Type"].startswith("text/plain")
+    assert _request_count(await response.text(), "/v1/models", "200") == before + 3
