@@ -48,9 +48,9 @@ def _request_count(text: str, route: str, status: str) -> float:
             continue
         for sample in family.samples:
             labels = sample.labels
-            if sample.name.endswith("_count") and labels.get("http_route") == route:
-                if labels.get("http_response_status_code") == status:
-                    return sample.value
+            wanted = labels.get("http_route") == route and labels.get("http_response_status_code") == status
+            if sample.name.endswith("_count") and wanted:
+                return sample.value
     return 0.0
 
 
