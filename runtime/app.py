@@ -34,7 +34,6 @@ from pocketstack.security.quota import Quota
 from pocketstack.storage import Database, open_database
 from pocketstack.telemetry.instruments import tracer
 from pocketstack.telemetry.middleware import telemetry_middleware
-from pocketstack.telemetry.pipeline import prometheus_text
 from pocketstack.web.middlewares import (
     add_response_headers,
     client_version_middleware,
@@ -100,6 +99,8 @@ METRICS_PATH = "/metrics"  # Prometheus' default scrape path; behind authenticat
 
 
 async def prometheus_metrics(request: web.Request) -> web.Response:
+    from pocketstack.telemetry.pipeline import prometheus_text  # the SDK: loaded with the APIs, not before
+
     body = await asyncio.to_thread(prometheus_text)
     return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from opentelemetry import metrics, trace
 from opentelemetry.context import Context
@@ -152,7 +152,7 @@ def otlp_endpoint(config: TelemetryConfig) -> str | None:
 class Telemetry:
     """One server's telemetry: its span store and OTLP exporters, attached while it runs."""
 
-    def __init__(self, config: TelemetryConfig, database: Callable[[], Database]) -> None:
+    def __init__(self, config: TelemetryConfig, database: Database) -> None:
         self.config = config
         self._database = database
         self._processors: list[SpanProcessor] = []
@@ -165,7 +165,7 @@ class Telemetry:
         sdk = _installed(self.config.service_name)
         owners = TraceOwners()
         max_age_s = self.config.retention_days * 86400
-        self.local = SpanStoreExporter(SpanStore(self._database()), owners, max_age_s, self.config.max_spans)
+        self.local = SpanStoreExporter(SpanStore(self._database), owners, max_age_s, self.config.max_spans)
         self._processors = [
             OwnerProcessor(owners),
             BatchSpanProcessor(self.local, schedule_delay_millis=LOCAL_FLUSH_MS, max_export_batch_size=512),

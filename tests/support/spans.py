@@ -28,6 +28,7 @@ class StoredSpan:
 async def stored_spans(app: web.Application) -> list[StoredSpan]:
     """Every span recorded so far (flushed first), oldest first."""
     stack = app[STACK]
+    assert stack.telemetry is not None, "telemetry is off, or the server has not started"
     await asyncio.to_thread(stack.telemetry.flush)
     rows = await stack.database.fetch(
         "SELECT trace_id, span_id, parent_span_id, name, kind, status, start_time, end_time, attributes, events "
