@@ -51,7 +51,11 @@ async def telemetry_middleware(request: web.Request, handler: Handler) -> web.St
             raise
         finally:
             http_server_active.add(-1, active)
-            labels: dict[str, str | int] = {"http.request.method": method, "http.route": route, "http.response.status_code": status}
+            labels: dict[str, str | int] = {
+                "http.request.method": method,
+                "http.route": route,
+                "http.response.status_code": status,
+            }
             http_server_duration.record(time.perf_counter() - started, labels)
             if span.is_recording():
                 span.set_attributes(
