@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from pocketstack.app import STACK, create_app
+from pocketstack.config import StackConfig
+from pocketstack.storage.spans import SpanRecord, SpanStore
+from pocketstack.storage.sqlite import open_database
+from tests.support.otlp import otlp_receiver
 from tests.support.spans import children_of, stored_spans
 
 CLIENT_TRACE = "0af7651916cd43dd8448eb211c80319c"
@@ -62,3 +70,43 @@ async def test_metrics_parse_and_count_requests(client: TestClient[Any, Any]) ->
     assert response.status == 200
     assert response.headers["Content-Type"].startswith("text/plain")
     assert _request_count(await response.text(), "/v1/models", "200") == before + 3
+
+
+async def test_spans_reach_an_otlp_collector(
+    aiohttp_client: Callable[..., Any], edge_config: StackConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with otlp_receiver() as receiver:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.url)
+        client: TestClient[Any, Any] = await aiohttp_client(create_app(edge_config))
+        assert (await client.get("/v1/models")).status == 200
+        stack = client.app[STACK]
+        assert stack.telemetry is not None
+        stack.telemetry.flush()
+        (server,) = receiver.wait_for("GET /v1/models")
+        assert server.service_name == "pocketstack"
+        assert server.attributes["http.route"] == "/v1/models"
+        (api,) = receiver.wait_for("Models.openai_list_models")
+        assert (api.trace_id, api.parent_span_id) == (server.trace_id, server.span_id)
+        assert receiver.content_types == {"application/x-protobuf"}
+        # The local store holds the same spans: what an offline device shows, a collector shows too.
+        local = {(s.trace_id, s.span_id) for s in await stored_spans(client.app)}
+        assert {(server.trace_id, server.span_id), (api.trace_id, api.span_id)} <= local
+
+
+async def test_retention_drops_old_traces_whole(aiohttp_client: Callable[..., Any], edge_config: StackConfig) -> None:
+    database = open_database(edge_config.storage.metadata_db())
+    month_ago, hour_ago = time.time() - 30 * 86400, time.time() - 3600
+    SpanStore(database).add_spans_blocking(
+        [
+            SpanRecord("a" * 32, "1" * 16, None, "GET /v1/models", "server", month_ago, month_ago + 1, "ok"),
+            SpanRecord("a" * 32, "2" * 16, "1" * 16, "Models.list", "internal", month_ago, month_ago + 1, "ok"),
+            SpanRecord("b" * 32, "3" * 16, None, "GET /v1/models", "server", hour_ago, hour_ago + 1, "ok"),
+        ]
+    )
+    database.close()
+    edge_config.telemetry.retention_days = 7
+    client: TestClient[Any, Any] = await aiohttp_client(create_app(edge_config))
+    assert (await client.get("/v1/health")).status == 200
+    trace_ids = {span.trace_id for span in await stored_spans(client.app)}
+    assert "a" * 32 not in trace_ids  # a month old: gone with all its spans
+    assert "b" * 32 in trace_ids
