@@ -187,8 +187,12 @@ class Telemetry:
         self.local.trim()
 
     def flush(self, timeout_millis: int = 5000) -> bool:
-        """Every span ended so far reaches the store and the collector (tests and the CLI wait on it)."""
-        return all(processor.force_flush(timeout_millis) for processor in self._processors)
+        """Every span ended so far reaches the store and the collector, and the metrics the collector
+        (tests and the CLI wait on it)."""
+        flushed = all(processor.force_flush(timeout_millis) for processor in self._processors)
+        if self._metric_exporter is not None and _sdk is not None:
+            flushed = _sdk.meter_provider.force_flush(timeout_millis) and flushed
+        return flushed
 
     def stop(self) -> None:
         if not self._processors or _sdk is None:

@@ -72,7 +72,7 @@ async def test_metrics_parse_and_count_requests(client: TestClient[Any, Any]) ->
     assert _request_count(await response.text(), "/v1/models", "200") == before + 3
 
 
-async def test_spans_reach_an_otlp_collector(
+async def test_spans_and_metrics_reach_an_otlp_collector(
     aiohttp_client: Callable[..., Any], edge_config: StackConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with otlp_receiver() as receiver:
@@ -88,6 +88,7 @@ async def test_spans_reach_an_otlp_collector(
         (api,) = receiver.wait_for("Models.openai_list_models")
         assert (api.trace_id, api.parent_span_id) == (server.trace_id, server.span_id)
         assert receiver.content_types == {"application/x-protobuf"}
+        assert {"http.server.request.duration", "http.server.active_requests"} <= receiver.metric_names
         # The local store holds the same spans: what an offline device shows, a collector shows too.
         local = {(s.trace_id, s.span_id) for s in await stored_spans(client.app)}
         assert {(server.trace_id, server.span_id), (api.trace_id, api.span_id)} <= local
