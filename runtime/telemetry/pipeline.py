@@ -38,6 +38,7 @@ from pocketstack.storage.spans import SpanStore
 from pocketstack.storage.sqlite import Database
 from pocketstack.telemetry.instruments import set_capture_content
 from pocketstack.telemetry.local_store import OwnerProcessor, SpanStoreExporter, TraceOwners
+from pocketstack.telemetry.logs import PACKAGE_LOGGER, OtlpLogs, SpanEventHandler
 
 log = logging.getLogger(__name__)
 OTLP_ENDPOINT_ENV = "OTEL_EXPORTER_OTLP_ENDPOINT"
@@ -158,6 +159,8 @@ class Telemetry:
         self._processors: list[SpanProcessor] = []
         self._metric_exporter: MetricExporter | None = None
         self.local: SpanStoreExporter | None = None
+        self._span_events = SpanEventHandler()
+        self._otlp_logs: OtlpLogs | None = None
 
     def start(self) -> None:
         if not self.config.enabled:
@@ -180,10 +183,13 @@ class Telemetry:
             self._processors.append(BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{base}/v1/traces")))
             self._metric_exporter = OTLPMetricExporter(endpoint=f"{base}/v1/metrics")
             sdk.metric_forwarder.target = self._metric_exporter
+            self._otlp_logs = OtlpLogs(f"{base}/v1/logs")
+            self._otlp_logs.attach()
             log.info("telemetry: exporting OTLP to %s", base)
         sdk.switchboard.attach(self._processors)
         sdk.sampler.ratio = TraceIdRatioBased(self.config.sample_ratio)
         set_capture_content(self.config.capture_content)
+        logging.getLogger(PACKAGE_LOGGER).addHandler(self._span_events)
         self.local.trim()
 
     def flush(self, timeout_millis: int = 5000) -> bool:
@@ -192,11 +198,17 @@ class Telemetry:
         flushed = all(processor.force_flush(timeout_millis) for processor in self._processors)
         if self._metric_exporter is not None and _sdk is not None:
             flushed = _sdk.meter_provider.force_flush(timeout_millis) and flushed
+        if self._otlp_logs is not None:
+            flushed = self._otlp_logs.flush(timeout_millis) and flushed
         return flushed
 
     def stop(self) -> None:
         if not self._processors or _sdk is None:
             return
+        logging.getLogger(PACKAGE_LOGGER).removeHandler(self._span_events)
+        if self._otlp_logs is not None:
+            self._otlp_logs.detach()
+            self._otlp_logs = None
         _sdk.switchboard.detach(self._processors)
         if not _sdk.switchboard.processors:
             _sdk.sampler.ratio = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -14,6 +15,7 @@ from pocketstack.app import STACK, create_app
 from pocketstack.config import StackConfig
 from pocketstack.storage.spans import SpanRecord, SpanStore
 from pocketstack.storage.sqlite import open_database
+from pocketstack.telemetry.instruments import tracer
 from tests.support.otlp import otlp_receiver
 from tests.support.spans import children_of, stored_spans
 
@@ -92,6 +94,27 @@ async def test_spans_and_metrics_reach_an_otlp_collector(
         # The local store holds the same spans: what an offline device shows, a collector shows too.
         local = {(s.trace_id, s.span_id) for s in await stored_spans(client.app)}
         assert {(server.trace_id, server.span_id), (api.trace_id, api.span_id)} <= local
+        await client.close()  # while the collector still listens: stopping flushes to it
+
+
+async def test_a_warning_logged_in_a_request_is_kept_on_its_span_and_sent_as_a_log(
+    aiohttp_client: Callable[..., Any], edge_config: StackConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with otlp_receiver() as receiver:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.url)
+        client: TestClient[Any, Any] = await aiohttp_client(create_app(edge_config))
+        assert (await client.get("/v1/health")).status == 200
+        with tracer.start_as_current_span("work") as span:
+            logging.getLogger("pocketstack.test").warning("disk almost full: %d%%", 97)
+            trace_id = format(span.get_span_context().trace_id, "032x")
+        (work,) = [s for s in await stored_spans(client.app) if s.name == "work"]
+        assert [e["attributes"]["log.message"] for e in work.events] == ["disk almost full: 97%"]
+        assert work.events[0]["attributes"]["log.severity"] == "WARNING"
+        stack = client.app[STACK]
+        assert stack.telemetry is not None
+        stack.telemetry.flush()
+        assert (trace_id, "WARN", "disk almost full: 97%") in receiver.logs  # OpenTelemetry's severity text
+        await client.close()  # while the collector still listens: stopping flushes to it
 
 
 async def test_retention_drops_old_traces_whole(aiohttp_client: Callable[..., Any], edge_config: StackConfig) -> None:

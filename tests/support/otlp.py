@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
@@ -38,6 +39,7 @@ class Receiver:
     url: str
     spans: list[ReceivedSpan] = field(default_factory=list)
     metric_names: set[str] = field(default_factory=set)
+    logs: list[tuple[str, str, str]] = field(default_factory=list)  # (trace id, severity, body)
     content_types: set[str] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -56,7 +58,7 @@ class Receiver:
 class _Handler(BaseHTTPRequestHandler):
     receiver: Receiver
 
-    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
         receiver = self.server.receiver  # type: ignore[attr-defined]
         with receiver.lock:
@@ -80,6 +82,13 @@ class _Handler(BaseHTTPRequestHandler):
                                     ],
                                 )
                             )
+            elif self.path == "/v1/logs":
+                logs_request = ExportLogsServiceRequest.FromString(body)
+                for resource_logs in logs_request.resource_logs:
+                    for scope_logs in resource_logs.scope_logs:
+                        for record in scope_logs.log_records:
+                            entry = (record.trace_id.hex(), record.severity_text, str(_value(record.body)))
+                            receiver.logs.append(entry)
             elif self.path == "/v1/metrics":
                 metrics_request = ExportMetricsServiceRequest.FromString(body)
                 for resource_metrics in metrics_request.resource_metrics:
@@ -90,7 +99,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", "0")
         self.end_headers()
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (http.server's signature)
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
 
