@@ -37,7 +37,7 @@ from pocketstack.config import TelemetryConfig
 from pocketstack.storage.spans import SpanStore
 from pocketstack.storage.sqlite import Database
 from pocketstack.telemetry.instruments import set_capture_content
-from pocketstack.telemetry.local_store import OwnerProcessor, SpanStoreExporter, TraceOwners
+from pocketstack.telemetry.local_store import OwnerProcessor, SpanStoreExporter, SpanOwners
 from pocketstack.telemetry.logs import PACKAGE_LOGGER, OtlpLogs, SpanEventHandler
 
 log = logging.getLogger(__name__)
@@ -166,7 +166,7 @@ class Telemetry:
         if not self.config.enabled:
             return
         sdk = _installed(self.config.service_name)
-        owners = TraceOwners()
+        owners = SpanOwners()
         max_age_s = self.config.retention_days * 86400
         self.local = SpanStoreExporter(SpanStore(self._database), owners, max_age_s, self.config.max_spans)
         self._processors = [

@@ -18,6 +18,7 @@ from pocketstack.storage.sqlite import open_database
 from pocketstack.telemetry.instruments import tracer
 from tests.support.otlp import otlp_receiver
 from tests.support.spans import children_of, stored_spans
+from tests.support.users import As
 
 CLIENT_TRACE = "0af7651916cd43dd8448eb211c80319c"
 CLIENT_SPAN = "b7ad6b7169203331"
@@ -134,3 +135,22 @@ async def test_retention_drops_old_traces_whole(aiohttp_client: Callable[..., An
     trace_ids = {span.trace_id for span in await stored_spans(client.app)}
     assert "a" * 32 not in trace_ids  # a month old: gone with all its spans
     assert "b" * 32 in trace_ids
+
+
+async def test_each_span_belongs_to_the_user_of_its_request_even_in_a_shared_trace(
+    access_app: TestClient[Any, Any], alice: As, bob: As
+) -> None:
+    """A trace id comes from the client: bob continuing alice's trace must not file his spans as hers."""
+    traceparent = {"traceparent": f"00-{CLIENT_TRACE}-{CLIENT_SPAN}-01"}
+    for user in (alice, bob):
+        async with access_app.get("/v1/models", headers={**user.headers, **traceparent}) as answer:
+            assert answer.status == 200
+    await stored_spans(access_app.app)  # flushed
+    rows = await access_app.app[STACK].database.fetch(
+        "SELECT span_id, parent_span_id, name, owner_principal FROM spans WHERE trace_id = ?", (CLIENT_TRACE,)
+    )
+    servers = [row for row in rows if row["parent_span_id"] == CLIENT_SPAN]
+    assert sorted(row["owner_principal"] for row in servers) == ["alice", "bob"]
+    for server in servers:  # and the API span below each server span has the same owner
+        (api,) = [row for row in rows if row["parent_span_id"] == server["span_id"]]
+        assert api["owner_principal"] == server["owner_principal"]
