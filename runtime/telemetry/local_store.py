@@ -68,10 +68,8 @@ class SpanOwners:
 
     def started(self, span_id: int, parent: SpanContext | None, user: User | None) -> None:
         with self._lock:
-            if parent is None or parent.is_remote:
-                root = span_id
-            else:
-                root = self._root_of.get(parent.span_id, parent.span_id)
+            local_parent = parent is not None and not parent.is_remote
+            root = self._root_of.get(parent.span_id, parent.span_id) if parent and local_parent else span_id
             self._root_of.put(span_id, root)
             if user is not None and root not in self._root_owner:
                 self._root_owner.put(root, user)

@@ -37,7 +37,7 @@ from pocketstack.config import TelemetryConfig
 from pocketstack.storage.spans import SpanStore
 from pocketstack.storage.sqlite import Database
 from pocketstack.telemetry.instruments import set_capture_content
-from pocketstack.telemetry.local_store import OwnerProcessor, SpanStoreExporter, SpanOwners
+from pocketstack.telemetry.local_store import OwnerProcessor, SpanOwners, SpanStoreExporter
 from pocketstack.telemetry.logs import PACKAGE_LOGGER, OtlpLogs, SpanEventHandler
 
 log = logging.getLogger(__name__)
