@@ -33,7 +33,7 @@ from pocketstack.security.browser import BrowserGuard, is_loopback
 from pocketstack.security.quota import Quota
 from pocketstack.storage import Database, open_database
 from pocketstack.telemetry.instruments import tracer
-from pocketstack.telemetry.middleware import telemetry_middleware
+from pocketstack.telemetry.middleware import add_trace_header, telemetry_middleware
 from pocketstack.web.middlewares import (
     add_response_headers,
     client_version_middleware,
@@ -209,6 +209,8 @@ def create_app(config: StackConfig) -> web.Application:
     # Uploads land beside the default file store, so keeping one is a rename, not a copy.
     app[SPOOL] = UploadSpool(pocketstack_home() / "files" / ".incoming", config.server.max_upload_bytes)
     app.on_response_prepare.append(add_response_headers)
+    if config.telemetry.enabled:
+        app.on_response_prepare.append(add_trace_header)
     app.on_response_prepare.append(guard.add_cors_headers)
     if quota is not None:
         app.on_response_prepare.append(quota.add_headers)

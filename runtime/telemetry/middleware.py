@@ -19,6 +19,8 @@ from pocketstack.telemetry.instruments import http_server_active, http_server_du
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 UNMATCHED_ROUTE = "(unmatched)"
+TRACE_RESPONSE_HEADER = "traceresponse"  # W3C Trace Context level 2: which trace the answer belongs to
+_TRACE_RESPONSE = web.RequestKey("traceresponse", str)
 
 
 def route_of(request: web.Request) -> str:
@@ -42,6 +44,9 @@ async def telemetry_middleware(request: web.Request, handler: Handler) -> web.St
         record_exception=False,
         set_status_on_exception=False,
     ) as span:
+        context = span.get_span_context()
+        if context.is_valid and context.trace_flags.sampled:
+            request[_TRACE_RESPONSE] = f"00-{context.trace_id:032x}-{context.span_id:016x}-01"
         try:
             response = await handler(request)
             status = response.status
@@ -70,7 +75,10 @@ async def telemetry_middleware(request: web.Request, handler: Handler) -> web.St
                     span.set_status(Status(StatusCode.ERROR))
 
 
-def current_trace_id() -> str | None:
-    """The trace id of the request being served, as the `traceparent` of its answer writes it."""
-    context = trace.get_current_span().get_span_context()
-    return format(context.trace_id, "032x") if context.is_valid else None
+async def add_trace_header(request: web.Request, response: web.StreamResponse) -> None:
+    """on_response_prepare: the recorded trace's id on the answer (streams and errors too), so a
+    client can look it up: `pocketstack traces --trace <id>`, GET /v1/telemetry/traces/<id>."""
+    value = request.get(_TRACE_RESPONSE)
+    if value is not None:
+        response.headers[TRACE_RESPONSE_HEADER] = value
+

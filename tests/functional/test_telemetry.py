@@ -45,6 +45,15 @@ async def test_a_client_traceparent_is_continued(client: TestClient[Any, Any]) -
     assert (server.trace_id, server.parent_span_id) == (CLIENT_TRACE, CLIENT_SPAN)
 
 
+async def test_the_answer_names_its_trace(client: TestClient[Any, Any]) -> None:
+    response = await client.get("/v1/models/no-such-model")
+    assert response.status == 404
+    version, trace_id, span_id, flags = response.headers["traceresponse"].split("-")
+    spans = await stored_spans(client.app)
+    (server,) = [s for s in spans if s.kind == "server"]
+    assert (version, trace_id, span_id, flags) == ("00", server.trace_id, server.span_id, "01")
+
+
 async def test_an_error_answer_marks_the_server_span(client: TestClient[Any, Any]) -> None:
     assert (await client.get("/v1/models/no-such-model")).status == 404
     spans = await stored_spans(client.app)
