@@ -12,7 +12,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
-from opentelemetry import propagate, trace
+from opentelemetry import propagate
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from pocketstack.telemetry.instruments import http_server_active, http_server_duration, tracer
@@ -44,9 +44,9 @@ async def telemetry_middleware(request: web.Request, handler: Handler) -> web.St
         record_exception=False,
         set_status_on_exception=False,
     ) as span:
-        context = span.get_span_context()
-        if context.is_valid and context.trace_flags.sampled:
-            request[_TRACE_RESPONSE] = f"00-{context.trace_id:032x}-{context.span_id:016x}-01"
+        recorded = span.get_span_context()
+        if recorded.is_valid and recorded.trace_flags.sampled:
+            request[_TRACE_RESPONSE] = f"00-{recorded.trace_id:032x}-{recorded.span_id:016x}-01"
         try:
             response = await handler(request)
             status = response.status
