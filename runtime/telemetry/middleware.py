@@ -81,4 +81,3 @@ async def add_trace_header(request: web.Request, response: web.StreamResponse) -
     value = request.get(_TRACE_RESPONSE)
     if value is not None:
         response.headers[TRACE_RESPONSE_HEADER] = value
-
