@@ -3076,6 +3076,317 @@ class ListBatchesResponse(BaseModel):
     has_more: bool
 
 
+class SpanStatus(StrEnum):
+    """
+    Whether the span's operation succeeded.
+    """
+
+    ok = "ok"
+    error = "error"
+
+
+class Span(BaseModel):
+    """
+    One operation within a trace.
+    """
+
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    span_id: str
+    trace_id: str
+    parent_span_id: Annotated[
+        str | MISSING, Field(description="Absent on a root span.")
+    ] = MISSING
+    name: str
+    start_time: AwareDatetime
+    end_time: AwareDatetime | MISSING = MISSING
+    attributes: Annotated[
+        dict[str, Any] | MISSING,
+        Field(
+            description="OpenTelemetry attributes (`http.route`, `gen_ai.request.model`...)."
+        ),
+    ] = MISSING
+
+
+class SpanWithStatus(BaseModel):
+    """
+    A span and its status.
+    """
+
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    span_id: str
+    trace_id: str
+    parent_span_id: Annotated[
+        str | MISSING, Field(description="Absent on a root span.")
+    ] = MISSING
+    name: str
+    start_time: AwareDatetime
+    end_time: AwareDatetime | MISSING = MISSING
+    attributes: dict[str, Any] | MISSING = MISSING
+    status: SpanStatus | MISSING = MISSING
+
+
+class QueryConditionOp(StrEnum):
+    eq = "eq"
+    ne = "ne"
+    gt = "gt"
+    lt = "lt"
+
+
+class QueryCondition(BaseModel):
+    """
+    An attribute filter: the attribute `key` compared with `value`.
+    """
+
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    key: str
+    op: QueryConditionOp
+    value: Annotated[Any, Field(description="a string, number, boolean or null")]
+
+
+class QueryTracesRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    attribute_filters: Annotated[
+        list[QueryCondition] | MISSING,
+        Field(
+            description="A trace matches when one of its spans satisfies every filter."
+        ),
+    ] = MISSING
+    limit: Annotated[int, Field(ge=1)] = 100
+    offset: Annotated[int, Field(ge=0)] = 0
+    order_by: Annotated[
+        list[str] | MISSING,
+        Field(
+            description="`start_time`, `end_time`, `trace_id` or `root_span_id`, `-` first for descending (default: `-start_time`)."
+        ),
+    ] = MISSING
+
+
+class QuerySpansRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    attribute_filters: list[QueryCondition]
+    attributes_to_return: list[str]
+    max_depth: Annotated[
+        int | MISSING,
+        Field(description="How many levels of each trace (the root being 1).", ge=1),
+    ] = MISSING
+
+
+class QuerySpansResponse(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    data: list[Span]
+
+
+class GetSpanTreeBody(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    attributes_to_return: Annotated[
+        list[str] | MISSING,
+        Field(
+            description="Only these attributes (absent ones as null); all of them when not given."
+        ),
+    ] = MISSING
+    max_depth: Annotated[
+        int | MISSING,
+        Field(description="How many levels (the span itself being 1).", ge=1),
+    ] = MISSING
+
+
+class QuerySpanTreeResponse(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    data: Annotated[
+        dict[str, SpanWithStatus],
+        Field(description="The spans of the tree by span id, shallowest first."),
+    ]
+
+
+class LogSeverity(StrEnum):
+    verbose = "verbose"
+    debug = "debug"
+    info = "info"
+    warn = "warn"
+    error = "error"
+    critical = "critical"
+
+
+class UnstructuredLogEvent(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    trace_id: str
+    span_id: str
+    timestamp: AwareDatetime
+    attributes: dict[str, Any] | MISSING = MISSING
+    type: Literal["unstructured_log"] = "unstructured_log"
+    message: str
+    severity: LogSeverity
+
+
+class MetricEvent(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    trace_id: str
+    span_id: str
+    timestamp: AwareDatetime
+    attributes: dict[str, Any] | MISSING = MISSING
+    type: Literal["metric"] = "metric"
+    metric: str
+    value: float
+    unit: str
+
+
+class SpanStartPayload(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    type: Literal["span_start"] = "span_start"
+    name: str
+    parent_span_id: str | MISSING = MISSING
+
+
+class SpanEndPayload(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    type: Literal["span_end"] = "span_end"
+    status: SpanStatus
+
+
+class StructuredLogEvent(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    trace_id: str
+    span_id: str
+    timestamp: AwareDatetime
+    attributes: dict[str, Any] | MISSING = MISSING
+    type: Literal["structured_log"] = "structured_log"
+    payload: Annotated[SpanStartPayload | SpanEndPayload, Field(discriminator="type")]
+
+
+class LogEventRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    event: Annotated[
+        UnstructuredLogEvent | MetricEvent | StructuredLogEvent,
+        Field(discriminator="type"),
+    ]
+    ttl_seconds: Annotated[
+        int,
+        Field(
+            description="Accepted for Llama Stack's clients (required there, and never enforced): the store's retention (`telemetry.retention_days`, `max_spans`) decides how long spans stay.",
+            ge=1,
+        ),
+    ] = 604800
+
+
+class SaveSpansToDatasetRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    attribute_filters: list[QueryCondition]
+    attributes_to_save: list[str]
+    dataset_id: str
+    max_depth: Annotated[int | MISSING, Field(ge=1)] = MISSING
+
+
+class MetricQueryType(StrEnum):
+    """
+    `range`: one point per time bucket; `instant`: one point over the whole interval.
+    """
+
+    range = "range"
+    instant = "instant"
+
+
+class MetricLabelOperator(StrEnum):
+    """
+    Equal, not equal, matches the regular expression, does not match it (Llama Stack 0.2 matched substrings; PocketStack matches the whole value against the expression, as Prometheus does).
+    """
+
+    field_ = "="
+    field__ = "!="
+    field___1 = "=~"
+    field___2 = "!~"
+
+
+class MetricLabelMatcher(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    name: str
+    value: str
+    operator: MetricLabelOperator = MetricLabelOperator.field_
+
+
+class QueryMetricsBody(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    start_time: Annotated[int, Field(description="Unix seconds.")]
+    end_time: Annotated[
+        int | MISSING, Field(description="Unix seconds (default: now).")
+    ] = MISSING
+    granularity: Annotated[
+        str | MISSING,
+        Field(
+            description="A bucket's width, e.g. `1m`, `5m`, `1h`, `1d` (default: one bucket over the whole interval).",
+            pattern="^[0-9]+[smhdw]$",
+        ),
+    ] = MISSING
+    query_type: MetricQueryType = MetricQueryType.range
+    label_matchers: list[MetricLabelMatcher] | MISSING = MISSING
+
+
+class MetricLabel(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    name: str
+    value: str
+
+
+class MetricDataPoint(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    timestamp: Annotated[int, Field(description="The bucket's start, Unix seconds.")]
+    value: float
+    unit: str
+
+
+class MetricSeries(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    metric: str
+    labels: list[MetricLabel]
+    values: list[MetricDataPoint]
+
+
+class QueryMetricsResponse(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    data: list[MetricSeries]
+
+
 class ListRoutesRequest(BaseModel):
     model_config = ConfigDict(
         extra="allow",
@@ -3895,6 +4206,57 @@ class CancelBatchRequest(BaseModel):
     batch_id: Annotated[str, Field(description="The batch's id, `batch_...`.")]
 
 
+class ListTracesRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    limit: Annotated[
+        int, Field(description="How many traces (default 10).", ge=1, le=100)
+    ] = 10
+    offset: Annotated[
+        int, Field(description="How many of the newest traces to skip.", ge=0)
+    ] = 0
+
+
+class GetTraceRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    trace_id: Annotated[
+        str,
+        Field(
+            description="The trace's id (32 hex digits, as W3C trace context writes it)."
+        ),
+    ]
+
+
+class GetSpanRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    trace_id: Annotated[
+        str,
+        Field(
+            description="The trace's id (32 hex digits, as W3C trace context writes it)."
+        ),
+    ]
+    span_id: Annotated[str, Field(description="The span's id (16 hex digits).")]
+
+
+class GetSpanTreeRequest(GetSpanTreeBody):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    span_id: Annotated[str, Field(description="The span's id (16 hex digits).")]
+
+
+class QueryMetricsRequest(QueryMetricsBody):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    metric_name: Annotated[str, Field(description="The name of the metric.")]
+
+
 class Error(BaseModel):
     """
     The one error shape of every non-2xx answer and of failed stream frames.
@@ -4554,6 +4916,49 @@ class EvaluateRowsBody(BaseModel):
     input_rows: Annotated[list[dict[str, Any]], Field(min_length=1)]
     scoring_functions: Annotated[list[str], Field(min_length=1)]
     benchmark_config: BenchmarkConfig
+
+
+class Trace(BaseModel):
+    """
+    A request's (or a job's) whole execution: its root span and everything under it.
+    """
+
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    trace_id: str
+    root_span_id: str
+    start_time: AwareDatetime
+    end_time: AwareDatetime | MISSING = MISSING
+    name: Annotated[
+        str | MISSING,
+        Field(
+            description="PocketStack's addition: the root span's name, e.g. `POST /v1/chat/completions`."
+        ),
+    ] = MISSING
+    status: Annotated[
+        SpanStatus | MISSING,
+        Field(description="PocketStack's addition: the root span's status."),
+    ] = MISSING
+    duration_ms: Annotated[
+        float | MISSING,
+        Field(
+            description="PocketStack's addition: the root span's duration in milliseconds."
+        ),
+    ] = MISSING
+    spans: Annotated[
+        list[SpanWithStatus] | MISSING,
+        Field(
+            description="PocketStack's addition, on `get_trace` and `list_traces`: the trace's spans, parents before children, siblings by start time."
+        ),
+    ] = MISSING
+
+
+class QueryTracesResponse(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    data: list[Trace]
 
 
 class EvaluateRowsRequest(EvaluateRowsBody):

@@ -694,3 +694,47 @@ class Batches(Protocol):
     async def cancel_batch(self, request: models.CancelBatchRequest) -> models.Batch:
         """Cancel a batch: `cancelling` at once, `cancelled` when its requests in flight have stopped."""
         ...
+
+
+class Telemetry(Protocol):
+    """Llama Stack 0.2's Telemetry API (gone from HTTP in 0.3): the traces and spans the server recorded in its local store (each user sees their own), metrics derived from them, a client's own events and spans."""
+
+    async def log_event(self, request: models.LogEventRequest) -> None:
+        """Log an event: a span's start or end (a client's own spans), a log line or a metric on a span."""
+        ...
+
+    async def list_traces(self, request: models.ListTracesRequest) -> models.QueryTracesResponse:
+        """PocketStack's own: the caller's last traces, newest first, each with its spans (what each request did, and how long each step took)."""
+        ...
+
+    async def query_traces(self, request: models.QueryTracesRequest) -> models.QueryTracesResponse:
+        """Query traces: those with a span whose attributes match every filter, in `order_by` order (default: newest first)."""
+        ...
+
+    async def get_trace(self, request: models.GetTraceRequest) -> models.Trace:
+        """Get a trace by its id (with its spans: PocketStack's addition)."""
+        ...
+
+    async def get_span(self, request: models.GetSpanRequest) -> models.Span:
+        """Get a span by its trace's id and its own."""
+        ...
+
+    async def get_span_tree(
+        self, request: models.GetSpanTreeRequest
+    ) -> models.QuerySpanTreeResponse:
+        """Get a span and its descendants (down to `max_depth` levels, the span itself being 1), by span id."""
+        ...
+
+    async def query_spans(self, request: models.QuerySpansRequest) -> models.QuerySpansResponse:
+        """Query spans: of the traces `attribute_filters` select, the spans (to `max_depth`) that have every attribute of `attributes_to_return`."""
+        ...
+
+    async def save_spans_to_dataset(self, request: models.SaveSpansToDatasetRequest) -> None:
+        """Save spans to a dataset: the spans `query_spans` finds, one row each (ids, name, times and the attributes to save), appended to an existing dataset."""
+        ...
+
+    async def query_metrics(
+        self, request: models.QueryMetricsRequest
+    ) -> models.QueryMetricsResponse:
+        """Query a metric derived from the stored spans (token counts, durations), in time buckets, by label."""
+        ...

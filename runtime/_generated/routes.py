@@ -30,6 +30,7 @@ from pocketstack._generated.protocols import (
     Scoring,
     ScoringFunctions,
     Shields,
+    Telemetry,
     ToolGroups,
     ToolRuntime,
     VectorIO,
@@ -67,6 +68,7 @@ class Apis:
     benchmarks: Benchmarks
     eval: Eval
     batches: Batches
+    telemetry: Telemetry
 
 
 class InspectRoutes:
@@ -1867,6 +1869,138 @@ class BatchesRoutes:
         return await codec.respond(request, result, status=200)
 
 
+class TelemetryRoutes:
+    def __init__(self, impl: Telemetry) -> None:
+        self.impl = impl
+
+    def handlers(self) -> dict[str, Handler]:
+        return {
+            "log_event": self.log_event,
+            "list_traces": self.list_traces,
+            "query_traces": self.query_traces,
+            "get_trace": self.get_trace,
+            "get_span": self.get_span,
+            "get_span_tree": self.get_span_tree,
+            "query_spans": self.query_spans,
+            "save_spans_to_dataset": self.save_spans_to_dataset,
+            "query_metrics": self.query_metrics,
+        }
+
+    async def log_event(self, request: web.Request) -> web.StreamResponse:
+        parsed = await codec.parse_request(
+            request,
+            models.LogEventRequest,
+            path=(),
+            query=(),
+            array_query=(),
+            body="required",
+        )
+        await self.impl.log_event(parsed)
+        return await codec.respond(request, None, status=204)
+
+    async def list_traces(self, request: web.Request) -> web.StreamResponse:
+        parsed = await codec.parse_request(
+            request,
+            models.ListTracesRequest,
+            path=(),
+            query=(
+                "limit",
+                "offset",
+            ),
+            array_query=(),
+            body="none",
+        )
+        result = await self.impl.list_traces(parsed)
+        return await codec.respond(request, result, status=200)
+
+    async def query_traces(self, request: web.Request) -> web.StreamResponse:
+        parsed = await codec.parse_request(
+            request,
+            models.QueryTracesRequest,
+            path=(),
+            query=(),
+            array_query=(),
+            body="required",
+        )
+        result = await self.impl.query_traces(parsed)
+        return await codec.respond(request, result, status=200)
+
+    async def get_trace(self, request: web.Request) -> web.StreamResponse:
+        parsed = await codec.parse_request(
+            request,
+            models.GetTraceRequest,
+            path=("trace_id",),
+            query=(),
+            array_query=(),
+            body="none",
+        )
+        result = await self.impl.get_trace(parsed)
+        return await codec.respond(request, result, status=200)
+
+    async def get_span(self, request: web.Request) -> web.StreamResponse:
+        parsed = await codec.parse_request(
+            request,
+            models.GetSpanRequest,
+            path=(
+                "trace_id",
+                "span_id",
+            ),
+            query=(),
+            array_query=(),
+            body="none",
+        )
+        result = await self.impl.get_span(parsed)
+        return await codec.respond(request, result, status=200)
+
+    async def get_span_tree(self, request: web.Request) -> web.StreamResponse:
+        parsed = await codec.parse_request(
+            request,
+            models.GetSpanTreeRequest,
+            path=("span_id",),
+            query=(),
+            array_query=(),
+            body="required",
+        )
+        result = await self.impl.get_span_tree(parsed)
+        return await codec.respond(request, result, status=200)
+
+    async def query_spans(self, request: web.Request) -> web.StreamResponse:
+        parsed = await codec.parse_request(
+            request,
+            models.QuerySpansRequest,
+            path=(),
+            query=(),
+            array_query=(),
+            body="required",
+        )
+        result = await self.impl.query_spans(parsed)
+        return await codec.respond(request, result, status=200)
+
+    async def save_spans_to_dataset(self, request: web.Request) -> web.StreamResponse:
+        parsed = await codec.parse_request(
+            request,
+            models.SaveSpansToDatasetRequest,
+            path=(),
+            query=(),
+            array_query=(),
+            body="required",
+        )
+        await self.impl.save_spans_to_dataset(parsed)
+        return await codec.respond(request, None, status=204)
+
+    async def query_metrics(self, request: web.Request) -> web.StreamResponse:
+        parsed = await codec.parse_request(
+            request,
+            models.QueryMetricsRequest,
+            path=("metric_name",),
+            query=(),
+            array_query=(),
+            body="required",
+        )
+        result = await self.impl.query_metrics(parsed)
+        return await codec.respond(request, result, status=200)
+
+
 def handlers(apis: Apis) -> dict[str, Handler]:
     """The handler of every operation of the spec, by operation id."""
     found: dict[str, Handler] = {}
@@ -1894,4 +2028,5 @@ def handlers(apis: Apis) -> dict[str, Handler]:
     found.update(BenchmarksRoutes(apis.benchmarks).handlers())
     found.update(EvalRoutes(apis.eval).handlers())
     found.update(BatchesRoutes(apis.batches).handlers())
+    found.update(TelemetryRoutes(apis.telemetry).handlers())
     return found

@@ -136,6 +136,7 @@ from .finish_reason import FinishReason
 from .function_call import FunctionCall
 from .function_definition import FunctionDefinition
 from .function_definition_parameters import FunctionDefinitionParameters
+from .get_span_tree_body import GetSpanTreeBody
 from .greedy_sampling_strategy import GreedySamplingStrategy
 from .guardrail_type_1 import GuardrailType1
 from .guardrail_violation import GuardrailViolation
@@ -172,8 +173,18 @@ from .list_tool_groups_response import ListToolGroupsResponse
 from .list_vector_store_files_response import ListVectorStoreFilesResponse
 from .list_vector_stores_response import ListVectorStoresResponse
 from .llm_as_judge_scoring_fn_params import LLMAsJudgeScoringFnParams
+from .log_event_request import LogEventRequest
+from .log_severity import LogSeverity
 from .logit_bias_type_0 import LogitBiasType0
 from .mcp_endpoint import McpEndpoint
+from .metric_data_point import MetricDataPoint
+from .metric_event import MetricEvent
+from .metric_event_attributes import MetricEventAttributes
+from .metric_label import MetricLabel
+from .metric_label_matcher import MetricLabelMatcher
+from .metric_label_operator import MetricLabelOperator
+from .metric_query_type import MetricQueryType
+from .metric_series import MetricSeries
 from .model import Model
 from .model_candidate import ModelCandidate
 from .model_metadata import ModelMetadata
@@ -209,6 +220,16 @@ from .provider_info_health import ProviderInfoHealth
 from .query_chunks_request import QueryChunksRequest
 from .query_chunks_request_params import QueryChunksRequestParams
 from .query_chunks_response import QueryChunksResponse
+from .query_condition import QueryCondition
+from .query_condition_op import QueryConditionOp
+from .query_metrics_body import QueryMetricsBody
+from .query_metrics_response import QueryMetricsResponse
+from .query_span_tree_response import QuerySpanTreeResponse
+from .query_span_tree_response_data import QuerySpanTreeResponseData
+from .query_spans_request import QuerySpansRequest
+from .query_spans_response import QuerySpansResponse
+from .query_traces_request import QueryTracesRequest
+from .query_traces_response import QueryTracesResponse
 from .refusal_part import RefusalPart
 from .regex_parser_scoring_fn_params import RegexParserScoringFnParams
 from .register_benchmark_request import RegisterBenchmarkRequest
@@ -290,6 +311,7 @@ from .run_shield_response import RunShieldResponse
 from .safety_violation import SafetyViolation
 from .safety_violation_metadata import SafetyViolationMetadata
 from .sampling_params import SamplingParams
+from .save_spans_to_dataset_request import SaveSpansToDatasetRequest
 from .score_batch_request import ScoreBatchRequest
 from .score_batch_response import ScoreBatchResponse
 from .score_batch_response_results import ScoreBatchResponseResults
@@ -314,8 +336,17 @@ from .set_default_version_body_request import SetDefaultVersionBodyRequest
 from .shield import Shield
 from .shield_params import ShieldParams
 from .sort_order import SortOrder
+from .span import Span
+from .span_attributes import SpanAttributes
+from .span_end_payload import SpanEndPayload
+from .span_start_payload import SpanStartPayload
+from .span_status import SpanStatus
+from .span_with_status import SpanWithStatus
+from .span_with_status_attributes import SpanWithStatusAttributes
 from .stored_chat_completion import StoredChatCompletion
 from .stream_options import StreamOptions
+from .structured_log_event import StructuredLogEvent
+from .structured_log_event_attributes import StructuredLogEventAttributes
 from .system_message import SystemMessage
 from .text_part import TextPart
 from .token_logprob import TokenLogprob
@@ -335,6 +366,9 @@ from .tool_message import ToolMessage
 from .top_k_sampling_strategy import TopKSamplingStrategy
 from .top_logprob import TopLogprob
 from .top_p_sampling_strategy import TopPSamplingStrategy
+from .trace import Trace
+from .unstructured_log_event import UnstructuredLogEvent
+from .unstructured_log_event_attributes import UnstructuredLogEventAttributes
 from .update_prompt_body_request import UpdatePromptBodyRequest
 from .update_vector_store_file_request import UpdateVectorStoreFileRequest
 from .update_vector_store_file_request_attributes import UpdateVectorStoreFileRequestAttributes
@@ -504,6 +538,7 @@ __all__ = (
     "FunctionCall",
     "FunctionDefinition",
     "FunctionDefinitionParameters",
+    "GetSpanTreeBody",
     "GreedySamplingStrategy",
     "GuardrailType1",
     "GuardrailViolation",
@@ -540,8 +575,18 @@ __all__ = (
     "ListVectorStoreFilesResponse",
     "ListVectorStoresResponse",
     "LLMAsJudgeScoringFnParams",
+    "LogEventRequest",
     "LogitBiasType0",
+    "LogSeverity",
     "McpEndpoint",
+    "MetricDataPoint",
+    "MetricEvent",
+    "MetricEventAttributes",
+    "MetricLabel",
+    "MetricLabelMatcher",
+    "MetricLabelOperator",
+    "MetricQueryType",
+    "MetricSeries",
     "Model",
     "ModelCandidate",
     "ModelMetadata",
@@ -577,6 +622,16 @@ __all__ = (
     "QueryChunksRequest",
     "QueryChunksRequestParams",
     "QueryChunksResponse",
+    "QueryCondition",
+    "QueryConditionOp",
+    "QueryMetricsBody",
+    "QueryMetricsResponse",
+    "QuerySpansRequest",
+    "QuerySpansResponse",
+    "QuerySpanTreeResponse",
+    "QuerySpanTreeResponseData",
+    "QueryTracesRequest",
+    "QueryTracesResponse",
     "RefusalPart",
     "RegexParserScoringFnParams",
     "RegisterBenchmarkRequest",
@@ -658,6 +713,7 @@ __all__ = (
     "SafetyViolation",
     "SafetyViolationMetadata",
     "SamplingParams",
+    "SaveSpansToDatasetRequest",
     "ScoreBatchRequest",
     "ScoreBatchResponse",
     "ScoreBatchResponseResults",
@@ -682,8 +738,17 @@ __all__ = (
     "Shield",
     "ShieldParams",
     "SortOrder",
+    "Span",
+    "SpanAttributes",
+    "SpanEndPayload",
+    "SpanStartPayload",
+    "SpanStatus",
+    "SpanWithStatus",
+    "SpanWithStatusAttributes",
     "StoredChatCompletion",
     "StreamOptions",
+    "StructuredLogEvent",
+    "StructuredLogEventAttributes",
     "SystemMessage",
     "TextPart",
     "TokenLogprob",
@@ -703,6 +768,9 @@ __all__ = (
     "TopKSamplingStrategy",
     "TopLogprob",
     "TopPSamplingStrategy",
+    "Trace",
+    "UnstructuredLogEvent",
+    "UnstructuredLogEventAttributes",
     "UpdatePromptBodyRequest",
     "UpdateVectorStoreFileRequest",
     "UpdateVectorStoreFileRequestAttributes",

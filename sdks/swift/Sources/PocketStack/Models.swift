@@ -7127,3 +7127,760 @@ public struct ListBatchesResponse: Codable, Equatable {
     }
 }
 
+public struct SpanStatus: RawRepresentable, Codable, Hashable {
+    public let rawValue: String
+
+    public init(rawValue: String) {
+        self.rawValue = rawValue
+    }
+
+    public init(from decoder: Decoder) throws {
+        rawValue = try decoder.singleValueContainer().decode(String.self)
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(rawValue)
+    }
+
+    public static let ok = SpanStatus(rawValue: "ok")
+    public static let error = SpanStatus(rawValue: "error")
+}
+
+/// A request's (or a job's) whole execution: its root span and everything under it.
+public struct Trace: Codable, Equatable {
+    public var traceId: String
+    public var rootSpanId: String
+    public var startTime: String
+    public var endTime: String?
+    public var name: String?
+    public var status: SpanStatus?
+    public var durationMs: Double?
+    public var spans: [SpanWithStatus]?
+
+    public init(
+        traceId: String,
+        rootSpanId: String,
+        startTime: String,
+        endTime: String? = nil,
+        name: String? = nil,
+        status: SpanStatus? = nil,
+        durationMs: Double? = nil,
+        spans: [SpanWithStatus]? = nil
+    ) {
+        self.traceId = traceId
+        self.rootSpanId = rootSpanId
+        self.startTime = startTime
+        self.endTime = endTime
+        self.name = name
+        self.status = status
+        self.durationMs = durationMs
+        self.spans = spans
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case traceId = "trace_id"
+        case rootSpanId = "root_span_id"
+        case startTime = "start_time"
+        case endTime = "end_time"
+        case name
+        case status
+        case durationMs = "duration_ms"
+        case spans
+    }
+}
+
+/// One operation within a trace.
+public struct Span: Codable, Equatable {
+    public var spanId: String
+    public var traceId: String
+    public var parentSpanId: String?
+    public var name: String
+    public var startTime: String
+    public var endTime: String?
+    public var attributes: [String: JSONValue]?
+
+    public init(
+        spanId: String,
+        traceId: String,
+        parentSpanId: String? = nil,
+        name: String,
+        startTime: String,
+        endTime: String? = nil,
+        attributes: [String: JSONValue]? = nil
+    ) {
+        self.spanId = spanId
+        self.traceId = traceId
+        self.parentSpanId = parentSpanId
+        self.name = name
+        self.startTime = startTime
+        self.endTime = endTime
+        self.attributes = attributes
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case spanId = "span_id"
+        case traceId = "trace_id"
+        case parentSpanId = "parent_span_id"
+        case name
+        case startTime = "start_time"
+        case endTime = "end_time"
+        case attributes
+    }
+}
+
+/// A span and its status.
+public struct SpanWithStatus: Codable, Equatable {
+    public var spanId: String
+    public var traceId: String
+    public var parentSpanId: String?
+    public var name: String
+    public var startTime: String
+    public var endTime: String?
+    public var attributes: [String: JSONValue]?
+    public var status: SpanStatus?
+
+    public init(
+        spanId: String,
+        traceId: String,
+        parentSpanId: String? = nil,
+        name: String,
+        startTime: String,
+        endTime: String? = nil,
+        attributes: [String: JSONValue]? = nil,
+        status: SpanStatus? = nil
+    ) {
+        self.spanId = spanId
+        self.traceId = traceId
+        self.parentSpanId = parentSpanId
+        self.name = name
+        self.startTime = startTime
+        self.endTime = endTime
+        self.attributes = attributes
+        self.status = status
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case spanId = "span_id"
+        case traceId = "trace_id"
+        case parentSpanId = "parent_span_id"
+        case name
+        case startTime = "start_time"
+        case endTime = "end_time"
+        case attributes
+        case status
+    }
+}
+
+public struct QueryConditionOp: RawRepresentable, Codable, Hashable {
+    public let rawValue: String
+
+    public init(rawValue: String) {
+        self.rawValue = rawValue
+    }
+
+    public init(from decoder: Decoder) throws {
+        rawValue = try decoder.singleValueContainer().decode(String.self)
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(rawValue)
+    }
+
+    public static let eq = QueryConditionOp(rawValue: "eq")
+    public static let ne = QueryConditionOp(rawValue: "ne")
+    public static let gt = QueryConditionOp(rawValue: "gt")
+    public static let lt = QueryConditionOp(rawValue: "lt")
+}
+
+/// An attribute filter: the attribute `key` compared with `value`.
+public struct QueryCondition: Codable, Equatable {
+    public var key: String
+    public var op: QueryConditionOp
+    public var value: JSONValue
+
+    public init(
+        key: String,
+        op: QueryConditionOp,
+        value: JSONValue
+    ) {
+        self.key = key
+        self.op = op
+        self.value = value
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case key
+        case op
+        case value
+    }
+}
+
+public struct QueryTracesRequest: Codable, Equatable {
+    public var attributeFilters: [QueryCondition]?
+    public var limit: Int?
+    public var offset: Int?
+    public var orderBy: [String]?
+
+    public init(
+        attributeFilters: [QueryCondition]? = nil,
+        limit: Int? = nil,
+        offset: Int? = nil,
+        orderBy: [String]? = nil
+    ) {
+        self.attributeFilters = attributeFilters
+        self.limit = limit
+        self.offset = offset
+        self.orderBy = orderBy
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case attributeFilters = "attribute_filters"
+        case limit
+        case offset
+        case orderBy = "order_by"
+    }
+}
+
+public struct QueryTracesResponse: Codable, Equatable {
+    public var data: [Trace]
+
+    public init(
+        data: [Trace]
+    ) {
+        self.data = data
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case data
+    }
+}
+
+public struct QuerySpansRequest: Codable, Equatable {
+    public var attributeFilters: [QueryCondition]
+    public var attributesToReturn: [String]
+    public var maxDepth: Int?
+
+    public init(
+        attributeFilters: [QueryCondition],
+        attributesToReturn: [String],
+        maxDepth: Int? = nil
+    ) {
+        self.attributeFilters = attributeFilters
+        self.attributesToReturn = attributesToReturn
+        self.maxDepth = maxDepth
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case attributeFilters = "attribute_filters"
+        case attributesToReturn = "attributes_to_return"
+        case maxDepth = "max_depth"
+    }
+}
+
+public struct QuerySpansResponse: Codable, Equatable {
+    public var data: [Span]
+
+    public init(
+        data: [Span]
+    ) {
+        self.data = data
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case data
+    }
+}
+
+public struct GetSpanTreeBody: Codable, Equatable {
+    public var attributesToReturn: [String]?
+    public var maxDepth: Int?
+
+    public init(
+        attributesToReturn: [String]? = nil,
+        maxDepth: Int? = nil
+    ) {
+        self.attributesToReturn = attributesToReturn
+        self.maxDepth = maxDepth
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case attributesToReturn = "attributes_to_return"
+        case maxDepth = "max_depth"
+    }
+}
+
+public struct QuerySpanTreeResponse: Codable, Equatable {
+    public var data: [String: JSONValue]
+
+    public init(
+        data: [String: JSONValue]
+    ) {
+        self.data = data
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case data
+    }
+}
+
+public struct LogSeverity: RawRepresentable, Codable, Hashable {
+    public let rawValue: String
+
+    public init(rawValue: String) {
+        self.rawValue = rawValue
+    }
+
+    public init(from decoder: Decoder) throws {
+        rawValue = try decoder.singleValueContainer().decode(String.self)
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(rawValue)
+    }
+
+    public static let verbose = LogSeverity(rawValue: "verbose")
+    public static let debug = LogSeverity(rawValue: "debug")
+    public static let info = LogSeverity(rawValue: "info")
+    public static let warn = LogSeverity(rawValue: "warn")
+    public static let error = LogSeverity(rawValue: "error")
+    public static let critical = LogSeverity(rawValue: "critical")
+}
+
+public struct UnstructuredLogEvent: Codable, Equatable {
+    public var traceId: String
+    public var spanId: String
+    public var timestamp: String
+    public var attributes: [String: JSONValue]?
+    public var type: String?
+    public var message: String
+    public var severity: LogSeverity
+
+    public init(
+        traceId: String,
+        spanId: String,
+        timestamp: String,
+        attributes: [String: JSONValue]? = nil,
+        type: String? = "unstructured_log",
+        message: String,
+        severity: LogSeverity
+    ) {
+        self.traceId = traceId
+        self.spanId = spanId
+        self.timestamp = timestamp
+        self.attributes = attributes
+        self.type = type
+        self.message = message
+        self.severity = severity
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case traceId = "trace_id"
+        case spanId = "span_id"
+        case timestamp
+        case attributes
+        case type
+        case message
+        case severity
+    }
+}
+
+public struct MetricEvent: Codable, Equatable {
+    public var traceId: String
+    public var spanId: String
+    public var timestamp: String
+    public var attributes: [String: JSONValue]?
+    public var type: String?
+    public var metric: String
+    public var value: Double
+    public var unit: String
+
+    public init(
+        traceId: String,
+        spanId: String,
+        timestamp: String,
+        attributes: [String: JSONValue]? = nil,
+        type: String? = "metric",
+        metric: String,
+        value: Double,
+        unit: String
+    ) {
+        self.traceId = traceId
+        self.spanId = spanId
+        self.timestamp = timestamp
+        self.attributes = attributes
+        self.type = type
+        self.metric = metric
+        self.value = value
+        self.unit = unit
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case traceId = "trace_id"
+        case spanId = "span_id"
+        case timestamp
+        case attributes
+        case type
+        case metric
+        case value
+        case unit
+    }
+}
+
+public struct SpanStartPayload: Codable, Equatable {
+    public var type: String?
+    public var name: String
+    public var parentSpanId: String?
+
+    public init(
+        type: String? = "span_start",
+        name: String,
+        parentSpanId: String? = nil
+    ) {
+        self.type = type
+        self.name = name
+        self.parentSpanId = parentSpanId
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case type
+        case name
+        case parentSpanId = "parent_span_id"
+    }
+}
+
+public struct SpanEndPayload: Codable, Equatable {
+    public var type: String?
+    public var status: SpanStatus
+
+    public init(
+        type: String? = "span_end",
+        status: SpanStatus
+    ) {
+        self.type = type
+        self.status = status
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case type
+        case status
+    }
+}
+
+public indirect enum StructuredLogPayload: Codable, Equatable {
+    case spanStartPayload(SpanStartPayload)
+    case spanEndPayload(SpanEndPayload)
+
+    public init(from decoder: Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        if let value = try? container.decode(SpanStartPayload.self) {
+            self = .spanStartPayload(value)
+            return
+        }
+        if let value = try? container.decode(SpanEndPayload.self) {
+            self = .spanEndPayload(value)
+            return
+        }
+        throw DecodingError.dataCorruptedError(
+            in: container, debugDescription: "no variant of StructuredLogPayload fits"
+        )
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var container = encoder.singleValueContainer()
+        switch self {
+        case .spanStartPayload(let value):
+            try container.encode(value)
+        case .spanEndPayload(let value):
+            try container.encode(value)
+        }
+    }
+}
+
+public struct StructuredLogEvent: Codable, Equatable {
+    public var traceId: String
+    public var spanId: String
+    public var timestamp: String
+    public var attributes: [String: JSONValue]?
+    public var type: String?
+    public var payload: StructuredLogPayload
+
+    public init(
+        traceId: String,
+        spanId: String,
+        timestamp: String,
+        attributes: [String: JSONValue]? = nil,
+        type: String? = "structured_log",
+        payload: StructuredLogPayload
+    ) {
+        self.traceId = traceId
+        self.spanId = spanId
+        self.timestamp = timestamp
+        self.attributes = attributes
+        self.type = type
+        self.payload = payload
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case traceId = "trace_id"
+        case spanId = "span_id"
+        case timestamp
+        case attributes
+        case type
+        case payload
+    }
+}
+
+public indirect enum Event: Codable, Equatable {
+    case unstructuredLogEvent(UnstructuredLogEvent)
+    case metricEvent(MetricEvent)
+    case structuredLogEvent(StructuredLogEvent)
+
+    public init(from decoder: Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        if let value = try? container.decode(UnstructuredLogEvent.self) {
+            self = .unstructuredLogEvent(value)
+            return
+        }
+        if let value = try? container.decode(MetricEvent.self) {
+            self = .metricEvent(value)
+            return
+        }
+        if let value = try? container.decode(StructuredLogEvent.self) {
+            self = .structuredLogEvent(value)
+            return
+        }
+        throw DecodingError.dataCorruptedError(
+            in: container, debugDescription: "no variant of Event fits"
+        )
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var container = encoder.singleValueContainer()
+        switch self {
+        case .unstructuredLogEvent(let value):
+            try container.encode(value)
+        case .metricEvent(let value):
+            try container.encode(value)
+        case .structuredLogEvent(let value):
+            try container.encode(value)
+        }
+    }
+}
+
+public struct LogEventRequest: Codable, Equatable {
+    public var event: Event
+    public var ttlSeconds: Int?
+
+    public init(
+        event: Event,
+        ttlSeconds: Int? = nil
+    ) {
+        self.event = event
+        self.ttlSeconds = ttlSeconds
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case event
+        case ttlSeconds = "ttl_seconds"
+    }
+}
+
+public struct SaveSpansToDatasetRequest: Codable, Equatable {
+    public var attributeFilters: [QueryCondition]
+    public var attributesToSave: [String]
+    public var datasetId: String
+    public var maxDepth: Int?
+
+    public init(
+        attributeFilters: [QueryCondition],
+        attributesToSave: [String],
+        datasetId: String,
+        maxDepth: Int? = nil
+    ) {
+        self.attributeFilters = attributeFilters
+        self.attributesToSave = attributesToSave
+        self.datasetId = datasetId
+        self.maxDepth = maxDepth
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case attributeFilters = "attribute_filters"
+        case attributesToSave = "attributes_to_save"
+        case datasetId = "dataset_id"
+        case maxDepth = "max_depth"
+    }
+}
+
+public struct MetricQueryType: RawRepresentable, Codable, Hashable {
+    public let rawValue: String
+
+    public init(rawValue: String) {
+        self.rawValue = rawValue
+    }
+
+    public init(from decoder: Decoder) throws {
+        rawValue = try decoder.singleValueContainer().decode(String.self)
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(rawValue)
+    }
+
+    public static let range = MetricQueryType(rawValue: "range")
+    public static let instant = MetricQueryType(rawValue: "instant")
+}
+
+public struct MetricLabelOperator: RawRepresentable, Codable, Hashable {
+    public let rawValue: String
+
+    public init(rawValue: String) {
+        self.rawValue = rawValue
+    }
+
+    public init(from decoder: Decoder) throws {
+        rawValue = try decoder.singleValueContainer().decode(String.self)
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(rawValue)
+    }
+
+    public static let value = MetricLabelOperator(rawValue: "=")
+    public static let value = MetricLabelOperator(rawValue: "!=")
+    public static let value = MetricLabelOperator(rawValue: "=~")
+    public static let value = MetricLabelOperator(rawValue: "!~")
+}
+
+public struct MetricLabelMatcher: Codable, Equatable {
+    public var name: String
+    public var value: String
+    public var `operator`: MetricLabelOperator?
+
+    public init(
+        name: String,
+        value: String,
+        `operator`: MetricLabelOperator? = nil
+    ) {
+        self.name = name
+        self.value = value
+        self.`operator` = `operator`
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case name
+        case value
+        case `operator`
+    }
+}
+
+public struct QueryMetricsBody: Codable, Equatable {
+    public var startTime: Int
+    public var endTime: Int?
+    public var granularity: String?
+    public var queryType: MetricQueryType?
+    public var labelMatchers: [MetricLabelMatcher]?
+
+    public init(
+        startTime: Int,
+        endTime: Int? = nil,
+        granularity: String? = nil,
+        queryType: MetricQueryType? = nil,
+        labelMatchers: [MetricLabelMatcher]? = nil
+    ) {
+        self.startTime = startTime
+        self.endTime = endTime
+        self.granularity = granularity
+        self.queryType = queryType
+        self.labelMatchers = labelMatchers
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case startTime = "start_time"
+        case endTime = "end_time"
+        case granularity
+        case queryType = "query_type"
+        case labelMatchers = "label_matchers"
+    }
+}
+
+public struct MetricLabel: Codable, Equatable {
+    public var name: String
+    public var value: String
+
+    public init(
+        name: String,
+        value: String
+    ) {
+        self.name = name
+        self.value = value
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case name
+        case value
+    }
+}
+
+public struct MetricDataPoint: Codable, Equatable {
+    public var timestamp: Int
+    public var value: Double
+    public var unit: String
+
+    public init(
+        timestamp: Int,
+        value: Double,
+        unit: String
+    ) {
+        self.timestamp = timestamp
+        self.value = value
+        self.unit = unit
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case timestamp
+        case value
+        case unit
+    }
+}
+
+public struct MetricSeries: Codable, Equatable {
+    public var metric: String
+    public var labels: [MetricLabel]
+    public var values: [MetricDataPoint]
+
+    public init(
+        metric: String,
+        labels: [MetricLabel],
+        values: [MetricDataPoint]
+    ) {
+        self.metric = metric
+        self.labels = labels
+        self.values = values
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case metric
+        case labels
+        case values
+    }
+}
+
+public struct QueryMetricsResponse: Codable, Equatable {
+    public var data: [MetricSeries]
+
+    public init(
+        data: [MetricSeries]
+    ) {
+        self.data = data
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case data
+    }
+}
+

@@ -770,4 +770,58 @@ extension PocketStackClient {
         return try decode(Batch.self, try await send(request))
     }
 
+    /// Log an event: a span's start or end (a client's own spans), a log line or a metric on a span.
+    public func logEvent(_ body: LogEventRequest) async throws {
+        let request = try makeRequest("POST", "/v1/telemetry/events", query: [], body: try encode(body))
+        _ = try await send(request)
+    }
+
+    /// PocketStack's own: the caller's last traces, newest first, each with its spans (what each request did, and how long each step took).
+    public func listTraces(limit: Int? = nil, offset: Int? = nil) async throws -> QueryTracesResponse {
+        let request = try makeRequest("GET", "/v1/telemetry/traces", query: [("limit", queryValue(limit)), ("offset", queryValue(offset))], body: nil)
+        return try decode(QueryTracesResponse.self, try await send(request))
+    }
+
+    /// Query traces: those with a span whose attributes match every filter, in `order_by` order (default: newest first).
+    public func queryTraces(_ body: QueryTracesRequest) async throws -> QueryTracesResponse {
+        let request = try makeRequest("POST", "/v1/telemetry/traces", query: [], body: try encode(body))
+        return try decode(QueryTracesResponse.self, try await send(request))
+    }
+
+    /// Get a trace by its id (with its spans: PocketStack's addition).
+    public func getTrace(traceId: String) async throws -> Trace {
+        let request = try makeRequest("GET", "/v1/telemetry/traces/\(segment(traceId))", query: [], body: nil)
+        return try decode(Trace.self, try await send(request))
+    }
+
+    /// Get a span by its trace's id and its own.
+    public func getSpan(traceId: String, spanId: String) async throws -> Span {
+        let request = try makeRequest("GET", "/v1/telemetry/traces/\(segment(traceId))/spans/\(segment(spanId))", query: [], body: nil)
+        return try decode(Span.self, try await send(request))
+    }
+
+    /// Get a span and its descendants (down to `max_depth` levels, the span itself being 1), by span id.
+    public func getSpanTree(spanId: String, _ body: GetSpanTreeBody) async throws -> QuerySpanTreeResponse {
+        let request = try makeRequest("POST", "/v1/telemetry/spans/\(segment(spanId))/tree", query: [], body: try encode(body))
+        return try decode(QuerySpanTreeResponse.self, try await send(request))
+    }
+
+    /// Query spans: of the traces `attribute_filters` select, the spans (to `max_depth`) that have every attribute of `attributes_to_return`.
+    public func querySpans(_ body: QuerySpansRequest) async throws -> QuerySpansResponse {
+        let request = try makeRequest("POST", "/v1/telemetry/spans", query: [], body: try encode(body))
+        return try decode(QuerySpansResponse.self, try await send(request))
+    }
+
+    /// Save spans to a dataset: the spans `query_spans` finds, one row each (ids, name, times and the attributes to save), appended to an existing dataset.
+    public func saveSpansToDataset(_ body: SaveSpansToDatasetRequest) async throws {
+        let request = try makeRequest("POST", "/v1/telemetry/spans/export", query: [], body: try encode(body))
+        _ = try await send(request)
+    }
+
+    /// Query a metric derived from the stored spans (token counts, durations), in time buckets, by label.
+    public func queryMetrics(metricName: String, _ body: QueryMetricsBody) async throws -> QueryMetricsResponse {
+        let request = try makeRequest("POST", "/v1/telemetry/metrics/\(segment(metricName))", query: [], body: try encode(body))
+        return try decode(QueryMetricsResponse.self, try await send(request))
+    }
+
 }

@@ -524,4 +524,42 @@ class PocketStackClient(baseUrl: String, apiKey: String? = null, timeoutMillis: 
     fun cancelBatch(batchId: String): Batch =
         Batch.fromJson(json("POST", "/v1/batches/${segment(batchId)}/cancel", listOf(), null) ?: JsonNull)
 
+    /** Log an event: a span's start or end (a client's own spans), a log line or a metric on a span. */
+    fun logEvent(body: LogEventRequest) {
+        json("POST", "/v1/telemetry/events", listOf(), body.toJson())
+    }
+
+    /** PocketStack's own: the caller's last traces, newest first, each with its spans (what each request did, and how long each step took). */
+    fun listTraces(limit: Long? = null, offset: Long? = null): QueryTracesResponse =
+        QueryTracesResponse.fromJson(json("GET", "/v1/telemetry/traces", listOf("limit" to limit, "offset" to offset), null) ?: JsonNull)
+
+    /** Query traces: those with a span whose attributes match every filter, in `order_by` order (default: newest first). */
+    fun queryTraces(body: QueryTracesRequest): QueryTracesResponse =
+        QueryTracesResponse.fromJson(json("POST", "/v1/telemetry/traces", listOf(), body.toJson()) ?: JsonNull)
+
+    /** Get a trace by its id (with its spans: PocketStack's addition). */
+    fun getTrace(traceId: String): Trace =
+        Trace.fromJson(json("GET", "/v1/telemetry/traces/${segment(traceId)}", listOf(), null) ?: JsonNull)
+
+    /** Get a span by its trace's id and its own. */
+    fun getSpan(traceId: String, spanId: String): Span =
+        Span.fromJson(json("GET", "/v1/telemetry/traces/${segment(traceId)}/spans/${segment(spanId)}", listOf(), null) ?: JsonNull)
+
+    /** Get a span and its descendants (down to `max_depth` levels, the span itself being 1), by span id. */
+    fun getSpanTree(spanId: String, body: GetSpanTreeBody): QuerySpanTreeResponse =
+        QuerySpanTreeResponse.fromJson(json("POST", "/v1/telemetry/spans/${segment(spanId)}/tree", listOf(), body.toJson()) ?: JsonNull)
+
+    /** Query spans: of the traces `attribute_filters` select, the spans (to `max_depth`) that have every attribute of `attributes_to_return`. */
+    fun querySpans(body: QuerySpansRequest): QuerySpansResponse =
+        QuerySpansResponse.fromJson(json("POST", "/v1/telemetry/spans", listOf(), body.toJson()) ?: JsonNull)
+
+    /** Save spans to a dataset: the spans `query_spans` finds, one row each (ids, name, times and the attributes to save), appended to an existing dataset. */
+    fun saveSpansToDataset(body: SaveSpansToDatasetRequest) {
+        json("POST", "/v1/telemetry/spans/export", listOf(), body.toJson())
+    }
+
+    /** Query a metric derived from the stored spans (token counts, durations), in time buckets, by label. */
+    fun queryMetrics(metricName: String, body: QueryMetricsBody): QueryMetricsResponse =
+        QueryMetricsResponse.fromJson(json("POST", "/v1/telemetry/metrics/${segment(metricName)}", listOf(), body.toJson()) ?: JsonNull)
+
 }

@@ -8389,3 +8389,871 @@ data class ListBatchesResponse(
     }
 }
 
+@JvmInline
+value class SpanStatus(val value: String) {
+    fun toJson(): JsonValue = JsonString(value)
+
+    override fun toString(): String = value
+
+    companion object {
+        val OK = SpanStatus("ok")
+        val ERROR = SpanStatus("error")
+        val KNOWN = listOf(OK, ERROR)
+
+        fun fromJson(json: JsonValue): SpanStatus = SpanStatus(json.asString())
+    }
+}
+
+/** A request's (or a job's) whole execution: its root span and everything under it. */
+data class Trace(
+    val traceId: String,
+    val rootSpanId: String,
+    val startTime: String,
+    val endTime: String? = null,
+    val name: String? = null,
+    val status: SpanStatus? = null,
+    val durationMs: Double? = null,
+    val spans: List<SpanWithStatus>? = null,
+    val additional: Map<String, JsonValue> = emptyMap(),
+) {
+    fun toJson(): JsonValue {
+        val fields = LinkedHashMap<String, JsonValue>()
+        fields["trace_id"] = traceId.toJson()
+        fields["root_span_id"] = rootSpanId.toJson()
+        fields["start_time"] = startTime.toJson()
+        endTime?.let { fields["end_time"] = it.toJson() }
+        name?.let { fields["name"] = it.toJson() }
+        status?.let { fields["status"] = it.toJson() }
+        durationMs?.let { fields["duration_ms"] = it.toJson() }
+        spans?.let { fields["spans"] = it.toJson { item -> item.toJson() } }
+        fields.putAll(additional)
+        return JsonObject(fields)
+    }
+
+    companion object {
+        private val KNOWN = setOf<String>("trace_id", "root_span_id", "start_time", "end_time", "name", "status", "duration_ms", "spans")
+
+        fun fromJson(json: JsonValue): Trace {
+            val obj = json.asObject()
+            return Trace(
+                traceId = obj.required("trace_id").asString(),
+                rootSpanId = obj.required("root_span_id").asString(),
+                startTime = obj.required("start_time").asString(),
+                endTime = obj.optional("end_time")?.let { it.asString() },
+                name = obj.optional("name")?.let { it.asString() },
+                status = obj.optional("status")?.let { SpanStatus.fromJson(it) },
+                durationMs = obj.optional("duration_ms")?.let { it.asDouble() },
+                spans = obj.optional("spans")?.let { it.asList().map { item -> SpanWithStatus.fromJson(item) } },
+                additional = obj.fields.filterKeys { it !in KNOWN },
+            )
+        }
+    }
+}
+
+/** One operation within a trace. */
+data class Span(
+    val spanId: String,
+    val traceId: String,
+    val parentSpanId: String? = null,
+    val name: String,
+    val startTime: String,
+    val endTime: String? = null,
+    val attributes: Map<String, JsonValue>? = null,
+    val additional: Map<String, JsonValue> = emptyMap(),
+) {
+    fun toJson(): JsonValue {
+        val fields = LinkedHashMap<String, JsonValue>()
+        fields["span_id"] = spanId.toJson()
+        fields["trace_id"] = traceId.toJson()
+        parentSpanId?.let { fields["parent_span_id"] = it.toJson() }
+        fields["name"] = name.toJson()
+        fields["start_time"] = startTime.toJson()
+        endTime?.let { fields["end_time"] = it.toJson() }
+        attributes?.let { fields["attributes"] = it.toJson() }
+        fields.putAll(additional)
+        return JsonObject(fields)
+    }
+
+    companion object {
+        private val KNOWN = setOf<String>("span_id", "trace_id", "parent_span_id", "name", "start_time", "end_time", "attributes")
+
+        fun fromJson(json: JsonValue): Span {
+            val obj = json.asObject()
+            return Span(
+                spanId = obj.required("span_id").asString(),
+                traceId = obj.required("trace_id").asString(),
+                parentSpanId = obj.optional("parent_span_id")?.let { it.asString() },
+                name = obj.required("name").asString(),
+                startTime = obj.required("start_time").asString(),
+                endTime = obj.optional("end_time")?.let { it.asString() },
+                attributes = obj.optional("attributes")?.let { it.asMap() },
+                additional = obj.fields.filterKeys { it !in KNOWN },
+            )
+        }
+    }
+}
+
+/** A span and its status. */
+data class SpanWithStatus(
+    val spanId: String,
+    val traceId: String,
+    val parentSpanId: String? = null,
+    val name: String,
+    val startTime: String,
+    val endTime: String? = null,
+    val attributes: Map<String, JsonValue>? = null,
+    val status: SpanStatus? = null,
+    val additional: Map<String, JsonValue> = emptyMap(),
+) {
+    fun toJson(): JsonValue {
+        val fields = LinkedHashMap<String, JsonValue>()
+        fields["span_id"] = spanId.toJson()
+        fields["trace_id"] = traceId.toJson()
+        parentSpanId?.let { fields["parent_span_id"] = it.toJson() }
+        fields["name"] = name.toJson()
+        fields["start_time"] = startTime.toJson()
+        endTime?.let { fields["end_time"] = it.toJson() }
+        attributes?.let { fields["attributes"] = it.toJson() }
+        status?.let { fields["status"] = it.toJson() }
+        fields.putAll(additional)
+        return JsonObject(fields)
+    }
+
+    companion object {
+        private val KNOWN = setOf<String>("span_id", "trace_id", "parent_span_id", "name", "start_time", "end_time", "attributes", "status")
+
+        fun fromJson(json: JsonValue): SpanWithStatus {
+            val obj = json.asObject()
+            return SpanWithStatus(
+                spanId = obj.required("span_id").asString(),
+                traceId = obj.required("trace_id").asString(),
+                parentSpanId = obj.optional("parent_span_id")?.let { it.asString() },
+                name = obj.required("name").asString(),
+                startTime = obj.required("start_time").asString(),
+                endTime = obj.optional("end_time")?.let { it.asString() },
+                attributes = obj.optional("attributes")?.let { it.asMap() },
+                status = obj.optional("status")?.let { SpanStatus.fromJson(it) },
+                additional = obj.fields.filterKeys { it !in KNOWN },
+            )
+        }
+    }
+}
+
+@JvmInline
+value class QueryConditionOp(val value: String) {
+    fun toJson(): JsonValue = JsonString(value)
+
+    override fun toString(): String = value
+
+    companion object {
+        val EQ = QueryConditionOp("eq")
+        val NE = QueryConditionOp("ne")
+        val GT = QueryConditionOp("gt")
+        val LT = QueryConditionOp("lt")
+        val KNOWN = listOf(EQ, NE, GT, LT)
+
+        fun fromJson(json: JsonValue): QueryConditionOp = QueryConditionOp(json.asString())
+    }
+}
+
+/** An attribute filter: the attribute `key` compared with `value`. */
+data class QueryCondition(
+    val key: String,
+    val op: QueryConditionOp,
+    val value: JsonValue,
+    val additional: Map<String, JsonValue> = emptyMap(),
+) {
+    fun toJson(): JsonValue {
+        val fields = LinkedHashMap<String, JsonValue>()
+        fields["key"] = key.toJson()
+        fields["op"] = op.toJson()
+        fields["value"] = value
+        fields.putAll(additional)
+        return JsonObject(fields)
+    }
+
+    companion object {
+        private val KNOWN = setOf<String>("key", "op", "value")
+
+        fun fromJson(json: JsonValue): QueryCondition {
+            val obj = json.asObject()
+            return QueryCondition(
+                key = obj.required("key").asString(),
+                op = QueryConditionOp.fromJson(obj.required("op")),
+                value = obj.required("value"),
+                additional = obj.fields.filterKeys { it !in KNOWN },
+            )
+        }
+    }
+}
+
+data class QueryTracesRequest(
+    val attributeFilters: List<QueryCondition>? = null,
+    val limit: Long? = null,
+    val offset: Long? = null,
+    val orderBy: List<String>? = null,
+    val additional: Map<String, JsonValue> = emptyMap(),
+) {
+    fun toJson(): JsonValue {
+        val fields = LinkedHashMap<String, JsonValue>()
+        attributeFilters?.let { fields["attribute_filters"] = it.toJson { item -> item.toJson() } }
+        limit?.let { fields["limit"] = it.toJson() }
+        offset?.let { fields["offset"] = it.toJson() }
+        orderBy?.let { fields["order_by"] = it.toJson { item -> item.toJson() } }
+        fields.putAll(additional)
+        return JsonObject(fields)
+    }
+
+    companion object {
+        private val KNOWN = setOf<String>("attribute_filters", "limit", "offset", "order_by")
+
+        fun fromJson(json: JsonValue): QueryTracesRequest {
+            val obj = json.asObject()
+            return QueryTracesRequest(
+                attributeFilters = obj.optional("attribute_filters")?.let { it.asList().map { item -> QueryCondition.fromJson(item) } },
+                limit = obj.optional("limit")?.let { it.asLong() },
+                offset = obj.optional("offset")?.let { it.asLong() },
+                orderBy = obj.optional("order_by")?.let { it.asList().map { item -> item.asString() } },
+                additional = obj.fields.filterKeys { it !in KNOWN },
+            )
+        }
+    }
+}
+
+data class QueryTracesResponse(
+    val data: List<Trace>,
+    val additional: Map<String, JsonValue> = emptyMap(),
+) {
+    fun toJson(): JsonValue {
+        val fields = LinkedHashMap<String, JsonValue>()
+        fields["data"] = data.toJson { item -> item.toJson() }
+        fields.putAll(additional)
+        return JsonObject(fields)
+    }
+
+    companion object {
+        private val KNOWN = setOf<String>("data")
+
+        fun fromJson(json: JsonValue): QueryTracesResponse {
+            val obj = json.asObject()
+            return QueryTracesResponse(
+                data = obj.required("data").asList().map { item -> Trace.fromJson(item) },
+                additional = obj.fields.filterKeys { it !in KNOWN },
+            )
+        }
+    }
+}
+
+data class QuerySpansRequest(
+    val attributeFilters: List<QueryCondition>,
+    val attributesToReturn: List<String>,
+    val maxDepth: Long? = null,
+    val additional: Map<String, JsonValue> = emptyMap(),
+) {
+    fun toJson(): JsonValue {
+        val fields = LinkedHashMap<String, JsonValue>()
+        fields["attribute_filters"] = attributeFilters.toJson { item -> item.toJson() }
+        fields["attributes_to_return"] = attributesToReturn.toJson { item -> item.toJson() }
+        maxDepth?.let { fields["max_depth"] = it.toJson() }
+        fields.putAll(additional)
+        return JsonObject(fields)
+    }
+
+    companion object {
+        private val KNOWN = setOf<String>("attribute_filters", "attributes_to_return", "max_depth")
+
+        fun fromJson(json: JsonValue): QuerySpansRequest {
+            val obj = json.asObject()
+            return QuerySpansRequest(
+                attributeFilters = obj.required("attribute_filters").asList().map { item -> QueryCondition.fromJson(item) },
+                attributesToReturn = obj.required("attributes_to_return").asList().map { item -> item.asString() },
+                maxDepth = obj.optional("max_depth")?.let { it.asLong() },
+                additional = obj.fields.filterKeys { it !in KNOWN },
+            )
+        }
+    }
+}
+
+data class QuerySpansResponse(
+    val data: List<Span>,
+    val additional: Map<String, JsonValue> = emptyMap(),
+) {
+    fun toJson(): JsonValue {
+        val fields = LinkedHashMap<String, JsonValue>()
+        fields["data"] = data.toJson { item -> item.toJson() }
+        fields.putAll(additional)
+        return JsonObject(fields)
+    }
+
+    companion object {
+        private val KNOWN = setOf<String>("data")
+
+        fun fromJson(json: JsonValue): QuerySpansResponse {
+            val obj = json.asObject()
+            return QuerySpansResponse(
+                data = obj.required("data").asList().map { item -> Span.fromJson(item) },
+                additional = obj.fields.filterKeys { it !in KNOWN },
+            )
+        }
+    }
+}
+
+data class GetSpanTreeBody(
+    val attributesToReturn: List<String>? = null,
+    val maxDepth: Long? = null,
+    val additional: Map<String, JsonValue> = emptyMap(),
+) {
+    fun toJson(): JsonValue {
+        val fields = LinkedHashMap<String, JsonValue>()
+        attributesToReturn?.let { fields["attributes_to_return"] = it.toJson { item -> item.toJson() } }
+        maxDepth?.let { fields["max_depth"] = it.toJson() }
+        fields.putAll(additional)
+        return JsonObject(fields)
+    }
+
+    companion object {
+        private val KNOWN = setOf<String>("attributes_to_return", "max_depth")
+
+        fun fromJson(json: JsonValue): GetSpanTreeBody {
+            val obj = json.asObject()
+            return GetSpanTreeBody(
+                attributesToReturn = obj.optional("attributes_to_return")?.let { it.asList().map { item -> item.asString() } },
+                maxDepth = obj.optional("max_depth")?.let { it.asLong() },
+                additional = obj.fields.filterKeys { it !in KNOWN },
+            )
+        }
+    }
+}
+
+data class QuerySpanTreeResponse(
+    val data: Map<String, JsonValue>,
+    val additional: Map<String, JsonValue> = emptyMap(),
+) {
+    fun toJson(): JsonValue {
+        val fields = LinkedHashMap<String, JsonValue>()
+        fields["data"] = data.toJson()
+        fields.putAll(additional)
+        return JsonObject(fields)
+    }
+
+    companion object {
+        private val KNOWN = setOf<String>("data")
+
+        fun fromJson(json: JsonValue): QuerySpanTreeResponse {
+            val obj = json.asObject()
+            return QuerySpanTreeResponse(
+                data = obj.required("data").asMap(),
+                additional = obj.fields.filterKeys { it !in KNOWN },
+            )
+        }
+    }
+}
+
+@JvmInline
+value class LogSeverity(val value: String) {
+    fun toJson(): JsonValue = JsonString(value)
+
+    override fun toString(): String = value
+
+    companion object {
+        val VERBOSE = LogSeverity("verbose")
+        val DEBUG = LogSeverity("debug")
+        val INFO = LogSeverity("info")
+        val WARN = LogSeverity("warn")
+        val ERROR = LogSeverity("error")
+        val CRITICAL = LogSeverity("critical")
+        val KNOWN = listOf(VERBOSE, DEBUG, INFO, WARN, ERROR, CRITICAL)
+
+        fun fromJson(json: JsonValue): LogSeverity = LogSeverity(json.asString())
+    }
+}
+
+data class UnstructuredLogEvent(
+    val traceId: String,
+    val spanId: String,
+    val timestamp: String,
+    val attributes: Map<String, JsonValue>? = null,
+    val type: String = "unstructured_log",
+    val message: String,
+    val severity: LogSeverity,
+    val additional: Map<String, JsonValue> = emptyMap(),
+) : Event {
+    override fun toJson(): JsonValue {
+        val fields = LinkedHashMap<String, JsonValue>()
+        fields["trace_id"] = traceId.toJson()
+        fields["span_id"] = spanId.toJson()
+        fields["timestamp"] = timestamp.toJson()
+        attributes?.let { fields["attributes"] = it.toJson() }
+        fields["type"] = type.toJson()
+        fields["message"] = message.toJson()
+        fields["severity"] = severity.toJson()
+        fields.putAll(additional)
+        return JsonObject(fields)
+    }
+
+    companion object {
+        private val KNOWN = setOf<String>("trace_id", "span_id", "timestamp", "attributes", "type", "message", "severity")
+
+        fun fromJson(json: JsonValue): UnstructuredLogEvent {
+            val obj = json.asObject()
+            if (obj.optional("type")?.asString().let { it != null && it != "unstructured_log" }) {
+                throw JsonException("UnstructuredLogEvent: type is not unstructured_log")
+            }
+            return UnstructuredLogEvent(
+                traceId = obj.required("trace_id").asString(),
+                spanId = obj.required("span_id").asString(),
+                timestamp = obj.required("timestamp").asString(),
+                attributes = obj.optional("attributes")?.let { it.asMap() },
+                message = obj.required("message").asString(),
+                severity = LogSeverity.fromJson(obj.required("severity")),
+                additional = obj.fields.filterKeys { it !in KNOWN },
+            )
+        }
+    }
+}
+
+data class MetricEvent(
+    val traceId: String,
+    val spanId: String,
+    val timestamp: String,
+    val attributes: Map<String, JsonValue>? = null,
+    val type: String = "metric",
+    val metric: String,
+    val value: Double,
+    val unit: String,
+    val additional: Map<String, JsonValue> = emptyMap(),
+) : Event {
+    override fun toJson(): JsonValue {
+        val fields = LinkedHashMap<String, JsonValue>()
+        fields["trace_id"] = traceId.toJson()
+        fields["span_id"] = spanId.toJson()
+        fields["timestamp"] = timestamp.toJson()
+        attributes?.let { fields["attributes"] = it.toJson() }
+        fields["type"] = type.toJson()
+        fields["metric"] = metric.toJson()
+        fields["value"] = value.toJson()
+        fields["unit"] = unit.toJson()
+        fields.putAll(additional)
+        return JsonObject(fields)
+    }
+
+    companion object {
+        private val KNOWN = setOf<String>("trace_id", "span_id", "timestamp", "attributes", "type", "metric", "value", "unit")
+
+        fun fromJson(json: JsonValue): MetricEvent {
+            val obj = json.asObject()
+            if (obj.optional("type")?.asString().let { it != null && it != "metric" }) {
+                throw JsonException("MetricEvent: type is not metric")
+            }
+            return MetricEvent(
+                traceId = obj.required("trace_id").asString(),
+                spanId = obj.required("span_id").asString(),
+                timestamp = obj.required("timestamp").asString(),
+                attributes = obj.optional("attributes")?.let { it.asMap() },
+                metric = obj.required("metric").asString(),
+                value = obj.required("value").asDouble(),
+                unit = obj.required("unit").asString(),
+                additional = obj.fields.filterKeys { it !in KNOWN },
+            )
+        }
+    }
+}
+
+data class SpanStartPayload(
+    val type: String = "span_start",
+    val name: String,
+    val parentSpanId: String? = null,
+    val additional: Map<String, JsonValue> = emptyMap(),
+) : StructuredLogPayload {
+    override fun toJson(): JsonValue {
+        val fields = LinkedHashMap<String, JsonValue>()
+        fields["type"] = type.toJson()
+        fields["name"] = name.toJson()
+        parentSpanId?.let { fields["parent_span_id"] = it.toJson() }
+        fields.putAll(additional)
+        return JsonObject(fields)
+    }
+
+    companion object {
+        private val KNOWN = setOf<String>("type", "name", "parent_span_id")
+
+        fun fromJson(json: JsonValue): SpanStartPayload {
+            val obj = json.asObject()
+            if (obj.optional("type")?.asString().let { it != null && it != "span_start" }) {
+                throw JsonException("SpanStartPayload: type is not span_start")
+            }
+            return SpanStartPayload(
+                name = obj.required("name").asString(),
+                parentSpanId = obj.optional("parent_span_id")?.let { it.asString() },
+                additional = obj.fields.filterKeys { it !in KNOWN },
+            )
+        }
+    }
+}
+
+data class SpanEndPayload(
+    val type: String = "span_end",
+    val status: SpanStatus,
+    val additional: Map<String, JsonValue> = emptyMap(),
+) : StructuredLogPayload {
+    override fun toJson(): JsonValue {
+        val fields = LinkedHashMap<String, JsonValue>()
+        fields["type"] = type.toJson()
+        fields["status"] = status.toJson()
+        fields.putAll(additional)
+        return JsonObject(fields)
+    }
+
+    companion object {
+        private val KNOWN = setOf<String>("type", "status")
+
+        fun fromJson(json: JsonValue): SpanEndPayload {
+            val obj = json.asObject()
+            if (obj.optional("type")?.asString().let { it != null && it != "span_end" }) {
+                throw JsonException("SpanEndPayload: type is not span_end")
+            }
+            return SpanEndPayload(
+                status = SpanStatus.fromJson(obj.required("status")),
+                additional = obj.fields.filterKeys { it !in KNOWN },
+            )
+        }
+    }
+}
+
+sealed interface StructuredLogPayload {
+    fun toJson(): JsonValue
+
+    companion object {
+        fun fromJson(json: JsonValue): StructuredLogPayload {
+            val failures = mutableListOf<String>()
+            try { return SpanStartPayload.fromJson(json) } catch (e: RuntimeException) { failures.add(e.message ?: "") }
+            try { return SpanEndPayload.fromJson(json) } catch (e: RuntimeException) { failures.add(e.message ?: "") }
+            throw JsonException("no variant of StructuredLogPayload fits: " + failures.joinToString("; "))
+        }
+    }
+}
+
+data class StructuredLogEvent(
+    val traceId: String,
+    val spanId: String,
+    val timestamp: String,
+    val attributes: Map<String, JsonValue>? = null,
+    val type: String = "structured_log",
+    val payload: StructuredLogPayload,
+    val additional: Map<String, JsonValue> = emptyMap(),
+) : Event {
+    override fun toJson(): JsonValue {
+        val fields = LinkedHashMap<String, JsonValue>()
+        fields["trace_id"] = traceId.toJson()
+        fields["span_id"] = spanId.toJson()
+        fields["timestamp"] = timestamp.toJson()
+        attributes?.let { fields["attributes"] = it.toJson() }
+        fields["type"] = type.toJson()
+        fields["payload"] = payload.toJson()
+        fields.putAll(additional)
+        return JsonObject(fields)
+    }
+
+    companion object {
+        private val KNOWN = setOf<String>("trace_id", "span_id", "timestamp", "attributes", "type", "payload")
+
+        fun fromJson(json: JsonValue): StructuredLogEvent {
+            val obj = json.asObject()
+            if (obj.optional("type")?.asString().let { it != null && it != "structured_log" }) {
+                throw JsonException("StructuredLogEvent: type is not structured_log")
+            }
+            return StructuredLogEvent(
+                traceId = obj.required("trace_id").asString(),
+                spanId = obj.required("span_id").asString(),
+                timestamp = obj.required("timestamp").asString(),
+                attributes = obj.optional("attributes")?.let { it.asMap() },
+                payload = StructuredLogPayload.fromJson(obj.required("payload")),
+                additional = obj.fields.filterKeys { it !in KNOWN },
+            )
+        }
+    }
+}
+
+sealed interface Event {
+    fun toJson(): JsonValue
+
+    companion object {
+        fun fromJson(json: JsonValue): Event {
+            val failures = mutableListOf<String>()
+            try { return UnstructuredLogEvent.fromJson(json) } catch (e: RuntimeException) { failures.add(e.message ?: "") }
+            try { return MetricEvent.fromJson(json) } catch (e: RuntimeException) { failures.add(e.message ?: "") }
+            try { return StructuredLogEvent.fromJson(json) } catch (e: RuntimeException) { failures.add(e.message ?: "") }
+            throw JsonException("no variant of Event fits: " + failures.joinToString("; "))
+        }
+    }
+}
+
+data class LogEventRequest(
+    val event: Event,
+    val ttlSeconds: Long? = null,
+    val additional: Map<String, JsonValue> = emptyMap(),
+) {
+    fun toJson(): JsonValue {
+        val fields = LinkedHashMap<String, JsonValue>()
+        fields["event"] = event.toJson()
+        ttlSeconds?.let { fields["ttl_seconds"] = it.toJson() }
+        fields.putAll(additional)
+        return JsonObject(fields)
+    }
+
+    companion object {
+        private val KNOWN = setOf<String>("event", "ttl_seconds")
+
+        fun fromJson(json: JsonValue): LogEventRequest {
+            val obj = json.asObject()
+            return LogEventRequest(
+                event = Event.fromJson(obj.required("event")),
+                ttlSeconds = obj.optional("ttl_seconds")?.let { it.asLong() },
+                additional = obj.fields.filterKeys { it !in KNOWN },
+            )
+        }
+    }
+}
+
+data class SaveSpansToDatasetRequest(
+    val attributeFilters: List<QueryCondition>,
+    val attributesToSave: List<String>,
+    val datasetId: String,
+    val maxDepth: Long? = null,
+    val additional: Map<String, JsonValue> = emptyMap(),
+) {
+    fun toJson(): JsonValue {
+        val fields = LinkedHashMap<String, JsonValue>()
+        fields["attribute_filters"] = attributeFilters.toJson { item -> item.toJson() }
+        fields["attributes_to_save"] = attributesToSave.toJson { item -> item.toJson() }
+        fields["dataset_id"] = datasetId.toJson()
+        maxDepth?.let { fields["max_depth"] = it.toJson() }
+        fields.putAll(additional)
+        return JsonObject(fields)
+    }
+
+    companion object {
+        private val KNOWN = setOf<String>("attribute_filters", "attributes_to_save", "dataset_id", "max_depth")
+
+        fun fromJson(json: JsonValue): SaveSpansToDatasetRequest {
+            val obj = json.asObject()
+            return SaveSpansToDatasetRequest(
+                attributeFilters = obj.required("attribute_filters").asList().map { item -> QueryCondition.fromJson(item) },
+                attributesToSave = obj.required("attributes_to_save").asList().map { item -> item.asString() },
+                datasetId = obj.required("dataset_id").asString(),
+                maxDepth = obj.optional("max_depth")?.let { it.asLong() },
+                additional = obj.fields.filterKeys { it !in KNOWN },
+            )
+        }
+    }
+}
+
+@JvmInline
+value class MetricQueryType(val value: String) {
+    fun toJson(): JsonValue = JsonString(value)
+
+    override fun toString(): String = value
+
+    companion object {
+        val RANGE = MetricQueryType("range")
+        val INSTANT = MetricQueryType("instant")
+        val KNOWN = listOf(RANGE, INSTANT)
+
+        fun fromJson(json: JsonValue): MetricQueryType = MetricQueryType(json.asString())
+    }
+}
+
+@JvmInline
+value class MetricLabelOperator(val value: String) {
+    fun toJson(): JsonValue = JsonString(value)
+
+    override fun toString(): String = value
+
+    companion object {
+        val EMPTY = MetricLabelOperator("=")
+        val EMPTY = MetricLabelOperator("!=")
+        val EMPTY = MetricLabelOperator("=~")
+        val EMPTY = MetricLabelOperator("!~")
+        val KNOWN = listOf(EMPTY, EMPTY, EMPTY, EMPTY)
+
+        fun fromJson(json: JsonValue): MetricLabelOperator = MetricLabelOperator(json.asString())
+    }
+}
+
+data class MetricLabelMatcher(
+    val name: String,
+    val value: String,
+    val operator: MetricLabelOperator? = null,
+    val additional: Map<String, JsonValue> = emptyMap(),
+) {
+    fun toJson(): JsonValue {
+        val fields = LinkedHashMap<String, JsonValue>()
+        fields["name"] = name.toJson()
+        fields["value"] = value.toJson()
+        operator?.let { fields["operator"] = it.toJson() }
+        fields.putAll(additional)
+        return JsonObject(fields)
+    }
+
+    companion object {
+        private val KNOWN = setOf<String>("name", "value", "operator")
+
+        fun fromJson(json: JsonValue): MetricLabelMatcher {
+            val obj = json.asObject()
+            return MetricLabelMatcher(
+                name = obj.required("name").asString(),
+                value = obj.required("value").asString(),
+                operator = obj.optional("operator")?.let { MetricLabelOperator.fromJson(it) },
+                additional = obj.fields.filterKeys { it !in KNOWN },
+            )
+        }
+    }
+}
+
+data class QueryMetricsBody(
+    val startTime: Long,
+    val endTime: Long? = null,
+    val granularity: String? = null,
+    val queryType: MetricQueryType? = null,
+    val labelMatchers: List<MetricLabelMatcher>? = null,
+    val additional: Map<String, JsonValue> = emptyMap(),
+) {
+    fun toJson(): JsonValue {
+        val fields = LinkedHashMap<String, JsonValue>()
+        fields["start_time"] = startTime.toJson()
+        endTime?.let { fields["end_time"] = it.toJson() }
+        granularity?.let { fields["granularity"] = it.toJson() }
+        queryType?.let { fields["query_type"] = it.toJson() }
+        labelMatchers?.let { fields["label_matchers"] = it.toJson { item -> item.toJson() } }
+        fields.putAll(additional)
+        return JsonObject(fields)
+    }
+
+    companion object {
+        private val KNOWN = setOf<String>("start_time", "end_time", "granularity", "query_type", "label_matchers")
+
+        fun fromJson(json: JsonValue): QueryMetricsBody {
+            val obj = json.asObject()
+            return QueryMetricsBody(
+                startTime = obj.required("start_time").asLong(),
+                endTime = obj.optional("end_time")?.let { it.asLong() },
+                granularity = obj.optional("granularity")?.let { it.asString() },
+                queryType = obj.optional("query_type")?.let { MetricQueryType.fromJson(it) },
+                labelMatchers = obj.optional("label_matchers")?.let { it.asList().map { item -> MetricLabelMatcher.fromJson(item) } },
+                additional = obj.fields.filterKeys { it !in KNOWN },
+            )
+        }
+    }
+}
+
+data class MetricLabel(
+    val name: String,
+    val value: String,
+    val additional: Map<String, JsonValue> = emptyMap(),
+) {
+    fun toJson(): JsonValue {
+        val fields = LinkedHashMap<String, JsonValue>()
+        fields["name"] = name.toJson()
+        fields["value"] = value.toJson()
+        fields.putAll(additional)
+        return JsonObject(fields)
+    }
+
+    companion object {
+        private val KNOWN = setOf<String>("name", "value")
+
+        fun fromJson(json: JsonValue): MetricLabel {
+            val obj = json.asObject()
+            return MetricLabel(
+                name = obj.required("name").asString(),
+                value = obj.required("value").asString(),
+                additional = obj.fields.filterKeys { it !in KNOWN },
+            )
+        }
+    }
+}
+
+data class MetricDataPoint(
+    val timestamp: Long,
+    val value: Double,
+    val unit: String,
+    val additional: Map<String, JsonValue> = emptyMap(),
+) {
+    fun toJson(): JsonValue {
+        val fields = LinkedHashMap<String, JsonValue>()
+        fields["timestamp"] = timestamp.toJson()
+        fields["value"] = value.toJson()
+        fields["unit"] = unit.toJson()
+        fields.putAll(additional)
+        return JsonObject(fields)
+    }
+
+    companion object {
+        private val KNOWN = setOf<String>("timestamp", "value", "unit")
+
+        fun fromJson(json: JsonValue): MetricDataPoint {
+            val obj = json.asObject()
+            return MetricDataPoint(
+                timestamp = obj.required("timestamp").asLong(),
+                value = obj.required("value").asDouble(),
+                unit = obj.required("unit").asString(),
+                additional = obj.fields.filterKeys { it !in KNOWN },
+            )
+        }
+    }
+}
+
+data class MetricSeries(
+    val metric: String,
+    val labels: List<MetricLabel>,
+    val values: List<MetricDataPoint>,
+    val additional: Map<String, JsonValue> = emptyMap(),
+) {
+    fun toJson(): JsonValue {
+        val fields = LinkedHashMap<String, JsonValue>()
+        fields["metric"] = metric.toJson()
+        fields["labels"] = labels.toJson { item -> item.toJson() }
+        fields["values"] = values.toJson { item -> item.toJson() }
+        fields.putAll(additional)
+        return JsonObject(fields)
+    }
+
+    companion object {
+        private val KNOWN = setOf<String>("metric", "labels", "values")
+
+        fun fromJson(json: JsonValue): MetricSeries {
+            val obj = json.asObject()
+            return MetricSeries(
+                metric = obj.required("metric").asString(),
+                labels = obj.required("labels").asList().map { item -> MetricLabel.fromJson(item) },
+                values = obj.required("values").asList().map { item -> MetricDataPoint.fromJson(item) },
+                additional = obj.fields.filterKeys { it !in KNOWN },
+            )
+        }
+    }
+}
+
+data class QueryMetricsResponse(
+    val data: List<MetricSeries>,
+    val additional: Map<String, JsonValue> = emptyMap(),
+) {
+    fun toJson(): JsonValue {
+        val fields = LinkedHashMap<String, JsonValue>()
+        fields["data"] = data.toJson { item -> item.toJson() }
+        fields.putAll(additional)
+        return JsonObject(fields)
+    }
+
+    companion object {
+        private val KNOWN = setOf<String>("data")
+
+        fun fromJson(json: JsonValue): QueryMetricsResponse {
+            val obj = json.asObject()
+            return QueryMetricsResponse(
+                data = obj.required("data").asList().map { item -> MetricSeries.fromJson(item) },
+                additional = obj.fields.filterKeys { it !in KNOWN },
+            )
+        }
+    }
+}
+
