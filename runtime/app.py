@@ -106,7 +106,7 @@ async def prometheus_metrics(request: web.Request) -> web.Response:
 
 
 # APIs Llama Stack 0.7 no longer serves: whoever calls them uses an older client, by definition.
-PRE_0_7_TAGS = frozenset({"Agents", "ToolGroups", "ToolRuntime"})
+PRE_0_7_TAGS = frozenset({"Agents", "ToolGroups", "ToolRuntime", "Telemetry"})
 
 
 def _older_clients_routes() -> frozenset[str]:

@@ -27,6 +27,7 @@ from pocketstack.apis.safety import SafetyApi
 from pocketstack.apis.scoring.api import ScoringApi
 from pocketstack.apis.scoring.functions import ScoringFunctionsApi
 from pocketstack.apis.shields import ShieldsApi
+from pocketstack.apis.telemetry.api import TelemetryApi
 from pocketstack.apis.tools import ToolsApi
 from pocketstack.apis.vector_io.api import VectorIOApi
 from pocketstack.core.stack import Stack
@@ -110,5 +111,6 @@ async def assemble(stack: Stack, served_tags: frozenset[str]) -> dict[str, Handl
         benchmarks=benchmarks,
         eval=evaluation,
         batches=batches,
+        telemetry=TelemetryApi(stack, datasets, datasets),
     )
     return handlers(apis)

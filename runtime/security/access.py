@@ -65,6 +65,8 @@ EVAL_JOB = Kind("sql_record::eval_jobs", "eval job")
 # them one like its other records, named as AuthorizedSqlStore would name the table.
 PROMPT = Kind("sql_record::prompts", "prompt")
 BATCH = Kind("sql_record::batches", "batch")
+# Recorded spans (the Telemetry API): a trace is its requester's, as AuthorizedSqlStore would name the table.
+TRACE = Kind("sql_record::spans", "trace")
 
 
 @dataclass(frozen=True)

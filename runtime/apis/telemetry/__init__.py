@@ -1,0 +1,1 @@
+"""The Telemetry API: traces and spans read back from the local store (api), metrics derived from them (metrics)."""
