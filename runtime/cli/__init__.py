@@ -1,4 +1,4 @@
-"""`pocketstack run | providers | models | keys | eval | version`: the command line, around the same create_app."""
+"""`pocketstack run | providers | models | keys | eval | traces | version`: the command line, around create_app."""
 
 from __future__ import annotations
 
@@ -248,6 +248,14 @@ def _eval_run(args: argparse.Namespace) -> int:
     return asyncio.run(eval_run(args, lambda: _load(args.target), serve))
 
 
+def _traces(args: argparse.Namespace) -> int:
+    from pocketstack.cli.traces import traces
+
+    if args.home is not None:
+        os.environ["POCKETSTACK_HOME"] = str(args.home)  # the config's paths follow it
+    return traces(args, lambda: _load(args.target))
+
+
 def _version(args: argparse.Namespace) -> int:
     print(f"pocketstack {__version__} (Llama Stack API {LLAMA_STACK_VERSION})")
     return 0
@@ -316,6 +324,15 @@ def parser() -> argparse.ArgumentParser:
     runner.add_argument("--api-key", default=os.environ.get("POCKETSTACK_API_KEY"), help="for a server with auth")
     runner.add_argument("--config", dest="target", help=target_help)
     runner.set_defaults(handler=_eval_run)
+
+    traced = commands.add_parser("traces", help="the last requests as trees of spans with their durations")
+    traced.add_argument("--limit", type=int, default=10, help="how many traces, newest first (default 10)")
+    traced.add_argument("--trace", metavar="ID", help="one trace, whole")
+    traced.add_argument("--home", type=Path, help="the state folder to read (default: $POCKETSTACK_HOME)")
+    traced.add_argument("--config", dest="target", help=target_help)
+    traced.add_argument("--url", help="ask a running server instead of reading the local store")
+    traced.add_argument("--api-key", default=os.environ.get("POCKETSTACK_API_KEY"), help="for a server with auth")
+    traced.set_defaults(handler=_traces)
 
     version = commands.add_parser("version", help="print the version")
     version.set_defaults(handler=_version)

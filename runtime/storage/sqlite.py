@@ -100,3 +100,15 @@ def open_database(path: Path) -> Database:
             f"cannot open the state database {path}: {exc}. Set POCKETSTACK_HOME to a folder you can write to."
         ) from exc
     return Database(connection, path)
+
+
+def open_database_readonly(path: Path) -> Database:
+    """Open an existing database to read it, as it is (no migration, no lock): a server may be writing to it
+    (WAL lets readers in beside one writer). StartupError when it cannot be read."""
+    try:
+        connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False)
+        connection.row_factory = sqlite3.Row
+        connection.execute("PRAGMA busy_timeout = 5000")
+    except sqlite3.Error as exc:
+        raise StartupError(f"cannot read the state database {path}: {exc}") from exc
+    return Database(connection, path)

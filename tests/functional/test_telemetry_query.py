@@ -119,7 +119,7 @@ async def test_each_user_sees_their_own(server: TestClient[Any, Any]) -> None:
     await alice.hidden("GET", f"/v1/telemetry/traces/{trace}", trace, missing_trace)
     await alice.hidden("GET", f"/v1/telemetry/traces/{trace}/spans/{span}", span, missing_span)
     await alice.hidden("POST", f"/v1/telemetry/spans/{span}/tree", span, missing_span, {})
-    everything = {"attribute_filters": [], "attributes_to_return": []}
+    everything: dict[str, list[str]] = {"attribute_filters": [], "attributes_to_return": []}
     assert {s["trace_id"] for s in (await alice.ok("POST", "/v1/telemetry/spans", everything))["data"]} == {
         alices[0].trace_id
     }
@@ -259,13 +259,8 @@ async def test_metrics_in_buckets(server: TestClient[Any, Any]) -> None:
     not_a = await query("completion_tokens", label_matchers=[{"name": "model_id", "value": "m/a", "operator": "!="}])
     assert by_label(not_a, "model_id") == {"m/b": [(int(NOW) - 1, 4.0)]}
     usage = await query("gen_ai.client.token.usage", query_type="instant", end_time=int(NOW) + 100)
-    totals = {
-        (
-            dict((l["name"], l["value"]) for l in s["labels"])["gen_ai.token.type"],
-            dict((l["name"], l["value"]) for l in s["labels"])["model_id"],
-        ): s["values"][0]["value"]
-        for s in usage
-    }
+    labelled = [({label["name"]: label["value"] for label in s["labels"]}, s["values"][0]["value"]) for s in usage]
+    totals = {(labels["gen_ai.token.type"], labels["model_id"]): value for labels, value in labelled}
     assert totals == {("input", "m/a"): 30.0, ("output", "m/a"): 3.0, ("input", "m/b"): 40.0, ("output", "m/b"): 4.0}
     assert usage[0]["values"][0]["timestamp"] == int(NOW) + 100 and usage[0]["values"][0]["unit"] == "{token}"
 
