@@ -289,3 +289,18 @@ async def test_a_0_7_client_may_call_the_0_2_routes(server: TestClient[Any, Any]
     headers = {"X-LlamaStack-Client-Version": LLAMA_STACK_VERSION, **credentials("alice")}
     async with server.get("/v1/telemetry/traces", headers=headers) as answer:
         assert answer.status == 200
+
+
+async def test_the_servers_own_spans_read_back(aiohttp_client: Callable[..., Any]) -> None:
+    """Done means: a user's last requests, each step with its duration, from GET /v1/telemetry/traces."""
+    app = with_test_users(create_app(edge_with()))
+    server: TestClient[Any, Any] = await aiohttp_client(app)
+    alice, bob = As(server, "alice"), As(server, "bob")
+    await alice.ok("GET", "/v1/models")
+    await bob.ok("GET", "/v1/prompts")
+    await asyncio.to_thread(app[STACK].telemetry.flush)
+    traces = (await alice.ok("GET", "/v1/telemetry/traces"))["data"]
+    assert [t["name"] for t in traces] == ["GET /v1/models"]
+    spans = traces[0]["spans"]
+    assert [s["name"] for s in spans[:2]] == ["GET /v1/models", "Models.openai_list_models"]
+    assert spans[1]["parent_span_id"] == spans[0]["span_id"] and traces[0]["duration_ms"] > 0
