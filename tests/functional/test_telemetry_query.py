@@ -298,7 +298,9 @@ async def test_the_servers_own_spans_read_back(aiohttp_client: Callable[..., Any
     alice, bob = As(server, "alice"), As(server, "bob")
     await alice.ok("GET", "/v1/models")
     await bob.ok("GET", "/v1/prompts")
-    await asyncio.to_thread(app[STACK].telemetry.flush)
+    telemetry = app[STACK].telemetry
+    assert telemetry is not None
+    await asyncio.to_thread(telemetry.flush)
     traces = (await alice.ok("GET", "/v1/telemetry/traces"))["data"]
     assert [t["name"] for t in traces] == ["GET /v1/models"]
     spans = traces[0]["spans"]
