@@ -15,7 +15,7 @@ from pocketstack_client.models import ApiFilter, Error, ListRoutesResponse
 
 from pocketstack import LLAMA_STACK_VERSION, __version__
 from pocketstack.apis.providers import redact
-from pocketstack.app import READINESS
+from pocketstack.app import METRICS_PATH, READINESS
 from tests.support.config import REPO
 
 SPEC = yaml.safe_load((REPO / "spec" / "openapi.yaml").read_text())
@@ -64,7 +64,8 @@ async def test_every_operation_of_the_spec_has_a_handler(client: TestClient[Any,
         for route in client.app.router.routes()
         if route.method != "HEAD" and route.resource is not None
     }
-    assert served == SPEC_OPERATIONS
+    # Beside them, one route outside the API: Prometheus' scrape path (text exposition, not JSON).
+    assert served == SPEC_OPERATIONS | {("GET", METRICS_PATH)}
 
 
 async def test_inspect_routes_lists_the_spec(client: TestClient[Any, Any]) -> None:
