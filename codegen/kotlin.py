@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from codegen.schemas import Schema, SchemaTable
+from codegen.schemas import Schema, SchemaTable, spelled
 from codegen.spec import Operation, Spec
 
 PACKAGE = "pocketstack.client"
@@ -46,7 +46,7 @@ def ident(name: str) -> str:
 
 
 def constant(value: str) -> str:
-    text = re.sub(r"[^0-9A-Za-z]+", "_", value).strip("_").upper() or "EMPTY"
+    text = re.sub(r"[^0-9A-Za-z]+", "_", spelled(value)).strip("_").upper() or "EMPTY"
     return f"V_{text}" if text[0].isdigit() else text
 
 

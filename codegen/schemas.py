@@ -8,6 +8,17 @@ from typing import Any
 Schema = dict[str, Any]
 
 
+_SYMBOL_WORDS = {"=": "eq", "!": "not", "~": "match", "<": "lt", ">": "gt", "+": "plus", "-": "minus", "*": "star"}
+
+
+def spelled(value: str) -> str:
+    """An enum value made only of symbols ("!=", "=~") in words ("not eq", "eq match"), so the SDKs'
+    constants named after values stay distinct; any other value unchanged."""
+    if any(ch.isalnum() for ch in value):
+        return value
+    return " ".join(_SYMBOL_WORDS.get(ch, "") for ch in value).strip()
+
+
 def ref_name(schema: Schema) -> str:
     return str(schema.get("$ref", "")).rsplit("/", 1)[-1]
 

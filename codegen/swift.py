@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from codegen.schemas import Schema, SchemaTable, ref_name
+from codegen.schemas import Schema, SchemaTable, ref_name, spelled
 from codegen.spec import Operation, Spec
 
 TEMPLATES = Path(__file__).with_name("templates") / "swift"
@@ -178,7 +178,7 @@ def _enum(types: Types, name: str) -> list[str]:
         "",
     ]
     for value in types.schemas[name]["enum"]:
-        out.append(f'    public static let {ident(camel(str(value)))} = {swift}(rawValue: "{value}")')
+        out.append(f'    public static let {ident(camel(spelled(str(value))))} = {swift}(rawValue: "{value}")')
     out += ["}", ""]
     return out
 

@@ -108,3 +108,17 @@ def test_check_fails_after_a_spec_edit_without_regeneration(tmp_path: Path) -> N
     assert regenerated.returncode == 0, regenerated.stderr
     assert _codegen(copy, "--check").returncode == 0
     assert not stray.exists()
+
+
+def test_every_enum_value_gets_a_constant_of_its_own_in_the_kotlin_and_swift_sdks() -> None:
+    """Values spelled in symbols only ("=", "!=", "=~") once all became EMPTY / `value`: duplicates
+    that neither compiler accepts."""
+    from codegen import kotlin, swift
+    from codegen.schemas import spelled
+
+    schemas = load_spec(REPO / "spec" / "openapi.yaml").document["components"]["schemas"]
+    enums = {name: [str(v) for v in schema["enum"]] for name, schema in schemas.items() if "enum" in schema}
+    assert "MetricLabelOperator" in enums
+    for name, values in enums.items():
+        assert len({kotlin.constant(v) for v in values}) == len(set(values)), name
+        assert len({swift.camel(spelled(v)) for v in values}) == len(set(values)), name

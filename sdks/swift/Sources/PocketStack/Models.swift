@@ -7750,10 +7750,10 @@ public struct MetricLabelOperator: RawRepresentable, Codable, Hashable {
         try container.encode(rawValue)
     }
 
-    public static let value = MetricLabelOperator(rawValue: "=")
-    public static let value = MetricLabelOperator(rawValue: "!=")
-    public static let value = MetricLabelOperator(rawValue: "=~")
-    public static let value = MetricLabelOperator(rawValue: "!~")
+    public static let eq = MetricLabelOperator(rawValue: "=")
+    public static let notEq = MetricLabelOperator(rawValue: "!=")
+    public static let eqMatch = MetricLabelOperator(rawValue: "=~")
+    public static let notMatch = MetricLabelOperator(rawValue: "!~")
 }
 
 public struct MetricLabelMatcher: Codable, Equatable {

@@ -9070,11 +9070,11 @@ value class MetricLabelOperator(val value: String) {
     override fun toString(): String = value
 
     companion object {
-        val EMPTY = MetricLabelOperator("=")
-        val EMPTY = MetricLabelOperator("!=")
-        val EMPTY = MetricLabelOperator("=~")
-        val EMPTY = MetricLabelOperator("!~")
-        val KNOWN = listOf(EMPTY, EMPTY, EMPTY, EMPTY)
+        val EQ = MetricLabelOperator("=")
+        val NOT_EQ = MetricLabelOperator("!=")
+        val EQ_MATCH = MetricLabelOperator("=~")
+        val NOT_MATCH = MetricLabelOperator("!~")
+        val KNOWN = listOf(EQ, NOT_EQ, EQ_MATCH, NOT_MATCH)
 
         fun fromJson(json: JsonValue): MetricLabelOperator = MetricLabelOperator(json.asString())
     }
