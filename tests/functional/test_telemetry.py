@@ -69,6 +69,7 @@ def _request_count(text: str, route: str, status: str) -> float:
         for sample in family.samples:
             labels = sample.labels
             wanted = labels.get("http_route") == route and labels.get("http_response_status_code") == status
+            wanted = wanted and labels.get("http_request_method") == "GET"  # not an earlier test's CORS preflight
             if sample.name.endswith("_count") and wanted:
                 return sample.value
     return 0.0
