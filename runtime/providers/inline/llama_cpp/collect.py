@@ -6,21 +6,32 @@ from collections.abc import AsyncGenerator
 from contextlib import aclosing
 
 from pocketstack._generated import models
+from pocketstack.telemetry.serving import note_first_token
 from pocketstack.wire.chat_stream import ChatAssembler
 from pocketstack.wire.fields import given
 
 
 async def collect_chat(stream: AsyncGenerator[models.ChatCompletionChunk], identifier: str) -> models.ChatCompletion:
     assembler = ChatAssembler()
+    waiting = True  # for the first token
     async with aclosing(stream) as chunks:  # a cancelled request stops its generation at once
         async for chunk in chunks:
+            if waiting and any(given(c.delta.content) or given(c.delta.tool_calls) for c in chunk.choices):
+                note_first_token()  # the router's span and metrics: a time to first token for whole answers too
+                waiting = False
             assembler.add(chunk)
     return assembler.completion(identifier)
 
 
 async def collect_completion(stream: AsyncGenerator[models.Completion]) -> models.Completion:
+    collected: list[models.Completion] = []
+    waiting = True  # for the first token
     async with aclosing(stream) as chunks:
-        collected = [chunk async for chunk in chunks]
+        async for chunk in chunks:
+            if waiting and any(c.text for c in chunk.choices):
+                note_first_token()  # as collect_chat
+                waiting = False
+            collected.append(chunk)
     usage = next((c.usage for c in collected if not c.choices and given(c.usage) is not None), None)
     by_index: dict[int, list[models.CompletionChoice]] = {}
     for chunk in collected:

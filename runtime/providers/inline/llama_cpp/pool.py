@@ -16,10 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from opentelemetry import trace
+
 from pocketstack.errors import TooManyRequestsError
 from pocketstack.providers.inline.llama_cpp.prompt_cache import PromptCache
 from pocketstack.providers.priority import is_background
 from pocketstack.providers.threads import CallThreads
+from pocketstack.telemetry import serving
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -94,6 +97,7 @@ class Resident:
     lock: PriorityLock = field(default_factory=PriorityLock)
     last_used: float = field(default_factory=time.monotonic)
     prompt_cache: PromptCache | None = None  # chat models: reusable prompt state (prompt_cache.py)
+    memory_bytes: int = 0  # what the memory gauge reports (the loader's measure; the file size without one)
 
     @property
     def busy(self) -> bool:
@@ -108,12 +112,33 @@ class Resident:
 
 
 class ModelPool:
-    def __init__(self, loader: Callable[[ModelKey], Any], budget_bytes: int, max_waiting: int) -> None:
+    def __init__(
+        self,
+        loader: Callable[[ModelKey], Any],
+        budget_bytes: int,
+        max_waiting: int,
+        measure: Callable[[Any], int] | None = None,
+    ) -> None:
         self._loader = loader
+        self._measure = measure
         self._budget = budget_bytes
         self._max_waiting = max_waiting
         self._resident: dict[ModelKey, Resident] = {}
         self._loading: dict[ModelKey, asyncio.Task[Resident]] = {}
+        serving.queue_depth.add(self._queue_depths)
+        serving.models_loaded.add(self._loaded)
+        serving.model_memory.add(self._memory)
+
+    # -- what the gauges read (on the metrics collector's thread: plain reads, no locks taken) --
+
+    def _queue_depths(self) -> list[serving.Reading]:
+        return [(r.lock.waiting, {serving.MODEL: r.key.path.name}) for r in list(self._resident.values())]
+
+    def _loaded(self) -> list[serving.Reading]:
+        return [(1, {serving.MODEL: r.key.path.name}) for r in list(self._resident.values())]
+
+    def _memory(self) -> list[serving.Reading]:
+        return [(r.memory_bytes, {serving.MODEL: r.key.path.name}) for r in list(self._resident.values())]
 
     @property
     def resident(self) -> list[ModelKey]:
@@ -139,6 +164,7 @@ class ModelPool:
                 executor.shutdown(wait=False)
                 raise
             resident = Resident(key, llm, key.path.stat().st_size, executor)
+            resident.memory_bytes = self._measure(llm) if self._measure is not None else resident.size_bytes
             self._resident[key] = resident
             log.info("loaded %s in %.2f s", key.path.name, time.monotonic() - started)
             self._evict(keep=key)
@@ -164,7 +190,12 @@ class ModelPool:
         """Hold the model exclusively; 429 when too many interactive requests already wait for it.
 
         Background work (a batch) waits behind every interactive request; its own waiting is bounded
-        by the batch runner (one request per model at a time), not by the queue limit."""
+        by the batch runner (one request per model at a time), not by the queue limit.
+
+        The wait (loading the model included) goes to the `pocketstack.queue.wait` histogram, and on
+        the current span (the router's inference span) when there was one."""
+        started = time.perf_counter()
+        loaded = key in self._resident
         resident = await self._get(key)
         background = is_background()
         waiting = resident.lock.interactive_waiting
@@ -174,7 +205,16 @@ class ModelPool:
                 code="model_busy",
                 retry_after=1,
             )
+        queued = resident.lock.locked() or resident.lock.waiting > 0
         await resident.lock.acquire(background=background)
+        waited = time.perf_counter() - started
+        serving.queue_wait.record(waited, {serving.MODEL: key.path.name})
+        if queued or not loaded:
+            span = trace.get_current_span()
+            if span.is_recording():
+                span.set_attribute("pocketstack.queue.wait_s", waited)
+                if not loaded:
+                    span.set_attribute("pocketstack.model.loaded_now", True)  # this request waited for the load
         try:
             yield resident
         finally:
@@ -185,3 +225,6 @@ class ModelPool:
         for resident in self._resident.values():
             resident.close()
         self._resident.clear()
+        serving.queue_depth.remove(self._queue_depths)
+        serving.models_loaded.remove(self._loaded)
+        serving.model_memory.remove(self._memory)

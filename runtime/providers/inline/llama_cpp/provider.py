@@ -78,6 +78,23 @@ def _usage(outcomes: list[Outcome]) -> models.Usage:
     )
 
 
+def _memory_bytes(llm: Any) -> int:
+    """A loaded model's memory, read once at load for the `pocketstack.model.memory` gauge: its weights
+    (llama.cpp's own count) plus its KV cache at the loaded context, estimated from the GGUF's
+    dimensions at f16 (llama.cpp's default cache type): K and V, per layer, per position."""
+    weights = int(llm._model.size())
+    meta = llm.metadata
+    arch = meta.get("general.architecture", "")
+    try:
+        layers = int(meta[f"{arch}.block_count"])
+        heads = int(meta[f"{arch}.attention.head_count"])
+        kv_heads = int(meta.get(f"{arch}.attention.head_count_kv", heads))
+        width = int(meta[f"{arch}.embedding_length"]) // heads * kv_heads
+    except (KeyError, ValueError, ZeroDivisionError):  # an architecture that names them otherwise
+        return weights
+    return weights + 2 * layers * int(llm.n_ctx()) * width * 2
+
+
 def _reuses_prompt(request: models.ChatCompletionRequest | models.CompletionRequest) -> bool:
     """llama.cpp server's `cache_prompt` (an extra field, on by default): false evaluates the whole prompt."""
     value = (request.model_extra or {}).get("cache_prompt", True)
@@ -183,7 +200,7 @@ class LlamaCppProvider:
     def __init__(self, config: LlamaCppConfig, context: ProviderContext) -> None:
         self.config = config
         self.context = context
-        self.pool = ModelPool(self._load, config.memory_budget_mb * 1024 * 1024, config.max_waiting)
+        self.pool = ModelPool(self._load, config.memory_budget_mb * 1024 * 1024, config.max_waiting, _memory_bytes)
         self._stored: dict[str, StoredModel] = {}
 
     async def initialize(self) -> None:
