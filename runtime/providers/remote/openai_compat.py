@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any, TypeVar
 
 import aiohttp
+from opentelemetry import propagate
 from pydantic import BaseModel, ValidationError
 
 from pocketstack._generated import models
@@ -26,6 +27,7 @@ from pocketstack.errors import NotImplementedByProviderError, UpstreamError, Ups
 from pocketstack.providers.base import Health, ModelCheck, ProviderContext, ProviderModel, ServedModel
 from pocketstack.providers.remote.breaker import CircuitBreaker
 from pocketstack.providers.remote.config import OpenAICompatConfig, Quirks
+from pocketstack.telemetry import serving
 from pocketstack.web.context import provider_data
 from pocketstack.wire.fields import given
 
@@ -60,8 +62,14 @@ class OpenAICompatProvider:
         timeout = aiohttp.ClientTimeout(connect=self.config.connect_timeout_s, sock_read=self.config.read_timeout_s)
         self._session = aiohttp.ClientSession(timeout=timeout)
         self._probe = asyncio.create_task(self._probe_forever(), name=f"probe {self.context.provider_id}")
+        serving.breaker_state.add(self._breaker_state)
+
+    def _breaker_state(self) -> list[serving.Reading]:
+        state = serving.BREAKER_STATES[self.breaker.state]
+        return [(state, {serving.PROVIDER_ID: self.context.provider_id})]
 
     async def shutdown(self) -> None:
+        serving.breaker_state.remove(self._breaker_state)
         if self._probe is not None:
             self._probe.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -107,7 +115,11 @@ class OpenAICompatProvider:
         key = self.config.api_key
         if self.quirks.provider_data_key:
             key = provider_data.get().get(self.quirks.provider_data_key) or key
-        return {"Authorization": f"Bearer {key}"} if key else {}
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        # The trace goes on upstream: W3C `traceparent` of the current span (the router's inference span;
+        # nothing when no span records, as for the health probe).
+        propagate.inject(headers)
+        return headers
 
     @property
     def session(self) -> aiohttp.ClientSession:
