@@ -10,6 +10,7 @@ provider that served the request.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from pocketstack._generated import models, protocols
 from pocketstack.apis.inference import completion_guardrails as text_rails
 from pocketstack.apis.inference.completion_guardrails import choice_count, prompt_texts
 from pocketstack.apis.inference.guardrails import Guardrails, input_messages, with_redacted_input
+from pocketstack.apis.inference.telemetry import Attempt, Operation
 from pocketstack.apis.inference.verdicts import Guard, Outcome
 from pocketstack.apis.models import ModelsApi
 from pocketstack.core.stack import Stack
@@ -50,6 +52,7 @@ class Target:
     provider_id: str
     model: ServedModel
     provider: InferenceProvider
+    provider_type: str
 
 
 def _fallback_worthy(exc: PocketStackError) -> bool:
@@ -111,42 +114,59 @@ class InferenceApi(protocols.Inference):
                 log.warning("model %s names provider %s, which is not running", resource.identifier, provider_id)
                 continue
             served = ServedModel(resource.identifier, provider_model_id, actual, metadata)
-            targets.append(Target(provider_id, served, cast(InferenceProvider, instance.impl)))
+            provider = cast(InferenceProvider, instance.impl)
+            targets.append(Target(provider_id, served, provider, instance.config.provider_type))
         if not targets:
             raise ServiceUnavailableError(f"No provider of model '{resource.identifier}' is running.")
         return targets
 
-    async def _serve(self, targets: list[Target], call: Callable[[Target], Awaitable[T]]) -> tuple[T, str]:
+    async def _serve(
+        self, targets: list[Target], call: Callable[[Target], Awaitable[T]], operation: Operation
+    ) -> tuple[T, str]:
         """The answer and the provider that gave it. Returned, not left in a context variable: a
-        shield's own model call (llama-guard) runs through here too, and would overwrite it."""
+        shield's own model call (llama-guard) runs through here too, and would overwrite it.
+
+        Each provider tried is an `Attempt` (telemetry.py): its span is current while the provider
+        works, and a stream's span ends with the stream."""
         failures: list[str] = []
         last: PocketStackError | None = None
+        started, tried = time.perf_counter(), 0
         for index, target in enumerate(targets):
             breaker = getattr(target.provider, "breaker", None)
             is_last = index == len(targets) - 1
             if breaker is not None and not breaker.available() and not is_last:
                 failures.append(f"{target.provider_id}: circuit open ({breaker.last_error})")
                 continue
+            tried += 1
+            attempt = Attempt(operation, target.provider_id, target.provider_type, index, tried, started)
             try:
-                result = await call(target)
-                if isinstance(result, AsyncIterator):
-                    result = cast(T, await _primed(metered(result)))  # model tokens count against quotas
-                else:
-                    record_usage(result)
+                with attempt.current():
+                    result = await call(target)
+                    if isinstance(result, AsyncIterator):  # model tokens count against quotas (metered)
+                        result = cast(T, await _primed(attempt.watch(metered(result))))
+                    else:
+                        record_usage(result)
             except PocketStackError as exc:
-                if not _fallback_worthy(exc) or is_last:
+                final = not _fallback_worthy(exc) or is_last
+                attempt.failed(exc, final)
+                if final:
                     raise
                 failures.append(f"{target.provider_id}: {exc.message}")
                 last = exc
                 log.warning("falling back from %s for %s: %s", target.provider_id, target.model.identifier, exc.message)
                 continue
+            except BaseException as exc:
+                attempt.failed(exc, final=True)
+                raise
+            if not isinstance(result, AsyncIterator):
+                attempt.answered(result)
             return result, target.provider_id
         assert last is not None  # the last target either returned or raised
         raise last
 
-    async def _answer(self, targets: list[Target], call: Callable[[Target], Awaitable[T]]) -> T:
+    async def _answer(self, targets: list[Target], call: Callable[[Target], Awaitable[T]], operation: Operation) -> T:
         """_serve for the routes that only answer: who served goes out in the response header."""
-        result, provider_id = await self._serve(targets, call)
+        result, provider_id = await self._serve(targets, call, operation)
         served_by.set(provider_id)
         return result
 
@@ -183,14 +203,16 @@ class InferenceApi(protocols.Inference):
         the provider that served it (None when the input guardrails refused it before any model ran)."""
         rails, guard = await self._guard(request)
         if rails is None or not guard:
-            return (request, *await self._serve(targets, lambda t: t.provider.chat_completion(t.model, request)))
+            chat = Operation("chat", request.model, request)
+            return (request, *await self._serve(targets, lambda t: t.provider.chat_completion(t.model, request), chat))
         judged = input_messages(request)
         screened = await rails.judge(guard.input, "input", [message for _, message in judged])
         if screened.blocked is not None:
             refusal = rails.refusal_stream if given(request.stream, False) else rails.refusal
             return request, refusal(request, screened), None
         sent = with_redacted_input(request, judged, screened)
-        result, provider_id = await self._serve(targets, lambda t: t.provider.chat_completion(t.model, sent))
+        chat = Operation("chat", request.model, sent)
+        result, provider_id = await self._serve(targets, lambda t: t.provider.chat_completion(t.model, sent), chat)
         if isinstance(result, models.ChatCompletion):
             return sent, await rails.guard_answer(result, guard, screened.violations), provider_id
         return sent, rails.guard_stream(result, guard, screened.violations, given(request.n, 1)), provider_id
@@ -263,7 +285,8 @@ class InferenceApi(protocols.Inference):
         targets = await self._chain(request.model, "llm", "text completion")
         rails, guard = await self._guard(request)
         if rails is None or not guard:
-            return await self._answer(targets, lambda t: t.provider.completion(t.model, request))
+            operation = Operation("text_completion", request.model, request)
+            return await self._answer(targets, lambda t: t.provider.completion(t.model, request), operation)
         screened, texts = Outcome(), prompt_texts(request) if guard.input else []
         if any(text.strip() for text in texts):
             screened = await rails.judge(guard.input, "input", [ShieldMessage("user", text) for text in texts])
@@ -271,7 +294,8 @@ class InferenceApi(protocols.Inference):
             refused = text_rails.refusal_stream if given(request.stream, False) else text_rails.refusal
             return refused(request, screened)
         sent = text_rails.with_redacted_prompt(request, screened)
-        result, provider_id = await self._serve(targets, lambda t: t.provider.completion(t.model, sent))
+        operation = Operation("text_completion", request.model, sent)
+        result, provider_id = await self._serve(targets, lambda t: t.provider.completion(t.model, sent), operation)
         served_by.set(provider_id)  # the shields' own model calls (llama-guard) keep it as it is
         if isinstance(result, models.Completion):
             return await text_rails.guard_text(rails, result, guard, screened.violations)
@@ -279,11 +303,13 @@ class InferenceApi(protocols.Inference):
 
     async def rerank(self, request: models.RerankRequest) -> models.RerankResponse:
         targets = await self._chain(request.model, "rerank", "rerank")
-        return await self._answer(targets, lambda t: t.provider.rerank(t.model, request))
+        operation = Operation("rerank", request.model, request)  # no conventions' name for it: PocketStack's
+        return await self._answer(targets, lambda t: t.provider.rerank(t.model, request), operation)
 
     async def openai_embeddings(self, request: models.EmbeddingsRequest) -> models.EmbeddingsResponse:
         targets = await self._chain(request.model, "embedding", "embedding")
-        return await self._answer(targets, lambda t: t.provider.embeddings(t.model, request))
+        operation = Operation("embeddings", request.model, request)
+        return await self._answer(targets, lambda t: t.provider.embeddings(t.model, request), operation)
 
     async def count_tokens(self, model_id: str, texts: list[str]) -> TokenCounts | None:
         """Token counts from the embedding model's own tokenizer, when its provider can count (else None)."""
