@@ -24,6 +24,7 @@ from contextlib import aclosing, contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as gen_ai
 from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
@@ -301,12 +302,13 @@ class Attempt:
     @contextmanager
     def current(self) -> Iterator[None]:
         """The span current while the provider works (its queue wait, its upstream request's `traceparent`)."""
-        token = serving.expect_first_token(self.first_token)
+        noting = serving.expect_first_token(self.first_token)
+        current = otel_context.attach(trace.set_span_in_context(self.span))  # use_span's work, without its extras
         try:
-            with trace.use_span(self.span, end_on_exit=False, record_exception=False, set_status_on_exception=False):
-                yield
+            yield
         finally:
-            serving.stop_expecting(token)
+            otel_context.detach(current)
+            serving.stop_expecting(noting)
 
     def answered(self, result: Any) -> None:
         self._end(answer_of(result), self.first_token.at, output=result)
