@@ -105,6 +105,13 @@ async def test_spans_and_metrics_reach_an_otlp_collector(
         # The local store holds the same spans: what an offline device shows, a collector shows too.
         local = {(s.trace_id, s.span_id) for s in await stored_spans(client.app)}
         assert {(server.trace_id, server.span_id), (api.trace_id, api.span_id)} <= local
+        # Flushing to the collector must not leave copies of the metrics behind for /metrics.
+        count = _request_count(await (await client.get("/metrics")).text(), "/v1/models", "200")
+        stack.telemetry.flush()
+        stack.telemetry.flush()
+        text = await (await client.get("/metrics")).text()
+        assert text.count("# TYPE http_server_request_duration_seconds histogram") == 1
+        assert _request_count(text, "/v1/models", "200") == count
         await client.close()  # while the collector still listens: stopping flushes to it
 
 
