@@ -80,6 +80,11 @@ async def test_route_policy(aiohttp_client: Callable[..., Any], scripted: list[m
         status, answer = await user.call("GET", path)
         assert status == 403 and answer["error"]["code"] == "route_denied", (user.name, path, answer)
     assert (await admin.ok("GET", "/v1/models"))["data"]
+    # /metrics (every user's traffic, model and store names) is a route like any other
+    status, answer = await alice.call("GET", "/metrics")
+    assert status == 403 and answer["error"]["code"] == "route_denied"
+    async with server.get("/metrics", headers=admin.headers) as scrape:
+        assert scrape.status == 200 and "http_server_request_duration_seconds" in await scrape.text()
 
 
 def test_a_bad_policy_stops_start_up(scripted: list[models.ChatCompletionRequest]) -> None:
