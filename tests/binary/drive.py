@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +109,14 @@ def main() -> None:
         seen["moderation"] = {name for name, hit in moderation.results[0].categories.model_dump().items() if hit}
         seen["moderation"] = sorted(seen["moderation"])
 
+        # Telemetry inside the binary: OpenTelemetry finds its context and propagators by entry points.
+        raw = client.chat.completions.with_raw_response.create(
+            model=CHAT_MODEL, messages=[{"role": "user", "content": "Hi."}], max_tokens=4, temperature=0
+        )
+        seen["traceresponse"] = raw.headers.get("traceresponse", "")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as scrape:
+            seen["metrics_has_gen_ai"] = b"gen_ai_server_request_duration_seconds_count" in scrape.read()
+
         second = cli("run", "--port", str(port))
         seen["second_instance"] = {"returncode": second.returncode, "stderr": second.stderr}
 
@@ -119,6 +128,8 @@ def main() -> None:
             server.wait()
         log.close()
     seen["server_log"] = (work / "server.log").read_text()
+    traces = cli("traces", "--limit", "20")
+    seen["traces"] = {"returncode": traces.returncode, "stdout": traces.stdout, "stderr": traces.stderr}
     print(json.dumps(seen))
 
 

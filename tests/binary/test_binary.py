@@ -67,6 +67,15 @@ def test_serves_the_embedded_models(observed: dict[str, Any]) -> None:
     assert observed["moderation"] == ["email", "secret"]  # detect-secrets finds its plugins inside the binary
 
 
+def test_records_traces_and_metrics(observed: dict[str, Any]) -> None:
+    assert observed["traceresponse"].startswith("00-")  # W3C: the trace the answer was recorded in
+    assert observed["metrics_has_gen_ai"] is True
+    traces = observed["traces"]
+    assert traces["returncode"] == 0, traces["stderr"]
+    trace_id = observed["traceresponse"].split("-")[1]
+    assert trace_id in traces["stdout"] and "POST /v1/chat/completions 200" in traces["stdout"]
+
+
 def test_refuses_a_second_instance_on_the_same_port(observed: dict[str, Any]) -> None:
     second = observed["second_instance"]
     assert second["returncode"] == 1
