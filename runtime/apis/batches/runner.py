@@ -28,6 +28,7 @@ from pocketstack.providers.priority import background_work, patiently
 from pocketstack.security.principal import User, reset_current_user, set_current_user
 from pocketstack.storage.batches import BatchStore, LineResult, StoredBatch, Usage
 from pocketstack.storage.owners import Owner
+from pocketstack.telemetry import batches as batch_telemetry
 from pocketstack.web.uploads import Upload
 
 log = logging.getLogger(__name__)
@@ -106,6 +107,23 @@ class BatchRunner:
         user = User(owner.principal, {k: list(v) for k, v in owner.attributes.items()}) if owner else None
         token = set_current_user(user)  # the batch acts as its owner: models and files are checked against them
         record = stored.record
+        try:
+            # The run's own trace, started with the owner current: its spans are the owner's.
+            with batch_telemetry.run_span(batch_id, record["endpoint"], record["input_file_id"]) as span:
+                try:
+                    await self._run_traced(batch_id, record, owner)
+                except asyncio.CancelledError:
+                    batch_telemetry.run_ended(span, record)  # paused where it is (the server stops)
+                    raise
+                except Exception as exc:
+                    batch_telemetry.run_failed(span, exc)
+                    raise
+                batch_telemetry.run_ended(span, record)
+        finally:
+            self._cancelled.discard(batch_id)
+            reset_current_user(token)
+
+    async def _run_traced(self, batch_id: str, record: Record, owner: Owner | None) -> None:
         lines: list[BatchLine] = []
         try:
             with background_work():
@@ -126,9 +144,6 @@ class BatchRunner:
             log.exception("batch %s failed", batch_id)
             error = models.BatchError(code="internal_error", message=str(exc))
             await self._save(record, status="failed", failed_at=self.now(), errors=_errors([error]))
-        finally:
-            self._cancelled.discard(batch_id)
-            reset_current_user(token)
 
     async def _save(self, record: Record, **changes: Any) -> None:
         """Record changes, unless a cancel was stored meanwhile (only its own ending may follow it)."""
@@ -163,6 +178,7 @@ class BatchRunner:
         if errors:
             await self._save(record, status="failed", failed_at=self.now(), errors=_errors(errors))
             return []
+        batch_telemetry.lines_read(len(lines))
         if record["status"] == "validating":
             model = next((line.body["model"] for line in lines if isinstance(line.body.get("model"), str)), None)
             counts = {"total": len(lines), "completed": 0, "failed": 0}
@@ -188,13 +204,17 @@ class BatchRunner:
                 self._check_expiry(record)
                 part = group[start : start + 64]
                 model = str(part[0].body.get("model"))
-                results = await self._patiently(model, lambda part=part: self._caller.embed_group(part))  # type: ignore[misc]
+                with batch_telemetry.group_span(len(part)) as span:
+                    results = await self._patiently(model, lambda part=part: self._caller.embed_group(part))  # type: ignore[misc]
+                    batch_telemetry.group_answered(span, [result.output for result, _ in results])
                 await self._store.add_results(batch_id, results)
                 await self._progress(record)
         for line in singles:
             self._check_expiry(record)
             model = str(line.body.get("model", ""))
-            result, usage = await self._patiently(model, lambda line=line: self._caller.call(endpoint, line))  # type: ignore[misc]
+            with batch_telemetry.line_span(line.custom_id, line.line) as span:
+                result, usage = await self._patiently(model, lambda line=line: self._caller.call(endpoint, line))  # type: ignore[misc]
+                batch_telemetry.line_answered(span, result.output)
             await self._store.add_result(batch_id, result, usage)
             await self._progress(record)
 

@@ -32,7 +32,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from pydantic import BaseModel
 
 from pocketstack._generated import models
-from pocketstack.telemetry import instruments, serving
+from pocketstack.telemetry import evaluation, instruments, serving
 from pocketstack.wire.chat_stream import ChatAssembler
 from pocketstack.wire.fields import given, plain
 
@@ -370,6 +370,8 @@ class Attempt:
         if answer is not None and error is None:
             self._record_tokens(answer, labels, duration, ttft)
         span = self.span
+        if answer is not None and error is None:
+            evaluation.generated(span, answer.response_id)  # an eval row's scores will name this generation
         if span.is_recording():
             span.set_attributes(self._attributes(labels, answer, ttft, abandoned))
             if instruments.capture_content():

@@ -23,6 +23,7 @@ from pocketstack._generated import models, protocols
 from pocketstack.apis.scoring.functions import ScoringFunctionsApi
 from pocketstack.errors import BadRequestError
 from pocketstack.providers.scoring import Row, ScoringProvider
+from pocketstack.telemetry import evaluation
 
 PAGE_ROWS = 1000  # rows read from the dataset per iterrows call
 
@@ -60,7 +61,10 @@ class ScoringApi(protocols.Scoring):
             plan.provider.check_rows(plan.provider_fn_id, plan.params, rows)
         results = {}
         for plan in planned:
-            scored = await plan.provider.score(plan.provider_fn_id, plan.params, rows)
+            # A span per function: a judge model's inference calls (LLM-as-judge) run under it.
+            with evaluation.score_span(plan.scoring_fn_id, len(rows)) as span:
+                scored = await plan.provider.score(plan.provider_fn_id, plan.params, rows)
+                evaluation.score_aggregated(span, scored.aggregated_results)
             # Built without validation: the provider's rows are plain JSON values already, and a large call
             # would otherwise pay for a model per row.
             results[plan.scoring_fn_id] = models.ScoringResult.model_construct(

@@ -32,6 +32,8 @@ from pocketstack.providers.scoring import aggregate, aggregation_functions
 from pocketstack.security.principal import User, reset_current_user, set_current_user
 from pocketstack.storage.eval_jobs import EvalJobStore, StoredJob
 from pocketstack.storage.owners import Owner
+from pocketstack.telemetry import evaluation
+from pocketstack.telemetry.background import creating_context, failed
 
 log = logging.getLogger(__name__)
 Row = dict[str, Any]
@@ -96,12 +98,18 @@ class BuiltinEval:
                 self._routers.agents.delete_agent(models.DeleteAgentRequest(agent_id=created.agent_id))
             )
 
-    async def _generate(self, answer: Answer, rows: list[Row], first_index: int) -> list[Row]:
+    async def _generate(
+        self, answer: Answer, rows: list[Row], first_index: int, spans: list[evaluation.RowSpan]
+    ) -> list[Row]:
+        """Each row's answer, its `evaluate_row` span (added to `spans`, for its scores) current meanwhile."""
         limit = asyncio.Semaphore(self._concurrency)
 
         async def one(offset: int, row: Row) -> Row:
             async with limit:
-                return await patiently(lambda: answer(row, first_index + offset), retries=RETRIES)
+                span = evaluation.RowSpan(first_index + offset)
+                spans.append(span)
+                with span.current():
+                    return await patiently(lambda: answer(row, first_index + offset), retries=RETRIES)
 
         tasks = [asyncio.ensure_future(one(offset, row)) for offset, row in enumerate(rows)]
         try:
@@ -109,6 +117,22 @@ class BuiltinEval:
         finally:  # a row that failed fails the batch: the others stop rather than run on unseen
             for task in tasks:
                 task.cancel()
+
+    async def _evaluate(
+        self, answer: Answer, rows: list[Row], first_index: int, functions: list[str], config: models.BenchmarkConfig
+    ) -> tuple[list[Row], dict[str, models.ScoringResult]]:
+        """Rows generated, then scored together; each row's span ends with its scores on it."""
+        spans: list[evaluation.RowSpan] = []
+        try:
+            generations = await self._generate(answer, rows, first_index, spans)
+            scores = await self._score(rows, generations, functions, config)
+            for span in spans:
+                offset = span.index - first_index
+                span.scored({fn: result.score_rows[offset] for fn, result in scores.items()})
+            return generations, scores
+        finally:
+            for span in spans:
+                span.end()
 
     async def _score(
         self, rows: list[Row], generations: list[Row], functions: list[str], config: models.BenchmarkConfig
@@ -127,8 +151,7 @@ class BuiltinEval:
     ) -> models.EvaluateResponse:
         await self._check_candidate(config)
         async with self._answerer(config) as answer:
-            generations = await self._generate(answer, rows, 0)
-        scores = await self._score(rows, generations, scoring_functions, config)
+            generations, scores = await self._evaluate(answer, rows, 0, scoring_functions, config)
         return models.EvaluateResponse(generations=generations, scores=scores)
 
     # -- jobs ---------------------------------------------------------------------------------
@@ -155,6 +178,8 @@ class BuiltinEval:
             "benchmark_config": config.model_dump(mode="json", exclude_unset=True),
             "dataset_id": benchmark.dataset_id,
             "scoring_functions": benchmark.scoring_functions,
+            # The creating request's span, for the job's runs to link to (a resumed run included).
+            evaluation.TRACE_CONTEXT: creating_context(),
         }
         async with self._numbering:
             number = await self._jobs.next_number()
@@ -201,21 +226,33 @@ class BuiltinEval:
         owner = job.owner
         user = User(owner.principal, {k: list(v) for k, v in owner.attributes.items()}) if owner else None
         token = set_current_user(user)
+        # Its own trace, started as the owner (so the spans are theirs), linked to the creating request.
+        tracing = evaluation.job_span(
+            job.benchmark_id, job.job_id, job.rows_total, job.rows_done, job.request.get(evaluation.TRACE_CONTEXT)
+        )
         try:
-            await self._jobs.set_status(job.job_id, "in_progress")
-            with background_work():  # a job's rows wait behind interactive requests for the same model
-                aggregates = await self._work(job)
-            await self._jobs.finish(job.job_id, "completed", aggregates=aggregates)
-            return None
-        except asyncio.CancelledError:
-            raise  # a stop (resumed at the next start) or a cancel (already recorded)
-        except PocketStackError as exc:
-            await self._jobs.finish(job.job_id, "failed", error=exc.message)
-            return exc
-        except Exception as exc:  # the job fails; the server goes on
-            log.exception("eval job %s failed", job.job_id)
-            await self._jobs.finish(job.job_id, "failed", error=f"{type(exc).__name__}: {exc}")
-            return None
+            with tracing as span:
+                try:
+                    await self._jobs.set_status(job.job_id, "in_progress")
+                    with background_work():  # a job's rows wait behind interactive requests for the same model
+                        aggregates, rows_done = await self._work(job)
+                    await self._jobs.finish(job.job_id, "completed", aggregates=aggregates)
+                    evaluation.job_ended(span, "completed", rows_done, aggregates)
+                    return None
+                except asyncio.CancelledError:
+                    evaluation.job_ended(span, "stopped", None, None)  # not a failure: a cancel or a server stop
+                    raise  # a stop (resumed at the next start) or a cancel (already recorded)
+                except PocketStackError as exc:
+                    await self._jobs.finish(job.job_id, "failed", error=exc.message)
+                    evaluation.job_ended(span, "failed", None, None)
+                    failed(span, type(exc).__name__, exc.message)
+                    return exc
+                except Exception as exc:  # the job fails; the server goes on
+                    log.exception("eval job %s failed", job.job_id)
+                    await self._jobs.finish(job.job_id, "failed", error=f"{type(exc).__name__}: {exc}")
+                    evaluation.job_ended(span, "failed", None, None)
+                    failed(span, type(exc).__name__)
+                    return None
         finally:
             reset_current_user(token)
 
@@ -225,14 +262,16 @@ class BuiltinEval:
         )
         return list(page.data)
 
-    async def _work(self, job: StoredJob) -> dict[str, Any]:
+    async def _work(self, job: StoredJob) -> tuple[dict[str, Any], int]:
+        """The job's aggregates and its rows done."""
         config = models.BenchmarkConfig.model_validate(job.request["benchmark_config"])
         # rows_done is written after each append, so it can only lag the dataset: count from there.
         done = job.rows_done + len(await self._results(job, job.rows_done))
         await self._jobs.progress(job.job_id, done)
         async with self._answerer(config) as answer:
             await self._run_batches(job, config, answer, done)
-        return await self._aggregates(await self._results(job), job.request["scoring_functions"], config)
+        results = await self._results(job)
+        return await self._aggregates(results, job.request["scoring_functions"], config), len(results)
 
     async def _run_batches(self, job: StoredJob, config: models.BenchmarkConfig, answer: Answer, done: int) -> None:
         functions: list[str] = job.request["scoring_functions"]
@@ -246,8 +285,7 @@ class BuiltinEval:
             rows = list(page.data)
             if not rows:
                 break  # the dataset shrank under the job: it ends with what there is
-            generations = await self._generate(answer, rows, done)
-            scores = await self._score(rows, generations, functions, config)
+            generations, scores = await self._evaluate(answer, rows, done, functions, config)
             results = [
                 rows[i] | generations[i] | {fn: scores[fn].score_rows[i] for fn in functions} for i in range(len(rows))
             ]
