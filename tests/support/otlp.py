@@ -32,6 +32,7 @@ class ReceivedSpan:
     service_name: str
     attributes: dict[str, Any]
     events: list[tuple[str, dict[str, Any]]]
+    links: tuple[tuple[str, str], ...] = ()  # (trace id, span id) of each linked span
 
 
 @dataclass
@@ -80,6 +81,7 @@ class _Handler(BaseHTTPRequestHandler):
                                     events=[
                                         (e.name, {a.key: _value(a.value) for a in e.attributes}) for e in span.events
                                     ],
+                                    links=tuple((link.trace_id.hex(), link.span_id.hex()) for link in span.links),
                                 )
                             )
             elif self.path == "/v1/logs":
