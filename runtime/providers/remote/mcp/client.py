@@ -16,6 +16,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from opentelemetry import propagate
+
 from pocketstack.security.outbound import OutboundGuard
 
 TIMEOUT_S = 30.0  # for a server the operator configured; a user's server has server.outbound.timeout_s
@@ -59,10 +61,14 @@ async def _session(server: McpEndpoint) -> AsyncIterator[tuple[Any, Any]]:
     from mcp import ClientSession
 
     factory = _client_factory(server)
+    # The current trace (the tool call's span) goes with every request of the session, as `traceparent`,
+    # so an instrumented MCP server continues it. A copy: the server's headers are shared, and per call.
+    headers = dict(server.headers)
+    propagate.inject(headers)
     if server.url.rstrip("/").endswith("/sse"):
         from mcp.client.sse import sse_client
 
-        opened = sse_client(server.url, headers=server.headers, timeout=server.deadline, httpx_client_factory=factory)
+        opened = sse_client(server.url, headers=headers, timeout=server.deadline, httpx_client_factory=factory)
         async with opened as (reader, writer), ClientSession(reader, writer) as session:
             initialized = await session.initialize()
             yield session, initialized
@@ -71,13 +77,13 @@ async def _session(server: McpEndpoint) -> AsyncIterator[tuple[Any, Any]]:
     from mcp.client import streamable_http
 
     timeout = httpx.Timeout(server.deadline, read=300.0)
-    async with factory(headers=server.headers, timeout=timeout) as client:
+    async with factory(headers=headers, timeout=timeout) as client:
         modern = getattr(streamable_http, "streamable_http_client", None)
         if modern is not None:  # mcp >= 1.24 takes the HTTP client; before, its settings
             transport = modern(server.url, http_client=client)
         else:
             transport = streamable_http.streamablehttp_client(
-                server.url, headers=server.headers, timeout=server.deadline, httpx_client_factory=factory
+                server.url, headers=headers, timeout=server.deadline, httpx_client_factory=factory
             )
         async with transport as streams, ClientSession(streams[0], streams[1]) as session:
             initialized = await session.initialize()
