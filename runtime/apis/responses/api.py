@@ -29,6 +29,7 @@ from pocketstack.apis.responses.tools.base import ServerTool
 from pocketstack.apis.responses.tools.file_search import FileSearchTool, Found, file_search_tool
 from pocketstack.apis.responses.tools.mcp import Approval, McpServer, McpTools, mcp_servers, shown_tool
 from pocketstack.apis.responses.tools.web_search import web_search_tool
+from pocketstack.apis.responses.tracing import response_run, settle
 from pocketstack.apis.responses.turn import Turn
 from pocketstack.apis.tools import ToolsApi
 from pocketstack.apis.vector_io.api import VectorIOApi
@@ -37,6 +38,7 @@ from pocketstack.core.stack import Stack
 from pocketstack.errors import BadRequestError, ConflictError, PocketStackError, ResourceNotFoundError
 from pocketstack.security.access import RESPONSE, Action
 from pocketstack.storage.responses import ResponseStore, StoredResponse
+from pocketstack.telemetry.agents import AgentRun
 from pocketstack.wire.fields import given, plain
 
 logger = logging.getLogger(__name__)
@@ -215,7 +217,7 @@ class ResponsesApi(protocols.Responses):
         if given(request.background, False) and given(request.store, True) is False:
             raise BadRequestError("A background response is stored: not with `store` false.", param="background")
         items = input_items(request)
-        preamble = await prompt_messages(request, self.prompts)  # an unknown prompt or variable: before anything
+        preamble, prompt_version = await prompt_messages(request, self.prompts)  # unknown ones: before anything
         context, earlier, older = await self._context(request)
         messages = context + chat_messages(items)
         found = Found()
@@ -235,26 +237,43 @@ class ResponsesApi(protocols.Responses):
         tools.append(mcp)
         skeleton = self._skeleton(request, await self._sampling(request))
         turn = Turn(request, skeleton, messages, self.inference, tools, mcp=mcp, found=found, preamble=preamble)
+        # The run's span: current while it works (its model and tool calls are its children); it ends when
+        # the response is answered, when its stream ends, or when its background task does.
+        run = response_run(request, skeleton, prompt_version)
+        with run.current():
+            try:
+                return await self._run(turn, items, run)
+            except BaseException as exc:
+                run.raised(exc)
+                run.end()
+                raise
+
+    async def _run(
+        self, turn: Turn, items: list[dict[str, Any]], run: AgentRun
+    ) -> models.ResponseObject | AsyncIterator[models.ResponseStreamEvent]:
+        request = turn.request
         streaming = given(request.stream, False)
         if given(request.background, False):
-            return await self._in_background(turn, items, EventLog() if streaming else None)
+            return await self._in_background(turn, items, EventLog() if streaming else None, run)
         refused = truncation_refused(request)
         if refused is not None:  # streamed, the turn fails it after its first events
             if not streaming:  # Llama Stack stores it failed and answers its error (a 500)
                 turn.response |= {"status": "failed", "error": response_error(refused)}
                 await self._keep_failed(turn, items)
                 raise refused
-            return self._events(turn, _no_chunks(), items)
+            return run.follow(self._events(turn, _no_chunks(), items), lambda: settle(run, turn.response, turn.usage))
         await turn.prepare()
         answer = await turn.call(stream=streaming)  # errors (unknown model...) come before any event
         if isinstance(answer, models.ChatCompletion):
             await turn.run(answer)
             await self._keep(turn, items)
+            settle(run, turn.response, turn.usage)
+            run.end()
             return models.ResponseObject.model_validate(turn.response)
-        return self._events(turn, answer, items)
+        return run.follow(self._events(turn, answer, items), lambda: settle(run, turn.response, turn.usage))
 
     async def _in_background(
-        self, turn: Turn, items: list[dict[str, Any]], log: EventLog | None
+        self, turn: Turn, items: list[dict[str, Any]], log: EventLog | None, run: AgentRun
     ) -> models.ResponseObject | AsyncIterator[models.ResponseStreamEvent]:
         """Store the response `queued` and run it in a task that keeps its row current; answer at once with
         the response, or (`log`, when streamed) with its events, which the task writes whether anyone reads."""
@@ -262,7 +281,7 @@ class ResponsesApi(protocols.Responses):
         await self.store.add(StoredResponse(turn.response, items, turn.messages, self.access.owner()))
         response_id = turn.response["id"]
 
-        async def run() -> None:
+        async def work() -> None:
             try:
                 turn.response["status"] = "in_progress"
                 await self.store.update(StoredResponse(turn.response, items, turn.messages))
@@ -291,9 +310,15 @@ class ResponsesApi(protocols.Responses):
                 self._running.pop(response_id, None)
             await self._settle_background(turn, items, log)
 
+        def ended(_task: asyncio.Task[None]) -> None:  # the run's span ends with its task (its status: cancelled...)
+            settle(run, turn.response, turn.usage)
+            run.end()
+
         if log is not None:
             self._logs[response_id] = log
-        self._running[response_id] = asyncio.create_task(run(), name=f"response-{response_id}")
+        task = asyncio.create_task(work(), name=f"response-{response_id}")  # the run's span current in it
+        task.add_done_callback(ended)
+        self._running[response_id] = task
         if log is not None:
             return log.follow(-1)
         return models.ResponseObject.model_validate(turn.response)

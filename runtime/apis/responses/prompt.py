@@ -47,17 +47,20 @@ def _text(name: str, value: str | models.ResponseInputContent) -> str:
     return text
 
 
-async def prompt_messages(request: models.CreateResponseRequest, prompts: PromptsApi) -> list[dict[str, Any]]:
-    """The system message the request's prompt opens with (none without a prompt, or for an empty template).
+async def prompt_messages(
+    request: models.CreateResponseRequest, prompts: PromptsApi
+) -> tuple[list[dict[str, Any]], int | None]:
+    """The system message the request's prompt opens with (none without a prompt, or for an empty template),
+    and the version of the prompt it used (the default one when the request names none; its telemetry says which).
 
     A variable the prompt does not declare is Llama Stack's 400; so is, here, a placeholder the template uses
     with no value given (Llama Stack would leave `{{name}}` in the text for the model to read)."""
     prompt = given(request.prompt)
     if prompt is None:
-        return []
+        return [], None
     stored = await prompts.version(prompt.id, _version(prompt))
     if not stored.prompt:
-        return []
+        return [], stored.version
     given_values = given(prompt.variables, {})
     for name in given_values:
         if name not in stored.variables:
@@ -75,4 +78,4 @@ async def prompt_messages(request: models.CreateResponseRequest, prompts: Prompt
             param="prompt.variables",
         )
     text = PLACEHOLDER.sub(lambda match: values[match.group(1)], stored.prompt)
-    return [{"role": "system", "content": text}]
+    return [{"role": "system", "content": text}], stored.version

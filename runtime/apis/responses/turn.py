@@ -25,6 +25,7 @@ from pocketstack.apis.responses.stream import StreamEvents
 from pocketstack.apis.responses.tools.base import ServerTool
 from pocketstack.apis.responses.tools.file_search import Found, citations
 from pocketstack.apis.responses.tools.mcp import McpTools
+from pocketstack.apis.responses.tracing import handed_to_client, server_tool_call, told
 from pocketstack.errors import ServiceUnavailableError
 from pocketstack.wire.chat_stream import ChatAssembler
 from pocketstack.wire.fields import given
@@ -191,6 +192,7 @@ class Turn:
             server, client = self._server_calls(message)
             if self._ends(server, client, iteration):
                 final = self._final_items(completion)
+                handed_to_client(final)
                 for event in events.finish(final):
                     yield event
                 self._settle(output + final, completion, out_of_iterations=bool(server) and not client)
@@ -210,7 +212,9 @@ class Turn:
                 yield events.event(f"response.{tool.kind}.in_progress", **at)
                 if tool.searching:
                     yield events.event(f"response.{tool.kind}.searching", **at)
-                outcome = await tool.run(call, item_id)
+                with server_tool_call(tool, call) as span:  # current while it runs: its work is under it
+                    outcome = await tool.run(call, item_id)
+                    told(span, outcome)
                 closing = tool.closing_event(outcome.item)
                 if closing is not None:
                     yield events.event(f"response.{tool.kind}.{closing}", **at)

@@ -19,6 +19,7 @@ from pocketstack._generated import models
 class ToolOutcome:
     item: dict[str, Any]  # the output item that tells the call
     reply: str | None  # what the model reads next; None: the turn stops here for the user
+    results: int | None = None  # the hits of a search (its telemetry counts them)
 
     @property
     def halts(self) -> bool:
@@ -46,6 +47,10 @@ class ServerTool(Protocol):
         ...
 
     def owns(self, name: str) -> bool: ...
+
+    def tool_type(self, name: str) -> str:
+        """Its calls' `gen_ai.tool.type` (telemetry/tools.py): datastore, extension."""
+        ...
 
     async def run(self, call: models.ToolCall, item_id: str) -> ToolOutcome: ...
 

@@ -20,6 +20,7 @@ from pocketstack.apis.responses.tools.base import ToolOutcome, failed_or_complet
 from pocketstack.errors import BadRequestError
 from pocketstack.providers.inline.file_search.search import StoreSearch, passages, search_stores
 from pocketstack.providers.tool_runtime import QUERY_ONLY
+from pocketstack.telemetry.tools import DATASTORE
 from pocketstack.wire.fields import given
 
 NAME = "file_search"
@@ -71,8 +72,8 @@ def query_of(arguments: str) -> str:
 
 async def search(
     vector_io: VectorIO, tool: FileSearch, query: str, found: Found, with_results: bool
-) -> tuple[dict[str, Any], str]:
-    """Run one search over the tool's stores: the output item, and the text the model reads."""
+) -> tuple[dict[str, Any], str, int]:
+    """Run one search over the tool's stores: the output item, the text the model reads, and the hits."""
     results = await search_stores(vector_io, tool, query)
     for result in results:
         found.files.setdefault(result["file_id"], result["filename"])
@@ -83,7 +84,7 @@ async def search(
         "queries": [query],
         "results": results if with_results else None,
     }
-    return item, passages(query, results)
+    return item, passages(query, results), len(results)
 
 
 def citations(found: Found, text: str) -> list[dict[str, Any]]:
@@ -111,10 +112,13 @@ class FileSearchTool:
     def owns(self, name: str) -> bool:
         return name == NAME
 
+    def tool_type(self, name: str) -> str:
+        return DATASTORE
+
     async def run(self, call: models.ToolCall, item_id: str) -> ToolOutcome:
         query = query_of(call.function.arguments)
-        item, text = await search(self.vector_io, self.spec, query, self.found, self.with_results)
-        return ToolOutcome({**item, "id": item_id}, text)
+        item, text, hits = await search(self.vector_io, self.spec, query, self.found, self.with_results)
+        return ToolOutcome({**item, "id": item_id}, text, results=hits)
 
     def closing_event(self, item: dict[str, Any]) -> str | None:
         return failed_or_completed(item)

@@ -25,6 +25,7 @@ from pocketstack.providers.remote.mcp import client
 from pocketstack.providers.remote.mcp.client import McpEndpoint
 from pocketstack.providers.tool_runtime import chat_function
 from pocketstack.security.outbound import OutboundGuard
+from pocketstack.telemetry import tools as tool_telemetry
 from pocketstack.wire.fields import given
 
 
@@ -83,12 +84,19 @@ class McpTools:
             item: dict[str, Any] = {"type": "mcp_call", "id": new_id("mcp"), "server_label": request["server_label"],
                                     "name": request["name"], "arguments": request["arguments"], "output": None,
                                     "error": None, "approval_request_id": request["id"]}  # fmt: skip
-            if approval.approve:
-                item["output"], item["error"] = await call_tool(approval.server, request["name"], request["arguments"])
-            else:
-                item["error"] = "The user did not approve this call" + (
-                    f": {approval.reason}" if approval.reason else "."
-                )
+            with tool_telemetry.executing(
+                request["name"], tool_telemetry.EXTENSION, call_id=request["call_id"], arguments=request["arguments"]
+            ) as span:
+                if approval.approve:
+                    item["output"], item["error"] = await call_tool(
+                        approval.server, request["name"], request["arguments"]
+                    )
+                    span.answered(item["output"], error=item["error"])
+                else:
+                    item["error"] = "The user did not approve this call" + (
+                        f": {approval.reason}" if approval.reason else "."
+                    )
+                    span.answered(outcome=tool_telemetry.DECLINED)
             messages.append({"role": "tool", "tool_call_id": request["call_id"], "content": mcp_call_text(item)})
             items.append(item)
         return items, messages
@@ -98,6 +106,9 @@ class McpTools:
 
     def owns(self, name: str) -> bool:
         return name in self.by_name
+
+    def tool_type(self, name: str) -> str:
+        return tool_telemetry.EXTENSION  # a remote server's
 
     async def run(self, call: models.ToolCall, item_id: str) -> ToolOutcome:
         name = call.function.name

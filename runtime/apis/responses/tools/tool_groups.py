@@ -33,6 +33,9 @@ class ToolGroupTools:
     def owns(self, name: str) -> bool:
         return name in self.by_name
 
+    def tool_type(self, name: str) -> str:
+        return self.tools_api.tool_type(self.by_name[name][0])
+
     async def run(self, call: models.ToolCall, item_id: str) -> ToolOutcome:
         name = call.function.name
         group, _ = self.by_name[name]
@@ -44,7 +47,8 @@ class ToolGroupTools:
         item = {"type": self.kind, "id": item_id, "call_id": call.id, "name": name,
                 "toolgroup_id": group.identifier, "arguments": call.function.arguments, "output": result.content,
                 "error": result.error_message, "metadata": result.metadata}  # fmt: skip
-        return ToolOutcome(item, result.text)
+        hits = result.metadata.get("results")  # file_search's and web search's hits
+        return ToolOutcome(item, result.text, results=len(hits) if isinstance(hits, list) else None)
 
     def closing_event(self, item: dict[str, Any]) -> str | None:
         return failed_or_completed(item)

@@ -18,6 +18,7 @@ from pocketstack.apis.responses.tools.file_search import query_of
 from pocketstack.core.registry import Resource
 from pocketstack.errors import BadRequestError
 from pocketstack.providers.tool_runtime import QUERY_ONLY
+from pocketstack.telemetry.tools import EXTENSION
 from pocketstack.wire.fields import given
 
 if TYPE_CHECKING:
@@ -53,9 +54,15 @@ class WebSearch:
     def owns(self, name: str) -> bool:
         return name == NAME
 
+    def tool_type(self, name: str) -> str:
+        return EXTENSION  # a search engine's service
+
     async def run(self, call: models.ToolCall, item_id: str) -> ToolOutcome:
         item, text = await search(self, call.function.arguments)
-        return ToolOutcome({**item, "id": item_id}, text)
+        sources = item["action"].get("sources")
+        return ToolOutcome(
+            {**item, "id": item_id}, text, results=None if item["status"] == "failed" else len(sources or [])
+        )
 
     def closing_event(self, item: dict[str, Any]) -> str | None:
         return "completed"  # OpenAI has no failed event for searches: the item's status says it
