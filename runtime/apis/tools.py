@@ -9,6 +9,7 @@ through the same providers (`run`).
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any, cast
 
@@ -19,10 +20,12 @@ from pocketstack.core.resources import TOOL_GROUP, skipped_provider
 from pocketstack.core.stack import ProviderInstance, Stack
 from pocketstack.errors import BadRequestError, PocketStackError, ResourceNotFoundError
 from pocketstack.providers.tool_runtime import ToolGroupSpec, ToolResult, ToolRuntimeProvider
+from pocketstack.telemetry import tools as tool_telemetry
 from pocketstack.wire.fields import given
 
 log = logging.getLogger(__name__)
 MCP_PROVIDER = "remote::model-context-protocol"
+DATASTORE_PROVIDERS = frozenset({"inline::file-search"})  # their tools search the user's own data
 
 
 def _spec(resource: Resource) -> ToolGroupSpec:
@@ -122,6 +125,11 @@ class ToolsApi(protocols.ToolGroups, protocols.ToolRuntime):
                     return resource, tool
         raise ResourceNotFoundError("tool", tool_name)
 
+    def tool_type(self, resource: Resource) -> str:
+        """The `gen_ai.tool.type` of a group's tools: datastore (knowledge_search), else extension (MCP, web)."""
+        provider_type = self._instance(resource.provider_id).config.provider_type
+        return tool_telemetry.DATASTORE if provider_type in DATASTORE_PROVIDERS else tool_telemetry.EXTENSION
+
     async def run(
         self, resource: Resource, tool_name: str, kwargs: dict[str, Any], authorization: str | None = None
     ) -> ToolResult:
@@ -167,7 +175,15 @@ class ToolsApi(protocols.ToolGroups, protocols.ToolRuntime):
 
     async def invoke_tool(self, request: models.InvokeToolRequest) -> models.ToolInvocationResult:
         resource, _ = await self.find_tool(request.tool_name)
-        result = await self.run(resource, request.tool_name, request.kwargs_, given(request.authorization))
+        name = request.tool_name
+        with tool_telemetry.executing(name, self.tool_type(resource)) as span:
+            if span.capturing:  # the arguments written out only for a span that keeps them
+                span.arguments(json.dumps(request.kwargs_, default=str))
+            result = await self.run(resource, name, request.kwargs_, given(request.authorization))
+            hits = result.metadata.get("results")
+            if isinstance(hits, list):
+                span.results(len(hits))
+            span.answered(result.content, error=result.error_message)
         body = {"content": result.content, "error_message": result.error_message, "error_code": result.error_code,
                 "metadata": result.metadata}  # fmt: skip
         return models.ToolInvocationResult.model_validate({k: v for k, v in body.items() if v is not None})

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from pocketstack._generated import models, protocols
+from pocketstack.apis.agents import tracing
 from pocketstack.apis.agents.steps import (
     StepStream,
     chunk,
@@ -274,10 +275,13 @@ class AgentsApi(protocols.Agents):
         checked = [{"role": m["role"], "content": m["content"]} for m in messages if m["role"] in ("user", "assistant")]
         for shield in shields:
             started = now()
-            answer = await self.safety.run_shield(models.RunShieldRequest.model_validate(
-                {"shield_id": shield, "messages": checked}))  # fmt: skip
-            violation = plain(given(answer.violation))
-            dumped = violation.model_dump(mode="json") if violation is not None else None
+            with tracing.shield_call(shield) as span:
+                answer = await self.safety.run_shield(models.RunShieldRequest.model_validate(
+                    {"shield_id": shield, "messages": checked}))  # fmt: skip
+                violation = plain(given(answer.violation))
+                dumped = violation.model_dump(mode="json") if violation is not None else None
+                if dumped is not None and span.is_recording():
+                    span.set_attribute(tracing.VIOLATION_LEVEL, dumped["violation_level"])
             steps.append(shield_step(turn_id, dumped, started))
             if dumped is not None and dumped["violation_level"] == "error" and blocked is None:
                 blocked = dumped
@@ -325,16 +329,26 @@ class AgentsApi(protocols.Agents):
                 code="turn_awaiting_input",
             )
         body = request.model_dump(mode="json", exclude_unset=True)
-        runtime = await self._runtime_tools(config, body.get("toolgroups") or [])
         messages = body["messages"]
         turn: dict[str, Any] = {"turn_id": str(uuid.uuid4()), "session_id": session.id, "input_messages": messages,
                                 "steps": [], "output_attachments": [], "started_at": now()}  # fmt: skip
-        new = _chat_messages(messages, body.get("documents") or [])
-        shield_steps, blocked = await self._shields(config.get("input_shields", []), new, turn["turn_id"])
-        turn["steps"] += shield_steps
-        turn["_extras"] = {"toolgroups": body.get("toolgroups") or [], "tool_config": body.get("tool_config") or {}}
-        engine = self._engine(config, session.transcript + new, runtime, turn["_extras"]["tool_config"])
-        return await self._drive(config, session, turn, engine, blocked, bool(given(request.stream, False)))
+        # The turn's span: current while it works (listing its tools, its shields, model and tool calls).
+        run = tracing.turn_run(request.agent_id, config, session.id, turn["turn_id"])
+        with run.current():
+            try:
+                runtime = await self._runtime_tools(config, body.get("toolgroups") or [])
+                new = _chat_messages(messages, body.get("documents") or [])
+                shield_steps, blocked = await self._shields(config.get("input_shields", []), new, turn["turn_id"])
+                turn["steps"] += shield_steps
+                turn["_extras"] = {"toolgroups": body.get("toolgroups") or [],
+                                   "tool_config": body.get("tool_config") or {}}  # fmt: skip
+                engine = self._engine(config, session.transcript + new, runtime, turn["_extras"]["tool_config"])
+                answer = await self._drive(config, session, turn, engine, blocked, bool(given(request.stream, False)))
+                return tracing.traced(run, answer, turn, engine)
+            except BaseException as exc:
+                run.raised(exc)
+                run.end()
+                raise
 
     async def resume_agent_turn(self, request: models.ResumeAgentTurnRequest) -> models.AgentTurn | Chunks:
         _, config = await self._agent(request.agent_id)
@@ -356,10 +370,20 @@ class AgentsApi(protocols.Agents):
         turn["steps"].append(tool_step(turn["turn_id"], asked, tool_messages, now()))
         turn["_extras"] = extras = stored.pending.get("extras") or {}
         turn["_told"] = len(turn["steps"]) - 1  # a resumed stream tells the client's tool step, not the earlier ones
-        runtime = await self._runtime_tools(config, extras.get("toolgroups", []))
-        engine = self._engine(config, session.transcript + tool_messages, runtime, extras.get("tool_config", {}))
-        engine.opening = len(session.transcript) - 1  # the turn's model already called: no forced choice again
-        return await self._drive(config, session, turn, engine, None, bool(given(request.stream, False)))
+        run = tracing.turn_run(request.agent_id, config, session.id, turn["turn_id"])  # the resumed part's span
+        with run.current():
+            try:
+                runtime = await self._runtime_tools(config, extras.get("toolgroups", []))
+                engine = self._engine(
+                    config, session.transcript + tool_messages, runtime, extras.get("tool_config", {})
+                )
+                engine.opening = len(session.transcript) - 1  # the turn's model already called: no forced choice
+                answer = await self._drive(config, session, turn, engine, None, bool(given(request.stream, False)))
+                return tracing.traced(run, answer, turn, engine)
+            except BaseException as exc:
+                run.raised(exc)
+                run.end()
+                raise
 
     async def _drive(
         self,
