@@ -4,7 +4,8 @@ The GenAI conventions' agent span (`gen_ai.operation.name` invoke_agent), INTERN
 in this process. Its model calls (the inference router's `chat <model>` spans) and tool calls
 (`execute_tool <name>`) are its children, so it is current while the run works. A run that answers
 whole ends when it returns; a streamed one ends with its stream, and a background one with its task,
-so the span's duration is the run's, not the HTTP answer's.
+so the span's duration is the run's, not the HTTP answer's. A background run is a trace of its own,
+linked to the request that started it (telemetry/background.py says why), as jobs and batches are.
 
 A stream's span is made current around each step of the stream only (each `__anext__`), never
 across a `yield`: the code reading the stream between two events must not run under it, and a
@@ -22,9 +23,10 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as gen_ai
 from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
 from pocketstack.telemetry import instruments
+from pocketstack.telemetry.background import launching_span
 
 T = TypeVar("T")
 
@@ -34,11 +36,19 @@ CANCELLED = "cancelled"
 
 
 class AgentRun:
-    """One run's span. Start it with the run's name (`invoke_agent`, `invoke_agent <agent>`); end it once."""
+    """One run's span. Start it with the run's name (`invoke_agent`, `invoke_agent <agent>`), and the
+    user who runs it current (the span store files it under that user); end it once. `background`: the
+    root of its own trace, linked to the current span (the request's)."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, *, background: bool = False) -> None:
+        starter = launching_span() if background else None
         self.span = instruments.tracer.start_span(
-            name, kind=SpanKind.INTERNAL, record_exception=False, set_status_on_exception=False
+            name,
+            context=otel_context.Context() if background else None,
+            links=[Link(starter)] if starter is not None else None,
+            kind=SpanKind.INTERNAL,
+            record_exception=False,
+            set_status_on_exception=False,
         )
         self.context = trace.set_span_in_context(self.span)
         self.ended = False

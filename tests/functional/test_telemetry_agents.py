@@ -23,6 +23,7 @@ from pocketstack.config import StackConfig
 from tests.functional.conftest import MCP_REQUEST_HEADERS
 from tests.support.config import edge_providers_with, edge_with, server_allowing
 from tests.support.documents import store_of
+from tests.support.otlp import otlp_receiver
 from tests.support.scripted import CHAT, scripted_entry
 from tests.support.spans import StoredSpan, children_of, stored_spans
 from tests.support.users import As, with_test_users
@@ -378,6 +379,9 @@ async def test_a_background_run_is_the_users_and_no_one_elses(server: TestClient
     agent = _only(spans, "invoke_agent")
     (chat,) = children_of(spans, agent)
     assert chat.name == CHAT_SPAN
+    # a trace of its own (the request's answered long before), as background jobs' are
+    assert agent.parent_span_id is None
+    assert agent.trace_id != _only(spans, "Responses.create_openai_response").trace_id
     assert agent.attributes["pocketstack.response.background"] is True
     assert agent.attributes["pocketstack.response.status"] == "completed"
     rows = await server.app[STACK].database.fetch(
@@ -389,3 +393,29 @@ async def test_a_background_run_is_the_users_and_no_one_elses(server: TestClient
     missing = "0" * 16
     await bob.hidden("POST", f"/v1/telemetry/spans/{agent.span_id}/tree", agent.span_id, missing, {})
     await bob.hidden("GET", f"/v1/telemetry/traces/{agent.trace_id}", agent.trace_id, "0" * 32)
+
+
+async def test_a_background_run_links_to_the_request_that_started_it(
+    aiohttp_client: Callable[..., Any], scripted: list[models.ChatCompletionRequest], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with otlp_receiver() as receiver:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.url)
+        server: TestClient[Any, Any] = await aiohttp_client(create_app(_config()))
+        oai = openai.AsyncOpenAI(base_url=str(server.make_url("/v1")), api_key="unused", max_retries=0)
+        async with oai:
+            started = await oai.responses.create(model="chat", input="capital?", background=True)
+            for _ in range(200):
+                if (await oai.responses.retrieve(started.id)).status == "completed":
+                    break
+                await asyncio.sleep(0.02)
+        stack = server.app[STACK]
+        assert stack.telemetry is not None
+        for _ in range(100):  # the run's span ends with its task, just after the response is stored
+            stack.telemetry.flush()
+            if [s for s in receiver.spans if s.name == "invoke_agent"]:
+                break
+            await asyncio.sleep(0.05)
+        (api,) = receiver.wait_for("Responses.create_openai_response")
+        (run,) = receiver.wait_for("invoke_agent")
+        assert run.links == ((api.trace_id, api.span_id),) and run.trace_id != api.trace_id
+        await server.close()  # while the collector still listens

@@ -31,7 +31,7 @@ def response_run(
     request: models.CreateResponseRequest, response: dict[str, Any], prompt_version: int | None
 ) -> AgentRun:
     """The span of a response about to run (`response`: its skeleton, with its id)."""
-    run = AgentRun("invoke_agent")
+    run = AgentRun("invoke_agent", background=bool(response.get("background")))
     if run.recording:
         conversation = (response.get("conversation") or {}).get("id") or response.get("previous_response_id")
         prompt = given(request.prompt)
