@@ -16,6 +16,7 @@ from pocketstack.core.registry import Resource
 from pocketstack.core.stack import Stack
 from pocketstack.errors import BadRequestError, ResourceNotFoundError
 from pocketstack.providers.base import SafetyProvider, ServedShield, ShieldMessage, Verdict
+from pocketstack.telemetry.safety import shield_run
 from pocketstack.wire.fields import given, plain
 
 
@@ -60,8 +61,12 @@ class SafetyApi(protocols.Safety):
 
     async def check(self, shield_id: str, messages: list[ShieldMessage]) -> Verdict:
         """Run one shield over messages (guardrails use this; run-shield is it over the wire)."""
-        served, provider = self._served(await self.shields.lookup(shield_id))
-        return await provider.run_shield(served, messages)
+        resource = await self.shields.lookup(shield_id)
+        served, provider = self._served(resource)
+        with shield_run(resource.identifier, resource.provider_id, len(messages)) as run:
+            verdict = await provider.run_shield(served, messages)
+            run.judged([verdict])
+        return verdict
 
     async def run_shield(self, request: models.RunShieldRequest) -> models.RunShieldResponse:
         messages = []
@@ -79,7 +84,9 @@ class SafetyApi(protocols.Safety):
             raise BadRequestError("input is a non-empty string or a list of them.", param="input")
         resource = await self._moderation_shield(given(request.model))
         served, provider = self._served(resource)
-        verdicts = await provider.run_moderation(served, cast(list[str], texts))
+        with shield_run(resource.identifier, resource.provider_id, len(texts)) as run:
+            verdicts = await provider.run_moderation(served, cast(list[str], texts))
+            run.judged(verdicts)
         return models.ModerationObject(
             id=f"modr-{uuid.uuid4().hex}",
             model=resource.identifier,
