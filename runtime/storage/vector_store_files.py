@@ -8,6 +8,7 @@ A batch's counts and state are read from its files' rows, so they stay exact wha
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -174,6 +175,24 @@ class VectorStoreFileStore:
             "SELECT status, COUNT(*) AS n FROM vector_store_files WHERE store_id = ? GROUP BY status", (store_id,)
         )
         return _counts(rows)
+
+    def totals_blocking(self) -> list[tuple[str, int, int]]:
+        """(store id, files attached, their usage_bytes) of every store, in one aggregate query over the
+        attachments; blocking, for the metrics collector's thread. A closed database (the server
+        stopping while a scrape reads) answers nothing."""
+        try:
+            rows = self._db.transaction_blocking(
+                [
+                    (
+                        "SELECT s.id AS store_id, COUNT(f.file_id) AS files, COALESCE(SUM(f.usage_bytes), 0) AS usage"
+                        " FROM vector_stores s LEFT JOIN vector_store_files f ON f.store_id = s.id GROUP BY s.id",
+                        (),
+                    )
+                ]
+            )
+        except sqlite3.ProgrammingError:
+            return []
+        return [(row["store_id"], row["files"], row["usage"]) for row in rows]
 
     async def attached_file_ids(self) -> list[str]:
         """Every file attached to some store."""

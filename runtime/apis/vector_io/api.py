@@ -26,6 +26,7 @@ from pocketstack.modelstore.store import DEFAULT_EMBEDDING_NAME
 from pocketstack.providers.vector_search import Hit, NewChunk, SearchQuery, VectorIOProvider, parse_filter
 from pocketstack.security.access import VECTOR_STORE, Action
 from pocketstack.storage.vector_stores import Source, StoredVectorStore, VectorStoreStore
+from pocketstack.telemetry import vector_stores as telemetry
 from pocketstack.wire.fields import given, plain
 
 DEFAULT_EMBEDDING_MODEL = f"llama-cpp/{DEFAULT_EMBEDDING_NAME}"
@@ -276,18 +277,19 @@ class VectorIOApi(protocols.VectorIO):
         raw = plain(request.query)
         queries = [raw] if isinstance(raw, str) else list(raw)
         text = " ".join(queries)
-        if given(request.rewrite_query, False):
-            text = await self._rewritten(text)
-            queries = [text]  # the answer's search_query is what was searched (Llama Stack's router)
+        rewrite = bool(given(request.rewrite_query, False))
         options = given(request.ranking_options)
-        hits = await self._search(
-            record,
-            text,
-            mode=request.search_mode.value if hasattr(request.search_mode, "value") else str(request.search_mode),
-            k=request.max_num_results,
-            where=given(request.filters),
-            options=options,
-        )
+        mode = request.search_mode.value if hasattr(request.search_mode, "value") else str(request.search_mode)
+        k = request.max_num_results
+        with telemetry.searching(
+            record.id, text, mode=mode, max_results=k, ranker=_ranker(options), rewrite_query=rewrite
+        ) as search:
+            if rewrite:  # under the search's span: the chat call that rewrites is part of the search
+                text = await self._rewritten(text)
+                queries = [text]  # the answer's search_query is what was searched (Llama Stack's router)
+                search.rewritten(text)
+            hits = await self._search(record, text, mode=mode, k=k, where=given(request.filters), options=options)
+            search.found(len(hits))
         data = [
             models.SearchResult(
                 file_id=hit.chunk.file_id or "",
@@ -344,7 +346,7 @@ class VectorIOApi(protocols.VectorIO):
         _, provider = self.provider(record.provider_id)
         if mode not in ("vector", "keyword", "hybrid"):
             raise BadRequestError("search_mode must be vector, keyword or hybrid", param="search_mode")
-        ranker = given(getattr(options, "ranker", None), "rrf")
+        ranker = _ranker(options)
         if ranker not in ("rrf", "weighted", "auto", "default-2024-11-15"):
             raise BadRequestError(
                 f"ranking_options.ranker must be rrf or weighted, not '{ranker}'", param="ranking_options"
@@ -394,7 +396,8 @@ class VectorIOApi(protocols.VectorIO):
                     expires_at=expires_at,
                 )
             )
-        await provider.insert(record.id, record.embedding_dimension, new)
+        with telemetry.inserting(record.id, len(new)):
+            await provider.insert(record.id, record.embedding_dimension, new)
         await self.touch(record)
 
     async def query_chunks(self, request: models.QueryChunksRequest) -> models.QueryChunksResponse:
@@ -412,7 +415,9 @@ class VectorIOApi(protocols.VectorIO):
         text = content_text(request.query, "query")
         if not text.strip():
             raise BadRequestError("query is empty", param="query")
-        hits = await self._search(record, text, mode=mode, k=k, where=params.get("filters"), options=options)
+        with telemetry.searching(record.id, text, mode=mode, max_results=k, ranker=_ranker(options)) as search:
+            hits = await self._search(record, text, mode=mode, k=k, where=params.get("filters"), options=options)
+            search.found(len(hits))
         chunks = [
             models.Chunk(
                 content=hit.chunk.content,
@@ -509,6 +514,11 @@ def content_text(value: Any, param: str) -> str:
             )
         texts.append(text)
     return " ".join(texts)
+
+
+def _ranker(options: Any) -> str:
+    """ranking_options.ranker as asked (rrf unless named)."""
+    return str(given(getattr(options, "ranker", None), "rrf"))
 
 
 def _chunk_id(content: str, document_id: Any) -> str:

@@ -28,6 +28,8 @@ from pocketstack.core.stack import Stack
 from pocketstack.errors import BadRequestError, NotFoundError, PocketStackError
 from pocketstack.providers.vector_search import NewChunk, VectorIOProvider
 from pocketstack.security.access import Action
+from pocketstack.security.principal import User
+from pocketstack.storage.owners import Owner
 from pocketstack.storage.vector_store_files import (
     FileCounts,
     FileStatus,
@@ -35,6 +37,9 @@ from pocketstack.storage.vector_store_files import (
     StoredFile,
     VectorStoreFileStore,
 )
+from pocketstack.storage.vector_stores import StoredVectorStore
+from pocketstack.telemetry import vector_stores as telemetry
+from pocketstack.telemetry.serving import Reading
 from pocketstack.wire.fields import given, plain
 
 if TYPE_CHECKING:
@@ -80,7 +85,9 @@ class VectorStoreFiles:
         self.stack = stack
         self.vector_io = vector_io
         self.files = files
-        self._queue: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
+        # Each file with the request that queued it (None: resumed at start), whose trace and user its
+        # ingestion's span belongs to.
+        self._queue: asyncio.Queue[tuple[str, str, telemetry.Origin | None]] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
         self._waiters: dict[tuple[str, str], list[asyncio.Future[None]]] = {}
 
@@ -103,10 +110,12 @@ class VectorStoreFiles:
                 await self.forget_files(gone)
         waiting = await self.store.in_progress()
         for store_id, file_id in waiting:
-            self._queue.put_nowait((store_id, file_id))
+            self._queue.put_nowait((store_id, file_id, None))
         if waiting:
             log.info("resuming ingestion of %d files", len(waiting))
         self._worker = asyncio.create_task(self._work(), name="pocketstack-ingestion")
+        telemetry.store_files.add(self._file_counts)
+        telemetry.store_bytes.add(self._file_bytes)
 
     async def forget_files(self, file_ids: list[str]) -> None:
         """Detach deleted files from every store: chunks and vectors first, then the attachment rows."""
@@ -120,6 +129,8 @@ class VectorStoreFiles:
             log.info("detached %d deleted files from vector stores", len(attachments))
 
     async def stop(self) -> None:
+        telemetry.store_files.remove(self._file_counts)
+        telemetry.store_bytes.remove(self._file_bytes)
         if self._worker is not None:
             self._worker.cancel()
             await asyncio.gather(self._worker, return_exceptions=True)
@@ -127,6 +138,13 @@ class VectorStoreFiles:
     async def idle(self) -> None:
         """Wait until every queued file is done (tests and benchmarks)."""
         await self._queue.join()
+
+    def _file_counts(self) -> list[Reading]:
+        """The files gauge (on the metrics collector's thread, never the event loop)."""
+        return [telemetry.reading(store_id, files) for store_id, files, _ in self.store.totals_blocking()]
+
+    def _file_bytes(self) -> list[Reading]:
+        return [telemetry.reading(store_id, usage) for store_id, _, usage in self.store.totals_blocking()]
 
     async def counts(self, store_id: str) -> models.VectorStoreFileCounts:
         return file_counts(await self.store.counts(store_id))
@@ -190,8 +208,9 @@ class VectorStoreFiles:
         return settings.strategy()
 
     def enqueue(self, store_id: str, file_ids: Iterable[str]) -> None:
+        origin = telemetry.Origin()
         for file_id in file_ids:
-            self._queue.put_nowait((store_id, file_id))
+            self._queue.put_nowait((store_id, file_id, origin))
 
     async def settle(self, store_id: str, file_ids: Iterable[str]) -> None:
         """Wait until the worker is done with these queued files, at most `attach_wait_s`. The wait
@@ -295,9 +314,9 @@ class VectorStoreFiles:
 
     async def _work(self) -> None:
         while True:
-            store_id, file_id = await self._queue.get()
+            store_id, file_id, origin = await self._queue.get()
             try:
-                await self._ingest(store_id, file_id)
+                await self._ingest(store_id, file_id, origin)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -309,11 +328,22 @@ class VectorStoreFiles:
                 self._queue.task_done()
                 self._done_with(store_id, file_id)
 
-    async def _ingest(self, store_id: str, file_id: str) -> None:
+    async def _ingest(self, store_id: str, file_id: str, origin: telemetry.Origin | None) -> None:
         attached = await self.store.get(store_id, file_id)
         if attached is None or attached.status != "in_progress":
             return  # detached, or done by an earlier queue entry
         record = await self.vector_io.record(store_id, None)
+        # Resumed at start, the request is gone: the ingestion is its store owner's.
+        user = origin.user if origin is not None else _user(record.owner)
+        strategy = str(attached.chunking_strategy.get("type", "auto"))
+        parent = origin.context if origin is not None else None
+        with telemetry.ingesting(store_id, file_id, strategy, parent=parent, user=user) as ingestion:
+            await self._ingest_file(attached, record, ingestion)
+
+    async def _ingest_file(
+        self, attached: StoredFile, record: StoredVectorStore, ingestion: telemetry.Ingestion
+    ) -> None:
+        store_id, file_id = attached.store_id, attached.file_id
         _, provider = self.vector_io.provider(record.provider_id)
         try:
             meta = await self.files.provider().get(file_id)
@@ -339,6 +369,8 @@ class VectorStoreFiles:
         pieces, tokenizer = await ingest.chunk_document(
             self.vector_io.inference, text, record.embedding_model, plan, reserve
         )
+        counted = sum(piece.tokens for piece in pieces) if tokenizer == record.embedding_model else None
+        ingestion.chunked(len(pieces), plan.max_tokens, plan.overlap_tokens, counted)
         attributes = attached.attributes
         await provider.delete(store_id, file_id)  # a redo after a crash starts clean
         step = CONTEXTUAL_CHUNKS_PER_WRITE if situator is not None else CHUNKS_PER_WRITE
@@ -368,7 +400,8 @@ class VectorStoreFiles:
                         filename=meta.filename,
                     )
                 )
-            await provider.insert(store_id, record.embedding_dimension, chunks)
+            with telemetry.inserting(store_id, len(chunks)):
+                await provider.insert(store_id, record.embedding_dimension, chunks)
             usage += sum(len(content.encode()) for content in texts)
         if situator is not None:
             try:
@@ -393,13 +426,21 @@ class VectorStoreFiles:
         self, store_id: str, file_id: str, status: FileStatus, usage: int, error: dict[str, str] | None
     ) -> None:
         await self.store.finish(store_id, file_id, status, usage, error)
-        if status != "completed" or not await self._wanted(store_id, file_id, status):
+        kept = status == "completed" and await self._wanted(store_id, file_id, status)
+        if (ingestion := telemetry.ingestion()) is not None:
+            ended = status if kept or status != "completed" else telemetry.CANCELLED
+            ingestion.finished(ended, usage, error["code"] if error else None)
+        if not kept:
             # failed part way, or detached, its store deleted or its batch cancelled meanwhile: leave nothing behind
             for instance in self.stack.providers_of("vector_io"):
                 await cast(VectorIOProvider, instance.impl).delete(store_id, file_id)
 
     async def _wanted(self, store_id: str, file_id: str, status: FileStatus = "in_progress") -> bool:
         return await self.store.has_status(store_id, file_id, status)
+
+
+def _user(owner: Owner | None) -> User | None:
+    return None if owner is None else User(owner.principal, {k: list(v) for k, v in owner.attributes.items()})
 
 
 async def _situated(

@@ -38,6 +38,8 @@ from pocketstack.providers.vector_search import (
     query_words,
     ranked,
 )
+from pocketstack.telemetry import vector_stores as telemetry
+from pocketstack.telemetry.serving import Reading
 
 if TYPE_CHECKING:
     import numpy as np
@@ -95,6 +97,7 @@ class SqliteVecStore:
 
     async def initialize(self) -> None:
         await asyncio.to_thread(self._open)
+        telemetry.store_chunks.add(self._sizes)
 
     def _open(self) -> None:
         try:
@@ -114,6 +117,7 @@ class SqliteVecStore:
         self._connection = connection
 
     async def shutdown(self) -> None:
+        telemetry.store_chunks.remove(self._sizes)
         if self._connection is not None:
             connection, self._connection = self._connection, None
             await asyncio.to_thread(connection.close)
@@ -129,6 +133,27 @@ class SqliteVecStore:
                 return work(self._connection)
 
         return await asyncio.to_thread(locked)
+
+    def _sizes(self) -> list[Reading]:
+        """The chunks gauge: each store's live chunks, counted on the metrics collector's thread (the index
+        on (store_id, file_id) answers the count; expired rows not yet swept, through the expiry index)."""
+        connection = self._connection
+        if connection is None:
+            return []
+        try:
+            with self._lock:
+                stored = _rows(connection, "SELECT store_id, COUNT(*) FROM chunks GROUP BY store_id")
+                expired = dict(
+                    _rows(
+                        connection,
+                        "SELECT store_id, COUNT(*) FROM chunks WHERE expires_at IS NOT NULL AND expires_at <= ?"
+                        " GROUP BY store_id",
+                        (self.clock(),),
+                    )
+                )
+        except apsw.Error:  # closed by a stopping server while a scrape read: nothing to report
+            return []
+        return [telemetry.reading(store_id, count - expired.get(store_id, 0)) for store_id, count in stored]
 
     async def insert(self, store_id: str, dimension: int, chunks: Sequence[NewChunk]) -> None:
         """Add or replace (same chunk_id) chunks, atomically."""
