@@ -168,6 +168,23 @@ async def test_a_failing_shield_marks_its_span_and_answers_as_before(
     assert "pocketstack.safety.verdict" not in run.attributes
 
 
+async def test_a_guardrail_of_a_response_is_a_shield_run_in_its_trace(responses_app: TestClient[Any, Any]) -> None:
+    oai = As(responses_app, None).openai()
+    response = await oai.responses.create(
+        model="chat", input="my card is 4111 1111 1111 1111", extra_body={"guardrails": ["pii"]}
+    )
+    await oai.close()
+    assert (response.model_extra or {})["guardrail_violations"]
+    spans = await stored_spans(responses_app.app)
+    (run,) = _named(spans, "run_shield pii")
+    assert run.attributes["pocketstack.safety.verdict"] == "violation"
+    assert run.attributes["pocketstack.safety.categories"] == ["payment_card"]
+    top = run
+    while top.parent_span_id is not None:
+        top = _parent(spans, top)
+    assert top.name == "POST /v1/responses"  # the response's own trace
+
+
 async def _store_with(oai: openai.AsyncOpenAI, model: str, *names: str) -> tuple[str, dict[str, str]]:
     """A store with FILES' `names` attached one by one and ingested; its id and the files' ids."""
     store = await oai.vector_stores.create(name="docs", extra_body={"embedding_model": model})
