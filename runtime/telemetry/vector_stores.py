@@ -5,9 +5,11 @@ router's `embeddings <model>` spans) start under them. The store is named as the
 conventions name a retrieval source, `gen_ai.data_source.id`, on the spans and the gauges.
 
 Ingestion runs on a background worker, after (or while) the request that attached the file is
-answered. Its span is started in that request's trace and as that request's user, both noted when
-the file was queued, so the user who attached a file sees its ingestion in their traces (the span
-store files a span under the user current when its local root's spans start).
+answered, and may be resumed by the next server after a stop. So, as every background run
+(background.py), its span is the root of a trace of its own, linked to the span of the request
+that queued the file; and it is started as that request's user, noted when the file was queued,
+so the user who attached a file sees its ingestion in their traces (the span store files a trace
+under the user current when its root starts).
 
 The gauges are read only when metrics are collected (a scrape, an OTLP export), on the collector's
 thread: the sources registered here answer with one aggregate query each (serving.py's `Sources`).
@@ -26,10 +28,11 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.semconv._incubating.attributes.gen_ai_attributes import GEN_AI_DATA_SOURCE_ID
 from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
-from opentelemetry.trace import Span, Status, StatusCode
+from opentelemetry.trace import Link, Span, SpanContext, Status, StatusCode
 
 from pocketstack.security.principal import User, current_user, reset_current_user, set_current_user
 from pocketstack.telemetry import instruments
+from pocketstack.telemetry.background import launching_span
 from pocketstack.telemetry.serving import Reading, Sources
 
 STORE_ID = GEN_AI_DATA_SOURCE_ID
@@ -89,10 +92,10 @@ def _failed(span: Span, exc: BaseException) -> None:
 
 
 @contextmanager
-def _current(name: str, attributes: dict[str, Any], parent: Context | None = None) -> Iterator[Span]:
+def _current(name: str, attributes: dict[str, Any]) -> Iterator[Span]:
     """A span current for the block; an error marks it and goes on unchanged."""
     span = instruments.tracer.start_span(
-        name, context=parent, attributes=attributes, record_exception=False, set_status_on_exception=False
+        name, attributes=attributes, record_exception=False, set_status_on_exception=False
     )
     token = otel_context.attach(trace.set_span_in_context(span))
     try:
@@ -165,12 +168,12 @@ class Ingestion:
 
 
 class Origin:
-    """Where a queued ingestion comes from: the request's trace context and its user."""
+    """Where a queued ingestion comes from: the request's span (what its trace links to) and its user."""
 
-    __slots__ = ("context", "user")
+    __slots__ = ("span", "user")
 
     def __init__(self) -> None:
-        self.context = otel_context.get_current()
+        self.span = launching_span()
         self.user = current_user()
 
 
@@ -186,16 +189,17 @@ def ingestion() -> Ingestion | None:
 
 @contextmanager
 def ingesting(
-    store_id: str, file_id: str, strategy: str, *, parent: Context | None, user: User | None
+    store_id: str, file_id: str, strategy: str, *, link: SpanContext | None, user: User | None
 ) -> Iterator[Ingestion]:
-    """`ingest <file id>`, in the trace of `parent` (the request that queued it; None: a trace of its
-    own) and owned by `user`: set as the current user only while the span starts, since the span store
-    reads the owner then, and the ingestion itself keeps running as the server's own work."""
+    """`ingest <file id>`, a trace of its own linked to `link` (the request that queued the file; None:
+    resumed at start) and owned by `user`: set as the current user only while the span starts, since
+    the span store reads the owner then, and the ingestion itself keeps running as the server's work."""
     reset = set_current_user(user)
     try:
         span = instruments.tracer.start_span(
             f"ingest {file_id}",
-            context=parent or Context(),  # never the worker's own context: it holds no request
+            context=Context(),  # a root, never the worker's own context
+            links=[Link(link)] if link is not None else None,
             attributes={STORE_ID: store_id, FILE_ID: file_id, CHUNKING_STRATEGY: strategy},
             record_exception=False,
             set_status_on_exception=False,

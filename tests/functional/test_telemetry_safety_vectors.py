@@ -22,6 +22,7 @@ from pocketstack.providers.base import ServedShield, Verdict
 from pocketstack.providers.inline.pii.provider import PiiShield
 from tests.support.config import edge_with
 from tests.support.documents import FILES
+from tests.support.otlp import otlp_receiver
 from tests.support.spans import StoredSpan, children_of, stored_spans
 from tests.support.users import As, credentials, with_test_users
 
@@ -215,10 +216,9 @@ async def test_an_attached_file_is_an_ingest_span_of_its_user(
     file_id = ids["lighthouse.md"]
     spans = await _ingest_spans(server, 1)
     (ingest,) = _named(spans, f"ingest {file_id}")
-    # in the trace of the request that attached the file
-    api = _parent(spans, ingest)
-    assert api.name == "VectorIO.openai_attach_file_to_vector_store"
-    assert _parent(spans, api).name == "POST /v1/vector_stores/{vector_store_id}/files"
+    # a background run: a trace of its own (its link to the attaching request: the test below)
+    (attach,) = _named(spans, "VectorIO.openai_attach_file_to_vector_store")
+    assert ingest.parent_span_id is None and ingest.trace_id != attach.trace_id
     chunks = (await alice.vector_stores.files.content(file_id=file_id, vector_store_id=store_id)).data
     stored = await alice.vector_stores.files.retrieve(file_id=file_id, vector_store_id=store_id)
     attributes = ingest.attributes
@@ -239,23 +239,30 @@ async def test_an_attached_file_is_an_ingest_span_of_its_user(
     assert await _seen_by(server, "bob", STORE_SPAN_FILTER, store_id) == []
 
 
-async def test_an_ingestion_that_outlives_its_request_is_still_its_users(
-    aiohttp_client: Callable[..., Any], stored_embedding: str
+async def test_an_ingestion_that_outlives_its_request_is_still_its_users_and_links_to_it(
+    aiohttp_client: Callable[..., Any], stored_embedding: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    config = edge_with(vector_stores={"attach_wait_s": 0})  # the attach answers at once: ingestion comes after
-    server: TestClient[Any, Any] = await aiohttp_client(with_test_users(create_app(config)))
-    alice = As(server, "alice").openai()
-    store = await alice.vector_stores.create(name="later", extra_body={"embedding_model": stored_embedding})
-    upload = await alice.files.create(file=("lighthouse.md", io.BytesIO(FILES["lighthouse.md"])), purpose="assistants")
-    attached = await alice.vector_stores.files.create(file_id=upload.id, vector_store_id=store.id)
-    assert attached.status == "in_progress"
-    spans = await _ingest_spans(server, 1)
-    await alice.close()
-    (ingest,) = _named(spans, f"ingest {upload.id}")
-    api = _parent(spans, ingest)
-    assert api.name == "VectorIO.openai_attach_file_to_vector_store" and api.trace_id == ingest.trace_id
-    assert await _owners(server, [ingest, *children_of(spans, ingest)]) == {"alice"}
-    assert await _seen_by(server, "bob", "pocketstack.file.id", upload.id) == []
+    with otlp_receiver() as receiver:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.url)
+        config = edge_with(vector_stores={"attach_wait_s": 0})  # the attach answers at once: ingestion comes after
+        server: TestClient[Any, Any] = await aiohttp_client(with_test_users(create_app(config)))
+        alice = As(server, "alice").openai()
+        store = await alice.vector_stores.create(name="later", extra_body={"embedding_model": stored_embedding})
+        upload = await alice.files.create(
+            file=("lighthouse.md", io.BytesIO(FILES["lighthouse.md"])), purpose="assistants"
+        )
+        attached = await alice.vector_stores.files.create(file_id=upload.id, vector_store_id=store.id)
+        assert attached.status == "in_progress"
+        spans = await _ingest_spans(server, 1)
+        await alice.close()
+        (ingest,) = _named(spans, f"ingest {upload.id}")
+        assert ingest.parent_span_id is None
+        assert await _owners(server, [ingest, *children_of(spans, ingest)]) == {"alice"}
+        assert await _seen_by(server, "bob", "pocketstack.file.id", upload.id) == []
+        (api,) = receiver.wait_for("VectorIO.openai_attach_file_to_vector_store")
+        (sent,) = receiver.wait_for(f"ingest {upload.id}")
+        assert sent.links == ((api.trace_id, api.span_id),)
+        await server.close()  # while the collector still listens
 
 
 async def test_an_ingestion_resumed_at_start_is_its_stores_owners(
@@ -270,7 +277,8 @@ async def test_an_ingestion_resumed_at_start_is_its_stores_owners(
     await first.close()
     second: TestClient[Any, Any] = await aiohttp_client(with_test_users(create_app(edge_with())))
     spans = await _ingest_spans(second, 2)
-    (resumed,) = [s for s in _named(spans, f"ingest {ids['lighthouse.md']}") if s.parent_span_id is None]
+    first_run, resumed = _named(spans, f"ingest {ids['lighthouse.md']}")  # oldest first
+    assert resumed.parent_span_id is None and resumed.trace_id != first_run.trace_id
     assert resumed.attributes["pocketstack.ingest.status"] == "completed"
     assert await _owners(second, [resumed, *children_of(spans, resumed)]) == {"alice"}
     assert await _seen_by(second, "bob", STORE_SPAN_FILTER, store_id) == []

@@ -85,8 +85,8 @@ class VectorStoreFiles:
         self.stack = stack
         self.vector_io = vector_io
         self.files = files
-        # Each file with the request that queued it (None: resumed at start), whose trace and user its
-        # ingestion's span belongs to.
+        # Each file with the request that queued it (None: resumed at start): its ingestion's trace links
+        # to that request's span and belongs to its user.
         self._queue: asyncio.Queue[tuple[str, str, telemetry.Origin | None]] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
         self._waiters: dict[tuple[str, str], list[asyncio.Future[None]]] = {}
@@ -336,8 +336,8 @@ class VectorStoreFiles:
         # Resumed at start, the request is gone: the ingestion is its store owner's.
         user = origin.user if origin is not None else _user(record.owner)
         strategy = str(attached.chunking_strategy.get("type", "auto"))
-        parent = origin.context if origin is not None else None
-        with telemetry.ingesting(store_id, file_id, strategy, parent=parent, user=user) as ingestion:
+        link = origin.span if origin is not None else None
+        with telemetry.ingesting(store_id, file_id, strategy, link=link, user=user) as ingestion:
             await self._ingest_file(attached, record, ingestion)
 
     async def _ingest_file(
