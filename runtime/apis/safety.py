@@ -21,8 +21,9 @@ from pocketstack.wire.fields import given, plain
 
 
 def message_text(content: Any) -> str:
-    """The text of a message's content: a string, or its text parts (images and files are not text)."""
-    content = plain(content)
+    """The text of a message's content: a string, or its text parts (images and files are not text).
+    An assistant message may leave content out (it made tool calls): no text."""
+    content = given(plain(content))
     if content is None or isinstance(content, str):
         return content or ""
     return "\n".join(text for part in content if isinstance(text := getattr(plain(part), "text", None), str))

@@ -1,0 +1,45 @@
+"""Regression tests for what a spec fuzzer (schemathesis over spec/openapi.yaml, issue 21 §5) found:
+requests that answered 500. Each now gets a 4xx in the spec's error shape, or a 2xx where the input
+is valid, and the server keeps serving afterwards."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import llama_stack_client
+import pytest
+from aiohttp.test_utils import TestClient
+
+from tests.support.errors import assert_error_shape
+
+
+@pytest.fixture
+def server(responses_app: TestClient[Any, Any]) -> TestClient[Any, Any]:
+    """The edge distribution with the scripted model "chat" and the edge shields."""
+    return responses_app
+
+
+async def _error(reply: Any, status: int = 400) -> dict[str, Any]:
+    assert reply.status == status, await reply.text()
+    return assert_error_shape(await reply.json())
+
+
+# -- run-shield: a message may leave its content out ------------------------------------------
+
+
+async def test_run_shield_with_an_assistant_message_without_content(
+    server: TestClient[Any, Any], lls: llama_stack_client.AsyncLlamaStackClient
+) -> None:
+    # OpenAI lets an assistant message that made tool calls leave content out: it has no text to check.
+    reply = await server.post("/v1/safety/run-shield", json={"shield_id": "pii", "messages": [{"role": "assistant"}]})
+    assert (await _error(reply))["param"] == "messages"
+    checked = await lls.safety.run_shield(
+        shield_id="pii",
+        messages=[
+            {"role": "user", "content": "Who writes the minutes?"},
+            {"role": "assistant", "tool_calls": [{"id": "c1", "type": "function",
+                                                   "function": {"name": "lookup", "arguments": "{}"}}]},  # fmt: skip
+            {"role": "assistant", "content": "Write to ana@example.com."},
+        ],
+    )
+    assert checked.violation is not None
