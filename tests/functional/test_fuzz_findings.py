@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import llama_stack_client
+import openai
 import pytest
 from aiohttp.test_utils import TestClient
 
@@ -43,3 +44,24 @@ async def test_run_shield_with_an_assistant_message_without_content(
         ],
     )
     assert checked.violation is not None
+
+
+# -- vector store update: expires_after is {anchor, days} -------------------------------------
+
+
+async def test_vector_store_update_with_an_empty_expires_after(
+    server: TestClient[Any, Any], oai: openai.AsyncOpenAI, stored_embedding: str
+) -> None:
+    store = await oai.vector_stores.create(name="notes", extra_body={"embedding_model": stored_embedding})
+    reply = await server.post(f"/v1/vector_stores/{store.id}", json={"expires_after": {}})
+    detail = await _error(reply)
+    assert detail["param"] == "expires_after.days"
+    assert detail["code"] == "invalid_request"
+    reply = await server.post(f"/v1/vector_stores/{store.id}", json={"expires_after": {"days": 0}})
+    assert (await _error(reply))["param"] == "expires_after.days"
+    with pytest.raises(openai.BadRequestError):
+        await oai.vector_stores.update(store.id, expires_after={"anchor": "created_at", "days": 2})  # type: ignore[typeddict-item]
+    updated = await oai.vector_stores.update(store.id, expires_after={"anchor": "last_active_at", "days": 2})
+    assert updated.expires_after is not None and updated.expires_after.days == 2
+    cleared = await oai.vector_stores.update(store.id, expires_after=None)
+    assert cleared.expires_after is None

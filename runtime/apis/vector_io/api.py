@@ -12,7 +12,7 @@ import time
 import uuid
 from typing import Any, cast
 
-from pydantic import MISSING
+from pydantic import MISSING, ValidationError
 
 from pocketstack._generated import models, protocols
 from pocketstack.apis.files import FilesApi
@@ -32,6 +32,17 @@ from pocketstack.wire.fields import given, plain
 DEFAULT_EMBEDDING_MODEL = f"llama-cpp/{DEFAULT_EMBEDDING_NAME}"
 EMBED_BATCH = 32
 ACTIVITY_RESOLUTION_S = 60  # last_active_at moves at most this often on searches (a write per search costs)
+
+
+def _expires_after(raw: Any) -> dict[str, Any]:
+    """An update's `expires_after` (the spec leaves it a loose object so null can clear it), held to
+    OpenAI's {anchor, days}: a 400 naming the field at fault, as the request's own fields get."""
+    try:
+        return models.VectorStoreExpiresAfter.model_validate(raw).model_dump(mode="json")
+    except ValidationError as exc:
+        found = [(".".join(["expires_after", *map(str, e["loc"])]), e["msg"]) for e in exc.errors(include_url=False)]
+        problems = "; ".join(f"body field '{field}': {message}" for field, message in found)
+        raise BadRequestError(f"Invalid request: {problems}", code="invalid_request", param=found[0][0]) from None
 
 
 class VectorIOApi(protocols.VectorIO):
@@ -241,11 +252,7 @@ class VectorIOApi(protocols.VectorIO):
         metadata = record.metadata if request.metadata is MISSING else plain(request.metadata or {})
         expires = record.expires_after
         if request.expires_after is not MISSING:
-            expires = (
-                None
-                if request.expires_after is None
-                else models.VectorStoreExpiresAfter.model_validate(request.expires_after).model_dump(mode="json")
-            )
+            expires = None if request.expires_after is None else _expires_after(request.expires_after)
         await self.store.update(
             record.id,
             name=given(request.name, record.name),
