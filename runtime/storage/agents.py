@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pocketstack.storage.owners import OWNER_COLUMNS, Owner, Visibility, owner_of, owner_values, restrict
-from pocketstack.storage.sqlite import Database, Row
+from pocketstack.storage.sqlite import Database, Row, bounded
 
 
 @dataclass
@@ -143,6 +143,6 @@ async def _visible_page(
     condition = f"WHERE {' AND '.join(clauses)}" if clauses else ""
     select = f"SELECT {columns}, {OWNER_COLUMNS} FROM {table} {condition} ORDER BY seq"
     if keep is None:
-        return await db.fetch(f"{select} LIMIT ? OFFSET ?", (*params, limit, start))
+        return await db.fetch(f"{select} LIMIT ? OFFSET ?", (*params, bounded(limit), bounded(start)))
     rows = [row for row in await db.fetch(select, params) if keep(row["id"], owner_of(row))]
     return rows[start : start + limit]

@@ -13,6 +13,13 @@ from typing import Any
 from pocketstack.errors import StartupError
 
 Row = sqlite3.Row
+MAX_INTEGER = 2**63 - 1  # SQLite's largest INTEGER; binding a larger Python int raises OverflowError
+
+
+def bounded(value: int) -> int:
+    """An offset or row count a request gave, as SQLite can bind it: the spec puts no upper bound on
+    some (`start_index`), and any count past SQLite's largest already means "all" or "past the end"."""
+    return min(value, MAX_INTEGER)
 
 
 def _migrations() -> list[tuple[int, str, str]]:

@@ -65,3 +65,39 @@ async def test_vector_store_update_with_an_empty_expires_after(
     assert updated.expires_after is not None and updated.expires_after.days == 2
     cleared = await oai.vector_stores.update(store.id, expires_after=None)
     assert cleared.expires_after is None
+
+
+# -- offsets past SQLite's INTEGER: past the end, not an OverflowError -----------------------
+
+HUGE = 10**30  # the spec bounds start_index below only; Llama Stack slices a list, so this is past the end
+
+
+async def test_agents_and_sessions_listings_with_a_huge_start_index(server: TestClient[Any, Any]) -> None:
+    created = await server.post("/v1alpha/agents", json={"agent_config": {"model": "chat", "instructions": "Be brief."}})
+    agent_id = (await created.json())["agent_id"]
+    session = await server.post(f"/v1alpha/agents/{agent_id}/session", json={"session_name": "s"})
+    session_id = (await session.json())["session_id"]
+    for path in ("/v1alpha/agents", f"/v1alpha/agents/{agent_id}/sessions", "/v1/agents"):
+        for start in (HUGE, 2**63 - 1, 2**63):
+            reply = await server.get(path, params={"start_index": str(start), "limit": "100"})
+            assert reply.status == 200, await reply.text()
+            assert await reply.json() == {"data": [], "has_more": False}
+        reply = await server.get(path, params={"start_index": str(-HUGE)})
+        assert (await _error(reply))["param"] == "start_index"
+        reply = await server.get(path, params={"limit": str(HUGE)})
+        assert (await _error(reply))["param"] == "limit"
+    listed = await (await server.get(f"/v1alpha/agents/{agent_id}/sessions", params={"start_index": "0"})).json()
+    assert [s["session_id"] for s in listed["data"]] == [session_id]
+
+
+@pytest.mark.filterwarnings("ignore:deprecated:DeprecationWarning")  # Llama Stack marks datasets.register
+async def test_dataset_rows_with_a_huge_start_index_or_limit(lls: llama_stack_client.AsyncLlamaStackClient) -> None:
+    rows = [{"question": f"{n} + 1?", "answer": str(n + 1)} for n in range(3)]
+    await lls.beta.datasets.register(purpose="eval/question-answer", source={"type": "rows", "rows": rows},
+                                     dataset_id="sums")  # fmt: skip
+    past = await lls.beta.datasets.iterrows("sums", start_index=HUGE, limit=HUGE)
+    assert past.data == [] and not past.has_more
+    everything = await lls.beta.datasets.iterrows("sums", start_index=1, limit=HUGE)
+    assert everything.data == rows[1:] and not everything.has_more
+    with pytest.raises(llama_stack_client.BadRequestError):
+        await lls.beta.datasets.iterrows("sums", start_index=-HUGE)

@@ -20,6 +20,7 @@ from pocketstack.providers.base import Health, ProviderContext
 from pocketstack.providers.datasetio import Row
 from pocketstack.providers.inline.datasetio_localfs.config import LocalFsDatasetIOConfig
 from pocketstack.storage import Database
+from pocketstack.storage.sqlite import bounded
 
 
 class LocalFsDatasetIO:
@@ -91,10 +92,10 @@ class LocalFsDatasetIO:
 
     async def page(self, dataset_id: str, start_index: int, limit: int | None) -> tuple[list[Row], bool]:
         sql = "SELECT row FROM dataset_rows WHERE dataset_id = ? AND position >= ? ORDER BY position"
-        params: tuple[Any, ...] = (dataset_id, start_index)
+        params: tuple[Any, ...] = (dataset_id, bounded(start_index))
         if limit is not None:
             sql += " LIMIT ?"
-            params += (limit + 1,)
+            params += (bounded(limit + 1),)
         found = await self._db.fetch(sql, params)
         rows: list[Row] = [json.loads(r["row"]) for r in found]
         if limit is not None and len(rows) > limit:
