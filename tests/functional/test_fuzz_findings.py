@@ -101,3 +101,14 @@ async def test_dataset_rows_with_a_huge_start_index_or_limit(lls: llama_stack_cl
     assert everything.data == rows[1:] and not everything.has_more
     with pytest.raises(llama_stack_client.BadRequestError):
         await lls.beta.datasets.iterrows("sums", start_index=-HUGE)
+
+
+# -- POST /v1/models: odd ids and metadata ----------------------------------------------------
+
+
+async def test_a_model_path_with_a_nul_is_refused(client: TestClient[Any, Any]) -> None:
+    # On llama-cpp the id is a path; a NUL cannot be in one (os functions raise ValueError, not OSError).
+    for body in ({"model_id": "a\x00b"}, {"model_id": "m", "provider_model_id": "models/\x00.gguf"}):
+        reply = await client.post("/v1/models", json=body)
+        assert (await _error(reply))["param"] == "provider_model_id"
+    assert (await client.get("/v1/models")).status == 200

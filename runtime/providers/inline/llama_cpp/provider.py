@@ -263,7 +263,7 @@ class LlamaCppProvider:
             if not trusted and provider_model_id not in self._stored:
                 await asyncio.to_thread(self._confined, path)
             is_file = await asyncio.to_thread(path.is_file)
-        except (OSError, RuntimeError) as exc:  # a name too long for the filesystem, ~unknown-user
+        except (OSError, RuntimeError, ValueError) as exc:  # a name too long for the filesystem, ~unknown-user, NUL
             raise BadRequestError(
                 "provider_model_id is not a usable path.", code="invalid_model_path", param="provider_model_id"
             ) from exc
