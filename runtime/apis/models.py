@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import cast
+from typing import Any, cast
 
 from pocketstack._generated import models, protocols
 from pocketstack.config import ModelInput, ModelTarget
@@ -32,6 +32,29 @@ def model_response(resource: Resource) -> models.Model:
     return models.Model.model_validate(
         {**resource.body, "id": resource.identifier, "created": resource.created_at, "owned_by": OWNED_BY}
     )
+
+
+def check_metadata(metadata: dict[str, Any]) -> None:
+    """A registration's metadata may hold anything, except wrong shapes of the keys the server itself reads
+    from it: `fallbacks` (the inference chain; only the `fallbacks` field, checked against its providers,
+    sets it) and `sampling_defaults` (numbers a response echoes). Else the model registers and every later
+    use of it fails."""
+    if "fallbacks" in metadata:
+        raise BadRequestError(
+            "metadata.fallbacks is the server's own record; give fallbacks in the request's `fallbacks` field.",
+            code="invalid_request",
+            param="metadata.fallbacks",
+        )
+    defaults = metadata.get("sampling_defaults")
+    if defaults is not None and not (
+        isinstance(defaults, dict)
+        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in defaults.values())
+    ):
+        raise BadRequestError(
+            "metadata.sampling_defaults maps sampling parameters (temperature, top_p...) to numbers.",
+            code="invalid_request",
+            param="metadata.sampling_defaults",
+        )
 
 
 class ModelsApi(protocols.Models):
@@ -61,6 +84,7 @@ class ModelsApi(protocols.Models):
         )
 
     async def _build(self, model: ModelInput, source: Source) -> Resource:
+        check_metadata(model.metadata)
         instance = self._provider(model.provider_id)
         provider_id = instance.config.provider_id
         provider_model_id = model.provider_model_id or model.model_id

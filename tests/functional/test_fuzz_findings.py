@@ -112,3 +112,49 @@ async def test_a_model_path_with_a_nul_is_refused(client: TestClient[Any, Any]) 
         reply = await client.post("/v1/models", json=body)
         assert (await _error(reply))["param"] == "provider_model_id"
     assert (await client.get("/v1/models")).status == 200
+
+
+@pytest.mark.parametrize(
+    ("metadata", "param"),
+    [
+        ({"fallbacks": [{}]}, "metadata.fallbacks"),
+        ({"fallbacks": "x"}, "metadata.fallbacks"),
+        ({"fallbacks": [{"provider_id": "llama-cpp", "provider_model_id": "/etc/passwd"}]}, "metadata.fallbacks"),
+        ({"sampling_defaults": "x"}, "metadata.sampling_defaults"),
+        ({"sampling_defaults": {"temperature": "hot"}}, "metadata.sampling_defaults"),
+    ],
+)
+async def test_model_metadata_the_server_reads_is_held_to_its_shape(
+    server: TestClient[Any, Any], oai: openai.AsyncOpenAI, metadata: dict[str, Any], param: str
+) -> None:
+    # Registered as given, these made every later chat or response with the model a 500 (and a
+    # metadata.fallbacks entry skipped the checks the `fallbacks` field gets).
+    body = {"model_id": "odd", "provider_id": "scripted", "provider_model_id": "chat", "metadata": metadata}
+    assert (await _error(await server.post("/v1/models", json=body)))["param"] == param
+    assert (await server.get("/v1/models/odd")).status == 404
+    body["metadata"] = {"sampling_defaults": {"temperature": 0.25}, "note": {"fallbacks": "mine"}}
+    assert (await server.post("/v1/models", json=body)).status == 200
+    answer = await oai.responses.create(model="odd", input="capital?")
+    assert answer.output_text == "Paris." and answer.temperature == 0.25
+
+
+ODD_IDS = ["x\x00y", "tab\there", "\u202eevil", "\U0010ffff", "a/b/c", "a?b#c", "%2F", "é" * 1000]
+
+
+async def test_models_with_odd_unicode_ids_register_list_get_and_serve(
+    server: TestClient[Any, Any], oai: openai.AsyncOpenAI
+) -> None:
+    # On a provider whose ids are names (not paths), any string is an id: accepted and usable throughout.
+    for model_id in ODD_IDS:
+        reply = await server.post("/v1/models", json={"model_id": model_id, "provider_id": "scripted",
+                                                      "provider_model_id": "chat"})  # fmt: skip
+        assert reply.status == 200, await reply.text()
+    listed = {model.id for model in (await oai.models.list()).data}
+    assert set(ODD_IDS) <= listed
+    for model_id in ODD_IDS:
+        assert (await oai.models.retrieve(model_id)).id == model_id
+        answer = await oai.chat.completions.create(model=model_id, messages=[{"role": "user", "content": "capital?"}])
+        assert answer.model == model_id
+    reply = await server.post("/v1/models", data=b'{"model_id": "\\ud800", "provider_id": "scripted"}',
+                              headers={"Content-Type": "application/json"})  # fmt: skip
+    assert (await _error(reply))["param"] == "model_id"  # a lone surrogate is not a string
