@@ -158,3 +158,40 @@ async def test_models_with_odd_unicode_ids_register_list_get_and_serve(
     reply = await server.post("/v1/models", data=b'{"model_id": "\\ud800", "provider_id": "scripted"}',
                               headers={"Content-Type": "application/json"})  # fmt: skip
     assert (await _error(reply))["param"] == "model_id"  # a lone surrogate is not a string
+
+
+# -- a response's model names a shield or a model of another type ----------------------------
+
+
+@pytest.mark.parametrize("mode", [{}, {"stream": True}])
+async def test_a_response_whose_model_is_a_shield_or_an_embedding_model(
+    server: TestClient[Any, Any], oai: openai.AsyncOpenAI, stored_embedding: str, mode: dict[str, Any]
+) -> None:
+    for model in ("pii", "llama-guard", stored_embedding):
+        reply = await server.post("/v1/responses", json={"model": model, "input": "capital?", **mode})
+        detail = await _error(reply)
+        assert (detail["param"], detail["code"]) == ("model", "wrong_model_type"), detail
+        assert "shield" in detail["message"] or "embedding" in detail["message"]
+    assert await _error(await server.post("/v1/responses", json={"model": "nope", "input": "x", **mode}), 404)
+    answered = await oai.responses.create(model="chat", input="capital?")
+    assert answered.output_text == "Paris."
+
+
+async def test_a_background_response_whose_model_is_a_shield_fails_saying_so(oai: openai.AsyncOpenAI) -> None:
+    # A background response is accepted first and fails in-band, as one with an unknown model does.
+    stream = await oai.responses.create(model="pii", input="capital?", background=True, stream=True)
+    events = [event async for event in stream]
+    assert events[-1].type == "response.failed"
+    failed = events[-1].response
+    assert failed.error is not None and "'pii' is a shield, not a model" in failed.error.message
+    assert (await oai.responses.retrieve(failed.id)).status == "failed"
+
+
+async def test_a_chat_or_embedding_with_a_shield_as_model_is_a_400(oai: openai.AsyncOpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as chat:
+        await oai.chat.completions.create(model="pii", messages=[{"role": "user", "content": "capital?"}])
+    assert "'pii' is a shield, not a model" in str(chat.value)
+    with pytest.raises(openai.BadRequestError):
+        await oai.embeddings.create(model="toxicity", input="hello")
+    with pytest.raises(openai.NotFoundError):
+        await oai.models.retrieve("pii")  # the models API itself still does not know it

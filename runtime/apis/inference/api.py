@@ -23,6 +23,7 @@ from pocketstack.apis.inference.guardrails import Guardrails, input_messages, wi
 from pocketstack.apis.inference.telemetry import Attempt, Operation
 from pocketstack.apis.inference.verdicts import Guard, Outcome
 from pocketstack.apis.models import ModelsApi
+from pocketstack.core.resources import SHIELD
 from pocketstack.core.stack import Stack
 from pocketstack.errors import (
     BadRequestError,
@@ -95,7 +96,17 @@ class InferenceApi(protocols.Inference):
         self.guardrails: Guardrails | None = None  # set when the safety API is served
 
     async def _chain(self, model_id: str, model_type: str, purpose: str) -> list[Target]:
-        resource = await self.models.lookup(model_id)
+        try:
+            resource = await self.models.lookup(model_id)
+        except ResourceNotFoundError:
+            if await self.stack.table(SHIELD).find(model_id) is None:
+                raise
+            raise BadRequestError(  # moderations take a shield as `model`: say what went wrong here
+                f"'{model_id}' is a shield, not a model; {purpose} needs {_ARTICLE[model_type]} {model_type} model "
+                "(client.models.list()). Shields run through run-shield, moderations and guardrails.",
+                code="wrong_model_type",
+                param="model",
+            ) from None
         actual = resource.body["model_type"]
         if actual != model_type:
             raise BadRequestError(
