@@ -208,6 +208,8 @@ class OutboundGuard:
 
     async def check(self, url: str, *, param: str | None = None) -> Checked:
         """The URL, checked (OutboundRefused if the server may not reach it), with the addresses to use."""
+        if not url.strip():
+            raise OutboundRefused("The URL is empty.", param=param)
         try:
             parts = urlsplit(url)
             port = parts.port
@@ -218,6 +220,10 @@ class OutboundGuard:
         if scheme not in _DEFAULT_PORTS or not hostname:
             raise OutboundRefused(f"The URL {shown(url)} is not an http or https URL with a host.", param=param)
         host = _host_key(hostname)
+        try:  # what the resolver does with the name first: an empty or over-long label, a character IDNA refuses
+            host.encode("idna")
+        except UnicodeError as exc:
+            raise OutboundRefused(f"The URL {shown(url)} has no valid host name: {exc}.", param=param) from None
         port = port or _DEFAULT_PORTS[scheme]
         if any(prefix.covers(scheme, host, port, parts.path or "/") for prefix in self._prefixes):
             try:

@@ -195,3 +195,33 @@ async def test_a_chat_or_embedding_with_a_shield_as_model_is_a_400(oai: openai.A
         await oai.embeddings.create(model="toxicity", input="hello")
     with pytest.raises(openai.NotFoundError):
         await oai.models.retrieve("pii")  # the models API itself still does not know it
+
+
+# -- a user's MCP URL with no usable host name -----------------------------------------------
+
+BAD_HOSTS = ["http://a..b/mcp", f"http://{'a' * 64}.example.com/mcp", "http://\u202e.example/mcp", f"http://{'a' * 300}/"]
+
+
+async def test_list_tools_with_an_empty_or_unusable_mcp_endpoint(server: TestClient[Any, Any]) -> None:
+    reply = await server.get("/v1/tool-runtime/list-tools", params={"mcp_endpoint": ""})
+    detail = await _error(reply)
+    assert (detail["param"], detail["code"], detail["message"]) == ("mcp_endpoint", "outbound_url_refused",
+                                                                    "The URL is empty.")  # fmt: skip
+    for url in BAD_HOSTS:  # the resolver's IDNA step raised UnicodeError, not OSError
+        reply = await server.get("/v1/tool-runtime/list-tools", params={"mcp_endpoint": url})
+        detail = await _error(reply)
+        assert (detail["param"], detail["code"]) == ("mcp_endpoint", "outbound_url_refused")
+        assert "no valid host name" in detail["message"]
+    assert (await server.get("/v1/tool-runtime/list-tools")).status == 200
+
+
+async def test_an_mcp_tool_or_tool_group_with_an_unusable_host_is_a_400(
+    server: TestClient[Any, Any], oai: openai.AsyncOpenAI
+) -> None:
+    for url in BAD_HOSTS:
+        with pytest.raises(openai.BadRequestError) as raised:
+            await oai.responses.create(model="chat", input="hi",
+                                       tools=[{"type": "mcp", "server_label": "x", "server_url": url}])  # fmt: skip
+        assert raised.value.code == "outbound_url_refused"
+        group = {"toolgroup_id": "mcp::x", "provider_id": "model-context-protocol", "mcp_endpoint": {"uri": url}}
+        assert (await _error(await server.post("/v1/toolgroups", json=group)))["param"] == "mcp_endpoint"
