@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from pocketstack.storage.owners import OWNER_COLUMNS, Owner, Visibility, owner_of, owner_values, restrict
-from pocketstack.storage.sqlite import Database, Row
+from pocketstack.storage.sqlite import Database, Row, storable
 
 
 @dataclass(frozen=True)
@@ -86,6 +86,8 @@ class PromptStore:
 
     async def version(self, prompt_id: str, version: int | None) -> PromptVersion | None:
         """One version (None: the default one), marked default or not as it is now."""
+        if version is not None and not storable(version):
+            return None
         rows = await self._db.fetch(
             "SELECT v.prompt_id, v.version, v.prompt, v.variables, p.default_version "
             "FROM prompts p JOIN prompt_versions v ON v.prompt_id = p.prompt_id "
@@ -129,6 +131,8 @@ class PromptStore:
         """Save version `based_on + 1`, if `based_on` is still the latest. Both statements carry the same
         condition inside one transaction: the version row and the counter land together, or neither does."""
         new = based_on + 1
+        if not (storable(based_on) and storable(new)):  # a number SQLite cannot hold is not the latest version
+            return Update.STALE if await self.get(prompt_id) is not None else Update.GONE
         saved = await self._db.transaction(
             [
                 (
@@ -150,6 +154,8 @@ class PromptStore:
 
     async def set_default(self, prompt_id: str, version: int) -> bool:
         """Make `version` the default; False when the prompt has no such version."""
+        if not storable(version):
+            return False
         rows = await self._db.fetch(
             "UPDATE prompts SET default_version = ? WHERE prompt_id = ? AND EXISTS "
             "(SELECT 1 FROM prompt_versions WHERE prompt_id = ? AND version = ?) RETURNING prompt_id",

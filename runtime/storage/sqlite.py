@@ -22,6 +22,11 @@ def bounded(value: int) -> int:
     return min(value, MAX_INTEGER)
 
 
+def storable(value: int) -> bool:
+    """Whether SQLite can hold `value` (a 64-bit INTEGER): a number past that names no stored row."""
+    return -MAX_INTEGER - 1 <= value <= MAX_INTEGER
+
+
 def _migrations() -> list[tuple[int, str, str]]:
     folder = resources.files("pocketstack.storage") / "migrations"
     found = []

@@ -225,3 +225,27 @@ async def test_an_mcp_tool_or_tool_group_with_an_unusable_host_is_a_400(
         assert raised.value.code == "outbound_url_refused"
         group = {"toolgroup_id": "mcp::x", "provider_id": "model-context-protocol", "mcp_endpoint": {"uri": url}}
         assert (await _error(await server.post("/v1/toolgroups", json=group)))["param"] == "mcp_endpoint"
+
+
+# -- prompt versions past SQLite's INTEGER name no version ------------------------------------
+
+
+async def test_prompt_versions_past_sqlite_integers(
+    lls: llama_stack_client.AsyncLlamaStackClient, oai: openai.AsyncOpenAI
+) -> None:
+    created = await lls.prompts.create(prompt="Answer as a {{ role }}.", variables=["role"])
+    for version in (HUGE, 2**63):
+        with pytest.raises(llama_stack_client.NotFoundError):
+            await lls.prompts.retrieve(created.prompt_id, version=version)
+        with pytest.raises(llama_stack_client.NotFoundError):
+            await lls.prompts.set_default_version(created.prompt_id, version=version)
+        with pytest.raises(llama_stack_client.ConflictError):  # not the latest version
+            await lls.prompts.update(created.prompt_id, version=version, prompt="Plain.")
+        with pytest.raises(openai.NotFoundError):
+            await oai.responses.create(model="chat", input="capital?",
+                                       prompt={"id": created.prompt_id, "version": str(version)})  # fmt: skip
+    with pytest.raises(llama_stack_client.NotFoundError):  # the query's version has no lower bound
+        await lls.prompts.retrieve(created.prompt_id, version=-HUGE)
+    with pytest.raises(llama_stack_client.ConflictError):
+        await lls.prompts.update(created.prompt_id, version=2**63 - 1, prompt="Plain.")
+    assert (await lls.prompts.update(created.prompt_id, version=1, prompt="Plain.")).version == 2
