@@ -38,8 +38,10 @@ async def test_run_shield_with_an_assistant_message_without_content(
         shield_id="pii",
         messages=[
             {"role": "user", "content": "Who writes the minutes?"},
-            {"role": "assistant", "tool_calls": [{"id": "c1", "type": "function",
-                                                   "function": {"name": "lookup", "arguments": "{}"}}]},  # fmt: skip
+            {
+                "role": "assistant",
+                "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "lookup", "arguments": "{}"}}],
+            },
             {"role": "assistant", "content": "Write to ana@example.com."},
         ],
     )
@@ -59,8 +61,10 @@ async def test_vector_store_update_with_an_empty_expires_after(
     assert detail["code"] == "invalid_request"
     reply = await server.post(f"/v1/vector_stores/{store.id}", json={"expires_after": {"days": 0}})
     assert (await _error(reply))["param"] == "expires_after.days"
-    with pytest.raises(openai.BadRequestError):
-        await oai.vector_stores.update(store.id, expires_after={"anchor": "created_at", "days": 2})  # type: ignore[typeddict-item]
+    reply = await server.post(
+        f"/v1/vector_stores/{store.id}", json={"expires_after": {"anchor": "created_at", "days": 2}}
+    )
+    assert (await _error(reply))["param"] == "expires_after.anchor"
     updated = await oai.vector_stores.update(store.id, expires_after={"anchor": "last_active_at", "days": 2})
     assert updated.expires_after is not None and updated.expires_after.days == 2
     cleared = await oai.vector_stores.update(store.id, expires_after=None)
@@ -73,7 +77,9 @@ HUGE = 10**30  # the spec bounds start_index below only; Llama Stack slices a li
 
 
 async def test_agents_and_sessions_listings_with_a_huge_start_index(server: TestClient[Any, Any]) -> None:
-    created = await server.post("/v1alpha/agents", json={"agent_config": {"model": "chat", "instructions": "Be brief."}})
+    created = await server.post(
+        "/v1alpha/agents", json={"agent_config": {"model": "chat", "instructions": "Be brief."}}
+    )
     agent_id = (await created.json())["agent_id"]
     session = await server.post(f"/v1alpha/agents/{agent_id}/session", json={"session_name": "s"})
     session_id = (await session.json())["session_id"]
@@ -92,7 +98,7 @@ async def test_agents_and_sessions_listings_with_a_huge_start_index(server: Test
 
 @pytest.mark.filterwarnings("ignore:deprecated:DeprecationWarning")  # Llama Stack marks datasets.register
 async def test_dataset_rows_with_a_huge_start_index_or_limit(lls: llama_stack_client.AsyncLlamaStackClient) -> None:
-    rows = [{"question": f"{n} + 1?", "answer": str(n + 1)} for n in range(3)]
+    rows: list[dict[str, object]] = [{"question": f"{n} + 1?", "answer": str(n + 1)} for n in range(3)]
     await lls.beta.datasets.register(purpose="eval/question-answer", source={"type": "rows", "rows": rows},
                                      dataset_id="sums")  # fmt: skip
     past = await lls.beta.datasets.iterrows("sums", start_index=HUGE, limit=HUGE)
@@ -199,7 +205,12 @@ async def test_a_chat_or_embedding_with_a_shield_as_model_is_a_400(oai: openai.A
 
 # -- a user's MCP URL with no usable host name -----------------------------------------------
 
-BAD_HOSTS = ["http://a..b/mcp", f"http://{'a' * 64}.example.com/mcp", "http://\u202e.example/mcp", f"http://{'a' * 300}/"]
+BAD_HOSTS = [
+    "http://a..b/mcp",
+    f"http://{'a' * 64}.example.com/mcp",
+    "http://\u202e.example/mcp",
+    f"http://{'a' * 300}/",
+]
 
 
 async def test_list_tools_with_an_empty_or_unusable_mcp_endpoint(server: TestClient[Any, Any]) -> None:
