@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from pocketstack.errors import BadRequestError
 from pocketstack.storage.owners import OWNER_COLUMNS, Owner, Visibility, owner_of, owner_values, restrict
-from pocketstack.storage.sqlite import Database, Row
+from pocketstack.storage.sqlite import Database, Row, storable
 
 
 @dataclass(frozen=True)
@@ -134,6 +134,8 @@ def attribute_path(key: str) -> str:
     """The JSON path of one attribute: OpenTelemetry's keys hold dots (`gen_ai.request.model`), quoted whole."""
     if '"' in key or "\\" in key:
         raise BadRequestError(f"attribute key {key!r} may not contain quotes or backslashes", param="key")
+    if any(ord(char) < 0x20 or char == "\x7f" for char in key):  # SQLite's JSON paths end at a NUL
+        raise BadRequestError(f"attribute key {key!r} may not contain a control character", param="key")
     return f'$."{key}"'
 
 
@@ -149,8 +151,20 @@ def _condition(condition: AttributeFilter, prefix: str) -> tuple[str, list[Any]]
         raise BadRequestError(
             f"attribute {condition.key!r}: compare with a string, number, boolean or null", param="value"
         )
-    # json_extract reads JSON true/false as 1/0
-    return f"{column} {_OPERATORS[condition.op]} ?", [path, int(value) if isinstance(value, bool) else value]
+    if isinstance(value, bool):
+        value = int(value)  # json_extract reads JSON true/false as 1/0
+    elif isinstance(value, int) and not storable(value):
+        value = _bindable(value)
+    return f"{column} {_OPERATORS[condition.op]} ?", [path, value]
+
+
+def _bindable(number: float) -> float:
+    """A number a request gave, as SQLite binds it: JSON integers have any size, SQLite's 64 bits at most
+    (a REAL this far out compares with every stored time or count as the huge number did)."""
+    return float(max(-_FAR, min(number, _FAR)))
+
+
+_FAR = 2.0**64
 
 
 def _record(row: Row) -> SpanRecord:
@@ -308,7 +322,7 @@ class SpanReader:
         """The visible spans that started within [start, end] and hold one of the attributes `having`."""
         present = " OR ".join("json_extract(s.attributes, ?) IS NOT NULL" for _ in having)
         clauses = ["s.start_time >= ?", "s.start_time <= ?", f"({present})"]
-        rows = await self._rows((clauses, [start, end, *(attribute_path(key) for key in having)]))
+        rows = await self._rows((clauses, [_bindable(start), _bindable(end), *(attribute_path(key) for key in having)]))
         return [_record(row) for row in rows]
 
     async def logged_metrics(self, name: str, start: float, end: float) -> list[tuple[SpanRecord, Mapping[str, Any]]]:
@@ -321,7 +335,7 @@ class SpanReader:
             "EXISTS (SELECT 1 FROM json_each(s.events) e WHERE json_extract(e.value, '$.name') = ?)",
         ]
         found = []
-        for row in await self._rows((clauses, [start, end, event_name])):
+        for row in await self._rows((clauses, [_bindable(start), _bindable(end), event_name])):
             span = _record(row)
             for event in span.events:
                 if event.get("name") == event_name and start <= float(event.get("timestamp", 0)) <= end:

@@ -260,3 +260,30 @@ async def test_prompt_versions_past_sqlite_integers(
     with pytest.raises(llama_stack_client.ConflictError):
         await lls.prompts.update(created.prompt_id, version=2**63 - 1, prompt="Plain.")
     assert (await lls.prompts.update(created.prompt_id, version=1, prompt="Plain.")).version == 2
+
+
+# -- telemetry queries: bounds and attribute filters past SQLite's integers -------------------
+
+
+@pytest.mark.parametrize("bound", [10**30, -(10**30), 10**400])
+async def test_telemetry_queries_with_numbers_past_sqlite_integers(server: TestClient[Any, Any], bound: int) -> None:
+    window = {"start_time": min(0, bound), "end_time": max(0, bound), "query_type": "range", "granularity": "1h"}
+    reply = await server.post("/v1/telemetry/metrics/prompt_tokens", json=window)
+    assert reply.status == 200, await reply.text()
+    assert (await reply.json())["data"] == []
+    where = [{"key": "gen_ai.usage.input_tokens", "op": "gt", "value": bound}]
+    for path in ("/v1/telemetry/traces", "/v1/telemetry/spans"):
+        body: dict[str, Any] = {"attribute_filters": where}
+        if path.endswith("spans"):
+            body["attributes_to_return"] = ["gen_ai.request.model"]
+        reply = await server.post(path, json=body)
+        assert reply.status == 200, (path, await reply.text())
+
+
+async def test_telemetry_attribute_filters_with_a_control_character_key(server: TestClient[Any, Any]) -> None:
+    for path in ("/v1/telemetry/traces", "/v1/telemetry/spans"):
+        body: dict[str, Any] = {"attribute_filters": [{"key": "a\u0000b", "op": "eq", "value": "x"}]}
+        if path.endswith("spans"):
+            body["attributes_to_return"] = ["a"]
+        detail = await _error(await server.post(path, json=body))
+        assert "control character" in detail["message"]
