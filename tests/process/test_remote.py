@@ -16,10 +16,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import numpy as np
 import openai
 import pytest
-from aiohttp.test_utils import TestClient
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 from openai.types.chat import ChatCompletionMessageParam
 
 from pocketstack.app import STACK, create_app
@@ -27,6 +29,7 @@ from pocketstack.config import ProviderConfig, ShieldInput
 from pocketstack.modelstore import store
 from tests.support.config import edge_with
 from tests.support.process import free_port
+from tests.support.spans import stored_spans
 
 pytestmark = pytest.mark.process
 KEY = "sekret"
@@ -238,3 +241,50 @@ async def test_llama_guard_runs_on_a_remote_model_with_its_grammar(
     body = await response.json()
     assert response.status == 200, body  # the grammar went upstream: without it this model does not parse
     assert isinstance(body["results"][0]["flagged"], bool)
+
+
+async def test_a_client_trace_continues_into_the_remote_llama_cpp_servers_request(
+    aiohttp_client: Callable[..., Any], remote: RemoteServer
+) -> None:
+    # llama-cpp-python's server logs no headers: a loopback relay in front of it notes what arrives.
+    seen: list[str] = []
+
+    async def relay(request: web.Request) -> web.StreamResponse:
+        if request.path.endswith("/chat/completions"):
+            seen.append(request.headers.get("traceparent", ""))
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")}
+        async with (
+            aiohttp.ClientSession() as session,
+            session.request(
+                request.method,
+                f"http://127.0.0.1:{remote.port}{request.path_qs}",
+                headers=headers,
+                data=await request.read(),
+            ) as upstream,
+        ):
+            kept = {k: v for k, v in upstream.headers.items() if k.lower() in ("content-type",)}
+            return web.Response(status=upstream.status, body=await upstream.read(), headers=kept)
+
+    relay_app = web.Application()
+    relay_app.router.add_route("*", "/{tail:.*}", relay)
+    relay_server = TestServer(relay_app, host="127.0.0.1")
+    await relay_server.start_server()
+    try:
+        server = await aiohttp_client(create_app(_config(f"http://127.0.0.1:{relay_server.port}/v1")))
+        client_trace, client_span = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+        oai = openai.AsyncOpenAI(
+            base_url=str(server.make_url("/v1")),
+            api_key="unused",
+            max_retries=0,
+            default_headers={"traceparent": f"00-{client_trace}-{client_span}-01"},
+        )
+        raw = await oai.chat.completions.with_raw_response.create(model="smart", messages=HELLO, max_tokens=4)
+        assert raw.headers["x-pocketstack-provider"] == "gpu-box" and raw.parse().choices[0].message.content
+        await oai.close()
+        (sent,) = seen
+        version, trace_id, parent, flags = sent.split("-")
+        assert (version, trace_id, flags) == ("00", client_trace, "01")
+        chat = [s for s in await stored_spans(server.app) if s.name == "chat smart"]
+        assert [s.span_id for s in chat] == [parent]  # the remote's parent: PocketStack's inference span
+    finally:
+        await relay_server.close()
