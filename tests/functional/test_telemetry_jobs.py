@@ -15,11 +15,11 @@ from aiohttp.test_utils import TestClient
 
 from pocketstack.app import STACK, create_app
 from pocketstack.config import StackConfig
-from tests.functional.test_batches import chat_line, client_of, ended, until, upload
-from tests.functional.test_batches import config as batch_config
-from tests.functional.test_eval import CANDIDATE, QUESTIONS, REPLIES, ROWS
-from tests.functional.test_eval import config as eval_config
+from tests.support.batches import chat_line, client_of, ended, until, upload
+from tests.support.batches import config as batch_config
 from tests.support.config import edge_with
+from tests.support.eval_rows import CANDIDATE, QUESTIONS, REPLIES, ROWS
+from tests.support.eval_rows import config as eval_config
 from tests.support.otlp import otlp_receiver
 from tests.support.spans import StoredSpan, children_of, stored_spans
 from tests.support.users import As, credentials, with_test_users
