@@ -30,6 +30,14 @@ class LlamaCppConfig(BaseModel):
         ge=0,
         description="saved prompt states of recent conversations per chat model (LRU); 0 keeps only the live one",
     )
+    parallel: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="answers a chat model generates at once, decoded together in one batch per token "
+        "(continuous batching); each has the full context window, so its KV cache memory is this many times "
+        "larger. 1 generates one at a time",
+    )
     max_waiting: int = Field(
         default=16, ge=0, description="requests that may wait for a busy model before the next gets 429"
     )

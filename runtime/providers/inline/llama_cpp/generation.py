@@ -68,6 +68,66 @@ def _held_back(text: str, stops: Sequence[str]) -> int:
     return longest
 
 
+class Answer:
+    """One answer's text as its tokens come: incremental UTF-8, stop sequences, logprobs, the token limit.
+    Shared by the one-at-a-time loop (`generate`) and the batched one (scheduler.py), so both end
+    answers alike."""
+
+    def __init__(
+        self,
+        llm: Any,
+        max_tokens: int,
+        stops: Sequence[str],
+        top_logprobs: int | None,
+        end_logprob: bool,
+        emit: Callable[[Piece], None],
+    ) -> None:
+        import llama_cpp
+
+        self._llm, self._vocab, self._is_eog = llm, llm._model.vocab, llama_cpp.llama_vocab_is_eog
+        self._max_tokens, self._stops, self._top, self._end_logprob = max_tokens, stops, top_logprobs, end_logprob
+        self._emit = emit
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self.generated: list[int] = []
+        self.finish: FinishReason = "length"
+        self._text = ""
+        self._logprobs: list[TokenLogprob] = []
+
+    def add(self, token: int, logits: np.ndarray[Any, Any] | None) -> bool:
+        """Take a sampled token (`logits`: its step's scores, for logprobs); True when the answer has ended."""
+        llm, top = self._llm, self._top
+        if self._is_eog(self._vocab, token):
+            self.finish = "stop"
+            if self._end_logprob and top is not None and logits is not None:
+                end = llm.detokenize([token], special=True)
+                self._logprobs.append(_logprob(llm, logits, token, end, top))
+            return True
+        piece = llm.detokenize([token])
+        self.generated.append(token)
+        self._text += self._decoder.decode(piece)
+        if top is not None and logits is not None:
+            self._logprobs.append(_logprob(llm, logits, token, piece, top))
+        stops = self._stops
+        hit = min((i for i in (self._text.find(s) for s in stops) if i >= 0), default=-1) if stops else -1
+        if hit >= 0:
+            self._emit(Piece(self._text[:hit], self._logprobs))
+            self._text, self._logprobs = "", []
+            self.finish = "stop"
+            return True
+        keep = _held_back(self._text, stops)
+        ready = self._text[: len(self._text) - keep] if keep else self._text
+        if ready:
+            self._emit(Piece(ready, self._logprobs))
+            self._text, self._logprobs = self._text[len(ready) :], []
+        return len(self.generated) >= self._max_tokens
+
+    def close(self) -> None:
+        """Send what is held back (bytes of a character cut off by max_tokens are dropped, not sent as U+FFFD)."""
+        if self._text or self._logprobs:
+            self._emit(Piece(self._text, self._logprobs))
+            self._text, self._logprobs = "", []
+
+
 def generate(
     llm: Any,
     prompt_tokens: list[int],
@@ -89,8 +149,6 @@ def generate(
 
     With `cache` and `reuse`, the prompt reuses the state the context (or the cache) holds; else the
     whole prompt is evaluated again (the request asked for `cache_prompt: false`)."""
-    import llama_cpp
-
     captured: list[np.ndarray[Any, Any]] = []
 
     def processor(_ids: Any, scores: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
@@ -123,49 +181,20 @@ def generate(
         grammar=grammar,
         reset=True,
     )
-    vocab = llm._model.vocab
-    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-    generated: list[int] = []
-    pending_text = ""
-    pending_logprobs: list[TokenLogprob] = []
-    finish: FinishReason = "length"
+    answer = Answer(llm, max_tokens, stops, top_logprobs, end_logprob, emit)
     evaluated = False  # the prompt's last tokens, evaluated with the first sample
     for token in tokens:
         evaluated = True
         if cancelled.is_set():
-            finish = "cancelled"
+            answer.finish = "cancelled"
             break
-        if llama_cpp.llama_vocab_is_eog(vocab, token):
-            finish = "stop"
-            if end_logprob and top_logprobs is not None and captured:
-                end = llm.detokenize([token], special=True)
-                pending_logprobs.append(_logprob(llm, captured[-1], token, end, top_logprobs))
+        if answer.add(token, captured[-1] if captured else None):
             break
-        piece = llm.detokenize([token])
-        generated.append(token)
-        pending_text += decoder.decode(piece)
-        if top_logprobs is not None and captured:
-            pending_logprobs.append(_logprob(llm, captured[-1], token, piece, top_logprobs))
-        hit = min((i for i in (pending_text.find(s) for s in stops) if i >= 0), default=-1)
-        if hit >= 0:
-            emit(Piece(pending_text[:hit], pending_logprobs))
-            pending_text, pending_logprobs = "", []
-            finish = "stop"
-            break
-        keep = _held_back(pending_text, stops)
-        ready = pending_text[: len(pending_text) - keep] if keep else pending_text
-        if ready:
-            emit(Piece(ready, pending_logprobs))
-            pending_text, pending_logprobs = pending_text[len(ready) :], []
-        if len(generated) >= max_tokens:
-            break
-    tail = pending_text  # bytes of a character cut off by max_tokens are dropped, not sent as U+FFFD
-    if tail or pending_logprobs:
-        emit(Piece(tail, pending_logprobs))
+    answer.close()
     tokens.close()
     if cache is not None and reuse and evaluated:
         cache.keep_prompt(llm, prompt_tokens)  # no evaluation: the answer ends with its last token
-    return Outcome(finish, len(prompt_tokens), len(generated), cached)
+    return Outcome(answer.finish, len(prompt_tokens), len(answer.generated), cached)
 
 
 def _logprob(llm: Any, logits: np.ndarray[Any, Any], token: int, piece: bytes, top: int) -> TokenLogprob:

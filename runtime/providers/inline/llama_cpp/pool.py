@@ -35,16 +35,19 @@ class ModelKey:
 
 
 class PriorityLock:
-    """One holder at a time; on release the oldest interactive waiter goes first, then the oldest
-    background one. The lock is handed over, never free in between, so nobody jumps the queue."""
+    """`capacity` holders at a time (a batched model's slots; one otherwise); on release the oldest
+    interactive waiter goes first, then the oldest background one. A place is handed over, never free
+    in between, so nobody jumps the queue."""
 
-    def __init__(self) -> None:
-        self._held = False
+    def __init__(self, capacity: int = 1) -> None:
+        self.capacity = capacity
+        self.held = 0
         self._interactive: deque[asyncio.Future[None]] = deque()
         self._background: deque[asyncio.Future[None]] = deque()
 
     def locked(self) -> bool:
-        return self._held
+        """Every place is taken: a new request would wait."""
+        return self.held >= self.capacity
 
     @property
     def interactive_waiting(self) -> int:
@@ -55,8 +58,8 @@ class PriorityLock:
         return len(self._interactive) + len(self._background)
 
     async def acquire(self, *, background: bool = False) -> None:
-        if not self._held and not self.waiting:
-            self._held = True
+        if self.held < self.capacity and not self.waiting:
+            self.held += 1
             return
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         queue = self._background if background else self._interactive
@@ -77,7 +80,7 @@ class PriorityLock:
                 if not waiter.done():
                     waiter.set_result(None)
                     return
-        self._held = False
+        self.held -= 1
 
 
 @dataclass
@@ -97,16 +100,19 @@ class Resident:
     lock: PriorityLock = field(default_factory=PriorityLock)
     last_used: float = field(default_factory=time.monotonic)
     prompt_cache: PromptCache | None = None  # chat models: reusable prompt state (prompt_cache.py)
+    scheduler: Any = None  # chat models with `parallel` > 1: the batch loop (scheduler.py)
     memory_bytes: int = 0  # what the memory gauge reports (the loader's measure; the file size without one)
 
     @property
     def busy(self) -> bool:
-        return self.lock.locked() or self.lock.waiting > 0
+        return self.lock.held > 0 or self.lock.waiting > 0
 
     async def run(self, function: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.executor, function, *args)
 
     def close(self) -> None:
+        if self.scheduler is not None:
+            self.executor.submit(self.scheduler.close)  # its loop ends before the context is freed
         self.executor.submit(self.llm.close)
         self.executor.shutdown(wait=True)
 
@@ -118,11 +124,13 @@ class ModelPool:
         budget_bytes: int,
         max_waiting: int,
         measure: Callable[[Any], int] | None = None,
+        parallel: int = 1,
     ) -> None:
         self._loader = loader
         self._measure = measure
         self._budget = budget_bytes
         self._max_waiting = max_waiting
+        self._parallel = parallel  # requests a chat model serves at once (its scheduler's slots)
         self._resident: dict[ModelKey, Resident] = {}
         self._loading: dict[ModelKey, asyncio.Task[Resident]] = {}
         serving.queue_depth.add(self._queue_depths)
@@ -164,6 +172,7 @@ class ModelPool:
                 executor.shutdown(wait=False)
                 raise
             resident = Resident(key, llm, key.path.stat().st_size, executor)
+            resident.lock.capacity = 1 if key.embedding else self._parallel
             resident.memory_bytes = self._measure(llm) if self._measure is not None else resident.size_bytes
             self._resident[key] = resident
             log.info("loaded %s in %.2f s", key.path.name, time.monotonic() - started)

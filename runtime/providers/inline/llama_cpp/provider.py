@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import concurrent.futures
 import os
 import struct
 import time
@@ -31,10 +32,12 @@ from pocketstack.providers.inline.llama_cpp.generation import Outcome, Piece, Sa
 from pocketstack.providers.inline.llama_cpp.pool import ModelKey, ModelPool, Resident
 from pocketstack.providers.inline.llama_cpp.prompt_cache import PromptCache
 from pocketstack.providers.inline.llama_cpp.sampling import SAMPLING_DEFAULTS, sampling_of, stops_of
+from pocketstack.providers.inline.llama_cpp.scheduler import Job, Scheduler, SlotStream, widen
 from pocketstack.providers.threads import ThreadStream
 from pocketstack.wire.fields import given, plain
 
 T = TypeVar("T")
+Generation = ThreadStream[Piece, Outcome] | SlotStream  # one answer's pieces, and its Outcome at the end
 FINISH = {"stop": models.FinishReason.stop, "length": models.FinishReason.length}
 
 
@@ -112,8 +115,26 @@ def _generation(
     cache: PromptCache,
     reuse: bool,
     end_logprob: bool = False,
-) -> ThreadStream[Piece, Outcome]:
-    """The token loop on the model's own thread, its pieces streamed back to the event loop."""
+) -> Generation:
+    """One answer: in the model's batch (scheduler.py) when it has one, else the token loop on the
+    model's own thread; its pieces streamed back to the event loop."""
+    scheduler: Scheduler | None = resident.scheduler
+    if scheduler is not None:
+        return SlotStream(
+            scheduler,
+            lambda emit: Job(
+                prepared.tokens,
+                prepared.max_tokens,
+                sampling,
+                prepared.stops,
+                grammar,
+                logprobs,
+                end_logprob,
+                reuse,
+                emit,
+                concurrent.futures.Future(),
+            ),
+        )
     return ThreadStream[Piece, Outcome](
         lambda emit, cancelled: generate(
             resident.llm,
@@ -152,7 +173,7 @@ ChunkOf = Callable[..., models.ChatCompletionChunk]  # (delta, finish=None, piec
 
 
 async def _choice_chunks(
-    work: ThreadStream[Piece, Outcome], plan: chat.ToolPlan, chunk: ChunkOf
+    work: Generation, plan: chat.ToolPlan, chunk: ChunkOf
 ) -> AsyncGenerator[models.ChatCompletionChunk]:
     """One choice's chunks: its role, its text as it comes (or its tool call, held until it parses), its end."""
     yield chunk(models.ChunkDelta(role="assistant", content=""))
@@ -200,7 +221,9 @@ class LlamaCppProvider:
     def __init__(self, config: LlamaCppConfig, context: ProviderContext) -> None:
         self.config = config
         self.context = context
-        self.pool = ModelPool(self._load, config.memory_budget_mb * 1024 * 1024, config.max_waiting, _memory_bytes)
+        self.pool = ModelPool(
+            self._load, config.memory_budget_mb * 1024 * 1024, config.max_waiting, _memory_bytes, config.parallel
+        )
         self._stored: dict[str, StoredModel] = {}
 
     async def initialize(self) -> None:
@@ -305,12 +328,31 @@ class LlamaCppProvider:
                     verbose=False,
                 )
             ctx = _served_context(info, self.config.context_length)
-            return Llama(str(key.path), n_ctx=ctx, n_threads=threads, n_threads_batch=threads, verbose=False)
+            llm = Llama(str(key.path), n_ctx=ctx, n_threads=threads, n_threads_batch=threads, verbose=False)
+            if self.config.parallel > 1:
+                widen(llm, self.config.parallel)
+            return llm
         except (ValueError, RuntimeError) as exc:
             raise ServiceUnavailableError(f"llama.cpp could not load {key.path.name}: {exc}") from exc
 
     def _key(self, model: ServedModel, embedding: bool) -> ModelKey:
         return ModelKey(self.resolve(model.provider_model_id), embedding)
+
+    def _batched(self, resident: Resident) -> Scheduler | None:
+        """The chat model's batch loop when `parallel` > 1 (made with the first request that needs it)."""
+        if self.config.parallel <= 1:
+            return None
+        if resident.scheduler is None:
+            name = f"batch-{resident.key.path.stem[:9]}"  # the OS keeps 15 bytes of a thread's name
+            resident.scheduler = Scheduler(resident.llm, self.config.parallel, self.config.prompt_cache_mb << 20, name)
+        scheduler: Scheduler = resident.scheduler
+        return scheduler
+
+    def _window(self, resident: Resident) -> int:
+        """The context window of one answer: a slot's when the model batches (widen() made the context
+        `parallel` windows wide)."""
+        total = int(resident.llm.n_ctx())
+        return total if resident.key.embedding else total // self.config.parallel
 
     def _cache(self, resident: Resident) -> PromptCache:
         """The model's prompt cache (a request with `cache_prompt: false` only tells it the context is reused)."""
@@ -320,8 +362,7 @@ class LlamaCppProvider:
     # -- generation --------------------------------------------------------------------------
 
     @staticmethod
-    def _prepare(llm: Any, tokens: list[int], requested: int | None, stops: list[str]) -> Prepared:
-        n_ctx = llm.n_ctx()
+    def _prepare(n_ctx: int, tokens: list[int], requested: int | None, stops: list[str]) -> Prepared:
         if len(tokens) >= n_ctx:
             raise BadRequestError(
                 f"This model's maximum context length is {n_ctx} tokens, but the prompt has {len(tokens)} tokens.",
@@ -398,9 +439,10 @@ class LlamaCppProvider:
 
         async with self.pool.use(self._key(model, embedding=False)) as resident:
             llm = resident.llm
+            self._batched(resident)
             grammars.check_grammar(llm, grammar)
             tokens, template_stops = await resident.run(self._chat_tokens, llm, messages)
-            prepared = self._prepare(llm, tokens, requested, stops_of(request.stop) + template_stops)
+            prepared = self._prepare(self._window(resident), tokens, requested, stops_of(request.stop) + template_stops)
             sampling, reuse = sampling_of(request, llm.n_vocab()), _reuses_prompt(request)
             outcomes: list[Outcome] = []
             # `n` choices, one after another (the prompt's state is reused from the cache, so each
@@ -451,14 +493,18 @@ class LlamaCppProvider:
         chunks = completions.Chunks(make, logprobs)
         async with self.pool.use(self._key(model, embedding=False)) as resident:
             llm = resident.llm
+            scheduler = self._batched(resident)
             grammars.check_grammar(llm, grammar)
             sampling, reuse = sampling_of(request, llm.n_vocab()), _reuses_prompt(request)
             counted: list[list[Outcome]] = []
             for number, raw in enumerate(prompts):
                 source = await resident.run(completions.tokenize, llm, raw)
-                prepared = self._prepare(llm, source.tokens, requested, stops_of(request.stop))
+                prepared = self._prepare(self._window(resident), source.tokens, requested, stops_of(request.stop))
                 scored = None
-                if echo and logprobs is not None:
+                if echo and logprobs is not None and scheduler is not None:  # on slot 0, between batch steps
+                    evaluate = partial(prompt_logprobs.evaluate, tokens=source.tokens, top=logprobs, cache=None)
+                    scored = await scheduler.call(partial(evaluate, skip_first_text=source.added_bos), source.tokens)
+                elif echo and logprobs is not None:
                     cache = self._cache(resident)
                     scored = await resident.run(
                         prompt_logprobs.evaluate, llm, source.tokens, logprobs, cache, source.added_bos
@@ -519,7 +565,8 @@ class LlamaCppProvider:
 
     async def count_tokens(self, model: ServedModel, texts: list[str]) -> TokenCounts:
         async with self.pool.use(self._key(model, embedding=model.model_type != "llm")) as resident:
-            return await resident.run(vectors.count_tokens, resident.llm, texts)
+            counts = await resident.run(vectors.count_tokens, resident.llm, texts)
+            return replace(counts, context_length=self._window(resident))
 
     async def rerank(self, model: ServedModel, request: models.RerankRequest) -> models.RerankResponse:
         query = vectors.rerank_text(request.query)
