@@ -9,9 +9,9 @@ sums), so a seeded request gives the same text alone or in a batch.
 
 A thread runs the loop while there is work and ends when there is none (an idle model holds no
 OpenMP team, see threads.CallThreads). Each step: cancelled answers leave, waiting requests take
-free slots, then one batch holds the next token of every decoding sequence plus a chunk of a joining
-prompt (so running streams go on while it is read), and each sequence samples from its own logits
-row with its own sampler chain (the same chain llama-cpp-python builds for one-at-a-time decoding).
+free slots, one batch holds the next token of every decoding sequence, and each samples from its own
+logits row with its own sampler chain (the chain llama-cpp-python builds for one-at-a-time decoding);
+then a chunk of a joining prompt is evaluated (so running streams go on while it is read).
 
 Prompt-state reuse per slot (slots.py): a request takes the free slot whose sequence shares the
 longest prefix with its prompt, or loads a saved state that shares more.
@@ -268,32 +268,33 @@ class Scheduler:
         _settle(job.done, outcome)
 
     def _step(self) -> None:
-        lib, batch = self._lib, self._batch
-        batch.n_tokens = 0
+        """One token for every decoding sequence in one decode; then, in a decode of its own, a chunk of
+        one joining prompt. llama.cpp splits a batch of several sequences with separate caches into
+        ubatches of equal tokens per sequence, so a prompt chunk beside decoding tokens would have a
+        token evaluated alone, whose logits differ in the last bits (prompt_cache.py): the answer would
+        depend on its neighbours."""
         decoding = [r for r in self._running if not r.todo]
-        for running in decoding:
-            running.row = self._add(running.next_token, running.n_past, running.slot, True)
-            running.n_past += 1
-        room = self._n_batch - len(decoding)
         if decoding:
-            room = min(room, JOINING_CHUNK)
-        sampled = list(decoding)
-        for running in self._running:
-            if not running.todo or room < 2:
-                continue
-            take = min(room, len(running.todo))
-            if len(running.todo) - take == 1:
-                take -= 1  # never leave a lone prompt token for a batch of its own (prompt_cache.py)
-            chunk, running.todo = running.todo[:take], running.todo[take:]
-            for offset, token in enumerate(chunk):
-                last = not running.todo and offset == len(chunk) - 1
-                row = self._add(token, running.n_past + offset, running.slot, last)
-                if last:
-                    running.row = row
-                    sampled.append(running)
-            running.n_past += len(chunk)
-            room -= len(chunk)
-        code = lib.llama_decode(self._ctx, batch)
+            self._batch.n_tokens = 0
+            for running in decoding:
+                running.row = self._add(running.next_token, running.n_past, running.slot, True)
+                running.n_past += 1
+            self._decode(decoding)
+        joining = next((r for r in self._running if r.todo), None)
+        if joining is None:
+            return
+        take = min(JOINING_CHUNK if decoding else self._n_batch, len(joining.todo))
+        if len(joining.todo) - take == 1:
+            take -= 1  # never leave a lone prompt token for a batch of its own
+        chunk, joining.todo = joining.todo[:take], joining.todo[take:]
+        self._batch.n_tokens = 0
+        for offset, token in enumerate(chunk):
+            joining.row = self._add(token, joining.n_past + offset, joining.slot, not joining.todo)
+        joining.n_past += len(chunk)
+        self._decode([] if joining.todo else [joining])
+
+    def _decode(self, sampled: list[_Running]) -> None:
+        code = self._lib.llama_decode(self._ctx, self._batch)
         if code != 0:
             raise RuntimeError(f"llama_decode returned {code}")
         for running in sampled:

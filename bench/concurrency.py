@@ -1,0 +1,178 @@
+"""Many clients at once: aggregate decode tokens/s and time to first token at 1, 2, 4, 8 and 16 concurrent
+streams of the default chat model (SmolLM2-135M), against a single stream in the same run.
+
+For each `parallel` setting of inline::llama-cpp (default: 1, today's one-at-a-time path, and 8,
+continuous batching) a server is started; at each concurrency level, waves of N streamed chat
+completions (the `openai` client, each prompt its own, greedy, end-of-generation banned so each
+decodes exactly `--tokens` tokens) start together. A wave's aggregate rate is all its tokens over
+its wall time (first request sent to last stream end); TTFT is each stream's request to its first
+text. Ratios are against the same server's single stream. Targets (issue 21, this 2-core machine):
+at 8 streams aggregate >= 3x single and p95 TTFT <= 4x single, for the batched setting. Exits 1
+when the batched setting misses one.
+
+    python bench/concurrency.py [--parallel 1,8] [--levels 1,2,4,8,16] [--tokens 128] [--waves 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.support
+
+from pocketstack.modelstore import store
+from tests.support.process import environment, free_port, pocketstack
+
+CHAT = f"llama-cpp/{store.DEFAULT_CHAT_NAME}"
+NO_END = {"0": -100, "2": -100, "4": -100}  # SmolLM2's end-of-generation tokens: every stream runs its full length
+TOPICS = [
+    "the sea",
+    "a lighthouse",
+    "the mountains",
+    "a city at night",
+    "an old library",
+    "a forest",
+    "the desert",
+    "a river",
+    "a ship",
+    "the moon",
+    "a garden",
+    "a train",
+    "the snow",
+    "a market",
+    "a bridge",
+    "an island",
+]
+WAVES = iter(range(1, 10**6))  # a number per wave, so no prompt repeats an earlier one (no reused state)
+
+
+@dataclass(frozen=True)
+class Wave:
+    rate: float  # all tokens / wall time
+    ttfts: list[float]
+
+
+async def stream(client: Any, prompt: str, tokens: int) -> tuple[float, int]:
+    started = time.perf_counter()
+    first = 0.0
+    count = 0
+    chunks = await client.chat.completions.create(
+        model=CHAT,
+        messages=[{"role": "user", "content": prompt}],
+        max_tokens=tokens,
+        temperature=0,
+        logit_bias=NO_END,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    async for chunk in chunks:
+        if not first and chunk.choices and chunk.choices[0].delta.content:
+            first = time.perf_counter() - started
+        if chunk.usage is not None:
+            count = chunk.usage.completion_tokens
+    return first, count
+
+
+async def wave(client: Any, n: int, tokens: int) -> Wave:
+    number = next(WAVES)
+    prompts = [f"({number}.{i}) Write a long story about {TOPICS[i % len(TOPICS)]}." for i in range(n)]
+    started = time.perf_counter()
+    results = await asyncio.gather(*(stream(client, p, tokens) for p in prompts))
+    wall = time.perf_counter() - started
+    assert all(count == tokens for _, count in results), f"a stream ended early: {results}"
+    return Wave(sum(count for _, count in results) / wall, [first for first, _ in results])
+
+
+def p95(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+
+
+async def measure(port: int, levels: list[int], tokens: int, waves: int) -> dict[int, tuple[float, float, float]]:
+    """Per level: (median aggregate tok/s, p50 TTFT, p95 TTFT)."""
+    import openai
+
+    client = openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="bench", max_retries=0, timeout=600)
+    for _ in range(300):
+        try:
+            await client.models.list()
+            break
+        except openai.APIConnectionError:
+            await asyncio.sleep(0.1)
+    await wave(client, 1, 8)  # warm-up: the model loads
+    figures = {}
+    for n in levels:
+        done = [await wave(client, n, tokens) for _ in range(waves)]
+        ttfts = [t for w in done for t in w.ttfts]
+        figures[n] = (statistics.median(w.rate for w in done), statistics.median(ttfts), p95(ttfts))
+    await client.close()
+    return figures
+
+
+def run_server(parallel: int, levels: list[int], tokens: int, waves: int) -> dict[int, tuple[float, float, float]]:
+    with tempfile.TemporaryDirectory(prefix="pocketstack-bench-") as tmp:
+        config = yaml.safe_load((Path(__file__).parent.parent / "runtime/distributions/edge.yaml").read_text())
+        inference = config["providers"]["inference"][0]["config"]
+        inference.update(threads=os.cpu_count() or 1, parallel=parallel, max_waiting=max(levels))
+        config_path = Path(tmp) / "run.yaml"
+        config_path.write_text(yaml.safe_dump(config))
+        port = free_port()
+        env = {**environment(Path(tmp) / "home"), "POCKETSTACK_LOG_LEVEL": "WARNING"}
+        server = subprocess.Popen(pocketstack("run", str(config_path), "--port", str(port)), env=env)
+        try:
+            return asyncio.run(measure(port, levels, tokens, waves))
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--parallel", default="1,8", help="inline::llama-cpp `parallel` settings, one server each")
+    parser.add_argument("--levels", default="1,2,4,8,16", help="concurrent streams per wave")
+    parser.add_argument("--tokens", type=int, default=128)
+    parser.add_argument("--waves", type=int, default=2, help="waves per level")
+    args = parser.parse_args()
+    settings = [int(p) for p in args.parallel.split(",")]
+    levels = sorted({1, *(int(n) for n in args.levels.split(","))})
+
+    print(f"{args.tokens} tokens per stream, greedy; {args.waves} waves per level; {os.cpu_count()} cores")
+    ok = True
+    for parallel in settings:
+        figures = run_server(parallel, levels, args.tokens, args.waves)
+        single_rate, single_ttft, _ = figures[1]
+        print(f"\nparallel: {parallel}")
+        print(
+            f"{'streams':>7} {'agg tok/s':>10} {'x single':>9} {'TTFT p50 ms':>12} {'p95 ms':>8} {'p95 x single':>13}"
+        )
+        for n, (rate, p50, p95_ttft) in figures.items():
+            print(
+                f"{n:>7} {rate:>10.1f} {rate / single_rate:>9.2f} {p50 * 1000:>12.0f} {p95_ttft * 1000:>8.0f} "
+                f"{p95_ttft / single_ttft:>13.2f}"
+            )
+        if parallel > 1 and 8 in figures:
+            rate, _, p95_ttft = figures[8]
+            checks = [rate / single_rate >= 3.0, p95_ttft / single_ttft <= 4.0]
+            print(f"8 streams: aggregate {rate / single_rate:.2f}x single (target >= 3) {_verdict(checks[0])}")
+            print(f"8 streams: p95 TTFT {p95_ttft / single_ttft:.2f}x single (target <= 4) {_verdict(checks[1])}")
+            ok = ok and all(checks)
+    return 0 if ok else 1
+
+
+def _verdict(ok: bool) -> str:
+    return "pass" if ok else "FAIL"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
