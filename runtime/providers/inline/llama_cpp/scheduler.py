@@ -268,11 +268,11 @@ class Scheduler:
         _settle(job.done, outcome)
 
     def _step(self) -> None:
-        """One token for every decoding sequence in one decode; then, in a decode of its own, a chunk of
-        one joining prompt. llama.cpp splits a batch of several sequences with separate caches into
-        ubatches of equal tokens per sequence, so a prompt chunk beside decoding tokens would have a
-        token evaluated alone, whose logits differ in the last bits (prompt_cache.py): the answer would
-        depend on its neighbours."""
+        """One token for every decoding sequence in one decode; then, in a decode of their own, the next
+        chunk of the joining prompts, the same length for each. llama.cpp splits a batch of sequences
+        with separate caches into ubatches of equal tokens per sequence: a prompt chunk beside decoding
+        tokens, or beside a longer chunk, would have a token evaluated alone, whose logits differ in the
+        last bits (prompt_cache.py), and the answer would depend on its neighbours."""
         decoding = [r for r in self._running if not r.todo]
         if decoding:
             self._batch.n_tokens = 0
@@ -280,18 +280,27 @@ class Scheduler:
                 running.row = self._add(running.next_token, running.n_past, running.slot, True)
                 running.n_past += 1
             self._decode(decoding)
-        joining = next((r for r in self._running if r.todo), None)
-        if joining is None:
+        joining = [r for r in self._running if r.todo]
+        if not joining:
             return
-        take = min(JOINING_CHUNK if decoding else self._n_batch, len(joining.todo))
-        if len(joining.todo) - take == 1:
-            take -= 1  # never leave a lone prompt token for a batch of its own
-        chunk, joining.todo = joining.todo[:take], joining.todo[take:]
+        budget = JOINING_CHUNK if decoding else self._n_batch
+        joining = joining[: max(1, budget // 3)]  # room for three tokens each (see below)
+        length = min(min(len(r.todo) for r in joining), budget // len(joining))
+        # Every joiner in the group takes `length` tokens and keeps none or two or more (never a lone one).
+        group = [r for r in joining if len(r.todo) - length != 1]
+        if not group:  # each has length + 1 left, so length is the budget's share (>= 3): leave two
+            length -= 1
+            group = joining
         self._batch.n_tokens = 0
-        for offset, token in enumerate(chunk):
-            joining.row = self._add(token, joining.n_past + offset, joining.slot, not joining.todo)
-        joining.n_past += len(chunk)
-        self._decode([] if joining.todo else [joining])
+        sampled = []
+        for running in group:
+            chunk, running.todo = running.todo[:length], running.todo[length:]
+            for offset, token in enumerate(chunk):
+                running.row = self._add(token, running.n_past + offset, running.slot, not running.todo)
+            running.n_past += len(chunk)
+            if not running.todo:
+                sampled.append(running)
+        self._decode(sampled)
 
     def _decode(self, sampled: list[_Running]) -> None:
         code = self._lib.llama_decode(self._ctx, self._batch)
