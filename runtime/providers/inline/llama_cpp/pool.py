@@ -1,4 +1,5 @@
-"""Loaded models: lazy loading, one lock per model, a bounded wait queue, LRU under a memory budget.
+"""Loaded models: lazy loading, a priority lock per model (`parallel` places for a batched chat model,
+one otherwise), a bounded wait queue, LRU under a memory budget.
 
 The lock serves interactive waiters before background ones (batches, providers/priority.py), so a
 running batch costs a chat request at most the one batch request already holding the model.

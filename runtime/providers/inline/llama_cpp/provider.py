@@ -1,7 +1,8 @@
 """inline::llama-cpp: GGUF models run by llama.cpp inside the server, offline.
 
 Models load lazily on first use (llama_cpp itself is imported then too), one request at a time
-per model, in worker threads; the model store is scanned at start so stored and embedded models
+per model in worker threads, or with `parallel` > 1 up to that many chat answers decoded together
+(scheduler.py); the model store is scanned at start so stored and embedded models
 are listed without registration.
 """
 

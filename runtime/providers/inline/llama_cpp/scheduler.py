@@ -162,9 +162,14 @@ class Scheduler:
         return await asyncio.wrap_future(done)
 
     def close(self) -> None:
+        """Stop: answers in flight end as cancelled at the next step (an unloaded model or a server
+        stopping does not wait for them), then the loop ends."""
         with self._lock:
             self._closed = True
             thread = self._thread
+            for work in [*self._pending, *(r.job for r in list(self._running))]:
+                if isinstance(work, Job):
+                    work.cancelled.set()
         if thread is not None:
             thread.join()
         self._lib.llama_batch_free(self._batch)
