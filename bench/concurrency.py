@@ -10,7 +10,7 @@ text. Ratios are against the same server's single stream. Targets (issue 21, thi
 at 8 streams aggregate >= 3x single and p95 TTFT <= 4x single, for the batched setting. Exits 1
 when the batched setting misses one.
 
-    python bench/concurrency.py [--parallel 1,8] [--levels 1,2,4,8,16] [--tokens 128] [--waves 2]
+    python bench/concurrency.py [--parallel 1,8] [--levels 1,2,4,8,16] [--tokens 128] [--waves 2] [--threads N]
 """
 
 from __future__ import annotations
@@ -120,11 +120,13 @@ async def measure(port: int, levels: list[int], tokens: int, waves: int) -> dict
     return figures
 
 
-def run_server(parallel: int, levels: list[int], tokens: int, waves: int) -> dict[int, tuple[float, float, float]]:
+def run_server(
+    parallel: int, threads: int, levels: list[int], tokens: int, waves: int
+) -> dict[int, tuple[float, float, float]]:
     with tempfile.TemporaryDirectory(prefix="pocketstack-bench-") as tmp:
         config = yaml.safe_load((Path(__file__).parent.parent / "runtime/distributions/edge.yaml").read_text())
         inference = config["providers"]["inference"][0]["config"]
-        inference.update(threads=os.cpu_count() or 1, parallel=parallel, max_waiting=max(levels))
+        inference.update(threads=threads, parallel=parallel, max_waiting=max(levels))
         config_path = Path(tmp) / "run.yaml"
         config_path.write_text(yaml.safe_dump(config))
         port = free_port()
@@ -143,14 +145,15 @@ def main() -> int:
     parser.add_argument("--levels", default="1,2,4,8,16", help="concurrent streams per wave")
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--waves", type=int, default=2, help="waves per level")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="llama.cpp threads")
     args = parser.parse_args()
     settings = [int(p) for p in args.parallel.split(",")]
     levels = sorted({1, *(int(n) for n in args.levels.split(","))})
 
-    print(f"{args.tokens} tokens per stream, greedy; {args.waves} waves per level; {os.cpu_count()} cores")
+    print(f"{args.tokens} tokens per stream, greedy; {args.waves} waves per level; {args.threads} threads")
     ok = True
     for parallel in settings:
-        figures = run_server(parallel, levels, args.tokens, args.waves)
+        figures = run_server(parallel, args.threads, levels, args.tokens, args.waves)
         single_rate, single_ttft, _ = figures[1]
         print(f"\nparallel: {parallel}")
         print(
