@@ -201,3 +201,16 @@ async def test_conversations_in_parallel_reuse_their_prompt_state(oai: openai.As
     assert all(cached == [0, 0, 0] for _, cached in fresh)
     for _, cached in reused:
         assert cached[1] > 20 and cached[2] > cached[1], cached  # the history before the new question
+
+
+async def test_a_failing_request_leaves_the_others_in_the_batch_alone(
+    oai: openai.AsyncOpenAI, server: TestClient[Any, Any]
+) -> None:
+    """A prompt without tokens cannot be continued: that request fails, the stream beside it goes on."""
+    options = {"temperature": 0, "max_tokens": 40}
+    alone = await _streamed(oai, _ask("a river"), **options)
+    beside = asyncio.create_task(_streamed(oai, _ask("a river"), **options))
+    await asyncio.sleep(0.3)
+    empty = await server.post("/v1/completions", json={"model": CHAT_MODEL, "prompt": "", "max_tokens": 3})
+    assert empty.status != 200
+    assert await beside == alone

@@ -246,6 +246,8 @@ class Scheduler:
             return
         slot = job.slot
         try:
+            if not job.tokens:
+                raise ValueError("a prompt without tokens has nothing to continue")
             cached = self.slots.prefill(slot, job.tokens, job.reuse)
             chain = sampler_chain(self._llm, job.sampling, job.grammar)
             answer = Answer(self._llm, job.max_tokens, job.stops, job.top_logprobs, job.end_logprob, job.emit)
@@ -260,7 +262,7 @@ class Scheduler:
             running.answer.finish = "cancelled"
             self._finish(running)
 
-    def _finish(self, running: _Running) -> None:
+    def _finish(self, running: _Running, error: BaseException | None = None) -> None:
         """The answer is over: its slot keeps the prompt's batch-evaluated state (not the answer's
         tokens, decoded one by one; see prompt_cache.py) for the conversation's next turn."""
         self._running.remove(running)
@@ -270,7 +272,7 @@ class Scheduler:
         running.answer.close()
         running.chain.close()
         outcome = Outcome(running.answer.finish, len(job.tokens), len(running.answer.generated), running.cached)
-        _settle(job.done, outcome)
+        _settle(job.done, outcome, error)
 
     def _step(self) -> None:
         """One token for every decoding sequence in one decode; then, in a decode of their own, the next
@@ -312,7 +314,12 @@ class Scheduler:
         if code != 0:
             raise RuntimeError(f"llama_decode returned {code}")
         for running in sampled:
-            if self._sample(running):
+            try:
+                ended = self._sample(running)
+            except Exception as exc:  # this answer fails alone; the others go on
+                self._finish(running, error=exc)
+                continue
+            if ended:
                 self._finish(running)
 
     def _add(self, token: int, position: int, slot: int, logits: bool) -> int:
