@@ -287,3 +287,15 @@ async def test_telemetry_attribute_filters_with_a_control_character_key(server: 
             body["attributes_to_return"] = ["a"]
         detail = await _error(await server.post(path, json=body))
         assert "control character" in detail["message"]
+
+
+# -- /v1/completions: a prompt with nothing in it ----------------------------------------------
+
+
+@pytest.mark.parametrize("prompt", ["", [], [""], [[]]])
+async def test_a_completion_of_an_empty_prompt_is_a_400(client: TestClient[Any, Any], prompt: Any) -> None:
+    body = {"model": "llama-cpp/SmolLM2-135M-Instruct", "prompt": prompt, "max_tokens": 4}
+    detail = await _error(await client.post("/v1/completions", json=body))
+    assert detail["param"] == "prompt"
+    healthy = await client.post("/v1/completions", json={**body, "prompt": "Once upon a time"})
+    assert healthy.status == 200, await healthy.text()

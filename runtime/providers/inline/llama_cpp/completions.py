@@ -51,7 +51,9 @@ def tokenize(llm: Any, prompt: str | list[int]) -> TextPrompt:
     if isinstance(prompt, str):
         encoded = prompt.encode("utf-8")
         tokens = llm.tokenize(encoded, True, True)
-        added = bool(tokens) and len(tokens) != len(llm.tokenize(encoded, False, True))
+        if not tokens:  # "" for a model without a BOS token: nothing to generate from (llama_decode fails)
+            raise BadRequestError("The prompt is empty: give at least one token of text.", param="prompt")
+        added = len(tokens) != len(llm.tokenize(encoded, False, True))
         return TextPrompt(tokens, prompt, added)
     vectors.check_token_ids(prompt, llm.n_vocab(), "prompt")
     return TextPrompt(list(prompt), llm.detokenize(prompt, special=True).decode("utf-8", errors="replace"))
