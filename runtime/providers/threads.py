@@ -94,12 +94,50 @@ def _name_native_thread(name: str) -> None:
         _libc().prctl(15, name.encode()[:15], 0, 0, 0)  # PR_SET_NAME: at most 15 bytes
 
 
-class ThreadStream(Generic[T, R]):
-    """Run `work(emit, cancelled)` in a thread; iterate what it emits; `result` is its return.
+class BridgedStream(Generic[T, R]):
+    """Work on another thread, as an async iterator of what it emits; `result` is what it returned.
 
-    Closing the iterator early (the client went away) sets `cancelled`, and the close waits for
-    the thread to notice, so whatever the work holds (a model's lock) is free once it returns.
+    Subclasses say how the work starts (`_start`: handed `emit`, it answers the work's future) and how
+    it is told to stop (`_stop`). Closing the iterator early (the client went away) stops the work, and
+    the close waits for it to notice, so whatever it holds (a model's lock, a batch slot) is free once
+    it returns.
     """
+
+    result: R | None = None
+
+    def _start(self, emit: Callable[[T], None]) -> asyncio.Future[R]:
+        raise NotImplementedError
+
+    def _stop(self) -> None:
+        raise NotImplementedError
+
+    async def __aiter__(self) -> AsyncGenerator[T]:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[object] = asyncio.Queue()
+
+        def emit(item: T) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+
+        finished = self._start(emit)
+        # The future's callback runs on the loop after every item the work emitted before it returned.
+        finished.add_done_callback(lambda _: queue.put_nowait(_DONE))
+        try:
+            while True:
+                item = await queue.get()
+                if item is _DONE:
+                    break
+                yield item  # type: ignore[misc]
+            self.result = await finished
+        finally:
+            if not finished.done():
+                self._stop()
+                await asyncio.shield(asyncio.wait([finished]))
+                if not finished.cancelled() and finished.exception() is None:
+                    self.result = finished.result()  # what the work did before it stopped (its usage)
+
+
+class ThreadStream(BridgedStream[T, R]):
+    """Run `work(emit, cancelled)` on a thread of `executor` (the loop's default when None)."""
 
     def __init__(
         self, work: Callable[[Callable[[T], None], threading.Event], R], executor: Executor | None = None
@@ -109,30 +147,8 @@ class ThreadStream(Generic[T, R]):
         self.cancelled = threading.Event()
         self.result: R | None = None
 
-    async def __aiter__(self) -> AsyncGenerator[T]:
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[object] = asyncio.Queue()
+    def _start(self, emit: Callable[[T], None]) -> asyncio.Future[R]:
+        return asyncio.get_running_loop().run_in_executor(self._executor, self._work, emit, self.cancelled)
 
-        def emit(item: T) -> None:
-            loop.call_soon_threadsafe(queue.put_nowait, item)
-
-        def run() -> R:
-            try:
-                return self._work(emit, self.cancelled)
-            finally:
-                loop.call_soon_threadsafe(queue.put_nowait, _DONE)
-
-        future = loop.run_in_executor(self._executor, run)
-        try:
-            while True:
-                item = await queue.get()
-                if item is _DONE:
-                    break
-                yield item  # type: ignore[misc]
-            self.result = await future
-        finally:
-            if not future.done():
-                self.cancelled.set()
-                await asyncio.shield(asyncio.wait([future]))
-                if not future.cancelled() and future.exception() is None:
-                    self.result = future.result()  # what the work did before it stopped (its usage)
+    def _stop(self) -> None:
+        self.cancelled.set()

@@ -71,6 +71,18 @@ class AgentRun:
         finally:
             otel_context.detach(token)
 
+    @contextmanager
+    def working(self) -> Iterator[None]:
+        """Current while the request works; if it raises, the run ends with its error (one that returns
+        leaves the end to its answer, its stream or its background task)."""
+        with self.current():
+            try:
+                yield
+            except BaseException as exc:
+                self.raised(exc)
+                self.end()
+                raise
+
     def usage(self, input_tokens: int | None, output_tokens: int | None) -> None:
         if self.recording:
             self.set({gen_ai.GEN_AI_USAGE_INPUT_TOKENS: input_tokens, gen_ai.GEN_AI_USAGE_OUTPUT_TOKENS: output_tokens})

@@ -334,21 +334,16 @@ class AgentsApi(protocols.Agents):
                                 "steps": [], "output_attachments": [], "started_at": now()}  # fmt: skip
         # The turn's span: current while it works (listing its tools, its shields, model and tool calls).
         run = tracing.turn_run(request.agent_id, config, session.id, turn["turn_id"])
-        with run.current():
-            try:
-                runtime = await self._runtime_tools(config, body.get("toolgroups") or [])
-                new = _chat_messages(messages, body.get("documents") or [])
-                shield_steps, blocked = await self._shields(config.get("input_shields", []), new, turn["turn_id"])
-                turn["steps"] += shield_steps
-                turn["_extras"] = {"toolgroups": body.get("toolgroups") or [],
-                                   "tool_config": body.get("tool_config") or {}}  # fmt: skip
-                engine = self._engine(config, session.transcript + new, runtime, turn["_extras"]["tool_config"])
-                answer = await self._drive(config, session, turn, engine, blocked, bool(given(request.stream, False)))
-                return tracing.traced(run, answer, turn, engine)
-            except BaseException as exc:
-                run.raised(exc)
-                run.end()
-                raise
+        with run.working():
+            runtime = await self._runtime_tools(config, body.get("toolgroups") or [])
+            new = _chat_messages(messages, body.get("documents") or [])
+            shield_steps, blocked = await self._shields(config.get("input_shields", []), new, turn["turn_id"])
+            turn["steps"] += shield_steps
+            turn["_extras"] = {"toolgroups": body.get("toolgroups") or [],
+                               "tool_config": body.get("tool_config") or {}}  # fmt: skip
+            engine = self._engine(config, session.transcript + new, runtime, turn["_extras"]["tool_config"])
+            answer = await self._drive(config, session, turn, engine, blocked, bool(given(request.stream, False)))
+            return tracing.traced(run, answer, turn, engine)
 
     async def resume_agent_turn(self, request: models.ResumeAgentTurnRequest) -> models.AgentTurn | Chunks:
         _, config = await self._agent(request.agent_id)
@@ -371,19 +366,12 @@ class AgentsApi(protocols.Agents):
         turn["_extras"] = extras = stored.pending.get("extras") or {}
         turn["_told"] = len(turn["steps"]) - 1  # a resumed stream tells the client's tool step, not the earlier ones
         run = tracing.turn_run(request.agent_id, config, session.id, turn["turn_id"])  # the resumed part's span
-        with run.current():
-            try:
-                runtime = await self._runtime_tools(config, extras.get("toolgroups", []))
-                engine = self._engine(
-                    config, session.transcript + tool_messages, runtime, extras.get("tool_config", {})
-                )
-                engine.opening = len(session.transcript) - 1  # the turn's model already called: no forced choice
-                answer = await self._drive(config, session, turn, engine, None, bool(given(request.stream, False)))
-                return tracing.traced(run, answer, turn, engine)
-            except BaseException as exc:
-                run.raised(exc)
-                run.end()
-                raise
+        with run.working():
+            runtime = await self._runtime_tools(config, extras.get("toolgroups", []))
+            engine = self._engine(config, session.transcript + tool_messages, runtime, extras.get("tool_config", {}))
+            engine.opening = len(session.transcript) - 1  # the turn's model already called: no forced choice
+            answer = await self._drive(config, session, turn, engine, None, bool(given(request.stream, False)))
+            return tracing.traced(run, answer, turn, engine)
 
     async def _drive(
         self,

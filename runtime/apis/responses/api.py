@@ -240,13 +240,8 @@ class ResponsesApi(protocols.Responses):
         # The run's span: current while it works (its model and tool calls are its children); it ends when
         # the response is answered, when its stream ends, or when its background task does.
         run = response_run(request, skeleton, prompt_version)
-        with run.current():
-            try:
-                return await self._run(turn, items, run)
-            except BaseException as exc:
-                run.raised(exc)
-                run.end()
-                raise
+        with run.working():
+            return await self._run(turn, items, run)
 
     async def _run(
         self, turn: Turn, items: list[dict[str, Any]], run: AgentRun

@@ -34,11 +34,11 @@ from pocketstack.providers.inline.llama_cpp.pool import ModelKey, ModelPool, Res
 from pocketstack.providers.inline.llama_cpp.prompt_cache import PromptCache
 from pocketstack.providers.inline.llama_cpp.sampling import SAMPLING_DEFAULTS, sampling_of, stops_of
 from pocketstack.providers.inline.llama_cpp.scheduler import Job, Scheduler, SlotStream, widen
-from pocketstack.providers.threads import ThreadStream
+from pocketstack.providers.threads import BridgedStream, ThreadStream
 from pocketstack.wire.fields import given, plain
 
 T = TypeVar("T")
-Generation = ThreadStream[Piece, Outcome] | SlotStream  # one answer's pieces, and its Outcome at the end
+Generation = BridgedStream[Piece, Outcome]  # one answer's pieces, and its Outcome at the end
 FINISH = {"stop": models.FinishReason.stop, "length": models.FinishReason.length}
 
 
