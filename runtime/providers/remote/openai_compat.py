@@ -188,15 +188,19 @@ class OpenAICompatProvider:
     ) -> ModelT:
         try:
             with self._requesting():
-                async with self.session.post(self.base_url + path, json=body, headers=self._headers()) as response:
-                    await self._raise_for_status(response)
-                    data = await response.json(content_type=None)
+                # The whole answer within the read timeout: aiohttp's sock_read restarts at every byte, so a
+                # server trickling blank space (JSON allows any amount) would otherwise hold the request forever.
+                async with asyncio.timeout(self.config.connect_timeout_s + self.config.read_timeout_s):
+                    async with self.session.post(self.base_url + path, json=body, headers=self._headers()) as response:
+                        await self._raise_for_status(response)
+                        data = await response.json(content_type=None)
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise self._unreachable(exc) from exc
         except ValueError as exc:  # a 200 that is not JSON
             raise self._garbled(exc) from exc
-        self.breaker.record_success()
-        return self._validate(result, data, model, our_id)
+        answer = self._validate(result, data, model, our_id)
+        self.breaker.record_success()  # only a usable answer: a remote that answers 200 with junk is failing
+        return answer
 
     def _validate(self, result: type[ModelT], data: Any, model: ServedModel, our_id: str | None = None) -> ModelT:
         if isinstance(data, dict):
@@ -209,10 +213,20 @@ class OpenAICompatProvider:
                 reason = choice.get("finish_reason") if isinstance(choice, dict) else None
                 if reason is not None and reason not in KNOWN_FINISH_REASONS:  # e.g. "eos_token"
                     choice["finish_reason"] = "stop"
+        error = data.get("error") if isinstance(data, dict) else None
+        if error:  # a 200 that carries an error (some servers and proxies answer so): the remote's own words
+            message = error.get("message", str(error)) if isinstance(error, dict) else str(error)
+            raise self._failed(UpstreamError(f"{self.context.provider_id}: {message}"))
         try:
             return result.model_validate(data)
         except ValidationError as exc:
-            raise UpstreamError(f"{self.context.provider_id} answered in an unexpected shape: {exc}") from exc
+            error = UpstreamError(f"{self.context.provider_id} answered in an unexpected shape: {exc}")
+            raise self._failed(error) from exc
+
+    def _failed(self, error: UpstreamError) -> UpstreamError:
+        """A remote's broken answer counts against its breaker like an unreachable remote does."""
+        self.breaker.record_failure(error.message)
+        return error
 
     async def _stream(
         self, path: str, body: dict[str, Any], chunk: type[ModelT], model: ServedModel, our_id: str | None = None
@@ -221,24 +235,38 @@ class OpenAICompatProvider:
             with self._requesting():
                 async with self.session.post(self.base_url + path, json=body, headers=self._headers()) as response:
                     await self._raise_for_status(response)
-                    self.breaker.record_success()
-                    async for raw in response.content:
-                        line = raw.strip()
-                        if not line.startswith(b"data:"):
-                            continue
-                        payload = line[5:].strip()
+                    started = finished = False  # finished: a choice said why it ended, the answer is whole
+                    async for payload in self._payloads(response.content):
                         if payload == b"[DONE]":
                             return
-                        data = json.loads(payload)
-                        if isinstance(data, dict) and "error" in data:
-                            error = data["error"]
-                            message = error.get("message", str(error)) if isinstance(error, dict) else str(error)
-                            raise UpstreamError(f"{self.context.provider_id}: {message}")
-                        yield self._validate(chunk, data, model, our_id)
+                        parsed = self._validate(chunk, json.loads(payload), model, our_id)
+                        if not started:  # a usable chunk, not just a 200 (which may carry junk or an error)
+                            self.breaker.record_success()
+                            started = True
+                        finished = finished or any(c.finish_reason for c in getattr(parsed, "choices", []))
+                        yield parsed
+                    if not finished:  # the body ended mid-answer, without [DONE]: not a whole answer
+                        message = f"{self.context.provider_id} at {self.base_url} ended the stream mid-answer."
+                        raise self._failed(UpstreamError(message))
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise self._unreachable(exc) from exc
         except ValueError as exc:  # a 200 that is not JSON
             raise self._garbled(exc) from exc
+
+    async def _payloads(self, content: aiohttp.StreamReader) -> AsyncIterator[bytes]:
+        """The `data:` payloads of a server-sent event stream, each within the read timeout of the one before
+        (the first: of the headers), however its bytes come: aiohttp's sock_read restarts at every byte, so a
+        server trickling one byte a minute, or only blank lines and comments, would otherwise hold the stream
+        (and the client behind it) forever."""
+        while True:
+            async with asyncio.timeout(self.config.read_timeout_s):
+                while True:
+                    line = (await content.readline()).strip()
+                    if not line and content.at_eof():
+                        return
+                    if line.startswith(b"data:"):
+                        break
+            yield line[5:].strip()
 
     # -- the provider interface --------------------------------------------------------------
 
