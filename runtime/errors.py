@@ -6,7 +6,11 @@ the HTTP layer never guesses a status from a foreign exception.
 
 from __future__ import annotations
 
+import errno
 from typing import Any
+
+SQLITE_FULL = 13  # SQLite's "database or disk is full", as sqlite3 (sqlite_errorcode) and apsw (result) carry it
+_SQLITE_MODULES = frozenset({"sqlite3", "apsw"})
 
 
 class PocketStackError(Exception):
@@ -92,6 +96,39 @@ class UpstreamError(PocketStackError):
 class ServiceUnavailableError(PocketStackError):
     status = 503
     type = "service_unavailable_error"
+
+
+class InsufficientStorageError(PocketStackError):
+    """The disk under the server's home is full: nothing was stored (SQLite rolls back, a spooled upload is
+    removed); reads go on, and writes work again once there is space."""
+
+    status = 507
+    type = "insufficient_storage_error"
+
+    def __init__(self, message: str = "", *, code: str | None = "insufficient_storage") -> None:
+        super().__init__(
+            message
+            or "The server's disk is full: nothing was stored. Free space where it keeps its state "
+            "(POCKETSTACK_HOME), then try again.",
+            code=code,
+        )
+
+
+def disk_full(exc: BaseException) -> bool:
+    """Whether `exc`, or an exception it came from, says the disk is full: ENOSPC or EDQUOT from the
+    operating system, SQLITE_FULL from SQLite (through sqlite3 or apsw, which both say so in an attribute)."""
+    current: BaseException | None = exc
+    for _ in range(8):  # a chain of causes is short; a cycle must not loop forever
+        if current is None:
+            return False
+        if isinstance(current, OSError) and current.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        for attribute in ("sqlite_errorcode", "result"):
+            code = getattr(current, attribute, None)
+            if isinstance(code, int) and code & 0xFF == SQLITE_FULL and type(current).__module__ in _SQLITE_MODULES:
+                return True
+        current = current.__cause__ or current.__context__
+    return False
 
 
 class UpstreamTimeoutError(PocketStackError):

@@ -11,7 +11,13 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from pocketstack.errors import PocketStackError, UpgradeRequiredError, error_body
+from pocketstack.errors import (
+    InsufficientStorageError,
+    PocketStackError,
+    UpgradeRequiredError,
+    disk_full,
+    error_body,
+)
 from pocketstack.web.context import SERVED_BY_HEADER, provider_data, read_provider_data, served_by
 
 log = logging.getLogger(__name__)
@@ -102,6 +108,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except asyncio.CancelledError:
         raise
     except Exception as exc:
+        if disk_full(exc):  # wherever it ran out (a spooled upload, SQLite, a provider's store): the same 507
+            log.error("%s %s -> 507: the disk is full: %r", request.method, request.path, exc)
+            full = InsufficientStorageError()
+            return _json_error(full.status, full.body())
         for exception_class, status, type_name in _BUILTIN_STATUSES:
             if isinstance(exc, exception_class):
                 log.warning("%s %s -> %s: %r", request.method, request.path, status, exc, exc_info=exc)

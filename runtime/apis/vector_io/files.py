@@ -25,7 +25,7 @@ from pocketstack.apis.files import FilesApi
 from pocketstack.apis.inference.api import InferenceApi
 from pocketstack.apis.vector_io import contextual, ingest
 from pocketstack.core.stack import Stack
-from pocketstack.errors import BadRequestError, NotFoundError, PocketStackError
+from pocketstack.errors import BadRequestError, InsufficientStorageError, NotFoundError, PocketStackError, disk_full
 from pocketstack.providers.vector_search import NewChunk, VectorIOProvider
 from pocketstack.security.access import Action
 from pocketstack.security.principal import User
@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 CHUNKS_PER_WRITE = 64  # embedded and stored together; cancellation is checked between writes
 CONTEXTUAL_CHUNKS_PER_WRITE = 12  # a chat call each: check for cancellation more often
+FAIL_RETRIES = 600  # a failed ingestion on a full disk: seconds to wait for room to record it
 JOINT_MARGIN_TOKENS = 2  # a context and its chunk, counted word by word, may tokenize a little longer together
 MAX_ATTRIBUTES = 16
 
@@ -319,11 +320,10 @@ class VectorStoreFiles:
                 await self._ingest(store_id, file_id, origin)
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as exc:
                 log.exception("ingestion of %s into %s failed", file_id, store_id)
-                await self._finish(
-                    store_id, file_id, "failed", 0, {"code": "server_error", "message": "ingestion failed"}
-                )
+                message = InsufficientStorageError().message if disk_full(exc) else "ingestion failed"
+                await self._fail(store_id, file_id, message)
             finally:
                 self._queue.task_done()
                 self._done_with(store_id, file_id)
@@ -434,6 +434,22 @@ class VectorStoreFiles:
             # failed part way, or detached, its store deleted or its batch cancelled meanwhile: leave nothing behind
             for instance in self.stack.providers_of("vector_io"):
                 await cast(VectorIOProvider, instance.impl).delete(store_id, file_id)
+
+    async def _fail(self, store_id: str, file_id: str, message: str) -> None:
+        """Mark the file failed. On a full disk that write fails too (SQLite needs room even to record a failure):
+        try again every second until there is room, rather than leave the file in_progress while the server runs
+        (the worker waits meanwhile; every other file would fail alike). Any other failure is logged, and the
+        worker lives on: the file stays in_progress and a restart resumes it."""
+        for _ in range(FAIL_RETRIES):
+            try:
+                await self._finish(store_id, file_id, "failed", 0, {"code": "server_error", "message": message})
+                return
+            except Exception as exc:
+                if not disk_full(exc):
+                    log.exception("could not mark %s in %s failed", file_id, store_id)
+                    return
+                await asyncio.sleep(1)
+        log.error("could not mark %s in %s failed: the disk stayed full", file_id, store_id)
 
     async def _wanted(self, store_id: str, file_id: str, status: FileStatus = "in_progress") -> bool:
         return await self.store.has_status(store_id, file_id, status)
