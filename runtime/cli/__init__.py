@@ -8,6 +8,8 @@ import errno
 import logging
 import os
 import signal
+import socket
+import ssl
 import sys
 import time
 from collections.abc import Sequence
@@ -18,6 +20,7 @@ from pocketstack import LLAMA_STACK_VERSION, __version__, distributions
 from pocketstack.config import ConfigError, StackConfig, load_config, pocketstack_home
 from pocketstack.errors import StartupError
 from pocketstack.providers.threads import quiet_blas
+from pocketstack.storage.home_lock import HomeInUseError, HomeLock
 
 log = logging.getLogger("pocketstack")
 CONFIG_ENV = ("POCKETSTACK_CONFIG", "LLAMA_STACK_CONFIG")
@@ -62,14 +65,50 @@ async def serve(config: StackConfig, stop: asyncio.Event | None = None, *, handl
     """Serve until SIGTERM or SIGINT (or `stop` is set), let in-flight requests finish, close the stores.
 
     Without `handle_signals` only `stop` ends it (a command that serves for itself handles Ctrl-C)."""
-    from aiohttp import web  # imported here so `pocketstack version` stays instant
-
-    from pocketstack.app import READINESS, create_app, import_default_models
-    from pocketstack.security.tls import server_ssl_context
-    from pocketstack.web.runner import Runner
+    from pocketstack.security.tls import server_ssl_context  # imported here so `pocketstack version` stays instant
 
     server = config.server
     ssl_context = server_ssl_context(server.tls_certfile, server.tls_keyfile, server.tls_cafile)
+    host, port = server.host, server.port
+    home_lock = _lock_home(host, port)  # before anything starts: start-up resumes in-progress work
+    try:
+        await _serve(config, stop, handle_signals, ssl_context)
+    finally:
+        home_lock.release()
+
+
+def _lock_home(host: str, port: int) -> HomeLock:
+    try:
+        return HomeLock.acquire(pocketstack_home())
+    except HomeInUseError as exc:
+        if _port_taken(host, port):  # the same port too: most likely the same server started twice, say so
+            raise _port_in_use(host, port) from None
+        raise StartupError(str(exc)) from None
+
+
+def _port_taken(host: str, port: int) -> bool:
+    try:
+        with socket.create_server((host, port)):
+            return False
+    except OSError as exc:
+        return exc.errno == errno.EADDRINUSE
+
+
+def _port_in_use(host: str, port: int) -> StartupError:
+    return StartupError(
+        f"port {port} on {host} is already in use (another PocketStack?); stop it or choose another with --port"
+    )
+
+
+async def _serve(
+    config: StackConfig, stop: asyncio.Event | None, handle_signals: bool, ssl_context: ssl.SSLContext | None
+) -> None:
+    from aiohttp import web  # imported here so `pocketstack version` stays instant
+
+    from pocketstack.app import READINESS, create_app, import_default_models
+    from pocketstack.web.runner import Runner
+
+    server = config.server
     app = create_app(config)
     host, port = server.host, server.port
     runner = Runner(app, handle_signals=False, shutdown_timeout=config.server.shutdown_timeout)
@@ -80,10 +119,7 @@ async def serve(config: StackConfig, stop: asyncio.Event | None = None, *, handl
             await site.start()
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
-                raise StartupError(
-                    f"port {port} on {host} is already in use (another PocketStack?); "
-                    "stop it or choose another with --port"
-                ) from exc
+                raise _port_in_use(host, port) from exc
             raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
         stop = stop or asyncio.Event()
         loop = asyncio.get_running_loop()
