@@ -1065,7 +1065,7 @@ class CreateResponseRequestServiceTier(StrEnum):
 
 class CreateResponseRequestTruncation(StrEnum):
     """
-    Only `disabled` (the default): as in Llama Stack, `auto` fails the response ("Truncation mode 'auto' is not supported...": a 500 unstreamed, a `response.failed` event streamed).
+    Only `disabled` (the default): as in Llama Stack, `auto` fails the response ("Truncation mode 'auto' is not supported...": a 400 unstreamed, where Llama Stack answers 500; a `response.failed` event streamed).
     """
 
     auto = "auto"
@@ -4551,7 +4551,7 @@ class CreateResponseRequest(BaseModel):
     truncation: Annotated[
         CreateResponseRequestTruncation | None | MISSING,
         Field(
-            description="Only `disabled` (the default): as in Llama Stack, `auto` fails the response (\"Truncation mode 'auto' is not supported...\": a 500 unstreamed, a `response.failed` event streamed)."
+            description="Only `disabled` (the default): as in Llama Stack, `auto` fails the response (\"Truncation mode 'auto' is not supported...\": a 400 unstreamed, where Llama Stack answers 500; a `response.failed` event streamed)."
         ),
     ] = MISSING
     top_logprobs: Annotated[

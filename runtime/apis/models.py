@@ -171,7 +171,12 @@ class ModelsApi(protocols.Models):
             provider_model_id=given(request.provider_model_id),
             model_type=model_type.value if model_type is not None else None,
             metadata=given(request.metadata, {}),
-            fallbacks=[ModelTarget.model_validate(t.model_dump()) for t in given(request.fallbacks, [])],
+            # The spec lets a target carry other keys (as Llama Stack's models ignore them); only these two
+            # are read, so the others are dropped here rather than refused by the stored model's schema.
+            fallbacks=[
+                ModelTarget(provider_id=t.provider_id, provider_model_id=t.provider_model_id)
+                for t in given(request.fallbacks, [])
+            ],
         )
         resource = await self._build(model, "api")
         return model_response(await self.table.add(resource))

@@ -200,9 +200,13 @@ def _validate(
 ) -> ModelT:
     sources: dict[str, str] = {}
     for name in query:
-        if name in request.query:
-            data[name] = request.query[name]
-            sources[name] = "query"
+        # Llama Stack types a URL query parameter (list-tools' mcp_endpoint) as an object {uri}, which its
+        # Stainless clients send as `name[uri]=...`; read that as the URL rather than ignore it.
+        for key in (name, f"{name}[uri]"):
+            if key in request.query:
+                data[name] = request.query[key]
+                sources[name] = "query"
+                break
     for name in array_query:
         values = request.query.getall(name, []) or request.query.getall(f"{name}[]", [])
         if values:

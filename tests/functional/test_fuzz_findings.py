@@ -1,6 +1,6 @@
 """Regression tests for what a spec fuzzer (schemathesis over spec/openapi.yaml, issue 21 §5) found:
-requests that answered 500. Each now gets a 4xx in the spec's error shape, or a 2xx where the input
-is valid, and the server keeps serving afterwards."""
+requests that answered 500, and answers the spec did not document. Each now gets a 4xx in the spec's
+error shape, or a 2xx where the input is valid, and the server keeps serving afterwards."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ from typing import Any
 import llama_stack_client
 import openai
 import pytest
+import yaml
 from aiohttp.test_utils import TestClient
 
+from tests.support.config import REPO
 from tests.support.errors import assert_error_shape
 
 
@@ -299,3 +301,78 @@ async def test_a_completion_of_an_empty_prompt_is_a_400(client: TestClient[Any, 
     assert detail["param"] == "prompt"
     healthy = await client.post("/v1/completions", json={**body, "prompt": "Once upon a time"})
     assert healthy.status == 200, await healthy.text()
+
+
+# -- POST /v1/models: a fallback with keys besides its two -----------------------------------
+
+
+async def test_a_fallback_with_other_keys_registers_with_its_two(server: TestClient[Any, Any]) -> None:
+    # The spec's ModelTarget allows other keys; they reached the stored model's strict schema (a 500).
+    fallback = {"provider_id": "scripted", "provider_model_id": "chat", "weight": [{}], "": {"x": 1}}
+    body = {"model_id": "backed", "provider_id": "scripted", "provider_model_id": "chat", "fallbacks": [fallback]}
+    reply = await server.post("/v1/models", json=body)
+    assert reply.status == 200, await reply.text()
+    stored = (await reply.json())["metadata"]["fallbacks"]
+    assert stored == [{"provider_id": "scripted", "provider_model_id": "chat"}]
+    body = {**body, "model_id": "badly-backed", "fallbacks": [{**fallback, "provider_id": "nope"}]}
+    assert (await server.post("/v1/models", json=body)).status in (400, 404)
+
+
+# -- answers the spec did not document (the spec was wrong, the server right) ----------------
+
+SPEC = yaml.safe_load((REPO / "spec" / "openapi.yaml").read_text())
+
+
+def _documented(method: str, path: str) -> set[int]:
+    return {int(code) for code in SPEC["paths"][path][method]["responses"]}
+
+
+async def test_undocumented_answers_are_now_in_the_spec(
+    server: TestClient[Any, Any], oai: openai.AsyncOpenAI, stored_embedding: str
+) -> None:
+    conversation = await oai.conversations.create()
+    store = await oai.vector_stores.create(name="n", extra_body={"embedding_model": stored_embedding})
+    item = {"type": "message", "role": "user", "content": "hi", "id": "msg_1"}
+    asked: list[tuple[str, str, str, dict[str, Any] | None, int]] = [
+        ("get", "/v1/conversations/{conversation_id}", "/v1/conversations/nope", None, 400),
+        ("delete", "/v1/conversations/{conversation_id}", "/v1/conversations/nope", None, 400),
+        ("get", "/v1/conversations/{conversation_id}/items/{item_id}", "/v1/conversations/nope/items/x", None, 400),
+        ("delete", "/v1/conversations/{conversation_id}/items/{item_id}", "/v1/conversations/nope/items/x", None,
+         400),
+        ("post", "/v1/conversations", "/v1/conversations", {"items": [item, item]}, 409),
+        ("post", "/v1/conversations/{conversation_id}/items", f"/v1/conversations/{conversation.id}/items",
+         {"items": [item, item]}, 409),
+        ("post", "/v1/vector_stores", "/v1/vector_stores", {"embedding_model": "nope"}, 404),
+        ("post", "/v1/vector_stores/{vector_store_id}/files", f"/v1/vector_stores/{store.id}/files",
+         {"file_id": "nope"}, 404),
+        ("post", "/v1/telemetry/events", "/v1/telemetry/events", {"event": {
+            "type": "structured_log", "trace_id": "t", "span_id": "s", "timestamp": "2026-01-01T00:00:00Z",
+            "payload": {"type": "span_end", "status": "ok"}}}, 404),
+    ]  # fmt: skip
+    for method, template, path, body, status in asked:
+        reply = await server.request(method, path, json=body)
+        await _error(reply, status)
+        assert status in _documented(method, template), (method, template, status)
+
+
+# -- responses: truncation "auto" is refused as not supported, not a server error ------------
+
+
+async def test_auto_truncation_is_a_400_not_a_500(server: TestClient[Any, Any], oai: openai.AsyncOpenAI) -> None:
+    reply = await server.post("/v1/responses", json={"model": "chat", "input": "capital?", "truncation": "auto"})
+    detail = await _error(reply)
+    assert (detail["param"], detail["code"]) == ("truncation", "not_supported")
+    assert "Truncation mode 'auto' is not supported" in detail["message"]
+    assert (await oai.responses.create(model="chat", input="capital?", truncation="disabled")).output_text == "Paris."
+
+
+# -- list-tools: mcp_endpoint as Llama Stack's URL object, mcp_endpoint[uri]= -----------------
+
+
+async def test_list_tools_reads_mcp_endpoint_given_as_an_object(server: TestClient[Any, Any]) -> None:
+    # Llama Stack's clients send its URL {uri} as `mcp_endpoint[uri]=`: it was ignored (every tool listed).
+    reply = await server.get("/v1/tool-runtime/list-tools", params={"mcp_endpoint[uri]": ""})
+    detail = await _error(reply)
+    assert (detail["param"], detail["message"]) == ("mcp_endpoint", "The URL is empty.")
+    reply = await server.get("/v1/tool-runtime/list-tools", params={"mcp_endpoint[uri]": BAD_HOSTS[0]})
+    assert "no valid host name" in (await _error(reply))["message"]

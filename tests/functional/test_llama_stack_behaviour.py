@@ -197,12 +197,13 @@ async def test_too_few_output_tokens_and_auto_truncation_are_refused(
     assert "max_output_tokens" in _message(few.value) and "greater than or equal to 16" in _message(few.value)
     assert (await oai.responses.create(model="chat", input="capital?", max_output_tokens=16)).status == "completed"
     # streaming.py StreamingResponseOrchestrator.create_response fails `truncation: "auto"` after its first events;
-    # unstreamed, openai_responses.py create_openai_response raises that failure as an InternalServerError (500).
+    # unstreamed, openai_responses.py create_openai_response raises that failure as an InternalServerError (500),
+    # which PocketStack answers as a 400 (issue 21 §5: no request is a server error).
     said = (
         "Truncation mode 'auto' is not supported. Use 'disabled' to let the inference provider reject oversized "
         "contexts."
     )
-    with pytest.raises(llama_stack_client.InternalServerError) as auto:
+    with pytest.raises(llama_stack_client.BadRequestError) as auto:
         await lls.responses.create(model="chat", input="capital?", truncation="auto")
     assert _message(auto.value) == said
     stream = await oai.responses.create(model="chat", input="capital?", truncation="auto", stream=True)

@@ -252,7 +252,7 @@ class ResponsesApi(protocols.Responses):
             return await self._in_background(turn, items, EventLog() if streaming else None, run)
         refused = truncation_refused(request)
         if refused is not None:  # streamed, the turn fails it after its first events
-            if not streaming:  # Llama Stack stores it failed and answers its error (a 500)
+            if not streaming:  # Llama Stack stores it failed and answers its error (a 500 there, a 400 here)
                 turn.response |= {"status": "failed", "error": response_error(refused)}
                 await self._keep_failed(turn, items)
                 raise refused

@@ -4,7 +4,7 @@ Llama Stack's streaming.py keeps to, `_VALID_RESPONSE_ERROR_CODES`; anything els
 from __future__ import annotations
 
 from pocketstack._generated import models
-from pocketstack.errors import PocketStackError, TooManyRequestsError
+from pocketstack.errors import BadRequestError, PocketStackError, TooManyRequestsError
 from pocketstack.wire.fields import given
 
 CODES = frozenset(code.value for code in models.ResponseErrorCode)
@@ -16,10 +16,11 @@ UNEXPECTED = "An unexpected error occurred while generating the response."
 
 
 def truncation_refused(request: models.CreateResponseRequest) -> PocketStackError | None:
-    """Llama Stack fails a response with `truncation: "auto"` (a 500 unstreamed, `response.failed` streamed)."""
+    """Llama Stack fails a response with `truncation: "auto"` (`response.failed` streamed); unstreamed it answers
+    500, which here is a 400: the request asks for what is not supported, nothing failed in the server."""
     truncation = given(request.truncation)
     if truncation is not None and getattr(truncation, "value", truncation) == "auto":
-        return PocketStackError(TRUNCATION_AUTO, code="server_error")
+        return BadRequestError(TRUNCATION_AUTO, code="not_supported", param="truncation")
     return None
 
 

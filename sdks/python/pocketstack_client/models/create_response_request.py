@@ -59,8 +59,8 @@ class CreateResponseRequest:
         service_tier (CreateResponseRequestServiceTierType0 | None | Unset): Echoed in the response ("default" when
             absent, as Llama Stack answers).
         truncation (CreateResponseRequestTruncationType0 | None | Unset): Only `disabled` (the default): as in Llama
-            Stack, `auto` fails the response ("Truncation mode 'auto' is not supported...": a 500 unstreamed, a
-            `response.failed` event streamed).
+            Stack, `auto` fails the response ("Truncation mode 'auto' is not supported...": a 400 unstreamed, where Llama
+            Stack answers 500; a `response.failed` event streamed).
         top_logprobs (int | None | Unset): Echoed in the response (0 when absent).
         max_infer_iters (int | None | Unset): Llama Stack: model calls per response (10).
         parallel_tool_calls (bool | None | Unset):
