@@ -122,3 +122,10 @@ bench-startup: install-dev
 
 clean:
 	rm -rf $(VENV) build .mypy_cache .pytest_cache .ruff_cache
+
+# schemathesis over spec/openapi.yaml against `pocketstack run`, at length (tests/fuzz/; `make test`
+# runs the same module with 5 cases per operation and phase).
+FUZZ_EXAMPLES ?= 100
+.PHONY: fuzz
+fuzz: install-dev
+	POCKETSTACK_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) POCKETSTACK_FUZZ_STATEFUL_STEPS=20 $(BIN)/python -m pytest -q tests/fuzz
