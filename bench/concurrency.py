@@ -10,6 +10,10 @@ text. Ratios are against the same server's single stream. Targets (issue 21, thi
 at 8 streams aggregate >= 3x single and p95 TTFT <= 4x single, for the batched setting. Exits 1
 when the batched setting misses one.
 
+The ceiling: llama.cpp itself, in this process after the servers, decoding one token for each of N
+sequences per `llama_decode` (the batched server's context: a cache per sequence) against one: what
+no server over this machine and model can beat, and how much of it the server keeps.
+
     python bench/concurrency.py [--parallel 1,8] [--levels 1,2,4,8,16] [--tokens 128] [--waves 2] [--threads N]
 """
 
@@ -22,6 +26,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,6 +144,51 @@ def run_server(
             server.wait(timeout=30)
 
 
+def raw_ceiling(threads: int, levels: list[int], steps: int = 40) -> dict[int, float]:
+    """llama_decode's aggregate tokens/s at each level (one token per sequence per step), on a thread of
+    its own that ends with the measure (llama.cpp's OpenMP team goes with it, as in the server)."""
+    import llama_cpp
+
+    from pocketstack.providers.inline.llama_cpp.scheduler import widen
+
+    model = store.package_file(store.DEFAULT_CHAT_PACKAGE, store.DEFAULT_CHAT_FILE)
+    assert model is not None, "the default chat model's wheel is not installed"
+    figures: dict[int, float] = {}
+
+    def measure_all() -> None:
+        llm = llama_cpp.Llama(str(model), n_ctx=512, n_threads=threads, n_threads_batch=threads, verbose=False)
+        widen(llm, max(levels))
+        ctx, memory = llm._ctx.ctx, llama_cpp.llama_get_memory(llm._ctx.ctx)
+        batch = llama_cpp.llama_batch_init(512, 0, 1)
+
+        def decode(entries: list[tuple[int, int, int]]) -> None:
+            batch.n_tokens = len(entries)
+            for i, (token, position, sequence) in enumerate(entries):
+                batch.token[i], batch.pos[i], batch.n_seq_id[i] = token, position, 1
+                batch.seq_id[i][0], batch.logits[i] = sequence, True
+            if llama_cpp.llama_decode(ctx, batch) != 0:
+                raise RuntimeError("llama_decode failed")
+
+        prompt = llm.tokenize(b"Write a long story about the sea.")
+        for sequence in range(max(levels)):
+            decode([(token, i, sequence) for i, token in enumerate(prompt)])
+        for n in levels:
+            for sequence in range(n):
+                llama_cpp.llama_memory_seq_rm(memory, sequence, len(prompt), -1)
+            decode([(100, len(prompt), s) for s in range(n)])  # warm
+            started = time.perf_counter()
+            for step in range(1, steps + 1):
+                decode([(100 + step, len(prompt) + step, s) for s in range(n)])
+            figures[n] = n * steps / (time.perf_counter() - started)
+        llama_cpp.llama_batch_free(batch)
+        llm.close()
+
+    worker = threading.Thread(target=measure_all)
+    worker.start()
+    worker.join()
+    return figures
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--parallel", default="1,8", help="inline::llama-cpp `parallel` settings, one server each")
@@ -152,6 +202,7 @@ def main() -> int:
 
     print(f"{args.tokens} tokens per stream, greedy; {args.waves} waves per level; {args.threads} threads")
     ok = True
+    batched: tuple[int, dict[int, tuple[float, float, float]]] | None = None
     for parallel in settings:
         figures = run_server(parallel, args.threads, levels, args.tokens, args.waves)
         single_rate, single_ttft, _ = figures[1]
@@ -170,6 +221,19 @@ def main() -> int:
             print(f"8 streams: aggregate {rate / single_rate:.2f}x single (target >= 3) {_verdict(checks[0])}")
             print(f"8 streams: p95 TTFT {p95_ttft / single_ttft:.2f}x single (target <= 4) {_verdict(checks[1])}")
             ok = ok and all(checks)
+        if parallel > 1:
+            batched = (parallel, figures)
+    if batched is not None:
+        parallel, figures = batched
+        ceiling_levels = [n for n in levels if n <= parallel]
+        raw = raw_ceiling(args.threads, ceiling_levels)
+        print(f"\nllama_decode alone ({args.threads} threads): N sequences, one token each per decode")
+        print(f"{'streams':>7} {'raw tok/s':>10} {'x one':>7} {'server x single':>16} {'share of raw':>13}")
+        single_rate = figures[1][0]
+        for n in ceiling_levels:
+            server = figures[n][0] / single_rate
+            ceiling = raw[n] / raw[1]
+            print(f"{n:>7} {raw[n]:>10.1f} {ceiling:>7.2f} {server:>16.2f} {server / ceiling:>13.0%}")
     return 0 if ok else 1
 
 
