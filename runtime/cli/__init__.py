@@ -78,8 +78,14 @@ async def serve(config: StackConfig, stop: asyncio.Event | None = None, *, handl
 
 
 def _lock_home(host: str, port: int) -> HomeLock:
+    home = pocketstack_home()
     try:
-        return HomeLock.acquire(pocketstack_home())
+        return HomeLock.acquire(home)
+    except OSError as exc:  # a file in the way, a folder this user cannot write
+        raise StartupError(
+            f"cannot use {home} as the state folder: {exc.strerror or exc}. Set POCKETSTACK_HOME to a folder "
+            "you can write to."
+        ) from None
     except HomeInUseError as exc:
         if _port_taken(host, port):  # the same port too: most likely the same server started twice, say so
             raise _port_in_use(host, port) from None
