@@ -9,10 +9,9 @@ from pathlib import Path
 import apsw
 import openai
 import pytest
-import yaml
 
-from pocketstack import distributions
 from pocketstack.apis.vector_io import ingest
+from tests.support.crash import answering_at_once, chunk_count
 from tests.support.process import start
 
 pytestmark = [pytest.mark.process, pytest.mark.slow]
@@ -23,29 +22,8 @@ def _document(n: int) -> bytes:
     return (SENTENCE.format(n=n) * 250).encode()  # about 45 chunks of 100 tokens each
 
 
-def _chunk_count(home: Path, text: str) -> int:
-    """How many chunks the 100/20 plan cuts, counted with the embedding model's own tokenizer."""
-    from llama_cpp import Llama
-
-    (model,) = (home / "models").glob("all-MiniLM-L6-v2*.gguf")
-    llm = Llama(str(model), embedding=True, vocab_only=True, verbose=False)
-    return len(ingest.chunk_text(text, ingest.ChunkingPlan(100, 20), lambda w: len(llm.tokenize(w.encode(), False))))
-
-
-def _answering_at_once(home: Path) -> Path:
-    """The edge distribution with attaching answering at once: the kill must come mid-ingestion, which a
-    wait for small files (vector_stores.attach_wait_s) would make depend on the machine's speed."""
-    path = distributions.path_of("edge")
-    assert path is not None
-    config = yaml.safe_load(path.read_text())
-    config.setdefault("vector_stores", {})["attach_wait_s"] = 0
-    written = home.parent / "edge-at-once.yaml"
-    written.write_text(yaml.safe_dump(config))
-    return written
-
-
 def test_a_killed_ingestion_resumes_without_duplicates(home: Path, stored_embedding: str) -> None:
-    config = _answering_at_once(home)
+    config = answering_at_once(home)
     server = start(home, [str(config)])
     client = openai.OpenAI(base_url=f"{server.base_url}/v1", api_key="none", max_retries=0)
     try:
@@ -77,7 +55,8 @@ def test_a_killed_ingestion_resumes_without_duplicates(home: Path, stored_embedd
     finally:
         assert restarted.stop() == 0
 
-    expected = {file_id: _chunk_count(home, _document(n).decode()) for n, file_id in enumerate(ids)}
+    plan = ingest.ChunkingPlan(100, 20)
+    expected = {file_id: chunk_count(home, _document(n).decode(), plan) for n, file_id in enumerate(ids)}
     database = apsw.Connection(str(home / "vector_io" / "sqlite_vec.db"))
     rows = database.execute(
         "SELECT file_id, COUNT(*), COUNT(DISTINCT chunk_id) FROM chunks WHERE store_id = ? GROUP BY file_id",
