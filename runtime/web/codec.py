@@ -168,6 +168,7 @@ async def parse_form(
     finally:
         for upload in files.values():
             upload.path.unlink(missing_ok=True)
+            upload.release()
 
 
 async def _read_multipart(

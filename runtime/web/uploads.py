@@ -4,11 +4,17 @@ The generated stubs of multipart operations hand the implementation an `Upload` 
 field: a file already on disk (in the spool folder, on the same filesystem as the file store so
 keeping it is a rename), never bytes in memory. What the implementation does not move away is
 deleted when the request ends.
+
+A spool file is locked (flock) from its creation until its request ends, so the next start tells
+the partial body a killed process left (nobody holds its lock: no request will ever finish it)
+from one a live server on the same home is still receiving, and removes it at once.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import logging
 import os
 import time
 import uuid
@@ -19,6 +25,7 @@ from aiohttp import BodyPartReader, web
 
 from pocketstack.errors import PayloadTooLargeError
 
+log = logging.getLogger(__name__)
 CHUNK_BYTES = 256 * 1024
 
 
@@ -28,6 +35,11 @@ class Upload:
     filename: str
     content_type: str
     size: int
+    held: int | None = None  # a descriptor holding the spool file's lock, closed when the request ends
+
+    def release(self) -> None:
+        if self.held is not None:
+            os.close(self.held)
 
 
 @dataclass(frozen=True)
@@ -45,11 +57,15 @@ class UploadSpool:
         self.max_bytes = max_bytes
 
     def remove_stale(self) -> None:
-        """Spool files a crashed process left behind (older than an hour: none is still arriving)."""
+        """Spool files no live process holds (a process killed mid-upload left them), and the
+        never-renamed names of files a process died creating (older than an hour: none is starting)."""
         if not self.folder.is_dir():
             return
+        removed = sum(_remove_unheld(leftover) for leftover in self.folder.glob("upload-*"))
+        if removed:
+            log.info("removed %d partial uploads a stopped server left", removed)
         cutoff = time.time() - 3600
-        for leftover in self.folder.glob("upload-*"):
+        for leftover in self.folder.glob(".upload-*"):
             with contextlib.suppress(OSError):
                 if leftover.stat().st_mtime < cutoff:
                     leftover.unlink()
@@ -57,10 +73,19 @@ class UploadSpool:
     async def receive(self, part: BodyPartReader) -> Upload:
         """Copy one form part to a new spool file, refusing (413) once it passes the limit."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        path = self.folder / f"upload-{uuid.uuid4().hex}"
+        name = f"upload-{uuid.uuid4().hex}"
+        pending, path = self.folder / f".{name}", self.folder / name
+        sink = pending.open("wb")
+        try:  # locked before it takes the name a sweeping start looks at: no start ever sees it unheld
+            fcntl.flock(sink.fileno(), fcntl.LOCK_EX)
+            os.rename(pending, path)
+        except BaseException:
+            sink.close()
+            pending.unlink(missing_ok=True)
+            raise
         size = 0
         try:
-            with path.open("wb") as sink:
+            with sink:
                 while chunk := await part.read_chunk(CHUNK_BYTES):
                     size += len(chunk)
                     if size > self.max_bytes:
@@ -70,12 +95,30 @@ class UploadSpool:
                             code="file_too_large",
                         )
                     sink.write(chunk)
+                held = os.dup(sink.fileno())  # the lock stays with the request, not with this writer
         except BaseException:
             path.unlink(missing_ok=True)
             raise
         filename = os.path.basename(part.filename or "") or "upload"
         content_type = part.headers.get("Content-Type", "application/octet-stream")
-        return Upload(path=path, filename=filename, content_type=content_type, size=size)
+        return Upload(path=path, filename=filename, content_type=content_type, size=size, held=held)
+
+
+def _remove_unheld(leftover: Path) -> bool:
+    """Remove a spool file unless a live process holds its lock; whether it was removed."""
+    try:
+        descriptor = os.open(leftover, os.O_RDONLY)
+    except OSError:
+        return False  # moved into the file store, or removed, meanwhile
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False  # its request is still running
+    else:
+        leftover.unlink(missing_ok=True)
+        return True
+    finally:
+        os.close(descriptor)
 
 
 SPOOL = web.AppKey("upload_spool", UploadSpool)
