@@ -68,9 +68,11 @@ class ResponseStore:
         return _stored(rows[0]) if rows else None
 
     async def add_events(self, response_id: str, events: list[dict[str, Any]]) -> None:
+        """Keep a streamed background response's events (as they are told); none once it was deleted."""
         await self._db.transaction(
-            ("INSERT INTO response_events (response_id, sequence_number, event) VALUES (?, ?, ?)",
-             (response_id, event["sequence_number"], json.dumps(event)))
+            ("INSERT INTO response_events (response_id, sequence_number, event) "
+             "SELECT ?, ?, ? WHERE EXISTS (SELECT 1 FROM responses WHERE id = ?)",
+             (response_id, event["sequence_number"], json.dumps(event), response_id))
             for event in events
         )  # fmt: skip
 

@@ -249,7 +249,7 @@ class ResponsesApi(protocols.Responses):
         request = turn.request
         streaming = given(request.stream, False)
         if given(request.background, False):
-            return await self._in_background(turn, items, EventLog() if streaming else None, run)
+            return await self._in_background(turn, items, streaming, run)
         refused = truncation_refused(request)
         if refused is not None:  # streamed, the turn fails it after its first events
             if not streaming:  # Llama Stack stores it failed and answers its error (a 500 there, a 400 here)
@@ -268,13 +268,14 @@ class ResponsesApi(protocols.Responses):
         return run.follow(self._events(turn, answer, items), lambda: settle(run, turn.response, turn.usage))
 
     async def _in_background(
-        self, turn: Turn, items: list[dict[str, Any]], log: EventLog | None, run: AgentRun
+        self, turn: Turn, items: list[dict[str, Any]], streaming: bool, run: AgentRun
     ) -> models.ResponseObject | AsyncIterator[models.ResponseStreamEvent]:
         """Store the response `queued` and run it in a task that keeps its row current; answer at once with
-        the response, or (`log`, when streamed) with its events, which the task writes whether anyone reads."""
+        the response, or (when streamed) with its events, which the task logs whether anyone reads."""
         turn.response["status"] = "queued"
         await self.store.add(StoredResponse(turn.response, items, turn.messages, self.access.owner()))
         response_id = turn.response["id"]
+        log = EventLog(lambda event: self.store.add_events(response_id, [event])) if streaming else None
 
         async def work() -> None:
             try:
@@ -329,7 +330,6 @@ class ResponsesApi(protocols.Responses):
                 if response["status"] == "failed" and not told:  # a stream that ended early says so, once
                     failed = {"type": "response.failed", "sequence_number": len(log.events), "response": dict(response)}
                     await log.append(models.ResponseStreamEvent.model_validate(failed))
-                await self.store.add_events(response["id"], log.events)
         finally:
             if log is not None:  # its readers are told it ended, whatever happened storing it
                 await log.finish()
@@ -359,11 +359,19 @@ class ResponsesApi(protocols.Responses):
         return models.ResponseObject.model_validate(stored.response)
 
     async def start(self) -> None:
-        """Background responses a stopped server left unfinished are failed: their work is gone."""
+        """Background responses a stopped server left unfinished are failed: their work is gone. One that
+        streams ends its stored events with `response.failed`, as a stream that fails does, for clients
+        that follow it again."""
         for stored in await self.store.unfinished():
-            stored.response["status"] = "failed"
-            stored.response["error"] = {"code": "server_error", "message": "The server stopped before it finished."}
+            response = stored.response
+            response["status"] = "failed"
+            response["error"] = {"code": "server_error", "message": "The server stopped before it finished."}
             await self.store.update(stored)
+            told = await self.store.events(response["id"], -1)
+            if told:
+                ending = {"type": "response.failed", "sequence_number": told[-1]["sequence_number"] + 1}
+                event = models.ResponseStreamEvent.model_validate({**ending, "response": response})
+                await self.store.add_events(response["id"], [event.model_dump(mode="json")])
 
     async def stop(self) -> None:
         for task in list(self._running.values()):
