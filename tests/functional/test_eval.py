@@ -181,6 +181,29 @@ async def test_a_restart_mid_job_resumes_without_doing_a_row_twice(
     assert result["scores"]["basic::equality"]["aggregated_results"]["accuracy"]["accuracy"] == 5 / 8
 
 
+async def test_a_results_dataset_no_job_owns_does_not_block_the_next_job(
+    lls: llama_stack_client.AsyncLlamaStackClient,
+) -> None:
+    await _sums(lls)
+    # What a server killed between registering job 0's results dataset and recording job 0 leaves.
+    await lls.beta.datasets.register(
+        purpose="eval/question-answer",
+        source={"type": "rows", "rows": []},
+        dataset_id="eval-job-0",
+        metadata={"eval_job_id": "0", "benchmark_id": "sums"},
+    )
+    first = await lls.alpha.eval.run_eval("sums", benchmark_config={"eval_candidate": CANDIDATE, "num_examples": 2})
+    assert first.job_id == "0"  # was a 409 for this job and every one after it
+    assert len((await lls.beta.datasets.iterrows("eval-job-0")).data) == 2
+    # A dataset of the user's own under the next job's name is theirs: the job takes another number.
+    await lls.beta.datasets.register(
+        purpose="eval/question-answer", source={"type": "rows", "rows": ROWS[:1]}, dataset_id="eval-job-1"
+    )
+    second = await lls.alpha.eval.run_eval("sums", benchmark_config={"eval_candidate": CANDIDATE, "num_examples": 2})
+    assert second.job_id == "2"
+    assert (await lls.beta.datasets.iterrows("eval-job-1")).data == ROWS[:1]
+
+
 async def test_malformed_rows_and_unknown_models_are_named(server: TestClient[Any, Any]) -> None:
     lls = llama_stack_client.AsyncLlamaStackClient(base_url=str(server.make_url("")).rstrip("/"), max_retries=0)
     await _sums(lls)

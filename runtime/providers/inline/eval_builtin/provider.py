@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from pocketstack._generated import models
-from pocketstack.errors import BadRequestError, PocketStackError
+from pocketstack.errors import BadRequestError, ConflictError, PocketStackError
 from pocketstack.providers.base import Health, ProviderContext
 from pocketstack.providers.eval import BenchmarkRef
 from pocketstack.providers.inline.eval_builtin import candidates
@@ -183,17 +183,9 @@ class BuiltinEval:
         }
         async with self._numbering:
             number = await self._jobs.next_number()
+            while not await self._results_dataset(number, benchmark.benchmark_id):
+                number += 1  # the name is another dataset's: the job takes the next number
             results_id = f"eval-job-{number}"
-            await self._routers.datasets.register_dataset(
-                models.RegisterDatasetRequest.model_validate(
-                    {
-                        "dataset_id": results_id,
-                        "purpose": "eval/question-answer",
-                        "source": {"type": "rows", "rows": []},
-                        "metadata": {"eval_job_id": str(number), "benchmark_id": benchmark.benchmark_id},
-                    }
-                )
-            )
             job = await self._jobs.create(
                 number, benchmark.benchmark_id, self._provider_id, request, rows_total, results_id, owner
             )
@@ -213,6 +205,39 @@ class BuiltinEval:
         found = await self._jobs.get(job.job_id)
         assert found is not None
         return found
+
+    async def _results_dataset(self, number: int, benchmark_id: str) -> bool:
+        """Register job `number`'s (empty) results dataset; False when another dataset has its name.
+
+        The dataset is registered before the job is recorded, so a server killed in between leaves
+        one that no job owns, under the number the next job takes: that one is registered afresh
+        (it has no rows) rather than refused with a 409 at every job from then on.
+        """
+        results_id = f"eval-job-{number}"
+        request = models.RegisterDatasetRequest.model_validate(
+            {
+                "dataset_id": results_id,
+                "purpose": "eval/question-answer",
+                "source": {"type": "rows", "rows": []},
+                "metadata": {"eval_job_id": str(number), "benchmark_id": benchmark_id},
+            }
+        )
+        datasets = self._routers.datasets
+        try:
+            await datasets.register_dataset(request)
+            return True
+        except ConflictError:
+            pass
+        try:  # one this user may not see or remove is left as it is: the job takes the next number
+            existing = await datasets.get_dataset(models.GetDatasetRequest(dataset_id=results_id))
+            if (existing.metadata or {}).get("eval_job_id") != str(number):
+                return False
+            await datasets.unregister_dataset(models.UnregisterDatasetRequest(dataset_id=results_id))
+        except PocketStackError:
+            return False
+        log.info("eval job %s: its results dataset was left by a server that stopped before recording it", number)
+        await datasets.register_dataset(request)
+        return True
 
     def _launch(self, job: StoredJob) -> asyncio.Task[PocketStackError | None]:
         task = asyncio.create_task(self._run(job), name=f"eval-job-{job.job_id}")
