@@ -17,7 +17,7 @@ import openai
 import pytest
 
 from pocketstack.apis.vector_io import ingest
-from tests.support.crash import answering_at_once, chunk_count, kill_when, until
+from tests.support.crash import answering_at_once, chunk_count, edge_changed, kill_when, until
 from tests.support.process import Server, start
 
 pytestmark = [pytest.mark.process, pytest.mark.slow]
@@ -255,13 +255,19 @@ def test_a_killed_batch_resumes_without_losing_or_repeating_a_line(home: Path) -
 BENCHMARK = "pocketstack::multiple-choice"
 
 
+def _in_pairs(config: dict[str, Any]) -> None:
+    (builtin,) = config["providers"]["eval"]
+    builtin["config"] = {"max_concurrency": 2}  # rows go in groups of 2: one done before the kill, one after
+
+
 def test_a_killed_eval_job_resumes_without_scoring_a_row_twice(home: Path) -> None:
-    rows = 5  # a first group of 4 (max_concurrency) done before the kill, 1 row after
+    rows = 3
     config = {
         "eval_candidate": {"type": "model", "model": MODEL, "sampling_params": {"max_tokens": 4}},
         "num_examples": rows,
     }
-    server = start(home)
+    run_config = str(edge_changed(home, _in_pairs))
+    server = start(home, [run_config])
     jobs = f"{server.base_url}/v1alpha/eval/benchmarks/{BENCHMARK}/jobs"
     try:
         job = httpx.post(jobs, json={"benchmark_config": config, "background": True}, timeout=30).json()
@@ -270,8 +276,14 @@ def test_a_killed_eval_job_resumes_without_scoring_a_row_twice(home: Path) -> No
         assert found["status"] == "in_progress" and found["rows_done"] < rows
     finally:
         server.stop()
+    state = sqlite3.connect(home / "edge" / "state.db")
+    kept = [
+        json.loads(row)
+        for (row,) in state.execute("SELECT row FROM dataset_rows WHERE dataset_id = ?", (found["results_dataset_id"],))
+    ]
+    state.close()
 
-    restarted = start(home)
+    restarted = start(home, [run_config])
     jobs = f"{restarted.base_url}/v1alpha/eval/benchmarks/{BENCHMARK}/jobs"
     path = f"{jobs}/{job['job_id']}"
     try:
@@ -282,6 +294,7 @@ def test_a_killed_eval_job_resumes_without_scoring_a_row_twice(home: Path) -> No
         dataset = httpx.get(f"{restarted.base_url}/v1beta/datasetio/iterrows/eval-job-{job['job_id']}").json()
         questions = [row["id"] for row in dataset["data"]]
         assert len(questions) == rows and len(set(questions)) == rows  # each row once, none lost
+        assert kept and dataset["data"][: len(kept)] == kept  # rows done before the kill were not done again
         assert "resumes" in restarted.output()
     finally:
         assert restarted.stop() == 0

@@ -7,7 +7,7 @@ import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import yaml
 
@@ -18,16 +18,21 @@ from tests.support.process import Server
 T = TypeVar("T")
 
 
-def answering_at_once(home: Path) -> Path:
-    """The edge distribution with attaching answering at once: the kill must come mid-ingestion, which a
-    wait for small files (vector_stores.attach_wait_s) would make depend on the machine's speed."""
+def edge_changed(home: Path, change: Callable[[dict[str, Any]], None]) -> Path:
+    """A run config file: the edge distribution as `change` leaves it."""
     path = distributions.path_of("edge")
     assert path is not None
     config = yaml.safe_load(path.read_text())
-    config.setdefault("vector_stores", {})["attach_wait_s"] = 0
-    written = home.parent / "edge-at-once.yaml"
+    change(config)
+    written = home.parent / "edge-changed.yaml"
     written.write_text(yaml.safe_dump(config))
     return written
+
+
+def answering_at_once(home: Path) -> Path:
+    """The edge distribution with attaching answering at once: the kill must come mid-ingestion, which a
+    wait for small files (vector_stores.attach_wait_s) would make depend on the machine's speed."""
+    return edge_changed(home, lambda config: config.setdefault("vector_stores", {}).update(attach_wait_s=0))
 
 
 def chunk_count(home: Path, text: str, plan: ingest.ChunkingPlan) -> int:
