@@ -301,3 +301,41 @@ def batches_api(server: TestClient[Any, Any]) -> Any:
 
 def scripted_key(pool: Any) -> Any:
     return next(iter(pool._resident))
+
+
+async def test_a_stop_after_the_output_file_is_written_does_not_write_it_twice(
+    aiohttp_client: Callable[..., Any], scripted: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server stopped (killed) between storing a batch's output file and saving the batch's final status
+    finalized again at the next start and left a second, orphaned batch_output file."""
+    from pocketstack.apis.batches.runner import BatchRunner
+
+    saved = BatchRunner._save
+
+    async def stop_before_the_final_status(self: BatchRunner, record: Any, **fields: Any) -> None:
+        if fields.get("status") == "completed":
+            await asyncio.Event().wait()  # the process ends here: its files are stored, its status is not
+        await saved(self, record, **fields)
+
+    monkeypatch.setattr(BatchRunner, "_save", stop_before_the_final_status)
+    first = await aiohttp_client(create_app(config()))
+    async with client_of(first) as oai:
+        lines = [chat_line("good", "capital?"), chat_line("bad", "hi", temperature=9)]
+        batch = await oai.batches.create(
+            input_file_id=await upload(oai, lines), endpoint="/v1/chat/completions", completion_window="24h"
+        )
+        await until(oai, batch.id, lambda b: b.status == "finalizing")
+        for _ in range(200):  # both files stored
+            if len((await oai.files.list(purpose="batch_output")).data) == 2:
+                break
+            await asyncio.sleep(0.05)
+    await first.close()
+    monkeypatch.setattr(BatchRunner, "_save", saved)
+    second = await aiohttp_client(create_app(config()))
+    async with client_of(second) as oai:
+        done = await until(oai, batch.id, ended)
+        stored = (await oai.files.list(purpose="batch_output")).data
+        assert done.status == "completed"
+        assert sorted(f.id for f in stored) == sorted([done.output_file_id, done.error_file_id])
+        assert [line["custom_id"] for line in await file_lines(oai, done.output_file_id)] == ["good"]
+        assert [line["custom_id"] for line in await file_lines(oai, done.error_file_id)] == ["bad"]

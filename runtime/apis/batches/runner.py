@@ -248,8 +248,14 @@ class BatchRunner:
         if ending == "in_progress":
             await self._save(record, status="finalizing", finalizing_at=self.now())
         results = await self._store.results(batch_id)
-        output_id = await self._write(batch_id, "output", [r for r in results if r.succeeded], owner)
-        error_id = await self._write(batch_id, "error", [r for r in results if not r.succeeded], owner)
+        # A server stopped after storing a file but before saving the final status finalizes again here.
+        stored = await self._stored_files(record) if ending != "in_progress" else {}
+        output_id = stored.get("output") or await self._write(
+            batch_id, "output", [r for r in results if r.succeeded], owner
+        )
+        error_id = stored.get("error") or await self._write(
+            batch_id, "error", [r for r in results if not r.succeeded], owner
+        )
         tally = await self._store.tally(batch_id)
         total = max((record.get("request_counts") or {}).get("total", 0), len(results))
         usage = tally.usage
@@ -271,6 +277,25 @@ class BatchRunner:
             **{stamp: self.now()},
         )
         await self._store.forget_results(batch_id)
+
+    async def _stored_files(self, record: Record) -> dict[str, str]:
+        """The output and error files an earlier finalizing of this batch stored, by kind: the newest
+        batch_output files, back to the batch's creation (files are named after their batch)."""
+        found: dict[str, str] = {}
+        names = {f"{record['id']}_{kind}.jsonl": kind for kind in ("output", "error")}
+        after: str | None = None
+        while True:
+            listed = await self._files.provider().list_files(
+                after=after, limit=100, order="desc", purpose="batch_output"
+            )
+            for file in listed.data:
+                if file.created_at < record["created_at"]:
+                    return found
+                if file.filename in names:
+                    found.setdefault(names[file.filename], file.id)
+            if not listed.has_more or not listed.data:
+                return found
+            after = listed.last_id
 
     async def _write(self, batch_id: str, kind: str, results: list[LineResult], owner: Owner | None) -> str | None:
         """A JSONL file of purpose batch_output owned by the batch's owner; None when it has no line."""
