@@ -38,10 +38,15 @@ def _counts(path: Path) -> tuple[int, int, int]:
 
     db.load_extension(sqlite_vec.loadable_path())
     try:
-        chunks = db.execute("SELECT COUNT(*) FROM chunks").fetchall()[0][0]
-        vectors = db.execute("SELECT COUNT(*) FROM vectors_2").fetchall()[0][0]
-        indexed = db.execute("SELECT COUNT(*) FROM chunks_fts WHERE chunks_fts MATCH 'alpha OR beta OR gamma'")
-        return int(chunks), int(vectors), int(indexed.fetchall()[0][0])
+        counted = [
+            db.execute(sql).fetchall()[0][0]
+            for sql in (
+                "SELECT COUNT(*) FROM chunks",
+                "SELECT COUNT(*) FROM vectors_2",
+                "SELECT COUNT(*) FROM chunks_fts WHERE chunks_fts MATCH 'alpha OR beta OR gamma'",
+            )
+        ]
+        return counted[0], counted[1], counted[2]  # type: ignore[return-value]
     finally:
         db.close()
 
