@@ -27,6 +27,7 @@ from pocketstack.telemetry import serving
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+EMBEDDING_PLACES = 64  # embedding requests served at once (beyond: the wait queue, then 429)
 
 
 @dataclass(frozen=True)
@@ -173,7 +174,8 @@ class ModelPool:
                 executor.shutdown(wait=False)
                 raise
             resident = Resident(key, llm, key.path.stat().st_size, executor)
-            resident.lock.capacity = 1 if key.embedding else self._parallel
+            # An embedding model's requests go in together: its batcher groups them into decodes (embed_batch.py)
+            resident.lock.capacity = EMBEDDING_PLACES if key.embedding else self._parallel
             resident.memory_bytes = self._measure(llm) if self._measure is not None else resident.size_bytes
             self._resident[key] = resident
             log.info("loaded %s in %.2f s", key.path.name, time.monotonic() - started)

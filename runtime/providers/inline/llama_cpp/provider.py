@@ -29,11 +29,13 @@ from pocketstack.modelstore.store import StoredModel, discover
 from pocketstack.providers.base import Health, ModelCheck, ProviderContext, ProviderModel, ServedModel, TokenCounts
 from pocketstack.providers.inline.llama_cpp import chat, collect, completions, grammars, prompt_logprobs, vectors
 from pocketstack.providers.inline.llama_cpp.config import LlamaCppConfig
+from pocketstack.providers.inline.llama_cpp.embed_batch import EmbeddingBatcher
 from pocketstack.providers.inline.llama_cpp.generation import Outcome, Piece, Sampling, generate
 from pocketstack.providers.inline.llama_cpp.pool import ModelKey, ModelPool, Resident
 from pocketstack.providers.inline.llama_cpp.prompt_cache import PromptCache
 from pocketstack.providers.inline.llama_cpp.sampling import SAMPLING_DEFAULTS, sampling_of, stops_of
 from pocketstack.providers.inline.llama_cpp.scheduler import Job, Scheduler, SlotStream, widen
+from pocketstack.providers.priority import is_background
 from pocketstack.providers.threads import BridgedStream, ThreadStream
 from pocketstack.wire.fields import given, plain
 
@@ -354,6 +356,13 @@ class LlamaCppProvider:
         scheduler: Scheduler = resident.scheduler
         return scheduler
 
+    def _embedder(self, resident: Resident) -> EmbeddingBatcher:
+        """The embedding model's decode loop, which groups concurrent requests (made with the first one)."""
+        if resident.scheduler is None:
+            resident.scheduler = EmbeddingBatcher(resident.llm, resident.run)
+        embedder: EmbeddingBatcher = resident.scheduler
+        return embedder
+
     def _window(self, resident: Resident) -> int:
         """The context window of one answer: a slot's when the model batches (widen() made the context
         `parallel` windows wide)."""
@@ -558,7 +567,7 @@ class LlamaCppProvider:
                     "(its metadata's supported_dimensions lists the sizes it can).",
                     param="dimensions",
                 )
-            embeddings, tokens = await resident.run(vectors.embed, llm, inputs)
+            embeddings, tokens = await self._embedder(resident).embed(inputs, background=is_background())
         data = []
         for index, vector in enumerate(embeddings):
             value: list[float] | str = vector

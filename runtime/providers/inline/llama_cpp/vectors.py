@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from pocketstack.errors import BadRequestError
@@ -65,32 +66,48 @@ def count_tokens(llm: Any, texts: list[str]) -> TokenCounts:
     return TokenCounts(counts=counts, context_length=int(llm.n_ctx()), special_tokens=special)
 
 
-# llama.cpp embeds the sequences of one decode with a mask over all their tokens, so a decode's cost
-# grows with the square of its tokens: measured with all-MiniLM-L6-v2 on short sentences, 8 per
-# decode is 5.1 ms a text, 64 per decode 9.2 ms, one at a time 6.8 ms.
-SEQUENCES_PER_DECODE = 8
-
-
-def embed(llm: Any, inputs: list[str | list[int]]) -> tuple[list[list[float]], int]:
+def embedding_tokens(llm: Any, inputs: Sequence[str | list[int]]) -> list[list[int]]:
+    """Each input as embed() would tokenize it (token-id inputs are read back as text, as before);
+    BadRequestError names the first input that does not fit the context."""
     for tokens in inputs:
         if not isinstance(tokens, str):
             check_token_ids(tokens, llm.n_vocab(), "input")
     texts = [i if isinstance(i, str) else llm.detokenize(i).decode("utf-8", errors="replace") for i in inputs]
-    n_ctx = llm.n_ctx()
+    n_ctx = min(llm.n_ctx(), llm.n_batch)
+    sequences = []
     for index, text in enumerate(texts):
-        count = len(llm.tokenize(text.encode("utf-8"), add_bos=True, special=False))
-        if count > n_ctx:
+        tokens = llm.tokenize(text.encode("utf-8"), add_bos=True, special=False)
+        if len(tokens) > n_ctx:
             raise BadRequestError(
-                f"Input {index} has {count} tokens; this model's maximum context length is {n_ctx} tokens.",
+                f"Input {index} has {len(tokens)} tokens; this model's maximum context length is {n_ctx} tokens.",
                 code="context_length_exceeded",
                 param="input",
             )
-    vectors: list[list[float]] = []
-    total = 0
-    for start in range(0, len(texts), SEQUENCES_PER_DECODE):
-        part, count = llm.embed(
-            texts[start : start + SEQUENCES_PER_DECODE], normalize=True, truncate=False, return_count=True
-        )
-        vectors += part
-        total += int(count)
-    return vectors, total
+        sequences.append(tokens)
+    return sequences
+
+
+def embed_sequences(llm: Any, sequences: list[list[int]]) -> list[list[float]]:
+    """One normalized vector per sequence, the sequences decoded together (the calls Llama.embed makes,
+    with one sequence id each; `sequences` fit the batch: the batcher sized them)."""
+    import llama_cpp
+    import numpy as np
+
+    n_embd = llm.n_embd()
+    ctx = llm._ctx.ctx
+    llm._batch.reset()
+    try:
+        for seq_id, tokens in enumerate(sequences):
+            llm._batch.add_sequence(tokens, seq_id, True)  # every token an output: embed() does the same
+        llm._ctx.kv_cache_clear()
+        llm._ctx.decode(llm._batch)
+        vectors = np.empty((len(sequences), n_embd), dtype=np.float32)
+        for seq_id in range(len(sequences)):
+            pointer = llama_cpp.llama_get_embeddings_seq(ctx, seq_id)
+            vectors[seq_id] = np.ctypeslib.as_array(pointer, shape=(n_embd,))
+    finally:
+        llm._batch.reset()
+        llm._ctx.kv_cache_clear()
+    norms = np.linalg.norm(vectors.astype(np.float64), axis=1, keepdims=True)
+    normalized = vectors / np.where(norms == 0, 1, norms)  # embed(normalize=True): a zero vector stays zero
+    return [row.tolist() for row in normalized]
