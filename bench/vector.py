@@ -1,9 +1,11 @@
-"""Vector stores: search latency and recall at 100k vectors, and ingestion against raw embedding.
+"""Vector stores: search latency and recall at 50k vectors, insert time, and ingestion against raw embedding.
 
 A real server (`pocketstack run`, edge distribution, inline::sqlite-vec) on a temporary home:
 
-1. 100,000 unit-norm random float32 vectors of 384 dimensions (fixed seed), each with a short
-   text of synthetic words, inserted with `POST /v1/vector-io/insert` (batches of 2,000).
+1. 50,000 unit-norm random float32 vectors of 384 dimensions (fixed seed), each with a short
+   text of synthetic words, inserted with `POST /v1/vector-io/insert` (batches of 2,000; the
+   request bodies are encoded before the clock starts, their encoding is the client's cost and is
+   printed apart; target <= 20 s).
 2. 200 queries, k = 10, in each mode through `POST /v1/vector-io/query` (end to end: HTTP, the
    query's embedding for vector and hybrid, search, JSON):
    - vector: recall@10 against exact numpy brute force over the same matrix, run in this process
@@ -12,11 +14,14 @@ A real server (`pocketstack run`, edge distribution, inline::sqlite-vec) on a te
      figure is how often the target is in the top 10.
    The search alone is also timed in this process on the same database (the provider's
    `search()` with the query vector), against numpy's brute force over an in-memory matrix.
+   The OpenAI route `POST /v1/vector_stores/{id}/search` with the same text questions is timed
+   the same way (target p50 <= 15 ms with recall@10 >= 0.99), then with 8 clients at once
+   (concurrent query embeddings share decodes).
 3. Ingestion: real text files (this repository's documents and Python standard-library modules)
    uploaded, attached as one file batch, timed until every file is completed; against raw
    llama-cpp-python `embed()` of the same chunks in this process (same model, same threads).
 
-    python bench/vector.py [--vectors 100000] [--queries 200] [--provider sqlite-vec|pgvector]
+    python bench/vector.py [--vectors 50000] [--queries 200] [--provider sqlite-vec|pgvector] [--no-ingestion]
 
 With `--provider pgvector` the same run goes to `remote::pgvector` on a PostgreSQL with pgvector
 started for the run (found as the tests find it: tests/support/postgres.py).
@@ -57,6 +62,7 @@ class Http:
     """One keep-alive connection: the latency of a request, not of a TCP handshake."""
 
     def __init__(self, port: int) -> None:
+        self.port = port
         self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
 
     def call(self, method: str, path: str, body: Any = None, raw: bytes | None = None, **headers: str) -> Any:
@@ -149,9 +155,10 @@ async def _provider_search(entry: dict[str, Any], home: Path, store_id: str, vec
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--vectors", type=int, default=100_000)
+    parser.add_argument("--vectors", type=int, default=50_000)
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--provider", choices=["sqlite-vec", "pgvector"], default="sqlite-vec")
+    parser.add_argument("--no-ingestion", action="store_true", help="skip part 3 (file ingestion)")
     args = parser.parse_args()
 
     from llama_cpp import Llama
@@ -208,13 +215,18 @@ def _run(
     created = client.call("POST", "/v1/vector_stores", {"name": "bench", "embedding_model": model})
     store_id = created["id"]
     started = time.perf_counter()
-    for begin in range(0, args.vectors, INSERT_BATCH):
-        chunks = [
+    bodies = [
+        json.dumps({"vector_store_id": store_id, "chunks": [
             {"content": texts[i], "chunk_id": f"c{i}", "metadata": {"document_id": f"d{i // 100}"},
              "embedding": matrix[i].tolist()}
             for i in range(begin, min(begin + INSERT_BATCH, args.vectors))
-        ]  # fmt: skip
-        client.call("POST", "/v1/vector-io/insert", {"vector_store_id": store_id, "chunks": chunks})
+        ]}).encode()
+        for begin in range(0, args.vectors, INSERT_BATCH)
+    ]  # fmt: skip
+    results["encode_s"] = time.perf_counter() - started
+    started = time.perf_counter()
+    for encoded in bodies:
+        client.call("POST", "/v1/vector-io/insert", raw=encoded)
     results["insert_s"] = time.perf_counter() - started
 
     # 2. queries: natural questions for vector mode; keyword/hybrid questions aimed at one chunk
@@ -241,6 +253,8 @@ def _run(
             timings.append(time.perf_counter() - started)
             found.append([int(chunk["chunk_id"][1:]) for chunk in answer["chunks"]])
         results[mode] = {"timings": timings, "found": found}
+    results["search"] = _store_searches(client, store_id, questions, {text: i for i, text in enumerate(texts)})
+    results["concurrent"] = _concurrent_searches(client.port, store_id, questions)
     exact_timings, recalls = [], []
     for vector, hits in zip(query_vectors, results["vector"]["found"], strict=True):
         started = time.perf_counter()
@@ -249,12 +263,27 @@ def _run(
         exact_timings.append(time.perf_counter() - started)
         recalls.append(len(set(top.tolist()) & set(hits)) / K)
     results["exact_timings"], results["recall"] = exact_timings, statistics.mean(recalls)
+    results["search_recall"] = statistics.mean(
+        len(set(np.argpartition(-(matrix @ vector), K)[:K].tolist()) & set(hits)) / K
+        for vector, hits in zip(query_vectors, results["search"]["found"], strict=True)
+    )
     for mode in ("keyword", "hybrid"):
         hits = [int(t) in found for t, found in zip(targets, results[mode]["found"], strict=True)]
         results[mode]["hit_rate"] = sum(hits) / len(hits)
     results["provider_timings"] = asyncio.run(_provider_search(entry, home, store_id, query_vectors))
     results["embed_query"] = _percentiles(_time_embeddings(client, model, questions[:50]))[0]
+    embedder = llama(str(embed_path), embedding=True, n_ctx=512, n_batch=512, n_ubatch=512, n_threads=threads,
+                     n_threads_batch=threads, verbose=False)  # fmt: skip
+    raw_timings = []
+    for question in questions[:50]:
+        started = time.perf_counter()
+        embedder.embed(question, normalize=True)
+        raw_timings.append(time.perf_counter() - started)
+    embedder.close()
+    results["raw_embed_query"] = _percentiles(raw_timings)[0]
 
+    if args.no_ingestion:
+        return results
     # 3. ingestion of real text files against raw embedding of the same chunks
     documents = _documents(home.parent / "documents")
     file_ids = []
@@ -285,6 +314,41 @@ def _run(
     return results
 
 
+def _store_searches(client: Http, store_id: str, questions: list[str], index_of: dict[str, int]) -> dict[str, Any]:
+    """The OpenAI route, one question at a time: the figure the p50 target is about (its hits name no
+    chunk id: a hit's text, unique among the synthetic ones, tells which chunk it is)."""
+    path = f"/v1/vector_stores/{store_id}/search"
+    client.call("POST", path, {"query": questions[0], "max_num_results": K})
+    timings, found = [], []
+    for question in questions:
+        started = time.perf_counter()
+        answer = client.call("POST", path, {"query": question, "max_num_results": K})
+        timings.append(time.perf_counter() - started)
+        found.append([index_of.get(hit["content"][0]["text"], -1) for hit in answer["data"]])
+    return {"timings": timings, "found": found}
+
+
+def _concurrent_searches(port: int, store_id: str, questions: list[str], clients: int = 8) -> dict[str, Any]:
+    """The same questions from `clients` connections at once: per-search latency and searches a second."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    path = f"/v1/vector_stores/{store_id}/search"
+    shares = [questions[i::clients] for i in range(clients)]
+
+    def one_client(share: list[str]) -> list[float]:
+        connection, timings = Http(port), []
+        for question in share:
+            started = time.perf_counter()
+            connection.call("POST", path, {"query": question, "max_num_results": K})
+            timings.append(time.perf_counter() - started)
+        return timings
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        timings = [t for share in pool.map(one_client, shares) for t in share]
+    return {"timings": timings, "per_s": len(questions) / (time.perf_counter() - started), "clients": clients}
+
+
 def _time_embeddings(client: Http, model: str, texts: list[str]) -> list[float]:
     timings = []
     for text in texts:
@@ -297,7 +361,10 @@ def _time_embeddings(client: Http, model: str, texts: list[str]) -> list[float]:
 def _report(results: dict[str, Any], args: argparse.Namespace, threads: int) -> None:
     n = args.vectors
     print(f"vector store bench: {n:,} vectors x {DIMENSION} dims, {args.queries} queries, k={K}, {threads} threads")
-    print(f"insert over HTTP (pre-embedded): {results['insert_s']:.1f} s, {n / results['insert_s']:,.0f} chunks/s")
+    print(
+        f"insert over HTTP (pre-embedded): {results['insert_s']:.1f} s, {n / results['insert_s']:,.0f} chunks/s"
+        f"   (target <= 20 s at 50,000; the client's JSON encoding, not timed: {results['encode_s']:.1f} s)"
+    )
     exact_p50, exact_p95 = _percentiles(results["exact_timings"])
     provider_p50, provider_p95 = _percentiles(results["provider_timings"])
     print(f"baseline, numpy brute force in memory:      p50 {exact_p50:6.1f} ms  p95 {exact_p95:6.1f} ms")
@@ -313,7 +380,23 @@ def _report(results: dict[str, Any], args: argparse.Namespace, threads: int) -> 
             else f"target chunk in top 10: {results[mode]['hit_rate']:.3f}"
         )
         print(f"end to end over HTTP, {mode:7}:            p50 {p50:6.1f} ms  p95 {p95:6.1f} ms   {quality}")
-    print(f"  (of which embedding the query over HTTP, p50 {results['embed_query']:.1f} ms)")
+    print(
+        f"  (of which embedding the query over HTTP, p50 {results['embed_query']:.1f} ms;"
+        f" raw embed() in this process, p50 {results['raw_embed_query']:.1f} ms)"
+    )
+    p50, p95 = single_p50, _ = _percentiles(results["search"]["timings"])
+    print(
+        f"POST /v1/vector_stores/{{id}}/search:        p50 {p50:6.1f} ms  p95 {p95:6.1f} ms   "
+        f"recall@10 {results['search_recall']:.3f}   (target p50 <= 15 ms, recall >= 0.99)"
+    )
+    concurrent = results["concurrent"]
+    p50, p95 = _percentiles(concurrent["timings"])
+    print(
+        f"  {concurrent['clients']} clients at once:                   p50 {p50:6.1f} ms  p95 {p95:6.1f} ms   "
+        f"{concurrent['per_s']:.0f} searches/s (one client: {1000 / single_p50:.0f}/s)"
+    )
+    if "ingest" not in results:
+        return
     ingest = results["ingest"]
     ingest_rate, raw_rate = ingest["chunks"] / ingest["seconds"], ingest["chunks"] / ingest["raw_s"]
     print(
