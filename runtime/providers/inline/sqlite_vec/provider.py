@@ -29,6 +29,7 @@ from pocketstack.errors import BadRequestError, StartupError
 from pocketstack.providers.base import Health, ProviderContext
 from pocketstack.providers.inline.sqlite_vec import filters
 from pocketstack.providers.inline.sqlite_vec.config import SqliteVecConfig
+from pocketstack.providers.inline.sqlite_vec.products import GroupedProducts
 from pocketstack.providers.vector_search import (
     FILE_KEYS,
     Hit,
@@ -93,6 +94,7 @@ class SqliteVecStore:
         # that write dropped the cache (it would hide the new chunks from vector search until the next write).
         self._generations: dict[str, int] = {}
         self._next_expiry: float | None = None  # the nearest expires_at of a stored chunk
+        self._products = GroupedProducts()  # the scans' matrix products, concurrent ones grouped
         self.clock: Callable[[], float] = time.time  # what chunks' expires_at is compared with
 
     async def initialize(self) -> None:
@@ -350,7 +352,7 @@ class SqliteVecStore:
             return []
         if matrix.vectors.shape[1] != len(query):
             raise BadRequestError(f"the query has {len(query)} dimensions; the store has {matrix.vectors.shape[1]}")
-        scores = matrix.vectors @ (query / norm)
+        scores = await self._products.scores(matrix.vectors, query / norm)
         if condition != "1":
             allowed = await self._run(
                 lambda db: [
