@@ -320,6 +320,21 @@ async def test_max_infer_iters_bounds_the_model_calls(
     assert [item.type for item in response.output] == ["file_search_call", "file_search_call"]
 
 
+async def test_max_output_tokens_bounds_the_whole_response_not_each_model_call(
+    oai: openai.AsyncOpenAI, stored_embedding: str, scripted: list[models.ChatCompletionRequest]
+) -> None:
+    """Found by bench/load.py: with max_output_tokens 48 on the real model, a response that kept searching made
+    up to max_infer_iters calls of 48 tokens each (87 tokens told in its usage) and ran for minutes."""
+    store = await store_of(oai, stored_embedding)
+    tools: Any = [{"type": "file_search", "vector_store_ids": [store]}]
+    before = len(scripted)
+    response = await oai.responses.create(model="chat", input="Search forever", tools=tools, max_output_tokens=16)
+    assert [call.max_tokens for call in scripted[before:]] == [16, 13, 10, 7, 4, 1]  # the scripted model spends 3
+    assert response.status == "incomplete" and response.incomplete_details is not None
+    assert response.incomplete_details.reason == "max_output_tokens"
+    assert [item.type for item in response.output] == ["file_search_call"] * 6
+
+
 async def _settled(oai: openai.AsyncOpenAI, response_id: str) -> Any:
     for _ in range(200):
         response = await oai.responses.retrieve(response_id)

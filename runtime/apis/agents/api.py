@@ -317,6 +317,7 @@ class AgentsApi(protocols.Agents):
         skeleton = {"id": f"turn-{uuid.uuid4().hex}", "status": "in_progress", "output": []}
         turn = Turn(request, skeleton, messages, self.inference, [ToolGroupTools(self.tools, runtime)])
         turn.output_shields = list(config.get("output_shields") or [])  # every answer judged before it is told
+        turn.tokens_per_call = True  # sampling_params.max_tokens, as Llama Stack's agents apply it
         return turn
 
     async def create_agent_turn(self, request: models.CreateAgentTurnRequest) -> models.AgentTurn | Chunks:

@@ -169,12 +169,14 @@ def chat_request(
     extra_tools: list[dict[str, Any]] | None = None,
     first: bool = True,
     preamble: list[dict[str, Any]] | None = None,
+    max_tokens: int | None = None,
 ) -> models.ChatCompletionRequest:
     """The chat request that answers this response request, over the whole conversation `messages`.
 
     `preamble` (the request's stored prompt, filled in) comes first, then `instructions`, as Llama Stack
     orders them. A forced tool choice (`required`, or a named function) binds the turn's `first` model call
-    only: once the model has called a tool, forcing it again would only loop until max_infer_iters."""
+    only: once the model has called a tool, forcing it again would only loop until max_infer_iters. `max_tokens`
+    is what is left of the request's max_output_tokens after the turn's earlier calls."""
     instructions = given(request.instructions)
     body: dict[str, Any] = {
         "model": request.model,
@@ -191,7 +193,7 @@ def chat_request(
     optional = {
         "temperature": given(request.temperature),
         "top_p": given(request.top_p),
-        "max_tokens": given(request.max_output_tokens),
+        "max_tokens": max_tokens if max_tokens is not None else given(request.max_output_tokens),
         "parallel_tool_calls": given(request.parallel_tool_calls),
         "tools": _tools(request) + (extra_tools or []) or None,
         "tool_choice": _tool_choice(request) if first else _unforced(_tool_choice(request)),

@@ -58,6 +58,9 @@ class Turn:
     opening: int = -1  # transcript length when the turn began (its own model calls come after)
     output_shields: list[str] = field(default_factory=list)  # an agent's: judge every model call before it is told
     preamble: list[dict[str, Any]] = field(default_factory=list)  # before instructions, for this turn only
+    # An agent's max_tokens bounds each model call (Llama Stack's sampling_params); a response's
+    # max_output_tokens, the whole response (OpenAI's).
+    tokens_per_call: bool = False
 
     @property
     def iterations(self) -> int:
@@ -84,7 +87,13 @@ class Turn:
         first = not any(m["role"] == "assistant" for m in self.messages[self.opening :])
         answer = await self.inference.openai_chat_completion(
             chat_request(
-                self.request, self.messages, stream=stream, extra_tools=extra, first=first, preamble=self.preamble
+                self.request,
+                self.messages,
+                stream=stream,
+                extra_tools=extra,
+                first=first,
+                preamble=self.preamble,
+                max_tokens=self._tokens_left(),
             )
         )
         if not self.output_shields:
@@ -93,6 +102,12 @@ class Turn:
         if rails is None:
             raise ServiceUnavailableError("output shields need the safety API.", code="service_not_enabled")
         return await rails.guard_output(answer, self.output_shields)
+
+    def _tokens_left(self) -> int | None:
+        """max_output_tokens bounds the whole response, as OpenAI defines it, not each of its model calls: without
+        this, a model that keeps calling the server's tools spends it up to max_infer_iters times over."""
+        limit = given(self.request.max_output_tokens)
+        return None if limit is None or self.tokens_per_call else limit - sum(u.completion_tokens for u in self.usage)
 
     def _server_calls(self, message: models.ChatResponseMessage) -> tuple[list[models.ToolCall], bool]:
         calls = given(message.tool_calls, [])
@@ -124,14 +139,20 @@ class Turn:
                     item["status"] = "incomplete"  # cut off by max_output_tokens, as OpenAI marks it
         return items
 
-    def _settle(self, output: list[dict[str, Any]], completion: models.ChatCompletion, out_of_iterations: bool) -> None:
+    def _settle(
+        self,
+        output: list[dict[str, Any]],
+        completion: models.ChatCompletion,
+        out_of_iterations: bool,
+        out_of_tokens: bool = False,
+    ) -> None:
         response = self.response
         response["output"] = output
         response["completed_at"] = int(time.time())
         if out_of_iterations:
             # Llama Stack's reason (responses/builtin/responses/streaming.py); OpenAI has none for it.
             response["status"], response["incomplete_details"] = "incomplete", {"reason": "max_iterations_exceeded"}
-        elif completion.choices[0].finish_reason == models.FinishReason.length:
+        elif out_of_tokens or completion.choices[0].finish_reason == models.FinishReason.length:
             response["status"], response["incomplete_details"] = "incomplete", {"reason": "max_output_tokens"}
         else:
             response["status"] = "completed"
@@ -223,8 +244,9 @@ class Turn:
                 if outcome.reply is not None:
                     self.messages.append({"role": "tool", "tool_call_id": call.id, "content": outcome.reply})
                 halted = halted or outcome.halts
-            if halted:
-                self._settle(output, completion, out_of_iterations=False)
+            left = self._tokens_left()
+            if halted or (left is not None and left <= 0):  # nothing left to spend on the next call
+                self._settle(output, completion, out_of_iterations=False, out_of_tokens=not halted)
                 yield events.event(_closing(self.response), response=self.response)
                 return
             answer = await self.call(stream=stream)
