@@ -21,7 +21,7 @@ LM_EVAL_DEPS := "datasets>=2.16" "sacrebleu>=1.5" tenacity
 MYPY_PATH := build/mypy
 DIST ?= dist
 
-.PHONY: run test lint gen gen-check spec-check bench bench-vector bench-safety bench-agents bench-turns bench-auth bench-eval bench-batches bench-telemetry bench-concurrency bench-startup binary install install-dev clean
+.PHONY: run test lint gen gen-check spec-check bench bench-vector bench-safety bench-agents bench-turns bench-auth bench-eval bench-batches bench-telemetry bench-concurrency bench-load bench-startup binary install install-dev clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -114,6 +114,9 @@ bench-telemetry: install-dev
 
 bench-concurrency: install-dev
 	$(BIN)/python bench/concurrency.py
+
+bench-load: install-dev
+	$(BIN)/python bench/load.py
 
 bench-startup: install-dev
 	$(MAKE) binary
