@@ -132,8 +132,10 @@ class BridgedStream(Generic[T, R]):
             if not finished.done():
                 self._stop()
                 await asyncio.shield(asyncio.wait([finished]))
-                if not finished.cancelled() and finished.exception() is None:
-                    self.result = finished.result()  # what the work did before it stopped (its usage)
+            # Closed early, the work stopped or had already returned (a busy loop reads behind it): what it
+            # did is its result either way (its usage, its finish reason).
+            if self.result is None and not finished.cancelled() and finished.exception() is None:
+                self.result = finished.result()
 
 
 class ThreadStream(BridgedStream[T, R]):

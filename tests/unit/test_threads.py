@@ -51,3 +51,33 @@ def test_call_threads_run_calls_in_order_one_at_a_time_each_on_a_thread_that_end
     assert {thread.name for thread in threads} == {"llama-test"}
     with pytest.raises(RuntimeError):
         executor.submit(print)
+
+
+async def test_a_stream_closed_early_keeps_what_its_work_returned_when_it_had_already_returned() -> None:
+    # Found by bench/load.py: a tool call ends where its object closes, so the reader stops early; under load the
+    # generation had often already ended by then, its result was dropped and the chat answered a 500.
+    import asyncio
+    from collections.abc import Callable
+    from contextlib import aclosing
+
+    from pocketstack.providers.threads import BridgedStream
+
+    class Returned(BridgedStream[str, str]):
+        """Work that emitted everything and returned before the reader saw its first item."""
+
+        def _start(self, emit: Callable[[str], None]) -> asyncio.Future[str]:
+            emit('{"name": "f"}')
+            emit("more")
+            done: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+            done.set_result("usage")
+            return done
+
+        def _stop(self) -> None:
+            raise AssertionError("work that has returned is not told to stop")
+
+    stream = Returned()
+    async with aclosing(aiter(stream)) as items:
+        async for item in items:
+            assert item == '{"name": "f"}'
+            break
+    assert stream.result == "usage"
