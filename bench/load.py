@@ -120,6 +120,8 @@ def report(
         )
     answered = sum(len(v) for v in tally.latencies.values())
     print(f"{answered / wall:.1f} answered requests/s; {sum(tally.throttled.values())} throttled (429 + Retry-After)")
+    cut = sum((idle.cut + warm.cut + tally.cut).values())
+    print(f"{cut} responses whose forced file_search call max_output_tokens cut off (answered as text; not counted)")
 
     failures = idle.failures + warm.failures + tally.failures
     for what, count in Counter(f"{f.kind}: {f.what}" for f in failures).most_common(20):

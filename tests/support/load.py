@@ -57,6 +57,7 @@ class Tally:
 
     latencies: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     throttled: Counter[str] = field(default_factory=Counter)
+    cut: Counter[str] = field(default_factory=Counter)
     failures: list[Failure] = field(default_factory=list)
     sent: int = 0
     echo: bool = True  # print each failure as it happens
@@ -69,6 +70,12 @@ class Tally:
 
 class Unexpected(Exception):
     """An answer that came back but is not what the request asks for."""
+
+
+class Cut(Exception):
+    """A response whose forced file_search call max_output_tokens cut off: the small model can ramble inside the
+    call's JSON, and inline::llama-cpp then answers the unfinished call as text (reported to the lead). The
+    response is right to stop there: counted apart, not as a failure."""
 
 
 @dataclass
@@ -148,6 +155,9 @@ class Mix:
         )
         if answer.status not in ("completed", "incomplete") or not answer.output:
             raise Unexpected(f"response {answer.id} ended {answer.status}: {answer.error}")
+        reason = answer.incomplete_details.reason if answer.incomplete_details else None
+        if answer.output[0].type == "message" and reason == "max_output_tokens":
+            raise Cut(answer.output_text[:160])
         if answer.output[0].type != "file_search_call":
             raise Unexpected(
                 f"response {answer.id} ({answer.status}, {answer.incomplete_details}) did not search first: "
@@ -209,6 +219,8 @@ async def once(mix: Mix, kind: str, tally: Tally) -> float:
         tally.fail(kind, f"{type(error).__name__}: {error.message}")
     except Unexpected as error:
         tally.fail(kind, f"unexpected answer: {error}")
+    except Cut:
+        tally.cut[kind] += 1
     else:
         tally.latencies[kind].append(time.perf_counter() - started)
     return 0.0
