@@ -221,6 +221,7 @@ async def once(mix: Mix, kind: str, tally: Tally) -> float:
         tally.fail(kind, f"unexpected answer: {error}")
     except Cut:
         tally.cut[kind] += 1
+        tally.latencies[kind].append(time.perf_counter() - started)  # an answer all the same
     else:
         tally.latencies[kind].append(time.perf_counter() - started)
     return 0.0
