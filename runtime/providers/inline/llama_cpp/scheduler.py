@@ -274,11 +274,14 @@ class Scheduler:
         _settle(job.done, outcome, error)
 
     def _step(self) -> None:
-        """One token for every decoding sequence in one decode; then, in a decode of their own, the next
-        chunk of the joining prompts, the same length for each. llama.cpp splits a batch of sequences
+        """One token for every decoding sequence in one decode; then the joining prompts, each chunk in a
+        decode of its own, up to the step's budget of prompt tokens. llama.cpp splits a batch of sequences
         with separate caches into ubatches of equal tokens per sequence: a prompt chunk beside decoding
-        tokens, or beside a longer chunk, would have a token evaluated alone, whose logits differ in the
-        last bits (prompt_cache.py), and the answer would depend on its neighbours."""
+        tokens, or beside another prompt's chunk of another length, would have a token evaluated alone,
+        whose logits differ in the last bits (prompt_cache.py), and the answer would depend on its
+        neighbours. A decode per prompt keeps each alike alone or not, and prompts of different lengths
+        all finish in the step that has room for them (one decode for all took the shortest's length,
+        and the rest of each needed steps of its own: eight joining streams waited ~3 steps more)."""
         decoding = [r for r in self._running if not r.todo]
         if decoding:
             self._batch.n_tokens = 0
@@ -286,27 +289,22 @@ class Scheduler:
                 running.row = self._add(running.next_token, running.n_past, running.slot, True)
                 running.n_past += 1
             self._decode(decoding)
-        joining = [r for r in self._running if r.todo]
-        if not joining:
-            return
         budget = JOINING_CHUNK if decoding else self._n_batch
-        joining = joining[: max(1, budget // 3)]  # room for three tokens each (see below)
-        length = min(min(len(r.todo) for r in joining), budget // len(joining))
-        # Every joiner in the group takes `length` tokens and keeps none or two or more (never a lone one).
-        group = [r for r in joining if len(r.todo) - length != 1]
-        if not group:  # each has length + 1 left, so length is the budget's share (>= 3): leave two
-            length -= 1
-            group = joining
-        self._batch.n_tokens = 0
-        sampled = []
-        for running in group:
+        for running in [r for r in self._running if r.todo]:
+            left = len(running.todo)
+            # All that is left when it fits; else never leave a lone token (at least two stay).
+            length = left if left <= budget else min(budget, left - 2)
+            if length < 2 and length != left:
+                break  # the budget is spent: the next step goes on with it
+            budget -= length
+            self._batch.n_tokens = 0
             chunk, running.todo = running.todo[:length], running.todo[length:]
             for offset, token in enumerate(chunk):
                 running.row = self._add(token, running.n_past + offset, running.slot, not running.todo)
-            running.n_past += len(chunk)
-            if not running.todo:
-                sampled.append(running)
-        self._decode(sampled)
+            running.n_past += length
+            self._decode([] if running.todo else [running])
+            if budget <= 0:
+                break
 
     def _decode(self, sampled: list[_Running]) -> None:
         code = self._lib.llama_decode(self._ctx, self._batch)
