@@ -21,7 +21,7 @@ LM_EVAL_DEPS := "datasets>=2.16" "sacrebleu>=1.5" tenacity
 MYPY_PATH := build/mypy
 DIST ?= dist
 
-.PHONY: run test lint gen gen-check spec-check bench bench-vector bench-safety bench-agents bench-turns bench-auth bench-eval bench-batches bench-telemetry bench-concurrency bench-load bench-startup binary install install-dev clean
+.PHONY: run test lint gen gen-check spec-check bench bench-vector bench-safety bench-agents bench-turns bench-auth bench-eval bench-batches bench-telemetry bench-concurrency bench-load bench-startup binary install install-dev clean fuzz
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -129,6 +129,5 @@ clean:
 # schemathesis over spec/openapi.yaml against `pocketstack run`, at length (tests/fuzz/; `make test`
 # runs the same module with 5 cases per operation and phase).
 FUZZ_EXAMPLES ?= 100
-.PHONY: fuzz
 fuzz: install-dev
 	POCKETSTACK_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) POCKETSTACK_FUZZ_STATEFUL_STEPS=20 $(BIN)/python -m pytest -q tests/fuzz
