@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from pocketstack.errors import TooManyRequestsError
-from pocketstack.providers.inline.llama_cpp.pool import ModelKey, ModelPool
+from pocketstack.providers.inline.llama_cpp.pool import EMBEDDING_PLACES, ModelKey, ModelPool
 from pocketstack.providers.priority import background_work
 from pocketstack.providers.remote.breaker import CircuitBreaker
 
@@ -159,8 +159,8 @@ async def test_a_waiter_cancelled_while_handed_the_lock_passes_it_on(tmp_path: P
 
 
 async def test_a_batched_chat_model_holds_parallel_requests_and_queues_the_rest(tmp_path: Path) -> None:
-    """`parallel` places per chat model (its scheduler's slots), one per embedding model; the queue limit
-    counts only those waiting beyond the places."""
+    """`parallel` places per chat model (its scheduler's slots), EMBEDDING_PLACES per embedding model (its
+    batcher groups them into decodes); the queue limit counts only those waiting beyond the places."""
     pool = ModelPool(FakeModel, budget_bytes=10**9, max_waiting=1, parallel=2)
     chat, embedder = _key(tmp_path, "chat", 10), ModelKey(_key(tmp_path, "emb", 10).path, embedding=True)
     release = asyncio.Event()
@@ -174,11 +174,12 @@ async def test_a_batched_chat_model_holds_parallel_requests_and_queues_the_rest(
     holders = [asyncio.create_task(hold(chat, f"chat{n}")) for n in range(3)]
     holders += [asyncio.create_task(hold(embedder, f"emb{n}")) for n in range(2)]
     for _ in range(200):  # the models load on worker threads
-        if len(inside) >= 3:
+        if len(inside) >= 4:
             break
         await asyncio.sleep(0.01)
-    await asyncio.sleep(0.05)  # time enough for a fourth, were there a place for it
-    assert sorted(inside) == ["chat0", "chat1", "emb0"]  # two chat places, one embedding place
+    await asyncio.sleep(0.05)  # time enough for a fifth, were there a place for it
+    assert sorted(inside) == ["chat0", "chat1", "emb0", "emb1"]  # two chat places; embeddings go in together
+    assert pool._resident[embedder].lock.capacity == EMBEDDING_PLACES
     resident = pool._resident[chat]
     assert resident.lock.held == 2 and resident.lock.waiting == 1 and resident.busy
     with pytest.raises(TooManyRequestsError):  # chat2 already waits; the limit is 1

@@ -8,6 +8,7 @@ running batch costs a chat request at most the one batch request already holding
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import time
 from collections import deque
@@ -167,6 +168,12 @@ class ModelPool:
     async def _load(self, key: ModelKey) -> Resident:
         try:
             started = time.monotonic()
+            # Loading llama.cpp's libraries starts one native thread that lives as long as the process and
+            # takes the native name of the thread that imports them: imported on a thread with the
+            # process's name (not by the model's loader, named after the model), it is not mistaken for a
+            # model's compute thread (`top -H`, test_llama_cpp_threads). Not at start: the server listens
+            # before llama.cpp loads (test_startup).
+            await asyncio.to_thread(importlib.import_module, "llama_cpp")
             executor = CallThreads(f"llama-{key.path.stem[:9]}")  # the OS keeps 15 bytes of a name
             try:
                 llm = await asyncio.get_running_loop().run_in_executor(executor, self._loader, key)

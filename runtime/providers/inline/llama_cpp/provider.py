@@ -230,11 +230,6 @@ class LlamaCppProvider:
         self._stored: dict[str, StoredModel] = {}
 
     async def initialize(self) -> None:
-        # Loading llama.cpp's libraries starts one native thread that lives as long as the process and
-        # takes the name of the thread that imported them: imported here (the event loop's thread), not
-        # by the first model's loader, it is not mistaken for a model's compute thread (`top -H`, tests).
-        import llama_cpp  # noqa: F401
-
         await self.rediscover()
 
     async def rediscover(self) -> None:
