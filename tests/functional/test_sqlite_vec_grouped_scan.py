@@ -9,25 +9,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pocketstack.providers.base import ProviderContext
-from pocketstack.providers.inline.sqlite_vec.config import SqliteVecConfig
 from pocketstack.providers.inline.sqlite_vec.provider import SqliteVecStore
 from pocketstack.providers.vector_search import Comparison, NewChunk, SearchQuery
+from tests.support.sqlite_vec import open_store
 
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[SqliteVecStore]:
-    vectors = SqliteVecStore(SqliteVecConfig(db_path=str(tmp_path / "vectors.db")), ProviderContext("vec", tmp_path))
-    await vectors.initialize()
     rng = np.random.default_rng(7)
     matrix = rng.standard_normal((300, 16)).astype(np.float32)
-    await vectors.insert(
-        "vs",
-        16,
-        [NewChunk(f"c{i}", f"text {i}", {"even": i % 2 == 0}, {}, row.tolist()) for i, row in enumerate(matrix)],
-    )
-    yield vectors
-    await vectors.shutdown()
+    async with open_store(tmp_path) as vectors:
+        await vectors.insert(
+            "vs",
+            16,
+            [NewChunk(f"c{i}", f"text {i}", {"even": i % 2 == 0}, {}, row.tolist()) for i, row in enumerate(matrix)],
+        )
+        yield vectors
 
 
 def _query(vector: np.ndarray, even: bool | None = None) -> SearchQuery:

@@ -9,10 +9,9 @@ from typing import TypeVar
 import apsw
 import pytest
 
-from pocketstack.providers.base import ProviderContext
-from pocketstack.providers.inline.sqlite_vec.config import SqliteVecConfig
 from pocketstack.providers.inline.sqlite_vec.provider import SqliteVecStore, _Matrix
 from pocketstack.providers.vector_search import NewChunk, SearchQuery
+from tests.support.sqlite_vec import open_store
 
 T = TypeVar("T")
 
@@ -23,10 +22,8 @@ def _chunk(chunk_id: str, embedding: list[float]) -> NewChunk:
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[SqliteVecStore]:
-    vectors = SqliteVecStore(SqliteVecConfig(db_path=str(tmp_path / "vectors.db")), ProviderContext("vec", tmp_path))
-    await vectors.initialize()
-    yield vectors
-    await vectors.shutdown()
+    async with open_store(tmp_path) as vectors:
+        yield vectors
 
 
 async def _found(store: SqliteVecStore, vector: list[float]) -> list[str]:
